@@ -1,0 +1,318 @@
+//! `sshsign-server`: the appliance (`serve`), a one-command development appliance (`dev`), and the
+//! operator's provisioning commands (`provision ...`). Settings come from `SSHSIGN_*` variables,
+//! an optional config file, and flags; PINs only ever from files.
+
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use sshsign::config::{RawConfig, ServeConfig};
+use sshsign::hsm::Hsm as _;
+use sshsign::hsm::pkcs11::module::{self, InitSlot};
+use sshsign::hsm::pkcs11::{Pkcs11Config, Pkcs11Hsm};
+use sshsign::hsm::profile::HsmProfile;
+use sshsign::{dev, provision, secret, server};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sshsign-server",
+    version,
+    about = "The sshsign signing appliance"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the appliance (settings from SSHSIGN_* variables and --config).
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print how to connect and configure git once listening.
+        #[arg(long)]
+        print_instructions: bool,
+    },
+    /// Run a development appliance on 127.0.0.1 backed by a local SoftHSMv2 token.
+    Dev {
+        /// Where the token, database and host key live; made on first run, reused after.
+        #[arg(long, default_value = ".sshsign-dev")]
+        dir: PathBuf,
+    },
+    /// Operate the token: list slots, initialise a token, make and check the appliance's keys.
+    #[command(subcommand)]
+    Provision(Provision),
+}
+
+#[derive(Debug, Subcommand)]
+enum Provision {
+    /// List slots and tokens, with whether each offers Ed25519 key generation and signing.
+    Slots(ModuleArgs),
+    /// List the built-in HSM profiles.
+    Profiles,
+    /// Initialise a token: set its label, SO PIN and user PIN (read from files).
+    InitToken {
+        #[command(flatten)]
+        module: ModuleArgs,
+        /// The new token's label (1 to 32 bytes).
+        #[arg(long)]
+        label: String,
+        /// File holding the security officer PIN (mode 0600).
+        #[arg(long)]
+        so_pin_file: PathBuf,
+        /// File holding the user PIN the appliance will log in with (mode 0600).
+        #[arg(long)]
+        pin_file: PathBuf,
+        /// Slot to initialise [default: the first slot with an uninitialised token].
+        #[arg(long)]
+        slot: Option<u64>,
+        /// Allow initialising a slot whose token is already initialised (destroys its keys).
+        #[arg(long, requires = "slot")]
+        reinitialize: bool,
+    },
+    /// Generate the appliance's own keys (decision, checkpoint) the token lacks.
+    GenerateApplianceKeys(TokenArgs),
+    /// Show the appliance's public keys and fingerprints.
+    Show(TokenArgs),
+    /// Sign and verify with each appliance key; check that none is exportable.
+    SelfTest(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// A TOML config file; SSHSIGN_* variables override it.
+    #[arg(long, env = "SSHSIGN_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// Which PKCS#11 module to load.
+#[derive(Debug, Args)]
+struct ModuleArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// An HSM profile name (softhsm2, yubihsm2-pkcs11, nitrokey-nethsm) or file.
+    #[arg(long)]
+    profile: Option<String>,
+    /// The PKCS#11 module path.
+    #[arg(long)]
+    module: Option<PathBuf>,
+}
+
+/// Which token to log in to.
+#[derive(Debug, Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    module: ModuleArgs,
+    /// The token's label.
+    #[arg(long)]
+    token: Option<String>,
+    /// File holding the user PIN (mode 0600).
+    #[arg(long)]
+    pin_file: Option<PathBuf>,
+}
+
+/// Settings from, strongest first: flags, SSHSIGN_* variables, the config file.
+fn raw_config(config: &ConfigArg, flags: RawConfig) -> Result<RawConfig> {
+    let file = match &config.config {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    };
+    let env = RawConfig::from_env(|name| std::env::var(name).ok())?;
+    Ok(file.overlaid_with(env).overlaid_with(flags))
+}
+
+impl ModuleArgs {
+    fn raw(&self) -> Result<RawConfig> {
+        raw_config(
+            &self.config,
+            RawConfig {
+                hsm_profile: self.profile.clone(),
+                pkcs11_module: self.module.clone(),
+                ..RawConfig::default()
+            },
+        )
+    }
+
+    fn module(&self) -> Result<PathBuf> {
+        let raw = self.raw()?;
+        Ok(raw.module(raw.profile()?.as_ref())?)
+    }
+}
+
+impl TokenArgs {
+    fn open(&self) -> Result<Pkcs11Hsm> {
+        let flags = self.module.raw()?.overlaid_with(RawConfig {
+            pkcs11_token: self.token.clone(),
+            pkcs11_pin_file: self.pin_file.clone(),
+            ..RawConfig::default()
+        });
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        let config = ServeConfig::from_raw(flags, credentials.as_deref())?;
+        let hsm = Pkcs11Hsm::open(Pkcs11Config {
+            module: config.hsm.module,
+            token_label: config.hsm.token_label,
+            pin: secret::read_secret_file(&config.hsm.pin_file)?,
+            sessions: 1,
+            ec_params: config.hsm.ec_params,
+            object_id: config.hsm.object_id,
+        })?;
+        Ok(hsm)
+    }
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+fn provision(command: Provision) -> Result<()> {
+    match command {
+        Provision::Slots(args) => {
+            let ctx = module::load(&args.module()?)?;
+            print_json(&json!({ "slots": module::list_slots(&ctx)? }));
+        }
+        Provision::Profiles => {
+            let profiles: Vec<_> = HsmProfile::builtin()?
+                .into_iter()
+                .map(|p| {
+                    json!({
+                        "name": p.name,
+                        "description": p.description,
+                        "installed_module": p.installed_module(),
+                        "tested": p.tested,
+                        "not_tested": p.not_tested,
+                    })
+                })
+                .collect();
+            print_json(&json!({ "profiles": profiles }));
+        }
+        Provision::InitToken {
+            module: args,
+            label,
+            so_pin_file,
+            pin_file,
+            slot,
+            reinitialize,
+        } => {
+            let so_pin = secret::read_secret_file(&so_pin_file)?;
+            let pin = secret::read_secret_file(&pin_file)?;
+            let ctx = module::load(&args.module()?)?;
+            let which = match slot {
+                Some(slot) => InitSlot::Given { slot, reinitialize },
+                None => InitSlot::FirstFree,
+            };
+            let slot = module::init_token(&ctx, which, &label, &so_pin, &pin)?;
+            print_json(&json!({ "initialized": { "label": label, "slot": slot } }));
+        }
+        Provision::GenerateApplianceKeys(args) => {
+            let hsm = args.open()?;
+            let keys: Vec<_> = provision::generate_appliance_keys(&hsm)?
+                .into_iter()
+                .map(|(key, created)| json!({ "created": created, "key": key }))
+                .collect();
+            print_json(&json!({ "appliance_keys": keys }));
+        }
+        Provision::Show(args) => {
+            let hsm = args.open()?;
+            print_json(&json!({
+                "token": hsm.describe(),
+                "appliance_keys": provision::appliance_keys(&hsm)?,
+            }));
+        }
+        Provision::SelfTest(args) => {
+            let hsm = args.open()?;
+            let keys = provision::appliance_keys(&hsm)?;
+            print_json(&json!({ "self_test": provision::self_test(&hsm, &keys)?, "ok": true }));
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn serve(config: ConfigArg, print_instructions: bool) -> Result<()> {
+    let raw = raw_config(&config, RawConfig::default())?;
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    let config = ServeConfig::from_raw(raw, credentials.as_deref())?;
+    let running = server::start(&config).await?;
+    // One line on stdout for whoever started us (tests, supervisors): where we listen.
+    println!(
+        "{}",
+        json!({
+            "event": "listening",
+            "ssh": running.ssh_addr,
+            "http": running.http_addr,
+            "host_key": running.host_key,
+            "host_key_fingerprint": running.host_key_fingerprint,
+        })
+    );
+    if print_instructions {
+        let exe = std::env::current_exe().context("locating this binary")?;
+        let bin_dir = exe.parent().unwrap_or(Path::new("."));
+        eprintln!(
+            "{}",
+            dev::instructions(
+                running.ssh_addr,
+                running.http_addr,
+                &running.host_key,
+                &running.host_key_fingerprint,
+                bin_dir
+            )
+        );
+    }
+    tracing::info!(ssh = %running.ssh_addr, http = %running.http_addr, "serving");
+    running.wait(shutdown_signal()).await?;
+    Ok(())
+}
+
+fn dev(dir: &Path) -> Result<()> {
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let env = dev::prepare(dir, &exe)?;
+    let error = std::process::Command::new(&exe)
+        .args(["serve", "--print-instructions"])
+        .env_remove("SSHSIGN_CONFIG")
+        .envs(env)
+        .exec();
+    bail!("could not start {}: {error}", exe.display())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SSHSIGN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .init();
+    match cli.command {
+        Command::Serve {
+            config,
+            print_instructions,
+        } => tokio::runtime::Runtime::new()?.block_on(serve(config, print_instructions)),
+        Command::Dev { dir } => dev(&dir),
+        Command::Provision(command) => provision(command),
+    }
+}

@@ -1,0 +1,296 @@
+//! The server's configuration: raw settings as given, then validated [`ServeConfig`].
+//!
+//! Settings come from, strongest first: `SSHSIGN_*` environment variables, the config file
+//! (`--config FILE` or `SSHSIGN_CONFIG`, TOML with the same names in lower case without the
+//! prefix), the HSM profile, and built-in defaults. No secret is ever a setting's value: the
+//! PIN is named by a file path (or a systemd credential).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::hsm::profile::{EcParamsForm, HsmProfile, ObjectIdForm};
+
+/// Configuration errors, each naming the setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{setting}: {reason}")]
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
+    #[error("config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error(
+        "no HSM configured: set SSHSIGN_HSM_PROFILE (softhsm2, yubihsm2-pkcs11, nitrokey-nethsm) \
+         or SSHSIGN_PKCS11_MODULE"
+    )]
+    NoHsm,
+    #[error(
+        "no PIN file: set SSHSIGN_PKCS11_PIN_FILE, or run under systemd with a credential named \
+         pkcs11-pin"
+    )]
+    NoPin,
+    #[error(transparent)]
+    Profile(#[from] crate::hsm::profile::Error),
+}
+
+/// Settings as given; every field optional. Field names are the variable names without the
+/// `SSHSIGN_` prefix, in lower case.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen_addr: Option<String>,
+    pub http_addr: Option<String>,
+    pub db_path: Option<PathBuf>,
+    pub host_key_path: Option<PathBuf>,
+    pub http_domain: Option<String>,
+    pub hsm_profile: Option<String>,
+    pub pkcs11_module: Option<PathBuf>,
+    pub pkcs11_token: Option<String>,
+    pub pkcs11_pin_file: Option<PathBuf>,
+    pub hsm_sessions: Option<usize>,
+    pub authorized_keys: Option<PathBuf>,
+}
+
+impl RawConfig {
+    /// Reads the `SSHSIGN_*` variables through `var` (the process environment in production).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let text = |name: &str| var(name).filter(|v| !v.is_empty());
+        let sessions = match text("SSHSIGN_HSM_SESSIONS") {
+            Some(v) => Some(v.parse().map_err(|_| Error::Invalid {
+                setting: "SSHSIGN_HSM_SESSIONS",
+                reason: format!("{v:?} is not a number"),
+            })?),
+            None => None,
+        };
+        Ok(RawConfig {
+            listen_addr: text("SSHSIGN_LISTEN_ADDR"),
+            http_addr: text("SSHSIGN_HTTP_ADDR"),
+            db_path: text("SSHSIGN_DB_PATH").map(PathBuf::from),
+            host_key_path: text("SSHSIGN_HOST_KEY_PATH").map(PathBuf::from),
+            http_domain: text("SSHSIGN_HTTP_DOMAIN"),
+            hsm_profile: text("SSHSIGN_HSM_PROFILE"),
+            pkcs11_module: text("SSHSIGN_PKCS11_MODULE").map(PathBuf::from),
+            pkcs11_token: text("SSHSIGN_PKCS11_TOKEN"),
+            pkcs11_pin_file: text("SSHSIGN_PKCS11_PIN_FILE").map(PathBuf::from),
+            hsm_sessions: sessions,
+            authorized_keys: text("SSHSIGN_AUTHORIZED_KEYS").map(PathBuf::from),
+        })
+    }
+
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let file_error = |reason: String| Error::File {
+            path: path.to_owned(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+        toml::from_str(&text).map_err(|e| file_error(e.to_string()))
+    }
+
+    /// The HSM profile named by `hsm_profile`, if any.
+    pub fn profile(&self) -> Result<Option<HsmProfile>, Error> {
+        Ok(self
+            .hsm_profile
+            .as_deref()
+            .map(HsmProfile::load)
+            .transpose()?)
+    }
+
+    /// The PKCS#11 module: `pkcs11_module`, or the first installed path of `profile`.
+    pub fn module(&self, profile: Option<&HsmProfile>) -> Result<PathBuf, Error> {
+        match (&self.pkcs11_module, profile) {
+            (Some(module), _) => Ok(module.clone()),
+            (None, Some(profile)) => profile
+                .installed_module()
+                .map(Path::to_path_buf)
+                .ok_or_else(|| Error::Invalid {
+                    setting: "SSHSIGN_HSM_PROFILE",
+                    reason: format!(
+                        "none of the {} module paths exists; install the module or set \
+                         SSHSIGN_PKCS11_MODULE",
+                        profile.name
+                    ),
+                }),
+            (None, None) => Err(Error::NoHsm),
+        }
+    }
+
+    /// `self`, with every setting `over` has replacing ours.
+    pub fn overlaid_with(self, over: RawConfig) -> RawConfig {
+        RawConfig {
+            listen_addr: over.listen_addr.or(self.listen_addr),
+            http_addr: over.http_addr.or(self.http_addr),
+            db_path: over.db_path.or(self.db_path),
+            host_key_path: over.host_key_path.or(self.host_key_path),
+            http_domain: over.http_domain.or(self.http_domain),
+            hsm_profile: over.hsm_profile.or(self.hsm_profile),
+            pkcs11_module: over.pkcs11_module.or(self.pkcs11_module),
+            pkcs11_token: over.pkcs11_token.or(self.pkcs11_token),
+            pkcs11_pin_file: over.pkcs11_pin_file.or(self.pkcs11_pin_file),
+            hsm_sessions: over.hsm_sessions.or(self.hsm_sessions),
+            authorized_keys: over.authorized_keys.or(self.authorized_keys),
+        }
+    }
+}
+
+/// How to reach the token.
+#[derive(Debug, Clone)]
+pub struct HsmSettings {
+    pub profile: Option<String>,
+    pub module: PathBuf,
+    pub token_label: String,
+    pub pin_file: PathBuf,
+    pub sessions: usize,
+    pub ec_params: EcParamsForm,
+    pub object_id: ObjectIdForm,
+}
+
+/// Validated settings for `sshsign-server serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub db_path: PathBuf,
+    pub host_key_path: PathBuf,
+    /// Public host name of the HTTP side, for links the appliance hands out.
+    pub http_domain: Option<String>,
+    pub hsm: HsmSettings,
+    /// When set, only the SSH keys in this authorized_keys file may connect.
+    pub authorized_keys: Option<PathBuf>,
+}
+
+impl ServeConfig {
+    /// Validates raw settings. `credentials_dir` is systemd's `$CREDENTIALS_DIRECTORY`.
+    pub fn from_raw(raw: RawConfig, credentials_dir: Option<&Path>) -> Result<Self, Error> {
+        let profile = raw.profile()?;
+        let module = raw.module(profile.as_ref())?;
+        let pin_file = raw
+            .pkcs11_pin_file
+            .or_else(|| credentials_dir.map(|dir| dir.join("pkcs11-pin")))
+            .ok_or(Error::NoPin)?;
+        let token_label = raw
+            .pkcs11_token
+            .or_else(|| profile.as_ref().map(|p| p.token_label.clone()))
+            .unwrap_or_else(|| "sshsign".to_owned());
+        let sessions = raw
+            .hsm_sessions
+            .or_else(|| profile.as_ref().map(|p| p.sessions))
+            .unwrap_or(2);
+        if sessions == 0 || sessions > 256 {
+            return Err(Error::Invalid {
+                setting: "SSHSIGN_HSM_SESSIONS",
+                reason: format!("{sessions} is outside 1..=256"),
+            });
+        }
+        Ok(ServeConfig {
+            listen_addr: parse_addr(
+                "SSHSIGN_LISTEN_ADDR",
+                raw.listen_addr.as_deref().unwrap_or(":2222"),
+            )?,
+            http_addr: parse_addr(
+                "SSHSIGN_HTTP_ADDR",
+                raw.http_addr.as_deref().unwrap_or(":8443"),
+            )?,
+            db_path: raw.db_path.unwrap_or_else(|| PathBuf::from("./sshsign.db")),
+            host_key_path: raw
+                .host_key_path
+                .unwrap_or_else(|| PathBuf::from("./host_key")),
+            http_domain: raw.http_domain,
+            hsm: HsmSettings {
+                profile: profile.as_ref().map(|p| p.name.clone()),
+                module,
+                token_label,
+                pin_file,
+                sessions,
+                ec_params: profile.as_ref().map(|p| p.ec_params).unwrap_or_default(),
+                object_id: profile.as_ref().map(|p| p.object_id).unwrap_or_default(),
+            },
+            authorized_keys: raw.authorized_keys,
+        })
+    }
+}
+
+/// Parses `host:port`, or `:port` meaning every interface (the seed's form).
+pub fn parse_addr(setting: &'static str, text: &str) -> Result<SocketAddr, Error> {
+    let full = match text.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => text.to_owned(),
+    };
+    full.parse().map_err(|_| Error::Invalid {
+        setting,
+        reason: format!("{text:?} is not an address like 127.0.0.1:2222 or :2222"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> RawConfig {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        RawConfig::from_env(|name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn env_wins_over_file_and_defaults_apply() {
+        let file: RawConfig = toml::from_str(
+            "listen_addr = \"127.0.0.1:1\"\nhttp_addr = \"127.0.0.1:2\"\npkcs11_module = \"/m.so\"\n",
+        )
+        .unwrap();
+        let raw = file.overlaid_with(env(&[
+            ("SSHSIGN_LISTEN_ADDR", ":2200"),
+            ("SSHSIGN_PKCS11_PIN_FILE", "/pin"),
+        ]));
+        let config = ServeConfig::from_raw(raw, None).unwrap();
+        assert_eq!(config.listen_addr, "0.0.0.0:2200".parse().unwrap());
+        assert_eq!(config.http_addr, "127.0.0.1:2".parse().unwrap());
+        assert_eq!(config.hsm.module, PathBuf::from("/m.so"));
+        assert_eq!(config.hsm.token_label, "sshsign");
+        assert_eq!(config.db_path, PathBuf::from("./sshsign.db"));
+    }
+
+    #[test]
+    fn pin_may_come_from_a_systemd_credential() {
+        let raw = env(&[("SSHSIGN_PKCS11_MODULE", "/m.so")]);
+        assert!(matches!(
+            ServeConfig::from_raw(raw.clone(), None),
+            Err(Error::NoPin)
+        ));
+        let config = ServeConfig::from_raw(raw, Some(Path::new("/run/credentials/x"))).unwrap();
+        assert_eq!(
+            config.hsm.pin_file,
+            PathBuf::from("/run/credentials/x/pkcs11-pin")
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        assert!(matches!(
+            ServeConfig::from_raw(RawConfig::default(), None),
+            Err(Error::NoHsm)
+        ));
+        let raw = env(&[
+            ("SSHSIGN_PKCS11_MODULE", "/m.so"),
+            ("SSHSIGN_PKCS11_PIN_FILE", "/pin"),
+            ("SSHSIGN_LISTEN_ADDR", "nowhere"),
+        ]);
+        let err = ServeConfig::from_raw(raw, None).unwrap_err().to_string();
+        assert!(err.starts_with("SSHSIGN_LISTEN_ADDR"), "{err}");
+        assert!(
+            RawConfig::from_env(|n| (n == "SSHSIGN_HSM_SESSIONS").then(|| "many".into())).is_err()
+        );
+        assert!(toml::from_str::<RawConfig>("pin = \"1234\"").is_err());
+    }
+}

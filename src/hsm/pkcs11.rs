@@ -1,0 +1,438 @@
+//! The PKCS#11 backend on `cryptoki`: SoftHSMv2, YubiHSM 2 (`yubihsm_pkcs11.so`), NetHSM.
+//!
+//! Keys are generated with `CKM_EC_EDWARDS_KEY_PAIR_GEN`; the private half is a token object
+//! that is private, sensitive, never extractable and may only sign. Signatures are pure Ed25519
+//! (`CKM_EDDSA`, one shot). Private-key object handles are cached per `CKA_ID` (PKCS#11 handles
+//! are shared by all of an application's sessions); a stale handle found at `C_SignInit`, before
+//! anything was signed, is looked up again once.
+
+pub mod module;
+mod pool;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::RwLock;
+
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use cryptoki::types::AuthPin;
+
+use self::module::{ck, failed_before_signing, is_session_loss};
+use self::pool::{Lease, SessionPool};
+use super::profile::{EcParamsForm, ObjectIdForm};
+use super::{Error, Hsm, KeyAttributes, ObjectId, Result, TokenDescription, TokenKey};
+
+/// How many fresh ids are drawn before giving up on finding a free one (only short ids collide).
+const OBJECT_ID_ATTEMPTS: usize = 8;
+
+/// How to reach a token through a PKCS#11 module.
+#[derive(Debug)]
+pub struct Pkcs11Config {
+    pub module: PathBuf,
+    pub token_label: String,
+    pub pin: AuthPin,
+    pub sessions: usize,
+    pub ec_params: EcParamsForm,
+    pub object_id: ObjectIdForm,
+}
+
+/// A token reached through a PKCS#11 module, with a pool of logged-in sessions.
+#[derive(Debug)]
+pub struct Pkcs11Hsm {
+    pool: SessionPool,
+    description: TokenDescription,
+    ec_params: EcParamsForm,
+    object_id: ObjectIdForm,
+    handles: RwLock<HashMap<ObjectId, ObjectHandle>>,
+}
+
+impl Pkcs11Hsm {
+    /// Loads the module (once per process), finds the token by label and logs in.
+    pub fn open(config: Pkcs11Config) -> Result<Self> {
+        let ctx = module::load(&config.module)?;
+        let slot = module::find_token(&ctx, &config.token_label)?;
+        let info = ctx.get_token_info(slot).map_err(ck)?;
+        let description = TokenDescription {
+            module: config.module.display().to_string(),
+            label: config.token_label.clone(),
+            manufacturer: info.manufacturer_id().trim_end().to_owned(),
+            model: info.model().trim_end().to_owned(),
+            serial: info.serial_number().trim_end().to_owned(),
+            sessions: config.sessions.max(1),
+        };
+        let pool = SessionPool::new(ctx, &config.token_label, config.pin, config.sessions)?;
+        Ok(Pkcs11Hsm {
+            pool,
+            description,
+            ec_params: config.ec_params,
+            object_id: config.object_id,
+            handles: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Logs out of the token; used at shutdown.
+    pub fn logout(&self) -> Result<()> {
+        self.clear_handles();
+        self.pool.logout()
+    }
+
+    /// Runs `f` on a leased session. A session loss closes the session, reconnects and is
+    /// reported; it is never retried here, so a call that may have had an effect happens once.
+    fn with_session<T>(&self, f: impl FnOnce(&Session) -> Result<T, CkError>) -> Result<T> {
+        let lease = self.pool.lease()?;
+        match f(&lease) {
+            Ok(value) => Ok(value),
+            Err(e) if is_session_loss(&e) => Err(self.lost(lease, &e)),
+            Err(e) => Err(ck(e)),
+        }
+    }
+
+    /// Like [`Self::with_session`] for calls without side effects: after a session loss and a
+    /// successful reconnect, the call is made once more.
+    fn read<T>(&self, f: impl Fn(&Session) -> Result<T, CkError>) -> Result<T> {
+        match self.with_session(&f) {
+            Err(Error::SessionLost { .. }) => self.with_session(f),
+            other => other,
+        }
+    }
+
+    fn lost(&self, lease: Lease<'_>, cause: &CkError) -> Error {
+        self.clear_handles();
+        self.pool.invalidate(lease, cause)
+    }
+
+    fn clear_handles(&self) {
+        self.handles
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+
+    fn cached_handle(&self, id: &ObjectId) -> Option<ObjectHandle> {
+        self.handles
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(id)
+            .copied()
+    }
+
+    fn private_key_handle(&self, session: &Session, id: &ObjectId) -> Result<ObjectHandle> {
+        if let Some(handle) = self.cached_handle(id) {
+            return Ok(handle);
+        }
+        let handle = find_one(session, ObjectClass::PRIVATE_KEY, id)
+            .map_err(ck)?
+            .ok_or_else(|| Error::KeyNotFound(id.clone()))?;
+        self.handles
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(id.clone(), handle);
+        Ok(handle)
+    }
+
+    fn forget_handle(&self, id: &ObjectId) {
+        self.handles
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(id);
+    }
+
+    /// A random `CKA_ID` in the device's form that no object on the token uses yet.
+    fn free_object_id(&self) -> Result<ObjectId> {
+        let mut random = vec![0u8; self.object_id.random_len()];
+        for _ in 0..OBJECT_ID_ATTEMPTS {
+            self.random(&mut random)?;
+            let id = ObjectId::new(self.object_id.encode(&random));
+            let taken = self.read(|session| {
+                let objects = session.find_objects(&[Attribute::Id(id.as_bytes().to_vec())])?;
+                Ok(!objects.is_empty())
+            })?;
+            if !taken {
+                return Ok(id);
+            }
+        }
+        Err(Error::Pkcs11(
+            "could not find a free CKA_ID on the token; is it full?".to_owned(),
+        ))
+    }
+
+    fn ec_params(&self) -> Vec<u8> {
+        match self.ec_params {
+            // DER PrintableString "edwards25519": what YubiHSM's module requires.
+            EcParamsForm::Printable => {
+                let mut der = vec![0x13, 12];
+                der.extend_from_slice(b"edwards25519");
+                der
+            }
+            // DER OBJECT IDENTIFIER 1.3.101.112 (id-Ed25519, RFC 8410).
+            EcParamsForm::Oid => vec![0x06, 0x03, 0x2b, 0x65, 0x70],
+        }
+    }
+
+    fn keys_matching(&self, template: Vec<Attribute>) -> Result<Vec<TokenKey>> {
+        let found = self.read(|session| {
+            let mut search = vec![
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::KeyType(KeyType::EC_EDWARDS),
+            ];
+            search.extend(template.iter().cloned());
+            session
+                .find_objects(&search)?
+                .into_iter()
+                .map(|handle| read_public_object(session, handle))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        found
+            .into_iter()
+            .map(PublicObject::into_token_key)
+            .collect()
+    }
+}
+
+/// The attributes of a public key object, as read; [`PublicObject::into_token_key`] checks them.
+#[derive(Debug, Default)]
+struct PublicObject {
+    id: Vec<u8>,
+    label: String,
+    ec_point: Vec<u8>,
+}
+
+impl PublicObject {
+    fn into_token_key(self) -> Result<TokenKey> {
+        Ok(TokenKey {
+            object_id: ObjectId::new(self.id),
+            label: self.label,
+            public_key: parse_ec_point(&self.ec_point)?,
+        })
+    }
+}
+
+fn read_public_object(session: &Session, handle: ObjectHandle) -> Result<PublicObject, CkError> {
+    let mut object = PublicObject::default();
+    let wanted = [
+        AttributeType::Id,
+        AttributeType::Label,
+        AttributeType::EcPoint,
+    ];
+    for attribute in session.get_attributes(handle, &wanted)? {
+        match attribute {
+            Attribute::Id(bytes) => object.id = bytes,
+            Attribute::Label(bytes) => object.label = String::from_utf8_lossy(&bytes).into_owned(),
+            Attribute::EcPoint(bytes) => object.ec_point = bytes,
+            _ => {}
+        }
+    }
+    Ok(object)
+}
+
+fn find_one(
+    session: &Session,
+    class: ObjectClass,
+    id: &ObjectId,
+) -> Result<Option<ObjectHandle>, CkError> {
+    let found = session.find_objects(&[
+        Attribute::Class(class),
+        Attribute::KeyType(KeyType::EC_EDWARDS),
+        Attribute::Id(id.as_bytes().to_vec()),
+    ])?;
+    Ok(found.first().copied())
+}
+
+/// Parses `CKA_EC_POINT`: exactly `04 20 ‖ key` (a DER OCTET STRING, as PKCS#11 3.0 says) or the
+/// 32 raw bytes some modules return. Anything else is refused.
+pub fn parse_ec_point(point: &[u8]) -> Result<[u8; 32]> {
+    let raw = match point {
+        [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
+        raw if raw.len() == 32 => raw,
+        other => return Err(Error::EcPoint(other.len())),
+    };
+    let mut key = [0u8; 32];
+    key.copy_from_slice(raw);
+    Ok(key)
+}
+
+impl Hsm for Pkcs11Hsm {
+    fn generate_ed25519(&self, label: &str) -> Result<TokenKey> {
+        let object_id = self.free_object_id()?;
+        let public_template = [
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::EcParams(self.ec_params()),
+            Attribute::Id(object_id.as_bytes().to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        let private_template = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Decrypt(false),
+            Attribute::Derive(false),
+            Attribute::Id(object_id.as_bytes().to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        let (private, public) = self.with_session(|session| {
+            let (public, private) = session.generate_key_pair(
+                &Mechanism::EccEdwardsKeyPairGen,
+                &public_template,
+                &private_template,
+            )?;
+            Ok((private, read_public_object(session, public)?))
+        })?;
+        self.handles
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(object_id.clone(), private);
+        let key = public.into_token_key()?;
+        Ok(TokenKey { object_id, ..key })
+    }
+
+    fn find(&self, id: &ObjectId) -> Result<Option<TokenKey>> {
+        let keys = self.keys_matching(vec![Attribute::Id(id.as_bytes().to_vec())])?;
+        let Some(key) = keys.into_iter().next() else {
+            return Ok(None);
+        };
+        let has_private =
+            self.read(|session| Ok(find_one(session, ObjectClass::PRIVATE_KEY, id)?.is_some()))?;
+        Ok(has_private.then_some(key))
+    }
+
+    fn find_by_label(&self, label: &str) -> Result<Vec<TokenKey>> {
+        self.keys_matching(vec![Attribute::Label(label.as_bytes().to_vec())])
+    }
+
+    fn sign(&self, id: &ObjectId, message: &[u8]) -> Result<[u8; 64]> {
+        let mechanism = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+        let lease = self.pool.lease()?;
+        let mut retried = false;
+        let signature = loop {
+            let handle = self.private_key_handle(&lease, id)?;
+            match lease.sign(&mechanism, handle, message) {
+                Ok(signature) => break signature,
+                Err(e) if is_session_loss(&e) => return Err(self.lost(lease, &e)),
+                // A stale cached handle fails at C_SignInit, before anything is signed.
+                Err(e) if !retried && failed_before_signing(&e) && is_stale_handle(&e) => {
+                    self.forget_handle(id);
+                    retried = true;
+                }
+                Err(e) => return Err(ck(e)),
+            }
+        };
+        signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::SignatureLength(signature.len()))
+    }
+
+    fn destroy(&self, id: &ObjectId) -> Result<()> {
+        self.forget_handle(id);
+        self.with_session(|session| {
+            for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+                if let Some(handle) = find_one(session, class, id)? {
+                    session.destroy_object(handle)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn random(&self, out: &mut [u8]) -> Result<()> {
+        let bytes = self.read(|session| {
+            let mut buf = vec![0u8; out.len()];
+            session.generate_random_slice(&mut buf)?;
+            Ok(buf)
+        })?;
+        out.copy_from_slice(&bytes);
+        Ok(())
+    }
+
+    fn attributes(&self, id: &ObjectId) -> Result<KeyAttributes> {
+        let values = self.read(|session| {
+            let Some(handle) = find_one(session, ObjectClass::PRIVATE_KEY, id)? else {
+                return Ok(None);
+            };
+            session
+                .get_attributes(
+                    handle,
+                    &[
+                        AttributeType::Token,
+                        AttributeType::Private,
+                        AttributeType::Sensitive,
+                        AttributeType::Extractable,
+                        AttributeType::AlwaysSensitive,
+                        AttributeType::NeverExtractable,
+                        AttributeType::Sign,
+                    ],
+                )
+                .map(Some)
+        })?;
+        let values = values.ok_or_else(|| Error::KeyNotFound(id.clone()))?;
+        // A missing attribute reads as the unsafe answer, so a check can only fail closed.
+        let mut attributes = KeyAttributes {
+            token: false,
+            private: false,
+            sensitive: false,
+            extractable: true,
+            always_sensitive: false,
+            never_extractable: false,
+            sign: false,
+        };
+        for value in values {
+            match value {
+                Attribute::Token(v) => attributes.token = v,
+                Attribute::Private(v) => attributes.private = v,
+                Attribute::Sensitive(v) => attributes.sensitive = v,
+                Attribute::Extractable(v) => attributes.extractable = v,
+                Attribute::AlwaysSensitive(v) => attributes.always_sensitive = v,
+                Attribute::NeverExtractable(v) => attributes.never_extractable = v,
+                Attribute::Sign(v) => attributes.sign = v,
+                _ => {}
+            }
+        }
+        Ok(attributes)
+    }
+
+    fn describe(&self) -> TokenDescription {
+        self.description.clone()
+    }
+}
+
+fn is_stale_handle(error: &CkError) -> bool {
+    matches!(
+        error,
+        CkError::Pkcs11(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid, _)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ec_point_forms() {
+        let key = [7u8; 32];
+        let mut der = vec![0x04, 0x20];
+        der.extend_from_slice(&key);
+        assert_eq!(parse_ec_point(&der).unwrap(), key);
+        assert_eq!(parse_ec_point(&key).unwrap(), key);
+        assert!(matches!(
+            parse_ec_point(&der[..33]),
+            Err(Error::EcPoint(33))
+        ));
+        let mut long = der.clone();
+        long.push(0);
+        assert!(matches!(parse_ec_point(&long), Err(Error::EcPoint(35))));
+        let mut wrong_tag = der.clone();
+        wrong_tag[0] = 0x03;
+        assert!(matches!(
+            parse_ec_point(&wrong_tag),
+            Err(Error::EcPoint(34))
+        ));
+        assert!(matches!(parse_ec_point(&[]), Err(Error::EcPoint(0))));
+    }
+}

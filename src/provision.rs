@@ -1,0 +1,171 @@
+//! The appliance's own keys: what `provisioning/appliance-keys.toml` lists, generating them in the
+//! token, finding them again at start-up, and the self-test that signs and verifies with each.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hsm::{Hsm, KeyAttributes, TokenKey};
+use crate::pubkey;
+
+const MANIFEST: &str = include_str!("../provisioning/appliance-keys.toml");
+
+/// Provisioning failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("provisioning/appliance-keys.toml: {0}")]
+    Manifest(String),
+    #[error(
+        "the token has no {role} key (label {label:?}); run `sshsign-server provision \
+         generate-appliance-keys`"
+    )]
+    Missing { role: String, label: String },
+    #[error("the token holds {count} keys labelled {label:?}; exactly one is expected")]
+    Duplicate { label: String, count: usize },
+    #[error("{label}: {reason}")]
+    SelfTest { label: String, reason: String },
+    #[error(transparent)]
+    Hsm(#[from] crate::hsm::Error),
+}
+
+/// One key the manifest asks for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplianceKeySpec {
+    pub role: String,
+    pub label: String,
+    pub purpose: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    key: Vec<ApplianceKeySpec>,
+}
+
+/// The keys the appliance needs, as the manifest lists them.
+pub fn manifest() -> Result<Vec<ApplianceKeySpec>, Error> {
+    let manifest: Manifest =
+        toml::from_str(MANIFEST).map_err(|e| Error::Manifest(e.to_string()))?;
+    Ok(manifest.key)
+}
+
+/// An appliance key found in the token.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplianceKey {
+    pub role: String,
+    pub label: String,
+    pub purpose: String,
+    #[serde(skip)]
+    pub key: TokenKey,
+    pub object_id: String,
+    pub public_key: String,
+    pub fingerprint: String,
+}
+
+impl ApplianceKey {
+    fn new(spec: &ApplianceKeySpec, key: TokenKey) -> Self {
+        ApplianceKey {
+            role: spec.role.clone(),
+            label: spec.label.clone(),
+            purpose: spec.purpose.clone(),
+            object_id: key.object_id.to_hex(),
+            public_key: pubkey::openssh(&key.public_key, &spec.label),
+            fingerprint: pubkey::fingerprint(&key.public_key),
+            key,
+        }
+    }
+}
+
+fn find_one(hsm: &dyn Hsm, spec: &ApplianceKeySpec) -> Result<Option<TokenKey>, Error> {
+    let mut found = hsm.find_by_label(&spec.label)?;
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        count => Err(Error::Duplicate {
+            label: spec.label.clone(),
+            count,
+        }),
+    }
+}
+
+/// Generates each manifest key the token lacks; keys already there are kept. Returns every key
+/// and whether it was made now.
+pub fn generate_appliance_keys(hsm: &dyn Hsm) -> Result<Vec<(ApplianceKey, bool)>, Error> {
+    let mut keys = Vec::new();
+    for spec in manifest()? {
+        let (key, created) = match find_one(hsm, &spec)? {
+            Some(key) => (key, false),
+            None => (hsm.generate_ed25519(&spec.label)?, true),
+        };
+        keys.push((ApplianceKey::new(&spec, key), created));
+    }
+    Ok(keys)
+}
+
+/// Finds every manifest key; a missing one is an error that says how to make it.
+pub fn appliance_keys(hsm: &dyn Hsm) -> Result<Vec<ApplianceKey>, Error> {
+    manifest()?
+        .iter()
+        .map(|spec| {
+            find_one(hsm, spec)?
+                .map(|key| ApplianceKey::new(spec, key))
+                .ok_or_else(|| Error::Missing {
+                    role: spec.role.clone(),
+                    label: spec.label.clone(),
+                })
+        })
+        .collect()
+}
+
+/// What the self-test found for one key.
+#[derive(Debug, Serialize)]
+pub struct SelfTestReport {
+    pub label: String,
+    pub fingerprint: String,
+    pub attributes: KeyAttributes,
+    pub signature_verified: bool,
+}
+
+/// Signs a fresh random challenge with each key and verifies the signature against the public
+/// key read from the token; checks that each private key is non-exportable.
+pub fn self_test(hsm: &dyn Hsm, keys: &[ApplianceKey]) -> Result<Vec<SelfTestReport>, Error> {
+    let mut reports = Vec::new();
+    for key in keys {
+        let failed = |reason: &str| Error::SelfTest {
+            label: key.label.clone(),
+            reason: reason.to_owned(),
+        };
+        let attributes = hsm.attributes(&key.key.object_id)?;
+        if !attributes.is_non_exportable() {
+            return Err(failed(&format!(
+                "the private key is exportable or not sensitive: {attributes:?}"
+            )));
+        }
+        let mut challenge = [0u8; 32];
+        hsm.random(&mut challenge)?;
+        let mut message = b"sshsign self-test ".to_vec();
+        message.extend_from_slice(&challenge);
+        let signature = hsm.sign(&key.key.object_id, &message)?;
+        crate::sshsig::verify_ed25519(&key.key.public_key, &message, &signature)
+            .map_err(|_| failed("the token's signature does not verify under its public key"))?;
+        reports.push(SelfTestReport {
+            label: key.label.clone(),
+            fingerprint: key.fingerprint.clone(),
+            attributes,
+            signature_verified: true,
+        });
+    }
+    Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn manifest_names_decision_and_checkpoint_keys() {
+        let roles: Vec<_> = super::manifest()
+            .unwrap()
+            .into_iter()
+            .map(|k| k.role)
+            .collect();
+        assert_eq!(roles, ["decision", "checkpoint"]);
+    }
+}

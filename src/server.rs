@@ -1,0 +1,166 @@
+//! Starting and stopping the appliance: open the token, the store and the host key, check the
+//! appliance's own keys, bind the SSH and HTTP listeners, serve until told to stop.
+//!
+//! [`start`] returns once both listeners are bound (so callers can bind port 0 and learn the
+//! real ports); [`Running::wait`] serves until the shutdown future resolves, then drains, flushes
+//! the store and logs out of the token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::appliance::Appliance;
+use crate::config::ServeConfig;
+use crate::hsm::pkcs11::{Pkcs11Config, Pkcs11Hsm};
+use crate::hsm::{Hsm as _, Token};
+use crate::ssh::{self, AllowedKeys, SshSettings};
+use crate::store::Store;
+use crate::web::{self, WebState};
+use crate::{provision, secret};
+
+/// Why the appliance could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("PIN: {0}")]
+    Pin(#[from] secret::Error),
+    #[error("token: {0}")]
+    Token(#[from] crate::hsm::Error),
+    #[error("appliance keys: {0}")]
+    ApplianceKeys(#[from] provision::Error),
+    #[error("store {path}: {source}")]
+    Store {
+        path: String,
+        source: crate::store::Error,
+    },
+    #[error(transparent)]
+    HostKey(#[from] ssh::host_key::Error),
+    #[error("SSHSIGN_AUTHORIZED_KEYS: {0}")]
+    AllowedKeys(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A started appliance.
+pub struct Running {
+    pub ssh_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    /// The SSH host key, OpenSSH one-line form, and its fingerprint.
+    pub host_key: String,
+    pub host_key_fingerprint: String,
+    hsm: Arc<Pkcs11Hsm>,
+    store: Store,
+    ssh_listener: TcpListener,
+    http_listener: TcpListener,
+    appliance: Arc<Appliance>,
+    settings: SshSettings,
+}
+
+/// Opens everything the appliance needs and binds its listeners.
+pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
+    let pin = secret::read_secret_file(&config.hsm.pin_file)?;
+    let pkcs11 = Pkcs11Config {
+        module: config.hsm.module.clone(),
+        token_label: config.hsm.token_label.clone(),
+        pin,
+        sessions: config.hsm.sessions,
+        ec_params: config.hsm.ec_params,
+        object_id: config.hsm.object_id,
+    };
+    let (hsm, keys) = tokio::task::spawn_blocking(move || {
+        let hsm = Pkcs11Hsm::open(pkcs11)?;
+        let keys = provision::appliance_keys(&hsm)?;
+        provision::self_test(&hsm, &keys)?;
+        Ok::<_, StartError>((Arc::new(hsm), keys))
+    })
+    .await
+    .map_err(|e| crate::hsm::Error::Worker(e.to_string()))??;
+    tracing::info!(token = ?hsm.describe(), "token ready; appliance keys passed the self-test");
+
+    let store = Store::open(&config.db_path).map_err(|source| StartError::Store {
+        path: config.db_path.display().to_string(),
+        source,
+    })?;
+    let token = Token::new(hsm.clone());
+    let seed = token.random::<32>().await?;
+    let host_key = ssh::host_key::load_or_create(&config.host_key_path, &seed)?;
+    let host_public = host_key.public_key().clone();
+    let allowed_keys = config
+        .authorized_keys
+        .as_deref()
+        .map(AllowedKeys::read)
+        .transpose()
+        .map_err(StartError::AllowedKeys)?;
+
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })
+    };
+    let ssh_listener = bind(config.listen_addr).await?;
+    let http_listener = bind(config.http_addr).await?;
+    let local = |listener: &TcpListener, addr| {
+        listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })
+    };
+    Ok(Running {
+        ssh_addr: local(&ssh_listener, config.listen_addr)?,
+        http_addr: local(&http_listener, config.http_addr)?,
+        host_key: host_public.to_openssh().unwrap_or_default(),
+        host_key_fingerprint: host_public
+            .fingerprint(ssh_key::HashAlg::Sha256)
+            .to_string(),
+        appliance: Appliance::new(token, store.clone(), keys),
+        hsm,
+        store,
+        ssh_listener,
+        http_listener,
+        settings: SshSettings {
+            host_key,
+            allowed_keys,
+        },
+    })
+}
+
+impl Running {
+    /// Serves until `shutdown` resolves; then stops accepting, flushes and logs out.
+    pub async fn wait(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let web_state = WebState {
+            appliance: Arc::clone(&self.appliance),
+            host_key: self.host_key.clone(),
+            host_key_fingerprint: self.host_key_fingerprint.clone(),
+        };
+        let http = axum::serve(self.http_listener, web::router(web_state))
+            .with_graceful_shutdown(stopped(stop_rx.clone()));
+        let ssh = ssh::serve(
+            self.ssh_listener,
+            self.appliance,
+            self.settings,
+            stopped(stop_rx),
+        );
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        });
+        let (ssh, http) = tokio::join!(ssh, http);
+        if let Err(error) = self.store.flush().await {
+            tracing::error!(%error, "flushing the store at shutdown");
+        }
+        let hsm = self.hsm;
+        let _ = tokio::task::spawn_blocking(move || hsm.logout()).await;
+        ssh.and(http)
+    }
+}
