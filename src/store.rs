@@ -7,7 +7,7 @@
 //! | `users` | `user_id` | [`UserRecord`] |
 //! | `ssh_keys` | SSH key fingerprint | [`SshKeyRecord`] |
 //! | `signing_keys` | `key_id` | [`SigningKeyRecord`] |
-//! | `signing_keys_by_owner` | `user_id` `\0` `key_id` | empty |
+//! | `signing_keys_by_owner` | `user_id` `\0` sequence number (u64, big-endian) | `key_id` |
 //! | `signing_keys_by_public` | 32-byte public key | `key_id` |
 //!
 //! Writes that touch several trees run in one sled transaction. sled keeps writes in memory and
@@ -89,11 +89,12 @@ fn decode<R: Record>(key: &[u8], bytes: &[u8]) -> Result<R> {
     serde_json::from_value(envelope.r).map_err(|e| corrupt(e.to_string()))
 }
 
-fn owner_index_key(owner: &str, key_id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(owner.len() + 1 + key_id.len());
+/// `owner ‖ 0 ‖ sequence`: scanning an owner's prefix yields their keys in creation order.
+fn owner_index_key(owner: &str, sequence: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(owner.len() + 9);
     key.extend_from_slice(owner.as_bytes());
     key.push(0);
-    key.extend_from_slice(key_id.as_bytes());
+    key.extend_from_slice(&sequence.to_be_bytes());
     key
 }
 
@@ -183,19 +184,17 @@ impl Store {
         }
     }
 
-    /// Every signing key `owner` holds, oldest first.
+    /// Every signing key `owner` holds, in the order they were created.
     pub fn signing_keys_of(&self, owner: &str) -> Result<Vec<SigningKeyRecord>> {
         let mut prefix = owner.as_bytes().to_vec();
         prefix.push(0);
         let mut keys = Vec::new();
         for entry in self.by_owner.scan_prefix(&prefix) {
-            let (index_key, _) = entry?;
-            let key_id = String::from_utf8_lossy(&index_key[prefix.len()..]).into_owned();
-            if let Some(record) = self.signing_key(&key_id)? {
+            let (_, key_id) = entry?;
+            if let Some(record) = self.signing_key(&String::from_utf8_lossy(&key_id))? {
                 keys.push(record);
             }
         }
-        keys.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
         Ok(keys)
     }
 
@@ -206,6 +205,7 @@ impl Store {
             key: record.key_id.clone(),
             reason: "public key is not 32 bytes of hex".to_owned(),
         })?;
+        let sequence = self.db.generate_id()?;
         let outcome = (&self.signing_keys, &self.by_owner, &self.by_public).transaction(
             |(keys, by_owner, by_public)| {
                 if keys.get(record.key_id.as_bytes())?.is_some() {
@@ -215,7 +215,10 @@ impl Store {
                     }));
                 }
                 keys.insert(record.key_id.as_bytes(), encode(record))?;
-                by_owner.insert(owner_index_key(&record.owner, &record.key_id), &[] as &[u8])?;
+                by_owner.insert(
+                    owner_index_key(&record.owner, sequence),
+                    record.key_id.as_bytes(),
+                )?;
                 by_public.insert(&public[..], record.key_id.as_bytes())?;
                 Ok(())
             },
@@ -312,7 +315,7 @@ mod tests {
             .into_iter()
             .map(|k| k.key_id)
             .collect();
-        assert_eq!(ids, ["ak_2", "ak_1"]);
+        assert_eq!(ids, ["ak_1", "ak_2"]);
         assert_eq!(
             store
                 .signing_key_by_public(&[3; 32])

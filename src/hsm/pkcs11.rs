@@ -13,11 +13,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::RwLock;
 
+use cryptoki::context::Function;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
-use cryptoki::session::Session;
+use cryptoki::session::{Session, SessionState};
 use cryptoki::types::AuthPin;
 
 use self::module::{ck, failed_before_signing, is_session_loss};
@@ -119,18 +120,11 @@ impl Pkcs11Hsm {
             .copied()
     }
 
-    fn private_key_handle(&self, session: &Session, id: &ObjectId) -> Result<ObjectHandle> {
-        if let Some(handle) = self.cached_handle(id) {
-            return Ok(handle);
-        }
-        let handle = find_one(session, ObjectClass::PRIVATE_KEY, id)
-            .map_err(ck)?
-            .ok_or_else(|| Error::KeyNotFound(id.clone()))?;
+    fn remember_handle(&self, id: &ObjectId, handle: ObjectHandle) {
         self.handles
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(id.clone(), handle);
-        Ok(handle)
     }
 
     fn forget_handle(&self, id: &ObjectId) {
@@ -228,17 +222,32 @@ fn read_public_object(session: &Session, handle: ObjectHandle) -> Result<PublicO
     Ok(object)
 }
 
+/// The object of `class` with `CKA_ID` `id`. A private key that cannot be seen may be hidden by a
+/// lost login (`C_Logout`, a token restart), which hides every private object: that case is
+/// reported as `CKR_USER_NOT_LOGGED_IN`, a session loss, rather than as a missing key.
 fn find_one(
     session: &Session,
     class: ObjectClass,
     id: &ObjectId,
 ) -> Result<Option<ObjectHandle>, CkError> {
-    let found = session.find_objects(&[
-        Attribute::Class(class),
-        Attribute::KeyType(KeyType::EC_EDWARDS),
-        Attribute::Id(id.as_bytes().to_vec()),
-    ])?;
-    Ok(found.first().copied())
+    let found = session
+        .find_objects(&[
+            Attribute::Class(class),
+            Attribute::KeyType(KeyType::EC_EDWARDS),
+            Attribute::Id(id.as_bytes().to_vec()),
+        ])?
+        .first()
+        .copied();
+    if found.is_none() && class == ObjectClass::PRIVATE_KEY {
+        let state = session.get_session_info()?.session_state();
+        if matches!(state, SessionState::RoPublic | SessionState::RwPublic) {
+            return Err(CkError::Pkcs11(
+                RvError::UserNotLoggedIn,
+                Function::FindObjects,
+            ));
+        }
+    }
+    Ok(found)
 }
 
 /// Parses `CKA_EC_POINT`: exactly `04 20 ‖ key` (a DER OCTET STRING, as PKCS#11 3.0 says) or the
@@ -284,10 +293,7 @@ impl Hsm for Pkcs11Hsm {
             )?;
             Ok((private, read_public_object(session, public)?))
         })?;
-        self.handles
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(object_id.clone(), private);
+        self.remember_handle(&object_id, private);
         let key = public.into_token_key()?;
         Ok(TokenKey { object_id, ..key })
     }
@@ -309,16 +315,30 @@ impl Hsm for Pkcs11Hsm {
     fn sign(&self, id: &ObjectId, message: &[u8]) -> Result<[u8; 64]> {
         let mechanism = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
         let lease = self.pool.lease()?;
-        let mut retried = false;
+        let mut looked_up = false;
         let signature = loop {
-            let handle = self.private_key_handle(&lease, id)?;
+            let handle = match self.cached_handle(id) {
+                Some(handle) => handle,
+                None => {
+                    looked_up = true;
+                    match find_one(&lease, ObjectClass::PRIVATE_KEY, id) {
+                        Ok(Some(handle)) => {
+                            self.remember_handle(id, handle);
+                            handle
+                        }
+                        Ok(None) => return Err(Error::KeyNotFound(id.clone())),
+                        Err(e) if is_session_loss(&e) => return Err(self.lost(lease, &e)),
+                        Err(e) => return Err(ck(e)),
+                    }
+                }
+            };
             match lease.sign(&mechanism, handle, message) {
                 Ok(signature) => break signature,
                 Err(e) if is_session_loss(&e) => return Err(self.lost(lease, &e)),
-                // A stale cached handle fails at C_SignInit, before anything is signed.
-                Err(e) if !retried && failed_before_signing(&e) && is_stale_handle(&e) => {
+                // A stale cached handle fails at C_SignInit, before anything is signed: look the
+                // key up again, once.
+                Err(e) if !looked_up && failed_before_signing(&e) && is_stale_handle(&e) => {
                     self.forget_handle(id);
-                    retried = true;
                 }
                 Err(e) => return Err(ck(e)),
             }

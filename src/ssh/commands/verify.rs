@@ -11,7 +11,7 @@ use crate::{pubkey, time};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The signature: armored (-----BEGIN SSH SIGNATURE-----) or its base64 body.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub signature: String,
     /// The SSHSIG namespace it must have been made in.
     #[arg(long = "type", default_value = "git")]

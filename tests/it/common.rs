@@ -1,0 +1,440 @@
+//! The harness: a real appliance per test (its own SoftHSMv2 token made by
+//! `softhsm-fixtures/init-token.sh`, the `sshsign-server` binary listening on 127.0.0.1:0), users
+//! with their own SSH keys, and the stock `ssh` client to talk to it.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use sshsign::hsm::pkcs11::{Pkcs11Config, Pkcs11Hsm, module};
+use sshsign::softhsm::SoftHsmStore;
+use tempfile::TempDir;
+
+pub const SERVER: &str = env!("CARGO_BIN_EXE_sshsign-server");
+pub const SHIM: &str = env!("CARGO_BIN_EXE_sshsign");
+
+/// A command with the developer's own SSHSIGN_* settings removed, so tests see only their own.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SSHSIGN_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// A fresh token store with one token, made by the fixture script.
+pub fn token_store(dir: &Path) -> SoftHsmStore {
+    SoftHsmStore::create(&dir.join("hsm"), "sshsign-test", Path::new(SERVER))
+        .expect("making a SoftHSMv2 token with softhsm-fixtures/init-token.sh")
+}
+
+/// Runs `sshsign-server provision ARGS` against `store`'s token.
+pub fn provision(store: &SoftHsmStore, args: &[&str]) -> Output {
+    clean_command(SERVER)
+        .arg("provision")
+        .args(args)
+        .envs(store.env())
+        .output()
+        .expect("running sshsign-server provision")
+}
+
+/// A running appliance; killed when dropped.
+pub struct Appliance {
+    pub dir: TempDir,
+    pub store: SoftHsmStore,
+    child: Child,
+    pub ssh_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub host_key: String,
+    pub host_key_fingerprint: String,
+    /// A known_hosts file that pins this appliance's host key.
+    pub known_hosts: PathBuf,
+    env: Vec<(String, String)>,
+    log: Arc<Mutex<String>>,
+}
+
+/// Where a started server listens, from the line it prints on stdout.
+struct Listening {
+    ssh_addr: SocketAddr,
+    http_addr: SocketAddr,
+    host_key: String,
+    host_key_fingerprint: String,
+}
+
+/// Runs `sshsign-server serve` on `store`'s token with its state in `dir`; waits until it listens.
+fn spawn(
+    dir: &Path,
+    store: &SoftHsmStore,
+    env: &[(String, String)],
+) -> (Child, Arc<Mutex<String>>, Listening) {
+    let mut child = clean_command(SERVER)
+        .arg("serve")
+        .envs(store.env())
+        .env("SSHSIGN_LISTEN_ADDR", "127.0.0.1:0")
+        .env("SSHSIGN_HTTP_ADDR", "127.0.0.1:0")
+        .env("SSHSIGN_DB_PATH", dir.join("db"))
+        .env("SSHSIGN_HOST_KEY_PATH", dir.join("host_key"))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting sshsign-server serve");
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().expect("stderr");
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let mut first_line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first_line)
+        .expect("reading the listening line");
+    if first_line.is_empty() {
+        let _ = child.wait();
+        std::thread::sleep(Duration::from_millis(200));
+        panic!("the appliance did not start:\n{}", log.lock().unwrap());
+    }
+    let listening: Value = serde_json::from_str(&first_line).expect("listening line");
+    let text = |field: &str| listening[field].as_str().unwrap().to_owned();
+    let listening = Listening {
+        ssh_addr: text("ssh").parse().unwrap(),
+        http_addr: text("http").parse().unwrap(),
+        host_key: text("host_key"),
+        host_key_fingerprint: text("host_key_fingerprint"),
+    };
+    (child, log, listening)
+}
+
+impl Appliance {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra environment variables for `serve`.
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = token_store(dir.path());
+        let keys = provision(&store, &["generate-appliance-keys"]);
+        assert!(
+            keys.status.success(),
+            "{}",
+            String::from_utf8_lossy(&keys.stderr)
+        );
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (child, log, listening) = spawn(dir.path(), &store, &env);
+        let known_hosts = dir.path().join("known_hosts");
+        let mut appliance = Appliance {
+            ssh_addr: listening.ssh_addr,
+            http_addr: listening.http_addr,
+            host_key_fingerprint: listening.host_key_fingerprint,
+            host_key: listening.host_key,
+            known_hosts,
+            dir,
+            store,
+            env,
+            child,
+            log,
+        };
+        appliance.pin_host_key();
+        appliance
+    }
+
+    fn pin_host_key(&mut self) {
+        std::fs::write(
+            &self.known_hosts,
+            format!("[127.0.0.1]:{} {}\n", self.ssh_addr.port(), self.host_key),
+        )
+        .unwrap();
+    }
+
+    /// Stops the server and starts it again on the same token, database and host key (the ports
+    /// change; users made before must be re-pointed with [`User::at`]).
+    pub fn restart(&mut self) {
+        self.stop();
+        let (child, log, listening) = spawn(self.dir.path(), &self.store, &self.env);
+        self.child = child;
+        self.log = log;
+        assert_eq!(
+            listening.host_key, self.host_key,
+            "the host key must persist"
+        );
+        self.ssh_addr = listening.ssh_addr;
+        self.http_addr = listening.http_addr;
+        self.pin_host_key();
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// A new user with a fresh ed25519 SSH key (registered on first connection).
+    pub fn user(&self, name: &str) -> User {
+        self.user_with_key_type(name, "ed25519")
+    }
+
+    pub fn user_with_key_type(&self, name: &str, key_type: &str) -> User {
+        let key = self.dir.path().join(format!("{name}_id"));
+        let made = Command::new("ssh-keygen")
+            .args(["-q", "-t", key_type, "-N", "", "-C", name, "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        User {
+            key,
+            port: self.ssh_addr.port(),
+            known_hosts: self.known_hosts.clone(),
+        }
+    }
+
+    /// `GET path` on the HTTP side: (status, JSON body).
+    pub fn http_get(&self, path: &str) -> (u16, Value) {
+        let mut stream = TcpStream::connect(self.http_addr).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Stops the server with SIGTERM and waits for it.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A user: an SSH key and how to reach the appliance.
+#[derive(Clone)]
+pub struct User {
+    pub key: PathBuf,
+    pub port: u16,
+    pub known_hosts: PathBuf,
+}
+
+/// What a command returned through `ssh`.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: i32,
+    pub json: Value,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Reply {
+    pub fn error_code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+
+    #[track_caller]
+    pub fn ok(&self) -> &Value {
+        assert_eq!(self.status, 0, "{self:?}");
+        &self.json
+    }
+
+    #[track_caller]
+    pub fn failed_with(&self, code: &str) -> &str {
+        assert_ne!(self.status, 0, "{self:?}");
+        assert_eq!(self.error_code(), code, "{self:?}");
+        self.json["error"]["message"].as_str().unwrap()
+    }
+}
+
+impl User {
+    /// The same user, pointed at `appliance` (after a restart moved its port).
+    pub fn at(&self, appliance: &Appliance) -> User {
+        User {
+            key: self.key.clone(),
+            port: appliance.ssh_addr.port(),
+            known_hosts: appliance.known_hosts.clone(),
+        }
+    }
+
+    /// The stock OpenSSH client, set up to use only this user's key and the pinned host key.
+    pub fn ssh_command(&self) -> Command {
+        let mut command = clean_command("ssh");
+        command
+            .args(["-F", "/dev/null", "-p", &self.port.to_string(), "-i"])
+            .arg(&self.key)
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "IdentityAgent=none",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "LogLevel=ERROR",
+                "127.0.0.1",
+            ]);
+        command
+    }
+
+    /// Runs `command` on the appliance with `stdin` as input.
+    pub fn run(&self, command: &str, stdin: &[u8]) -> Reply {
+        let mut child = self
+            .ssh_command()
+            .arg(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let stdin = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            // The server may close early (payload too large); a broken pipe is expected then.
+            let _ = input.write_all(&stdin);
+        });
+        let output = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        Reply {
+            status: output.status.code().unwrap_or(-1),
+            json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+            stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Runs a command that reads no input.
+    pub fn cmd(&self, command: &str) -> Reply {
+        self.run(command, b"")
+    }
+
+    /// Creates a key and returns its id.
+    pub fn create_key(&self, flags: &str) -> String {
+        let reply = self.cmd(&format!("create-key {flags}"));
+        reply.ok()["key_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Environment for the `sshsign` shim to reach the appliance as this user.
+    pub fn shim_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("SSHSIGN_HOST", "127.0.0.1".to_owned()),
+            ("SSHSIGN_PORT", self.port.to_string()),
+            ("SSHSIGN_IDENTITY", self.key.display().to_string()),
+            (
+                "SSHSIGN_KNOWN_HOSTS",
+                self.known_hosts.display().to_string(),
+            ),
+        ]
+    }
+}
+
+/// Writes `text` to a file in `dir` and returns its path.
+pub fn write_file(dir: &Path, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `ssh-keygen -Y verify` with an allowed_signers file holding `public_key` for `principal`.
+pub fn ssh_keygen_verify(
+    dir: &Path,
+    principal: &str,
+    public_key: &str,
+    namespace: &str,
+    signature: &str,
+    payload: &[u8],
+) -> Output {
+    let allowed = write_file(
+        dir,
+        "allowed_signers",
+        format!("{principal} {public_key}\n"),
+    );
+    let sig = write_file(dir, "payload.sig", signature);
+    let mut child = Command::new("ssh-keygen")
+        .args(["-Y", "verify", "-n", namespace, "-I", principal, "-f"])
+        .arg(&allowed)
+        .arg("-s")
+        .arg(&sig)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(payload).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A token opened in this process through the PKCS#11 backend, with `sessions` sessions.
+///
+/// SoftHSM reads `SOFTHSM2_CONF` once per process, and cargo-nextest runs each test in its own
+/// process, so the first call makes a token store with the fixture script and points this process
+/// at it. Under plain `cargo test` later tests share the process: they get their own token in the
+/// same store, made through the same PKCS#11 call the script uses.
+pub fn in_process_token(sessions: usize) -> (Pkcs11Hsm, SoftHsmStore) {
+    static STORE: OnceLock<(TempDir, SoftHsmStore)> = OnceLock::new();
+    static COUNT: Mutex<usize> = Mutex::new(0);
+    let (_, store) = STORE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = token_store(dir.path());
+        // SAFETY: set before the PKCS#11 module is loaded and read only by it; the test harness
+        // runs nothing else that reads the environment concurrently at this point.
+        unsafe { std::env::set_var("SOFTHSM2_CONF", store.conf()) };
+        (dir, store)
+    });
+    let mut count = COUNT.lock().unwrap();
+    let label = if *count == 0 {
+        store.label.clone()
+    } else {
+        let label = format!("test-{count}");
+        let ctx = module::load(&store.module).unwrap();
+        let so_pin = sshsign::secret::read_secret_file(&store.so_pin_file()).unwrap();
+        let pin = sshsign::secret::read_secret_file(&store.pin_file()).unwrap();
+        module::init_token(&ctx, module::InitSlot::FirstFree, &label, &so_pin, &pin).unwrap();
+        label
+    };
+    *count += 1;
+    let hsm = Pkcs11Hsm::open(Pkcs11Config {
+        module: store.module.clone(),
+        token_label: label.clone(),
+        pin: sshsign::secret::read_secret_file(&store.pin_file()).unwrap(),
+        sessions,
+        ec_params: Default::default(),
+        object_id: Default::default(),
+    })
+    .unwrap();
+    let mut store = store.clone();
+    store.label = label;
+    (hsm, store)
+}

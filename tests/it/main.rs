@@ -1,0 +1,29 @@
+//! Integration tests, against real parts only: a SoftHSMv2 token made per test by
+//! `softhsm-fixtures/init-token.sh`, the `sshsign-server` binary on 127.0.0.1:0, the stock `ssh`
+//! client, `git`, and `ssh-keygen -Y verify`. Run them with `cargo nextest run` (each test in its
+//! own process: PKCS#11 allows one module initialisation, and SoftHSM one token store, per
+//! process).
+//!
+//! | module | what it covers |
+//! |---|---|
+//! | [`common`] | the harness: appliances, users, the `ssh` client |
+//! | [`ssh_commands`] | the command set over stock `ssh`: create, list, sign, verify, revoke, tiers, scopes, expiry, persistence |
+//! | [`bad_input`] | every kind of bad request gets a clear error and a non-zero status; the server keeps serving |
+//! | [`git_signing`] | `git commit -S` through the shim, `git verify-commit` with stock `ssh-keygen`, tampering |
+//! | [`shim`] | the `sshsign` client: host key pinning and refusal, stdin mode, the CLI |
+//! | [`token`] | the PKCS#11 backend on a token: attributes, find, destroy, concurrency, session loss |
+//! | [`provisioning`] | `sshsign-server provision ...`: slots, init-token, appliance keys, self-test, PINs |
+//! | [`dev`] | `sshsign-server dev`: a working appliance from nothing, reused on the next start |
+//! | [`http`] | health, the appliance's public keys, JWKS, key lookup |
+//! | [`vectors`] | OpenSSH's SSHSIG known answers and Wycheproof's Ed25519 vectors through our code |
+
+mod bad_input;
+mod common;
+mod dev;
+mod git_signing;
+mod http;
+mod provisioning;
+mod shim;
+mod ssh_commands;
+mod token;
+mod vectors;

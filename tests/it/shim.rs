@@ -1,0 +1,260 @@
+//! The `sshsign` client: host key checking, stdin mode, verification hand-off, the CLI.
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+use crate::common::{Appliance, SHIM, User, clean_command, ssh_keygen_verify, write_file};
+
+fn shim(user: &User, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
+    let mut command: Command = clean_command(SHIM);
+    let mut child = command
+        .args(args)
+        .envs(user.shim_env())
+        .envs(env.iter().copied())
+        .env("HOME", "/nonexistent")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn unknown_and_changed_host_keys_are_refused_with_how_to_pin() {
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let dir = appliance.dir.path();
+
+    let empty = write_file(dir, "empty_known_hosts", "");
+    let unknown = shim(
+        &alice,
+        &["keys"],
+        b"",
+        &[("SSHSIGN_KNOWN_HOSTS", empty.to_str().unwrap())],
+    );
+    assert_eq!(unknown.status.code(), Some(255));
+    let message = stderr(&unknown);
+    assert!(
+        message.contains(&appliance.host_key_fingerprint),
+        "{message}"
+    );
+    assert!(message.contains("is not in"), "{message}");
+    let pin_line = format!(
+        "[127.0.0.1]:{} {}",
+        appliance.ssh_addr.port(),
+        appliance.host_key
+    );
+    assert!(message.contains(&pin_line), "{message}");
+    assert!(
+        message.contains("SSHSIGN_HOST_KEY_FINGERPRINT="),
+        "{message}"
+    );
+
+    // A known_hosts entry for this host with another key: refused as a changed key.
+    let other_key = dir.join("other_host_key");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other_key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let other_public = std::fs::read_to_string(other_key.with_extension("pub")).unwrap();
+    let changed = write_file(
+        dir,
+        "changed_known_hosts",
+        format!("[127.0.0.1]:{} {other_public}", appliance.ssh_addr.port()),
+    );
+    let refused = shim(
+        &alice,
+        &["keys"],
+        b"",
+        &[("SSHSIGN_KNOWN_HOSTS", changed.to_str().unwrap())],
+    );
+    assert_eq!(refused.status.code(), Some(255));
+    let message = stderr(&refused);
+    assert!(message.contains("DIFFERENT"), "{message}");
+    assert!(message.contains("ssh-keygen -R"), "{message}");
+
+    // A pinned fingerprint replaces known_hosts; a wrong pin is refused.
+    let pinned = shim(
+        &alice,
+        &["whoami"],
+        b"",
+        &[
+            ("SSHSIGN_KNOWN_HOSTS", empty.to_str().unwrap()),
+            (
+                "SSHSIGN_HOST_KEY_FINGERPRINT",
+                &appliance.host_key_fingerprint,
+            ),
+        ],
+    );
+    assert!(pinned.status.success(), "{}", stderr(&pinned));
+    let wrong = shim(
+        &alice,
+        &["whoami"],
+        b"",
+        &[(
+            "SSHSIGN_HOST_KEY_FINGERPRINT",
+            "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )],
+    );
+    assert_eq!(wrong.status.code(), Some(255));
+    assert!(
+        stderr(&wrong).contains("pins SHA256:AAAA"),
+        "{}",
+        stderr(&wrong)
+    );
+}
+
+#[test]
+fn sign_from_stdin_and_hand_verification_to_ssh_keygen() {
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let created = alice.cmd("create-key --scope file");
+    let key_id = created.ok()["key_id"].as_str().unwrap().to_owned();
+    let public_key = created.json["public_key"].as_str().unwrap().to_owned();
+
+    let payload = b"release v1.2.3\n";
+    let signed = shim(
+        &alice,
+        &["-Y", "sign", "-n", "file", "-f", &key_id],
+        payload,
+        &[],
+    );
+    assert!(signed.status.success(), "{}", stderr(&signed));
+    let signature = String::from_utf8(signed.stdout).unwrap();
+    assert!(signature.starts_with("-----BEGIN SSH SIGNATURE-----"));
+    let dir = appliance.dir.path();
+    let verified = ssh_keygen_verify(dir, "alice", &public_key, "file", &signature, payload);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+
+    // Files: FILE.sig is written next to FILE, as ssh-keygen does.
+    let file = write_file(dir, "release.txt", payload);
+    let signed = shim(
+        &alice,
+        &[
+            "-Y",
+            "sign",
+            "-n",
+            "file",
+            "-f",
+            &key_id,
+            file.to_str().unwrap(),
+        ],
+        b"",
+        &[],
+    );
+    assert!(signed.status.success(), "{}", stderr(&signed));
+    let sig_file = dir.join("release.txt.sig");
+    assert_eq!(
+        std::fs::read_to_string(&sig_file).unwrap().lines().next(),
+        signature.lines().next()
+    );
+
+    // check-novalidate and verify go to ssh-keygen with git's arguments and exit codes.
+    let allowed = write_file(dir, "allowed", format!("alice {public_key}\n"));
+    let args = [
+        "-Y",
+        "verify",
+        "-n",
+        "file",
+        "-I",
+        "alice",
+        "-f",
+        allowed.to_str().unwrap(),
+        "-s",
+        sig_file.to_str().unwrap(),
+    ];
+    let good = shim(&alice, &args, payload, &[]);
+    assert!(good.status.success(), "{}", stderr(&good));
+    let bad = shim(&alice, &args, b"something else", &[]);
+    assert!(!bad.status.success());
+    let novalidate = shim(
+        &alice,
+        &[
+            "-Y",
+            "check-novalidate",
+            "-n",
+            "file",
+            "-s",
+            sig_file.to_str().unwrap(),
+        ],
+        payload,
+        &[],
+    );
+    assert!(novalidate.status.success(), "{}", stderr(&novalidate));
+
+    // Refusals come back with the appliance's code and ssh-keygen's failure status.
+    let refused = shim(
+        &alice,
+        &["-Y", "sign", "-n", "git", "-f", &key_id],
+        payload,
+        &[],
+    );
+    assert_eq!(refused.status.code(), Some(255));
+    assert!(
+        stderr(&refused).contains("scope_denied"),
+        "{}",
+        stderr(&refused)
+    );
+    let bad_key = shim(
+        &alice,
+        &["-Y", "sign", "-n", "file", "-f", "/no/such/key"],
+        payload,
+        &[],
+    );
+    assert_eq!(bad_key.status.code(), Some(255));
+    assert!(
+        stderr(&bad_key).contains("user.signingkey"),
+        "{}",
+        stderr(&bad_key)
+    );
+}
+
+#[test]
+fn the_cli_runs_appliance_commands_and_prints_allowed_signers() {
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let keys = shim(
+        &alice,
+        &["create-key", "--constraints", r#"{"n": {"max": 3}}"#],
+        b"",
+        &[],
+    );
+    assert!(keys.status.success(), "{}", stderr(&keys));
+    let created: serde_json::Value = serde_json::from_slice(&keys.stdout).unwrap();
+    assert_eq!(created["constraints"]["n"]["max"], 3);
+    let key_id = created["key_id"].as_str().unwrap();
+
+    let unknown = shim(&alice, &["frobnicate"], b"", &[]);
+    assert_eq!(unknown.status.code(), Some(2));
+    let line = shim(
+        &alice,
+        &[
+            "allowed-signers",
+            "--key-id",
+            key_id,
+            "--principal",
+            "a@example.com",
+        ],
+        b"",
+        &[],
+    );
+    assert!(line.status.success(), "{}", stderr(&line));
+    let line = String::from_utf8(line.stdout).unwrap();
+    let public = created["public_key"].as_str().unwrap();
+    let without_comment: Vec<&str> = public.split_whitespace().take(2).collect();
+    assert_eq!(
+        line.trim(),
+        format!(
+            "a@example.com namespaces=\"git\" {}",
+            without_comment.join(" ")
+        )
+    );
+}

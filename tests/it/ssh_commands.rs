@@ -1,0 +1,224 @@
+//! The command set over the stock OpenSSH client.
+
+use crate::common::{Appliance, ssh_keygen_verify};
+
+#[test]
+fn create_sign_verify_revoke_then_signing_fails() {
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+
+    let who = alice.cmd("whoami");
+    let user_id = who.ok()["user_id"].as_str().unwrap().to_owned();
+    assert!(user_id.starts_with("usr_"), "{who:?}");
+    assert_eq!(who.json["keys"], 0);
+
+    let created = alice.cmd("create-key --scope git");
+    let key = created.ok();
+    let key_id = key["key_id"].as_str().unwrap().to_owned();
+    assert!(
+        key_id.starts_with("ak_") && key_id.len() >= 3 + 20,
+        "{key_id}"
+    );
+    let public_key = key["public_key"].as_str().unwrap().to_owned();
+    assert!(public_key.starts_with("ssh-ed25519 AAAA"), "{public_key}");
+    assert_eq!(key["status"], "active");
+
+    let keys = alice.cmd("keys");
+    assert_eq!(keys.ok()["keys"][0]["key_id"], key_id.as_str());
+
+    let payload = b"tree 0123\nauthor alice\n\nfirst commit\n";
+    let signed = alice.run(&format!("sign --type git --key-id {key_id}"), payload);
+    let signature = signed.ok()["signature"].as_str().unwrap().to_owned();
+    assert!(signature.starts_with("-----BEGIN SSH SIGNATURE-----\n"));
+    assert_eq!(signed.json["public_key"], public_key.as_str());
+
+    // Stock OpenSSH accepts the token's signature, and only for the payload and namespace signed.
+    let dir = appliance.dir.path();
+    let good = ssh_keygen_verify(
+        dir,
+        "alice@example.com",
+        &public_key,
+        "git",
+        &signature,
+        payload,
+    );
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let other = ssh_keygen_verify(
+        dir,
+        "alice@example.com",
+        &public_key,
+        "git",
+        &signature,
+        b"x",
+    );
+    assert!(!other.status.success());
+    let wrong_ns = ssh_keygen_verify(
+        dir,
+        "alice@example.com",
+        &public_key,
+        "file",
+        &signature,
+        payload,
+    );
+    assert!(!wrong_ns.status.success());
+
+    // The appliance verifies it too and names the key.
+    let verified = alice.run(&format!("verify --signature '{signature}'"), payload);
+    assert_eq!(verified.ok()["valid"], true);
+    assert_eq!(verified.json["key_id"], key_id.as_str());
+    assert_eq!(verified.json["key_status"], "active");
+
+    let revoked = alice.cmd(&format!("revoke --key-id {key_id}"));
+    assert_eq!(revoked.ok()["status"], "revoked");
+    let refused = alice.run(&format!("sign --key-id {key_id}"), payload);
+    assert!(refused.failed_with("key_revoked").contains(&key_id));
+    assert_eq!(alice.cmd("keys").ok()["keys"][0]["status"], "revoked");
+    assert_eq!(
+        alice.cmd("keys --active").ok()["keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // Old signatures still verify against the recorded public key, and say the key is revoked.
+    let after = alice.run(&format!("verify --signature '{signature}'"), payload);
+    assert_eq!(after.ok()["key_status"], "revoked");
+}
+
+#[test]
+fn an_ssh_key_is_one_user_and_other_keys_are_others() {
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let bob = appliance.user("bob");
+    let first = alice.cmd("whoami").ok()["user_id"].clone();
+    assert_eq!(alice.cmd("whoami").ok()["user_id"], first);
+    assert_ne!(bob.cmd("whoami").ok()["user_id"], first);
+
+    // Users with RSA and ECDSA keys register too.
+    for key_type in ["rsa", "ecdsa"] {
+        let user = appliance.user_with_key_type(&format!("u_{key_type}"), key_type);
+        assert!(
+            user.cmd("whoami").ok()["user_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("usr_")
+        );
+    }
+}
+
+#[test]
+fn concurrent_first_connections_register_one_user() {
+    let appliance = Appliance::start();
+    let carol = appliance.user("carol");
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let carol = carol.clone();
+            std::thread::spawn(move || carol.cmd("whoami").ok()["user_id"].clone())
+        })
+        .collect();
+    let ids: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+}
+
+#[test]
+fn tiers_scopes_constraints_and_expiry_are_recorded_and_enforced() {
+    let appliance = Appliance::start();
+    let dana = appliance.user("dana");
+
+    // The seed's example, as typed (the JSON stays one argument).
+    let created = dana.cmd(
+        r#"create-key --scope safe-agreement --tier cosign --require-signature --expiry 30d --constraints {"valuation_cap": {"min": 5000000, "max": 15000000}, "discount_rate": {"min": 0.15}}"#,
+    );
+    let key = created.ok();
+    assert_eq!(key["tier"], "cosign");
+    assert_eq!(key["require_signature"], true);
+    assert_eq!(key["scopes"][0], "safe-agreement");
+    assert_eq!(key["constraints"]["valuation_cap"]["max"], 15_000_000);
+    assert!(key["expires_at"].as_str().is_some());
+    let cosign = key["key_id"].as_str().unwrap();
+    let refused = dana.run(
+        &format!("sign --type safe-agreement --key-id {cosign}"),
+        b"terms",
+    );
+    refused.failed_with("approval_required");
+
+    let constrained = dana.create_key(r#"--constraints {"amount": {"max": 10}}"#);
+    let refused = dana.run(&format!("sign --key-id {constrained}"), b"x");
+    refused.failed_with("constraints_unchecked");
+
+    let scoped = dana.create_key("--scope release,file");
+    dana.run(&format!("sign --type file --key-id {scoped}"), b"x")
+        .ok();
+    let refused = dana.run(&format!("sign --type git --key-id {scoped}"), b"x");
+    assert!(
+        refused
+            .failed_with("scope_denied")
+            .contains("release, file")
+    );
+
+    let short = dana.create_key("--expiry 1s");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let refused = dana.run(&format!("sign --key-id {short}"), b"x");
+    refused.failed_with("key_expired");
+    let listed = dana.cmd("keys");
+    let statuses: Vec<_> = listed.ok()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(statuses, ["active", "active", "active", "expired"]);
+}
+
+#[test]
+fn keys_and_users_survive_a_restart() {
+    let mut appliance = Appliance::start();
+    let erin = appliance.user("erin");
+    let user_id = erin.cmd("whoami").ok()["user_id"].clone();
+    let key_id = erin.create_key("");
+
+    appliance.restart();
+    let erin = erin.at(&appliance);
+    assert_eq!(erin.cmd("whoami").ok()["user_id"], user_id);
+    let signed = erin.run(&format!("sign --key-id {key_id}"), b"after restart");
+    assert_eq!(signed.ok()["key_id"], key_id.as_str());
+}
+
+#[test]
+fn authorized_keys_limits_who_may_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = dir.path().join("authorized_keys");
+    // The file must exist before the appliance starts; fill it once the user's key exists.
+    std::fs::write(&allowed, "").unwrap();
+    let appliance =
+        Appliance::start_with(&[("SSHSIGN_AUTHORIZED_KEYS", allowed.to_str().unwrap())]);
+    let listed = appliance.user("listed");
+    let stranger = appliance.user("stranger");
+    let public = std::fs::read_to_string(listed.key.with_extension("pub")).unwrap();
+    std::fs::write(&allowed, &public).unwrap();
+
+    // Read at start-up: with an empty list nobody may connect.
+    let refused = listed.cmd("whoami");
+    assert_eq!(refused.status, 255, "{refused:?}");
+    assert!(refused.stderr.contains("Permission denied"), "{refused:?}");
+
+    let mut restarted = appliance;
+    restarted.restart();
+    listed.at(&restarted).cmd("whoami").ok();
+    let refused = stranger.at(&restarted).cmd("whoami");
+    assert_eq!(refused.status, 255);
+    assert!(refused.stderr.contains("Permission denied"), "{refused:?}");
+}
+
+#[test]
+fn shutdown_on_sigterm_is_clean() {
+    let mut appliance = Appliance::start();
+    appliance.user("fay").cmd("whoami").ok();
+    let status = appliance.stop();
+    assert!(status.success(), "{status:?}\n{}", appliance.log());
+}
