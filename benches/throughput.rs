@@ -1,1 +1,391 @@
-fn main() {}
+//! Signing throughput: the raw token rate against the appliance's end-to-end rate over SSH.
+//!
+//! `cargo bench --bench throughput` (release build; run it on an otherwise idle machine). For
+//! each concurrency N it prints:
+//!
+//! - raw: N threads signing through `cryptoki` with N token sessions (the ceiling);
+//! - (a) a new SSH connection per signature, N clients at once (what the git shim does);
+//! - (b) one persistent SSH connection with 8·N exec channels in flight;
+//!
+//! and the ratio of each to the raw rate (the appliance runs with N token sessions too), and the
+//! appliance's CPU time per request in (b). Then the wall time of `git commit -S` through the
+//! shim against `ssh-keygen -Y sign` with a file key. Client, server and token share the
+//! machine: where the token alone keeps every core busy, the SSH work has to take its CPU from
+//! the token.
+//! `SSHSIGN_BENCH_SECONDS` sets the length of each measurement (default 3).
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sshsign::client::{ClientConfig, Connection};
+use sshsign::hsm::Hsm as _;
+use sshsign::hsm::pkcs11::{Pkcs11Config, Pkcs11Hsm};
+use sshsign::softhsm::SoftHsmStore;
+
+const SERVER: &str = env!("CARGO_BIN_EXE_sshsign-server");
+const SHIM: &str = env!("CARGO_BIN_EXE_sshsign");
+/// About the size of a git commit object.
+const PAYLOAD: &[u8] = &[b'c'; 300];
+const CONCURRENCY: [usize; 3] = [1, 2, 4];
+const COMMITS: usize = 20;
+
+fn seconds() -> Duration {
+    let secs = std::env::var("SSHSIGN_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    Duration::from_secs_f64(secs)
+}
+
+/// Raw token rate: `threads` threads, each with its own session, signing for `duration`.
+fn raw_rate(store: &SoftHsmStore, sessions: usize, duration: Duration) -> f64 {
+    let hsm = Arc::new(
+        Pkcs11Hsm::open(Pkcs11Config {
+            module: store.module.clone(),
+            token_label: store.label.clone(),
+            pin: sshsign::secret::read_secret_file(&store.pin_file()).unwrap(),
+            sessions,
+            ec_params: Default::default(),
+            object_id: Default::default(),
+        })
+        .unwrap(),
+    );
+    let key = hsm.generate_ed25519("bench-raw").unwrap();
+    let count = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..sessions)
+        .map(|_| {
+            let (hsm, key, count) = (Arc::clone(&hsm), key.clone(), Arc::clone(&count));
+            std::thread::spawn(move || {
+                while start.elapsed() < duration {
+                    hsm.sign(&key.object_id, PAYLOAD).unwrap();
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let rate = count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+    hsm.destroy(&key.object_id).unwrap();
+    rate
+}
+
+/// A running appliance with `sessions` token sessions; killed on drop.
+struct Server {
+    child: Child,
+    config: ClientConfig,
+}
+
+impl Server {
+    /// CPU seconds the server process has used (user + system).
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        ticks / 100.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(dir: &Path, store: &SoftHsmStore, sessions: usize, identity: &Path) -> Server {
+    let mut child = Command::new(SERVER)
+        .arg("serve")
+        .envs(store.env())
+        .env("SSHSIGN_HSM_SESSIONS", sessions.to_string())
+        .env("SSHSIGN_LISTEN_ADDR", "127.0.0.1:0")
+        .env("SSHSIGN_HTTP_ADDR", "127.0.0.1:0")
+        .env("SSHSIGN_DB_PATH", dir.join("db"))
+        .env("SSHSIGN_HOST_KEY_PATH", dir.join("host_key"))
+        .env("SSHSIGN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let listening: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let port = listening["ssh"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    Server {
+        child,
+        config: ClientConfig {
+            host: "127.0.0.1".to_owned(),
+            port,
+            user: "bench".to_owned(),
+            identity: Some(identity.to_owned()),
+            default_identities: Vec::new(),
+            known_hosts: dir.join("unused_known_hosts"),
+            host_key_fingerprint: Some(
+                listening["host_key_fingerprint"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            ),
+        },
+    }
+}
+
+fn sign_words(key_id: &str) -> Vec<String> {
+    ["sign", "--type", "git", "--key-id", key_id]
+        .map(String::from)
+        .to_vec()
+}
+
+async fn sign_once(connection: &Connection, words: &[String]) {
+    let output = connection.run(words, PAYLOAD).await.unwrap();
+    assert_eq!(
+        output.exit_status,
+        0,
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+/// (a): `clients` tasks, each connecting anew for every signature.
+async fn connection_per_signature(
+    config: &ClientConfig,
+    key_id: &str,
+    clients: usize,
+    duration: Duration,
+) -> f64 {
+    let count = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (config, words, count) = (config.clone(), sign_words(key_id), Arc::clone(&count));
+            tokio::spawn(async move {
+                while start.elapsed() < duration {
+                    let connection = Connection::connect(&config).await.unwrap();
+                    sign_once(&connection, &words).await;
+                    connection.close().await;
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// (b): one connection, `in_flight` exec channels at a time.
+async fn persistent_connection(
+    config: &ClientConfig,
+    key_id: &str,
+    in_flight: usize,
+    duration: Duration,
+) -> f64 {
+    let connection = Arc::new(Connection::connect(config).await.unwrap());
+    let words = sign_words(key_id);
+    // Warm up the connection before timing.
+    sign_once(&connection, &words).await;
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let (connection, words) = (Arc::clone(&connection), words.clone());
+            let (count, stop) = (Arc::clone(&count), Arc::clone(&stop));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    sign_once(&connection, &words).await;
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    count.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
+}
+
+fn run(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Mean wall time of `git commit -S` in a fresh repository with `config` applied.
+fn commit_time(
+    dir: &Path,
+    name: &str,
+    config: &[(&str, &str)],
+    env: &[(String, String)],
+) -> Duration {
+    let repo = dir.join(name);
+    let git = |args: &[&str]| {
+        let mut command = Command::new("git");
+        command
+            .current_dir(&repo)
+            .args(args)
+            .env("HOME", dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        command
+    };
+    std::fs::create_dir_all(&repo).unwrap();
+    run(&mut git(&["init", "-q"]));
+    for (key, value) in [
+        ("user.name", "Bench"),
+        ("user.email", "bench@example.com"),
+        ("gpg.format", "ssh"),
+    ]
+    .iter()
+    .chain(config)
+    {
+        run(&mut git(&["config", key, value]));
+    }
+    let start = Instant::now();
+    for i in 0..COMMITS {
+        run(&mut git(&[
+            "commit",
+            "-q",
+            "-S",
+            "--allow-empty",
+            "-m",
+            &format!("commit {i}"),
+        ]));
+    }
+    start.elapsed() / COMMITS as u32
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` and `cargo test --benches` probe with this.
+    }
+    let duration = seconds();
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        SoftHsmStore::create(&dir.path().join("hsm"), "sshsign-bench", Path::new(SERVER)).unwrap();
+    // SAFETY: single-threaded here, before the PKCS#11 module is loaded in this process.
+    unsafe { std::env::set_var("SOFTHSM2_CONF", store.conf()) };
+    let keys = Command::new(SERVER)
+        .args(["provision", "generate-appliance-keys"])
+        .envs(store.env())
+        .output()
+        .unwrap();
+    assert!(keys.status.success());
+    let identity = dir.path().join("id_ed25519");
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&identity));
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "sshsign throughput: {cores} cores, {:.1} s per measurement, {}-byte payload",
+        duration.as_secs_f64(),
+        PAYLOAD.len()
+    );
+    println!();
+    println!(
+        "{:>3}  {:>8}  {:>24}  {:>26}  {:>16}",
+        "N", "raw /s", "(a) conn/signature (ratio)", "(b) persistent, 8N (ratio)", "(b) server CPU"
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut key_id = String::new();
+    for n in CONCURRENCY {
+        let raw = raw_rate(&store, n, duration);
+        let server = start_server(dir.path(), &store, n, &identity);
+        let (a, b, cpu) = runtime.block_on(async {
+            if key_id.is_empty() {
+                let connection = Connection::connect(&server.config).await.unwrap();
+                let created = connection
+                    .run(&["create-key".to_owned()], &[])
+                    .await
+                    .unwrap();
+                key_id = created.json().unwrap()["key_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                connection.close().await;
+            }
+            let a = connection_per_signature(&server.config, &key_id, n, duration).await;
+            let before = server.cpu_seconds();
+            let b = persistent_connection(&server.config, &key_id, 8 * n, duration).await;
+            let cpu = (server.cpu_seconds() - before) / (b * duration.as_secs_f64());
+            (a, b, cpu)
+        });
+        println!(
+            "{n:>3}  {raw:>8.0}  {a:>16.0} ({:>5.2})  {b:>18.0} ({:>5.2})  {:>10.0} µs/req",
+            a / raw,
+            b / raw,
+            cpu * 1e6
+        );
+        drop(server);
+    }
+
+    // git commit -S through the shim against ssh-keygen with a file key.
+    let server = start_server(dir.path(), &store, 2, &identity);
+    let shim_dir: PathBuf = Path::new(SHIM).parent().unwrap().to_owned();
+    let env = vec![
+        (
+            "PATH".to_owned(),
+            format!("{}:{}", shim_dir.display(), std::env::var("PATH").unwrap()),
+        ),
+        ("SSHSIGN_HOST".to_owned(), server.config.host.clone()),
+        ("SSHSIGN_PORT".to_owned(), server.config.port.to_string()),
+        (
+            "SSHSIGN_IDENTITY".to_owned(),
+            identity.display().to_string(),
+        ),
+        (
+            "SSHSIGN_HOST_KEY_FINGERPRINT".to_owned(),
+            server.config.host_key_fingerprint.clone().unwrap(),
+        ),
+    ];
+    let through_shim = commit_time(
+        dir.path(),
+        "shim",
+        &[("gpg.ssh.program", "sshsign"), ("user.signingkey", &key_id)],
+        &env,
+    );
+    let local = commit_time(
+        dir.path(),
+        "local",
+        &[
+            ("gpg.ssh.program", "ssh-keygen"),
+            ("user.signingkey", identity.to_str().unwrap()),
+        ],
+        &env,
+    );
+    println!();
+    println!(
+        "git commit -S ({COMMITS} commits): through the shim {:.1} ms, ssh-keygen with a file key {:.1} ms, ratio {:.2}",
+        through_shim.as_secs_f64() * 1e3,
+        local.as_secs_f64() * 1e3,
+        through_shim.as_secs_f64() / local.as_secs_f64()
+    );
+}

@@ -2,7 +2,7 @@
 //!
 //! The trait is deliberately small and *blocking* (as rustls's signing traits are): a PKCS#11
 //! call holds a thread until the device answers, so async code reaches the token only through
-//! [`Token`], which runs each call on tokio's blocking pool. Key objects are named by their
+//! [`Token`], which runs each call on a dedicated pool of token threads. Key objects are named by their
 //! `CKA_ID` ([`ObjectId`]); the store keeps that id and the public key, never anything private.
 //!
 //! Backends: [`pkcs11`] (SoftHSMv2, YubiHSM 2 through `yubihsm_pkcs11.so`, Nitrokey NetHSM).
@@ -10,9 +10,11 @@
 
 pub mod pkcs11;
 pub mod profile;
+mod token;
 
 use std::fmt;
-use std::sync::Arc;
+
+pub use self::token::Token;
 
 /// A token object's `CKA_ID`: 16 random bytes for keys the appliance generates.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -147,43 +149,6 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     fn attributes(&self, id: &ObjectId) -> Result<KeyAttributes>;
     /// Describes the token.
     fn describe(&self) -> TokenDescription;
-}
-
-/// The async face of an [`Hsm`]: each call runs on tokio's blocking pool, never on a worker.
-#[derive(Clone, Debug)]
-pub struct Token(Arc<dyn Hsm>);
-
-impl Token {
-    pub fn new(hsm: Arc<dyn Hsm>) -> Self {
-        Token(hsm)
-    }
-
-    /// Runs `f` against the token on a blocking thread.
-    pub async fn call<T, F>(&self, f: F) -> Result<T>
-    where
-        F: FnOnce(&dyn Hsm) -> Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        let hsm = Arc::clone(&self.0);
-        tokio::task::spawn_blocking(move || f(hsm.as_ref()))
-            .await
-            .map_err(|e| Error::Worker(e.to_string()))?
-    }
-
-    /// The blocking token, for code that already runs off the async workers.
-    pub fn blocking(&self) -> &dyn Hsm {
-        self.0.as_ref()
-    }
-
-    /// Random bytes from the token, off the async workers.
-    pub async fn random<const N: usize>(&self) -> Result<[u8; N]> {
-        self.call(|hsm| {
-            let mut out = [0u8; N];
-            hsm.random(&mut out)?;
-            Ok(out)
-        })
-        .await
-    }
 }
 
 #[cfg(test)]

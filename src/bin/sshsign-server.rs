@@ -316,3 +316,6 @@ fn main() -> Result<()> {
         Command::Provision(command) => provision(command),
     }
 }
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

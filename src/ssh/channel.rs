@@ -1,106 +1,184 @@
-//! One session channel: read the exec request (and stdin, for commands that take a payload),
-//! run the command, send its JSON reply and exit status, close.
+//! One session channel: collect the exec request (and stdin, for commands that take a payload),
+//! then run the command and send its JSON reply and exit status.
 //!
-//! Commands that read no payload run as soon as the exec request arrives, as they would under
-//! sshd, so `ssh host keys` from a terminal does not wait for end of input. While a command runs,
-//! stray input is read and dropped so that it cannot stall the connection's other channels.
+//! [`ChannelState`] is driven by the connection's russh callbacks as messages arrive, so reading
+//! a request costs no task switches; the command itself runs in its own task ([`perform`]) so
+//! that a slow token call never holds up the connection's other channels. Commands that read no
+//! payload run as soon as the exec request arrives, as they would under sshd, so `ssh host keys`
+//! typed at a terminal does not wait for end of input.
 
 use std::sync::Arc;
 
-use clap::Parser as _;
-use russh::server::Msg;
-use russh::{Channel, ChannelMsg};
+use russh::ChannelId;
+use russh::server::Handle;
 
 use super::commands::{self, Context};
-use super::grammar::{self, Command, CommandLine};
-use super::handler::ChannelSlot;
+use super::grammar::{self, Command};
 use super::reply::Reply;
 use crate::appliance::{Appliance, Caller, Error, MAX_PAYLOAD};
 
-/// What reading the channel produced.
-enum Request {
+/// What to do once a request is complete.
+#[derive(Debug)]
+pub enum Action {
     Run(Command, Vec<u8>),
     Answer(Reply),
-    /// The client closed the channel first.
-    Gone,
 }
 
-/// Serves one channel to completion.
-pub async fn serve(
-    mut channel: Channel<Msg>,
+/// Where a channel's request stands.
+#[derive(Debug, Default)]
+pub enum ChannelState {
+    /// No exec request yet; input that arrives early is kept.
+    #[default]
+    AwaitingCommand,
+    /// A command that reads stdin, waiting for its end.
+    ReadingInput { command: Command, stdin: Vec<u8> },
+    /// The request went to [`perform`]; anything more is ignored.
+    Answered,
+}
+
+impl ChannelState {
+    /// An exec request arrived.
+    pub fn on_exec(&mut self, line: &[u8]) -> Option<Action> {
+        if !matches!(self, ChannelState::AwaitingCommand) {
+            return None;
+        }
+        match parse(line) {
+            Err(reply) => self.answer(Action::Answer(reply)),
+            Ok(command) if !command.reads_stdin() => self.answer(Action::Run(command, Vec::new())),
+            Ok(command) => {
+                *self = ChannelState::ReadingInput {
+                    command,
+                    stdin: Vec::new(),
+                };
+                None
+            }
+        }
+    }
+
+    /// A shell was asked for: there is none, so the answer is the help.
+    pub fn on_shell(&mut self) -> Option<Action> {
+        if !matches!(self, ChannelState::AwaitingCommand) {
+            return None;
+        }
+        self.answer(Action::Run(Command::Help, Vec::new()))
+    }
+
+    /// Input arrived.
+    pub fn on_data(&mut self, data: &[u8]) -> Option<Action> {
+        let ChannelState::ReadingInput { stdin, .. } = self else {
+            return None;
+        };
+        if stdin.len() + data.len() > MAX_PAYLOAD {
+            let error = Error::PayloadTooLarge { limit: MAX_PAYLOAD };
+            return self.answer(Action::Answer(Reply::from_error(&error)));
+        }
+        stdin.extend_from_slice(data);
+        None
+    }
+
+    /// The input ended.
+    pub fn on_eof(&mut self) -> Option<Action> {
+        match std::mem::replace(self, ChannelState::Answered) {
+            ChannelState::ReadingInput { command, stdin } => Some(Action::Run(command, stdin)),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+
+    fn answer(&mut self, action: Action) -> Option<Action> {
+        *self = ChannelState::Answered;
+        Some(action)
+    }
+}
+
+fn parse(line: &[u8]) -> Result<Command, Reply> {
+    let words = grammar::split(line).map_err(|e| Reply::from_split(&e))?;
+    grammar::parse(words).map_err(|e| Reply::from_clap(&e))
+}
+
+/// Carries out `action` for `channel` and sends the reply, exit status, EOF and close.
+pub async fn perform(
+    action: Action,
+    handle: Handle,
+    channel: ChannelId,
     appliance: Arc<Appliance>,
     caller: Caller,
-    _slot: ChannelSlot,
 ) {
-    let reply = match read_request(&mut channel).await {
-        Request::Gone => return,
-        Request::Answer(reply) => reply,
-        Request::Run(command, stdin) => {
+    let reply = match action {
+        Action::Answer(reply) => reply,
+        Action::Run(command, stdin) => {
             let ctx = Context {
                 appliance,
                 caller,
                 stdin,
             };
-            let work = commands::execute(command, ctx);
-            tokio::pin!(work);
-            loop {
-                tokio::select! {
-                    outcome = &mut work => break match outcome {
-                        Ok(body) => Reply::ok(body),
-                        Err(error) => Reply::from_error(&error),
-                    },
-                    message = channel.wait() => if message.is_none() {
-                        return;
-                    },
-                }
+            match commands::execute(command, ctx).await {
+                Ok(body) => Reply::ok(body),
+                Err(error) => Reply::from_error(&error),
             }
         }
     };
-    send(&channel, &reply).await;
+    // The client may have gone; nothing more can be done for it then.
+    let _ = handle.data(channel, reply.to_bytes()).await;
+    let _ = handle.exit_status_request(channel, reply.exit_status).await;
+    let _ = handle.eof(channel).await;
+    let _ = handle.close(channel).await;
 }
 
-fn parse(line: &[u8]) -> Result<Command, Reply> {
-    let words = grammar::split(line).map_err(|e| Reply::from_split(&e))?;
-    CommandLine::try_parse_from(words)
-        .map(|parsed| parsed.command)
-        .map_err(|e| Reply::from_clap(&e))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn read_request(channel: &mut Channel<Msg>) -> Request {
-    let mut pending: Option<Command> = None;
-    let mut stdin = Vec::new();
-    loop {
-        let Some(message) = channel.wait().await else {
-            return Request::Gone;
-        };
-        match message {
-            ChannelMsg::Exec { command, .. } => match parse(&command) {
-                Err(reply) => return Request::Answer(reply),
-                Ok(command) if !command.reads_stdin() => return Request::Run(command, Vec::new()),
-                Ok(command) => pending = Some(command),
-            },
-            ChannelMsg::RequestShell { .. } => return Request::Run(Command::Help, Vec::new()),
-            ChannelMsg::Data { data } => {
-                if stdin.len() + data.len() > MAX_PAYLOAD {
-                    let error = Error::PayloadTooLarge { limit: MAX_PAYLOAD };
-                    return Request::Answer(Reply::from_error(&error));
-                }
-                stdin.extend_from_slice(&data);
-            }
-            ChannelMsg::Eof => {
-                if let Some(command) = pending.take() {
-                    return Request::Run(command, stdin);
-                }
-            }
-            _ => {}
-        }
+    #[test]
+    fn commands_without_input_run_at_once() {
+        let mut state = ChannelState::default();
+        assert!(matches!(
+            state.on_exec(b"keys"),
+            Some(Action::Run(Command::Keys(_), _))
+        ));
+        assert!(state.on_data(b"ignored").is_none());
+        assert!(state.on_eof().is_none());
     }
-}
 
-async fn send(channel: &Channel<Msg>, reply: &Reply) {
-    // The client may be gone; nothing more can be done for it then.
-    let _ = channel.data_bytes(reply.to_bytes()).await;
-    let _ = channel.exit_status(reply.exit_status).await;
-    let _ = channel.eof().await;
-    let _ = channel.close().await;
+    #[test]
+    fn input_is_collected_until_eof() {
+        let mut state = ChannelState::default();
+        assert!(state.on_exec(b"sign --key-id ak_x").is_none());
+        assert!(state.on_data(b"hello ").is_none());
+        assert!(state.on_data(b"world").is_none());
+        match state.on_eof() {
+            Some(Action::Run(Command::Sign(_), stdin)) => assert_eq!(stdin, b"hello world"),
+            other => panic!("{other:?}"),
+        }
+        assert!(state.on_eof().is_none());
+    }
+
+    #[test]
+    fn too_much_input_is_answered_once() {
+        let mut state = ChannelState::default();
+        state.on_exec(b"sign --key-id ak_x");
+        assert!(state.on_data(&vec![0; MAX_PAYLOAD]).is_none());
+        match state.on_data(b"!") {
+            Some(Action::Answer(reply)) => {
+                assert_eq!(reply.body["error"]["code"], "payload_too_large")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(state.on_data(b"more").is_none());
+        assert!(state.on_eof().is_none());
+    }
+
+    #[test]
+    fn bad_command_lines_are_answered_and_a_shell_gets_help() {
+        let mut state = ChannelState::default();
+        assert!(matches!(state.on_exec(b"nope"), Some(Action::Answer(_))));
+        assert!(state.on_exec(b"keys").is_none());
+        let mut shell = ChannelState::default();
+        assert!(matches!(
+            shell.on_shell(),
+            Some(Action::Run(Command::Help, _))
+        ));
+    }
 }

@@ -155,6 +155,17 @@ impl Command {
     }
 }
 
+/// Parses split words into a command. The clap command tree is built once per thread and
+/// reused: building it costs more than parsing a command line with it.
+pub fn parse(words: Vec<String>) -> Result<Command, clap::Error> {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    thread_local! {
+        static GRAMMAR: std::cell::RefCell<clap::Command> = std::cell::RefCell::new(CommandLine::command());
+    }
+    let matches = GRAMMAR.with_borrow_mut(|grammar| grammar.try_get_matches_from_mut(words))?;
+    CommandLine::from_arg_matches(&matches).map(|parsed| parsed.command)
+}
+
 /// The help text for the whole grammar.
 pub fn help() -> String {
     use clap::CommandFactory as _;

@@ -1,5 +1,6 @@
-//! Per-connection state for russh: who authenticated, and how many channels are open.
+//! Per-connection state for russh: who authenticated, and each open channel's request.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,9 +9,11 @@ use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, Verif
 use russh::{Channel, ChannelId, ChannelOpenFailure};
 
 use super::AllowedKeys;
+use super::channel::{self, Action, ChannelState};
 use crate::appliance::{Appliance, Caller};
 
-/// Channels one connection may have open at once; more are refused until some close.
+/// Requests one connection may have under way at once (being read or being carried out); more
+/// channels are refused until some finish.
 pub const MAX_CHANNELS: usize = 64;
 
 /// Makes a [`Connection`] for each client.
@@ -38,7 +41,8 @@ impl russh::server::Server for Server {
             allowed_keys: self.allowed_keys.clone(),
             peer,
             caller: None,
-            open_channels: Arc::new(AtomicUsize::new(0)),
+            channels: HashMap::new(),
+            running: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -53,7 +57,26 @@ pub struct Connection {
     allowed_keys: Option<Arc<AllowedKeys>>,
     peer: Option<SocketAddr>,
     caller: Option<Caller>,
-    open_channels: Arc<AtomicUsize>,
+    /// Channels whose request is still being read.
+    channels: HashMap<ChannelId, ChannelState>,
+    /// Requests being carried out.
+    running: Arc<AtomicUsize>,
+}
+
+/// Counts a request as running until dropped.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Running(Arc::clone(count))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Connection {
@@ -62,14 +85,34 @@ impl Connection {
             .as_ref()
             .is_none_or(|allowed| allowed.allows(key))
     }
-}
 
-/// Decrements the connection's channel count when a channel task ends.
-pub struct ChannelSlot(Arc<AtomicUsize>);
-
-impl Drop for ChannelSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+    /// Feeds an event to `channel`'s state; a completed request leaves the table and is carried
+    /// out in a task of its own.
+    fn advance(
+        &mut self,
+        channel: ChannelId,
+        session: &Session,
+        event: impl FnOnce(&mut ChannelState) -> Option<Action>,
+    ) {
+        let (Some(state), Some(caller)) = (self.channels.get_mut(&channel), &self.caller) else {
+            return;
+        };
+        let Some(action) = event(state) else {
+            return;
+        };
+        self.channels.remove(&channel);
+        let running = Running::start(&self.running);
+        let work = channel::perform(
+            action,
+            session.handle(),
+            channel,
+            Arc::clone(&self.appliance),
+            caller.clone(),
+        );
+        tokio::spawn(async move {
+            work.await;
+            drop(running);
+        });
     }
 }
 
@@ -115,35 +158,29 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(caller) = self.caller.clone() else {
+        if self.caller.is_none() {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
-            return Ok(());
-        };
-        if self.open_channels.fetch_add(1, Ordering::AcqRel) >= MAX_CHANNELS {
-            self.open_channels.fetch_sub(1, Ordering::AcqRel);
+        } else if self.channels.len() + self.running.load(Ordering::Acquire) >= MAX_CHANNELS {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
-            return Ok(());
+        } else {
+            // The channel's messages reach us through the callbacks below; the `Channel` object
+            // is not needed.
+            self.channels.insert(channel.id(), ChannelState::default());
+            reply.accept().await;
         }
-        let slot = ChannelSlot(Arc::clone(&self.open_channels));
-        reply.accept().await;
-        tokio::spawn(super::channel::serve(
-            channel,
-            Arc::clone(&self.appliance),
-            caller,
-            slot,
-        ));
         Ok(())
     }
 
     async fn exec_request(
         &mut self,
         channel: ChannelId,
-        _data: &[u8],
+        data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
+        self.advance(channel, session, |state| state.on_exec(data));
         Ok(())
     }
 
@@ -153,6 +190,35 @@ impl russh::server::Handler for Connection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
+        self.advance(channel, session, ChannelState::on_shell);
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.advance(channel, session, |state| state.on_data(data));
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.advance(channel, session, ChannelState::on_eof);
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
         Ok(())
     }
 

@@ -1,0 +1,97 @@
+//! [`Token`]: the async face of an [`Hsm`]. Calls run on a small pool of dedicated OS threads, one
+//! per token session, never on tokio's workers.
+//!
+//! Dedicated threads rather than tokio's blocking pool: a PKCS#11 module keeps per-thread state
+//! (SoftHSM decodes each private key through OpenSSL, whose caches and allocator arenas are per
+//! thread), and a call that lands on whichever blocking thread is free runs markedly slower than
+//! one on a thread that signs all day. With as many threads as sessions, each thread also finds
+//! a session free when it takes a job.
+
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use super::{Error, Hsm, Result};
+
+type Job = Box<dyn FnOnce(&dyn Hsm) + Send>;
+
+/// A shared handle to the token and its worker threads; the threads stop when the last handle
+/// is dropped.
+#[derive(Clone)]
+pub struct Token {
+    hsm: Arc<dyn Hsm>,
+    jobs: Sender<Job>,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token").field("hsm", &self.hsm).finish()
+    }
+}
+
+impl Token {
+    /// Starts one worker thread per token session.
+    pub fn new(hsm: Arc<dyn Hsm>) -> Self {
+        let (jobs, queue) = channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..hsm.describe().sessions.max(1) {
+            let (hsm, queue) = (Arc::clone(&hsm), Arc::clone(&queue));
+            let spawned = std::thread::Builder::new()
+                .name(format!("token-{n}"))
+                .spawn(move || work(hsm.as_ref(), &queue));
+            if let Err(error) = spawned {
+                tracing::error!(%error, "could not start a token worker thread");
+            }
+        }
+        Token { hsm, jobs }
+    }
+
+    /// Runs `f` against the token on a token thread.
+    pub async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&dyn Hsm) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |hsm| {
+            let _ = reply.send(f(hsm));
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| Error::Worker("the token threads have stopped".to_owned()))?;
+        answer
+            .await
+            .map_err(|_| Error::Worker("a token thread dropped a call".to_owned()))?
+    }
+
+    /// The blocking token, for code that already runs off the async workers.
+    pub fn blocking(&self) -> &dyn Hsm {
+        self.hsm.as_ref()
+    }
+
+    /// Random bytes from the token.
+    pub async fn random<const N: usize>(&self) -> Result<[u8; N]> {
+        self.call(|hsm| {
+            let mut out = [0u8; N];
+            hsm.random(&mut out)?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn work(hsm: &dyn Hsm, queue: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = {
+            let queue = queue
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            queue.recv()
+        };
+        match job {
+            Ok(job) => job(hsm),
+            Err(_) => return,
+        }
+    }
+}
