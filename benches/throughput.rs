@@ -7,12 +7,15 @@
 //! - (a) a new SSH connection per signature, N clients at once (what the git shim does);
 //! - (b) one persistent SSH connection with 8·N exec channels in flight;
 //!
-//! and the ratio of each to the raw rate (the appliance runs with N token sessions too), and the
-//! appliance's CPU time per request in (b). Then the wall time of `git commit -S` through the
+//! and the ratio of each to the raw rate (the appliance runs with N token sessions too); then the
+//! CPU time per signature of the raw loop and of the appliance in (b), whose difference is what
+//! the appliance itself spends per request (SSH, parsing, policy, replies). Then the wall time of `git commit -S` through the
 //! shim against `ssh-keygen -Y sign` with a file key. Client, server and token share the
 //! machine: where the token alone keeps every core busy, the SSH work has to take its CPU from
 //! the token.
-//! `SSHSIGN_BENCH_SECONDS` sets the length of each measurement (default 3).
+//! SoftHSM's speed drifts on a shared machine, so raw and (b) are measured in alternation,
+//! `ROUNDS` times each, and the medians are printed. `SSHSIGN_BENCH_SECONDS` sets the length of
+//! each measurement (default 2).
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -32,29 +35,55 @@ const SHIM: &str = env!("CARGO_BIN_EXE_sshsign");
 const PAYLOAD: &[u8] = &[b'c'; 300];
 const CONCURRENCY: [usize; 3] = [1, 2, 4];
 const COMMITS: usize = 20;
+const ROUNDS: usize = 3;
 
 fn seconds() -> Duration {
     let secs = std::env::var("SSHSIGN_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+        .unwrap_or(2.0);
     Duration::from_secs_f64(secs)
 }
 
-/// Raw token rate: `threads` threads, each with its own session, signing for `duration`.
-fn raw_rate(store: &SoftHsmStore, sessions: usize, duration: Duration) -> f64 {
-    let hsm = Arc::new(
-        Pkcs11Hsm::open(Pkcs11Config {
-            module: store.module.clone(),
-            token_label: store.label.clone(),
-            pin: sshsign::secret::read_secret_file(&store.pin_file()).unwrap(),
-            sessions,
-            ec_params: Default::default(),
-            object_id: Default::default(),
-        })
-        .unwrap(),
-    );
-    let key = hsm.generate_ed25519("bench-raw").unwrap();
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The token as the raw measurement sees it: `sessions` sessions and a key of its own.
+struct RawToken {
+    hsm: Arc<Pkcs11Hsm>,
+    key: sshsign::hsm::TokenKey,
+    sessions: usize,
+}
+
+impl RawToken {
+    fn open(store: &SoftHsmStore, sessions: usize) -> Self {
+        let hsm = Arc::new(
+            Pkcs11Hsm::open(Pkcs11Config {
+                module: store.module.clone(),
+                token_label: store.label.clone(),
+                pin: sshsign::secret::read_secret_file(&store.pin_file()).unwrap(),
+                sessions,
+                ec_params: Default::default(),
+                object_id: Default::default(),
+            })
+            .unwrap(),
+        );
+        let key = hsm.generate_ed25519("bench-raw").unwrap();
+        RawToken { hsm, key, sessions }
+    }
+}
+
+impl Drop for RawToken {
+    fn drop(&mut self) {
+        let _ = self.hsm.destroy(&self.key.object_id);
+    }
+}
+
+/// Raw token rate: one thread per session, signing through `cryptoki` for `duration`.
+fn raw_rate(token: &RawToken, duration: Duration) -> f64 {
+    let (hsm, key, sessions) = (&token.hsm, &token.key, token.sessions);
     let count = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let threads: Vec<_> = (0..sessions)
@@ -71,9 +100,7 @@ fn raw_rate(store: &SoftHsmStore, sessions: usize, duration: Duration) -> f64 {
     for thread in threads {
         thread.join().unwrap();
     }
-    let rate = count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
-    hsm.destroy(&key.object_id).unwrap();
-    rate
+    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
 /// A running appliance with `sessions` token sessions; killed on drop.
@@ -82,18 +109,22 @@ struct Server {
     config: ClientConfig,
 }
 
+/// CPU seconds a process has used (user + system), from `/proc/PID/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
 impl Server {
-    /// CPU seconds the server process has used (user + system).
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect();
-        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-        ticks / 100.0
+        cpu_seconds(&self.child.id().to_string())
     }
 }
 
@@ -195,21 +226,18 @@ async fn connection_per_signature(
 
 /// (b): one connection, `in_flight` exec channels at a time.
 async fn persistent_connection(
-    config: &ClientConfig,
+    connection: &Arc<Connection>,
     key_id: &str,
     in_flight: usize,
     duration: Duration,
 ) -> f64 {
-    let connection = Arc::new(Connection::connect(config).await.unwrap());
     let words = sign_words(key_id);
-    // Warm up the connection before timing.
-    sign_once(&connection, &words).await;
     let count = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let tasks: Vec<_> = (0..in_flight)
         .map(|_| {
-            let (connection, words) = (Arc::clone(&connection), words.clone());
+            let (connection, words) = (Arc::clone(connection), words.clone());
             let (count, stop) = (Arc::clone(&count), Arc::clone(&stop));
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
@@ -311,37 +339,45 @@ fn main() {
     );
     println!();
     println!(
-        "{:>3}  {:>8}  {:>24}  {:>26}  {:>16}",
-        "N", "raw /s", "(a) conn/signature (ratio)", "(b) persistent, 8N (ratio)", "(b) server CPU"
+        "{:>3}  {:>8}  {:>24}  {:>26}  {:>22}",
+        "N",
+        "raw /s",
+        "(a) conn/signature (ratio)",
+        "(b) persistent, 8N (ratio)",
+        "CPU µs/sig: raw, (b)"
     );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut key_id = String::new();
     for n in CONCURRENCY {
-        let raw = raw_rate(&store, n, duration);
+        let raw_token = RawToken::open(&store, n);
         let server = start_server(dir.path(), &store, n, &identity);
-        let (a, b, cpu) = runtime.block_on(async {
+        let (raw, a, b, raw_cpu, cpu) = runtime.block_on(async {
+            let connection = Arc::new(Connection::connect(&server.config).await.unwrap());
             if key_id.is_empty() {
-                let connection = Connection::connect(&server.config).await.unwrap();
-                let created = connection
-                    .run(&["create-key".to_owned()], &[])
-                    .await
-                    .unwrap();
-                key_id = created.json().unwrap()["key_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned();
-                connection.close().await;
+                let created = connection.run(&["create-key".to_owned()], &[]).await.unwrap();
+                key_id = created.json().unwrap()["key_id"].as_str().unwrap().to_owned();
             }
+            sign_once(&connection, &sign_words(&key_id)).await;
             let a = connection_per_signature(&server.config, &key_id, n, duration).await;
-            let before = server.cpu_seconds();
-            let b = persistent_connection(&server.config, &key_id, 8 * n, duration).await;
-            let cpu = (server.cpu_seconds() - before) / (b * duration.as_secs_f64());
-            (a, b, cpu)
+            let (mut raw, mut b) = (Vec::new(), Vec::new());
+            let (mut raw_cpu, mut cpu) = (Vec::new(), Vec::new());
+            for _ in 0..ROUNDS {
+                let before = cpu_seconds("self");
+                let rate = raw_rate(&raw_token, duration);
+                raw_cpu.push((cpu_seconds("self") - before) / (rate * duration.as_secs_f64()));
+                raw.push(rate);
+                let before = server.cpu_seconds();
+                let rate = persistent_connection(&connection, &key_id, 8 * n, duration).await;
+                cpu.push((server.cpu_seconds() - before) / (rate * duration.as_secs_f64()));
+                b.push(rate);
+            }
+            (median(raw), a, median(b), median(raw_cpu), median(cpu))
         });
         println!(
-            "{n:>3}  {raw:>8.0}  {a:>16.0} ({:>5.2})  {b:>18.0} ({:>5.2})  {:>10.0} µs/req",
+            "{n:>3}  {raw:>8.0}  {a:>16.0} ({:>5.2})  {b:>18.0} ({:>5.2})  {:>11.0}, {:>8.0}",
             a / raw,
             b / raw,
+            raw_cpu * 1e6,
             cpu * 1e6
         );
         drop(server);

@@ -276,6 +276,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_file_parses() {
+        let raw: RawConfig =
+            toml::from_str(include_str!("../provisioning/sshsign.example.toml")).unwrap();
+        assert_eq!(raw.hsm_profile.as_deref(), Some("yubihsm2-pkcs11"));
+        assert_eq!(raw.hsm_sessions, Some(2));
+        assert!(raw.pkcs11_pin_file.is_none());
+    }
+
+    #[test]
     fn bad_settings_are_named() {
         assert!(matches!(
             ServeConfig::from_raw(RawConfig::default(), None),

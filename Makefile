@@ -1,0 +1,32 @@
+# sshsign: the two commands a new machine needs.
+#
+#   make dev     install what is missing, build, and start a development appliance on 127.0.0.1
+#   make test    install what the tests need and run the whole suite
+#
+# Also: `make bench` (the throughput benchmark, release build).
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# SoftHSMv2 is the development token; the tests drive the stock OpenSSH client and git.
+DEBIAN_PACKAGES := softhsm2 openssh-client git
+
+.PHONY: deps dev test bench
+
+deps:
+	@missing=""; \
+	for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
+
+dev: deps
+	cargo build --release --bins
+	./target/release/sshsign-server dev
+
+test: deps
+	cargo nextest run
+
+bench: deps
+	cargo bench --bench throughput
