@@ -354,8 +354,14 @@ fn main() {
         let (raw, a, b, raw_cpu, cpu) = runtime.block_on(async {
             let connection = Arc::new(Connection::connect(&server.config).await.unwrap());
             if key_id.is_empty() {
-                let created = connection.run(&["create-key".to_owned()], &[]).await.unwrap();
-                key_id = created.json().unwrap()["key_id"].as_str().unwrap().to_owned();
+                let created = connection
+                    .run(&["create-key".to_owned()], &[])
+                    .await
+                    .unwrap();
+                key_id = created.json().unwrap()["key_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
             }
             sign_once(&connection, &sign_words(&key_id)).await;
             let a = connection_per_signature(&server.config, &key_id, n, duration).await;

@@ -138,6 +138,8 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     fn find(&self, id: &ObjectId) -> Result<Option<TokenKey>>;
     /// Finds the key pairs whose `CKA_LABEL` is `label`.
     fn find_by_label(&self, label: &str) -> Result<Vec<TokenKey>>;
+    /// Every Ed25519 key pair on the token.
+    fn list(&self) -> Result<Vec<TokenKey>>;
     /// Signs `message` with pure Ed25519 (`CKM_EDDSA`), one shot. Never retried after the token
     /// may have signed: a lost session is reported as [`Error::SessionLost`].
     fn sign(&self, id: &ObjectId, message: &[u8]) -> Result<[u8; 64]>;

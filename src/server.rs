@@ -85,7 +85,7 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
         path: config.db_path.display().to_string(),
         source,
     })?;
-    let token = Token::new(hsm.clone());
+    let token = Token::new(hsm.clone())?;
     let seed = token.random::<32>().await?;
     let host_key = ssh::host_key::load_or_create(&config.host_key_path, &seed)?;
     let host_public = host_key.public_key().clone();

@@ -77,6 +77,8 @@ enum Provision {
     GenerateApplianceKeys(TokenArgs),
     /// Show the appliance's public keys and fingerprints.
     Show(TokenArgs),
+    /// List every Ed25519 key in the token with its protection attributes.
+    Keys(TokenArgs),
     /// Sign and verify with each appliance key; check that none is exportable.
     SelfTest(TokenArgs),
 }
@@ -223,6 +225,22 @@ fn provision(command: Provision) -> Result<()> {
                 "token": hsm.describe(),
                 "appliance_keys": provision::appliance_keys(&hsm)?,
             }));
+        }
+        Provision::Keys(args) => {
+            let hsm = args.open()?;
+            let keys = hsm
+                .list()?
+                .into_iter()
+                .map(|key| {
+                    Ok(json!({
+                        "label": key.label,
+                        "object_id": key.object_id.to_hex(),
+                        "fingerprint": sshsign::pubkey::fingerprint(&key.public_key),
+                        "attributes": hsm.attributes(&key.object_id)?,
+                    }))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            print_json(&json!({ "keys": keys }));
         }
         Provision::SelfTest(args) => {
             let hsm = args.open()?;

@@ -312,6 +312,10 @@ impl Hsm for Pkcs11Hsm {
         self.keys_matching(vec![Attribute::Label(label.as_bytes().to_vec())])
     }
 
+    fn list(&self) -> Result<Vec<TokenKey>> {
+        self.keys_matching(Vec::new())
+    }
+
     fn sign(&self, id: &ObjectId, message: &[u8]) -> Result<[u8; 64]> {
         let mechanism = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
         let lease = self.pool.lease()?;

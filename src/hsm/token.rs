@@ -32,19 +32,17 @@ impl std::fmt::Debug for Token {
 
 impl Token {
     /// Starts one worker thread per token session.
-    pub fn new(hsm: Arc<dyn Hsm>) -> Self {
+    pub fn new(hsm: Arc<dyn Hsm>) -> Result<Self> {
         let (jobs, queue) = channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..hsm.describe().sessions.max(1) {
             let (hsm, queue) = (Arc::clone(&hsm), Arc::clone(&queue));
-            let spawned = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name(format!("token-{n}"))
-                .spawn(move || work(hsm.as_ref(), &queue));
-            if let Err(error) = spawned {
-                tracing::error!(%error, "could not start a token worker thread");
-            }
+                .spawn(move || work(hsm.as_ref(), &queue))
+                .map_err(|e| Error::Worker(format!("starting a token thread: {e}")))?;
         }
-        Token { hsm, jobs }
+        Ok(Token { hsm, jobs })
     }
 
     /// Runs `f` against the token on a token thread.

@@ -1,6 +1,25 @@
 //! The command set over the stock OpenSSH client.
 
-use crate::common::{Appliance, ssh_keygen_verify};
+use serde_json::Value;
+
+use crate::common::{Appliance, provision, ssh_keygen_verify};
+
+/// The token's own account of the key labelled `label`, if it holds one.
+fn token_key(appliance: &Appliance, label: &str) -> Option<Value> {
+    let output = provision(&appliance.store, &["keys"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listing: Value = serde_json::from_slice(&output.stdout).unwrap();
+    listing["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["label"] == label)
+        .cloned()
+}
 
 #[test]
 fn create_sign_verify_revoke_then_signing_fails() {
@@ -22,6 +41,15 @@ fn create_sign_verify_revoke_then_signing_fails() {
     let public_key = key["public_key"].as_str().unwrap().to_owned();
     assert!(public_key.starts_with("ssh-ed25519 AAAA"), "{public_key}");
     assert_eq!(key["status"], "active");
+
+    // The private half is in the token, sensitive and never extractable.
+    let in_token = token_key(&appliance, &key_id).expect("the key is in the token");
+    assert_eq!(in_token["fingerprint"], key["fingerprint"]);
+    let attributes = &in_token["attributes"];
+    assert_eq!(attributes["sensitive"], true, "{attributes}");
+    assert_eq!(attributes["extractable"], false, "{attributes}");
+    assert_eq!(attributes["never_extractable"], true, "{attributes}");
+    assert_eq!(attributes["always_sensitive"], true, "{attributes}");
 
     let keys = alice.cmd("keys");
     assert_eq!(keys.ok()["keys"][0]["key_id"], key_id.as_str());
@@ -74,6 +102,10 @@ fn create_sign_verify_revoke_then_signing_fails() {
 
     let revoked = alice.cmd(&format!("revoke --key-id {key_id}"));
     assert_eq!(revoked.ok()["status"], "revoked");
+    assert!(
+        token_key(&appliance, &key_id).is_none(),
+        "revocation destroys the private half"
+    );
     let refused = alice.run(&format!("sign --key-id {key_id}"), payload);
     assert!(refused.failed_with("key_revoked").contains(&key_id));
     assert_eq!(alice.cmd("keys").ok()["keys"][0]["status"], "revoked");
