@@ -88,7 +88,7 @@ fn raw_rate(token: &RawToken, duration: Duration) -> f64 {
     let start = Instant::now();
     let threads: Vec<_> = (0..sessions)
         .map(|_| {
-            let (hsm, key, count) = (Arc::clone(&hsm), key.clone(), Arc::clone(&count));
+            let (hsm, key, count) = (Arc::clone(hsm), key.clone(), Arc::clone(&count));
             std::thread::spawn(move || {
                 while start.elapsed() < duration {
                     hsm.sign(&key.object_id, PAYLOAD).unwrap();
