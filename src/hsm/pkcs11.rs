@@ -166,13 +166,13 @@ impl Pkcs11Hsm {
         }
     }
 
-    fn keys_matching(&self, template: Vec<Attribute>) -> Result<Vec<TokenKey>> {
+    fn keys_matching(&self, template: &[Attribute]) -> Result<Vec<TokenKey>> {
         let found = self.read(|session| {
             let mut search = vec![
                 Attribute::Class(ObjectClass::PUBLIC_KEY),
                 Attribute::KeyType(KeyType::EC_EDWARDS),
             ];
-            search.extend(template.iter().cloned());
+            search.extend_from_slice(template);
             session
                 .find_objects(&search)?
                 .into_iter()
@@ -299,7 +299,7 @@ impl Hsm for Pkcs11Hsm {
     }
 
     fn find(&self, id: &ObjectId) -> Result<Option<TokenKey>> {
-        let keys = self.keys_matching(vec![Attribute::Id(id.as_bytes().to_vec())])?;
+        let keys = self.keys_matching(&[Attribute::Id(id.as_bytes().to_vec())])?;
         let Some(key) = keys.into_iter().next() else {
             return Ok(None);
         };
@@ -309,11 +309,11 @@ impl Hsm for Pkcs11Hsm {
     }
 
     fn find_by_label(&self, label: &str) -> Result<Vec<TokenKey>> {
-        self.keys_matching(vec![Attribute::Label(label.as_bytes().to_vec())])
+        self.keys_matching(&[Attribute::Label(label.as_bytes().to_vec())])
     }
 
     fn list(&self) -> Result<Vec<TokenKey>> {
-        self.keys_matching(Vec::new())
+        self.keys_matching(&[])
     }
 
     fn sign(&self, id: &ObjectId, message: &[u8]) -> Result<[u8; 64]> {
