@@ -66,39 +66,51 @@ impl Repo {
     }
 }
 
-fn allowed_signers(dir: &Path, public_key: &str) -> PathBuf {
-    write_file(
-        dir,
+/// A new key of `user`'s, a repository whose `user.signingkey` is what `signingkey` makes of the
+/// key id and public key, one commit signed through the shim, and an allowed_signers file with
+/// the key for alice@example.com. Returns the repository and the key id.
+fn repo_with_signed_commit(
+    appliance: &Appliance,
+    user: &User,
+    signingkey: impl Fn(&str, &str) -> String,
+    message: &str,
+) -> (Repo, String) {
+    let created = user.cmd("create-key");
+    let key_id = created.ok()["key_id"].as_str().unwrap().to_owned();
+    let public_key = created.json["public_key"].as_str().unwrap().to_owned();
+
+    let repo = Repo::new(appliance.dir.path(), user);
+    repo.git_ok(
+        &[
+            "config",
+            "user.signingkey",
+            &signingkey(&key_id, &public_key),
+        ],
+        false,
+    );
+    let commit = repo.commit("a.txt", message);
+    let stderr = String::from_utf8_lossy(&commit.stderr);
+    assert!(commit.status.success(), "{stderr}");
+
+    let allowed = write_file(
+        appliance.dir.path(),
         "allowed_signers",
         format!("alice@example.com namespaces=\"git\" {public_key}\n"),
-    )
+    );
+    let allowed = allowed.to_str().unwrap();
+    repo.git_ok(&["config", "gpg.ssh.allowedSignersFile", allowed], false);
+    (repo, key_id)
 }
 
 #[test]
 fn commits_signed_through_the_shim_verify_with_stock_openssh() {
     let appliance = Appliance::start();
     let alice = appliance.user("alice");
-    let created = alice.cmd("create-key");
-    let key_id = created.ok()["key_id"].as_str().unwrap().to_owned();
-    let public_key = created.json["public_key"].as_str().unwrap().to_owned();
-
-    let repo = Repo::new(appliance.dir.path(), &alice);
-    repo.git_ok(&["config", "user.signingkey", &key_id], false);
-    let commit = repo.commit("a.txt", "first signed commit");
-    assert!(
-        commit.status.success(),
-        "{}",
-        String::from_utf8_lossy(&commit.stderr)
-    );
-
-    let allowed = allowed_signers(appliance.dir.path(), &public_key);
-    repo.git_ok(
-        &[
-            "config",
-            "gpg.ssh.allowedSignersFile",
-            allowed.to_str().unwrap(),
-        ],
-        false,
+    let (repo, _) = repo_with_signed_commit(
+        &appliance,
+        &alice,
+        |id, _| id.to_owned(),
+        "first signed commit",
     );
 
     // Stock ssh-keygen verifies (git's default gpg.ssh.program)...
@@ -154,27 +166,11 @@ fn commits_signed_through_the_shim_verify_with_stock_openssh() {
 fn signingkey_may_be_the_literal_public_key_and_refusals_reach_git() {
     let appliance = Appliance::start();
     let alice = appliance.user("alice");
-    let created = alice.cmd("create-key");
-    let key_id = created.ok()["key_id"].as_str().unwrap().to_owned();
-    let public_key = created.json["public_key"].as_str().unwrap().to_owned();
-
-    let repo = Repo::new(appliance.dir.path(), &alice);
-    let literal = format!("key::{public_key}");
-    repo.git_ok(&["config", "user.signingkey", &literal], false);
-    let commit = repo.commit("a.txt", "signed by public key");
-    assert!(
-        commit.status.success(),
-        "{}",
-        String::from_utf8_lossy(&commit.stderr)
-    );
-    let allowed = allowed_signers(appliance.dir.path(), &public_key);
-    repo.git_ok(
-        &[
-            "config",
-            "gpg.ssh.allowedSignersFile",
-            allowed.to_str().unwrap(),
-        ],
-        false,
+    let (repo, key_id) = repo_with_signed_commit(
+        &appliance,
+        &alice,
+        |_, public_key| format!("key::{public_key}"),
+        "signed by public key",
     );
     repo.git_ok(&["verify-commit", "HEAD"], false);
 
