@@ -1,26 +1,47 @@
-//! What the appliance does, independent of how a request arrived (SSH today, HTTP too later):
-//! identify callers, create, list and revoke signing keys, sign and verify.
+//! What the appliance does, independent of how a request arrived: identify callers; create keys
+//! and grant, list and revoke authorizations; sign (or queue for a co-signer); approve and deny;
+//! log negotiation offers; serve audit proofs.
 //!
-//! Order of work on every write: check, record durably (`Store::flush`), then act on the token
-//! or reply. Token calls go through [`Token`], off the async workers.
+//! Order of work wherever a signature is made: decide, append the audit entry (durable), check
+//! the key and authorization once more, then ask the token. A signature never leaves without its
+//! entry on disk, and a revocation recorded before that last check stops it.
+//!
+//! - [`keys`](self::keys): keys and authorizations;
+//! - [`signing`](self::signing): sign and verify;
+//! - [`cosign`](self::cosign): pending requests, approval, denial, envelopes;
+//! - [`negotiate`](self::negotiate): negotiation offers and history;
+//! - [`audit_view`](self::audit_view): checkpoints, proofs and entries, as each caller may see
+//!   them.
 
+mod audit_view;
+mod cosign;
 mod error;
+mod keys;
+mod negotiate;
+mod signing;
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
 
-pub use self::error::Error;
+pub use self::cosign::PendingView;
+pub use self::error::{Error, status_name};
+pub use self::keys::{Grant, KeyView, Role};
+pub use self::signing::{SignInput, SignOutcome, Verified};
+use crate::audit::{AuditEntry, AuditLog};
 use crate::hsm::{ObjectId, Token};
 use crate::ids::IdKind;
-use crate::policy::{self, Decision};
+use crate::policy::Evaluation;
 use crate::provision::ApplianceKey;
-use crate::sshsig::{self, SshSig};
-use crate::store::{SigningKeyRecord, SshKeyRecord, Store, Tier, UserRecord};
+use crate::sshsig::SshSig;
+use crate::store::{SigningKeyRecord, SshKeyRecord, Store, UserRecord};
 use crate::{pubkey, time};
 
 /// The largest payload `sign` and `verify` accept.
 pub const MAX_PAYLOAD: usize = 1024 * 1024;
+/// The largest `--metadata` document.
+pub const MAX_METADATA: usize = 64 * 1024;
 
 /// A user connected with a given SSH key.
 #[derive(Debug, Clone)]
@@ -29,29 +50,19 @@ pub struct Caller {
     pub fingerprint: String,
 }
 
-/// What `create-key` asks for, validated.
+impl Caller {
+    pub fn id(&self) -> &str {
+        &self.user.user_id
+    }
+}
+
+/// Settings the appliance's behaviour depends on.
 #[derive(Debug, Clone)]
-pub struct KeySpec {
-    pub scopes: Vec<String>,
-    pub tier: Tier,
-    pub require_signature: bool,
-    pub constraints: Map<String, Value>,
-    pub expires_at: Option<i64>,
-}
-
-/// A signature made by the token.
-#[derive(Debug)]
-pub struct Signed {
-    pub key: SigningKeyRecord,
-    pub signature: SshSig,
-}
-
-/// What `verify` found.
-#[derive(Debug)]
-pub struct Verified {
-    pub signature: SshSig,
-    /// The appliance key that made it, if it is one of ours.
-    pub key: Option<SigningKeyRecord>,
+pub struct Settings {
+    /// Where approval links point: `https://sign.example.com` or `http://127.0.0.1:8443`.
+    pub approval_base: String,
+    /// How long a co-signed request waits by default.
+    pub pending_ttl: i64,
 }
 
 /// The running appliance's state, shared by every connection.
@@ -60,14 +71,24 @@ pub struct Appliance {
     token: Token,
     store: Store,
     appliance_keys: Vec<ApplianceKey>,
+    audit: Arc<AuditLog>,
+    settings: Settings,
 }
 
 impl Appliance {
-    pub fn new(token: Token, store: Store, appliance_keys: Vec<ApplianceKey>) -> Arc<Self> {
+    pub fn new(
+        token: Token,
+        store: Store,
+        appliance_keys: Vec<ApplianceKey>,
+        audit: Arc<AuditLog>,
+        settings: Settings,
+    ) -> Arc<Self> {
         Arc::new(Appliance {
             token,
             store,
             appliance_keys,
+            audit,
+            settings,
         })
     }
 
@@ -77,6 +98,10 @@ impl Appliance {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
     }
 
     pub fn appliance_keys(&self) -> &[ApplianceKey] {
@@ -94,7 +119,7 @@ impl Appliance {
         }
         let now = time::now();
         let user = UserRecord {
-            user_id: IdKind::User.make(self.token.random().await?),
+            user_id: self.new_id(IdKind::User).await?,
             created_at: now,
             ssh_keys: vec![fingerprint.clone()],
         };
@@ -112,127 +137,83 @@ impl Appliance {
         Ok(Caller { user, fingerprint })
     }
 
-    /// Generates a key in the token and records it for `caller`.
-    pub async fn create_key(
-        &self,
-        caller: &Caller,
-        spec: KeySpec,
-    ) -> Result<SigningKeyRecord, Error> {
-        let key_id = IdKind::SigningKey.make(self.token.random().await?);
-        let label = key_id.clone();
-        let token_key = self
-            .token
-            .call(move |hsm| hsm.generate_ed25519(&label))
-            .await?;
-        let record = SigningKeyRecord {
-            key_id,
-            owner: caller.user.user_id.clone(),
-            token_object_id: token_key.object_id.to_hex(),
-            public_key: crate::hex::encode(&token_key.public_key),
-            scopes: spec.scopes,
-            tier: spec.tier,
-            require_signature: spec.require_signature,
-            constraints: spec.constraints,
-            created_at: time::now(),
-            expires_at: spec.expires_at,
-            revoked_at: None,
-        };
-        let recorded = match self.store.insert_signing_key(&record) {
-            Ok(()) => self.store.flush().await.map_err(Error::from),
-            Err(e) => Err(Error::from(e)),
-        };
-        if let Err(e) = recorded {
-            // Unrecorded, the key would be an orphan in the token: remove it.
-            let id = token_key.object_id.clone();
-            if let Err(cleanup) = self.token.call(move |hsm| hsm.destroy(&id)).await {
-                tracing::error!(error = %cleanup, object = %token_key.object_id, "orphan key left in token");
-            }
-            return Err(e);
-        }
-        tracing::info!(key = %record.key_id, owner = %record.owner, "signing key created");
-        Ok(record)
+    /// A fresh identifier from the token's RNG.
+    async fn new_id(&self, kind: IdKind) -> Result<String, Error> {
+        Ok(kind.make(self.token.random().await?))
     }
 
-    /// Every key `caller` owns.
-    pub fn keys(&self, caller: &Caller) -> Result<Vec<SigningKeyRecord>, Error> {
-        Ok(self.store.signing_keys_of(&caller.user.user_id)?)
-    }
-
-    /// A key `caller` owns; another user's key reads as unknown.
-    fn owned_key(&self, caller: &Caller, key_id: &str) -> Result<SigningKeyRecord, Error> {
-        match self.store.signing_key(key_id)? {
-            Some(key) if key.owner == caller.user.user_id => Ok(key),
-            _ => Err(Error::UnknownKey(key_id.to_owned())),
+    /// An audit entry for something `caller` did.
+    fn entry(&self, caller: &Caller, action: &str, result: &str) -> AuditEntry {
+        AuditEntry {
+            time: time::now(),
+            action: action.to_owned(),
+            result: result.to_owned(),
+            actor: caller.id().to_owned(),
+            actor_key: caller.fingerprint.clone(),
+            readers: vec![caller.id().to_owned()],
+            ..AuditEntry::default()
         }
     }
 
-    /// Signs `payload` in `namespace` with `key_id`, if the policy allows it.
-    pub async fn sign(
+    /// Appends an entry; returns once it is durable.
+    async fn record(&self, mut entry: AuditEntry) -> Result<u64, Error> {
+        entry.readers.sort();
+        entry.readers.dedup();
+        self.audit
+            .append(&entry)
+            .await
+            .map_err(Error::AuditUnavailable)
+    }
+
+    /// Has the token sign `data` with `key`, whose entry is already durable, once the key and
+    /// the authorization are confirmed unrevoked.
+    async fn sign_recorded(
         &self,
-        caller: &Caller,
-        key_id: &str,
+        key: &SigningKeyRecord,
+        authorization_id: &str,
         namespace: &str,
-        payload: &[u8],
-    ) -> Result<Signed, Error> {
-        check_payload(payload)?;
-        let data = sshsig::signed_data(namespace, payload)?;
-        let key = self.owned_key(caller, key_id)?;
-        if let Decision::Deny { rule, reason } =
-            policy::may_sign(&key, &caller.user.user_id, namespace, time::now())
-        {
-            tracing::info!(key = %key_id, ?rule, "signature denied");
-            return Err(Error::Denied { rule, reason });
+        data: Vec<u8>,
+    ) -> Result<SshSig, Error> {
+        let current = self.store.signing_key(&key.key_id)?;
+        if current.as_ref().is_none_or(|k| k.revoked_at.is_some()) {
+            return Err(Error::AlreadyRevoked(key.key_id.clone()));
         }
-        let public_key = key.public_key_bytes().ok_or_else(|| corrupt(&key))?;
-        let object_id = ObjectId::from_hex(&key.token_object_id).ok_or_else(|| corrupt(&key))?;
+        let authorization = self.store.authorization(authorization_id)?;
+        if authorization
+            .as_ref()
+            .is_none_or(|a| a.revoked_at.is_some())
+        {
+            return Err(Error::AuthorizationAlreadyRevoked(
+                authorization_id.to_owned(),
+            ));
+        }
+        let public_key = key.public_key_bytes().ok_or_else(|| corrupt(key))?;
+        let object_id = ObjectId::from_hex(&key.token_object_id).ok_or_else(|| corrupt(key))?;
         let signature = self
             .token
             .call(move |hsm| hsm.sign(&object_id, &data))
             .await?;
-        let signature = SshSig::new(public_key, namespace, signature)?;
-        Ok(Signed { key, signature })
-    }
-
-    /// Verifies an SSHSIG over `payload` in `namespace`, and says which of our keys made it.
-    pub fn verify(
-        &self,
-        namespace: &str,
-        payload: &[u8],
-        armored: &str,
-    ) -> Result<Verified, Error> {
-        check_payload(payload)?;
-        let signature = SshSig::from_armored(armored)?;
-        signature.verify(namespace, payload)?;
-        let key = self.store.signing_key_by_public(signature.public_key())?;
-        Ok(Verified { signature, key })
-    }
-
-    /// Revokes a key: recorded durably first, then the private half is destroyed in the token.
-    pub async fn revoke(&self, caller: &Caller, key_id: &str) -> Result<SigningKeyRecord, Error> {
-        let before = self.owned_key(caller, key_id)?;
-        if before.revoked_at.is_some() {
-            return Err(Error::AlreadyRevoked(key_id.to_owned()));
-        }
-        let mut after = before.clone();
-        after.revoked_at = Some(time::now());
-        self.store.update_signing_key(&before, &after)?;
-        self.store.flush().await?;
-        let object_id =
-            ObjectId::from_hex(&after.token_object_id).ok_or_else(|| corrupt(&after))?;
-        if let Err(e) = self.token.call(move |hsm| hsm.destroy(&object_id)).await {
-            // The record already refuses every signature; the token object is only dead weight.
-            tracing::error!(key = %key_id, error = %e, "revoked, but the token object was not destroyed");
-        }
-        tracing::info!(key = %key_id, "signing key revoked");
-        Ok(after)
+        Ok(SshSig::new(public_key, namespace, signature)?)
     }
 }
 
-fn check_payload(payload: &[u8]) -> Result<(), Error> {
-    if payload.len() > MAX_PAYLOAD {
-        return Err(Error::PayloadTooLarge { limit: MAX_PAYLOAD });
-    }
-    Ok(())
+/// The checks made, as the audit entry lists them: `az_…:check=pass|fail`, without details.
+fn rules_summary(evaluated: &[Evaluation]) -> Vec<String> {
+    evaluated
+        .iter()
+        .flat_map(|e| {
+            e.checks.iter().map(move |c| {
+                let outcome = if c.passed { "pass" } else { "fail" };
+                format!("{}:{}={outcome}", e.authorization_id, c.check)
+            })
+        })
+        .collect()
+}
+
+/// SHA-256 of a JSON object as canonical JSON (sorted keys, numbers as written), hex.
+fn metadata_hash(metadata: &Map<String, Value>) -> String {
+    let bytes = serde_json::to_vec(metadata).unwrap_or_default();
+    crate::hex::encode(&Sha256::digest(bytes))
 }
 
 fn corrupt(key: &SigningKeyRecord) -> Error {

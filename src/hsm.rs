@@ -145,6 +145,15 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     fn sign(&self, id: &ObjectId, message: &[u8]) -> Result<[u8; 64]>;
     /// Destroys both halves of a key pair.
     fn destroy(&self, id: &ObjectId) -> Result<()>;
+    /// Generates a non-extractable AES-256 key labelled `label` that may only encrypt and
+    /// decrypt.
+    fn generate_aes256(&self, label: &str) -> Result<ObjectId>;
+    /// Finds the AES keys labelled `label`.
+    fn find_secret_keys(&self, label: &str) -> Result<Vec<ObjectId>>;
+    /// AES-CBC with PKCS#7 padding (`CKM_AES_CBC_PAD`) under a token AES key.
+    fn encrypt(&self, id: &ObjectId, iv: [u8; 16], plaintext: &[u8]) -> Result<Vec<u8>>;
+    /// The inverse of [`Hsm::encrypt`].
+    fn decrypt(&self, id: &ObjectId, iv: [u8; 16], ciphertext: &[u8]) -> Result<Vec<u8>>;
     /// Fills `out` from the token's random number generator.
     fn random(&self, out: &mut [u8]) -> Result<()>;
     /// Reads the private key object's protection attributes.

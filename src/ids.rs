@@ -1,5 +1,6 @@
-//! Identifiers the appliance hands out: `ak_` signing keys and `usr_` users, each a prefix and
-//! 128 random bits from the token in lowercase base32 (RFC 4648 alphabet, no padding).
+//! Identifiers the appliance hands out: `ak_` signing keys, `az_` authorizations, `usr_` users,
+//! `pnd_` co-signed requests and `neg_` negotiations, each a prefix and 128 random bits from the
+//! token in lowercase base32 (RFC 4648 alphabet, no padding).
 
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 /// Base32 length of 16 bytes.
@@ -9,14 +10,20 @@ const ENCODED_LEN: usize = 26;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdKind {
     SigningKey,
+    Authorization,
     User,
+    Pending,
+    Negotiation,
 }
 
 impl IdKind {
     fn prefix(self) -> &'static str {
         match self {
             IdKind::SigningKey => "ak_",
+            IdKind::Authorization => "az_",
             IdKind::User => "usr_",
+            IdKind::Pending => "pnd_",
+            IdKind::Negotiation => "neg_",
         }
     }
 

@@ -4,7 +4,11 @@
 //!
 //! - [`appliance`]: what the appliance does (identify, create/list/revoke keys, sign, verify),
 //!   whatever the front end.
-//! - [`policy`]: the authorization engine: pure, decisions are values.
+//! - [`policy`]: the authorization engine: typed constraints, rules, tiers; pure, decisions are
+//!   values.
+//! - [`audit`]: the tamper-evident log: RFC 6962 Merkle tree, signed checkpoints, proofs.
+//! - [`negotiation`]: negotiation offers: turns, rounds, hash chain (pure rules).
+//! - [`seal`]: records sealed under a data key that the token's AES key protects.
 //! - [`ssh`]: the SSH front (russh): command grammar, one file per command, JSON replies.
 //! - [`hsm`]: the token boundary (blocking trait, PKCS#11 backend, session pool, device profiles).
 //! - [`store`]: sled trees of versioned records; no private key material.
@@ -21,15 +25,18 @@
 #![forbid(unsafe_code)]
 
 pub mod appliance;
+pub mod audit;
 pub mod client;
 pub mod config;
 pub mod dev;
 pub mod hex;
 pub mod hsm;
 pub mod ids;
+pub mod negotiation;
 pub mod policy;
 pub mod provision;
 pub mod pubkey;
+pub mod seal;
 pub mod secret;
 pub mod server;
 pub mod shim;

@@ -1,191 +1,388 @@
-//! The authorization engine: pure functions from records to a [`Decision`]; no I/O, no clock
-//! (the caller passes `now`). A denial is a value naming the rule and the reason.
+//! The authorization engine: pure functions from records and a request to a [`Decision`]; no
+//! I/O, no clock (the caller passes `now`). A decision is a value naming the rule and the reason,
+//! and listing every check it made, for the reply and the audit entry.
 //!
-//! Rules, checked in this order:
+//! # Model
 //!
-//! 1. `owner`: only the key's owner may sign with it (others are told the key is unknown);
-//! 2. `revoked`, 3. `expired`;
-//! 4. `scope`: the SSHSIG namespace (`sign --type`) must be one of the key's scopes;
-//! 5. `tier`: a `cosign` key needs a human's approval for every signature, so it never signs
-//!    autonomously here;
-//! 6. `constraints`: a key with metadata constraints signs only after they are checked against
-//!    the request's metadata; without that check it does not sign (fail closed).
+//! A signing key belongs to its *owner*. It signs only through *authorizations*: each is granted
+//! by a *principal* (the owner) to a *grantee* (a user, often an agent; by default the owner) and
+//! carries [`Terms`]: scopes (SSHSIG namespaces), typed metadata constraints, hard rules, soft
+//! rules, a confirmation tier (`autonomous`, or `cosign`: the principal approves each signature,
+//! with a drawn signature when `require_signature` is set), and an optional expiry.
+//!
+//! # Deciding
+//!
+//! 1. A requester who owns the key or holds an authorization on it may know it exists; anyone
+//!    else is told the key is unknown.
+//! 2. A revoked key signs nothing.
+//! 3. Each of the requester's authorizations is checked in the order granted: not revoked, not
+//!    expired, namespace in scope, every constraint met, every hard rule met. Soft rules only add
+//!    warnings.
+//! 4. Any authorization that passes and is autonomous allows the signature (the first such one is
+//!    named). Failing that, one that passes and needs a co-signer makes the request wait for its
+//!    principal (one without a drawn signature preferred). Authorizations only ever grant; none
+//!    can veto another.
+//! 5. Otherwise the request is denied with the most relevant failure: that of the first
+//!    authorization that is active and in scope, else of the first in scope, else `scope`.
 
-use crate::store::{KeyStatus, SigningKeyRecord, Tier};
+pub mod constraint;
+pub mod decimal;
+pub mod rules;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use self::constraint::{Constraint, Constraints};
+pub use self::rules::{RuleTest, Rules};
+
+/// How much a human is involved before an authorization signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Autonomous,
+    Cosign,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Autonomous => "autonomous",
+            Tier::Cosign => "cosign",
+        }
+    }
+}
+
+/// What an authorization allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Terms {
+    pub scopes: Vec<String>,
+    pub tier: Tier,
+    pub require_signature: bool,
+    pub constraints: Constraints,
+    pub hard_rules: Rules,
+    pub soft_rules: Rules,
+    pub expires_at: Option<i64>,
+}
+
+/// A grant of a key to a grantee under terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    pub authorization_id: String,
+    pub key_id: String,
+    /// Who may sign under it.
+    pub grantee: String,
+    /// Who granted it, and approves its co-signed requests.
+    pub principal: String,
+    pub terms: Terms,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// The key facts the engine needs.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyFacts<'a> {
+    pub key_id: &'a str,
+    pub owner: &'a str,
+    pub revoked: bool,
+}
+
+/// A request to sign.
+#[derive(Debug, Clone, Copy)]
+pub struct SignRequest<'a> {
+    pub requester: &'a str,
+    pub namespace: &'a str,
+    /// `--metadata`, an object (empty when not given).
+    pub metadata: &'a Map<String, Value>,
+    /// Facts the client states about where it runs: `repository`, `branch`.
+    pub context: &'a Map<String, Value>,
+}
+
+impl SignRequest<'_> {
+    /// The request's facts: metadata with the context laid over it.
+    fn fact(&self, name: &str) -> Option<&Value> {
+        self.context.get(name).or_else(|| self.metadata.get(name))
+    }
+}
 
 /// The rule a denial comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
-    Owner,
-    Revoked,
-    Expired,
+    UnknownKey,
+    KeyRevoked,
+    NotAuthorized,
+    AuthorizationRevoked,
+    AuthorizationExpired,
     Scope,
-    Tier,
-    Constraints,
+    Constraint,
+    HardRule,
+}
+
+impl Rule {
+    /// The rule's name, as replies and audit entries write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::UnknownKey => "unknown_key",
+            Rule::KeyRevoked => "key_revoked",
+            Rule::NotAuthorized => "not_authorized",
+            Rule::AuthorizationRevoked => "authorization_revoked",
+            Rule::AuthorizationExpired => "authorization_expired",
+            Rule::Scope => "scope",
+            Rule::Constraint => "constraint",
+            Rule::HardRule => "hard_rule",
+        }
+    }
+}
+
+/// One check the engine made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// `revoked`, `expiry`, `scope`, `constraint:FIELD`, `hard:FACT`, `soft:FACT`.
+    pub check: String,
+    pub passed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The checks made against one authorization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Evaluation {
+    pub authorization_id: String,
+    pub checks: Vec<Check>,
 }
 
 /// What the engine decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    Allow,
-    Deny { rule: Rule, reason: String },
+    Allow {
+        authorization_id: String,
+        warnings: Vec<String>,
+        evaluated: Vec<Evaluation>,
+    },
+    NeedsApproval {
+        authorization_id: String,
+        principal: String,
+        require_signature: bool,
+        warnings: Vec<String>,
+        evaluated: Vec<Evaluation>,
+    },
+    Deny {
+        rule: Rule,
+        reason: String,
+        evaluated: Vec<Evaluation>,
+    },
 }
 
-/// Decides whether `user_id` may have `key` sign in `namespace` at `now`.
-pub fn may_sign(key: &SigningKeyRecord, user_id: &str, namespace: &str, now: i64) -> Decision {
-    let deny = |rule, reason: String| Decision::Deny { rule, reason };
-    if key.owner != user_id {
-        return deny(Rule::Owner, format!("unknown key id {}", key.key_id));
+impl Decision {
+    /// The soft rules of `authorization_id` that did not hold, by fact name.
+    pub fn soft_failures(&self, authorization_id: &str) -> Vec<String> {
+        self.evaluated()
+            .iter()
+            .filter(|e| e.authorization_id == authorization_id)
+            .flat_map(|e| &e.checks)
+            .filter(|c| !c.passed)
+            .filter_map(|c| c.check.strip_prefix("soft:").map(str::to_owned))
+            .collect()
     }
-    match key.status(now) {
-        KeyStatus::Revoked => {
-            return deny(
-                Rule::Revoked,
-                format!("key {} has been revoked", key.key_id),
-            );
+
+    /// Every check made, for the audit entry.
+    pub fn evaluated(&self) -> &[Evaluation] {
+        match self {
+            Decision::Allow { evaluated, .. }
+            | Decision::NeedsApproval { evaluated, .. }
+            | Decision::Deny { evaluated, .. } => evaluated,
         }
-        KeyStatus::Expired => {
-            let at = key.expires_at.map(crate::time::rfc3339).unwrap_or_default();
-            return deny(Rule::Expired, format!("key {} expired at {at}", key.key_id));
+    }
+}
+
+/// The first failing check of one authorization, if any, and the warnings of its soft rules.
+struct Verdict {
+    failure: Option<(Rule, String)>,
+    in_scope: bool,
+    active: bool,
+    warnings: Vec<String>,
+}
+
+fn evaluate(auth: &Authorization, request: &SignRequest<'_>, now: i64) -> (Verdict, Evaluation) {
+    let mut checks = Vec::new();
+    let mut failure: Option<(Rule, String)> = None;
+    let id = &auth.authorization_id;
+    let mut record = |check: String, result: Result<(), (Rule, String)>| {
+        let detail = result.as_ref().err().map(|(_, reason)| reason.clone());
+        checks.push(Check {
+            check,
+            passed: result.is_ok(),
+            detail,
+        });
+        if let (Err(f), None) = (result, &failure) {
+            failure = Some(f);
         }
-        KeyStatus::Active => {}
+    };
+
+    let revoked = auth.revoked_at.is_some();
+    record(
+        "revoked".into(),
+        if revoked {
+            Err((
+                Rule::AuthorizationRevoked,
+                format!("authorization {id} has been revoked"),
+            ))
+        } else {
+            Ok(())
+        },
+    );
+    let expired = auth.terms.expires_at.is_some_and(|at| at <= now);
+    record(
+        "expiry".into(),
+        match auth.terms.expires_at {
+            Some(at) if expired => Err((
+                Rule::AuthorizationExpired,
+                format!("authorization {id} expired at {}", crate::time::rfc3339(at)),
+            )),
+            _ => Ok(()),
+        },
+    );
+    let in_scope = auth.terms.scopes.iter().any(|s| s == request.namespace);
+    record(
+        "scope".into(),
+        if in_scope {
+            Ok(())
+        } else {
+            Err((
+                Rule::Scope,
+                format!(
+                    "authorization {id} may sign in {} but not in {:?}",
+                    auth.terms.scopes.join(", "),
+                    request.namespace
+                ),
+            ))
+        },
+    );
+    for (field, constraint) in &auth.terms.constraints {
+        let result = constraint
+            .check(request.metadata.get(field))
+            .map_err(|why| (Rule::Constraint, format!("metadata field {field:?} {why}")));
+        record(format!("constraint:{field}"), result);
     }
-    if !key.scopes.iter().any(|scope| scope == namespace) {
+    for (fact, test) in &auth.terms.hard_rules {
+        let result = test
+            .check(request.fact(fact))
+            .map_err(|why| (Rule::HardRule, format!("{fact} {why}")));
+        record(format!("hard:{fact}"), result);
+    }
+    let mut warnings = Vec::new();
+    for (fact, test) in &auth.terms.soft_rules {
+        let result = test.check(request.fact(fact));
+        if let Err(why) = &result {
+            warnings.push(format!("soft rule {fact}: {fact} {why}"));
+        }
+        checks.push(Check {
+            check: format!("soft:{fact}"),
+            passed: result.is_ok(),
+            detail: result.err(),
+        });
+    }
+    let verdict = Verdict {
+        failure,
+        in_scope,
+        active: !revoked && !expired,
+        warnings,
+    };
+    let evaluation = Evaluation {
+        authorization_id: id.clone(),
+        checks,
+    };
+    (verdict, evaluation)
+}
+
+/// Decides whether `request` may have `key` sign, given the key's authorizations in the order
+/// they were granted.
+pub fn decide(
+    key: KeyFacts<'_>,
+    authorizations: &[Authorization],
+    request: &SignRequest<'_>,
+    now: i64,
+) -> Decision {
+    let deny = |rule, reason: String, evaluated| Decision::Deny {
+        rule,
+        reason,
+        evaluated,
+    };
+    let mine: Vec<&Authorization> = authorizations
+        .iter()
+        .filter(|a| a.key_id == key.key_id && a.grantee == request.requester)
+        .collect();
+    if mine.is_empty() && key.owner != request.requester {
         return deny(
-            Rule::Scope,
-            format!(
-                "key {} may sign in {} but not in {namespace:?}",
-                key.key_id,
-                key.scopes.join(", ")
-            ),
+            Rule::UnknownKey,
+            format!("unknown key id {}", key.key_id),
+            vec![],
         );
     }
-    if key.tier == Tier::Cosign {
+    if key.revoked {
         return deny(
-            Rule::Tier,
-            format!(
-                "key {} is in the cosign tier: every signature needs a human's approval",
-                key.key_id
-            ),
+            Rule::KeyRevoked,
+            format!("key {} has been revoked", key.key_id),
+            vec![],
         );
     }
-    if !key.constraints.is_empty() {
+    if mine.is_empty() {
         return deny(
-            Rule::Constraints,
+            Rule::NotAuthorized,
             format!(
-                "key {} carries metadata constraints, and this appliance signs with it only once \
-                 they are checked against the request's metadata",
-                key.key_id
+                "you own key {} but hold no authorization to sign with it; grant one with \
+                 `authorize --key-id {}`",
+                key.key_id, key.key_id
             ),
+            vec![],
         );
     }
-    Decision::Allow
+    let (verdicts, evaluated): (Vec<Verdict>, Vec<Evaluation>) =
+        mine.iter().map(|a| evaluate(a, request, now)).unzip();
+    let passing = |tier: Tier| {
+        mine.iter()
+            .zip(&verdicts)
+            .filter(move |(a, v)| v.failure.is_none() && a.terms.tier == tier)
+    };
+    if let Some((auth, verdict)) = passing(Tier::Autonomous).next() {
+        return Decision::Allow {
+            authorization_id: auth.authorization_id.clone(),
+            warnings: verdict.warnings.clone(),
+            evaluated,
+        };
+    }
+    let cosigned = passing(Tier::Cosign).min_by_key(|(a, _)| a.terms.require_signature);
+    if let Some((auth, verdict)) = cosigned {
+        return Decision::NeedsApproval {
+            authorization_id: auth.authorization_id.clone(),
+            principal: auth.principal.clone(),
+            require_signature: auth.terms.require_signature,
+            warnings: verdict.warnings.clone(),
+            evaluated,
+        };
+    }
+    let most_relevant = verdicts
+        .iter()
+        .find(|v| v.in_scope && v.active)
+        .or_else(|| verdicts.iter().find(|v| v.in_scope));
+    let Some((rule, reason)) = most_relevant.and_then(|v| v.failure.clone()) else {
+        let mut scopes: Vec<&str> = mine
+            .iter()
+            .flat_map(|a| a.terms.scopes.iter().map(String::as_str))
+            .collect();
+        scopes.dedup();
+        let reason = format!(
+            "no authorization of yours on key {} covers namespace {:?} (they cover: {})",
+            key.key_id,
+            request.namespace,
+            scopes.join(", ")
+        );
+        return deny(Rule::Scope, reason, evaluated);
+    };
+    deny(rule, reason, evaluated)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key() -> SigningKeyRecord {
-        SigningKeyRecord {
-            key_id: "ak_k".into(),
-            owner: "usr_a".into(),
-            token_object_id: "00".into(),
-            public_key: "00".repeat(32),
-            scopes: vec!["git".into(), "release".into()],
-            tier: Tier::Autonomous,
-            require_signature: false,
-            constraints: Default::default(),
-            created_at: 0,
-            expires_at: Some(100),
-            revoked_at: None,
-        }
-    }
-
-    fn rule(decision: Decision) -> Option<Rule> {
-        match decision {
-            Decision::Allow => None,
-            Decision::Deny { rule, .. } => Some(rule),
-        }
-    }
-
-    #[test]
-    fn table() {
-        let mut revoked = key();
-        revoked.revoked_at = Some(1);
-        let mut cosign = key();
-        cosign.tier = Tier::Cosign;
-        let mut constrained = key();
-        constrained
-            .constraints
-            .insert("amount".into(), serde_json::json!({"max": 5}));
-
-        struct Case {
-            name: &'static str,
-            key: SigningKeyRecord,
-            user: &'static str,
-            namespace: &'static str,
-            now: i64,
-            expected: Option<Rule>,
-        }
-        let case = |name, key, user, namespace, now, expected| Case {
-            name,
-            key,
-            user,
-            namespace,
-            now,
-            expected,
-        };
-        let cases = [
-            case("owner, in scope, in time", key(), "usr_a", "git", 50, None),
-            case("second scope", key(), "usr_a", "release", 50, None),
-            case("another user", key(), "usr_b", "git", 50, Some(Rule::Owner)),
-            case(
-                "revoked wins over expiry",
-                revoked,
-                "usr_a",
-                "git",
-                500,
-                Some(Rule::Revoked),
-            ),
-            case(
-                "expired at the instant",
-                key(),
-                "usr_a",
-                "git",
-                100,
-                Some(Rule::Expired),
-            ),
-            case(
-                "out of scope",
-                key(),
-                "usr_a",
-                "file",
-                50,
-                Some(Rule::Scope),
-            ),
-            case("cosign tier", cosign, "usr_a", "git", 50, Some(Rule::Tier)),
-            case(
-                "constraints",
-                constrained,
-                "usr_a",
-                "git",
-                50,
-                Some(Rule::Constraints),
-            ),
-        ];
-        for c in cases {
-            let decision = may_sign(&c.key, c.user, c.namespace, c.now);
-            assert_eq!(rule(decision), c.expected, "{}", c.name);
-        }
-    }
-
-    #[test]
-    fn another_users_key_reads_as_unknown() {
-        match may_sign(&key(), "usr_b", "git", 0) {
-            Decision::Deny { reason, .. } => assert_eq!(reason, "unknown key id ak_k"),
-            Decision::Allow => panic!("allowed"),
-        }
-    }
-}
+mod tests;

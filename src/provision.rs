@@ -1,9 +1,10 @@
 //! The appliance's own keys: what `provisioning/appliance-keys.toml` lists, generating them in the
 //! token, finding them again at start-up, and the self-test that signs and verifies with each.
+//! Most are Ed25519 signing keys; the seal key is an AES-256 key (see [`crate::seal`]).
 
 use serde::{Deserialize, Serialize};
 
-use crate::hsm::{Hsm, KeyAttributes, TokenKey};
+use crate::hsm::{Hsm, KeyAttributes, ObjectId, TokenKey};
 use crate::pubkey;
 
 const MANIFEST: &str = include_str!("../provisioning/appliance-keys.toml");
@@ -26,12 +27,24 @@ pub enum Error {
     Hsm(#[from] crate::hsm::Error),
 }
 
+/// What kind of key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum KeyKind {
+    #[default]
+    #[serde(rename = "ed25519")]
+    Ed25519,
+    #[serde(rename = "aes-256")]
+    Aes256,
+}
+
 /// One key the manifest asks for.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplianceKeySpec {
     pub role: String,
     pub label: String,
+    #[serde(default)]
+    pub kind: KeyKind,
     pub purpose: String,
 }
 
@@ -87,11 +100,17 @@ fn find_one(hsm: &dyn Hsm, spec: &ApplianceKeySpec) -> Result<Option<TokenKey>, 
     }
 }
 
-/// Generates each manifest key the token lacks; keys already there are kept. Returns every key
-/// and whether it was made now.
+/// Generates each manifest key the token lacks; keys already there are kept. Returns every
+/// signing key and whether it was made now (the seal key is made too, but has no public half).
 pub fn generate_appliance_keys(hsm: &dyn Hsm) -> Result<Vec<(ApplianceKey, bool)>, Error> {
     let mut keys = Vec::new();
     for spec in manifest()? {
+        if spec.kind == KeyKind::Aes256 {
+            if find_secret(hsm, &spec)?.is_none() {
+                hsm.generate_aes256(&spec.label)?;
+            }
+            continue;
+        }
         let (key, created) = match find_one(hsm, &spec)? {
             Some(key) => (key, false),
             None => (hsm.generate_ed25519(&spec.label)?, true),
@@ -101,10 +120,35 @@ pub fn generate_appliance_keys(hsm: &dyn Hsm) -> Result<Vec<(ApplianceKey, bool)
     Ok(keys)
 }
 
-/// Finds every manifest key; a missing one is an error that says how to make it.
+fn find_secret(hsm: &dyn Hsm, spec: &ApplianceKeySpec) -> Result<Option<ObjectId>, Error> {
+    let mut found = hsm.find_secret_keys(&spec.label)?;
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        count => Err(Error::Duplicate {
+            label: spec.label.clone(),
+            count,
+        }),
+    }
+}
+
+/// The token's seal key; a missing one is an error that says how to make it.
+pub fn seal_key(hsm: &dyn Hsm) -> Result<ObjectId, Error> {
+    let spec = manifest()?
+        .into_iter()
+        .find(|spec| spec.kind == KeyKind::Aes256)
+        .ok_or_else(|| Error::Manifest("no aes-256 key is listed".to_owned()))?;
+    find_secret(hsm, &spec)?.ok_or(Error::Missing {
+        role: spec.role,
+        label: spec.label,
+    })
+}
+
+/// Finds every manifest signing key; a missing one is an error that says how to make it.
 pub fn appliance_keys(hsm: &dyn Hsm) -> Result<Vec<ApplianceKey>, Error> {
     manifest()?
         .iter()
+        .filter(|spec| spec.kind == KeyKind::Ed25519)
         .map(|spec| {
             find_one(hsm, spec)?
                 .map(|key| ApplianceKey::new(spec, key))
@@ -166,6 +210,6 @@ mod tests {
             .into_iter()
             .map(|k| k.role)
             .collect();
-        assert_eq!(roles, ["decision", "checkpoint"]);
+        assert_eq!(roles, ["decision", "checkpoint", "seal"]);
     }
 }

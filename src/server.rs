@@ -11,14 +11,15 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::appliance::Appliance;
+use crate::appliance::{Appliance, Settings};
+use crate::audit::{AuditLog, CheckpointSigner};
 use crate::config::ServeConfig;
 use crate::hsm::pkcs11::{Pkcs11Config, Pkcs11Hsm};
 use crate::hsm::{Hsm as _, Token};
 use crate::ssh::{self, AllowedKeys, SshSettings};
 use crate::store::Store;
 use crate::web::{self, WebState};
-use crate::{provision, secret};
+use crate::{provision, seal, secret};
 
 /// Why the appliance could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,10 @@ pub enum StartError {
     },
     #[error(transparent)]
     HostKey(#[from] ssh::host_key::Error),
+    #[error("data key: {0}")]
+    DataKey(#[from] seal::SetupError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::Error),
     #[error("SSHSIGN_AUTHORIZED_KEYS: {0}")]
     AllowedKeys(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -57,8 +62,14 @@ pub struct Running {
     ssh_listener: TcpListener,
     http_listener: TcpListener,
     appliance: Arc<Appliance>,
+    audit: Arc<AuditLog>,
     settings: SshSettings,
 }
+
+/// How long a co-signed request waits for its principal by default.
+const PENDING_TTL: i64 = 24 * 60 * 60;
+/// How often a checkpoint is signed while the audit log grows.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Opens everything the appliance needs and binds its listeners.
 pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
@@ -71,21 +82,62 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
         ec_params: config.hsm.ec_params,
         object_id: config.hsm.object_id,
     };
-    let (hsm, keys) = tokio::task::spawn_blocking(move || {
-        let hsm = Pkcs11Hsm::open(pkcs11)?;
-        let keys = provision::appliance_keys(&hsm)?;
-        provision::self_test(&hsm, &keys)?;
-        Ok::<_, StartError>((Arc::new(hsm), keys))
-    })
-    .await
-    .map_err(|e| crate::hsm::Error::Worker(e.to_string()))??;
-    tracing::info!(token = ?hsm.describe(), "token ready; appliance keys passed the self-test");
-
     let store = Store::open(&config.db_path).map_err(|source| StartError::Store {
         path: config.db_path.display().to_string(),
         source,
     })?;
+    let stored_data_key = store.data_key().map_err(|source| StartError::Store {
+        path: config.db_path.display().to_string(),
+        source,
+    })?;
+    let (hsm, keys, sealer, new_data_key) = tokio::task::spawn_blocking(move || {
+        let hsm = Pkcs11Hsm::open(pkcs11)?;
+        let keys = provision::appliance_keys(&hsm)?;
+        provision::self_test(&hsm, &keys)?;
+        let seal_key = provision::seal_key(&hsm)?;
+        let (sealer, new_data_key) = match stored_data_key {
+            Some(stored) => (seal::open_data_key(&hsm, &seal_key, &stored)?, None),
+            None => {
+                let (sealer, stored) = seal::new_data_key(&hsm, &seal_key)?;
+                (sealer, Some(stored))
+            }
+        };
+        Ok::<_, StartError>((Arc::new(hsm), keys, sealer, new_data_key))
+    })
+    .await
+    .map_err(|e| crate::hsm::Error::Worker(e.to_string()))??;
+    tracing::info!(token = ?hsm.describe(), "token ready; appliance keys passed the self-test");
+    if let Some(stored) = new_data_key {
+        store
+            .put_data_key(&stored)
+            .map_err(|source| StartError::Store {
+                path: config.db_path.display().to_string(),
+                source,
+            })?;
+        tracing::info!("made the data key that seals records");
+    }
+    store.unseal_with(sealer);
     let token = Token::new(hsm.clone())?;
+    let checkpoint_key = keys
+        .iter()
+        .find(|k| k.role == "checkpoint")
+        .cloned()
+        .ok_or_else(|| provision::Error::Manifest("no checkpoint key is listed".to_owned()))?;
+    let origin = match &config.http_domain {
+        Some(domain) => format!("{domain}/sshsign-audit"),
+        None => format!(
+            "sshsign-audit-{}",
+            crate::hex::encode(&checkpoint_key.key.public_key[..4])
+        ),
+    };
+    let audit = Arc::new(AuditLog::open(
+        store.db(),
+        CheckpointSigner::new(token.clone(), checkpoint_key, origin),
+    )?);
+    tracing::info!(
+        entries = audit.head().size,
+        "audit log verified against its checkpoint"
+    );
     let seed = token.random::<32>().await?;
     let host_key = ssh::host_key::load_or_create(&config.host_key_path, &seed)?;
     let host_public = host_key.public_key().clone();
@@ -108,14 +160,24 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })
     };
+    let ssh_addr = local(&ssh_listener, config.listen_addr)?;
+    let http_addr = local(&http_listener, config.http_addr)?;
+    let settings = Settings {
+        approval_base: match &config.http_domain {
+            Some(domain) => format!("https://{domain}"),
+            None => format!("http://{http_addr}"),
+        },
+        pending_ttl: PENDING_TTL,
+    };
     Ok(Running {
-        ssh_addr: local(&ssh_listener, config.listen_addr)?,
-        http_addr: local(&http_listener, config.http_addr)?,
+        ssh_addr,
+        http_addr,
         host_key: host_public.to_openssh().unwrap_or_default(),
         host_key_fingerprint: host_public
             .fingerprint(ssh_key::HashAlg::Sha256)
             .to_string(),
-        appliance: Appliance::new(token, store.clone(), keys),
+        appliance: Appliance::new(token, store.clone(), keys, Arc::clone(&audit), settings),
+        audit,
         hsm,
         store,
         ssh_listener,
@@ -144,6 +206,9 @@ impl Running {
         };
         let http = axum::serve(self.http_listener, web::router(web_state))
             .with_graceful_shutdown(stopped(stop_rx.clone()));
+        let checkpoints = tokio::spawn(
+            Arc::clone(&self.audit).checkpoint_every(CHECKPOINT_INTERVAL, stopped(stop_rx.clone())),
+        );
         let ssh = ssh::serve(
             self.ssh_listener,
             self.appliance,
@@ -156,6 +221,7 @@ impl Running {
             let _ = stop_tx.send(true);
         });
         let (ssh, http) = tokio::join!(ssh, http);
+        let _ = checkpoints.await;
         if let Err(error) = self.store.flush().await {
             tracing::error!(%error, "flushing the store at shutdown");
         }

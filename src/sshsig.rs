@@ -94,15 +94,18 @@ pub fn check_namespace(namespace: &str) -> Result<(), Error> {
 
 /// The bytes the key signs for `message` in `namespace` (SHA-512, as `ssh-keygen` does).
 pub fn signed_data(namespace: &str, message: &[u8]) -> Result<Vec<u8>, Error> {
-    check_namespace(namespace)?;
-    Ok(signed_data_for_digest(
-        namespace,
-        HashAlg::Sha512,
-        &HashAlg::Sha512.digest(message),
-    ))
+    let digest: [u8; 64] = Sha512::digest(message).into();
+    signed_data_for_digest(namespace, &digest)
 }
 
-fn signed_data_for_digest(namespace: &str, hash: HashAlg, digest: &[u8]) -> Vec<u8> {
+/// The bytes the key signs for a message whose SHA-512 is `digest`: all SSHSIG needs of a
+/// document, so a request can wait for approval without the document being kept.
+pub fn signed_data_for_digest(namespace: &str, digest: &[u8; 64]) -> Result<Vec<u8>, Error> {
+    check_namespace(namespace)?;
+    Ok(signed_data_with(namespace, HashAlg::Sha512, digest))
+}
+
+fn signed_data_with(namespace: &str, hash: HashAlg, digest: &[u8]) -> Vec<u8> {
     let mut w = Writer::default();
     w.raw(MAGIC);
     w.string(namespace.as_bytes());
@@ -229,7 +232,7 @@ impl SshSig {
                 found: self.namespace.clone(),
             });
         }
-        let data = signed_data_for_digest(namespace, self.hash, &self.hash.digest(message));
+        let data = signed_data_with(namespace, self.hash, &self.hash.digest(message));
         verify_ed25519(&self.public_key, &data, &self.signature)
     }
 }

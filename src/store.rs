@@ -1,27 +1,45 @@
-//! Durable state in sled: users, their SSH keys, and signing-key records.
-//!
-//! Trees and what they map:
+//! Durable state in sled: users and their SSH keys, signing keys, authorizations, co-signed
+//! requests, negotiations, the audit log's trees, and a little metadata.
 //!
 //! | tree | key | value |
 //! |---|---|---|
 //! | `users` | `user_id` | [`UserRecord`] |
 //! | `ssh_keys` | SSH key fingerprint | [`SshKeyRecord`] |
 //! | `signing_keys` | `key_id` | [`SigningKeyRecord`] |
-//! | `signing_keys_by_owner` | `user_id` `\0` sequence number (u64, big-endian) | `key_id` |
+//! | `signing_keys_by_owner` | `user_id` `\0` sequence (u64 BE) | `key_id` |
 //! | `signing_keys_by_public` | 32-byte public key | `key_id` |
+//! | `authorizations` | `authorization_id` | [`AuthorizationRecord`], sealed |
+//! | `authorizations_by_key` | `key_id` `\0` sequence | `authorization_id` |
+//! | `authorizations_by_grantee` | `user_id` `\0` sequence | `authorization_id` |
+//! | `pending` | `pending_id` | [`PendingRequest`], sealed |
+//! | `pending_by_user` | `user_id` `\0` sequence | `pending_id` (requester and principal) |
+//! | `negotiations` | `negotiation_id` | [`NegotiationRecord`](crate::negotiation::NegotiationRecord), sealed |
+//! | `offers` | `negotiation_id` `\0` round (u64 BE) | [`OfferRecord`](crate::negotiation::OfferRecord), sealed |
+//! | `meta` | name | small settings, such as the encrypted data key |
 //!
-//! Writes that touch several trees run in one sled transaction. sled keeps writes in memory and
-//! flushes them in the background; a caller whose reply depends on a write calls
-//! [`Store::flush`] (an fsync) before replying. Nothing here is private key material.
+//! Sequence numbers come from sled's monotonic id generator, so an index scan yields records in
+//! creation order. Writes that touch several trees run in one transaction. sled keeps writes in
+//! memory and flushes in the background; a caller whose reply depends on a write calls
+//! [`Store::flush`] (an fsync) first.
 
+mod keys;
+mod negotiation;
+mod pending;
 pub mod records;
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional as _};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use sled::transaction::TransactionError;
 use sled::{Db, Tree};
 
-pub use self::records::{KeyStatus, Record, SigningKeyRecord, SshKeyRecord, Tier, UserRecord};
+pub use self::records::{
+    AuthorizationRecord, KeyStatus, PendingRequest, PendingStatus, Record, SigningKeyRecord,
+    SshKeyRecord, UserRecord,
+};
+use crate::seal::{Sealer, WrappedDataKey};
 
 /// Store failures. Internal detail for the log; users see a generic message.
 #[derive(Debug, thiserror::Error)]
@@ -43,59 +61,23 @@ pub enum Error {
     },
     #[error("{kind} {key:?} already exists")]
     Exists { kind: &'static str, key: String },
-    #[error("{kind} {key:?} changed while it was being updated")]
-    Conflict { kind: &'static str, key: String },
+    #[error("{kind} {key:?} does not exist")]
+    Missing { kind: &'static str, key: String },
+    #[error(transparent)]
+    Seal(#[from] crate::seal::Error),
+    #[error("sealed records cannot be read before the data key is open")]
+    NotUnsealed,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(serde::Serialize)]
-struct EnvelopeOut<'a, R> {
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Envelope {
     v: u32,
-    r: &'a R,
-}
-
-#[derive(serde::Deserialize)]
-struct EnvelopeIn {
-    v: u32,
-    r: serde_json::Value,
-}
-
-fn encode<R: Record>(record: &R) -> Vec<u8> {
-    // Records are plain data (strings, numbers, maps with string keys): serialising cannot fail.
-    serde_json::to_vec(&EnvelopeOut {
-        v: R::VERSION,
-        r: record,
-    })
-    .unwrap_or_default()
-}
-
-fn decode<R: Record>(key: &[u8], bytes: &[u8]) -> Result<R> {
-    let key = String::from_utf8_lossy(key).into_owned();
-    let corrupt = |reason: String| Error::Corrupt {
-        kind: R::KIND,
-        key: key.clone(),
-        reason,
-    };
-    let envelope: EnvelopeIn = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-    if envelope.v != R::VERSION {
-        return Err(Error::Version {
-            kind: R::KIND,
-            key,
-            found: envelope.v,
-            supported: R::VERSION,
-        });
-    }
-    serde_json::from_value(envelope.r).map_err(|e| corrupt(e.to_string()))
-}
-
-/// `owner ‖ 0 ‖ sequence`: scanning an owner's prefix yields their keys in creation order.
-fn owner_index_key(owner: &str, sequence: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(owner.len() + 9);
-    key.extend_from_slice(owner.as_bytes());
-    key.push(0);
-    key.extend_from_slice(&sequence.to_be_bytes());
-    key
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    r: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    s: Option<String>,
 }
 
 /// Turns a transaction's outcome into ours.
@@ -106,28 +88,62 @@ fn settle<T>(outcome: std::result::Result<T, TransactionError<Error>>) -> Result
     })
 }
 
-/// The appliance's database.
+/// `owner ‖ 0 ‖ sequence`: scanning an owner's prefix yields entries in creation order.
+fn index_key(owner: &str, sequence: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(owner.len() + 9);
+    key.extend_from_slice(owner.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&sequence.to_be_bytes());
+    key
+}
+
+/// The appliance's database. Cloning is cheap and shares everything.
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    sealer: Arc<OnceLock<Sealer>>,
     users: Tree,
     ssh_keys: Tree,
     signing_keys: Tree,
-    by_owner: Tree,
-    by_public: Tree,
+    keys_by_owner: Tree,
+    keys_by_public: Tree,
+    authorizations: Tree,
+    authorizations_by_key: Tree,
+    authorizations_by_grantee: Tree,
+    pending: Tree,
+    pending_by_user: Tree,
+    negotiations: Tree,
+    offers: Tree,
+    meta: Tree,
 }
+
+const DATA_KEY: &str = "seal/data-key";
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self> {
         let db = sled::Config::new().path(path).open()?;
         Ok(Store {
+            sealer: Arc::new(OnceLock::new()),
             users: db.open_tree("users")?,
             ssh_keys: db.open_tree("ssh_keys")?,
             signing_keys: db.open_tree("signing_keys")?,
-            by_owner: db.open_tree("signing_keys_by_owner")?,
-            by_public: db.open_tree("signing_keys_by_public")?,
+            keys_by_owner: db.open_tree("signing_keys_by_owner")?,
+            keys_by_public: db.open_tree("signing_keys_by_public")?,
+            authorizations: db.open_tree("authorizations")?,
+            authorizations_by_key: db.open_tree("authorizations_by_key")?,
+            authorizations_by_grantee: db.open_tree("authorizations_by_grantee")?,
+            pending: db.open_tree("pending")?,
+            pending_by_user: db.open_tree("pending_by_user")?,
+            negotiations: db.open_tree("negotiations")?,
+            offers: db.open_tree("offers")?,
+            meta: db.open_tree("meta")?,
             db,
         })
+    }
+
+    /// The underlying database, for subsystems that keep their own trees (the audit log).
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// Makes every write so far durable.
@@ -136,227 +152,147 @@ impl Store {
         Ok(())
     }
 
-    fn get<R: Record>(tree: &Tree, key: &[u8]) -> Result<Option<R>> {
-        tree.get(key)?.map(|bytes| decode(key, &bytes)).transpose()
+    /// The encrypted data key, if one was made.
+    pub fn data_key(&self) -> Result<Option<WrappedDataKey>> {
+        self.meta
+            .get(DATA_KEY)?
+            .map(|bytes| {
+                serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+                    kind: "data key",
+                    key: DATA_KEY.to_owned(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
     }
 
-    pub fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
-        Self::get(&self.users, user_id.as_bytes())
+    /// Records a new encrypted data key; refuses to replace one.
+    pub fn put_data_key(&self, key: &WrappedDataKey) -> Result<()> {
+        let bytes = serde_json::to_vec(key).unwrap_or_default();
+        self.meta
+            .compare_and_swap(DATA_KEY, None as Option<&[u8]>, Some(bytes))?
+            .map_err(|_| Error::Exists {
+                kind: "data key",
+                key: DATA_KEY.to_owned(),
+            })?;
+        self.db.flush()?;
+        Ok(())
     }
 
-    pub fn ssh_key(&self, fingerprint: &str) -> Result<Option<SshKeyRecord>> {
-        Self::get(&self.ssh_keys, fingerprint.as_bytes())
+    /// From now on, sealed records are sealed and opened with `sealer`.
+    pub fn unseal_with(&self, sealer: Sealer) {
+        let _ = self.sealer.set(sealer);
     }
 
-    /// Registers `ssh_key` for a new user `user`, unless the key is already registered, in which
-    /// case the existing owner is returned and nothing is written (two first connections racing
-    /// end with one user).
-    pub fn register(&self, user: UserRecord, ssh_key: SshKeyRecord) -> Result<UserRecord> {
-        let outcome = (&self.users, &self.ssh_keys).transaction(|(users, ssh_keys)| {
-            if let Some(existing) = ssh_keys.get(ssh_key.fingerprint.as_bytes())? {
-                let existing: SshKeyRecord = decode(ssh_key.fingerprint.as_bytes(), &existing)
-                    .map_err(ConflictableTransactionError::Abort)?;
-                return Ok(Err(existing.user_id));
+    fn encode<R: Record>(&self, key: &str, record: &R) -> Result<Vec<u8>> {
+        // Records are plain data (strings, numbers, maps with string keys): serialising cannot
+        // fail.
+        let value = serde_json::to_value(record).unwrap_or_default();
+        let envelope = if R::SEALED {
+            let sealer = self.sealer.get().ok_or(Error::NotUnsealed)?;
+            let plain = serde_json::to_vec(&value).unwrap_or_default();
+            let sealed = sealer.seal(R::KIND, key, R::VERSION, &plain)?;
+            Envelope {
+                v: R::VERSION,
+                r: None,
+                s: Some(BASE64.encode(sealed)),
             }
-            users.insert(user.user_id.as_bytes(), encode(&user))?;
-            ssh_keys.insert(ssh_key.fingerprint.as_bytes(), encode(&ssh_key))?;
-            Ok(Ok(user.clone()))
-        });
-        match settle(outcome)? {
-            Ok(user) => Ok(user),
-            Err(user_id) => self.user(&user_id)?.ok_or_else(|| Error::Corrupt {
-                kind: UserRecord::KIND,
-                key: user_id,
-                reason: "an SSH key names a user that does not exist".to_owned(),
-            }),
+        } else {
+            Envelope {
+                v: R::VERSION,
+                r: Some(value),
+                s: None,
+            }
+        };
+        Ok(serde_json::to_vec(&envelope).unwrap_or_default())
+    }
+
+    fn decode<R: Record>(&self, key: &[u8], bytes: &[u8]) -> Result<R> {
+        let key = String::from_utf8_lossy(key).into_owned();
+        let corrupt = |reason: String| Error::Corrupt {
+            kind: R::KIND,
+            key: key.clone(),
+            reason,
+        };
+        let envelope: Envelope =
+            serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        if envelope.v != R::VERSION {
+            return Err(Error::Version {
+                kind: R::KIND,
+                key,
+                found: envelope.v,
+                supported: R::VERSION,
+            });
         }
+        let value = match (R::SEALED, envelope.r, envelope.s) {
+            (false, Some(value), None) => value,
+            (true, None, Some(sealed)) => {
+                let sealer = self.sealer.get().ok_or(Error::NotUnsealed)?;
+                let sealed = BASE64
+                    .decode(sealed)
+                    .map_err(|_| corrupt("sealed body is not base64".into()))?;
+                let plain = sealer.open(R::KIND, &key, R::VERSION, &sealed)?;
+                serde_json::from_slice(&plain).map_err(|e| corrupt(e.to_string()))?
+            }
+            _ => return Err(corrupt("neither a plain nor a sealed record".into())),
+        };
+        serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
     }
 
-    pub fn signing_key(&self, key_id: &str) -> Result<Option<SigningKeyRecord>> {
-        Self::get(&self.signing_keys, key_id.as_bytes())
+    fn get<R: Record>(&self, tree: &Tree, key: &str) -> Result<Option<R>> {
+        tree.get(key)?
+            .map(|bytes| self.decode(key.as_bytes(), &bytes))
+            .transpose()
     }
 
-    /// The signing key with this public key, if the appliance made it.
-    pub fn signing_key_by_public(&self, public_key: &[u8; 32]) -> Result<Option<SigningKeyRecord>> {
-        match self.by_public.get(public_key)? {
-            Some(key_id) => self.signing_key(&String::from_utf8_lossy(&key_id)),
-            None => Ok(None),
-        }
-    }
-
-    /// Every signing key `owner` holds, in the order they were created.
-    pub fn signing_keys_of(&self, owner: &str) -> Result<Vec<SigningKeyRecord>> {
+    /// The records an index lists under `owner`, in creation order.
+    fn indexed<R: Record>(&self, index: &Tree, records: &Tree, owner: &str) -> Result<Vec<R>> {
         let mut prefix = owner.as_bytes().to_vec();
         prefix.push(0);
-        let mut keys = Vec::new();
-        for entry in self.by_owner.scan_prefix(&prefix) {
-            let (_, key_id) = entry?;
-            if let Some(record) = self.signing_key(&String::from_utf8_lossy(&key_id))? {
-                keys.push(record);
+        let mut found = Vec::new();
+        for entry in index.scan_prefix(&prefix) {
+            let (_, id) = entry?;
+            if let Some(record) = self.get(records, &String::from_utf8_lossy(&id))? {
+                found.push(record);
             }
         }
-        Ok(keys)
+        Ok(found)
     }
 
-    /// Adds a new signing key and its indexes.
-    pub fn insert_signing_key(&self, record: &SigningKeyRecord) -> Result<()> {
-        let public = record.public_key_bytes().ok_or_else(|| Error::Corrupt {
-            kind: SigningKeyRecord::KIND,
-            key: record.key_id.clone(),
-            reason: "public key is not 32 bytes of hex".to_owned(),
-        })?;
-        let sequence = self.db.generate_id()?;
-        let outcome = (&self.signing_keys, &self.by_owner, &self.by_public).transaction(
-            |(keys, by_owner, by_public)| {
-                if keys.get(record.key_id.as_bytes())?.is_some() {
-                    return Err(ConflictableTransactionError::Abort(Error::Exists {
-                        kind: SigningKeyRecord::KIND,
-                        key: record.key_id.clone(),
-                    }));
-                }
-                keys.insert(record.key_id.as_bytes(), encode(record))?;
-                by_owner.insert(
-                    owner_index_key(&record.owner, sequence),
-                    record.key_id.as_bytes(),
-                )?;
-                by_public.insert(&public[..], record.key_id.as_bytes())?;
-                Ok(())
-            },
-        );
-        settle(outcome)
-    }
-
-    /// Replaces `before` with `after` (same key id), failing if the stored record is no longer
-    /// `before`: two revocations racing cannot both win.
-    pub fn update_signing_key(
+    /// Changes the record at `key` with `change`, atomically: if another writer got there
+    /// first, `change` runs again on what it wrote. `change` may refuse with its own error.
+    /// Returns the record as written.
+    fn modify<R, E>(
         &self,
-        before: &SigningKeyRecord,
-        after: &SigningKeyRecord,
-    ) -> Result<()> {
-        let swapped = self.signing_keys.compare_and_swap(
-            before.key_id.as_bytes(),
-            Some(encode(before)),
-            Some(encode(after)),
-        )?;
-        swapped.map_err(|_| Error::Conflict {
-            kind: SigningKeyRecord::KIND,
-            key: before.key_id.clone(),
-        })
+        tree: &Tree,
+        key: &str,
+        mut change: impl FnMut(R) -> Result<R, E>,
+    ) -> Result<R, E>
+    where
+        R: Record,
+        E: From<Error>,
+    {
+        loop {
+            let current = tree
+                .get(key)
+                .map_err(Error::from)?
+                .ok_or_else(|| Error::Missing {
+                    kind: R::KIND,
+                    key: key.to_owned(),
+                })?;
+            let record: R = self.decode(key.as_bytes(), &current)?;
+            let changed = change(record)?;
+            let bytes = self.encode(key, &changed)?;
+            match tree
+                .compare_and_swap(key, Some(&current), Some(bytes))
+                .map_err(Error::from)?
+            {
+                Ok(()) => return Ok(changed),
+                Err(_) => continue,
+            }
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn user(id: &str) -> UserRecord {
-        UserRecord {
-            user_id: id.into(),
-            created_at: 1,
-            ssh_keys: vec![format!("SHA256:{id}")],
-        }
-    }
-
-    fn ssh_key(fingerprint: &str, user_id: &str) -> SshKeyRecord {
-        SshKeyRecord {
-            fingerprint: fingerprint.into(),
-            user_id: user_id.into(),
-            public_key: "ssh-ed25519 AAAA".into(),
-            registered_at: 1,
-        }
-    }
-
-    fn signing_key(key_id: &str, owner: &str, byte: u8) -> SigningKeyRecord {
-        SigningKeyRecord {
-            key_id: key_id.into(),
-            owner: owner.into(),
-            token_object_id: "abcd".into(),
-            public_key: crate::hex::encode(&[byte; 32]),
-            scopes: vec!["git".into()],
-            tier: Tier::Autonomous,
-            require_signature: false,
-            constraints: Default::default(),
-            created_at: u8::MAX as i64 - byte as i64,
-            expires_at: None,
-            revoked_at: None,
-        }
-    }
-
-    #[test]
-    fn registration_is_idempotent_per_ssh_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let first = store
-            .register(user("usr_a"), ssh_key("fp", "usr_a"))
-            .unwrap();
-        let second = store
-            .register(user("usr_b"), ssh_key("fp", "usr_b"))
-            .unwrap();
-        assert_eq!(first, second);
-        assert!(store.user("usr_b").unwrap().is_none());
-    }
-
-    #[test]
-    fn signing_keys_are_indexed_by_owner_and_public_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store
-            .insert_signing_key(&signing_key("ak_1", "usr_a", 1))
-            .unwrap();
-        store
-            .insert_signing_key(&signing_key("ak_2", "usr_a", 2))
-            .unwrap();
-        store
-            .insert_signing_key(&signing_key("ak_3", "usr_b", 3))
-            .unwrap();
-        let ids: Vec<_> = store
-            .signing_keys_of("usr_a")
-            .unwrap()
-            .into_iter()
-            .map(|k| k.key_id)
-            .collect();
-        assert_eq!(ids, ["ak_1", "ak_2"]);
-        assert_eq!(
-            store
-                .signing_key_by_public(&[3; 32])
-                .unwrap()
-                .unwrap()
-                .key_id,
-            "ak_3"
-        );
-        assert!(matches!(
-            store.insert_signing_key(&signing_key("ak_1", "usr_b", 9)),
-            Err(Error::Exists { .. })
-        ));
-    }
-
-    #[test]
-    fn updates_are_compare_and_swap() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let before = signing_key("ak_1", "usr_a", 1);
-        store.insert_signing_key(&before).unwrap();
-        let mut revoked = before.clone();
-        revoked.revoked_at = Some(5);
-        store.update_signing_key(&before, &revoked).unwrap();
-        assert!(matches!(
-            store.update_signing_key(&before, &revoked),
-            Err(Error::Conflict { .. })
-        ));
-        assert_eq!(store.signing_key("ak_1").unwrap(), Some(revoked));
-    }
-
-    #[test]
-    fn unknown_versions_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store
-            .users
-            .insert("usr_x", br#"{"v":99,"r":{}}"#.to_vec())
-            .unwrap();
-        assert!(matches!(
-            store.user("usr_x"),
-            Err(Error::Version { found: 99, .. })
-        ));
-    }
-}
+mod tests;

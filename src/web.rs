@@ -143,10 +143,8 @@ async fn signing_key(
         "key_id": key.key_id,
         "public_key": appliance::public_key_line(&key),
         "fingerprint": appliance::public_key_fingerprint(&key),
-        "scopes": key.scopes,
-        "status": key.status(time::now()),
+        "status": key.status(),
         "created_at": time::rfc3339(key.created_at),
-        "expires_at": key.expires_at.map(time::rfc3339),
         "revoked_at": key.revoked_at.map(time::rfc3339),
     })))
 }

@@ -2,21 +2,49 @@
 //! detail (store and token failures) goes to the log; the user sees a short, safe message.
 
 use crate::policy::Rule;
+use crate::store::PendingStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("unknown key id {0}")]
     UnknownKey(String),
+    #[error("unknown authorization id {0}")]
+    UnknownAuthorization(String),
+    #[error("unknown user {0}: they must connect once before they can be granted a key")]
+    UnknownUser(String),
     #[error("{reason}")]
     Denied { rule: Rule, reason: String },
-    #[error("the signature was not made by key {0}")]
-    WrongKey(String),
     #[error("key {0} is already revoked")]
     AlreadyRevoked(String),
+    #[error("authorization {0} is already revoked")]
+    AuthorizationAlreadyRevoked(String),
+    #[error("unknown request {0}")]
+    UnknownRequest(String),
+    #[error("only the principal of request {0} may approve or deny it")]
+    NotPrincipal(String),
+    #[error(
+        "request {0} was made by you; a co-signed request needs someone else's approval (approve \
+         it in the browser with your passkey)"
+    )]
+    SelfApproval(String),
+    #[error("request {id} is already {status}")]
+    AlreadyResolved { id: String, status: &'static str },
+    #[error("request {0} expired before it was approved")]
+    RequestExpired(String),
+    #[error("this approval requires a handwritten signature: open {url} in a browser")]
+    SignatureRequired { url: String },
+    #[error("the signature was not made by key {0}")]
+    WrongKey(String),
     #[error("{0}")]
     InvalidArgument(String),
     #[error("the payload is larger than the {limit}-byte limit")]
     PayloadTooLarge { limit: usize },
+    #[error("audit log unavailable; nothing was signed")]
+    AuditUnavailable(#[source] crate::audit::Error),
+    #[error("{0}")]
+    Audit(#[source] crate::audit::Error),
+    #[error("{0}")]
+    Negotiation(#[from] crate::negotiation::Refusal),
     #[error(transparent)]
     Signature(#[from] crate::sshsig::Error),
     #[error(transparent)]
@@ -27,24 +55,49 @@ pub enum Error {
     Internal(String),
 }
 
+pub fn status_name(status: PendingStatus) -> &'static str {
+    match status {
+        PendingStatus::Pending => "pending",
+        PendingStatus::Approved => "approved",
+        PendingStatus::Denied => "denied",
+        PendingStatus::Expired => "expired",
+    }
+}
+
 impl Error {
     /// The stable code of the error, as `{"error":{"code":...}}` carries it.
     pub fn code(&self) -> &'static str {
         use crate::sshsig::Error as Sig;
         match self {
             Error::UnknownKey(_) => "unknown_key",
+            Error::UnknownAuthorization(_) => "unknown_authorization",
+            Error::UnknownUser(_) => "unknown_user",
             Error::Denied { rule, .. } => match rule {
-                Rule::Owner => "unknown_key",
-                Rule::Revoked => "key_revoked",
-                Rule::Expired => "key_expired",
+                Rule::UnknownKey => "unknown_key",
+                Rule::KeyRevoked => "key_revoked",
+                Rule::NotAuthorized => "not_authorized",
+                Rule::AuthorizationRevoked => "authorization_revoked",
+                Rule::AuthorizationExpired => "authorization_expired",
                 Rule::Scope => "scope_denied",
-                Rule::Tier => "approval_required",
-                Rule::Constraints => "constraints_unchecked",
+                Rule::Constraint => "constraint_violation",
+                Rule::HardRule => "hard_rule_violation",
             },
-            Error::WrongKey(_) => "key_mismatch",
             Error::AlreadyRevoked(_) => "key_revoked",
+            Error::AuthorizationAlreadyRevoked(_) => "authorization_revoked",
+            Error::UnknownRequest(_) => "unknown_request",
+            Error::NotPrincipal(_) => "not_principal",
+            Error::SelfApproval(_) => "self_approval",
+            Error::AlreadyResolved { .. } => "already_resolved",
+            Error::RequestExpired(_) => "request_expired",
+            Error::SignatureRequired { .. } => "signature_required",
+            Error::WrongKey(_) => "key_mismatch",
             Error::InvalidArgument(_) => "invalid_argument",
             Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::AuditUnavailable(_) => "audit_unavailable",
+            Error::Audit(crate::audit::Error::NoCheckpoint(_)) => "no_checkpoint",
+            Error::Audit(crate::audit::Error::Proof(_)) => "invalid_range",
+            Error::Audit(_) => "audit_unavailable",
+            Error::Negotiation(refusal) => refusal.code(),
             Error::Signature(Sig::EmptyNamespace) => "invalid_namespace",
             Error::Signature(Sig::NamespaceMismatch { .. }) => "namespace_mismatch",
             Error::Signature(Sig::BadSignature) => "invalid_signature",
@@ -55,7 +108,7 @@ impl Error {
         }
     }
 
-    /// The message shown to the caller. Store and token internals stay in the log.
+    /// The message shown to the caller. Store, token and audit internals stay in the log.
     pub fn public_message(&self) -> String {
         match self {
             Error::Token(
@@ -65,8 +118,13 @@ impl Error {
                 "the signing token failed; nothing was signed (the operator's log has the cause)"
                     .to_owned()
             }
+            Error::Audit(crate::audit::Error::Proof(e)) => e.to_string(),
+            Error::Audit(e @ crate::audit::Error::NoCheckpoint(_)) => e.to_string(),
+            Error::Audit(_) => {
+                "audit log unavailable (the operator's log has the cause)".to_owned()
+            }
             Error::Store(_) | Error::Internal(_) => {
-                "internal error; nothing was changed (the operator's log has the cause)".to_owned()
+                "internal error (the operator's log has the cause)".to_owned()
             }
             other => other.to_string(),
         }
@@ -74,6 +132,13 @@ impl Error {
 
     /// Whether the operator should hear of it (the caller did nothing wrong).
     pub fn is_internal(&self) -> bool {
-        matches!(self, Error::Token(_) | Error::Store(_) | Error::Internal(_))
+        matches!(
+            self,
+            Error::Token(_)
+                | Error::Store(_)
+                | Error::Internal(_)
+                | Error::AuditUnavailable(_)
+                | Error::Audit(_)
+        )
     }
 }

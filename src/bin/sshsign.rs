@@ -90,12 +90,17 @@ async fn allowed_signers(args: &[String]) -> Result<i32, Error> {
         .flatten()
         .find(|k| k["key_id"] == key_id.as_str())
         .ok_or_else(|| Error::Usage(format!("you hold no key {key_id}")))?;
-    let namespaces: Vec<String> = key["scopes"]
+    // The namespaces the caller's active authorizations on the key cover.
+    let mut namespaces: Vec<String> = key["authorizations"]
         .as_array()
         .into_iter()
         .flatten()
+        .filter(|a| a["status"] == "active")
+        .flat_map(|a| a["scopes"].as_array().cloned().unwrap_or_default())
         .filter_map(|s| s.as_str().map(str::to_owned))
         .collect();
+    namespaces.sort();
+    namespaces.dedup();
     let line = shim::allowed_signers_line(
         &principal,
         key["public_key"].as_str().unwrap_or_default(),

@@ -1,7 +1,8 @@
 //! The PKCS#11 backend on `cryptoki`: SoftHSMv2, YubiHSM 2 (`yubihsm_pkcs11.so`), NetHSM.
 //!
 //! Keys are generated with `CKM_EC_EDWARDS_KEY_PAIR_GEN`; the private half is a token object
-//! that is private, sensitive, never extractable and may only sign. Signatures are pure Ed25519
+//! that is private, sensitive, never extractable and may only sign. The seal key is an AES-256
+//! token object that may only encrypt and decrypt (`CKM_AES_CBC_PAD`). Signatures are pure Ed25519
 //! (`CKM_EDDSA`, one shot). Private-key object handles are cached per `CKA_ID` (PKCS#11 handles
 //! are shared by all of an application's sessions); a stale handle found at `C_SignInit`, before
 //! anything was signed, is looked up again once.
@@ -230,15 +231,20 @@ fn find_one(
     class: ObjectClass,
     id: &ObjectId,
 ) -> Result<Option<ObjectHandle>, CkError> {
+    let key_type = if class == ObjectClass::SECRET_KEY {
+        KeyType::AES
+    } else {
+        KeyType::EC_EDWARDS
+    };
     let found = session
         .find_objects(&[
             Attribute::Class(class),
-            Attribute::KeyType(KeyType::EC_EDWARDS),
+            Attribute::KeyType(key_type),
             Attribute::Id(id.as_bytes().to_vec()),
         ])?
         .first()
         .copied();
-    if found.is_none() && class == ObjectClass::PRIVATE_KEY {
+    if found.is_none() && class != ObjectClass::PUBLIC_KEY {
         let state = session.get_session_info()?.session_state();
         if matches!(state, SessionState::RoPublic | SessionState::RwPublic) {
             return Err(CkError::Pkcs11(
@@ -362,6 +368,69 @@ impl Hsm for Pkcs11Hsm {
                 }
             }
             Ok(())
+        })
+    }
+
+    fn generate_aes256(&self, label: &str) -> Result<ObjectId> {
+        let object_id = self.free_object_id()?;
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::ValueLen(32.into()),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Sign(false),
+            Attribute::Verify(false),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
+            Attribute::Id(object_id.as_bytes().to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        self.with_session(|session| session.generate_key(&Mechanism::AesKeyGen, &template))?;
+        Ok(object_id)
+    }
+
+    fn find_secret_keys(&self, label: &str) -> Result<Vec<ObjectId>> {
+        self.read(|session| {
+            let handles = session.find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ])?;
+            let mut ids = Vec::new();
+            for handle in handles {
+                for attribute in session.get_attributes(handle, &[AttributeType::Id])? {
+                    if let Attribute::Id(id) = attribute {
+                        ids.push(ObjectId::new(id));
+                    }
+                }
+            }
+            Ok(ids)
+        })
+    }
+
+    fn encrypt(&self, id: &ObjectId, iv: [u8; 16], plaintext: &[u8]) -> Result<Vec<u8>> {
+        self.with_session(|session| {
+            let key = find_one(session, ObjectClass::SECRET_KEY, id)?.ok_or(CkError::Pkcs11(
+                RvError::KeyHandleInvalid,
+                Function::EncryptInit,
+            ))?;
+            session.encrypt(&Mechanism::AesCbcPad(iv), key, plaintext)
+        })
+    }
+
+    fn decrypt(&self, id: &ObjectId, iv: [u8; 16], ciphertext: &[u8]) -> Result<Vec<u8>> {
+        self.with_session(|session| {
+            let key = find_one(session, ObjectClass::SECRET_KEY, id)?.ok_or(CkError::Pkcs11(
+                RvError::KeyHandleInvalid,
+                Function::DecryptInit,
+            ))?;
+            session.decrypt(&Mechanism::AesCbcPad(iv), key, ciphertext)
         })
     }
 

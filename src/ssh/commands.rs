@@ -1,19 +1,34 @@
-//! One file per command: its flags (`Args`), what it does (`run`) and the JSON it replies.
-//! [`execute`] dispatches a parsed [`Command`].
+//! The commands: their flags (`Args`), what they do (`run`) and the JSON they reply, grouped by
+//! area. [`execute`] dispatches a parsed [`Command`].
+//!
+//! | file | commands |
+//! |---|---|
+//! | `whoami` | `whoami` |
+//! | `keys` | `create-key`, `keys`, `revoke` |
+//! | `grants` | `authorize`, `authorizations`, `revoke-authorization` (and the grant flags) |
+//! | `sign`, `verify` | `sign`, `verify` |
+//! | `cosign` | `pending`, `approve`, `deny`, `get-envelope` |
+//! | `negotiate` | `log-offer`, `history` |
+//! | `audit` | `audit-checkpoint`, `audit-proof`, `audit-consistency`, `audit-entries` |
 
-pub mod create_key;
+pub mod audit;
+pub mod cosign;
+pub mod grants;
 pub mod keys;
-pub mod revoke;
+pub mod negotiate;
 pub mod sign;
 pub mod verify;
 pub mod whoami;
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::grammar::{self, Command};
 use crate::appliance::{self, Appliance, Caller, Error};
+use crate::policy::Authorization;
+use crate::policy::constraint::constraints_json;
+use crate::policy::rules::rules_json;
 use crate::store::SigningKeyRecord;
 use crate::time;
 
@@ -29,12 +44,38 @@ pub struct Context {
 pub async fn execute(command: Command, ctx: Context) -> Result<Value, Error> {
     match command {
         Command::Whoami => whoami::run(&ctx),
-        Command::CreateKey(args) => create_key::run(args, &ctx).await,
-        Command::Keys(args) => keys::run(args, &ctx),
+        Command::CreateKey(args) => keys::create(args, &ctx).await,
+        Command::Keys(args) => keys::list(args, &ctx),
+        Command::Revoke(args) => keys::revoke(args, &ctx).await,
+        Command::Authorize(args) => grants::authorize(args, &ctx).await,
+        Command::Authorizations(args) => grants::list(args, &ctx),
+        Command::RevokeAuthorization(args) => grants::revoke(args, &ctx).await,
         Command::Sign(args) => sign::run(args, &ctx).await,
         Command::Verify(args) => verify::run(args, &ctx),
-        Command::Revoke(args) => revoke::run(args, &ctx).await,
+        Command::Pending => cosign::pending(&ctx).await,
+        Command::Approve(args) => cosign::approve(args, &ctx).await,
+        Command::Deny(args) => cosign::deny(args, &ctx).await,
+        Command::GetEnvelope(args) => cosign::envelope(args, &ctx).await,
+        Command::LogOffer(args) => negotiate::log_offer(args, &ctx).await,
+        Command::History(args) => negotiate::history(args, &ctx),
+        Command::AuditCheckpoint => audit::checkpoint(&ctx).await,
+        Command::AuditProof(args) => audit::proof(args, &ctx).await,
+        Command::AuditConsistency(args) => audit::consistency(args, &ctx).await,
+        Command::AuditEntries(args) => audit::entries(args, &ctx),
         Command::Help => Ok(json!({ "help": grammar::help() })),
+    }
+}
+
+/// Parses a flag's JSON object, refusing anything else and anything past `limit` bytes.
+pub fn json_object(flag: &str, text: &str, limit: usize) -> Result<Map<String, Value>, Error> {
+    let invalid = |message: String| Error::InvalidArgument(message);
+    if text.len() > limit {
+        return Err(invalid(format!("{flag} is longer than {limit} bytes")));
+    }
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(invalid(format!("{flag} must be a JSON object"))),
+        Err(e) => Err(invalid(format!("{flag} is not valid JSON: {e}"))),
     }
 }
 
@@ -44,13 +85,37 @@ pub fn key_json(key: &SigningKeyRecord) -> Value {
         "key_id": key.key_id,
         "public_key": appliance::public_key_line(key),
         "fingerprint": appliance::public_key_fingerprint(key),
-        "status": key.status(time::now()),
-        "scopes": key.scopes,
-        "tier": key.tier.as_str(),
-        "require_signature": key.require_signature,
-        "constraints": key.constraints,
+        "owner": key.owner,
+        "status": key.status(),
         "created_at": time::rfc3339(key.created_at),
-        "expires_at": key.expires_at.map(time::rfc3339),
         "revoked_at": key.revoked_at.map(time::rfc3339),
+    })
+}
+
+/// How every reply shows an authorization.
+pub fn authorization_json(auth: &Authorization) -> Value {
+    let now = time::now();
+    let status = if auth.revoked_at.is_some() {
+        "revoked"
+    } else if auth.terms.expires_at.is_some_and(|at| at <= now) {
+        "expired"
+    } else {
+        "active"
+    };
+    json!({
+        "authorization_id": auth.authorization_id,
+        "key_id": auth.key_id,
+        "grantee": auth.grantee,
+        "principal": auth.principal,
+        "status": status,
+        "scopes": auth.terms.scopes,
+        "tier": auth.terms.tier.as_str(),
+        "require_signature": auth.terms.require_signature,
+        "constraints": constraints_json(&auth.terms.constraints),
+        "hard_rules": rules_json(&auth.terms.hard_rules),
+        "soft_rules": rules_json(&auth.terms.soft_rules),
+        "expires_at": auth.terms.expires_at.map(time::rfc3339),
+        "created_at": time::rfc3339(auth.created_at),
+        "revoked_at": auth.revoked_at.map(time::rfc3339),
     })
 }

@@ -9,7 +9,7 @@
 
 use clap::{ColorChoice, Parser, Subcommand};
 
-use super::commands::{create_key, keys, revoke, sign, verify};
+use super::commands::{audit, cosign, grants, keys, negotiate, sign, verify};
 
 /// The longest command line accepted.
 pub const MAX_COMMAND_LINE: usize = 64 * 1024;
@@ -134,16 +134,42 @@ pub struct CommandLine {
 pub enum Command {
     /// Show the user your SSH key identifies.
     Whoami,
-    /// Create an Ed25519 signing key inside the token.
-    CreateKey(create_key::Args),
-    /// List your signing keys.
-    Keys(keys::Args),
+    /// Create an Ed25519 signing key inside the token, with its first authorization.
+    CreateKey(keys::CreateArgs),
+    /// List the keys you own and the keys you are granted.
+    Keys(keys::ListArgs),
+    /// Revoke one of your keys; its private half is destroyed in the token.
+    Revoke(keys::RevokeArgs),
+    /// Grant another authorization on a key you own.
+    Authorize(grants::AuthorizeArgs),
+    /// List a key's authorizations.
+    Authorizations(grants::ListArgs),
+    /// Revoke one authorization; the key and its other authorizations stay.
+    RevokeAuthorization(grants::RevokeArgs),
     /// Sign the payload on stdin (SSHSIG; git commit signing uses --type git).
     Sign(sign::Args),
     /// Verify an SSHSIG over the payload on stdin.
     Verify(verify::Args),
-    /// Revoke one of your signing keys; its private half is destroyed in the token.
-    Revoke(revoke::Args),
+    /// List co-signed requests you must decide or are waiting on.
+    Pending,
+    /// Approve a co-signed request; the token signs it.
+    Approve(cosign::IdArgs),
+    /// Deny a co-signed request.
+    Deny(cosign::DenyArgs),
+    /// A co-signed request's status and, once approved, its signature.
+    GetEnvelope(cosign::IdArgs),
+    /// Log a negotiation offer (turns alternate, rounds count from 0).
+    LogOffer(negotiate::LogOfferArgs),
+    /// A negotiation's offers, for its parties.
+    History(negotiate::HistoryArgs),
+    /// The audit log's latest signed checkpoint.
+    AuditCheckpoint,
+    /// An audit entry of yours with its inclusion proof.
+    AuditProof(audit::ProofArgs),
+    /// A consistency proof between two sizes of the audit log.
+    AuditConsistency(audit::ConsistencyArgs),
+    /// Your audit entries.
+    AuditEntries(audit::EntriesArgs),
     /// Show the commands and their flags.
     Help,
 }

@@ -229,7 +229,7 @@ fn the_cli_runs_appliance_commands_and_prints_allowed_signers() {
     );
     assert!(keys.status.success(), "{}", stderr(&keys));
     let created: serde_json::Value = serde_json::from_slice(&keys.stdout).unwrap();
-    assert_eq!(created["constraints"]["n"]["max"], 3);
+    assert_eq!(created["authorization"]["constraints"]["n"]["max"], 3);
     let key_id = created["key_id"].as_str().unwrap();
 
     let unknown = shim(&alice, &["frobnicate"], b"", &[]);

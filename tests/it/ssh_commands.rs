@@ -29,7 +29,7 @@ fn create_sign_verify_revoke_then_signing_fails() {
     let who = alice.cmd("whoami");
     let user_id = who.ok()["user_id"].as_str().unwrap().to_owned();
     assert!(user_id.starts_with("usr_"), "{who:?}");
-    assert_eq!(who.json["keys"], 0);
+    assert_eq!(who.json["keys_owned"], 0);
 
     let created = alice.cmd("create-key --scope git");
     let key = created.ok();
@@ -155,56 +155,6 @@ fn concurrent_first_connections_register_one_user() {
         .collect();
     let ids: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
-}
-
-#[test]
-fn tiers_scopes_constraints_and_expiry_are_recorded_and_enforced() {
-    let appliance = Appliance::start();
-    let dana = appliance.user("dana");
-
-    // The seed's example, as typed (the JSON stays one argument).
-    let created = dana.cmd(
-        r#"create-key --scope safe-agreement --tier cosign --require-signature --expiry 30d --constraints {"valuation_cap": {"min": 5000000, "max": 15000000}, "discount_rate": {"min": 0.15}}"#,
-    );
-    let key = created.ok();
-    assert_eq!(key["tier"], "cosign");
-    assert_eq!(key["require_signature"], true);
-    assert_eq!(key["scopes"][0], "safe-agreement");
-    assert_eq!(key["constraints"]["valuation_cap"]["max"], 15_000_000);
-    assert!(key["expires_at"].as_str().is_some());
-    let cosign = key["key_id"].as_str().unwrap();
-    let refused = dana.run(
-        &format!("sign --type safe-agreement --key-id {cosign}"),
-        b"terms",
-    );
-    refused.failed_with("approval_required");
-
-    let constrained = dana.create_key(r#"--constraints {"amount": {"max": 10}}"#);
-    let refused = dana.run(&format!("sign --key-id {constrained}"), b"x");
-    refused.failed_with("constraints_unchecked");
-
-    let scoped = dana.create_key("--scope release,file");
-    dana.run(&format!("sign --type file --key-id {scoped}"), b"x")
-        .ok();
-    let refused = dana.run(&format!("sign --type git --key-id {scoped}"), b"x");
-    assert!(
-        refused
-            .failed_with("scope_denied")
-            .contains("release, file")
-    );
-
-    let short = dana.create_key("--expiry 1s");
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    let refused = dana.run(&format!("sign --key-id {short}"), b"x");
-    refused.failed_with("key_expired");
-    let listed = dana.cmd("keys");
-    let statuses: Vec<_> = listed.ok()["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["status"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(statuses, ["active", "active", "active", "expired"]);
 }
 
 #[test]

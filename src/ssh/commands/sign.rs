@@ -1,9 +1,15 @@
-//! `sign --key-id ID [--type NAMESPACE]`: an SSHSIG over the payload on stdin, made by the token.
+//! `sign --key-id ID [--type NAMESPACE] [--metadata JSON] [--repository R] [--branch B]
+//! [--ttl DURATION]`: an SSHSIG over the payload on stdin, made by the token, or a request
+//! waiting for its principal when the authorization is co-signed.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::Context;
-use crate::appliance::{self, Error};
+use super::{Context, json_object};
+use crate::appliance::{self, Error, MAX_METADATA, SignInput, SignOutcome};
+use crate::time;
+
+/// The longest wait a co-signed request may ask for.
+const MAX_TTL: i64 = 30 * 86_400;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -13,18 +19,83 @@ pub struct Args {
     /// The SSHSIG namespace; git signs commits and tags in "git".
     #[arg(long = "type", default_value = "git")]
     pub namespace: String,
+    /// Terms of what is signed, checked against the authorization's constraints: a JSON object.
+    #[arg(long)]
+    pub metadata: Option<String>,
+    /// The repository the signature is for (the git shim sends it).
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// The branch the signature is for (the git shim sends it).
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// How long a co-signed request waits for approval (default 24h, at most 30d).
+    #[arg(long)]
+    pub ttl: Option<String>,
 }
 
 pub async fn run(args: Args, ctx: &Context) -> Result<Value, Error> {
-    let signed = ctx
-        .appliance
-        .sign(&ctx.caller, &args.key_id, &args.namespace, &ctx.stdin)
-        .await?;
-    Ok(json!({
-        "key_id": signed.key.key_id,
-        "namespace": signed.signature.namespace(),
-        "public_key": appliance::public_key_line(&signed.key),
-        "fingerprint": appliance::public_key_fingerprint(&signed.key),
-        "signature": signed.signature.to_armored(),
-    }))
+    let metadata = match &args.metadata {
+        Some(text) => json_object("--metadata", text, MAX_METADATA)?,
+        None => Map::new(),
+    };
+    let mut context = Map::new();
+    if let Some(repository) = args.repository {
+        context.insert("repository".into(), repository.into());
+    }
+    if let Some(branch) = args.branch {
+        context.insert("branch".into(), branch.into());
+    }
+    let ttl = args
+        .ttl
+        .map(|text| {
+            let now = time::now();
+            time::parse_expiry(&text, now)
+                .map(|at| at - now)
+                .and_then(|ttl| {
+                    (ttl <= MAX_TTL)
+                        .then_some(ttl)
+                        .ok_or_else(|| "--ttl is at most 30d".to_owned())
+                })
+                .map_err(Error::InvalidArgument)
+        })
+        .transpose()?;
+    let input = SignInput {
+        key_id: args.key_id,
+        namespace: args.namespace,
+        payload: ctx.stdin.clone(),
+        metadata,
+        context,
+        ttl,
+    };
+    match ctx.appliance.sign(&ctx.caller, input).await? {
+        SignOutcome::Signed {
+            key,
+            authorization_id,
+            signature,
+            warnings,
+        } => Ok(json!({
+            "status": "signed",
+            "key_id": key.key_id,
+            "authorization_id": authorization_id,
+            "namespace": signature.namespace(),
+            "public_key": appliance::public_key_line(&key),
+            "fingerprint": appliance::public_key_fingerprint(&key),
+            "signature": signature.to_armored(),
+            "warnings": warnings,
+        })),
+        SignOutcome::Pending {
+            request,
+            approval_url,
+        } => Ok(json!({
+            "status": "pending_cosign",
+            "pending_id": request.pending_id,
+            "approval_url": approval_url,
+            "key_id": request.key_id,
+            "authorization_id": request.authorization_id,
+            "principal": request.principal,
+            "require_signature": request.require_signature,
+            "expires_at": time::rfc3339(request.expires_at),
+            "warnings": request.warnings,
+        })),
+    }
 }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::Context;
 use crate::appliance::Error;
-use crate::{pubkey, time};
+use crate::pubkey;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -36,6 +36,6 @@ pub fn run(args: Args, ctx: &Context) -> Result<Value, Error> {
         "public_key": pubkey::openssh(public_key, key_id.as_deref().unwrap_or("")),
         "fingerprint": pubkey::fingerprint(public_key),
         "key_id": key_id,
-        "key_status": verified.key.as_ref().map(|k| k.status(time::now())),
+        "key_status": verified.key.as_ref().map(|k| k.status()),
     }))
 }

@@ -1,0 +1,79 @@
+//! The audit log as each caller may see it. Checkpoints and consistency proofs are hashes and
+//! are public; an entry (and its inclusion proof) is shown only to its readers: the actor, the
+//! key's owner, the principal, the parties.
+
+use super::{Appliance, Caller, Error};
+use crate::audit::{AuditEntry, ConsistencyProof, InclusionProof};
+
+/// A page of entries, and the index to continue from.
+pub type EntryPage = (Vec<(u64, AuditEntry)>, Option<u64>);
+
+/// The most entries one `audit-entries` reply holds.
+pub const MAX_ENTRIES: usize = 1000;
+
+impl Appliance {
+    /// The latest signed checkpoint, signed now if the log grew and none was signed in the last
+    /// second.
+    pub async fn audit_checkpoint(
+        &self,
+    ) -> Result<(crate::audit::note::Checkpoint, String), Error> {
+        self.audit.checkpoint(true).await.map_err(Error::Audit)
+    }
+
+    /// Entry `index` with its inclusion proof, if the caller may read it.
+    pub async fn audit_proof(
+        &self,
+        caller: &Caller,
+        index: u64,
+        size: Option<u64>,
+    ) -> Result<InclusionProof, Error> {
+        let entry = self.audit.entry(index).map_err(Error::Audit)?;
+        if !entry.is_some_and(|e| e.readers.iter().any(|r| r == caller.id())) {
+            return Err(Error::InvalidArgument(format!(
+                "no audit entry {index} of yours"
+            )));
+        }
+        self.audit
+            .inclusion(index, size)
+            .await
+            .map_err(Error::Audit)
+    }
+
+    /// A consistency proof from size `from` to the checkpoint at `to` (default: the latest).
+    pub async fn audit_consistency(
+        &self,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<ConsistencyProof, Error> {
+        self.audit.consistency(from, to).await.map_err(Error::Audit)
+    }
+
+    /// The caller's entries from index `from` on, at most `limit`; and where to continue.
+    pub fn audit_entries(
+        &self,
+        caller: &Caller,
+        from: u64,
+        limit: usize,
+    ) -> Result<EntryPage, Error> {
+        let limit = limit.clamp(1, MAX_ENTRIES);
+        let mut mine = Vec::new();
+        let mut next = from;
+        let size = self.audit.head().size;
+        while next < size && mine.len() < limit {
+            let batch = self.audit.entries(next, 1000).map_err(Error::Audit)?;
+            let Some(&(last, _)) = batch.last() else {
+                break;
+            };
+            for (index, entry) in batch {
+                if mine.len() == limit {
+                    return Ok((mine, Some(index)));
+                }
+                if entry.readers.iter().any(|r| r == caller.id()) {
+                    mine.push((index, entry));
+                }
+            }
+            next = last + 1;
+        }
+        Ok((mine, (next < size).then_some(next)))
+    }
+}

@@ -1,0 +1,237 @@
+//! Co-signed requests: listing, approval, denial, envelopes.
+//!
+//! A request resolves once: every transition is a compare-and-swap on its record, so of
+//! concurrent approvals, denials and expiries exactly one takes effect. Approval re-runs the
+//! engine on the request's authorization (revocation, expiry, constraints), records the
+//! approval, then releases the signature through the same path as an autonomous one (audit entry
+//! first). Only the principal approves or denies; only the principal and the requester read a
+//! request; anyone else is told it does not exist.
+
+use super::error::status_name;
+use super::{Appliance, Caller, Error};
+use crate::policy::{self, Decision, SignRequest};
+use crate::store::{PendingRequest, PendingStatus};
+use crate::{sshsig, time};
+
+/// A request as one of its parties sees it.
+#[derive(Debug, Clone)]
+pub struct PendingView {
+    pub request: PendingRequest,
+    /// Where the principal approves it in a browser.
+    pub approval_url: String,
+}
+
+impl Appliance {
+    fn readable(&self, caller: &Caller, pending_id: &str) -> Result<PendingRequest, Error> {
+        match self.store.pending(pending_id)? {
+            Some(r) if r.requester == caller.id() || r.principal == caller.id() => Ok(r),
+            _ => Err(Error::UnknownRequest(pending_id.to_owned())),
+        }
+    }
+
+    fn view(&self, request: PendingRequest) -> PendingView {
+        PendingView {
+            approval_url: self.approval_url(&request.pending_id),
+            request,
+        }
+    }
+
+    /// Requests the caller must decide or is waiting on, oldest first; expired ones are marked.
+    pub async fn pending(&self, caller: &Caller) -> Result<Vec<PendingView>, Error> {
+        let mut views = Vec::new();
+        for request in self.store.pending_of_user(caller.id())? {
+            let request = self.expire_if_due(request).await?;
+            views.push(self.view(request));
+        }
+        Ok(views)
+    }
+
+    /// Marks a request expired if its time has passed while it waited.
+    async fn expire_if_due(&self, request: PendingRequest) -> Result<PendingRequest, Error> {
+        if request.status != PendingStatus::Pending || request.expires_at > time::now() {
+            return Ok(request);
+        }
+        let updated = self.store.update_pending(&request.pending_id, |mut r| {
+            if r.status == PendingStatus::Pending {
+                r.status = PendingStatus::Expired;
+                r.resolved_at = Some(time::now());
+            }
+            Ok::<_, Error>(r)
+        })?;
+        self.store.flush().await?;
+        Ok(updated)
+    }
+
+    /// Checks that `caller` may decide `pending_id` now.
+    async fn decidable(&self, caller: &Caller, pending_id: &str) -> Result<PendingRequest, Error> {
+        let request = self.readable(caller, pending_id)?;
+        if request.principal != caller.id() {
+            return Err(Error::NotPrincipal(pending_id.to_owned()));
+        }
+        if request.requester == caller.id() {
+            return Err(Error::SelfApproval(pending_id.to_owned()));
+        }
+        let request = self.expire_if_due(request).await?;
+        match request.status {
+            PendingStatus::Pending => Ok(request),
+            PendingStatus::Expired => Err(Error::RequestExpired(pending_id.to_owned())),
+            status => Err(Error::AlreadyResolved {
+                id: pending_id.to_owned(),
+                status: status_name(status),
+            }),
+        }
+    }
+
+    /// Moves a pending request to `status`, if nobody resolved it first.
+    fn resolve(
+        &self,
+        caller: &Caller,
+        pending_id: &str,
+        status: PendingStatus,
+        reason: Option<String>,
+    ) -> Result<PendingRequest, Error> {
+        self.store.update_pending(pending_id, |mut r| {
+            if r.status != PendingStatus::Pending {
+                return Err(Error::AlreadyResolved {
+                    id: pending_id.to_owned(),
+                    status: status_name(r.status),
+                });
+            }
+            r.status = status;
+            r.resolved_by = Some(caller.id().to_owned());
+            r.resolved_at = Some(time::now());
+            r.reason = reason.clone();
+            Ok(r)
+        })
+    }
+
+    /// Approves a request and returns it with its signature.
+    pub async fn approve(&self, caller: &Caller, pending_id: &str) -> Result<PendingView, Error> {
+        let request = self.decidable(caller, pending_id).await?;
+        if request.require_signature {
+            return Err(Error::SignatureRequired {
+                url: self.approval_url(pending_id),
+            });
+        }
+        // The terms may have changed since the request: revoked, expired, narrowed.
+        let key = self
+            .store
+            .signing_key(&request.key_id)?
+            .ok_or_else(|| Error::UnknownKey(request.key_id.clone()))?;
+        let authorization: Vec<_> = self
+            .store
+            .authorization(&request.authorization_id)?
+            .into_iter()
+            .collect();
+        let again = SignRequest {
+            requester: &request.requester,
+            namespace: &request.namespace,
+            metadata: &request.metadata,
+            context: &request.context,
+        };
+        if let Decision::Deny { rule, reason, .. } =
+            policy::decide(key.facts(), &authorization, &again, time::now())
+        {
+            let resolved = self.resolve(
+                caller,
+                pending_id,
+                PendingStatus::Denied,
+                Some(rule.name().to_owned()),
+            );
+            if resolved.is_ok() {
+                self.store.flush().await?;
+                let mut entry = self.decision_entry(caller, &request, "deny", "denied");
+                entry.reason = Some(rule.name().to_owned());
+                self.record(entry).await?;
+            }
+            return Err(Error::Denied { rule, reason });
+        }
+        let approved = self.resolve(caller, pending_id, PendingStatus::Approved, None)?;
+        self.store.flush().await?;
+        self.record(self.decision_entry(caller, &request, "approve", "done"))
+            .await?;
+        let approved = self.release(caller, approved).await?;
+        Ok(self.view(approved))
+    }
+
+    /// Denies a request.
+    pub async fn deny(
+        &self,
+        caller: &Caller,
+        pending_id: &str,
+        reason: Option<String>,
+    ) -> Result<PendingView, Error> {
+        let request = self.decidable(caller, pending_id).await?;
+        let denied = self.resolve(caller, pending_id, PendingStatus::Denied, reason)?;
+        self.store.flush().await?;
+        self.record(self.decision_entry(caller, &request, "deny", "denied"))
+            .await?;
+        Ok(self.view(denied))
+    }
+
+    /// A request with its status and, once approved, its signature (made now if an earlier
+    /// attempt was cut short).
+    pub async fn envelope(&self, caller: &Caller, pending_id: &str) -> Result<PendingView, Error> {
+        let request = self.readable(caller, pending_id)?;
+        let request = self.expire_if_due(request).await?;
+        let request = if request.status == PendingStatus::Approved && request.signature.is_none() {
+            self.release(caller, request).await?
+        } else {
+            request
+        };
+        Ok(self.view(request))
+    }
+
+    fn decision_entry(
+        &self,
+        caller: &Caller,
+        request: &PendingRequest,
+        action: &str,
+        result: &str,
+    ) -> crate::audit::AuditEntry {
+        let mut entry = self.entry(caller, action, result);
+        entry.key_id = Some(request.key_id.clone());
+        entry.authorization_id = Some(request.authorization_id.clone());
+        entry.pending_id = Some(request.pending_id.clone());
+        entry.namespace = Some(request.namespace.clone());
+        entry.payload_sha512 = Some(request.payload_sha512.clone());
+        entry
+            .readers
+            .extend([request.requester.clone(), request.principal.clone()]);
+        entry
+    }
+
+    /// Signs an approved request: its audit entry first, then the token; the signature is
+    /// stored in the request. Ed25519 is deterministic, so a retried release yields the same
+    /// signature.
+    async fn release(
+        &self,
+        caller: &Caller,
+        request: PendingRequest,
+    ) -> Result<PendingRequest, Error> {
+        let key = self
+            .store
+            .signing_key(&request.key_id)?
+            .ok_or_else(|| Error::UnknownKey(request.key_id.clone()))?;
+        let digest: [u8; 64] = crate::hex::decode(&request.payload_sha512)
+            .and_then(|d| d.try_into().ok())
+            .ok_or_else(|| {
+                Error::Internal(format!("request {} has no digest", request.pending_id))
+            })?;
+        let mut entry = self.decision_entry(caller, &request, "sign", "signed");
+        entry.metadata_sha256 = Some(super::metadata_hash(&request.metadata));
+        entry.readers.push(key.owner.clone());
+        self.record(entry).await?;
+        let data = sshsig::signed_data_for_digest(&request.namespace, &digest)?;
+        let signature = self
+            .sign_recorded(&key, &request.authorization_id, &request.namespace, data)
+            .await?
+            .to_armored();
+        let stored = self.store.update_pending(&request.pending_id, |mut r| {
+            r.signature.get_or_insert_with(|| signature.clone());
+            Ok::<_, Error>(r)
+        })?;
+        self.store.flush().await?;
+        Ok(stored)
+    }
+}

@@ -1,0 +1,255 @@
+//! Keys and their authorizations: create, grant, list, revoke.
+
+use super::{Appliance, Caller, Error};
+use crate::hsm::ObjectId;
+use crate::ids::IdKind;
+use crate::policy::{Authorization, Terms};
+use crate::store::SigningKeyRecord;
+use crate::time;
+
+/// An authorization to grant: its terms, and the grantee (`None`: the caller).
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub terms: Terms,
+    /// A `usr_` id or an SSH key fingerprint (`SHA256:...`) of a registered user.
+    pub grantee: Option<String>,
+}
+
+/// How a caller relates to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Grantee,
+}
+
+/// A key as one caller sees it.
+#[derive(Debug, Clone)]
+pub struct KeyView {
+    pub key: SigningKeyRecord,
+    pub role: Role,
+    /// The caller's own authorizations on it (all of them, for the owner).
+    pub authorizations: Vec<Authorization>,
+}
+
+impl Appliance {
+    fn resolve_grantee(&self, caller: &Caller, grantee: Option<&str>) -> Result<String, Error> {
+        let Some(grantee) = grantee else {
+            return Ok(caller.id().to_owned());
+        };
+        if IdKind::User.matches(grantee) {
+            return match self.store.user(grantee)? {
+                Some(user) => Ok(user.user_id),
+                None => Err(Error::UnknownUser(grantee.to_owned())),
+            };
+        }
+        match self.store.ssh_key(grantee)? {
+            Some(key) => Ok(key.user_id),
+            None => Err(Error::UnknownUser(grantee.to_owned())),
+        }
+    }
+
+    async fn authorization(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        grant: Grant,
+    ) -> Result<Authorization, Error> {
+        Ok(Authorization {
+            authorization_id: self.new_id(IdKind::Authorization).await?,
+            key_id: key_id.to_owned(),
+            grantee: self.resolve_grantee(caller, grant.grantee.as_deref())?,
+            principal: caller.id().to_owned(),
+            terms: grant.terms,
+            created_at: time::now(),
+            revoked_at: None,
+        })
+    }
+
+    /// Generates a key in the token, owned by `caller`, with its first authorization.
+    pub async fn create_key(
+        &self,
+        caller: &Caller,
+        grant: Grant,
+    ) -> Result<(SigningKeyRecord, Authorization), Error> {
+        let key_id = self.new_id(IdKind::SigningKey).await?;
+        let authorization = self.authorization(caller, &key_id, grant).await?;
+        let label = key_id.clone();
+        let token_key = self
+            .token
+            .call(move |hsm| hsm.generate_ed25519(&label))
+            .await?;
+        let record = SigningKeyRecord {
+            key_id,
+            owner: caller.id().to_owned(),
+            token_object_id: token_key.object_id.to_hex(),
+            public_key: crate::hex::encode(&token_key.public_key),
+            created_at: time::now(),
+            revoked_at: None,
+        };
+        let mut entry = self.entry(caller, "create_key", "done");
+        entry.key_id = Some(record.key_id.clone());
+        entry.authorization_id = Some(authorization.authorization_id.clone());
+        entry.readers.push(authorization.grantee.clone());
+        let recorded = async {
+            self.store.insert_signing_key(&record, &authorization)?;
+            self.store.flush().await?;
+            self.record(entry).await
+        };
+        if let Err(e) = recorded.await {
+            // Unrecorded, the key would be an orphan in the token: remove it.
+            let id = token_key.object_id.clone();
+            if let Err(cleanup) = self.token.call(move |hsm| hsm.destroy(&id)).await {
+                tracing::error!(error = %cleanup, object = %token_key.object_id, "orphan key left in token");
+            }
+            return Err(e);
+        }
+        tracing::info!(key = %record.key_id, owner = %record.owner, "signing key created");
+        Ok((record, authorization))
+    }
+
+    /// A key the caller owns; anything else reads as unknown.
+    fn owned_key(&self, caller: &Caller, key_id: &str) -> Result<SigningKeyRecord, Error> {
+        match self.store.signing_key(key_id)? {
+            Some(key) if key.owner == caller.id() => Ok(key),
+            _ => Err(Error::UnknownKey(key_id.to_owned())),
+        }
+    }
+
+    /// Grants another authorization on a key the caller owns.
+    pub async fn authorize(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        grant: Grant,
+    ) -> Result<Authorization, Error> {
+        let key = self.owned_key(caller, key_id)?;
+        if key.revoked_at.is_some() {
+            return Err(Error::AlreadyRevoked(key.key_id));
+        }
+        let authorization = self.authorization(caller, key_id, grant).await?;
+        let mut entry = self.entry(caller, "authorize", "done");
+        entry.key_id = Some(key.key_id.clone());
+        entry.authorization_id = Some(authorization.authorization_id.clone());
+        entry.readers.push(authorization.grantee.clone());
+        self.store.insert_authorization(&authorization)?;
+        self.store.flush().await?;
+        self.record(entry).await?;
+        Ok(authorization)
+    }
+
+    /// A key's authorizations: every one for its owner, a grantee's own for a grantee.
+    pub fn authorizations(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<Vec<Authorization>, Error> {
+        let key = self
+            .store
+            .signing_key(key_id)?
+            .ok_or_else(|| Error::UnknownKey(key_id.to_owned()))?;
+        let all = self.store.authorizations_of_key(key_id)?;
+        if key.owner == caller.id() {
+            return Ok(all);
+        }
+        let mine: Vec<_> = all
+            .into_iter()
+            .filter(|a| a.grantee == caller.id())
+            .collect();
+        if mine.is_empty() {
+            return Err(Error::UnknownKey(key_id.to_owned()));
+        }
+        Ok(mine)
+    }
+
+    /// Revokes one authorization; its key and other authorizations stay. The key's owner or the
+    /// authorization's principal may do it.
+    pub async fn revoke_authorization(
+        &self,
+        caller: &Caller,
+        authorization_id: &str,
+    ) -> Result<Authorization, Error> {
+        let unknown = || Error::UnknownAuthorization(authorization_id.to_owned());
+        let current = self
+            .store
+            .authorization(authorization_id)?
+            .ok_or_else(unknown)?;
+        let key = self
+            .store
+            .signing_key(&current.key_id)?
+            .ok_or_else(unknown)?;
+        if caller.id() != key.owner && caller.id() != current.principal {
+            return Err(unknown());
+        }
+        let revoked = self
+            .store
+            .revoke_authorization(authorization_id, time::now(), || {
+                Error::AuthorizationAlreadyRevoked(authorization_id.to_owned())
+            })?;
+        self.store.flush().await?;
+        let mut entry = self.entry(caller, "revoke_authorization", "done");
+        entry.key_id = Some(revoked.key_id.clone());
+        entry.authorization_id = Some(revoked.authorization_id.clone());
+        entry.readers.extend([key.owner, revoked.grantee.clone()]);
+        self.record(entry).await?;
+        Ok(revoked)
+    }
+
+    /// Every key the caller owns or holds an authorization on, oldest first.
+    pub fn keys(&self, caller: &Caller) -> Result<Vec<KeyView>, Error> {
+        let mut views: Vec<KeyView> = Vec::new();
+        for key in self.store.signing_keys_of(caller.id())? {
+            let authorizations = self.store.authorizations_of_key(&key.key_id)?;
+            views.push(KeyView {
+                key,
+                role: Role::Owner,
+                authorizations,
+            });
+        }
+        for authorization in self.store.authorizations_of_grantee(caller.id())? {
+            if let Some(view) = views
+                .iter_mut()
+                .find(|v| v.key.key_id == authorization.key_id)
+            {
+                if view.role == Role::Grantee {
+                    view.authorizations.push(authorization);
+                }
+                continue;
+            }
+            if let Some(key) = self.store.signing_key(&authorization.key_id)? {
+                views.push(KeyView {
+                    key,
+                    role: Role::Grantee,
+                    authorizations: vec![authorization],
+                });
+            }
+        }
+        Ok(views)
+    }
+
+    /// Revokes a key: recorded durably first, then the private half is destroyed in the token.
+    pub async fn revoke(&self, caller: &Caller, key_id: &str) -> Result<SigningKeyRecord, Error> {
+        self.owned_key(caller, key_id)?;
+        let revoked = self.store.revoke_signing_key(key_id, time::now(), || {
+            Error::AlreadyRevoked(key_id.to_owned())
+        })?;
+        self.store.flush().await?;
+        let mut entry = self.entry(caller, "revoke_key", "done");
+        entry.key_id = Some(key_id.to_owned());
+        entry.readers.extend(
+            self.store
+                .authorizations_of_key(key_id)?
+                .into_iter()
+                .map(|a| a.grantee),
+        );
+        self.record(entry).await?;
+        let object_id =
+            ObjectId::from_hex(&revoked.token_object_id).ok_or_else(|| super::corrupt(&revoked))?;
+        if let Err(e) = self.token.call(move |hsm| hsm.destroy(&object_id)).await {
+            // The record already refuses every signature; the token object is only dead weight.
+            tracing::error!(key = %key_id, error = %e, "revoked, but the token object was not destroyed");
+        }
+        tracing::info!(key = %key_id, "signing key revoked");
+        Ok(revoked)
+    }
+}

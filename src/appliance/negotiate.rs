@@ -1,0 +1,90 @@
+//! Negotiation offers and history.
+
+use super::{Appliance, Caller, Error, metadata_hash};
+use crate::ids::IdKind;
+use crate::negotiation::{self, NegotiationRecord, OfferRecord, Proposal, Refusal};
+use crate::time;
+
+impl Appliance {
+    /// Records an offer. `proposal.negotiation_id` empty: a new negotiation (round 0) with a
+    /// fresh id. Every attempt is an audit entry; an offer is recorded only after its entry.
+    pub async fn log_offer(
+        &self,
+        caller: &Caller,
+        mut proposal: Proposal,
+    ) -> Result<(NegotiationRecord, OfferRecord), Error> {
+        if proposal.negotiation_id.is_empty() {
+            proposal.negotiation_id = self.new_id(IdKind::Negotiation).await?;
+        }
+        let id = proposal.negotiation_id.clone();
+        let mut entry = self.entry(caller, "offer", "");
+        entry.negotiation_id = Some(id.clone());
+        entry.metadata_sha256 = Some(metadata_hash(&proposal.metadata));
+        let current = self.store.negotiation(&id)?;
+        let outcome = negotiation::apply(
+            current.as_ref().map(|(_, record)| record),
+            &proposal,
+            caller.id(),
+            time::now(),
+        );
+        if let Some((_, record)) = &current {
+            entry
+                .readers
+                .extend(record.parties.iter().map(|p| p.user_id.clone()));
+        }
+        let (next, offer) = match outcome {
+            Ok(applied) => applied,
+            Err(refusal) => {
+                entry.result = "refused".into();
+                entry.reason = Some(refusal.code().to_owned());
+                self.record(entry).await?;
+                return Err(refusal.into());
+            }
+        };
+        entry.result = "recorded".into();
+        entry.round = Some(offer.round);
+        entry.offer_hash = Some(offer.hash.clone());
+        self.record(entry.clone()).await?;
+        let prior = current.as_ref().map(|(raw, _)| raw);
+        if !self.store.record_offer(prior, &next, &offer)? {
+            // Another offer got there first: say precisely why this one no longer applies.
+            let now_stored = self.store.negotiation(&id)?;
+            let refusal = negotiation::apply(
+                now_stored.as_ref().map(|(_, record)| record),
+                &proposal,
+                caller.id(),
+                time::now(),
+            )
+            .err()
+            .unwrap_or(Refusal::StaleHead {
+                head: now_stored.map(|(_, r)| r.head).unwrap_or_default(),
+                given: next.head.clone(),
+            });
+            entry.result = "refused".into();
+            entry.reason = Some(refusal.code().to_owned());
+            self.record(entry).await?;
+            return Err(refusal.into());
+        }
+        self.store.flush().await?;
+        Ok((next, offer))
+    }
+
+    /// A negotiation and its offers, for its parties only.
+    pub fn history(
+        &self,
+        caller: &Caller,
+        negotiation_id: &str,
+    ) -> Result<(NegotiationRecord, Vec<OfferRecord>), Error> {
+        let unknown = || Error::Negotiation(Refusal::Unknown(negotiation_id.to_owned()));
+        let (_, record) = self
+            .store
+            .negotiation(negotiation_id)?
+            .ok_or_else(unknown)?;
+        if !record.parties.iter().any(|p| p.user_id == caller.id()) {
+            return Err(Error::Negotiation(Refusal::NotAParty(
+                "only the parties read a negotiation's history".to_owned(),
+            )));
+        }
+        Ok((record, self.store.offers(negotiation_id)?))
+    }
+}

@@ -1,0 +1,203 @@
+//! Signing and verifying.
+
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256, Sha512};
+
+use super::{Appliance, Caller, Error, MAX_PAYLOAD, metadata_hash, rules_summary};
+use crate::ids::IdKind;
+use crate::policy::{self, Decision, SignRequest};
+use crate::sshsig::{self, SshSig};
+use crate::store::{PendingRequest, PendingStatus, SigningKeyRecord};
+use crate::time;
+
+/// A request to sign.
+#[derive(Debug, Clone)]
+pub struct SignInput {
+    pub key_id: String,
+    pub namespace: String,
+    pub payload: Vec<u8>,
+    pub metadata: Map<String, Value>,
+    /// What the client states about where it runs (`repository`, `branch`).
+    pub context: Map<String, Value>,
+    /// How long a co-signed request may wait (default: the appliance's setting).
+    pub ttl: Option<i64>,
+}
+
+/// What came of it.
+#[derive(Debug)]
+pub enum SignOutcome {
+    Signed {
+        key: SigningKeyRecord,
+        authorization_id: String,
+        signature: SshSig,
+        warnings: Vec<String>,
+    },
+    Pending {
+        request: PendingRequest,
+        approval_url: String,
+    },
+}
+
+/// What `verify` found.
+#[derive(Debug)]
+pub struct Verified {
+    pub signature: SshSig,
+    /// The appliance key that made it, if it is one of ours.
+    pub key: Option<SigningKeyRecord>,
+}
+
+fn check_payload(payload: &[u8]) -> Result<(), Error> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(Error::PayloadTooLarge { limit: MAX_PAYLOAD });
+    }
+    Ok(())
+}
+
+impl Appliance {
+    /// Signs `input.payload` if an authorization allows it, or queues it for the principal.
+    pub async fn sign(&self, caller: &Caller, input: SignInput) -> Result<SignOutcome, Error> {
+        check_payload(&input.payload)?;
+        sshsig::check_namespace(&input.namespace)?;
+        let key = self
+            .store
+            .signing_key(&input.key_id)?
+            .ok_or_else(|| Error::UnknownKey(input.key_id.clone()))?;
+        let authorizations = self.store.authorizations_of_key(&key.key_id)?;
+        let request = SignRequest {
+            requester: caller.id(),
+            namespace: &input.namespace,
+            metadata: &input.metadata,
+            context: &input.context,
+        };
+        let decision = policy::decide(key.facts(), &authorizations, &request, time::now());
+        let digest: [u8; 64] = Sha512::digest(&input.payload).into();
+
+        let mut entry = self.entry(caller, "sign", "");
+        entry.key_id = Some(key.key_id.clone());
+        entry.namespace = Some(input.namespace.clone());
+        entry.payload_sha512 = Some(crate::hex::encode(&digest));
+        entry.metadata_sha256 = Some(metadata_hash(&input.metadata));
+        entry.rules = rules_summary(decision.evaluated());
+        // The owner reads about every use of the key, but not about strangers' probes.
+        if !matches!(
+            decision,
+            Decision::Deny {
+                rule: policy::Rule::UnknownKey,
+                ..
+            }
+        ) {
+            entry.readers.push(key.owner.clone());
+        }
+
+        let soft = |id: &str| decision.soft_failures(id);
+        match decision.clone() {
+            Decision::Deny { rule, reason, .. } => {
+                entry.result = "denied".into();
+                entry.reason = Some(rule.name().to_owned());
+                self.record(entry).await?;
+                tracing::info!(key = %key.key_id, ?rule, "signature denied");
+                Err(Error::Denied { rule, reason })
+            }
+            Decision::Allow {
+                authorization_id,
+                warnings,
+                ..
+            } => {
+                entry.result = "signed".into();
+                entry.authorization_id = Some(authorization_id.clone());
+                entry.warnings = soft(&authorization_id);
+                self.record(entry.clone()).await?;
+                let data = sshsig::signed_data_for_digest(&input.namespace, &digest)?;
+                match self
+                    .sign_recorded(&key, &authorization_id, &input.namespace, data)
+                    .await
+                {
+                    Ok(signature) => Ok(SignOutcome::Signed {
+                        key,
+                        authorization_id,
+                        signature,
+                        warnings,
+                    }),
+                    Err(error) => {
+                        let mut failed = entry;
+                        failed.action = "sign_failed".into();
+                        failed.result = "failed".into();
+                        failed.reason = Some(error.code().to_owned());
+                        if let Err(audit) = self.record(failed).await {
+                            tracing::error!(%audit, "recording a failed signature");
+                        }
+                        Err(error)
+                    }
+                }
+            }
+            Decision::NeedsApproval {
+                authorization_id,
+                principal,
+                require_signature,
+                warnings,
+                ..
+            } => {
+                let pending_id = self.new_id(IdKind::Pending).await?;
+                let link_token: [u8; 32] = self.token.random().await?;
+                let link_token = crate::hex::encode(&link_token);
+                let now = time::now();
+                let request = PendingRequest {
+                    pending_id: pending_id.clone(),
+                    key_id: key.key_id.clone(),
+                    authorization_id: authorization_id.clone(),
+                    requester: caller.id().to_owned(),
+                    principal: principal.clone(),
+                    namespace: input.namespace.clone(),
+                    payload_sha512: crate::hex::encode(&digest),
+                    metadata: input.metadata.clone(),
+                    context: input.context.clone(),
+                    require_signature,
+                    warnings: warnings.clone(),
+                    approval_token_sha256: crate::hex::encode(&Sha256::digest(
+                        link_token.as_bytes(),
+                    )),
+                    created_at: now,
+                    expires_at: now + input.ttl.unwrap_or(self.settings.pending_ttl),
+                    status: PendingStatus::Pending,
+                    resolved_by: None,
+                    resolved_at: None,
+                    reason: None,
+                    signature: None,
+                };
+                entry.action = "cosign_request".into();
+                entry.result = "pending".into();
+                entry.warnings = soft(&authorization_id);
+                entry.authorization_id = Some(authorization_id);
+                entry.pending_id = Some(pending_id.clone());
+                entry.readers.push(principal);
+                self.record(entry).await?;
+                self.store.insert_pending(&request)?;
+                self.store.flush().await?;
+                let approval_url = format!("{}?token={link_token}", self.approval_url(&pending_id));
+                Ok(SignOutcome::Pending {
+                    request,
+                    approval_url,
+                })
+            }
+        }
+    }
+
+    /// The approval page of a request (without the link token).
+    pub fn approval_url(&self, pending_id: &str) -> String {
+        format!("{}/approve/{pending_id}", self.settings.approval_base)
+    }
+
+    /// Verifies an SSHSIG over `payload` in `namespace`, and says which of our keys made it.
+    pub fn verify(
+        &self,
+        namespace: &str,
+        payload: &[u8],
+        armored: &str,
+    ) -> Result<Verified, Error> {
+        check_payload(payload)?;
+        let signature = SshSig::from_armored(armored)?;
+        signature.verify(namespace, payload)?;
+        let key = self.store.signing_key_by_public(signature.public_key())?;
+        Ok(Verified { signature, key })
+    }
+}

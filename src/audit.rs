@@ -1,0 +1,468 @@
+//! The tamper-evident audit log: every key creation, grant, signature, denial, revocation,
+//! approval and offer is an entry in an append-only Merkle tree (RFC 6962 hashing), and the
+//! token's checkpoint key signs the tree head as a C2SP checkpoint.
+//!
+//! - [`merkle`]: hashing, proofs, verification (used by the client too);
+//! - [`note`]: checkpoints as signed notes;
+//! - [`log`]: storage and the group-committing writer.
+//!
+//! Fail-closed: [`AuditLog::append`] returns only once the entry is durable, and callers sign
+//! only after it returns. A crash can leave an entry whose signature was never made, never a
+//! signature without its entry. Checkpoints are signed on a cadence and on request, never per
+//! entry, so the signing path costs no extra token call. At start-up the whole log is
+//! recomputed from its entries and checked against the stored hashes and the latest signed
+//! checkpoint: an entry edited, deleted or reordered in the database is caught there.
+
+pub mod log;
+pub mod merkle;
+pub mod note;
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use self::log::{Head, LogTree, Sink, Writer};
+use self::merkle::{Frontier, Hash, Nodes as _};
+use self::note::Checkpoint;
+use crate::hsm::Token;
+use crate::provision::ApplianceKey;
+
+/// Audit failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("audit log unavailable: {0}")]
+    Unavailable(String),
+    #[error("audit storage: {0}")]
+    Storage(String),
+    #[error("audit log corrupt: {0}")]
+    Corrupt(String),
+    #[error("the audit log does not match its signed checkpoint: {0}")]
+    Tampered(String),
+    #[error(transparent)]
+    Proof(merkle::ProofError),
+    #[error(transparent)]
+    Note(#[from] note::NoteError),
+    #[error("signing a checkpoint: {0}")]
+    Token(#[from] crate::hsm::Error),
+    #[error("no checkpoint covers size {0}")]
+    NoCheckpoint(u64),
+}
+
+/// One thing that happened. Entries hold ids, hashes and rule names, never secrets, metadata
+/// values or documents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEntry {
+    pub time: i64,
+    /// `create_key`, `authorize`, `sign`, `sign_failed`, `cosign_request`, `approve`, `deny`,
+    /// `revoke_key`, `revoke_authorization`, `offer`.
+    pub action: String,
+    /// `allowed`, `denied`, `pending`, `signed`, `failed`, `done`.
+    pub result: String,
+    /// The user who acted.
+    pub actor: String,
+    /// The SSH key they acted with.
+    pub actor_key: String,
+    /// Users who may read this entry (the actor, the key's owner, principals, parties).
+    pub readers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negotiation_id: Option<String>,
+    /// For offers: the round and the offer's hash, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// SHA-512 of the signed payload, hex (what SSHSIG signs over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_sha512: Option<String>,
+    /// SHA-256 of the request's metadata as canonical JSON, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_sha256: Option<String>,
+    /// Checks made, as `authorization:check=pass|fail`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+    /// The rule that decided a denial, or what failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Soft rules that did not hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl AuditEntry {
+    /// The bytes hashed into the tree.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// How checkpoints are named and signed.
+#[derive(Debug, Clone)]
+pub struct CheckpointSigner {
+    token: Token,
+    key: ApplianceKey,
+    origin: String,
+}
+
+impl CheckpointSigner {
+    pub fn new(token: Token, key: ApplianceKey, origin: String) -> Self {
+        CheckpointSigner { token, key, origin }
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// `origin+keyhash+key`: what verifiers pin.
+    pub fn verifier_key(&self) -> String {
+        note::verifier_key(&self.origin, &self.key.key.public_key)
+    }
+
+    async fn sign(&self, head: Head) -> Result<String, Error> {
+        let body = Checkpoint {
+            origin: self.origin.clone(),
+            size: head.size,
+            root: head.root,
+        }
+        .body();
+        let id = self.key.key.object_id.clone();
+        let message = body.clone().into_bytes();
+        let signature = self.token.call(move |hsm| hsm.sign(&id, &message)).await?;
+        Ok(note::signed_note(
+            &body,
+            &self.origin,
+            &self.key.key.public_key,
+            &signature,
+        ))
+    }
+}
+
+/// A fresh checkpoint on request is signed at most this often.
+const ON_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The audit log.
+pub struct AuditLog {
+    tree: LogTree,
+    checkpoints: sled::Tree,
+    head: Arc<RwLock<Head>>,
+    writer: Writer,
+    signer: CheckpointSigner,
+    last_signed: Mutex<Option<Instant>>,
+    sign_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("head", &self.head())
+            .finish()
+    }
+}
+
+/// A proof that an entry is in the log, against a signed checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InclusionProof {
+    pub index: u64,
+    pub size: u64,
+    pub entry: String,
+    pub proof: Vec<String>,
+    pub checkpoint: String,
+}
+
+/// A proof that an older tree is a prefix of a signed one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsistencyProof {
+    pub from: u64,
+    pub to: u64,
+    pub proof: Vec<String>,
+    pub checkpoint: String,
+}
+
+fn b64(hash: &Hash) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(hash)
+}
+
+impl AuditLog {
+    /// Opens the log in `db`, checks it end to end against its latest signed checkpoint, and
+    /// starts the writer.
+    pub fn open(db: &sled::Db, signer: CheckpointSigner) -> Result<Self, Error> {
+        let tree = LogTree::open(db)?;
+        Self::open_with_sink(db, tree.clone(), Arc::new(tree), signer)
+    }
+
+    /// [`Self::open`], writing through `sink` (tests of the failure paths).
+    pub fn open_with_sink(
+        db: &sled::Db,
+        tree: LogTree,
+        sink: Arc<dyn Sink>,
+        signer: CheckpointSigner,
+    ) -> Result<Self, Error> {
+        let checkpoints = db
+            .open_tree("audit_checkpoints")
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        let frontier = verify_stored(&tree, &checkpoints, &signer.verifier_key())?;
+        let head = Arc::new(RwLock::new(Head {
+            size: frontier.size(),
+            root: frontier.root(),
+        }));
+        let reload_from = tree.clone();
+        let writer = Writer::start(
+            sink,
+            Arc::new(move || Frontier::load(&reload_from, reload_from.size()?)),
+            frontier,
+            Arc::clone(&head),
+        )?;
+        Ok(AuditLog {
+            tree,
+            checkpoints,
+            head,
+            writer,
+            signer,
+            last_signed: Mutex::new(None),
+            sign_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Checks the stored log end to end (see [`verify_stored`]).
+    pub fn verify(&self) -> Result<Frontier, Error> {
+        verify_stored(&self.tree, &self.checkpoints, &self.signer.verifier_key())
+    }
+
+    /// The durable head.
+    pub fn head(&self) -> Head {
+        *self.head.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn origin(&self) -> &str {
+        self.signer.origin()
+    }
+
+    pub fn verifier_key(&self) -> String {
+        self.signer.verifier_key()
+    }
+
+    /// Appends an entry and returns its index once it is durable.
+    pub async fn append(&self, entry: &AuditEntry) -> Result<u64, Error> {
+        self.writer.append(entry.to_bytes()).await
+    }
+
+    /// The stored entry at `index`.
+    pub fn entry(&self, index: u64) -> Result<Option<AuditEntry>, Error> {
+        self.tree
+            .entry(index)?
+            .map(|bytes| {
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::Corrupt(format!("entry {index}: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Entries from `from` on, at most `limit`.
+    pub fn entries(&self, from: u64, limit: usize) -> Result<Vec<(u64, AuditEntry)>, Error> {
+        self.tree
+            .entries(from, limit)?
+            .into_iter()
+            .map(|(index, bytes)| {
+                let entry = serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::Corrupt(format!("entry {index}: {e}")))?;
+                Ok((index, entry))
+            })
+            .collect()
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<String>, Error> {
+        latest_in(&self.checkpoints)
+    }
+
+    fn checkpoint_at(&self, size: u64) -> Result<Option<String>, Error> {
+        Ok(self
+            .checkpoints
+            .get(size.to_be_bytes())
+            .map_err(|e| Error::Storage(e.to_string()))?
+            .map(|note| String::from_utf8_lossy(&note).into_owned()))
+    }
+
+    /// Signs and stores a checkpoint of the current head if the latest one is older. With
+    /// `on_request`, at most one a second is signed; others get the latest.
+    pub async fn checkpoint(&self, on_request: bool) -> Result<(Checkpoint, String), Error> {
+        let _one_at_a_time = self.sign_lock.lock().await;
+        let vkey = self.signer.verifier_key();
+        let latest = self.latest_checkpoint()?;
+        let head = self.head();
+        if let Some(note) = &latest {
+            let checkpoint = note::verify(note, &vkey)?;
+            let recent = self
+                .last_signed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|at| at.elapsed() < ON_REQUEST_INTERVAL);
+            if checkpoint.size == head.size || (on_request && recent) {
+                return Ok((checkpoint, note.clone()));
+            }
+        }
+        let note = self.signer.sign(head).await?;
+        self.checkpoints
+            .insert(head.size.to_be_bytes(), note.as_bytes())
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        self.checkpoints
+            .flush_async()
+            .await
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        *self.last_signed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        Ok((note::verify(&note, &vkey)?, note))
+    }
+
+    /// The signed checkpoint at `size`, or the latest (signing one if the log grew).
+    async fn signed(&self, size: Option<u64>) -> Result<(Checkpoint, String), Error> {
+        match size {
+            None => self.checkpoint(true).await,
+            Some(size) => {
+                let note = self.checkpoint_at(size)?.ok_or(Error::NoCheckpoint(size))?;
+                Ok((note::verify(&note, &self.signer.verifier_key())?, note))
+            }
+        }
+    }
+
+    /// Proves entry `index` against the checkpoint at `size` (default: the latest, which is
+    /// signed now if it does not yet cover the entry).
+    pub async fn inclusion(&self, index: u64, size: Option<u64>) -> Result<InclusionProof, Error> {
+        let (mut checkpoint, mut note) = self.signed(size).await?;
+        if size.is_none() && index >= checkpoint.size {
+            let _ = self.last_signed.lock().map(|mut at| *at = None);
+            (checkpoint, note) = self.checkpoint(true).await?;
+        }
+        let entry = self
+            .tree
+            .entry(index)?
+            .ok_or(merkle::ProofError::IndexOutOfRange {
+                index,
+                size: checkpoint.size,
+            })?;
+        let proof = merkle::inclusion_proof(&self.tree, index, checkpoint.size)?;
+        Ok(InclusionProof {
+            index,
+            size: checkpoint.size,
+            entry: String::from_utf8_lossy(&entry).into_owned(),
+            proof: proof.iter().map(b64).collect(),
+            checkpoint: note,
+        })
+    }
+
+    /// Proves that the tree of `from` entries is a prefix of the checkpoint at `to` (default:
+    /// the latest).
+    pub async fn consistency(&self, from: u64, to: Option<u64>) -> Result<ConsistencyProof, Error> {
+        let (checkpoint, note) = self.signed(to).await?;
+        let proof = merkle::consistency_proof(&self.tree, from, checkpoint.size)?;
+        Ok(ConsistencyProof {
+            from,
+            to: checkpoint.size,
+            proof: proof.iter().map(b64).collect(),
+            checkpoint: note,
+        })
+    }
+
+    /// Signs a checkpoint every `interval` while the log grows, until `stop` resolves.
+    pub async fn checkpoint_every(
+        self: Arc<Self>,
+        interval: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                () = tokio::time::sleep(interval) => {
+                    if let Err(error) = self.checkpoint(false).await {
+                        tracing::error!(%error, "signing an audit checkpoint");
+                    }
+                }
+            }
+        }
+        if let Err(error) = self.checkpoint(false).await {
+            tracing::error!(%error, "signing the final audit checkpoint");
+        }
+    }
+}
+
+/// Recomputes the tree from every entry; checks it against the stored subtree hashes and
+/// against the latest checkpoint, whose signature must verify under `vkey`. Returns the right
+/// edge.
+pub fn verify_stored(
+    tree: &LogTree,
+    checkpoints: &sled::Tree,
+    vkey: &str,
+) -> Result<Frontier, Error> {
+    let size = tree.size()?;
+    let latest = latest_in(checkpoints)?;
+    let signed = latest
+        .as_deref()
+        .map(|note| note::verify(note, vkey))
+        .transpose()?;
+    let mut frontier = Frontier::default();
+    let mut mismatch = None;
+    let mut next = 0;
+    while next < size {
+        let batch = tree.entries(next, 10_000)?;
+        if batch.is_empty() {
+            break;
+        }
+        for (index, entry) in batch {
+            if index != frontier.size() {
+                return Err(Error::Tampered(format!(
+                    "entry {} is missing",
+                    frontier.size()
+                )));
+            }
+            frontier.push(merkle::leaf_hash(&entry), |level, node, hash| {
+                if mismatch.is_none() && tree.node(level, node).ok() != Some(hash) {
+                    mismatch = Some((level, node));
+                }
+            });
+            if let Some(checkpoint) = signed
+                .as_ref()
+                .filter(|c| c.size == frontier.size() && c.root != frontier.root())
+            {
+                return Err(Error::Tampered(format!(
+                    "the entries do not hash to the root signed at size {}",
+                    checkpoint.size
+                )));
+            }
+            next = index + 1;
+        }
+    }
+    if let Some(checkpoint) = signed.as_ref().filter(|c| c.size > frontier.size()) {
+        return Err(Error::Tampered(format!(
+            "the log holds {} entries but a checkpoint signed {}",
+            frontier.size(),
+            checkpoint.size
+        )));
+    }
+    if let Some((level, node)) = mismatch {
+        return Err(Error::Tampered(format!(
+            "stored subtree hash ({level}, {node}) does not match the entries"
+        )));
+    }
+    Ok(frontier)
+}
+
+fn latest_in(checkpoints: &sled::Tree) -> Result<Option<String>, Error> {
+    let last = checkpoints
+        .iter()
+        .next_back()
+        .transpose()
+        .map_err(|e| Error::Storage(e.to_string()))?;
+    Ok(last.map(|(_, note)| String::from_utf8_lossy(&note).into_owned()))
+}
+
+#[cfg(test)]
+mod tests;

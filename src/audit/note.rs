@@ -1,0 +1,228 @@
+//! Checkpoints as C2SP signed notes (`tlog-checkpoint`, `signed-note`).
+//!
+//! ```text
+//! example.com/sshsign-audit
+//! 1234
+//! 2x1ZgsqkNrKmpBxE5cq3Q9Xs2fj0FqC9Ik8I+8c/qQ8=
+//!
+//! — example.com/sshsign-audit Az3grnLS0sbWV...
+//! ```
+//!
+//! The body is origin, tree size and base64 root hash, one per line. A signature line is an em
+//! dash, the key name, and base64 of the 4-byte key hash followed by the Ed25519 signature of the
+//! body. The key hash is the first four bytes of `SHA-256(name ‖ "\n" ‖ 0x01 ‖ public key)`; a
+//! verifier key is written `name+hex(key hash)+base64(0x01 ‖ public key)`.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use sha2::{Digest as _, Sha256};
+
+use super::merkle::Hash;
+
+const ED25519_ALGORITHM: u8 = 0x01;
+const DASH: &str = "\u{2014} ";
+
+/// Note failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoteError {
+    #[error("malformed checkpoint: {0}")]
+    Malformed(&'static str),
+    #[error("malformed verifier key")]
+    VerifierKey,
+    #[error("the checkpoint is for origin {found:?}, not {expected:?}")]
+    Origin { expected: String, found: String },
+    #[error("the checkpoint carries no signature by {0}")]
+    Unsigned(String),
+    #[error("the checkpoint's signature does not verify")]
+    BadSignature,
+}
+
+/// A checkpoint's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub origin: String,
+    pub size: u64,
+    pub root: Hash,
+}
+
+impl Checkpoint {
+    /// The note body that is signed.
+    pub fn body(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            BASE64.encode(self.root)
+        )
+    }
+
+    fn parse_body(body: &str) -> Result<Self, NoteError> {
+        let mut lines = body.lines();
+        let origin = lines
+            .next()
+            .filter(|l| !l.is_empty())
+            .ok_or(NoteError::Malformed("no origin"))?;
+        let size = lines
+            .next()
+            .and_then(|l| (l.bytes().all(|b| b.is_ascii_digit()) && !l.is_empty()).then_some(l))
+            .and_then(|l| l.parse().ok())
+            .ok_or(NoteError::Malformed("bad size"))?;
+        let root = lines
+            .next()
+            .and_then(|l| BASE64.decode(l).ok())
+            .and_then(|r| r.try_into().ok())
+            .ok_or(NoteError::Malformed("bad root hash"))?;
+        Ok(Checkpoint {
+            origin: origin.to_owned(),
+            size,
+            root,
+        })
+    }
+}
+
+/// The key hash of a named Ed25519 key.
+pub fn key_hash(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update(b"\n");
+    h.update([ED25519_ALGORITHM]);
+    h.update(public_key);
+    let digest = h.finalize();
+    [digest[0], digest[1], digest[2], digest[3]]
+}
+
+/// `name+hex(key hash)+base64(0x01 ‖ public key)`.
+pub fn verifier_key(name: &str, public_key: &[u8; 32]) -> String {
+    let mut key = vec![ED25519_ALGORITHM];
+    key.extend_from_slice(public_key);
+    format!(
+        "{name}+{}+{}",
+        crate::hex::encode(&key_hash(name, public_key)),
+        BASE64.encode(key)
+    )
+}
+
+/// Parses a verifier key into its name and public key, checking its key hash.
+pub fn parse_verifier_key(vkey: &str) -> Result<(String, [u8; 32]), NoteError> {
+    let mut parts = vkey.trim().splitn(3, '+');
+    let (Some(name), Some(hash), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(NoteError::VerifierKey);
+    };
+    let key = BASE64.decode(key).map_err(|_| NoteError::VerifierKey)?;
+    let Some((&algorithm, public)) = key.split_first() else {
+        return Err(NoteError::VerifierKey);
+    };
+    let public: [u8; 32] = public.try_into().map_err(|_| NoteError::VerifierKey)?;
+    if algorithm != ED25519_ALGORITHM
+        || name.is_empty()
+        || crate::hex::decode(hash).as_deref() != Some(&key_hash(name, &public)[..])
+    {
+        return Err(NoteError::VerifierKey);
+    }
+    Ok((name.to_owned(), public))
+}
+
+/// Assembles a signed note from a body and one signature by `name`'s key.
+pub fn signed_note(body: &str, name: &str, public_key: &[u8; 32], signature: &[u8; 64]) -> String {
+    let mut blob = key_hash(name, public_key).to_vec();
+    blob.extend_from_slice(signature);
+    format!("{body}\n{DASH}{name} {}\n", BASE64.encode(blob))
+}
+
+/// Verifies a signed checkpoint against a verifier key, and returns what it says.
+pub fn verify(note: &str, vkey: &str) -> Result<Checkpoint, NoteError> {
+    let (name, public) = parse_verifier_key(vkey)?;
+    let (body, signatures) = note
+        .split_once("\n\n")
+        .map(|(body, sigs)| (format!("{body}\n"), sigs))
+        .ok_or(NoteError::Malformed("no signature block"))?;
+    let wanted = key_hash(&name, &public);
+    let mut found = false;
+    for line in signatures.lines() {
+        let line = line
+            .strip_prefix(DASH)
+            .ok_or(NoteError::Malformed("bad signature line"))?;
+        let (signer, blob) = line
+            .split_once(' ')
+            .ok_or(NoteError::Malformed("bad signature line"))?;
+        let blob = BASE64
+            .decode(blob)
+            .map_err(|_| NoteError::Malformed("bad signature encoding"))?;
+        if signer != name || blob.len() != 68 || blob[..4] != wanted {
+            continue;
+        }
+        found = true;
+        crate::sshsig::verify_ed25519(&public, body.as_bytes(), &blob[4..])
+            .map_err(|_| NoteError::BadSignature)?;
+    }
+    if !found {
+        return Err(NoteError::Unsigned(name));
+    }
+    let checkpoint = Checkpoint::parse_body(&body)?;
+    if checkpoint.origin != name {
+        return Err(NoteError::Origin {
+            expected: name,
+            found: checkpoint.origin,
+        });
+    }
+    Ok(checkpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer as _, SigningKey};
+
+    fn signed(origin: &str, size: u64, key: &SigningKey) -> String {
+        let body = Checkpoint {
+            origin: origin.into(),
+            size,
+            root: [5; 32],
+        }
+        .body();
+        let signature = key.sign(body.as_bytes()).to_bytes();
+        signed_note(&body, origin, key.verifying_key().as_bytes(), &signature)
+    }
+
+    #[test]
+    fn signed_checkpoints_verify_and_tampering_is_caught() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let public = key.verifying_key().to_bytes();
+        let vkey = verifier_key("log.example/audit", &public);
+        assert_eq!(
+            parse_verifier_key(&vkey).unwrap(),
+            ("log.example/audit".into(), public)
+        );
+
+        let note = signed("log.example/audit", 42, &key);
+        let checkpoint = verify(&note, &vkey).unwrap();
+        assert_eq!((checkpoint.size, checkpoint.root), (42, [5; 32]));
+
+        let tampered = note.replace("\n42\n", "\n43\n");
+        assert_eq!(verify(&tampered, &vkey), Err(NoteError::BadSignature));
+        let other = SigningKey::from_bytes(&[4; 32]);
+        let foreign = verifier_key("log.example/audit", &other.verifying_key().to_bytes());
+        assert_eq!(
+            verify(&note, &foreign),
+            Err(NoteError::Unsigned("log.example/audit".into()))
+        );
+        assert!(verify("log.example/audit\n42\n", &vkey).is_err());
+        let mut bad_vkey = vkey.clone();
+        bad_vkey.replace_range(
+            vkey.find('+').unwrap() + 1..vkey.find('+').unwrap() + 3,
+            "00",
+        );
+        assert_eq!(parse_verifier_key(&bad_vkey), Err(NoteError::VerifierKey));
+    }
+
+    #[test]
+    fn the_note_layout_is_the_c2sp_one() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let note = signed("o", 1, &key);
+        let lines: Vec<&str> = note.lines().collect();
+        assert_eq!(lines[..2], ["o", "1"]);
+        assert_eq!(lines[3], "");
+        assert!(lines[4].starts_with("\u{2014} o "));
+        assert!(note.ends_with('\n'));
+    }
+}

@@ -1,0 +1,79 @@
+//! `audit-checkpoint`, `audit-proof --index N [--size S]`, `audit-consistency --from M [--to N]`,
+//! `audit-entries [--from N] [--limit L]`.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Value, json};
+
+use super::Context;
+use crate::appliance::Error;
+
+pub async fn checkpoint(ctx: &Context) -> Result<Value, Error> {
+    let (checkpoint, note) = ctx.appliance.audit_checkpoint().await?;
+    let audit = ctx.appliance.audit();
+    Ok(json!({
+        "origin": checkpoint.origin,
+        "size": checkpoint.size,
+        "root": BASE64.encode(checkpoint.root),
+        "checkpoint": note,
+        "verifier_key": audit.verifier_key(),
+    }))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProofArgs {
+    /// The entry.
+    #[arg(long)]
+    pub index: u64,
+    /// The checkpoint's tree size to prove against (default: the latest).
+    #[arg(long)]
+    pub size: Option<u64>,
+}
+
+pub async fn proof(args: ProofArgs, ctx: &Context) -> Result<Value, Error> {
+    let proof = ctx
+        .appliance
+        .audit_proof(&ctx.caller, args.index, args.size)
+        .await?;
+    let mut reply = serde_json::to_value(&proof).unwrap_or_default();
+    reply["verifier_key"] = ctx.appliance.audit().verifier_key().into();
+    Ok(reply)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConsistencyArgs {
+    /// The older tree size (one you saw in a checkpoint).
+    #[arg(long)]
+    pub from: u64,
+    /// The newer checkpoint's tree size (default: the latest).
+    #[arg(long)]
+    pub to: Option<u64>,
+}
+
+pub async fn consistency(args: ConsistencyArgs, ctx: &Context) -> Result<Value, Error> {
+    let proof = ctx.appliance.audit_consistency(args.from, args.to).await?;
+    let mut reply = serde_json::to_value(&proof).unwrap_or_default();
+    reply["verifier_key"] = ctx.appliance.audit().verifier_key().into();
+    Ok(reply)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EntriesArgs {
+    /// The first index to look at.
+    #[arg(long, default_value_t = 0)]
+    pub from: u64,
+    /// How many entries at most (up to 1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+}
+
+pub fn entries(args: EntriesArgs, ctx: &Context) -> Result<Value, Error> {
+    let (entries, next) = ctx
+        .appliance
+        .audit_entries(&ctx.caller, args.from, args.limit)?;
+    let entries: Vec<Value> = entries
+        .into_iter()
+        .map(|(index, entry)| json!({ "index": index, "entry": entry }))
+        .collect();
+    Ok(json!({ "entries": entries, "next": next }))
+}

@@ -1,0 +1,112 @@
+//! `log-offer` and `history`, with the seed's flags.
+
+use serde_json::{Map, Value, json};
+
+use super::{Context, json_object};
+use crate::appliance::{Error, MAX_METADATA};
+use crate::ids::IdKind;
+use crate::negotiation::{NegotiationRecord, OfferRecord, OfferType, Proposal};
+use crate::time;
+
+#[derive(Debug, clap::Args)]
+pub struct LogOfferArgs {
+    /// The negotiation (neg_...); leave out on round 0 to start a new one.
+    #[arg(long)]
+    pub negotiation_id: Option<String>,
+    /// The round, counting offers from 0.
+    #[arg(long)]
+    pub round: u64,
+    /// The party you speak for.
+    #[arg(long)]
+    pub from: String,
+    #[arg(long = "type", value_enum)]
+    pub offer_type: OfferType,
+    /// The terms offered: a JSON object.
+    #[arg(long)]
+    pub metadata: Option<String>,
+    /// The hash of the offer you answer; refused if another offer came in first.
+    #[arg(long)]
+    pub previous_hash: Option<String>,
+}
+
+fn negotiation_json(n: &NegotiationRecord) -> Value {
+    json!({
+        "negotiation_id": n.negotiation_id,
+        "status": n.status,
+        "parties": n.parties.iter().map(|p| json!({"name": p.name, "user_id": p.user_id})).collect::<Vec<_>>(),
+        "next_round": n.next_round,
+        "last_from": n.last_from,
+        "head": n.head,
+        "created_at": time::rfc3339(n.created_at),
+        "updated_at": time::rfc3339(n.updated_at),
+    })
+}
+
+fn offer_json(o: &OfferRecord) -> Value {
+    json!({
+        "negotiation_id": o.negotiation_id,
+        "round": o.round,
+        "from": o.from,
+        "speaker": o.speaker,
+        "type": o.offer_type,
+        "metadata": o.metadata,
+        "previous_hash": o.previous_hash,
+        "hash": o.hash,
+        "time": time::rfc3339(o.time),
+    })
+}
+
+pub async fn log_offer(args: LogOfferArgs, ctx: &Context) -> Result<Value, Error> {
+    let invalid = |m: String| Error::InvalidArgument(m);
+    let negotiation_id = args.negotiation_id.unwrap_or_default();
+    let valid_id = negotiation_id.strip_prefix("neg_").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest.len() <= 64
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    });
+    if !negotiation_id.is_empty() && !valid_id && !IdKind::Negotiation.matches(&negotiation_id) {
+        return Err(invalid(
+            "--negotiation-id is neg_ followed by up to 64 letters, digits, _ or -".into(),
+        ));
+    }
+    if negotiation_id.is_empty() && args.round != 0 {
+        return Err(invalid("--negotiation-id is needed after round 0".into()));
+    }
+    if args.from.is_empty() || args.from.len() > 64 {
+        return Err(invalid("--from is a party name of 1 to 64 bytes".into()));
+    }
+    let metadata = match &args.metadata {
+        Some(text) => json_object("--metadata", text, MAX_METADATA)?,
+        None => Map::new(),
+    };
+    let proposal = Proposal {
+        negotiation_id,
+        round: args.round,
+        from: args.from,
+        offer_type: args.offer_type,
+        metadata,
+        previous_hash: args.previous_hash,
+    };
+    let (negotiation, offer) = ctx.appliance.log_offer(&ctx.caller, proposal).await?;
+    let mut reply = offer_json(&offer);
+    reply["negotiation"] = negotiation_json(&negotiation);
+    Ok(reply)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// The negotiation (neg_...).
+    #[arg(long)]
+    pub negotiation_id: String,
+}
+
+pub fn history(args: HistoryArgs, ctx: &Context) -> Result<Value, Error> {
+    let (negotiation, offers) = ctx.appliance.history(&ctx.caller, &args.negotiation_id)?;
+    Ok(json!({
+        "negotiation": negotiation_json(&negotiation),
+        "offers": offers.iter().map(offer_json).collect::<Vec<_>>(),
+        "chain_intact": offers.iter().all(OfferRecord::hash_holds),
+    }))
+}

@@ -1,0 +1,186 @@
+//! Users, their SSH keys, signing keys and authorizations.
+
+use sled::Transactional as _;
+use sled::transaction::ConflictableTransactionError;
+
+use super::{
+    AuthorizationRecord, Error, Record, Result, SigningKeyRecord, SshKeyRecord, Store, UserRecord,
+    index_key, settle,
+};
+
+impl Store {
+    pub fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
+        self.get(&self.users, user_id)
+    }
+
+    pub fn ssh_key(&self, fingerprint: &str) -> Result<Option<SshKeyRecord>> {
+        self.get(&self.ssh_keys, fingerprint)
+    }
+
+    /// Registers `ssh_key` for a new user `user`, unless the key is already registered, in which
+    /// case the existing owner is returned and nothing is written (two first connections racing
+    /// end with one user).
+    pub fn register(&self, user: UserRecord, ssh_key: SshKeyRecord) -> Result<UserRecord> {
+        let user_bytes = self.encode(&user.user_id, &user)?;
+        let key_bytes = self.encode(&ssh_key.fingerprint, &ssh_key)?;
+        let outcome = (&self.users, &self.ssh_keys).transaction(|(users, ssh_keys)| {
+            if let Some(existing) = ssh_keys.get(ssh_key.fingerprint.as_bytes())? {
+                return Ok(Err(existing));
+            }
+            users.insert(user.user_id.as_bytes(), user_bytes.clone())?;
+            ssh_keys.insert(ssh_key.fingerprint.as_bytes(), key_bytes.clone())?;
+            Ok(Ok(()))
+        });
+        match settle(outcome)? {
+            Ok(()) => Ok(user),
+            Err(existing) => {
+                let existing: SshKeyRecord =
+                    self.decode(ssh_key.fingerprint.as_bytes(), &existing)?;
+                self.user(&existing.user_id)?.ok_or_else(|| Error::Corrupt {
+                    kind: UserRecord::KIND,
+                    key: existing.user_id,
+                    reason: "an SSH key names a user that does not exist".to_owned(),
+                })
+            }
+        }
+    }
+
+    pub fn signing_key(&self, key_id: &str) -> Result<Option<SigningKeyRecord>> {
+        self.get(&self.signing_keys, key_id)
+    }
+
+    /// The signing key with this public key, if the appliance made it.
+    pub fn signing_key_by_public(&self, public_key: &[u8; 32]) -> Result<Option<SigningKeyRecord>> {
+        match self.keys_by_public.get(public_key)? {
+            Some(key_id) => self.signing_key(&String::from_utf8_lossy(&key_id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every signing key `owner` holds, in the order they were created.
+    pub fn signing_keys_of(&self, owner: &str) -> Result<Vec<SigningKeyRecord>> {
+        self.indexed(&self.keys_by_owner, &self.signing_keys, owner)
+    }
+
+    /// Adds a new signing key with its first authorization, and their indexes, in one
+    /// transaction.
+    pub fn insert_signing_key(
+        &self,
+        record: &SigningKeyRecord,
+        authorization: &AuthorizationRecord,
+    ) -> Result<()> {
+        let public = record.public_key_bytes().ok_or_else(|| Error::Corrupt {
+            kind: SigningKeyRecord::KIND,
+            key: record.key_id.clone(),
+            reason: "public key is not 32 bytes of hex".to_owned(),
+        })?;
+        let key_bytes = self.encode(&record.key_id, record)?;
+        let auth_bytes = self.encode(&authorization.authorization_id, authorization)?;
+        let (key_seq, auth_seq) = (self.db.generate_id()?, self.db.generate_id()?);
+        let trees = (
+            &self.signing_keys,
+            &self.keys_by_owner,
+            &self.keys_by_public,
+            &self.authorizations,
+            &self.authorizations_by_key,
+            &self.authorizations_by_grantee,
+        );
+        let outcome =
+            trees.transaction(|(keys, by_owner, by_public, auths, by_key, by_grantee)| {
+                if keys.get(record.key_id.as_bytes())?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(Error::Exists {
+                        kind: SigningKeyRecord::KIND,
+                        key: record.key_id.clone(),
+                    }));
+                }
+                keys.insert(record.key_id.as_bytes(), key_bytes.clone())?;
+                by_owner.insert(index_key(&record.owner, key_seq), record.key_id.as_bytes())?;
+                by_public.insert(&public[..], record.key_id.as_bytes())?;
+                let az = authorization.authorization_id.as_bytes();
+                auths.insert(az, auth_bytes.clone())?;
+                by_key.insert(index_key(&record.key_id, auth_seq), az)?;
+                by_grantee.insert(index_key(&authorization.grantee, auth_seq), az)?;
+                Ok(())
+            });
+        settle(outcome)
+    }
+
+    /// Revokes a key; refuses with `already` if it was revoked before.
+    pub fn revoke_signing_key<E: From<Error>>(
+        &self,
+        key_id: &str,
+        at: i64,
+        already: impl Fn() -> E,
+    ) -> Result<SigningKeyRecord, E> {
+        self.modify(&self.signing_keys, key_id, |mut key: SigningKeyRecord| {
+            if key.revoked_at.is_some() {
+                return Err(already());
+            }
+            key.revoked_at = Some(at);
+            Ok(key)
+        })
+    }
+
+    pub fn authorization(&self, authorization_id: &str) -> Result<Option<AuthorizationRecord>> {
+        self.get(&self.authorizations, authorization_id)
+    }
+
+    /// Every authorization of a key, in the order granted.
+    pub fn authorizations_of_key(&self, key_id: &str) -> Result<Vec<AuthorizationRecord>> {
+        self.indexed(&self.authorizations_by_key, &self.authorizations, key_id)
+    }
+
+    /// Every authorization granted to a user, in the order granted.
+    pub fn authorizations_of_grantee(&self, user_id: &str) -> Result<Vec<AuthorizationRecord>> {
+        self.indexed(
+            &self.authorizations_by_grantee,
+            &self.authorizations,
+            user_id,
+        )
+    }
+
+    /// Adds an authorization to an existing key.
+    pub fn insert_authorization(&self, authorization: &AuthorizationRecord) -> Result<()> {
+        let bytes = self.encode(&authorization.authorization_id, authorization)?;
+        let sequence = self.db.generate_id()?;
+        let trees = (
+            &self.authorizations,
+            &self.authorizations_by_key,
+            &self.authorizations_by_grantee,
+        );
+        let outcome = trees.transaction(|(auths, by_key, by_grantee)| {
+            let az = authorization.authorization_id.as_bytes();
+            if auths.get(az)?.is_some() {
+                return Err(ConflictableTransactionError::Abort(Error::Exists {
+                    kind: AuthorizationRecord::KIND,
+                    key: authorization.authorization_id.clone(),
+                }));
+            }
+            auths.insert(az, bytes.clone())?;
+            by_key.insert(index_key(&authorization.key_id, sequence), az)?;
+            by_grantee.insert(index_key(&authorization.grantee, sequence), az)?;
+            Ok(())
+        });
+        settle(outcome)
+    }
+
+    /// Revokes one authorization; refuses with `already` if it was revoked before.
+    pub fn revoke_authorization<E: From<Error>>(
+        &self,
+        authorization_id: &str,
+        at: i64,
+        already: impl Fn() -> E,
+    ) -> Result<AuthorizationRecord, E> {
+        self.modify(
+            &self.authorizations,
+            authorization_id,
+            |mut auth: AuthorizationRecord| {
+                if auth.revoked_at.is_some() {
+                    return Err(already());
+                }
+                auth.revoked_at = Some(at);
+                Ok(auth)
+            },
+        )
+    }
+}

@@ -1,0 +1,236 @@
+use super::*;
+use crate::policy::{Authorization, Terms, Tier};
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = [9u8; 32];
+    store.unseal_with(Sealer::new(&key, &crate::seal::check_value(&key)).unwrap());
+    (dir, store)
+}
+
+fn user(id: &str) -> UserRecord {
+    UserRecord {
+        user_id: id.into(),
+        created_at: 1,
+        ssh_keys: vec![format!("SHA256:{id}")],
+    }
+}
+
+fn ssh_key(fingerprint: &str, user_id: &str) -> SshKeyRecord {
+    SshKeyRecord {
+        fingerprint: fingerprint.into(),
+        user_id: user_id.into(),
+        public_key: "ssh-ed25519 AAAA".into(),
+        registered_at: 1,
+    }
+}
+
+fn signing_key(key_id: &str, owner: &str, byte: u8) -> SigningKeyRecord {
+    SigningKeyRecord {
+        key_id: key_id.into(),
+        owner: owner.into(),
+        token_object_id: "abcd".into(),
+        public_key: crate::hex::encode(&[byte; 32]),
+        created_at: i64::from(u8::MAX - byte),
+        revoked_at: None,
+    }
+}
+
+fn grant(id: &str, key_id: &str, grantee: &str) -> Authorization {
+    Authorization {
+        authorization_id: id.into(),
+        key_id: key_id.into(),
+        grantee: grantee.into(),
+        principal: "usr_a".into(),
+        terms: Terms {
+            scopes: vec!["git".into()],
+            tier: Tier::Autonomous,
+            require_signature: false,
+            constraints: serde_json::from_str(r#"{"cap": {"max": 123456789}}"#).unwrap(),
+            hard_rules: Default::default(),
+            soft_rules: Default::default(),
+            expires_at: None,
+        },
+        created_at: 1,
+        revoked_at: None,
+    }
+}
+
+#[test]
+fn registration_is_idempotent_per_ssh_key() {
+    let (_dir, store) = store();
+    let first = store
+        .register(user("usr_a"), ssh_key("fp", "usr_a"))
+        .unwrap();
+    let second = store
+        .register(user("usr_b"), ssh_key("fp", "usr_b"))
+        .unwrap();
+    assert_eq!(first, second);
+    assert!(store.user("usr_b").unwrap().is_none());
+}
+
+#[test]
+fn keys_and_authorizations_are_indexed_in_creation_order() {
+    let (_dir, store) = store();
+    store
+        .insert_signing_key(
+            &signing_key("ak_1", "usr_a", 1),
+            &grant("az_1", "ak_1", "usr_a"),
+        )
+        .unwrap();
+    store
+        .insert_signing_key(
+            &signing_key("ak_2", "usr_a", 2),
+            &grant("az_2", "ak_2", "usr_b"),
+        )
+        .unwrap();
+    store
+        .insert_authorization(&grant("az_3", "ak_1", "usr_b"))
+        .unwrap();
+    let ids = |keys: Vec<SigningKeyRecord>| keys.into_iter().map(|k| k.key_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.signing_keys_of("usr_a").unwrap()),
+        ["ak_1", "ak_2"]
+    );
+    assert_eq!(
+        store
+            .signing_key_by_public(&[2; 32])
+            .unwrap()
+            .unwrap()
+            .key_id,
+        "ak_2"
+    );
+    let az = |auths: Vec<AuthorizationRecord>| {
+        auths
+            .into_iter()
+            .map(|a| a.authorization_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        az(store.authorizations_of_key("ak_1").unwrap()),
+        ["az_1", "az_3"]
+    );
+    assert_eq!(
+        az(store.authorizations_of_grantee("usr_b").unwrap()),
+        ["az_2", "az_3"]
+    );
+    assert!(matches!(
+        store.insert_signing_key(
+            &signing_key("ak_1", "usr_b", 9),
+            &grant("az_9", "ak_1", "usr_b")
+        ),
+        Err(Error::Exists { .. })
+    ));
+    assert!(
+        store.authorization("az_9").unwrap().is_none(),
+        "the failed insert wrote nothing"
+    );
+}
+
+#[test]
+fn authorizations_are_sealed_and_bound_to_their_id() {
+    let (_dir, store) = store();
+    store
+        .insert_signing_key(
+            &signing_key("ak_1", "usr_a", 1),
+            &grant("az_1", "ak_1", "usr_a"),
+        )
+        .unwrap();
+    store
+        .insert_authorization(&grant("az_2", "ak_1", "usr_a"))
+        .unwrap();
+    let raw = store.authorizations.get("az_1").unwrap().unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        !text.contains("123456789") && !text.contains("git"),
+        "{text}"
+    );
+
+    // Moved to another id: refused.
+    store.authorizations.insert("az_2", raw.clone()).unwrap();
+    assert!(matches!(store.authorization("az_2"), Err(Error::Seal(_))));
+    // A flipped byte in the sealed body: refused.
+    let mut envelope: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let mut body = BASE64.decode(envelope["s"].as_str().unwrap()).unwrap();
+    body[20] ^= 1;
+    envelope["s"] = BASE64.encode(body).into();
+    store
+        .authorizations
+        .insert("az_1", serde_json::to_vec(&envelope).unwrap())
+        .unwrap();
+    assert!(matches!(store.authorization("az_1"), Err(Error::Seal(_))));
+}
+
+#[test]
+fn sealed_records_need_the_data_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(matches!(
+        store.insert_authorization(&grant("az_1", "ak_1", "usr_a")),
+        Err(Error::NotUnsealed)
+    ));
+}
+
+#[test]
+fn revocation_happens_once_even_when_racing() {
+    let (_dir, store) = store();
+    store
+        .insert_signing_key(
+            &signing_key("ak_1", "usr_a", 1),
+            &grant("az_1", "ak_1", "usr_a"),
+        )
+        .unwrap();
+    let winners: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                store
+                    .revoke_authorization("az_1", i, || Error::Exists {
+                        kind: "authorization",
+                        key: "az_1".into(),
+                    })
+                    .is_ok()
+            })
+        })
+        .collect();
+    let won = winners
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|w| *w)
+        .count();
+    assert_eq!(won, 1);
+    assert!(
+        store
+            .authorization("az_1")
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+}
+
+#[test]
+fn unknown_versions_are_refused() {
+    let (_dir, store) = store();
+    store
+        .users
+        .insert("usr_x", br#"{"v":99,"r":{}}"#.to_vec())
+        .unwrap();
+    assert!(matches!(
+        store.user("usr_x"),
+        Err(Error::Version { found: 99, .. })
+    ));
+}
+
+#[test]
+fn the_data_key_is_written_once() {
+    let (_dir, store) = store();
+    let key = WrappedDataKey {
+        wrapped: "00".into(),
+        check: "11".into(),
+    };
+    store.put_data_key(&key).unwrap();
+    assert_eq!(store.data_key().unwrap(), Some(key.clone()));
+    assert!(store.put_data_key(&key).is_err());
+}
