@@ -251,19 +251,18 @@ fn provision(command: Provision) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// A future that resolves on SIGTERM or SIGINT. The handlers are installed when this is called,
+/// not when the future is first polled, so a signal that arrives in between is not lost.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
 
 async fn serve(config: ConfigArg, print_instructions: bool) -> Result<()> {
@@ -271,6 +270,7 @@ async fn serve(config: ConfigArg, print_instructions: bool) -> Result<()> {
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let config = ServeConfig::from_raw(raw, credentials.as_deref())?;
     let running = server::start(&config).await?;
+    let shutdown = shutdown_signal()?;
     // One line on stdout for whoever started us (tests, supervisors): where we listen.
     println!(
         "{}",
@@ -297,7 +297,7 @@ async fn serve(config: ConfigArg, print_instructions: bool) -> Result<()> {
         );
     }
     tracing::info!(ssh = %running.ssh_addr, http = %running.http_addr, "serving");
-    running.wait(shutdown_signal()).await?;
+    running.wait(shutdown).await?;
     Ok(())
 }
 
