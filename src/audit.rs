@@ -9,7 +9,7 @@
 //! Fail-closed: [`AuditLog::append`] returns only once the entry is durable, and callers sign
 //! only after it returns. A crash can leave an entry whose signature was never made, never a
 //! signature without its entry. Checkpoints are signed on a cadence and on request, never per
-//! entry, so the signing path costs no extra token call. At start-up the whole log is
+//! entry (one per tree size at most), so the signing path costs no extra token call. At start-up the whole log is
 //! recomputed from its entries and checked against the stored hashes and the latest signed
 //! checkpoint: an entry edited, deleted or reordered in the database is caught there.
 
@@ -17,8 +17,8 @@ pub mod log;
 pub mod merkle;
 pub mod note;
 
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -146,9 +146,6 @@ impl CheckpointSigner {
     }
 }
 
-/// A fresh checkpoint on request is signed at most this often.
-const ON_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
-
 /// The audit log.
 pub struct AuditLog {
     tree: LogTree,
@@ -156,7 +153,6 @@ pub struct AuditLog {
     head: Arc<RwLock<Head>>,
     writer: Writer,
     signer: CheckpointSigner,
-    last_signed: Mutex<Option<Instant>>,
     sign_lock: tokio::sync::Mutex<()>,
 }
 
@@ -228,7 +224,6 @@ impl AuditLog {
             head,
             writer,
             signer,
-            last_signed: Mutex::new(None),
             sign_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -292,22 +287,16 @@ impl AuditLog {
             .map(|note| String::from_utf8_lossy(&note).into_owned()))
     }
 
-    /// Signs and stores a checkpoint of the current head if the latest one is older. With
-    /// `on_request`, at most one a second is signed; others get the latest.
-    pub async fn checkpoint(&self, on_request: bool) -> Result<(Checkpoint, String), Error> {
+    /// The latest checkpoint, signing and storing one of the current head first if the log grew
+    /// since. Concurrent callers share one signature: at most one checkpoint per tree size.
+    pub async fn checkpoint(&self) -> Result<(Checkpoint, String), Error> {
         let _one_at_a_time = self.sign_lock.lock().await;
         let vkey = self.signer.verifier_key();
-        let latest = self.latest_checkpoint()?;
         let head = self.head();
-        if let Some(note) = &latest {
-            let checkpoint = note::verify(note, &vkey)?;
-            let recent = self
-                .last_signed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some_and(|at| at.elapsed() < ON_REQUEST_INTERVAL);
-            if checkpoint.size == head.size || (on_request && recent) {
-                return Ok((checkpoint, note.clone()));
+        if let Some(note) = self.latest_checkpoint()? {
+            let checkpoint = note::verify(&note, &vkey)?;
+            if checkpoint.size == head.size {
+                return Ok((checkpoint, note));
             }
         }
         let note = self.signer.sign(head).await?;
@@ -318,14 +307,13 @@ impl AuditLog {
             .flush_async()
             .await
             .map_err(|e| Error::Storage(e.to_string()))?;
-        *self.last_signed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         Ok((note::verify(&note, &vkey)?, note))
     }
 
     /// The signed checkpoint at `size`, or the latest (signing one if the log grew).
     async fn signed(&self, size: Option<u64>) -> Result<(Checkpoint, String), Error> {
         match size {
-            None => self.checkpoint(true).await,
+            None => self.checkpoint().await,
             Some(size) => {
                 let note = self.checkpoint_at(size)?.ok_or(Error::NoCheckpoint(size))?;
                 Ok((note::verify(&note, &self.signer.verifier_key())?, note))
@@ -336,11 +324,7 @@ impl AuditLog {
     /// Proves entry `index` against the checkpoint at `size` (default: the latest, which is
     /// signed now if it does not yet cover the entry).
     pub async fn inclusion(&self, index: u64, size: Option<u64>) -> Result<InclusionProof, Error> {
-        let (mut checkpoint, mut note) = self.signed(size).await?;
-        if size.is_none() && index >= checkpoint.size {
-            let _ = self.last_signed.lock().map(|mut at| *at = None);
-            (checkpoint, note) = self.checkpoint(true).await?;
-        }
+        let (checkpoint, note) = self.signed(size).await?;
         let entry = self
             .tree
             .entry(index)?
@@ -382,13 +366,13 @@ impl AuditLog {
             tokio::select! {
                 () = &mut stop => break,
                 () = tokio::time::sleep(interval) => {
-                    if let Err(error) = self.checkpoint(false).await {
+                    if let Err(error) = self.checkpoint().await {
                         tracing::error!(%error, "signing an audit checkpoint");
                     }
                 }
             }
         }
-        if let Err(error) = self.checkpoint(false).await {
+        if let Err(error) = self.checkpoint().await {
             tracing::error!(%error, "signing the final audit checkpoint");
         }
     }

@@ -17,6 +17,7 @@
 //! - [`server`]: start-up (token, store, host key, listeners) and graceful shutdown.
 //! - [`web`]: the HTTP side (axum): health, the appliance's public keys, JWKS.
 //! - [`client`]: the SSH client the `sshsign` shim and the benchmark use; host key checking.
+//! - [`auditor`]: checking the audit log from outside: checkpoints, proofs, rollback and forks.
 //! - [`shim`]: `sshsign` as git's `gpg.ssh.program`.
 //! - [`config`]: server settings from the environment and a config file.
 //! - [`dev`], [`softhsm`]: the one-command development appliance and SoftHSMv2 token stores.
@@ -26,6 +27,7 @@
 
 pub mod appliance;
 pub mod audit;
+pub mod auditor;
 pub mod client;
 pub mod config;
 pub mod dev;

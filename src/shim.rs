@@ -163,7 +163,10 @@ pub async fn sign(args: KeygenArgs) -> Result<i32, Error> {
             }
             std::fs::read(&file).map_err(io_error(Path::new(&file)))?
         };
-        let words = ["sign", "--type", &namespace, "--key-id", &key_id].map(String::from);
+        let mut words: Vec<String> = ["sign", "--type", &namespace, "--key-id", &key_id]
+            .map(String::from)
+            .to_vec();
+        words.extend(git_context());
         let reply = accepted(connection.run(&words, &payload).await?)?;
         let signature = reply["signature"]
             .as_str()
@@ -183,6 +186,55 @@ pub async fn sign(args: KeygenArgs) -> Result<i32, Error> {
     }
     connection.close().await;
     Ok(0)
+}
+
+/// `--repository R --branch B` for the git repository the shim runs in (git runs it in the
+/// work tree), so hard rules on branches and repositories can be checked; nothing outside one.
+pub fn git_context() -> Vec<String> {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let mut words = Vec::new();
+    let repository = git(&["config", "--get", "remote.origin.url"])
+        .map(|url| normalize_remote(&url))
+        .or_else(|| git(&["rev-parse", "--show-toplevel"]));
+    if let Some(repository) = repository {
+        words.extend(["--repository".to_owned(), repository]);
+    }
+    if let Some(branch) = git(&["symbolic-ref", "--short", "-q", "HEAD"]) {
+        words.extend(["--branch".to_owned(), branch]);
+    }
+    words
+}
+
+/// `git@github.com:acme/app.git`, `https://github.com/acme/app.git` and
+/// `ssh://git@github.com:22/acme/app` all become `github.com/acme/app`.
+pub fn normalize_remote(url: &str) -> String {
+    let url = url.trim();
+    let rest = match url.split_once("://") {
+        Some((_, rest)) => rest.to_owned(),
+        None => match url.split_once(':') {
+            // scp-like `user@host:path`, but not a local path with a colon later on
+            Some((host, path)) if !host.contains('/') => format!("{host}/{path}"),
+            _ => url.to_owned(),
+        },
+    };
+    let rest = rest.rsplit_once('@').map_or(rest.as_str(), |(_, r)| r);
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = host.split(':').next().unwrap_or(host);
+    let path = path.trim_end_matches('/').trim_end_matches(".git");
+    if path.is_empty() {
+        host.to_owned()
+    } else {
+        format!("{host}/{path}")
+    }
 }
 
 /// The reply's JSON if the command succeeded, else the appliance's error.
@@ -283,6 +335,19 @@ mod tests {
             KeyRef::PublicKey(_)
         ));
         assert!(resolve_key("~/.ssh/nothing-here").is_err());
+    }
+
+    #[test]
+    fn remotes_normalize() {
+        for url in [
+            "git@github.com:acme/app.git",
+            "https://github.com/acme/app.git",
+            "https://user:token@github.com/acme/app",
+            "ssh://git@github.com:22/acme/app.git",
+            "github.com/acme/app/",
+        ] {
+            assert_eq!(normalize_remote(url), "github.com/acme/app", "{url}");
+        }
     }
 
     #[test]

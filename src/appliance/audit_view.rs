@@ -12,12 +12,11 @@ pub type EntryPage = (Vec<(u64, AuditEntry)>, Option<u64>);
 pub const MAX_ENTRIES: usize = 1000;
 
 impl Appliance {
-    /// The latest signed checkpoint, signed now if the log grew and none was signed in the last
-    /// second.
+    /// The latest signed checkpoint, signed now if the log grew since the last one.
     pub async fn audit_checkpoint(
         &self,
     ) -> Result<(crate::audit::note::Checkpoint, String), Error> {
-        self.audit.checkpoint(true).await.map_err(Error::Audit)
+        self.audit.checkpoint().await.map_err(Error::Audit)
     }
 
     /// Entry `index` with its inclusion proof, if the caller may read it.

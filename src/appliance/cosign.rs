@@ -174,12 +174,18 @@ impl Appliance {
     pub async fn envelope(&self, caller: &Caller, pending_id: &str) -> Result<PendingView, Error> {
         let request = self.readable(caller, pending_id)?;
         let request = self.expire_if_due(request).await?;
-        let request = if request.status == PendingStatus::Approved && request.signature.is_none() {
-            self.release(caller, request).await?
-        } else {
-            request
-        };
-        Ok(self.view(request))
+        if request.status != PendingStatus::Approved || request.signature.is_some() {
+            return Ok(self.view(request));
+        }
+        match self.release(caller, request).await {
+            Ok(signed) => Ok(self.view(signed)),
+            // Revoked between approval and signing: approved, but no signature will come.
+            Err(Error::AlreadyRevoked(_) | Error::AuthorizationAlreadyRevoked(_)) => {
+                let request = self.readable(caller, pending_id)?;
+                Ok(self.view(request))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn decision_entry(
@@ -223,10 +229,21 @@ impl Appliance {
         entry.readers.push(key.owner.clone());
         self.record(entry).await?;
         let data = sshsig::signed_data_for_digest(&request.namespace, &digest)?;
-        let signature = self
+        let signed = self
             .sign_recorded(&key, &request.authorization_id, &request.namespace, data)
-            .await?
-            .to_armored();
+            .await;
+        let signature = match signed {
+            Ok(signature) => signature.to_armored(),
+            Err(e @ (Error::AlreadyRevoked(_) | Error::AuthorizationAlreadyRevoked(_))) => {
+                self.store.update_pending(&request.pending_id, |mut r| {
+                    r.reason = Some(format!("signature withheld: {}", e.code()));
+                    Ok::<_, Error>(r)
+                })?;
+                self.store.flush().await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let stored = self.store.update_pending(&request.pending_id, |mut r| {
             r.signature.get_or_insert_with(|| signature.clone());
             Ok::<_, Error>(r)

@@ -4,6 +4,8 @@
 use std::io::{Read as _, Write as _};
 use std::process::ExitCode;
 
+use serde_json::{Value, json};
+use sshsign::auditor::{self, Memory, Seen};
 use sshsign::client::{ClientConfig, Connection};
 use sshsign::shim::{self, Error};
 
@@ -11,6 +13,9 @@ const USAGE: &str = "usage:
   sshsign -Y sign -n NAMESPACE -f KEY [FILE...]      sign through the appliance (git's gpg.ssh.program)
   sshsign -Y verify|find-principals|check-novalidate|match-principals ...   (run by ssh-keygen)
   sshsign allowed-signers --key-id ID --principal EMAIL   print an allowed_signers line
+  sshsign audit check                                fetch and check the audit log's checkpoint
+  sshsign audit prove --index N                      fetch and check one of your audit entries
+  sshsign audit verify --key VKEY [--old FILE] FILE  check a saved audit-* reply offline
   sshsign COMMAND [FLAGS]                            run an appliance command (sshsign help)
 The appliance is SSHSIGN_HOST / SSHSIGN_PORT (or ~/.config/sshsign/config.toml).";
 
@@ -46,6 +51,7 @@ async fn run(args: Vec<String>) -> Result<i32, Error> {
             }
         }
         Some("allowed-signers") => allowed_signers(&args[1..]).await,
+        Some("audit") => audit(&args[1..]).await,
         Some(_) => passthrough(&args).await,
     }
 }
@@ -70,13 +76,8 @@ async fn passthrough(words: &[String]) -> Result<i32, Error> {
 }
 
 async fn allowed_signers(args: &[String]) -> Result<i32, Error> {
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let (Some(key_id), Some(principal)) = (flag("--key-id"), flag("--principal")) else {
+    let (Some(key_id), Some(principal)) = (flag(args, "--key-id"), flag(args, "--principal"))
+    else {
         return Err(Error::Usage(
             "usage: sshsign allowed-signers --key-id ID --principal EMAIL".to_owned(),
         ));
@@ -107,5 +108,158 @@ async fn allowed_signers(args: &[String]) -> Result<i32, Error> {
         &namespaces,
     );
     println!("{line}");
+    Ok(0)
+}
+
+/// The value after `name` in `args`.
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn print(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+fn audit_failed(e: auditor::AuditorError) -> Error {
+    Error::Usage(format!("audit: {e}"))
+}
+
+/// `sshsign audit check | prove --index N | verify --key VKEY [--old FILE] FILE`.
+async fn audit(args: &[String]) -> Result<i32, Error> {
+    match args.first().map(String::as_str) {
+        Some("verify") => audit_verify(&args[1..]),
+        Some(online @ ("check" | "prove")) => {
+            let connection = Connection::connect(&ClientConfig::load()?).await?;
+            let outcome = audit_online(&connection, online, &args[1..]).await;
+            connection.close().await;
+            outcome
+        }
+        _ => Err(Error::Usage(
+            "usage: sshsign audit check | prove --index N | verify --key VKEY [--old FILE] FILE"
+                .to_owned(),
+        )),
+    }
+}
+
+async fn audit_online(connection: &Connection, what: &str, args: &[String]) -> Result<i32, Error> {
+    let memory = Memory::default_location()
+        .ok_or_else(|| Error::Usage("set HOME or XDG_STATE_HOME to keep audit state".into()))?;
+    let run =
+        |words: Vec<String>| async move { shim::accepted(connection.run(&words, &[]).await?) };
+    let reply = match what {
+        "prove" => {
+            let index = flag(args, "--index")
+                .ok_or_else(|| Error::Usage("usage: sshsign audit prove --index N".into()))?;
+            run(vec!["audit-proof".into(), "--index".into(), index]).await?
+        }
+        _ => run(vec!["audit-checkpoint".into()]).await?,
+    };
+    let note = reply["checkpoint"].as_str().unwrap_or_default().to_owned();
+    let offered = reply["verifier_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let origin = auditor::check_checkpoint(&note, &offered)
+        .map_err(audit_failed)?
+        .origin;
+    let vkey = match std::env::var("SSHSIGN_AUDIT_KEY") {
+        Ok(key) if !key.is_empty() => key,
+        _ => memory.pinned_key(&origin, &offered).map_err(audit_failed)?,
+    };
+    let seen = memory.seen(&origin).map_err(audit_failed)?;
+    let old_size = match &seen {
+        Some(seen) => {
+            auditor::check_checkpoint(&seen.checkpoint, &vkey)
+                .map_err(audit_failed)?
+                .size
+        }
+        None => 0,
+    };
+    let new_size = auditor::check_checkpoint(&note, &vkey)
+        .map_err(audit_failed)?
+        .size;
+    let consistency = if old_size > 0 && new_size > old_size {
+        let to = new_size.to_string();
+        Some(
+            run(vec![
+                "audit-consistency".into(),
+                "--from".into(),
+                old_size.to_string(),
+                "--to".into(),
+                to,
+            ])
+            .await?,
+        )
+    } else {
+        None
+    };
+    let checkpoint = auditor::advance(seen.as_ref(), &note, &vkey, |_| {
+        consistency.ok_or(auditor::AuditorError::Shape("consistency proof"))
+    })
+    .map_err(audit_failed)?;
+    memory
+        .remember(
+            &origin,
+            &Seen {
+                verifier_key: vkey.clone(),
+                checkpoint: note.clone(),
+            },
+        )
+        .map_err(audit_failed)?;
+    let mut out = json!({
+        "verified": true,
+        "origin": checkpoint.origin,
+        "size": checkpoint.size,
+        "previously_seen": old_size,
+    });
+    if what == "prove" {
+        let (_, entry) = auditor::check_inclusion(&reply, &vkey).map_err(audit_failed)?;
+        out["index"] = reply["index"].clone();
+        out["entry"] = serde_json::to_value(entry).unwrap_or_default();
+    }
+    print(&out);
+    Ok(0)
+}
+
+/// Offline: checks a saved `audit-checkpoint`, `audit-proof` or `audit-consistency` reply.
+fn audit_verify(args: &[String]) -> Result<i32, Error> {
+    let usage = || Error::Usage("usage: sshsign audit verify --key VKEY [--old FILE] FILE".into());
+    let vkey = flag(args, "--key").ok_or_else(usage)?;
+    let file = args
+        .last()
+        .filter(|f| !f.starts_with("--"))
+        .ok_or_else(usage)?;
+    let read = |path: &str| -> Result<Value, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|e| Error::Usage(format!("{path}: not JSON: {e}")))
+    };
+    let reply = read(file)?;
+    let out = if reply.get("entry").is_some() {
+        let (checkpoint, entry) = auditor::check_inclusion(&reply, &vkey).map_err(audit_failed)?;
+        json!({ "verified": "inclusion", "size": checkpoint.size, "index": reply["index"], "entry": entry })
+    } else if reply.get("from").is_some() {
+        let old_file = flag(args, "--old").ok_or_else(usage)?;
+        let old_reply = read(&old_file)?;
+        let old =
+            auditor::check_checkpoint(old_reply["checkpoint"].as_str().unwrap_or_default(), &vkey)
+                .map_err(audit_failed)?;
+        let new = auditor::check_consistency(&reply, &old, &vkey).map_err(audit_failed)?;
+        json!({ "verified": "consistency", "from": old.size, "to": new.size })
+    } else {
+        let checkpoint =
+            auditor::check_checkpoint(reply["checkpoint"].as_str().unwrap_or_default(), &vkey)
+                .map_err(audit_failed)?;
+        json!({ "verified": "checkpoint", "origin": checkpoint.origin, "size": checkpoint.size })
+    };
+    print(&out);
     Ok(0)
 }

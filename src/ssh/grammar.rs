@@ -12,7 +12,7 @@ use clap::{ColorChoice, Parser, Subcommand};
 use super::commands::{audit, cosign, grants, keys, negotiate, sign, verify};
 
 /// The longest command line accepted.
-pub const MAX_COMMAND_LINE: usize = 64 * 1024;
+pub const MAX_COMMAND_LINE: usize = 256 * 1024;
 
 /// Why a command line could not be split.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]

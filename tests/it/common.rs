@@ -221,6 +221,25 @@ impl Appliance {
         self.child.try_wait().unwrap().is_none()
     }
 
+    /// Kills the server with SIGKILL, as a crash or power loss would stop it.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The in-process SSH client's settings for `user`, pinned to this appliance's host key.
+    pub fn client_config(&self, user: &User) -> sshsign::client::ClientConfig {
+        sshsign::client::ClientConfig {
+            host: "127.0.0.1".to_owned(),
+            port: self.ssh_addr.port(),
+            user: "test".to_owned(),
+            identity: Some(user.key.clone()),
+            default_identities: Vec::new(),
+            known_hosts: self.known_hosts.clone(),
+            host_key_fingerprint: Some(self.host_key_fingerprint.clone()),
+        }
+    }
+
     /// Stops the server with SIGTERM and waits for it.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")

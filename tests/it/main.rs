@@ -7,6 +7,10 @@
 //! | module | what it covers |
 //! |---|---|
 //! | [`common`] | the harness: appliances, users, the `ssh` client |
+//! | [`authorizations`] | typed constraints, grants to agents, several authorizations, hard and soft rules through git, sealed storage |
+//! | [`cosign`] | co-signed requests: approve, deny, envelopes, exactly-once resolution under races |
+//! | [`audit`] | audit entries, offline proofs, rollback and fork detection, tampering at rest, failing closed, kill -9 |
+//! | [`negotiation`] | offers turn by turn: parties, rounds, heads, races, history |
 //! | [`ssh_commands`] | the command set over stock `ssh`: create, list, sign, verify, revoke, tiers, scopes, expiry, persistence |
 //! | [`bad_input`] | every kind of bad request gets a clear error and a non-zero status; the server keeps serving |
 //! | [`git_signing`] | `git commit -S` through the shim, `git verify-commit` with stock `ssh-keygen`, tampering |
@@ -17,11 +21,15 @@
 //! | [`http`] | health, the appliance's public keys, JWKS, key lookup |
 //! | [`vectors`] | OpenSSH's SSHSIG known answers and Wycheproof's Ed25519 vectors through our code |
 
+mod audit;
+mod authorizations;
 mod bad_input;
 mod common;
+mod cosign;
 mod dev;
 mod git_signing;
 mod http;
+mod negotiation;
 mod provisioning;
 mod shim;
 mod ssh_commands;

@@ -1,0 +1,533 @@
+//! The audit log end to end: entries for every action, proofs checked offline by the client,
+//! rollback and fork detection, tampering at rest, failing closed, and a kill -9 loop.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::Value;
+use sha2::{Digest as _, Sha512};
+use sshsign::audit::log::{LogTree, Sink};
+use sshsign::audit::merkle::Hash;
+
+use crate::common::{Appliance, SHIM, User, clean_command, in_process_token, write_file};
+
+/// `sshsign ARGS` as `user`, with its audit state in `state`.
+fn shim(user: &User, state: &Path, args: &[&str]) -> Output {
+    clean_command(SHIM)
+        .args(args)
+        .envs(user.shim_env())
+        .env("HOME", "/nonexistent")
+        .env("XDG_STATE_HOME", state)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn every_action_is_an_entry_and_proofs_verify_offline() {
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let key = alice.create_key("--scope git");
+    alice
+        .run(
+            &format!(r#"sign --key-id {key} --metadata {{"secret_amount": 4242}}"#),
+            b"confidential payload",
+        )
+        .ok();
+    alice
+        .run(&format!("sign --type file --key-id {key}"), b"x")
+        .failed_with("scope_denied");
+    alice.cmd(&format!("revoke --key-id {key}")).ok();
+
+    let entries = alice.cmd("audit-entries");
+    let list = entries.ok()["entries"].as_array().unwrap().clone();
+    let actions: Vec<(String, String)> = list
+        .iter()
+        .map(|e| {
+            (
+                e["entry"]["action"].as_str().unwrap().to_owned(),
+                e["entry"]["result"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("create_key", "done"),
+        ("sign", "signed"),
+        ("sign", "denied"),
+        ("revoke_key", "done"),
+    ];
+    assert_eq!(actions, expected.map(|(a, r)| (a.to_owned(), r.to_owned())));
+    let text = serde_json::to_string(&list).unwrap();
+    assert!(
+        !text.contains("4242") && !text.contains("confidential"),
+        "{text}"
+    );
+    let signed = &list[1]["entry"];
+    let digest = sshsign::hex::encode(&Sha512::digest(b"confidential payload"));
+    assert_eq!(signed["payload_sha512"], digest.as_str());
+    assert!(
+        signed["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().ends_with(":scope=pass"))
+    );
+
+    // A stranger sees none of it.
+    let bob = appliance.user("bob");
+    assert!(
+        bob.cmd("audit-entries").ok()["entries"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let index = list[1]["index"].as_u64().unwrap();
+    bob.cmd(&format!("audit-proof --index {index}"))
+        .failed_with("invalid_argument");
+
+    // Alice's proof checks offline against the audit key alone; a changed entry does not.
+    let dir = appliance.dir.path();
+    let proof = alice.cmd(&format!("audit-proof --index {index}"));
+    let vkey = proof.ok()["verifier_key"].as_str().unwrap().to_owned();
+    let saved = write_file(dir, "proof.json", &proof.stdout);
+    let verified = shim(
+        &alice,
+        dir,
+        &["audit", "verify", "--key", &vkey, saved.to_str().unwrap()],
+    );
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let mut forged: Value = proof.json.clone();
+    forged["entry"] = forged["entry"]
+        .as_str()
+        .unwrap()
+        .replace("signed", "denied")
+        .into();
+    let forged = write_file(dir, "forged.json", forged.to_string());
+    let refused = shim(
+        &alice,
+        dir,
+        &["audit", "verify", "--key", &vkey, forged.to_str().unwrap()],
+    );
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("proof"), "{}", stderr(&refused));
+
+    // Checkpoint, then more entries, then a consistency proof between the two.
+    let old = alice.cmd("audit-checkpoint");
+    let old_size = old.ok()["size"].as_u64().unwrap();
+    let old_file = write_file(dir, "old.json", &old.stdout);
+    alice.create_key("");
+    alice.create_key("");
+    let consistency = alice.cmd(&format!("audit-consistency --from {old_size}"));
+    assert!(consistency.ok()["to"].as_u64().unwrap() > old_size);
+    let file = write_file(dir, "consistency.json", &consistency.stdout);
+    let args = [
+        "audit",
+        "verify",
+        "--key",
+        &vkey,
+        "--old",
+        old_file.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ];
+    let verified = shim(&alice, dir, &args);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let other_key = write_file(dir, "other.json", alice.cmd("audit-checkpoint").stdout);
+    let wrong = shim(
+        &alice,
+        dir,
+        &[
+            "audit",
+            "verify",
+            "--key",
+            "x+00000000+AAAA",
+            other_key.to_str().unwrap(),
+        ],
+    );
+    assert!(!wrong.status.success());
+    alice
+        .cmd("audit-consistency --from 0")
+        .failed_with("invalid_range");
+    alice
+        .cmd("audit-proof --index 99999")
+        .failed_with("invalid_argument");
+}
+
+#[test]
+fn the_client_catches_a_rolled_back_or_forked_log() {
+    let mut appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let state = appliance.dir.path().join("state");
+    alice.create_key("");
+    let first = shim(&alice, &state, &["audit", "check"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+
+    // A copy of the database as it stands, then more history on top.
+    appliance.stop();
+    let db = appliance.dir.path().join("db");
+    let saved = appliance.dir.path().join("db-saved");
+    copy_dir(&db, &saved);
+    appliance.restart();
+    let alice = alice.at(&appliance);
+    for _ in 0..3 {
+        alice.create_key("");
+    }
+    let grown = shim(&alice, &state, &["audit", "check"]);
+    assert!(grown.status.success(), "{}", stderr(&grown));
+    let seen: Value = serde_json::from_slice(&grown.stdout).unwrap();
+    assert!(
+        seen["size"].as_u64() > seen["previously_seen"].as_u64(),
+        "{seen}"
+    );
+
+    // Rolled back: the older database is served again.
+    appliance.stop();
+    std::fs::remove_dir_all(&db).unwrap();
+    copy_dir(&saved, &db);
+    appliance.restart();
+    let alice = alice.at(&appliance);
+    let rolled_back = shim(&alice, &state, &["audit", "check"]);
+    assert!(!rolled_back.status.success());
+    assert!(
+        stderr(&rolled_back).contains("ROLLED BACK"),
+        "{}",
+        stderr(&rolled_back)
+    );
+
+    // Forked: the older database grows another history past the size seen.
+    for _ in 0..6 {
+        alice.create_key("--scope other");
+    }
+    let forked = shim(&alice, &state, &["audit", "check"]);
+    assert!(!forked.status.success());
+    assert!(stderr(&forked).contains("FORKED"), "{}", stderr(&forked));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+fn entry_key(index: u64) -> Vec<u8> {
+    let mut key = vec![b'e'];
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+#[test]
+fn entries_edited_deleted_or_reordered_at_rest_stop_the_appliance() {
+    let mut appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    for _ in 0..4 {
+        alice.create_key("");
+    }
+    alice.cmd("audit-checkpoint").ok();
+    appliance.stop();
+    let db_path = appliance.dir.path().join("db");
+    let tamper = |change: &dyn Fn(&sled::Tree)| {
+        let db = sled::open(&db_path).unwrap();
+        change(&db.open_tree("audit").unwrap());
+        db.flush().unwrap();
+    };
+    let original: Vec<_> = {
+        let db = sled::open(&db_path).unwrap();
+        let tree = db.open_tree("audit").unwrap();
+        (0..4)
+            .map(|i| tree.get(entry_key(i)).unwrap().unwrap())
+            .collect()
+    };
+    let restore = || {
+        tamper(&|tree| {
+            for (i, entry) in original.iter().enumerate() {
+                tree.insert(entry_key(i as u64), entry.clone()).unwrap();
+            }
+        })
+    };
+    let edited = String::from_utf8(original[1].to_vec())
+        .unwrap()
+        .replace("create_key", "revoke_key");
+    type Tamper = Box<dyn Fn(&sled::Tree)>;
+    let cases: Vec<(&str, Tamper)> = vec![
+        (
+            "edited",
+            Box::new(move |t| {
+                t.insert(entry_key(1), edited.as_bytes()).unwrap();
+            }),
+        ),
+        (
+            "deleted",
+            Box::new(|t| {
+                t.remove(entry_key(2)).unwrap();
+            }),
+        ),
+        (
+            "reordered",
+            Box::new({
+                let (a, b) = (original[0].clone(), original[1].clone());
+                move |t| {
+                    t.insert(entry_key(0), b.clone()).unwrap();
+                    t.insert(entry_key(1), a.clone()).unwrap();
+                }
+            }),
+        ),
+    ];
+    for (name, change) in cases {
+        tamper(change.as_ref());
+        let started = clean_command(crate::common::SERVER)
+            .arg("serve")
+            .envs(appliance.store.env())
+            .env("SSHSIGN_LISTEN_ADDR", "127.0.0.1:0")
+            .env("SSHSIGN_HTTP_ADDR", "127.0.0.1:0")
+            .env("SSHSIGN_DB_PATH", &db_path)
+            .env(
+                "SSHSIGN_HOST_KEY_PATH",
+                appliance.dir.path().join("host_key"),
+            )
+            .output()
+            .unwrap();
+        assert!(!started.status.success(), "{name}: started");
+        assert!(
+            stderr(&started).contains("audit log"),
+            "{name}: {}",
+            stderr(&started)
+        );
+        restore();
+    }
+    // Restored, it starts and serves.
+    appliance.restart();
+    alice.at(&appliance).cmd("whoami").ok();
+}
+
+/// Writes through to the real log tree, failing while `failing` is set.
+struct Switch {
+    tree: LogTree,
+    failing: AtomicBool,
+}
+
+impl Sink for Switch {
+    fn write(
+        &self,
+        first: u64,
+        entries: &[Vec<u8>],
+        nodes: &[(u32, u64, Hash)],
+    ) -> Result<(), String> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err("disk full".to_owned());
+        }
+        self.tree.write(first, entries, nodes)
+    }
+    fn sync(&self) -> Result<(), String> {
+        self.tree.sync()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_log_cannot_be_written_nothing_is_signed() {
+    use sshsign::appliance::{Appliance as Core, Grant, Settings, SignInput};
+    use sshsign::audit::{AuditLog, CheckpointSigner};
+    use sshsign::hsm::Token;
+
+    let (hsm, _store) = in_process_token(2);
+    sshsign::provision::generate_appliance_keys(&hsm).unwrap();
+    let keys = sshsign::provision::appliance_keys(&hsm).unwrap();
+    let seal_key = sshsign::provision::seal_key(&hsm).unwrap();
+    let (sealer, _) = sshsign::seal::new_data_key(&hsm, &seal_key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = sshsign::store::Store::open(dir.path()).unwrap();
+    store.unseal_with(sealer);
+    let token = Token::new(Arc::new(hsm)).unwrap();
+    let tree = LogTree::open(store.db()).unwrap();
+    let sink = Arc::new(Switch {
+        tree: tree.clone(),
+        failing: AtomicBool::new(false),
+    });
+    let checkpoint_key = keys
+        .iter()
+        .find(|k| k.role == "checkpoint")
+        .unwrap()
+        .clone();
+    let audit = AuditLog::open_with_sink(
+        store.db(),
+        tree,
+        sink.clone(),
+        CheckpointSigner::new(token.clone(), checkpoint_key, "test-log".into()),
+    )
+    .unwrap();
+    let settings = Settings {
+        approval_base: "http://127.0.0.1".into(),
+        pending_ttl: 60,
+    };
+    let core = Core::new(token, store, keys, Arc::new(audit), settings);
+
+    let user_key = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[5; 32]));
+    let caller = core.identify(user_key.public_key()).await.unwrap();
+    let terms = serde_json::from_value(serde_json::json!({
+        "scopes": ["git"], "tier": "autonomous", "require_signature": false,
+        "constraints": {}, "hard_rules": {}, "soft_rules": {}, "expires_at": null,
+    }))
+    .unwrap();
+    let (key, _) = core
+        .create_key(
+            &caller,
+            Grant {
+                terms,
+                grantee: None,
+            },
+        )
+        .await
+        .unwrap();
+    let input = |payload: &[u8]| SignInput {
+        key_id: key.key_id.clone(),
+        namespace: "git".into(),
+        payload: payload.to_vec(),
+        metadata: Default::default(),
+        context: Default::default(),
+        ttl: None,
+    };
+    core.sign(&caller, input(b"before")).await.unwrap();
+
+    sink.failing.store(true, Ordering::SeqCst);
+    let size = core.audit().head().size;
+    let refused = core.sign(&caller, input(b"during")).await.unwrap_err();
+    assert_eq!(refused.code(), "audit_unavailable");
+    assert_eq!(
+        refused.public_message(),
+        "audit log unavailable; nothing was signed"
+    );
+    assert_eq!(
+        core.audit().head().size,
+        size,
+        "nothing was logged, so nothing was signed"
+    );
+
+    sink.failing.store(false, Ordering::SeqCst);
+    core.sign(&caller, input(b"after")).await.unwrap();
+    assert_eq!(core.audit().head().size, size + 1);
+}
+
+#[test]
+fn after_kill_9_every_signature_a_client_received_has_its_entry() {
+    const CYCLES: usize = 100;
+    const CLIENTS: usize = 3;
+    let mut appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let created = alice.cmd("create-key");
+    let key = created.ok()["key_id"].as_str().unwrap().to_owned();
+    let public_key =
+        sshsign::pubkey::parse_ed25519(created.json["public_key"].as_str().unwrap()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut received: Vec<(Vec<u8>, String)> = Vec::new();
+    let mut cut_short = 0;
+
+    for cycle in 0..CYCLES {
+        if cycle > 0 {
+            appliance.restart();
+        }
+        let config = appliance.client_config(&alice);
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = runtime.block_on(async {
+            let clients: Vec<_> = (0..CLIENTS)
+                .map(|client| {
+                    let (config, key, stop) = (config.clone(), key.clone(), Arc::clone(&stop));
+                    tokio::spawn(async move {
+                        let mut signed = Vec::new();
+                        let mut errors = 0;
+                        let Ok(connection) = sshsign::client::Connection::connect(&config).await
+                        else {
+                            return (signed, 1);
+                        };
+                        let words: Vec<String> =
+                            ["sign", "--key-id", &key].map(String::from).to_vec();
+                        let mut n = 0;
+                        while !stop.load(Ordering::Relaxed) {
+                            let payload =
+                                format!("cycle {cycle} client {client} signature {n}").into_bytes();
+                            n += 1;
+                            match connection.run(&words, &payload).await {
+                                Ok(out) if out.exit_status == 0 => {
+                                    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+                                    signed.push((
+                                        payload,
+                                        reply["signature"].as_str().unwrap().to_owned(),
+                                    ));
+                                }
+                                _ => {
+                                    errors += 1;
+                                    break;
+                                }
+                            }
+                        }
+                        (signed, errors)
+                    })
+                })
+                .collect();
+            // Let the clients sign for a moment; then the plug is pulled mid-flight.
+            tokio::time::sleep(std::time::Duration::from_millis(
+                60 + (cycle as u64 % 5) * 20,
+            ))
+            .await;
+            clients
+        });
+        appliance.kill_hard();
+        stop.store(true, Ordering::Relaxed);
+        runtime.block_on(async {
+            for client in clients {
+                let (signed, errors) = client.await.unwrap();
+                received.extend(signed);
+                cut_short += errors;
+            }
+        });
+    }
+    assert!(
+        received.len() > CYCLES,
+        "only {} signatures in {CYCLES} cycles",
+        received.len()
+    );
+    assert!(cut_short > 0, "no request was ever cut short by the kill");
+
+    // The log survived every crash: it starts, it verifies, and it holds every signature.
+    appliance.restart();
+    let alice = alice.at(&appliance);
+    let mut logged = HashSet::new();
+    let mut from = 0;
+    loop {
+        let page = alice.cmd(&format!("audit-entries --from {from} --limit 1000"));
+        for item in page.ok()["entries"].as_array().unwrap() {
+            if item["entry"]["action"] == "sign" && item["entry"]["result"] == "signed" {
+                logged.insert(item["entry"]["payload_sha512"].as_str().unwrap().to_owned());
+            }
+        }
+        match page.json["next"].as_u64() {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    for (payload, signature) in &received {
+        let signature = sshsign::sshsig::SshSig::from_armored(signature).unwrap();
+        signature.verify("git", payload).unwrap();
+        assert_eq!(signature.public_key(), &public_key);
+        let digest = sshsign::hex::encode(&Sha512::digest(payload));
+        assert!(
+            logged.contains(&digest),
+            "a signature without its entry: {}",
+            String::from_utf8_lossy(payload)
+        );
+    }
+    let state = appliance.dir.path().join("state");
+    let check = shim(&alice, &state, &["audit", "check"]);
+    assert!(check.status.success(), "{}", stderr(&check));
+}
