@@ -117,6 +117,18 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
         tracing::info!("made the data key that seals records");
     }
     store.unseal_with(sealer);
+    let migrated = store
+        .migrate_v1_keys(crate::time::now())
+        .map_err(|source| StartError::Store {
+            path: config.db_path.display().to_string(),
+            source,
+        })?;
+    if !migrated.is_empty() {
+        tracing::info!(
+            keys = migrated.len(),
+            "moved version 1 key terms into authorizations"
+        );
+    }
     let token = Token::new(hsm.clone())?;
     let checkpoint_key = keys
         .iter()

@@ -3,10 +3,12 @@
 use sled::Transactional as _;
 use sled::transaction::ConflictableTransactionError;
 
+use super::records::SigningKeyRecordV1;
 use super::{
-    AuthorizationRecord, Error, Record, Result, SigningKeyRecord, SshKeyRecord, Store, UserRecord,
-    index_key, settle,
+    AuthorizationRecord, Envelope, Error, Record, Result, SigningKeyRecord, SshKeyRecord, Store,
+    UserRecord, index_key, settle,
 };
+use crate::policy::Terms;
 
 impl Store {
     pub fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
@@ -182,5 +184,90 @@ impl Store {
                 Ok(auth)
             },
         )
+    }
+}
+
+impl Store {
+    /// Rewrites signing keys stored by version 1 (terms inside the key) as version 2 keys with one
+    /// authorization each, granted by and to the owner. Constraints that no longer validate are
+    /// not dropped: that authorization is stored revoked, so the key signs nothing it did not
+    /// before. Returns the keys migrated.
+    pub fn migrate_v1_keys(&self, now: i64) -> Result<Vec<String>> {
+        let mut migrated = Vec::new();
+        for item in self.signing_keys.iter() {
+            let (key, raw) = item?;
+            let envelope = match serde_json::from_slice::<Envelope>(&raw) {
+                Ok(envelope) if envelope.v == 1 => envelope,
+                _ => continue,
+            };
+            let corrupt = |reason: String| Error::Corrupt {
+                kind: SigningKeyRecord::KIND,
+                key: String::from_utf8_lossy(&key).into_owned(),
+                reason,
+            };
+            let old: SigningKeyRecordV1 = serde_json::from_value(envelope.r.unwrap_or_default())
+                .map_err(|e| corrupt(e.to_string()))?;
+            let constraints = crate::policy::constraint::parse_constraints(&old.constraints);
+            let (constraints, revoked_at) = match constraints {
+                Ok(constraints) => (constraints, None),
+                Err(reason) => {
+                    tracing::warn!(key = %old.key_id, %reason, "v1 constraints no longer validate; the migrated authorization is revoked");
+                    (Default::default(), Some(now))
+                }
+            };
+            let suffix = old.key_id.strip_prefix("ak_").unwrap_or(&old.key_id);
+            let authorization = AuthorizationRecord {
+                authorization_id: format!("az_{suffix}"),
+                key_id: old.key_id.clone(),
+                grantee: old.owner.clone(),
+                principal: old.owner.clone(),
+                terms: Terms {
+                    scopes: old.scopes,
+                    tier: old.tier,
+                    require_signature: old.require_signature,
+                    constraints,
+                    hard_rules: Default::default(),
+                    soft_rules: Default::default(),
+                    expires_at: old.expires_at,
+                },
+                created_at: old.created_at,
+                revoked_at,
+            };
+            let record = SigningKeyRecord {
+                key_id: old.key_id.clone(),
+                owner: old.owner,
+                token_object_id: old.token_object_id,
+                public_key: old.public_key,
+                created_at: old.created_at,
+                revoked_at: old.revoked_at,
+            };
+            let key_bytes = self.encode(&record.key_id, &record)?;
+            let auth_bytes = self.encode(&authorization.authorization_id, &authorization)?;
+            let sequence = self.db.generate_id()?;
+            let trees = (
+                &self.signing_keys,
+                &self.authorizations,
+                &self.authorizations_by_key,
+                &self.authorizations_by_grantee,
+            );
+            let outcome = trees.transaction(|(keys, auths, by_key, by_grantee)| {
+                if keys.get(&key)?.as_ref() != Some(&raw) {
+                    return Ok(false);
+                }
+                let az = authorization.authorization_id.as_bytes();
+                keys.insert(&key, key_bytes.clone())?;
+                auths.insert(az, auth_bytes.clone())?;
+                by_key.insert(index_key(&record.key_id, sequence), az)?;
+                by_grantee.insert(index_key(&authorization.grantee, sequence), az)?;
+                Ok(true)
+            });
+            if settle(outcome)? {
+                migrated.push(record.key_id);
+            }
+        }
+        if !migrated.is_empty() {
+            self.db.flush()?;
+        }
+        Ok(migrated)
     }
 }

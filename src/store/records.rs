@@ -85,6 +85,23 @@ impl SigningKeyRecord {
     }
 }
 
+/// A signing key as version 1 stored it, with its terms inside; read only to migrate it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SigningKeyRecordV1 {
+    pub key_id: String,
+    pub owner: String,
+    pub token_object_id: String,
+    pub public_key: String,
+    pub scopes: Vec<String>,
+    pub tier: crate::policy::Tier,
+    pub require_signature: bool,
+    pub constraints: serde_json::Map<String, serde_json::Value>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
 impl Record for AuthorizationRecord {
     const KIND: &'static str = "authorization";
     const VERSION: u32 = 1;

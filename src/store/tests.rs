@@ -234,3 +234,49 @@ fn the_data_key_is_written_once() {
     assert_eq!(store.data_key().unwrap(), Some(key.clone()));
     assert!(store.put_data_key(&key).is_err());
 }
+
+#[test]
+fn version_1_keys_migrate_to_keys_with_an_authorization() {
+    let (_dir, store) = store();
+    let v1 = serde_json::json!({"v": 1, "r": {
+        "key_id": "ak_old", "owner": "usr_a", "token_object_id": "ab", "public_key": "11".repeat(32),
+        "scopes": ["git", "release"], "tier": "cosign", "require_signature": false,
+        "constraints": {"amount": {"max": 10}}, "created_at": 5, "expires_at": null, "revoked_at": null,
+    }});
+    let broken = serde_json::json!({"v": 1, "r": {
+        "key_id": "ak_broken", "owner": "usr_a", "token_object_id": "cd", "public_key": "22".repeat(32),
+        "scopes": ["git"], "tier": "autonomous", "require_signature": false,
+        "constraints": {"amount": {"max": 1, "min": 9}}, "created_at": 6, "expires_at": null, "revoked_at": null,
+    }});
+    store
+        .signing_keys
+        .insert("ak_old", serde_json::to_vec(&v1).unwrap())
+        .unwrap();
+    store
+        .signing_keys
+        .insert("ak_broken", serde_json::to_vec(&broken).unwrap())
+        .unwrap();
+
+    let mut migrated = store.migrate_v1_keys(100).unwrap();
+    migrated.sort();
+    assert_eq!(migrated, ["ak_broken", "ak_old"]);
+    assert!(
+        store.migrate_v1_keys(100).unwrap().is_empty(),
+        "migration runs once"
+    );
+
+    let key = store.signing_key("ak_old").unwrap().unwrap();
+    assert_eq!(key.owner, "usr_a");
+    let auths = store.authorizations_of_key("ak_old").unwrap();
+    assert_eq!(auths.len(), 1);
+    assert_eq!(auths[0].terms.scopes, ["git", "release"]);
+    assert_eq!(auths[0].terms.tier, Tier::Cosign);
+    assert_eq!(auths[0].terms.constraints.len(), 1);
+    assert_eq!(auths[0].revoked_at, None);
+    let broken = store.authorizations_of_key("ak_broken").unwrap();
+    assert_eq!(
+        broken[0].revoked_at,
+        Some(100),
+        "invalid terms are kept revoked, not dropped"
+    );
+}

@@ -1,0 +1,207 @@
+//! The audit log's costs: append rate with durability on (every append waits for its fsync,
+//! concurrent appends share one), and proof generation and verification at a million entries.
+//!
+//! `cargo bench --bench audit`. `SSHSIGN_BENCH_ENTRIES` sets the log size (default 1,000,000).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sshsign::audit::merkle;
+use sshsign::audit::{AuditEntry, AuditLog, CheckpointSigner};
+use sshsign::hsm::Token;
+use sshsign::hsm::pkcs11::{Pkcs11Config, Pkcs11Hsm};
+use sshsign::softhsm::SoftHsmStore;
+
+const SERVER: &str = env!("CARGO_BIN_EXE_sshsign-server");
+
+fn entry(n: u64) -> AuditEntry {
+    AuditEntry {
+        time: 1_800_000_000 + n as i64,
+        action: "sign".into(),
+        result: "signed".into(),
+        actor: "usr_benchbenchbenchbenchbenchbe".into(),
+        actor_key: "SHA256:Yl0wCx2Pp4Kk3mQ8d4q3s8yS6b5bCk0ZpQp0N1dGm9A".into(),
+        readers: vec!["usr_benchbenchbenchbenchbenchbe".into()],
+        key_id: Some("ak_benchbenchbenchbenchbenchb".into()),
+        authorization_id: Some("az_benchbenchbenchbenchbenchb".into()),
+        namespace: Some("git".into()),
+        payload_sha512: Some(format!("{n:0128x}")),
+        metadata_sha256: Some(format!("{n:064x}")),
+        rules: vec!["az_benchbenchbenchbenchbenchb:scope=pass".into()],
+        ..Default::default()
+    }
+}
+
+fn open(
+    dir: &Path,
+    token: &Token,
+    key: &sshsign::provision::ApplianceKey,
+) -> (sled::Db, Arc<AuditLog>) {
+    let db = sled::Config::new().path(dir).open().unwrap();
+    let signer = CheckpointSigner::new(token.clone(), key.clone(), "bench/audit".into());
+    let log = Arc::new(AuditLog::open(&db, signer).unwrap());
+    (db, log)
+}
+
+/// Appends `count` entries from `writers` concurrent tasks; returns entries per second.
+async fn append_rate(log: &Arc<AuditLog>, writers: u64, count: u64) -> f64 {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let log = Arc::clone(log);
+            tokio::spawn(async move {
+                for n in (w..count).step_by(writers as usize) {
+                    log.append(&entry(n)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    count as f64 / start.elapsed().as_secs_f64()
+}
+
+/// CPU seconds this process has used, from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+}
+
+fn per_op(total: Duration, ops: u64) -> String {
+    format!("{:.1} µs", total.as_secs_f64() * 1e6 / ops as f64)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let entries: u64 = std::env::var("SSHSIGN_BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        SoftHsmStore::create(&dir.path().join("hsm"), "sshsign-bench", Path::new(SERVER)).unwrap();
+    // SAFETY: single-threaded here, before the PKCS#11 module is loaded in this process.
+    unsafe { std::env::set_var("SOFTHSM2_CONF", store.conf()) };
+    let hsm = Pkcs11Hsm::open(Pkcs11Config {
+        module: store.module.clone(),
+        token_label: store.label.clone(),
+        pin: sshsign::secret::read_secret_file(&store.pin_file()).unwrap(),
+        sessions: 1,
+        ec_params: Default::default(),
+        object_id: Default::default(),
+    })
+    .unwrap();
+    sshsign::provision::generate_appliance_keys(&hsm).unwrap();
+    let keys = sshsign::provision::appliance_keys(&hsm).unwrap();
+    let checkpoint_key = keys.into_iter().find(|k| k.role == "checkpoint").unwrap();
+    let token = Token::new(Arc::new(hsm)).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    println!(
+        "sshsign audit log: {entries} entries, {} bytes each",
+        entry(0).to_bytes().len()
+    );
+    println!();
+    println!("append, durable (each append returns after its fsync):");
+    runtime.block_on(async {
+        let rates = tempfile::tempdir().unwrap();
+        let (_db, log) = open(rates.path(), &token, &checkpoint_key);
+        for writers in [1, 8, 64, 256] {
+            let count = (writers * 500).min(50_000);
+            let cpu = cpu_seconds();
+            let rate = append_rate(&log, writers, count).await;
+            let per_entry = (cpu_seconds() - cpu) / count as f64 * 1e6;
+            println!("  {writers:>4} concurrent appenders: {rate:>9.0} entries/s, {per_entry:>5.0} µs CPU each");
+        }
+    });
+
+    let big = tempfile::tempdir().unwrap();
+    let (db, log) = open(big.path(), &token, &checkpoint_key);
+    let start = Instant::now();
+    let fill = runtime.block_on(append_rate(&log, 512, entries));
+    println!(
+        "  filling to {entries} with 512 appenders: {fill:.0} entries/s ({:.1} s)",
+        start.elapsed().as_secs_f64()
+    );
+    let (checkpoint, _) = runtime.block_on(log.checkpoint()).unwrap();
+
+    // What every start-up does: recompute the tree from all entries, check the stored hashes and
+    // the signed checkpoint.
+    let start = Instant::now();
+    log.verify().unwrap();
+    println!();
+    println!(
+        "start-up check of all {entries} entries against the signed checkpoint: {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+
+    const PROOFS: u64 = 1000;
+    let size = checkpoint.size;
+    let root = checkpoint.root;
+    let indexes: Vec<u64> = (0..PROOFS).map(|i| (i * 7_919_993) % size).collect();
+    let mut proofs = Vec::new();
+    let start = Instant::now();
+    for &index in &indexes {
+        proofs.push(runtime.block_on(log.inclusion(index, Some(size))).unwrap());
+    }
+    let generate = start.elapsed();
+    let start = Instant::now();
+    for proof in &proofs {
+        let hashes: Vec<Vec<u8>> = proof
+            .proof
+            .iter()
+            .map(|p| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, p).unwrap())
+            .collect();
+        let leaf = merkle::leaf_hash(proof.entry.as_bytes());
+        merkle::verify_inclusion(proof.index, size, &leaf, &hashes, &root).unwrap();
+    }
+    let verify = start.elapsed();
+    println!();
+    println!(
+        "inclusion proofs at {size} entries ({} hashes): generate {}, verify {}",
+        proofs[0].proof.len(),
+        per_op(generate, PROOFS),
+        per_op(verify, PROOFS)
+    );
+
+    let olds: Vec<u64> = (1..=PROOFS)
+        .map(|i| (i * 999_983) % (size - 1) + 1)
+        .collect();
+    let mut consistency = Vec::new();
+    let start = Instant::now();
+    for &old in &olds {
+        consistency.push(runtime.block_on(log.consistency(old, Some(size))).unwrap());
+    }
+    let generate = start.elapsed();
+    // The old roots a client would hold, computed here from the tree (not timed).
+    let tree = sshsign::audit::log::LogTree::open(&db).unwrap();
+    let old_roots: Vec<_> = olds
+        .iter()
+        .map(|&old| merkle::subtree_hash(&tree, 0, old).unwrap())
+        .collect();
+    let start = Instant::now();
+    for (proof, old_root) in consistency.iter().zip(&old_roots) {
+        let hashes: Vec<Vec<u8>> = proof
+            .proof
+            .iter()
+            .map(|p| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, p).unwrap())
+            .collect();
+        merkle::verify_consistency(proof.from, size, &hashes, old_root, &root).unwrap();
+    }
+    let verify = start.elapsed();
+    println!(
+        "consistency proofs to {size} entries: generate {}, verify {}",
+        per_op(generate, PROOFS),
+        per_op(verify, PROOFS)
+    );
+}
