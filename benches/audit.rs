@@ -3,6 +3,9 @@
 //!
 //! `cargo bench --bench audit`. `SSHSIGN_BENCH_ENTRIES` sets the log size (default 1,000,000).
 
+#[path = "support/proc_stat.rs"]
+mod proc_stat;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,18 +66,6 @@ async fn append_rate(log: &Arc<AuditLog>, writers: u64, count: u64) -> f64 {
     count as f64 / start.elapsed().as_secs_f64()
 }
 
-/// CPU seconds this process has used, from `/proc/self/stat`.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
-}
-
 fn per_op(total: Duration, ops: u64) -> String {
     format!("{:.1} µs", total.as_secs_f64() * 1e6 / ops as f64)
 }
@@ -118,9 +109,9 @@ fn main() {
         let (_db, log) = open(rates.path(), &token, &checkpoint_key);
         for writers in [1, 8, 64, 256] {
             let count = (writers * 500).min(50_000);
-            let cpu = cpu_seconds();
+            let cpu = proc_stat::cpu_seconds("self");
             let rate = append_rate(&log, writers, count).await;
-            let per_entry = (cpu_seconds() - cpu) / count as f64 * 1e6;
+            let per_entry = (proc_stat::cpu_seconds("self") - cpu) / count as f64 * 1e6;
             println!("  {writers:>4} concurrent appenders: {rate:>9.0} entries/s, {per_entry:>5.0} µs CPU each");
         }
     });

@@ -17,6 +17,9 @@
 //! `ROUNDS` times each, and the medians are printed. `SSHSIGN_BENCH_SECONDS` sets the length of
 //! each measurement (default 2).
 
+#[path = "support/proc_stat.rs"]
+mod proc_stat;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -109,22 +112,9 @@ struct Server {
     config: ClientConfig,
 }
 
-/// CPU seconds a process has used (user + system), from `/proc/PID/stat`.
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
 impl Server {
     fn cpu_seconds(&self) -> f64 {
-        cpu_seconds(&self.child.id().to_string())
+        proc_stat::cpu_seconds(&self.child.id().to_string())
     }
 }
 
@@ -368,9 +358,11 @@ fn main() {
             let (mut raw, mut b) = (Vec::new(), Vec::new());
             let (mut raw_cpu, mut cpu) = (Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
-                let before = cpu_seconds("self");
+                let before = proc_stat::cpu_seconds("self");
                 let rate = raw_rate(&raw_token, duration);
-                raw_cpu.push((cpu_seconds("self") - before) / (rate * duration.as_secs_f64()));
+                raw_cpu.push(
+                    (proc_stat::cpu_seconds("self") - before) / (rate * duration.as_secs_f64()),
+                );
                 raw.push(rate);
                 let before = server.cpu_seconds();
                 let rate = persistent_connection(&connection, &key_id, 8 * n, duration).await;

@@ -88,16 +88,19 @@ impl ApplianceKey {
     }
 }
 
-fn find_one(hsm: &dyn Hsm, spec: &ApplianceKeySpec) -> Result<Option<TokenKey>, Error> {
-    let mut found = hsm.find_by_label(&spec.label)?;
+/// The one key a label names, if any; two or more is an error, never a guess.
+fn at_most_one<T>(mut found: Vec<T>, spec: &ApplianceKeySpec) -> Result<Option<T>, Error> {
     match found.len() {
-        0 => Ok(None),
-        1 => Ok(found.pop()),
+        0 | 1 => Ok(found.pop()),
         count => Err(Error::Duplicate {
             label: spec.label.clone(),
             count,
         }),
     }
+}
+
+fn find_one(hsm: &dyn Hsm, spec: &ApplianceKeySpec) -> Result<Option<TokenKey>, Error> {
+    at_most_one(hsm.find_by_label(&spec.label)?, spec)
 }
 
 /// Generates each manifest key the token lacks; keys already there are kept. Returns every
@@ -121,15 +124,7 @@ pub fn generate_appliance_keys(hsm: &dyn Hsm) -> Result<Vec<(ApplianceKey, bool)
 }
 
 fn find_secret(hsm: &dyn Hsm, spec: &ApplianceKeySpec) -> Result<Option<ObjectId>, Error> {
-    let mut found = hsm.find_secret_keys(&spec.label)?;
-    match found.len() {
-        0 => Ok(None),
-        1 => Ok(found.pop()),
-        count => Err(Error::Duplicate {
-            label: spec.label.clone(),
-            count,
-        }),
-    }
+    at_most_one(hsm.find_secret_keys(&spec.label)?, spec)
 }
 
 /// The token's seal key; a missing one is an error that says how to make it.

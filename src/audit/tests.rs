@@ -1,15 +1,14 @@
-//! The log without a token: proof vectors, the group-committing writer, failure and tampering.
-//! Checkpoint signing is tested against a real token in `tests/it/audit.rs`.
+//! The log without a token: proof vectors, the group-committing writer, tampering. Checkpoint
+//! signing and a failing write are tested with a real token in `tests/it/audit.rs`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
 use super::log::{LogTree, Sink, Writer};
-use super::merkle::{self, Frontier, Hash};
+use super::merkle::{self, Frontier};
 use super::*;
 
 /// Every vector file under `tests/vectors/rfc6962/KIND`, however deep.
@@ -155,56 +154,6 @@ async fn concurrent_appends_get_distinct_indexes_and_a_verifiable_tree() {
         let leaf = merkle::leaf_hash(&tree.entry(index).unwrap().unwrap());
         merkle::verify_inclusion(index, 400, &leaf, &path, &root).unwrap();
     }
-}
-
-/// Writes through to a real tree, failing while `failing` is set.
-struct Flaky {
-    tree: LogTree,
-    failing: AtomicBool,
-}
-
-impl Sink for Flaky {
-    fn write(
-        &self,
-        first: u64,
-        entries: &[Vec<u8>],
-        nodes: &[(u32, u64, Hash)],
-    ) -> Result<(), String> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err("disk full".into());
-        }
-        self.tree.write(first, entries, nodes)
-    }
-    fn sync(&self) -> Result<(), String> {
-        self.tree.sync()
-    }
-}
-
-#[tokio::test]
-async fn a_failed_write_is_reported_and_the_log_continues_from_disk() {
-    let (_dir, tree) = open_tree();
-    let head = Arc::new(RwLock::new(Head {
-        size: 0,
-        root: merkle::empty_root(),
-    }));
-    let sink = Arc::new(Flaky {
-        tree: tree.clone(),
-        failing: AtomicBool::new(false),
-    });
-    let writer = writer(sink.clone(), &tree, &head);
-    assert_eq!(writer.append(entry(0)).await.unwrap(), 0);
-    sink.failing.store(true, Ordering::SeqCst);
-    let failed = writer.append(entry(1)).await.unwrap_err();
-    assert!(matches!(failed, Error::Unavailable(_)), "{failed}");
-    assert_eq!(head.read().unwrap().size, 1);
-    sink.failing.store(false, Ordering::SeqCst);
-    assert_eq!(writer.append(entry(2)).await.unwrap(), 1);
-    assert_eq!(
-        verify_stored(&tree, &no_checkpoints(&tree), "unused")
-            .unwrap()
-            .size(),
-        2
-    );
 }
 
 #[tokio::test]
