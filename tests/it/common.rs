@@ -329,22 +329,7 @@ impl User {
 
     /// Runs `command` on the appliance with `stdin` as input.
     pub fn run(&self, command: &str, stdin: &[u8]) -> Reply {
-        let mut child = self
-            .ssh_command()
-            .arg(command)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        let stdin = stdin.to_vec();
-        let writer = std::thread::spawn(move || {
-            // The server may close early (payload too large); a broken pipe is expected then.
-            let _ = input.write_all(&stdin);
-        });
-        let output = child.wait_with_output().unwrap();
-        writer.join().unwrap();
+        let output = run_with_stdin(self.ssh_command().arg(command), stdin);
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         Reply {
             status: output.status.code().unwrap_or(-1),
@@ -379,6 +364,26 @@ impl User {
     }
 }
 
+/// Runs `command` with `stdin` as its input and collects its output. The input is written from
+/// another thread, and a child that exits without reading it (it refused its arguments) is not an
+/// error here: the caller asserts on what it printed.
+pub fn run_with_stdin(command: &mut Command, stdin: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    output
+}
+
 /// Writes `text` to a file in `dir` and returns its path.
 pub fn write_file(dir: &Path, name: &str, text: impl AsRef<[u8]>) -> PathBuf {
     let path = dir.join(name);
@@ -401,18 +406,13 @@ pub fn ssh_keygen_verify(
         format!("{principal} {public_key}\n"),
     );
     let sig = write_file(dir, "payload.sig", signature);
-    let mut child = Command::new("ssh-keygen")
+    let mut command = Command::new("ssh-keygen");
+    command
         .args(["-Y", "verify", "-n", namespace, "-I", principal, "-f"])
         .arg(&allowed)
         .arg("-s")
-        .arg(&sig)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(payload).unwrap();
-    child.wait_with_output().unwrap()
+        .arg(&sig);
+    run_with_stdin(&mut command, payload)
 }
 
 /// A token opened in this process through the PKCS#11 backend, with `sessions` sessions.

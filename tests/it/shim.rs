@@ -1,24 +1,19 @@
 //! The `sshsign` client: host key checking, stdin mode, verification hand-off, the CLI.
 
-use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use crate::common::{Appliance, SHIM, User, clean_command, ssh_keygen_verify, write_file};
+use crate::common::{
+    Appliance, SHIM, User, clean_command, run_with_stdin, ssh_keygen_verify, write_file,
+};
 
 fn shim(user: &User, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
     let mut command: Command = clean_command(SHIM);
-    let mut child = command
+    command
         .args(args)
         .envs(user.shim_env())
         .envs(env.iter().copied())
-        .env("HOME", "/nonexistent")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
+        .env("HOME", "/nonexistent");
+    run_with_stdin(&mut command, stdin)
 }
 
 fn stderr(output: &Output) -> String {
