@@ -118,10 +118,6 @@ impl CheckpointSigner {
         CheckpointSigner { token, key, origin }
     }
 
-    pub fn origin(&self) -> &str {
-        &self.origin
-    }
-
     /// `origin+keyhash+key`: what verifiers pin.
     pub fn verifier_key(&self) -> String {
         note::verifier_key(&self.origin, &self.key.key.public_key)
@@ -236,10 +232,6 @@ impl AuditLog {
     /// The durable head.
     pub fn head(&self) -> Head {
         *self.head.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn origin(&self) -> &str {
-        self.signer.origin()
     }
 
     pub fn verifier_key(&self) -> String {

@@ -132,12 +132,6 @@ impl Memory {
         })
     }
 
-    pub fn at(dir: &Path) -> Self {
-        Memory {
-            dir: dir.to_owned(),
-        }
-    }
-
     fn path(&self, origin: &str) -> PathBuf {
         let safe: String = origin
             .chars()

@@ -86,13 +86,6 @@ pub struct SlotReport {
     pub eddsa_sign: bool,
 }
 
-impl SlotReport {
-    /// Whether the appliance can use this slot's token as it is.
-    pub fn usable(&self) -> bool {
-        self.token_initialized && self.ed25519_keygen && self.eddsa_sign
-    }
-}
-
 /// Lists every slot of the module with its token and Ed25519 support.
 pub fn list_slots(ctx: &Pkcs11) -> Result<Vec<SlotReport>> {
     let mut reports = Vec::new();

@@ -4,7 +4,6 @@ use serde_json::{Map, Value, json};
 
 use super::{Context, json_object};
 use crate::appliance::{Error, MAX_METADATA};
-use crate::ids::IdKind;
 use crate::negotiation::{NegotiationRecord, OfferRecord, OfferType, Proposal};
 use crate::time;
 
@@ -66,7 +65,7 @@ pub async fn log_offer(args: LogOfferArgs, ctx: &Context) -> Result<Value, Error
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     });
-    if !negotiation_id.is_empty() && !valid_id && !IdKind::Negotiation.matches(&negotiation_id) {
+    if !negotiation_id.is_empty() && !valid_id {
         return Err(invalid(
             "--negotiation-id is neg_ followed by up to 64 letters, digits, _ or -".into(),
         ));
