@@ -7,6 +7,7 @@
 //! - [`policy`]: the authorization engine: typed constraints, rules, tiers; pure, decisions are
 //!   values.
 //! - [`audit`]: the tamper-evident log: RFC 6962 Merkle tree, signed checkpoints, proofs.
+//! - [`approval`]: human approval: canonical JSON and token-signed decisions.
 //! - [`negotiation`]: negotiation offers: turns, rounds, hash chain (pure rules).
 //! - [`seal`]: records sealed under a data key that the token's AES key protects.
 //! - [`ssh`]: the SSH front (russh): command grammar, one file per command, JSON replies.
@@ -26,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub mod appliance;
+pub mod approval;
 pub mod audit;
 pub mod auditor;
 pub mod client;

@@ -16,8 +16,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 use crate::appliance::{self, Appliance};
@@ -107,16 +105,7 @@ async fn jwks(State(state): State<WebState>) -> Json<Value> {
         .appliance_keys()
         .iter()
         .filter(|key| key.role == "decision")
-        .map(|key| {
-            json!({
-                "kty": "OKP",
-                "crv": "Ed25519",
-                "x": URL_SAFE_NO_PAD.encode(key.key.public_key),
-                "kid": key.fingerprint,
-                "use": "sig",
-                "alg": "EdDSA",
-            })
-        })
+        .map(|key| crate::approval::decision::jwk(&key.fingerprint, &key.key.public_key))
         .collect();
     Json(json!({ "keys": keys }))
 }

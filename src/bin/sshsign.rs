@@ -16,6 +16,8 @@ const USAGE: &str = "usage:
   sshsign audit check                                fetch and check the audit log's checkpoint
   sshsign audit prove --index N                      fetch and check one of your audit entries
   sshsign audit verify --key VKEY [--old FILE] FILE  check a saved audit-* reply offline
+  sshsign verify-approval (--jwks FILE | --public-key KEY) [--action TEXT] [--approver USER] FILE
+                                                     check a signed approval decision offline
   sshsign COMMAND [FLAGS]                            run an appliance command (sshsign help)
 The appliance is SSHSIGN_HOST / SSHSIGN_PORT (or ~/.config/sshsign/config.toml).";
 
@@ -52,6 +54,7 @@ async fn run(args: Vec<String>) -> Result<i32, Error> {
         }
         Some("allowed-signers") => allowed_signers(&args[1..]).await,
         Some("audit") => audit(&args[1..]).await,
+        Some("verify-approval") => verify_approval(&args[1..]),
         Some(_) => passthrough(&args).await,
     }
 }
@@ -261,5 +264,94 @@ fn audit_verify(args: &[String]) -> Result<i32, Error> {
         json!({ "verified": "checkpoint", "origin": checkpoint.origin, "size": checkpoint.size })
     };
     print(&out);
+    Ok(0)
+}
+
+/// Offline: checks a signed decision (as `GET /api/v1/approvals/{id}`, its `/verify` or the
+/// `decision` object alone carries it) against a JWKS file or a public key, and says what it
+/// checked.
+fn verify_approval(args: &[String]) -> Result<i32, Error> {
+    use sshsign::approval::decision::{self, SignedDecision, short_hash};
+    let usage = || {
+        Error::Usage(
+            "usage: sshsign verify-approval (--jwks FILE | --public-key KEY) [--action TEXT] \
+             [--approver USER] FILE"
+                .into(),
+        )
+    };
+    let file = args
+        .last()
+        .filter(|f| !f.starts_with("--"))
+        .ok_or_else(usage)?;
+    let read = |path: &str| -> Result<Value, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|e| Error::Usage(format!("{path}: not JSON: {e}")))
+    };
+    let document = read(file)?;
+    // The decision may be the document itself, its "decision" member, or a /verify reply.
+    let candidate = if document.get("signed_payload").is_some() {
+        document.clone()
+    } else if document["decision"].get("signed_payload").is_some() {
+        document["decision"].clone()
+    } else {
+        json!({
+            "signed_payload": document["payload"],
+            "signature": document["signature"],
+            "key_id": document["key_id"],
+        })
+    };
+    let signed: SignedDecision = serde_json::from_value(candidate)
+        .map_err(|_| Error::Usage(format!("{file}: holds no signed decision")))?;
+    let keys = match (flag(args, "--jwks"), flag(args, "--public-key")) {
+        (Some(path), None) => {
+            decision::jwks_keys(&read(&path)?).map_err(|e| Error::Usage(format!("{path}: {e}")))?
+        }
+        (None, Some(key)) => {
+            let bytes = sshsign::pubkey::parse_ed25519(&key)
+                .or_else(|| {
+                    use base64::Engine as _;
+                    let engine = base64::engine::general_purpose::STANDARD;
+                    engine.decode(&key).ok().and_then(|b| b.try_into().ok())
+                })
+                .ok_or_else(|| {
+                    Error::Usage("--public-key is an ssh-ed25519 line or base64 of 32 bytes".into())
+                })?;
+            vec![(signed.key_id.clone(), bytes)]
+        }
+        _ => return Err(usage()),
+    };
+    let checked = decision::verify(&signed, &keys)
+        .map_err(|e| Error::Usage(format!("decision refused: {e}")))?;
+    let mut checks = vec![
+        "the payload is canonical JSON (RFC 8785)".to_owned(),
+        format!(
+            "the Ed25519 signature verifies under key {}",
+            checked.key_id
+        ),
+    ];
+    if let Some(action) = flag(args, "--action") {
+        if short_hash(&action) != checked.payload.action {
+            return Err(Error::Usage(
+                "decision refused: it is for another action".into(),
+            ));
+        }
+        checks.push("the action matches".into());
+    }
+    if let Some(approver) = flag(args, "--approver") {
+        if short_hash(&approver) != checked.payload.approver {
+            return Err(Error::Usage(
+                "decision refused: another approver made it".into(),
+            ));
+        }
+        checks.push("the approver matches".into());
+    }
+    print(&json!({
+        "verified": true,
+        "checked": checks,
+        "payload": checked.payload,
+    }));
     Ok(0)
 }

@@ -1,0 +1,8 @@
+//! Human approval, as the SignedApproval seed describes it: requests that a person decides, and
+//! decisions the token signs so anyone can check them offline.
+//!
+//! - [`canonical`]: RFC 8785 canonical JSON, the form decisions are signed in;
+//! - [`decision`]: the signed payload, JWKs, and offline verification.
+
+pub mod canonical;
+pub mod decision;

@@ -1,0 +1,119 @@
+//! Canonical JSON as RFC 8785 (JCS) writes it, for the values decisions hold: objects with keys
+//! sorted by UTF-16 code units, no whitespace, strings escaped minimally, and integers only
+//! (a decision has no fractions, so floating point never has to be formatted).
+
+use serde_json::Value;
+
+/// What cannot be written canonically here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CanonicalError {
+    #[error("{0} is not an integer; canonical decisions hold integers only")]
+    NotInteger(String),
+}
+
+/// The canonical bytes of `value`.
+pub fn to_vec(value: &Value) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = String::new();
+    write(value, &mut out)?;
+    Ok(out.into_bytes())
+}
+
+fn write(value: &Value, out: &mut String) -> Result<(), CanonicalError> {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => {
+            let magnitude = n.as_i64().map(i64::unsigned_abs).or_else(|| n.as_u64());
+            match magnitude {
+                // I-JSON: integers beyond 2^53 do not survive other parsers.
+                Some(m) if m <= 1 << 53 => out.push_str(&n.to_string()),
+                _ => return Err(CanonicalError::NotInteger(n.to_string())),
+            }
+        }
+        Value::String(s) => write_string(s, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write(item, out)?;
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(key, out);
+                out.push(':');
+                write(&map[key], out)?;
+            }
+            out.push('}');
+        }
+    }
+    Ok(())
+}
+
+fn write_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn canonical(value: Value) -> String {
+        String::from_utf8(to_vec(&value).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn keys_sort_by_utf16_and_nothing_is_spaced() {
+        assert_eq!(
+            canonical(json!({"b": 1, "a": {"y": [true, null], "x": "é"}, "A": -5})),
+            r#"{"A":-5,"a":{"x":"é","y":[true,null]},"b":1}"#
+        );
+        // RFC 8785 §3.2.3: UTF-16 order puts U+1F600 (a surrogate pair, D83D...) before U+FB33.
+        assert_eq!(
+            canonical(json!({"\u{fb33}": 1, "\u{1f600}": 2})),
+            "{\"\u{1f600}\":2,\"\u{fb33}\":1}"
+        );
+    }
+
+    #[test]
+    fn strings_escape_only_what_they_must() {
+        assert_eq!(
+            canonical(json!("a\"b\\c\n\u{1}\u{1f}/€")),
+            r#""a\"b\\c\n\u0001\u001f/€""#
+        );
+    }
+
+    #[test]
+    fn only_integers() {
+        assert_eq!(canonical(json!(1700000000)), "1700000000");
+        assert!(to_vec(&json!(1.5)).is_err());
+        assert!(to_vec(&json!({"x": [0.1]})).is_err());
+        assert!(to_vec(&json!(9007199254740993u64)).is_err());
+        assert!(to_vec(&json!(u64::MAX)).is_err());
+        assert_eq!(canonical(json!(-9007199254740992i64)), "-9007199254740992");
+    }
+}
