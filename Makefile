@@ -6,8 +6,9 @@
 # Also: `make bench` (the throughput benchmark, release build).
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# SoftHSMv2 is the development token; the tests drive the stock OpenSSH client and git.
-DEBIAN_PACKAGES := softhsm2 openssh-client git
+# SoftHSMv2 is the development token; the tests drive the stock OpenSSH client and git, and
+# move the server's clock forward with libfaketime to test expiry.
+DEBIAN_PACKAGES := softhsm2 openssh-client git faketime
 
 .PHONY: deps dev test bench
 

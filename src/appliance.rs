@@ -10,9 +10,11 @@
 //! - [`signing`](self::signing): sign and verify;
 //! - [`cosign`](self::cosign): pending requests, approval, denial, envelopes;
 //! - [`negotiate`](self::negotiate): negotiation offers and history;
+//! - [`approvals`](self::approvals): API keys, human-approval requests, signed decisions;
 //! - [`audit_view`](self::audit_view): checkpoints, proofs and entries, as each caller may see
 //!   them.
 
+mod approvals;
 mod audit_view;
 mod cosign;
 mod error;
@@ -25,6 +27,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
+pub use self::approvals::{
+    API_KEY_PREFIX, ApprovalInput, DEFAULT_TTL, MAX_ACTION, MAX_APPROVAL_METADATA, VerifiedDecision,
+};
 pub use self::cosign::PendingView;
 pub use self::error::{Error, status_name};
 pub use self::keys::{Grant, KeyView, Role};

@@ -1,5 +1,6 @@
 //! Identifiers the appliance hands out: `ak_` signing keys, `az_` authorizations, `usr_` users,
-//! `pnd_` co-signed requests and `neg_` negotiations, each a prefix and 128 random bits from the
+//! `pnd_` co-signed requests, `neg_` negotiations, `apk_` API keys, `apr_` approval requests
+//! and `dec_` decisions, each a prefix and 128 random bits from the
 //! token in lowercase base32 (RFC 4648 alphabet, no padding).
 
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
@@ -14,16 +15,22 @@ pub enum IdKind {
     User,
     Pending,
     Negotiation,
+    ApiKey,
+    Approval,
+    Decision,
 }
 
 impl IdKind {
-    fn prefix(self) -> &'static str {
+    pub fn prefix(self) -> &'static str {
         match self {
             IdKind::SigningKey => "ak_",
             IdKind::Authorization => "az_",
             IdKind::User => "usr_",
             IdKind::Pending => "pnd_",
             IdKind::Negotiation => "neg_",
+            IdKind::ApiKey => "apk_",
+            IdKind::Approval => "apr_",
+            IdKind::Decision => "dec_",
         }
     }
 

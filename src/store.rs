@@ -15,6 +15,11 @@
 //! | `pending_by_user` | `user_id` `\0` sequence | `pending_id` (requester and principal) |
 //! | `negotiations` | `negotiation_id` | [`NegotiationRecord`](crate::negotiation::NegotiationRecord), sealed |
 //! | `offers` | `negotiation_id` `\0` round (u64 BE) | [`OfferRecord`](crate::negotiation::OfferRecord), sealed |
+//! | `api_keys` | API key id | [`ApiKeyRecord`] (the key's SHA-256, never the key) |
+//! | `api_keys_by_hash` | SHA-256 of the key, hex | API key id |
+//! | `api_keys_by_owner` | `user_id` `\0` sequence | API key id |
+//! | `approvals` | request id | [`ApprovalRecord`], sealed |
+//! | `approvals_by_user` | `user_id` `\0` sequence | request id (owner and approvers) |
 //! | `meta` | name | small settings, such as the encrypted data key |
 //!
 //! Sequence numbers come from sled's monotonic id generator, so an index scan yields records in
@@ -22,6 +27,7 @@
 //! memory and flushes in the background; a caller whose reply depends on a write calls
 //! [`Store::flush`] (an fsync) first.
 
+mod approvals;
 mod keys;
 mod negotiation;
 mod pending;
@@ -36,8 +42,8 @@ use sled::transaction::TransactionError;
 use sled::{Db, Tree};
 
 pub use self::records::{
-    AuthorizationRecord, KeyStatus, PendingRequest, PendingStatus, Record, SigningKeyRecord,
-    SshKeyRecord, UserRecord,
+    ApiKeyRecord, ApiScope, ApprovalRecord, ApprovalStatus, AuthorizationRecord, KeyStatus,
+    PendingRequest, PendingStatus, Record, SigningKeyRecord, SshKeyRecord, UserRecord, Vote,
 };
 use crate::seal::{Sealer, WrappedDataKey};
 
@@ -114,6 +120,11 @@ pub struct Store {
     pending_by_user: Tree,
     negotiations: Tree,
     offers: Tree,
+    api_keys: Tree,
+    api_keys_by_hash: Tree,
+    api_keys_by_owner: Tree,
+    approvals: Tree,
+    approvals_by_user: Tree,
     meta: Tree,
 }
 
@@ -136,6 +147,11 @@ impl Store {
             pending_by_user: db.open_tree("pending_by_user")?,
             negotiations: db.open_tree("negotiations")?,
             offers: db.open_tree("offers")?,
+            api_keys: db.open_tree("api_keys")?,
+            api_keys_by_hash: db.open_tree("api_keys_by_hash")?,
+            api_keys_by_owner: db.open_tree("api_keys_by_owner")?,
+            approvals: db.open_tree("approvals")?,
+            approvals_by_user: db.open_tree("approvals_by_user")?,
             meta: db.open_tree("meta")?,
             db,
         })

@@ -1,4 +1,4 @@
-//! The HTTP side (axum). Public, read-only endpoints for now:
+//! The HTTP side (axum).
 //!
 //! | route | what |
 //! |---|---|
@@ -6,6 +6,9 @@
 //! | `GET /api/v1/appliance` | the SSH host key and the appliance's own public keys |
 //! | `GET /.well-known/jwks.json` | the decision-signing key as an Ed25519 JWK |
 //! | `GET /api/v1/keys/{key_id}` | a signing key's public half and status, for verifiers |
+//! | `/api/v1/approvals/...` | the human-approval REST API ([`api`]) |
+//!
+//! Every error is `{"error":{"code","message"}}` with a stable code and the status that fits.
 //!
 //! [`router`] takes the state and returns a `Router`, so tests can drive it without a socket.
 
@@ -14,13 +17,15 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::appliance::{self, Appliance};
 use crate::ids::IdKind;
 use crate::time;
+
+pub mod api;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -39,6 +44,16 @@ pub struct AppError {
     message: String,
 }
 
+impl AppError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        AppError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
@@ -52,14 +67,36 @@ impl From<appliance::Error> for AppError {
             tracing::error!(%error, "HTTP request failed");
         }
         AppError {
-            status: if error.is_internal() {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                StatusCode::BAD_REQUEST
-            },
+            status: status_of(&error),
             code: error.code(),
             message: error.public_message(),
         }
+    }
+}
+
+/// The HTTP status that fits an appliance error.
+fn status_of(error: &appliance::Error) -> StatusCode {
+    use appliance::Error as E;
+    match error {
+        _ if error.is_internal() => StatusCode::SERVICE_UNAVAILABLE,
+        E::Unauthorized => StatusCode::UNAUTHORIZED,
+        E::Forbidden(_)
+        | E::NotPrincipal(_)
+        | E::SelfApproval(_)
+        | E::MethodNotAllowed { .. }
+        | E::Denied { .. } => StatusCode::FORBIDDEN,
+        E::UnknownKey(_)
+        | E::UnknownAuthorization(_)
+        | E::UnknownRequest(_)
+        | E::UnknownApiKey(_) => StatusCode::NOT_FOUND,
+        E::AlreadyRevoked(_)
+        | E::AuthorizationAlreadyRevoked(_)
+        | E::AlreadyResolved { .. }
+        | E::RequestExpired(_)
+        | E::ApiKeyRevoked(_)
+        | E::AlreadyVoted(_) => StatusCode::CONFLICT,
+        E::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
     }
 }
 
@@ -69,7 +106,24 @@ pub fn router(state: WebState) -> Router {
         .route("/api/v1/appliance", get(appliance_info))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/api/v1/keys/{key_id}", get(signing_key))
+        .route("/api/v1/approvals/request", post(api::create))
+        .route("/api/v1/approvals/{id}", get(api::status))
+        .route("/api/v1/approvals/{id}/verify", get(api::verify))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+async fn not_found() -> AppError {
+    AppError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "http_method_not_allowed",
+        "this endpoint does not take that HTTP method",
+    )
 }
 
 async fn health(State(state): State<WebState>) -> Response {
@@ -102,10 +156,9 @@ async fn appliance_info(State(state): State<WebState>) -> Json<Value> {
 async fn jwks(State(state): State<WebState>) -> Json<Value> {
     let keys: Vec<Value> = state
         .appliance
-        .appliance_keys()
+        .decision_keys()
         .iter()
-        .filter(|key| key.role == "decision")
-        .map(|key| crate::approval::decision::jwk(&key.fingerprint, &key.key.public_key))
+        .map(|(kid, key)| crate::approval::decision::jwk(kid, key))
         .collect();
     Json(json!({ "keys": keys }))
 }
@@ -114,10 +167,12 @@ async fn signing_key(
     State(state): State<WebState>,
     Path(key_id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    let not_found = || AppError {
-        status: StatusCode::NOT_FOUND,
-        code: "unknown_key",
-        message: format!("unknown key id {key_id}"),
+    let not_found = || {
+        AppError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_key",
+            format!("unknown key id {key_id}"),
+        )
     };
     if !IdKind::SigningKey.matches(&key_id) {
         return Err(not_found());

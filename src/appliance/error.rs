@@ -35,6 +35,18 @@ pub enum Error {
     SignatureRequired { url: String },
     #[error("the signature was not made by key {0}")]
     WrongKey(String),
+    #[error("unknown API key {0}")]
+    UnknownApiKey(String),
+    #[error("API key {0} is already revoked")]
+    ApiKeyRevoked(String),
+    #[error("a valid API key is needed: Authorization: Bearer sshsign_...")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("this request may not be decided by {method}; open {url}")]
+    MethodNotAllowed { method: &'static str, url: String },
+    #[error("you have already decided request {0}")]
+    AlreadyVoted(String),
     #[error("{0}")]
     InvalidArgument(String),
     #[error("the payload is larger than the {limit}-byte limit")]
@@ -91,6 +103,12 @@ impl Error {
             Error::RequestExpired(_) => "request_expired",
             Error::SignatureRequired { .. } => "signature_required",
             Error::WrongKey(_) => "key_mismatch",
+            Error::UnknownApiKey(_) => "unknown_api_key",
+            Error::ApiKeyRevoked(_) => "api_key_revoked",
+            Error::Unauthorized => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::MethodNotAllowed { .. } => "method_not_allowed",
+            Error::AlreadyVoted(_) => "already_voted",
             Error::InvalidArgument(_) => "invalid_argument",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::AuditUnavailable(_) => "audit_unavailable",

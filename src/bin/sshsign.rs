@@ -16,7 +16,8 @@ const USAGE: &str = "usage:
   sshsign audit check                                fetch and check the audit log's checkpoint
   sshsign audit prove --index N                      fetch and check one of your audit entries
   sshsign audit verify --key VKEY [--old FILE] FILE  check a saved audit-* reply offline
-  sshsign verify-approval (--jwks FILE | --public-key KEY) [--action TEXT] [--approver USER] FILE
+  sshsign verify-approval (--jwks FILE | --public-key KEY) [--action TEXT] [--approver USER]
+                         [--method passkey|totp|ssh] FILE
                                                      check a signed approval decision offline
   sshsign COMMAND [FLAGS]                            run an appliance command (sshsign help)
 The appliance is SSHSIGN_HOST / SSHSIGN_PORT (or ~/.config/sshsign/config.toml).";
@@ -275,7 +276,7 @@ fn verify_approval(args: &[String]) -> Result<i32, Error> {
     let usage = || {
         Error::Usage(
             "usage: sshsign verify-approval (--jwks FILE | --public-key KEY) [--action TEXT] \
-             [--approver USER] FILE"
+             [--approver USER] [--method passkey|totp|ssh] FILE"
                 .into(),
         )
     };
@@ -291,17 +292,11 @@ fn verify_approval(args: &[String]) -> Result<i32, Error> {
         serde_json::from_str(&text).map_err(|e| Error::Usage(format!("{path}: not JSON: {e}")))
     };
     let document = read(file)?;
-    // The decision may be the document itself, its "decision" member, or a /verify reply.
+    // The decision may be the document itself (a /verify reply) or its "decision" member.
     let candidate = if document.get("signed_payload").is_some() {
         document.clone()
-    } else if document["decision"].get("signed_payload").is_some() {
-        document["decision"].clone()
     } else {
-        json!({
-            "signed_payload": document["payload"],
-            "signature": document["signature"],
-            "key_id": document["key_id"],
-        })
+        document["decision"].clone()
     };
     let signed: SignedDecision = serde_json::from_value(candidate)
         .map_err(|_| Error::Usage(format!("{file}: holds no signed decision")))?;
@@ -339,6 +334,15 @@ fn verify_approval(args: &[String]) -> Result<i32, Error> {
             ));
         }
         checks.push("the action matches".into());
+    }
+    if let Some(method) = flag(args, "--method") {
+        if checked.payload.method.as_str() != method {
+            return Err(Error::Usage(format!(
+                "decision refused: it was made by {}, not {method}",
+                checked.payload.method.as_str()
+            )));
+        }
+        checks.push(format!("the approver proved themselves by {method}"));
     }
     if let Some(approver) = flag(args, "--approver") {
         if short_hash(&approver) != checked.payload.approver {

@@ -10,7 +10,9 @@
 //! | `cosign` | `pending`, `approve`, `deny`, `get-envelope` |
 //! | `negotiate` | `log-offer`, `history` |
 //! | `audit` | `audit-checkpoint`, `audit-proof`, `audit-consistency`, `audit-entries` |
+//! | `api_keys` | `api-key create`, `api-key revoke`, `api-keys` |
 
+pub mod api_keys;
 pub mod audit;
 pub mod cosign;
 pub mod grants;
@@ -62,6 +64,8 @@ pub async fn execute(command: Command, ctx: Context) -> Result<Value, Error> {
         Command::AuditProof(args) => audit::proof(args, &ctx).await,
         Command::AuditConsistency(args) => audit::consistency(args, &ctx).await,
         Command::AuditEntries(args) => audit::entries(args, &ctx),
+        Command::ApiKey(command) => api_keys::run(command, &ctx).await,
+        Command::ApiKeys => api_keys::list(&ctx),
         Command::Help => Ok(json!({ "help": grammar::help() })),
     }
 }

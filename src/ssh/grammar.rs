@@ -9,7 +9,7 @@
 
 use clap::{ColorChoice, Parser, Subcommand};
 
-use super::commands::{audit, cosign, grants, keys, negotiate, sign, verify};
+use super::commands::{api_keys, audit, cosign, grants, keys, negotiate, sign, verify};
 
 /// The longest command line accepted.
 pub const MAX_COMMAND_LINE: usize = 256 * 1024;
@@ -152,9 +152,9 @@ pub enum Command {
     Verify(verify::Args),
     /// List co-signed requests you must decide or are waiting on.
     Pending,
-    /// Approve a co-signed request; the token signs it.
+    /// Approve a co-signed request (pnd_) or an approval request (apr_) that allows ssh.
     Approve(cosign::IdArgs),
-    /// Deny a co-signed request.
+    /// Deny a co-signed request (pnd_) or reject an approval request (apr_).
     Deny(cosign::DenyArgs),
     /// A co-signed request's status and, once approved, its signature.
     GetEnvelope(cosign::IdArgs),
@@ -170,6 +170,11 @@ pub enum Command {
     AuditConsistency(audit::ConsistencyArgs),
     /// Your audit entries.
     AuditEntries(audit::EntriesArgs),
+    /// Make or revoke an API key for the REST API.
+    #[command(subcommand)]
+    ApiKey(api_keys::ApiKeyCommand),
+    /// List your API keys.
+    ApiKeys,
     /// Show the commands and their flags.
     Help,
 }

@@ -182,3 +182,120 @@ impl SigningKeyRecord {
         }
     }
 }
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ApiScope {
+    #[serde(rename = "approval:create")]
+    ApprovalCreate,
+    #[serde(rename = "approval:read")]
+    ApprovalRead,
+}
+
+impl ApiScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiScope::ApprovalCreate => "approval:create",
+            ApiScope::ApprovalRead => "approval:read",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "approval:create" => Some(ApiScope::ApprovalCreate),
+            "approval:read" => Some(ApiScope::ApprovalRead),
+            _ => None,
+        }
+    }
+}
+
+/// An API key for the REST API. The key itself is shown once; only its SHA-256 is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub owner: String,
+    pub label: String,
+    pub scopes: Vec<ApiScope>,
+    /// The first characters of the key, to tell keys apart in listings.
+    pub prefix: String,
+    /// SHA-256 of the key, hex.
+    pub key_sha256: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl Record for ApiKeyRecord {
+    const KIND: &'static str = "api key";
+    const VERSION: u32 = 1;
+}
+
+/// Where a human-approval request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalStatus {
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+}
+
+impl ApprovalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::Pending => "pending",
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Rejected => "rejected",
+            ApprovalStatus::Expired => "expired",
+        }
+    }
+}
+
+/// One approver's say on a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vote {
+    pub approver: String,
+    pub verdict: crate::approval::decision::Verdict,
+    pub method: crate::approval::decision::Method,
+    pub at: i64,
+    /// Why, for a rejection (at most 500 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A request for a human decision, made through the REST API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRecord {
+    pub request_id: String,
+    /// The API key that made it, and that key's owner.
+    pub api_key: String,
+    pub owner: String,
+    pub action: String,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub callback_url: Option<String>,
+    /// Who may decide, and how many approvals it takes.
+    pub approvers: Vec<String>,
+    pub threshold: u32,
+    pub methods: Vec<crate::approval::decision::Method>,
+    /// SHA-256 of the approval-link token, hex.
+    pub link_token_sha256: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub status: ApprovalStatus,
+    pub votes: Vec<Vote>,
+    /// The decision's canonical payload, fixed when the request resolves, base64.
+    pub decision_payload: Option<String>,
+    /// The token's signature over it, base64, once made.
+    pub decision_signature: Option<String>,
+    pub decision_key_id: Option<String>,
+    pub decided_at: Option<i64>,
+}
+
+impl Record for ApprovalRecord {
+    const KIND: &'static str = "approval request";
+    const VERSION: u32 = 1;
+    const SEALED: bool = true;
+}

@@ -163,8 +163,15 @@ impl Appliance {
     /// Stops the server and starts it again on the same token, database and host key (the ports
     /// change; users made before must be re-pointed with [`User::at`]).
     pub fn restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// [`Appliance::restart`] with extra environment variables for this run only.
+    pub fn restart_with(&mut self, extra: &[(&str, &str)]) {
         self.stop();
-        let (child, log, listening) = spawn(self.dir.path(), &self.store, &self.env);
+        let mut env = self.env.clone();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let (child, log, listening) = spawn(self.dir.path(), &self.store, &env);
         self.child = child;
         self.log = log;
         assert_eq!(
@@ -203,17 +210,61 @@ impl Appliance {
 
     /// `GET path` on the HTTP side: (status, JSON body).
     pub fn http_get(&self, path: &str) -> (u16, Value) {
+        let reply = self.http("GET", path, &[], b"");
+        (reply.status, reply.json)
+    }
+
+    /// One HTTP/1.1 request on its own connection, written out byte for byte so tests control
+    /// every header; `Content-Length` is added when there is a body.
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpReply {
         let mut stream = TcpStream::connect(self.http_addr).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response[9..12].parse().unwrap();
-        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+        let mut head =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !body.is_empty() || method == "POST" {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        // The server may answer (413) before it has read everything; that is not a failure.
+        let _ = stream.write_all(body);
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        HttpReply::parse(&response)
+    }
+
+    /// Which of `needles` appear, in the clear, in the database's files ("needle in file").
+    pub fn stored_text(&self, needles: &[&str]) -> Vec<String> {
+        fn files(dir: &Path) -> Vec<PathBuf> {
+            let mut found = Vec::new();
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    found.extend(files(&path));
+                } else {
+                    found.push(path);
+                }
+            }
+            found
+        }
+        let mut found = Vec::new();
+        for file in files(&self.dir.path().join("db")) {
+            let bytes = std::fs::read(&file).unwrap();
+            for needle in needles {
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push(format!("{needle} in {}", file.display()));
+                }
+            }
+        }
+        found
     }
 
     /// Whether the server process is still running.
@@ -456,4 +507,71 @@ pub fn in_process_token(sessions: usize) -> (Pkcs11Hsm, SoftHsmStore) {
     let mut store = store.clone();
     store.label = label;
     (hsm, store)
+}
+
+/// An HTTP response as [`Appliance::http`] read it.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    /// Header lines, names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The body as JSON, or `Null`.
+    pub json: Value,
+}
+
+impl HttpReply {
+    fn parse(response: &[u8]) -> Self {
+        let split = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(response)));
+        let head = String::from_utf8_lossy(&response[..split]);
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap()[9..12].parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let mut body = response[split + 4..].to_vec();
+        if headers
+            .iter()
+            .any(|(n, v)| n == "transfer-encoding" && v == "chunked")
+        {
+            body = dechunk(&body);
+        }
+        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        HttpReply {
+            status,
+            headers,
+            body,
+            json,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The error code of a JSON error reply.
+    pub fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or_default()
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[end + 2..end + 2 + size]);
+        data = &data[end + 4 + size..];
+    }
+    out
 }

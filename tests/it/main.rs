@@ -8,6 +8,7 @@
 //! |---|---|
 //! | [`common`] | the harness: appliances, users, the `ssh` client |
 //! | [`authorizations`] | typed constraints, grants to agents, several authorizations, hard and soft rules through git, sealed storage |
+//! | [`approvals`] | human approval: API keys, the REST contract, SSH decisions, quorum, expiry, offline verification |
 //! | [`cosign`] | co-signed requests: approve, deny, envelopes, exactly-once resolution under races |
 //! | [`audit`] | audit entries, offline proofs, rollback and fork detection, tampering at rest, failing closed, kill -9 |
 //! | [`negotiation`] | offers turn by turn: parties, rounds, heads, races, history |
@@ -21,6 +22,7 @@
 //! | [`http`] | health, the appliance's public keys, JWKS, key lookup |
 //! | [`vectors`] | OpenSSH's SSHSIG known answers and Wycheproof's Ed25519 vectors through our code |
 
+mod approvals;
 mod audit;
 mod authorizations;
 mod bad_input;

@@ -1,9 +1,12 @@
-//! `pending`, `approve --id`, `deny --id [--reason]`, `get-envelope --id`.
+//! `pending`, `approve --id`, `deny --id [--reason]`, `get-envelope --id`: co-signed requests
+//! (`pnd_`) and, where they allow `ssh`, approval requests made over REST (`apr_`).
 
 use serde_json::{Value, json};
 
 use super::Context;
 use crate::appliance::{Error, PendingView, status_name};
+use crate::approval::decision::{Method, Verdict};
+use crate::store::{ApprovalRecord, ApprovalStatus};
 use crate::time;
 
 /// How every reply shows a request, to its requester and its principal.
@@ -32,6 +35,13 @@ pub fn pending_json(view: &PendingView) -> Value {
     })
 }
 
+/// How SSH replies show an approval request to one of its approvers or its owner.
+pub fn approval_json(r: &ApprovalRecord, page: &str) -> Value {
+    let mut view = crate::approval::view::approval_json(r);
+    view["approval_url"] = page.into();
+    view
+}
+
 /// `pending`: requests you must decide and requests you are waiting on.
 pub async fn pending(ctx: &Context) -> Result<Value, Error> {
     let views = ctx.appliance.pending(&ctx.caller).await?;
@@ -43,17 +53,50 @@ pub async fn pending(ctx: &Context) -> Result<Value, Error> {
             .map(pending_json)
             .collect()
     };
-    Ok(json!({ "to_decide": list(true), "requested": list(false) }))
+    let approvals: Vec<Value> = ctx
+        .appliance
+        .approvals_of(&ctx.caller)
+        .await?
+        .iter()
+        .filter(|r| {
+            r.status == ApprovalStatus::Pending
+                && r.approvers.iter().any(|a| a == me)
+                && !r.votes.iter().any(|v| v.approver == me)
+        })
+        .map(|r| approval_json(r, &ctx.appliance.approval_page(&r.request_id)))
+        .collect();
+    Ok(json!({ "to_decide": list(true), "requested": list(false), "approvals": approvals }))
+}
+
+/// Decides an approval request over SSH, where the request allows it.
+async fn decide_approval(
+    ctx: &Context,
+    id: &str,
+    verdict: Verdict,
+    reason: Option<String>,
+) -> Result<Value, Error> {
+    let decided = ctx
+        .appliance
+        .decide_approval(&ctx.caller, id, verdict, Method::Ssh, reason)
+        .await?;
+    Ok(approval_json(&decided, &ctx.appliance.approval_page(id)))
+}
+
+fn is_approval(id: &str) -> bool {
+    id.starts_with(crate::ids::IdKind::Approval.prefix())
 }
 
 #[derive(Debug, clap::Args)]
 pub struct IdArgs {
-    /// The request (pnd_...).
+    /// The request (pnd_... or apr_...).
     #[arg(long)]
     pub id: String,
 }
 
 pub async fn approve(args: IdArgs, ctx: &Context) -> Result<Value, Error> {
+    if is_approval(&args.id) {
+        return decide_approval(ctx, &args.id, Verdict::Approved, None).await;
+    }
     Ok(pending_json(
         &ctx.appliance.approve(&ctx.caller, &args.id).await?,
     ))
@@ -61,7 +104,7 @@ pub async fn approve(args: IdArgs, ctx: &Context) -> Result<Value, Error> {
 
 #[derive(Debug, clap::Args)]
 pub struct DenyArgs {
-    /// The request (pnd_...).
+    /// The request (pnd_... or apr_...).
     #[arg(long)]
     pub id: String,
     /// Why, for the requester (at most 500 bytes).
@@ -74,6 +117,9 @@ pub async fn deny(args: DenyArgs, ctx: &Context) -> Result<Value, Error> {
         return Err(Error::InvalidArgument(
             "--reason is at most 500 bytes".into(),
         ));
+    }
+    if is_approval(&args.id) {
+        return decide_approval(ctx, &args.id, Verdict::Rejected, args.reason).await;
     }
     Ok(pending_json(
         &ctx.appliance

@@ -1,0 +1,557 @@
+//! Human approval (the SignedApproval seed): API keys, requests made over REST, decisions by
+//! approvers, and decisions signed by the token's decision key.
+//!
+//! A request names its approvers (by default the API key's owner) and a threshold (m of n).
+//! Each approver counts once; the request is approved when the threshold is met and rejected by
+//! the first rejection. The decision's canonical payload is fixed in the same compare-and-swap
+//! that resolves the request, its audit entry is made durable, then the token signs it; Ed25519
+//! is deterministic, so a signature cut short by a crash is made again, identically, on read.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD};
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use super::{Appliance, Caller, Error};
+use crate::approval::decision::{
+    Checked, DecisionError, DecisionPayload, Method, SignedDecision, Verdict, short_hash,
+};
+use crate::audit::AuditEntry;
+use crate::hsm::ObjectId;
+use crate::ids::IdKind;
+use crate::store::{ApiKeyRecord, ApiScope, ApprovalRecord, ApprovalStatus, Vote};
+use crate::time;
+
+/// The prefix every API key starts with, so a leaked one is recognisable.
+pub const API_KEY_PREFIX: &str = "sshsign_";
+/// Longest action text.
+pub const MAX_ACTION: usize = 500;
+/// Largest metadata document, as JSON.
+pub const MAX_APPROVAL_METADATA: usize = 4096;
+/// Shortest and longest time a request may wait.
+pub const TTL_RANGE: std::ops::RangeInclusive<i64> = 60..=604_800;
+pub const DEFAULT_TTL: i64 = 86_400;
+
+/// A decided request's signed decision, and what verifying it found.
+#[derive(Debug)]
+pub struct VerifiedDecision {
+    pub signed: SignedDecision,
+    /// The decision key named by `signed.key_id`, if the appliance has it.
+    pub public_key: Option<[u8; 32]>,
+    pub checked: Result<Checked, DecisionError>,
+}
+
+/// A request as the REST API receives it.
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalInput {
+    pub action: String,
+    pub ttl_seconds: Option<i64>,
+    pub metadata: Map<String, Value>,
+    pub callback_url: Option<String>,
+    /// `usr_` ids or SSH key fingerprints; default: the API key's owner.
+    pub approvers: Option<Vec<String>>,
+    pub threshold: Option<u32>,
+    pub methods: Option<Vec<Method>>,
+}
+
+fn sha256_hex(text: &str) -> String {
+    crate::hex::encode(&Sha256::digest(text.as_bytes()))
+}
+
+impl Appliance {
+    /// Makes an API key for `caller`; the secret is returned once and only its hash is kept.
+    pub async fn create_api_key(
+        &self,
+        caller: &Caller,
+        label: &str,
+        scopes: Vec<ApiScope>,
+    ) -> Result<(ApiKeyRecord, String), Error> {
+        if label.is_empty() || label.len() > 64 {
+            return Err(Error::InvalidArgument("--label is 1 to 64 bytes".into()));
+        }
+        if scopes.is_empty() {
+            return Err(Error::InvalidArgument(
+                "--scopes names at least one scope".into(),
+            ));
+        }
+        let random: [u8; 20] = self.token.random().await?;
+        let secret = format!("{API_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(random));
+        let record = ApiKeyRecord {
+            id: self.new_id(IdKind::ApiKey).await?,
+            owner: caller.id().to_owned(),
+            label: label.to_owned(),
+            scopes,
+            prefix: secret[..API_KEY_PREFIX.len() + 4].to_owned(),
+            key_sha256: sha256_hex(&secret),
+            created_at: time::now(),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        self.store.insert_api_key(&record)?;
+        self.store.flush().await?;
+        let mut entry = self.entry(caller, "api_key_create", "done");
+        entry.reason = Some(record.id.clone());
+        self.record(entry).await?;
+        Ok((record, secret))
+    }
+
+    pub fn api_keys(&self, caller: &Caller) -> Result<Vec<ApiKeyRecord>, Error> {
+        Ok(self.store.api_keys_of(caller.id())?)
+    }
+
+    /// Revokes an API key; it stops working at once.
+    pub async fn revoke_api_key(&self, caller: &Caller, id: &str) -> Result<ApiKeyRecord, Error> {
+        let unknown = || Error::UnknownApiKey(id.to_owned());
+        match self.store.api_key(id)? {
+            Some(key) if key.owner == caller.id() => {}
+            _ => return Err(unknown()),
+        }
+        let revoked = self.store.update_api_key(id, |mut key| {
+            if key.revoked_at.is_some() {
+                return Err(Error::ApiKeyRevoked(id.to_owned()));
+            }
+            key.revoked_at = Some(time::now());
+            Ok(key)
+        })?;
+        self.store.flush().await?;
+        let mut entry = self.entry(caller, "api_key_revoke", "done");
+        entry.reason = Some(id.to_owned());
+        self.record(entry).await?;
+        Ok(revoked)
+    }
+
+    /// The API key a bearer secret names, if it is live and carries `scope`.
+    pub fn authenticate_api_key(
+        &self,
+        secret: &str,
+        scope: ApiScope,
+    ) -> Result<ApiKeyRecord, Error> {
+        if !secret.starts_with(API_KEY_PREFIX) || secret.len() > 128 {
+            return Err(Error::Unauthorized);
+        }
+        let hash = sha256_hex(secret);
+        let key = self
+            .store
+            .api_key_by_hash(&hash)?
+            .ok_or(Error::Unauthorized)?;
+        // The lookup was by digest; compare the digests in constant time all the same.
+        if !bool::from(key.key_sha256.as_bytes().ct_eq(hash.as_bytes())) || key.revoked_at.is_some()
+        {
+            return Err(Error::Unauthorized);
+        }
+        if !key.scopes.contains(&scope) {
+            return Err(Error::Forbidden(format!(
+                "this API key lacks the {} scope",
+                scope.as_str()
+            )));
+        }
+        // When a key was last used, to the minute: enough to spot a dead or a busy key without a
+        // write per request.
+        let now = time::now();
+        if key.last_used_at.is_none_or(|at| now - at >= 60) {
+            return self.store.update_api_key(&key.id, |mut k| {
+                k.last_used_at = Some(now);
+                Ok::<_, Error>(k)
+            });
+        }
+        Ok(key)
+    }
+
+    /// A user id from a `usr_` id or an SSH key fingerprint.
+    fn user_named(&self, name: &str) -> Result<String, Error> {
+        if let Some(user) = self.store.user(name)? {
+            return Ok(user.user_id);
+        }
+        match self.store.ssh_key(name)? {
+            Some(key) => Ok(key.user_id),
+            None => Err(Error::UnknownUser(name.to_owned())),
+        }
+    }
+
+    /// Records a request for a human decision; returns it and its approval link (with the
+    /// one-time token, shown only here).
+    pub async fn request_approval(
+        &self,
+        key: &ApiKeyRecord,
+        input: ApprovalInput,
+    ) -> Result<(ApprovalRecord, String), Error> {
+        let invalid = |m: String| Error::InvalidArgument(m);
+        let action = input.action.trim();
+        if action.is_empty() || action.chars().count() > MAX_ACTION {
+            return Err(invalid(format!("action is 1 to {MAX_ACTION} characters")));
+        }
+        let ttl = input.ttl_seconds.unwrap_or(DEFAULT_TTL);
+        if !TTL_RANGE.contains(&ttl) {
+            return Err(invalid(format!(
+                "ttl_seconds is {} to {}",
+                TTL_RANGE.start(),
+                TTL_RANGE.end()
+            )));
+        }
+        if serde_json::to_vec(&input.metadata).map_or(0, |v| v.len()) > MAX_APPROVAL_METADATA {
+            return Err(invalid(format!(
+                "metadata is at most {MAX_APPROVAL_METADATA} bytes"
+            )));
+        }
+        if let Some(url) = &input.callback_url {
+            check_callback_url(url).map_err(invalid)?;
+        }
+        let mut approvers = Vec::new();
+        for name in input.approvers.unwrap_or_else(|| vec![key.owner.clone()]) {
+            let user = self.user_named(&name)?;
+            if !approvers.contains(&user) {
+                approvers.push(user);
+            }
+        }
+        if approvers.is_empty() || approvers.len() > 20 {
+            return Err(invalid("approvers lists 1 to 20 users".into()));
+        }
+        let threshold = input.threshold.unwrap_or(1);
+        if threshold == 0 || threshold as usize > approvers.len() {
+            return Err(invalid(format!(
+                "threshold is 1 to {} here",
+                approvers.len()
+            )));
+        }
+        let mut methods = input
+            .methods
+            .unwrap_or_else(|| vec![Method::Passkey, Method::Totp]);
+        methods.dedup();
+        if methods.is_empty() {
+            return Err(invalid("methods names at least one method".into()));
+        }
+        let link: [u8; 32] = self.token.random().await?;
+        let link = URL_SAFE_NO_PAD.encode(link);
+        let now = time::now();
+        let record = ApprovalRecord {
+            request_id: self.new_id(IdKind::Approval).await?,
+            api_key: key.id.clone(),
+            owner: key.owner.clone(),
+            action: action.to_owned(),
+            metadata: input.metadata,
+            callback_url: input.callback_url,
+            approvers,
+            threshold,
+            methods,
+            link_token_sha256: sha256_hex(&link),
+            created_at: now,
+            expires_at: now + ttl,
+            status: ApprovalStatus::Pending,
+            votes: Vec::new(),
+            decision_payload: None,
+            decision_signature: None,
+            decision_key_id: None,
+            decided_at: None,
+        };
+        let mut entry = approval_entry(
+            &record,
+            &key.owner,
+            &format!("api-key:{}", key.id),
+            "approval_request",
+            "pending",
+        );
+        entry.metadata_sha256 = Some(super::metadata_hash(&record.metadata));
+        self.record(entry).await?;
+        self.store.insert_approval(&record)?;
+        self.store.flush().await?;
+        let url = format!(
+            "{}/approve/{}?token={link}",
+            self.settings.approval_base, record.request_id
+        );
+        Ok((record, url))
+    }
+
+    /// A request made through `key`'s owner, marked expired if its time has passed.
+    pub async fn approval_for_key(
+        &self,
+        key: &ApiKeyRecord,
+        id: &str,
+    ) -> Result<ApprovalRecord, Error> {
+        match self.store.approval(id)? {
+            Some(r) if r.owner == key.owner => self.settle_approval(r).await,
+            _ => Err(Error::UnknownRequest(id.to_owned())),
+        }
+    }
+
+    /// Brings a request up to date: expired if its time passed while pending, signed if it
+    /// resolved but its signature was cut short.
+    async fn settle_approval(&self, request: ApprovalRecord) -> Result<ApprovalRecord, Error> {
+        if request.status == ApprovalStatus::Pending && request.expires_at <= time::now() {
+            let expired = self.store.update_approval(&request.request_id, |mut r| {
+                if r.status == ApprovalStatus::Pending {
+                    r.status = ApprovalStatus::Expired;
+                    r.decided_at = Some(time::now());
+                }
+                Ok::<_, Error>(r)
+            })?;
+            self.store.flush().await?;
+            let entry = approval_entry(
+                &expired,
+                &expired.owner,
+                "appliance",
+                "approval_expired",
+                "expired",
+            );
+            self.record(entry).await?;
+            return Ok(expired);
+        }
+        if request.decision_payload.is_some() && request.decision_signature.is_none() {
+            return self.sign_decision(request).await;
+        }
+        Ok(request)
+    }
+
+    /// An approver's vote; resolves the request when the threshold is met or on a rejection.
+    pub async fn decide_approval(
+        &self,
+        approver: &Caller,
+        id: &str,
+        verdict: Verdict,
+        method: Method,
+        reason: Option<String>,
+    ) -> Result<ApprovalRecord, Error> {
+        if reason.as_ref().is_some_and(|r| r.len() > 500) {
+            return Err(Error::InvalidArgument("reason is at most 500 bytes".into()));
+        }
+        let request = match self.store.approval(id)? {
+            Some(r) if r.approvers.iter().any(|a| a == approver.id()) => r,
+            _ => return Err(Error::UnknownRequest(id.to_owned())),
+        };
+        let request = self.settle_approval(request).await?;
+        if !request.methods.contains(&method) {
+            return Err(Error::MethodNotAllowed {
+                method: method.as_str(),
+                url: format!("{}/approve/{id}", self.settings.approval_base),
+            });
+        }
+        let nonce: [u8; 16] = self.token.random().await?;
+        let did = self.new_id(IdKind::Decision).await?;
+        let now = time::now();
+        let decided = self.store.update_approval(id, |mut r| {
+            match r.status {
+                ApprovalStatus::Pending if r.expires_at > now => {}
+                ApprovalStatus::Pending | ApprovalStatus::Expired => {
+                    return Err(Error::RequestExpired(id.to_owned()));
+                }
+                status => {
+                    return Err(Error::AlreadyResolved {
+                        id: id.to_owned(),
+                        status: status.as_str(),
+                    });
+                }
+            }
+            if r.votes.iter().any(|v| v.approver == approver.id()) {
+                return Err(Error::AlreadyVoted(id.to_owned()));
+            }
+            r.votes.push(Vote {
+                approver: approver.id().to_owned(),
+                verdict,
+                method,
+                at: now,
+                reason: reason.clone(),
+            });
+            let approvals = r
+                .votes
+                .iter()
+                .filter(|v| v.verdict == Verdict::Approved)
+                .count();
+            let outcome = match verdict {
+                Verdict::Rejected => Some(ApprovalStatus::Rejected),
+                Verdict::Approved if approvals >= r.threshold as usize => {
+                    Some(ApprovalStatus::Approved)
+                }
+                Verdict::Approved => None,
+            };
+            if let Some(status) = outcome {
+                let payload = DecisionPayload {
+                    v: 1,
+                    rid: r.request_id.clone(),
+                    did: did.clone(),
+                    approver: short_hash(approver.id()),
+                    action: short_hash(&r.action),
+                    decision: verdict,
+                    method,
+                    ts: now,
+                    exp: r.expires_at,
+                    nonce: crate::hex::encode(&nonce),
+                };
+                r.status = status;
+                r.decided_at = Some(now);
+                r.decision_payload = Some(BASE64.encode(payload.canonical()));
+            }
+            Ok(r)
+        })?;
+        self.store.flush().await?;
+        let result = if decided.decision_payload.is_some() {
+            decided.status.as_str()
+        } else {
+            "voted"
+        };
+        let mut entry = approval_entry(
+            &decided,
+            approver.id(),
+            &approver.fingerprint,
+            "approval_vote",
+            result,
+        );
+        entry.reason = Some(format!("{}:{}", verdict_name(verdict), method.as_str()));
+        self.record(entry).await?;
+        self.settle_approval(decided).await
+    }
+
+    /// Signs a resolved request's fixed payload with the token's decision key: the audit
+    /// entry first, then the token.
+    async fn sign_decision(&self, request: ApprovalRecord) -> Result<ApprovalRecord, Error> {
+        let key = self
+            .appliance_keys
+            .iter()
+            .find(|k| k.role == "decision")
+            .ok_or_else(|| Error::Internal("no decision key".into()))?;
+        let payload = request
+            .decision_payload
+            .as_deref()
+            .and_then(|p| BASE64.decode(p).ok())
+            .ok_or_else(|| {
+                Error::Internal(format!("request {} has no payload", request.request_id))
+            })?;
+        let entry = approval_entry(
+            &request,
+            &request.owner,
+            "appliance",
+            "approval_decision_signed",
+            request.status.as_str(),
+        );
+        self.record(entry).await?;
+        let object_id: ObjectId = key.key.object_id.clone();
+        let signature = self
+            .token
+            .call(move |hsm| hsm.sign(&object_id, &payload))
+            .await?;
+        let kid = key.fingerprint.clone();
+        let signed = self.store.update_approval(&request.request_id, |mut r| {
+            r.decision_signature
+                .get_or_insert_with(|| BASE64.encode(signature));
+            r.decision_key_id.get_or_insert_with(|| kid.clone());
+            Ok::<_, Error>(r)
+        })?;
+        self.store.flush().await?;
+        Ok(signed)
+    }
+
+    /// A request, and its decision with what checking it against the appliance's own decision
+    /// keys found (none while it is pending, or if it expired).
+    pub async fn verify_approval(
+        &self,
+        id: &str,
+    ) -> Result<(ApprovalRecord, Option<VerifiedDecision>), Error> {
+        let request = match self.store.approval(id)? {
+            Some(request) if IdKind::Approval.matches(id) => self.settle_approval(request).await?,
+            _ => return Err(Error::UnknownRequest(id.to_owned())),
+        };
+        let (Some(payload), Some(signature), Some(key_id)) = (
+            request.decision_payload.clone(),
+            request.decision_signature.clone(),
+            request.decision_key_id.clone(),
+        ) else {
+            return Ok((request, None));
+        };
+        let signed = SignedDecision {
+            signed_payload: payload,
+            signature,
+            key_id,
+        };
+        let keys = self.decision_keys();
+        let checked = crate::approval::decision::verify(&signed, &keys);
+        if let Err(error) = &checked {
+            tracing::error!(%error, request = id, "a stored decision does not verify");
+        }
+        let public_key = keys
+            .into_iter()
+            .find(|(kid, _)| *kid == signed.key_id)
+            .map(|(_, key)| key);
+        let verified = VerifiedDecision {
+            signed,
+            public_key,
+            checked,
+        };
+        Ok((request, Some(verified)))
+    }
+
+    /// The decision keys, as `(kid, public key)`.
+    pub fn decision_keys(&self) -> Vec<(String, [u8; 32])> {
+        self.appliance_keys
+            .iter()
+            .filter(|k| k.role == "decision")
+            .map(|k| (k.fingerprint.clone(), k.key.public_key))
+            .collect()
+    }
+
+    /// Requests the caller may decide or owns, brought up to date.
+    pub async fn approvals_of(&self, caller: &Caller) -> Result<Vec<ApprovalRecord>, Error> {
+        let mut list = Vec::new();
+        for request in self.store.approvals_of_user(caller.id())? {
+            list.push(self.settle_approval(request).await?);
+        }
+        Ok(list)
+    }
+
+    /// Whether `token` is the request's approval-link token (constant time, on digests).
+    pub fn link_token_matches(request: &ApprovalRecord, token: &str) -> bool {
+        bool::from(
+            sha256_hex(token)
+                .as_bytes()
+                .ct_eq(request.link_token_sha256.as_bytes()),
+        )
+    }
+
+    /// The appliance's public base URL (`https://sign.example.com`).
+    pub fn approval_base(&self) -> &str {
+        &self.settings.approval_base
+    }
+
+    /// The link an approver opens (without the token the requester received).
+    pub fn approval_page(&self, id: &str) -> String {
+        format!("{}/approve/{id}", self.settings.approval_base)
+    }
+}
+
+/// A callback must be an absolute http(s) URL; where it may point is checked at delivery.
+fn check_callback_url(url: &str) -> Result<(), String> {
+    let uri: axum::http::Uri = url
+        .parse()
+        .map_err(|_| format!("callback_url {url:?} is not a URL"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("https" | "http"), Some(host)) if !host.is_empty() && url.len() <= 2048 => Ok(()),
+        _ => Err("callback_url must be an absolute http or https URL".to_owned()),
+    }
+}
+
+fn verdict_name(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Approved => "approved",
+        Verdict::Rejected => "rejected",
+    }
+}
+
+fn approval_entry(
+    request: &ApprovalRecord,
+    actor: &str,
+    actor_key: &str,
+    action: &str,
+    result: &str,
+) -> AuditEntry {
+    let mut readers = request.approvers.clone();
+    readers.push(request.owner.clone());
+    readers.push(actor.to_owned());
+    AuditEntry {
+        time: time::now(),
+        action: action.to_owned(),
+        result: result.to_owned(),
+        actor: actor.to_owned(),
+        actor_key: actor_key.to_owned(),
+        readers,
+        pending_id: Some(request.request_id.clone()),
+        ..AuditEntry::default()
+    }
+}

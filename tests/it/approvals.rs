@@ -1,0 +1,506 @@
+//! Human approval over REST and SSH: API keys, the REST contract (every status code), decisions
+//! over SSH where a request allows them, quorum, expiry, and offline verification of the signed
+//! decision with `sshsign verify-approval`.
+
+use serde_json::{Value, json};
+
+use crate::common::{Appliance, HttpReply, SHIM, User, clean_command, write_file};
+
+/// Makes an API key for `user` and returns its secret.
+fn api_key(user: &User, scopes: &str) -> String {
+    let made = user.cmd(&format!("api-key create --label ci --scopes {scopes}"));
+    made.ok()["api_key"].as_str().unwrap().to_owned()
+}
+
+fn user_id(user: &User) -> String {
+    user.cmd("whoami").ok()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn post(appliance: &Appliance, key: &str, body: &Value) -> HttpReply {
+    let auth = format!("Bearer {key}");
+    appliance.http(
+        "POST",
+        "/api/v1/approvals/request",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+}
+
+fn get(appliance: &Appliance, key: &str, path: &str) -> HttpReply {
+    let auth = format!("Bearer {key}");
+    appliance.http("GET", path, &[("Authorization", &auth)], b"")
+}
+
+/// Creates a request and returns its id.
+#[track_caller]
+fn request(appliance: &Appliance, key: &str, body: Value) -> String {
+    let made = post(appliance, key, &body);
+    assert_eq!(made.status, 201, "{:?}", made.json);
+    made.json["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn api_keys_are_shown_once_stored_hashed_and_revocable() {
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let made = alice.cmd("api-key create --label deploy-bot --scopes approval:create");
+    let made = made.ok();
+    let secret = made["api_key"].as_str().unwrap();
+    assert!(
+        secret.starts_with("sshsign_") && secret.len() >= 8 + 27,
+        "{secret}"
+    );
+    assert_eq!(made["scopes"], json!(["approval:create"]));
+    let id = made["id"].as_str().unwrap();
+
+    // Listed without the secret, and the secret is not in the database in the clear.
+    let listed = alice.cmd("api-keys");
+    let listed = listed.ok();
+    assert_eq!(listed["api_keys"][0]["id"], id);
+    assert!(!listed.to_string().contains(secret));
+    let found = appliance.stored_text(&[secret]);
+    assert!(found.is_empty(), "{found:?}");
+
+    // Works, then stops working the moment it is revoked; others cannot revoke it.
+    assert_eq!(
+        post(&appliance, secret, &json!({"action": "x"})).status,
+        201
+    );
+    let bob = appliance.user("bob");
+    bob.cmd(&format!("api-key revoke --id {id}"))
+        .failed_with("unknown_api_key");
+    alice.cmd(&format!("api-key revoke --id {id}")).ok();
+    let refused = post(&appliance, secret, &json!({"action": "x"}));
+    assert_eq!((refused.status, refused.code()), (401, "unauthorized"));
+    alice
+        .cmd(&format!("api-key revoke --id {id}"))
+        .failed_with("api_key_revoked");
+    assert!(alice.cmd("api-keys").ok()["api_keys"][0]["revoked_at"].is_string());
+    alice
+        .cmd("api-key create --label x --scopes approval:delete")
+        .failed_with("invalid_argument");
+}
+
+#[test]
+fn the_rest_contract_answers_each_status_code() {
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let key = api_key(&alice, "approval:create,approval:read");
+
+    // 201: the seed's shape.
+    let body = json!({"action": "Deploy v2.1.0 to production", "ttl_seconds": 3600,
+                      "metadata": {"env": "prod", "sha": "abc123"}});
+    let made = post(&appliance, &key, &body);
+    assert_eq!(made.status, 201, "{:?}", made.json);
+    assert_eq!(made.header("content-type"), Some("application/json"));
+    let id = made.json["id"].as_str().unwrap();
+    assert!(id.starts_with("apr_"));
+    assert_eq!(made.json["status"], "pending");
+    assert_eq!(made.json["action"], "Deploy v2.1.0 to production");
+    assert_eq!(made.json["metadata"]["sha"], "abc123");
+    assert_eq!(made.json["methods"], json!(["passkey", "totp"]));
+    let url = made.json["approval_url"].as_str().unwrap();
+    let token = url.split("?token=").nth(1).unwrap();
+    assert!(
+        url.contains(&format!("/approve/{id}?token=")) && token.len() >= 22,
+        "{url}"
+    );
+    let created = made.json["created_at"].as_str().unwrap();
+    let expires = made.json["expires_at"].as_str().unwrap();
+    assert!(expires > created);
+
+    // 200: its status, to its owner; the token is not shown again.
+    let status = get(&appliance, &key, &format!("/api/v1/approvals/{id}"));
+    assert_eq!(status.status, 200);
+    assert_eq!(status.json["status"], "pending");
+    assert!(status.json["decision"].is_null());
+    assert!(!String::from_utf8_lossy(&status.body).contains(token));
+    // The public verify endpoint says there is nothing to verify yet.
+    let (code, verify) = appliance.http_get(&format!("/api/v1/approvals/{id}/verify"));
+    assert_eq!((code, verify["valid"].as_bool()), (200, Some(false)));
+
+    // 400: each bad body, with a message that names the problem.
+    for (body, needle) in [
+        (json!({"action": ""}), "action"),
+        (json!({"action": "x".repeat(501)}), "action"),
+        (json!({"action": "x", "ttl_seconds": 59}), "ttl_seconds"),
+        (
+            json!({"action": "x", "ttl_seconds": 604_801}),
+            "ttl_seconds",
+        ),
+        (
+            json!({"action": "x", "metadata": {"a": "b".repeat(4100)}}),
+            "metadata",
+        ),
+        (json!({"action": "x", "metadata": [1]}), "metadata"),
+        (
+            json!({"action": "x", "callback_url": "ftp://example.com/"}),
+            "callback_url",
+        ),
+        (json!({"action": "x", "threshold": 2}), "threshold"),
+        (
+            json!({"action": "x", "methods": ["carrier-pigeon"]}),
+            "carrier-pigeon",
+        ),
+        (json!({"action": "x", "methods": []}), "methods"),
+        (json!({"action": "x", "colour": "red"}), "colour"),
+        (json!({"ttl_seconds": 60}), "action"),
+    ] {
+        let refused = post(&appliance, &key, &body);
+        assert_eq!(refused.status, 400, "{body}: {:?}", refused.json);
+        let message = refused.json["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    let auth = format!("Bearer {key}");
+    let not_json = appliance.http(
+        "POST",
+        "/api/v1/approvals/request",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        b"{\"action\": ",
+    );
+    assert_eq!(
+        (not_json.status, not_json.code()),
+        (400, "invalid_argument")
+    );
+    let unknown_approver = post(
+        &appliance,
+        &key,
+        &json!({"action": "x", "approvers": ["usr_nobody"]}),
+    );
+    assert_eq!(
+        (unknown_approver.status, unknown_approver.code()),
+        (400, "unknown_user")
+    );
+
+    // 401: no key, a malformed header, a key that does not exist.
+    for header in [
+        "",
+        "Bearer ",
+        "Basic YWxpY2U6cHc=",
+        "Bearer sshsign_AAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        let headers: Vec<(&str, &str)> = if header.is_empty() {
+            vec![("Content-Type", "application/json")]
+        } else {
+            vec![
+                ("Authorization", header),
+                ("Content-Type", "application/json"),
+            ]
+        };
+        let refused = appliance.http(
+            "POST",
+            "/api/v1/approvals/request",
+            &headers,
+            br#"{"action":"x"}"#,
+        );
+        assert_eq!(
+            (refused.status, refused.code()),
+            (401, "unauthorized"),
+            "{header}"
+        );
+        assert!(!String::from_utf8_lossy(&refused.body).contains("AAAA"));
+    }
+    // 403: a key without the scope.
+    let read_only = api_key(&alice, "approval:read");
+    let refused = post(&appliance, &read_only, &json!({"action": "x"}));
+    assert_eq!((refused.status, refused.code()), (403, "forbidden"));
+    let create_only = api_key(&alice, "approval:create");
+    let refused = get(&appliance, &create_only, &format!("/api/v1/approvals/{id}"));
+    assert_eq!((refused.status, refused.code()), (403, "forbidden"));
+    // 404: an unknown id, and someone else's request (indistinguishable from unknown).
+    let bob = appliance.user("bob");
+    let bobs = api_key(&bob, "approval:create,approval:read");
+    for (key, path) in [
+        (
+            &key,
+            "/api/v1/approvals/apr_aaaaaaaaaaaaaaaaaaaaaaaaaa".to_owned(),
+        ),
+        (&bobs, format!("/api/v1/approvals/{id}")),
+        (&key, "/api/v1/nothing".to_owned()),
+    ] {
+        let refused = get(&appliance, key, &path);
+        assert_eq!(refused.status, 404, "{path}");
+        assert!(!refused.code().is_empty());
+    }
+    let (code, _) = appliance.http_get("/api/v1/approvals/apr_aaaaaaaaaaaaaaaaaaaaaaaaaa/verify");
+    assert_eq!(code, 404);
+    // 405, 413 and 415, as JSON too.
+    let wrong = appliance.http(
+        "DELETE",
+        &format!("/api/v1/approvals/{id}"),
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(
+        (wrong.status, wrong.code()),
+        (405, "http_method_not_allowed")
+    );
+    let huge = format!(
+        r#"{{"action":"x","metadata":{{"a":"{}"}}}}"#,
+        "b".repeat(20_000)
+    );
+    let too_big = post_raw(&appliance, &auth, "application/json", huge.as_bytes());
+    assert_eq!((too_big.status, too_big.code()), (413, "payload_too_large"));
+    let form = post_raw(
+        &appliance,
+        &auth,
+        "application/x-www-form-urlencoded",
+        b"action=x",
+    );
+    assert_eq!((form.status, form.code()), (415, "unsupported_media_type"));
+
+    // 409: deciding a decided request (over SSH, where the request allows it).
+    let ssh_ok = request(
+        &appliance,
+        &key,
+        json!({"action": "rotate keys", "methods": ["ssh"]}),
+    );
+    alice.cmd(&format!("approve --id {ssh_ok}")).ok();
+    let again = alice.cmd(&format!("approve --id {ssh_ok}"));
+    again.failed_with("already_resolved");
+
+    // After all that, the server still serves.
+    assert_eq!(appliance.http_get("/healthz").0, 200);
+}
+
+fn post_raw(appliance: &Appliance, auth: &str, content_type: &str, body: &[u8]) -> HttpReply {
+    appliance.http(
+        "POST",
+        "/api/v1/approvals/request",
+        &[("Authorization", auth), ("Content-Type", content_type)],
+        body,
+    )
+}
+
+#[test]
+fn an_ssh_decision_is_signed_by_the_token_and_verifies_offline() {
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let key = api_key(&alice, "approval:create,approval:read");
+    let action = "Merge PR #42 into main";
+
+    // Not allowed over SSH unless the request lists ssh; the refusal points at the page.
+    let web_only = request(&appliance, &key, json!({"action": action}));
+    let refused = alice.cmd(&format!("approve --id {web_only}"));
+    let message = refused.failed_with("method_not_allowed");
+    assert!(
+        message.contains(&format!("/approve/{web_only}")),
+        "{message}"
+    );
+
+    let id = request(
+        &appliance,
+        &key,
+        json!({"action": action, "methods": ["passkey", "ssh"]}),
+    );
+    let pending = alice.cmd("pending");
+    let listed = &pending.ok()["approvals"];
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id.as_str()),
+        "{listed}"
+    );
+    let approved = alice.cmd(&format!("approve --id {id}"));
+    assert_eq!(approved.ok()["status"], "approved");
+
+    let status = get(&appliance, &key, &format!("/api/v1/approvals/{id}"));
+    let decision = &status.json["decision"];
+    assert_eq!(decision["decision"], "approved");
+    assert_eq!(decision["method"], "ssh");
+    assert!(decision["id"].as_str().unwrap().starts_with("dec_"));
+    // The payload is the seed's, in canonical form.
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(decision["signed_payload"].as_str().unwrap())
+        .unwrap();
+    let text = String::from_utf8(payload.clone()).unwrap();
+    let parsed: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(parsed["rid"], id.as_str());
+    assert_eq!(parsed["v"], 1);
+    assert_eq!(parsed["nonce"].as_str().unwrap().len(), 32);
+    let short = |t: &str| sshsign::approval::decision::short_hash(t);
+    assert_eq!(parsed["action"], short(action));
+    assert_eq!(parsed["approver"], short(&user_id(&alice)));
+    assert!(
+        text.starts_with(r#"{"action":"#) && !text.contains(' '),
+        "{text}"
+    );
+
+    // The public endpoint checks it against the appliance's key.
+    let (code, verified) = appliance.http_get(&format!("/api/v1/approvals/{id}/verify"));
+    assert_eq!(code, 200);
+    assert_eq!(verified["valid"], true, "{verified}");
+    assert_eq!(verified["decision"], "approved");
+    assert_eq!(verified["payload"]["rid"], id.as_str());
+
+    // Offline, from the JWKS: passes, then fails on any change and on the wrong checks.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, jwks) = appliance.http_get("/.well-known/jwks.json");
+    let jwks_file = write_file(dir.path(), "jwks.json", jwks.to_string());
+    let decision_file = write_file(dir.path(), "decision.json", status.body.clone());
+    let verify = |file: &std::path::Path, extra: &[&str]| {
+        clean_command(SHIM)
+            .arg("verify-approval")
+            .arg("--jwks")
+            .arg(&jwks_file)
+            .args(extra)
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let ok = verify(&decision_file, &["--action", action, "--method", "ssh"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(printed["verified"], true);
+    assert_eq!(printed["checked"].as_array().unwrap().len(), 4);
+    let verify_reply = write_file(dir.path(), "verify.json", verified.to_string());
+    assert!(verify(&verify_reply, &[]).status.success());
+
+    assert!(
+        !verify(&decision_file, &["--method", "passkey"])
+            .status
+            .success()
+    );
+    assert!(
+        !verify(&decision_file, &["--action", "Merge PR #43 into main"])
+            .status
+            .success()
+    );
+    let mut tampered = status.json.clone();
+    let forged = text.replace("\"approved\"", "\"rejected\"");
+    tampered["decision"]["signed_payload"] = base64::engine::general_purpose::STANDARD
+        .encode(forged)
+        .into();
+    let tampered_file = write_file(dir.path(), "tampered.json", tampered.to_string());
+    let refused = verify(&tampered_file, &[]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("does not verify"));
+
+    // The audit log has the request, the vote and the signing.
+    let entries = alice.cmd("audit-entries");
+    let actions: Vec<&str> = entries.ok()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["entry"])
+        .filter(|e| e["pending_id"] == id.as_str())
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "approval_request",
+            "approval_vote",
+            "approval_decision_signed"
+        ]
+    );
+}
+
+#[test]
+fn a_quorum_needs_distinct_approvers_and_a_rejection_closes_it() {
+    let appliance = Appliance::start();
+    let (alice, bob, carol) = (
+        appliance.user("alice"),
+        appliance.user("bob"),
+        appliance.user("carol"),
+    );
+    let key = api_key(&alice, "approval:create,approval:read");
+    let approvers = json!([user_id(&alice), user_id(&bob), user_id(&carol)]);
+    let id = request(
+        &appliance,
+        &key,
+        json!({"action": "wire 10k", "approvers": approvers, "threshold": 2, "methods": ["ssh"]}),
+    );
+    let dave = appliance.user("dave");
+    dave.cmd(&format!("approve --id {id}"))
+        .failed_with("unknown_request");
+
+    let first = alice.cmd(&format!("approve --id {id}"));
+    assert_eq!(first.ok()["status"], "pending");
+    assert_eq!(first.ok()["votes"].as_array().unwrap().len(), 1);
+    alice
+        .cmd(&format!("approve --id {id}"))
+        .failed_with("already_voted");
+    let status = get(&appliance, &key, &format!("/api/v1/approvals/{id}"));
+    assert_eq!(status.json["status"], "pending");
+    assert!(status.json["decision"].is_null());
+
+    let second = bob.cmd(&format!("approve --id {id}"));
+    assert_eq!(second.ok()["status"], "approved");
+    carol
+        .cmd(&format!("deny --id {id}"))
+        .failed_with("already_resolved");
+    let (_, verified) = appliance.http_get(&format!("/api/v1/approvals/{id}/verify"));
+    assert_eq!(verified["valid"], true);
+    // The decision names the approver whose vote met the threshold.
+    assert_eq!(
+        verified["payload"]["approver"],
+        sshsign::approval::decision::short_hash(&user_id(&bob))
+    );
+
+    // One rejection closes a request, with its reason, before the threshold is met.
+    let id = request(
+        &appliance,
+        &key,
+        json!({"action": "drop table", "approvers": approvers, "threshold": 2, "methods": ["ssh"]}),
+    );
+    alice.cmd(&format!("approve --id {id}")).ok();
+    let closed = carol.cmd(&format!("deny --id {id} --reason 'not on a Friday'"));
+    assert_eq!(closed.ok()["status"], "rejected");
+    let status = get(&appliance, &key, &format!("/api/v1/approvals/{id}"));
+    assert_eq!(status.json["decision"]["decision"], "rejected");
+    assert_eq!(status.json["votes"][1]["reason"], "not on a Friday");
+    bob.cmd(&format!("approve --id {id}"))
+        .failed_with("already_resolved");
+}
+
+#[test]
+fn an_expired_request_cannot_be_decided() {
+    let mut appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let key = api_key(&alice, "approval:create,approval:read");
+    let id = request(
+        &appliance,
+        &key,
+        json!({"action": "x", "ttl_seconds": 60, "methods": ["ssh"]}),
+    );
+    // Two minutes later, by the server's clock.
+    appliance.restart_with(&[
+        (
+            "LD_PRELOAD",
+            "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        ),
+        ("FAKETIME", "+2m"),
+        ("DONT_FAKE_MONOTONIC", "1"),
+    ]);
+    let alice = alice.at(&appliance);
+    alice
+        .cmd(&format!("approve --id {id}"))
+        .failed_with("request_expired");
+    let status = get(&appliance, &key, &format!("/api/v1/approvals/{id}"));
+    assert_eq!(status.json["status"], "expired");
+    let (_, verified) = appliance.http_get(&format!("/api/v1/approvals/{id}/verify"));
+    assert_eq!(verified["valid"], false);
+    assert!(
+        alice.cmd("pending").ok()["approvals"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
