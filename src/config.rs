@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::hsm::profile::{EcParamsForm, HsmProfile, ObjectIdForm};
+use crate::web::guard::Cidr;
+use crate::web::limit::Limit;
 
 /// Configuration errors, each naming the setting at fault.
 #[derive(Debug, thiserror::Error)]
@@ -52,19 +54,32 @@ pub struct RawConfig {
     pub pkcs11_pin_file: Option<PathBuf>,
     pub hsm_sessions: Option<usize>,
     pub authorized_keys: Option<PathBuf>,
+    pub http_tls_cert: Option<PathBuf>,
+    pub http_tls_key: Option<PathBuf>,
+    pub trusted_proxies: Option<String>,
+    pub http_rate_per_ip: Option<u32>,
+    pub http_rate_per_key: Option<u32>,
+    pub http_header_timeout: Option<u64>,
 }
 
 impl RawConfig {
     /// Reads the `SSHSIGN_*` variables through `var` (the process environment in production).
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let text = |name: &str| var(name).filter(|v| !v.is_empty());
-        let sessions = match text("SSHSIGN_HSM_SESSIONS") {
-            Some(v) => Some(v.parse().map_err(|_| Error::Invalid {
-                setting: "SSHSIGN_HSM_SESSIONS",
-                reason: format!("{v:?} is not a number"),
-            })?),
-            None => None,
-        };
+        fn number<T: std::str::FromStr>(
+            setting: &'static str,
+            value: Option<String>,
+        ) -> Result<Option<T>, Error> {
+            value
+                .map(|v| {
+                    v.parse().map_err(|_| Error::Invalid {
+                        setting,
+                        reason: format!("{v:?} is not a number"),
+                    })
+                })
+                .transpose()
+        }
+        let sessions = number("SSHSIGN_HSM_SESSIONS", text("SSHSIGN_HSM_SESSIONS"))?;
         Ok(RawConfig {
             listen_addr: text("SSHSIGN_LISTEN_ADDR"),
             http_addr: text("SSHSIGN_HTTP_ADDR"),
@@ -77,6 +92,18 @@ impl RawConfig {
             pkcs11_pin_file: text("SSHSIGN_PKCS11_PIN_FILE").map(PathBuf::from),
             hsm_sessions: sessions,
             authorized_keys: text("SSHSIGN_AUTHORIZED_KEYS").map(PathBuf::from),
+            http_tls_cert: text("SSHSIGN_HTTP_TLS_CERT").map(PathBuf::from),
+            http_tls_key: text("SSHSIGN_HTTP_TLS_KEY").map(PathBuf::from),
+            trusted_proxies: text("SSHSIGN_TRUSTED_PROXIES"),
+            http_rate_per_ip: number("SSHSIGN_HTTP_RATE_PER_IP", text("SSHSIGN_HTTP_RATE_PER_IP"))?,
+            http_rate_per_key: number(
+                "SSHSIGN_HTTP_RATE_PER_KEY",
+                text("SSHSIGN_HTTP_RATE_PER_KEY"),
+            )?,
+            http_header_timeout: number(
+                "SSHSIGN_HTTP_HEADER_TIMEOUT",
+                text("SSHSIGN_HTTP_HEADER_TIMEOUT"),
+            )?,
         })
     }
 
@@ -132,6 +159,12 @@ impl RawConfig {
             pkcs11_pin_file: over.pkcs11_pin_file.or(self.pkcs11_pin_file),
             hsm_sessions: over.hsm_sessions.or(self.hsm_sessions),
             authorized_keys: over.authorized_keys.or(self.authorized_keys),
+            http_tls_cert: over.http_tls_cert.or(self.http_tls_cert),
+            http_tls_key: over.http_tls_key.or(self.http_tls_key),
+            trusted_proxies: over.trusted_proxies.or(self.trusted_proxies),
+            http_rate_per_ip: over.http_rate_per_ip.or(self.http_rate_per_ip),
+            http_rate_per_key: over.http_rate_per_key.or(self.http_rate_per_key),
+            http_header_timeout: over.http_header_timeout.or(self.http_header_timeout),
         }
     }
 }
@@ -148,6 +181,23 @@ pub struct HsmSettings {
     pub object_id: ObjectIdForm,
 }
 
+/// The HTTP side's settings.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// PEM certificate chain and private key; plain HTTP without them.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<Cidr>,
+    pub per_ip: Limit,
+    pub per_key: Limit,
+    /// How long a client may take over a request's headers (or a TLS handshake).
+    pub header_timeout: std::time::Duration,
+}
+
+/// Requests a minute from one address, and with one API key, by default.
+pub const DEFAULT_RATE_PER_IP: u32 = 300;
+pub const DEFAULT_RATE_PER_KEY: u32 = 600;
+
 /// Validated settings for `sshsign-server serve`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -155,8 +205,9 @@ pub struct ServeConfig {
     pub http_addr: SocketAddr,
     pub db_path: PathBuf,
     pub host_key_path: PathBuf,
-    /// Public host name of the HTTP side, for links the appliance hands out.
+    /// Public host name (or base URL) of the HTTP side, for links the appliance hands out.
     pub http_domain: Option<String>,
+    pub http: HttpSettings,
     pub hsm: HsmSettings,
     /// When set, only the SSH keys in this authorized_keys file may connect.
     pub authorized_keys: Option<PathBuf>,
@@ -167,6 +218,15 @@ impl ServeConfig {
     pub fn from_raw(raw: RawConfig, credentials_dir: Option<&Path>) -> Result<Self, Error> {
         let profile = raw.profile()?;
         let module = raw.module(profile.as_ref())?;
+        // Every interface with TLS; loopback (for a TLS proxy in front) without.
+        let tls = raw.http_tls_cert.is_some() || raw.http_tls_key.is_some();
+        let http_addr = parse_addr(
+            "SSHSIGN_HTTP_ADDR",
+            raw.http_addr
+                .as_deref()
+                .unwrap_or(if tls { ":8443" } else { "127.0.0.1:8443" }),
+        )?;
+        let http = http_settings(&raw, http_addr)?;
         let pin_file = raw
             .pkcs11_pin_file
             .or_else(|| credentials_dir.map(|dir| dir.join("pkcs11-pin")))
@@ -190,10 +250,8 @@ impl ServeConfig {
                 "SSHSIGN_LISTEN_ADDR",
                 raw.listen_addr.as_deref().unwrap_or(":2222"),
             )?,
-            http_addr: parse_addr(
-                "SSHSIGN_HTTP_ADDR",
-                raw.http_addr.as_deref().unwrap_or(":8443"),
-            )?,
+            http_addr,
+            http,
             db_path: raw.db_path.unwrap_or_else(|| PathBuf::from("./sshsign.db")),
             host_key_path: raw
                 .host_key_path
@@ -210,6 +268,100 @@ impl ServeConfig {
             },
             authorized_keys: raw.authorized_keys,
         })
+    }
+}
+
+/// TLS files, trusted proxies and rate limits. Plain HTTP is served on loopback (development, or
+/// a TLS proxy on the same host) or behind named proxies, never openly.
+fn http_settings(raw: &RawConfig, http_addr: SocketAddr) -> Result<HttpSettings, Error> {
+    let tls = match (&raw.http_tls_cert, &raw.http_tls_key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        (None, None) => None,
+        _ => {
+            return Err(Error::Invalid {
+                setting: "SSHSIGN_HTTP_TLS_CERT",
+                reason: "set both SSHSIGN_HTTP_TLS_CERT and SSHSIGN_HTTP_TLS_KEY, or neither"
+                    .into(),
+            });
+        }
+    };
+    let trusted_proxies = raw
+        .trusted_proxies
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse().map_err(|reason| Error::Invalid {
+                setting: "SSHSIGN_TRUSTED_PROXIES",
+                reason,
+            })
+        })
+        .collect::<Result<Vec<Cidr>, _>>()?;
+    if tls.is_none() && !http_addr.ip().is_loopback() && trusted_proxies.is_empty() {
+        return Err(Error::Invalid {
+            setting: "SSHSIGN_HTTP_ADDR",
+            reason: format!(
+                "{http_addr} is not loopback, and plain HTTP there would carry approvals in the \
+                 clear: set SSHSIGN_HTTP_TLS_CERT and SSHSIGN_HTTP_TLS_KEY, listen on 127.0.0.1 \
+                 behind a TLS proxy, or name that proxy in SSHSIGN_TRUSTED_PROXIES"
+            ),
+        });
+    }
+    let rate =
+        |setting: &'static str, value: Option<u32>, default: u32| match value.unwrap_or(default) {
+            0 => Err(Error::Invalid {
+                setting,
+                reason: "a rate of 0 requests a minute would refuse everything".into(),
+            }),
+            n => Ok(Limit::per_minute(n)),
+        };
+    Ok(HttpSettings {
+        tls,
+        trusted_proxies,
+        per_ip: rate(
+            "SSHSIGN_HTTP_RATE_PER_IP",
+            raw.http_rate_per_ip,
+            DEFAULT_RATE_PER_IP,
+        )?,
+        per_key: rate(
+            "SSHSIGN_HTTP_RATE_PER_KEY",
+            raw.http_rate_per_key,
+            DEFAULT_RATE_PER_KEY,
+        )?,
+        header_timeout: match raw.http_header_timeout.unwrap_or(10) {
+            seconds @ 1..=300 => std::time::Duration::from_secs(seconds),
+            _ => {
+                return Err(Error::Invalid {
+                    setting: "SSHSIGN_HTTP_HEADER_TIMEOUT",
+                    reason: "is 1 to 300 seconds".into(),
+                });
+            }
+        },
+    })
+}
+
+impl ServeConfig {
+    /// The base URL approval links and WebAuthn use: `SSHSIGN_HTTP_DOMAIN` (`https://` unless
+    /// it names a scheme), else `http://localhost:PORT` on loopback (browsers allow WebAuthn
+    /// there, never on an IP address), else the listener's own address.
+    pub fn public_url(&self, http_addr: SocketAddr) -> String {
+        match &self.http_domain {
+            Some(url) if url.contains("://") => url.trim_end_matches('/').to_owned(),
+            Some(domain) => format!("https://{}", domain.trim_end_matches('/')),
+            None if http_addr.ip().is_loopback() => {
+                format!("http://localhost:{}", http_addr.port())
+            }
+            None => {
+                let scheme = if self.http.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{http_addr}")
+            }
+        }
     }
 }
 
@@ -301,5 +453,66 @@ mod tests {
             RawConfig::from_env(|n| (n == "SSHSIGN_HSM_SESSIONS").then(|| "many".into())).is_err()
         );
         assert!(toml::from_str::<RawConfig>("pin = \"1234\"").is_err());
+    }
+
+    #[test]
+    fn plain_http_stays_on_loopback_unless_a_proxy_or_tls_covers_it() {
+        let base = [
+            ("SSHSIGN_PKCS11_MODULE", "/m.so"),
+            ("SSHSIGN_PKCS11_PIN_FILE", "/pin"),
+        ];
+        let with = |extra: &[(&str, &str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            ServeConfig::from_raw(env(&pairs), None)
+        };
+        let config = with(&[]).unwrap();
+        assert_eq!(config.http_addr, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(
+            config.public_url("127.0.0.1:8443".parse().unwrap()),
+            "http://localhost:8443"
+        );
+        let err = with(&[("SSHSIGN_HTTP_ADDR", ":8080")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("SSHSIGN_HTTP_ADDR") && err.contains("TLS"),
+            "{err}"
+        );
+        let proxied = with(&[
+            ("SSHSIGN_HTTP_ADDR", "10.0.0.5:8080"),
+            ("SSHSIGN_TRUSTED_PROXIES", "10.0.0.1, 10.9.0.0/16"),
+            ("SSHSIGN_HTTP_DOMAIN", "sign.example.com"),
+        ])
+        .unwrap();
+        assert_eq!(proxied.http.trusted_proxies.len(), 2);
+        assert_eq!(
+            proxied.public_url(proxied.http_addr),
+            "https://sign.example.com"
+        );
+        let tls = with(&[
+            ("SSHSIGN_HTTP_TLS_CERT", "/c.pem"),
+            ("SSHSIGN_HTTP_TLS_KEY", "/k.pem"),
+        ])
+        .unwrap();
+        assert_eq!(tls.http_addr, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(
+            tls.public_url("192.0.2.1:8443".parse().unwrap()),
+            "https://192.0.2.1:8443"
+        );
+        for (name, value) in [
+            ("SSHSIGN_HTTP_TLS_CERT", "/c.pem"),
+            ("SSHSIGN_TRUSTED_PROXIES", "10.0.0.0/40"),
+            ("SSHSIGN_HTTP_RATE_PER_IP", "0"),
+        ] {
+            let err = with(&[(name, value)]).unwrap_err().to_string();
+            assert!(err.contains("SSHSIGN_"), "{name}: {err}");
+        }
+        assert!(
+            RawConfig::from_env(|n| (n == "SSHSIGN_HTTP_RATE_PER_KEY").then(|| "lots".into()))
+                .is_err()
+        );
+        let url = with(&[("SSHSIGN_HTTP_DOMAIN", "http://localhost:9000/")]).unwrap();
+        assert_eq!(url.public_url(url.http_addr), "http://localhost:9000");
     }
 }

@@ -18,6 +18,7 @@ use crate::hsm::pkcs11::{Pkcs11Config, Pkcs11Hsm};
 use crate::hsm::{Hsm as _, Token};
 use crate::ssh::{self, AllowedKeys, SshSettings};
 use crate::store::Store;
+use crate::web::guard::Guard;
 use crate::web::{self, WebState};
 use crate::{provision, seal, secret};
 
@@ -43,6 +44,8 @@ pub enum StartError {
     Audit(#[from] crate::audit::Error),
     #[error("SSHSIGN_AUTHORIZED_KEYS: {0}")]
     AllowedKeys(String),
+    #[error("HTTPS: {0}")]
+    Tls(#[from] web::serve::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -61,6 +64,9 @@ pub struct Running {
     store: Store,
     ssh_listener: TcpListener,
     http_listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    header_timeout: std::time::Duration,
+    guard: Arc<Guard>,
     appliance: Arc<Appliance>,
     audit: Arc<AuditLog>,
     settings: SshSettings,
@@ -136,7 +142,12 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
         .cloned()
         .ok_or_else(|| provision::Error::Manifest("no checkpoint key is listed".to_owned()))?;
     let origin = match &config.http_domain {
-        Some(domain) => format!("{domain}/sshsign-audit"),
+        Some(domain) => {
+            let host = domain
+                .split_once("://")
+                .map_or(domain.as_str(), |(_, host)| host);
+            format!("{}/sshsign-audit", host.trim_end_matches('/'))
+        }
         None => format!(
             "sshsign-audit-{}",
             crate::hex::encode(&checkpoint_key.key.public_key[..4])
@@ -160,6 +171,18 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
         .transpose()
         .map_err(StartError::AllowedKeys)?;
 
+    let tls = config
+        .http
+        .tls
+        .as_ref()
+        .map(|(cert, key)| web::serve::tls_acceptor(cert, key))
+        .transpose()?;
+    let guard = Arc::new(Guard::new(
+        config.http.trusted_proxies.clone(),
+        config.http.per_ip,
+        config.http.per_key,
+        tls.is_some() || config.public_url(config.http_addr).starts_with("https://"),
+    ));
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
             .await
@@ -175,10 +198,7 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
     let ssh_addr = local(&ssh_listener, config.listen_addr)?;
     let http_addr = local(&http_listener, config.http_addr)?;
     let settings = Settings {
-        approval_base: match &config.http_domain {
-            Some(domain) => format!("https://{domain}"),
-            None => format!("http://{http_addr}"),
-        },
+        approval_base: config.public_url(http_addr),
         pending_ttl: PENDING_TTL,
     };
     Ok(Running {
@@ -194,6 +214,9 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
         store,
         ssh_listener,
         http_listener,
+        tls,
+        header_timeout: config.http.header_timeout,
+        guard,
         settings: SshSettings {
             host_key,
             allowed_keys,
@@ -215,9 +238,15 @@ impl Running {
             appliance: Arc::clone(&self.appliance),
             host_key: self.host_key.clone(),
             host_key_fingerprint: self.host_key_fingerprint.clone(),
+            guard: self.guard,
         };
-        let http = axum::serve(self.http_listener, web::router(web_state))
-            .with_graceful_shutdown(stopped(stop_rx.clone()));
+        let http = web::serve::serve(
+            self.http_listener,
+            self.tls,
+            web::router(web_state),
+            self.header_timeout,
+            stopped(stop_rx.clone()),
+        );
         let checkpoints = tokio::spawn(
             Arc::clone(&self.audit).checkpoint_every(CHECKPOINT_INTERVAL, stopped(stop_rx.clone())),
         );

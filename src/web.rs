@@ -26,6 +26,9 @@ use crate::ids::IdKind;
 use crate::time;
 
 pub mod api;
+pub mod guard;
+pub mod limit;
+pub mod serve;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -34,6 +37,7 @@ pub struct WebState {
     /// The SSH host key, OpenSSH one-line form.
     pub host_key: String,
     pub host_key_fingerprint: String,
+    pub guard: Arc<guard::Guard>,
 }
 
 /// An error reply: `{"error":{"code","message"}}` with a status; internals are logged only.
@@ -42,6 +46,8 @@ pub struct AppError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds, for a 429.
+    retry_after: Option<u64>,
 }
 
 impl AppError {
@@ -50,6 +56,7 @@ impl AppError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -57,7 +64,13 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -70,6 +83,7 @@ impl From<appliance::Error> for AppError {
             status: status_of(&error),
             code: error.code(),
             message: error.public_message(),
+            retry_after: None,
         }
     }
 }
@@ -111,6 +125,10 @@ pub fn router(state: WebState) -> Router {
         .route("/api/v1/approvals/{id}/verify", get(api::verify))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::protect,
+        ))
         .with_state(state)
 }
 

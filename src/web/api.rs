@@ -28,6 +28,8 @@ use crate::store::{ApiKeyRecord, ApiScope};
 
 /// The largest request body the API reads.
 pub const MAX_BODY: usize = 16 * 1024;
+/// How long a body may take to arrive.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `POST /api/v1/approvals/request`'s body.
 #[derive(Debug, Deserialize)]
@@ -54,9 +56,13 @@ fn api_key(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|v| SecretString::from(v.trim().to_owned()))
         .ok_or(Error::Unauthorized)?;
-    Ok(state
+    let key = state
         .appliance
-        .authenticate_api_key(secret.expose_secret(), scope)?)
+        .authenticate_api_key(secret.expose_secret(), scope)?;
+    if let Err(wait) = state.guard.per_api_key.check(&key.id) {
+        return Err(super::guard::too_many(wait));
+    }
+    Ok(key)
 }
 
 /// Reads a JSON body: 415 if it is not JSON, 413 past `MAX_BODY`, 400 if it does not parse.
@@ -74,8 +80,16 @@ async fn json_body<T: serde::de::DeserializeOwned>(request: Request<Body>) -> Re
             "the body must be JSON (Content-Type: application/json)",
         ));
     }
-    let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY)
+    let read = axum::body::to_bytes(request.into_body(), MAX_BODY);
+    let bytes = tokio::time::timeout(BODY_TIMEOUT, read)
         .await
+        .map_err(|_| {
+            AppError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the body did not arrive in time",
+            )
+        })?
         .map_err(|_| Error::PayloadTooLarge { limit: MAX_BODY })?;
     let reader = &mut serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(reader).map_err(|e| {

@@ -504,3 +504,27 @@ fn an_expired_request_cannot_be_decided() {
             .is_empty()
     );
 }
+
+#[test]
+fn each_api_key_has_its_own_rate_limit() {
+    let appliance = Appliance::start_with(&[
+        ("SSHSIGN_HTTP_RATE_PER_KEY", "10"),
+        ("SSHSIGN_HTTP_RATE_PER_IP", "6000"),
+    ]);
+    let alice = appliance.user("alice");
+    let (busy, calm) = (
+        api_key(&alice, "approval:create"),
+        api_key(&alice, "approval:create"),
+    );
+    let statuses: Vec<u16> = (0..11)
+        .map(|_| post(&appliance, &busy, &json!({"action": "x"})).status)
+        .collect();
+    assert_eq!(statuses[..10], [201; 10], "{statuses:?}");
+    let limited = post(&appliance, &busy, &json!({"action": "x"}));
+    assert_eq!((limited.status, limited.code()), (429, "rate_limited"));
+    assert!(limited.header("retry-after").is_some());
+    assert_eq!(post(&appliance, &calm, &json!({"action": "x"})).status, 201);
+    // A wrong key is refused as unauthorized, not counted against anyone.
+    let wrong = post(&appliance, "sshsign_nope", &json!({"action": "x"}));
+    assert_eq!(wrong.status, 401);
+}

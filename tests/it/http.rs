@@ -1,8 +1,13 @@
-//! The HTTP side: health, the appliance's public keys, JWKS, key lookup.
+//! The HTTP side: health, the appliance's public keys, JWKS, key lookup; security headers,
+//! header timeouts, rate limits, trusted proxies and HTTPS.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::Duration;
 
 use base64::Engine as _;
 
-use crate::common::{Appliance, provision};
+use crate::common::{Appliance, clean_command, provision};
 
 #[test]
 fn health_keys_and_jwks() {
@@ -49,4 +54,169 @@ fn health_keys_and_jwks() {
     assert_eq!(status, 404);
     assert_eq!(missing["error"]["code"], "unknown_key");
     assert_eq!(appliance.http_get("/api/v1/keys/..%2f").0, 404);
+}
+
+#[test]
+fn every_response_carries_the_security_headers() {
+    let appliance = Appliance::start();
+    for path in ["/healthz", "/api/v1/nothing", "/.well-known/jwks.json"] {
+        let reply = appliance.http("GET", path, &[], b"");
+        let csp = reply.header("content-security-policy").unwrap_or_default();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(reply.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(reply.header("x-frame-options"), Some("DENY"));
+        assert_eq!(reply.header("cache-control"), Some("no-store"));
+        // Plain HTTP on loopback: no HSTS.
+        assert_eq!(reply.header("strict-transport-security"), None);
+    }
+}
+
+#[test]
+fn a_silent_or_trickling_client_is_dropped() {
+    let appliance = Appliance::start_with(&[("SSHSIGN_HTTP_HEADER_TIMEOUT", "1")]);
+    let started = std::time::Instant::now();
+    // One sends half a request line and stops; another trickles a header byte by byte.
+    let mut silent = TcpStream::connect(appliance.http_addr).unwrap();
+    silent.write_all(b"GET /healthz HT").unwrap();
+    let mut trickle = TcpStream::connect(appliance.http_addr).unwrap();
+    trickle
+        .write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+        .unwrap();
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(300));
+        if trickle.write_all(b"a").is_err() {
+            break;
+        }
+    }
+    for stream in [&mut silent, &mut trickle] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut rest = Vec::new();
+        // Closed by the server (EOF or reset), not by our read timeout.
+        let _ = stream.read_to_end(&mut rest);
+        assert!(
+            !String::from_utf8_lossy(&rest).contains("200 OK"),
+            "{rest:?}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(appliance.http_get("/healthz").0, 200);
+    // A head larger than the limit is refused.
+    let huge = "a".repeat(40_000);
+    let reply = appliance.http("GET", "/healthz", &[("X-Huge", &huge)], b"");
+    assert_eq!(reply.status, 431);
+}
+
+#[test]
+fn rate_limits_apply_per_address_and_forwarded_addresses_only_from_trusted_proxies() {
+    let appliance = Appliance::start_with(&[("SSHSIGN_HTTP_RATE_PER_IP", "10")]);
+    // A burst of 10, then 429 with Retry-After, as JSON.
+    let statuses: Vec<u16> = (0..12).map(|_| appliance.http_get("/healthz").0).collect();
+    assert_eq!(statuses[..10], [200; 10]);
+    let limited = appliance.http("GET", "/healthz", &[], b"");
+    assert_eq!((limited.status, limited.code()), (429, "rate_limited"));
+    let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=7).contains(&retry), "{retry}");
+    // A forged X-Forwarded-For does not buy a fresh budget.
+    let forged = appliance.http(
+        "GET",
+        "/healthz",
+        &[("X-Forwarded-For", "203.0.113.9")],
+        b"",
+    );
+    assert_eq!(forged.status, 429);
+
+    // Behind a trusted proxy (loopback here), each forwarded client has its own budget.
+    let proxied = Appliance::start_with(&[
+        ("SSHSIGN_HTTP_RATE_PER_IP", "10"),
+        ("SSHSIGN_TRUSTED_PROXIES", "127.0.0.1"),
+    ]);
+    for client in ["203.0.113.1", "203.0.113.2"] {
+        let forwarded = [("X-Forwarded-For", client)];
+        let statuses: Vec<u16> = (0..11)
+            .map(|_| proxied.http("GET", "/healthz", &forwarded, b"").status)
+            .collect();
+        assert_eq!(statuses[..10], [200; 10], "{client}");
+        assert_eq!(statuses[10], 429, "{client}");
+    }
+}
+
+#[test]
+fn https_is_served_from_the_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = clean_command("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ed25519",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let appliance = Appliance::start_with(&[
+        ("SSHSIGN_HTTP_TLS_CERT", &cert_s),
+        ("SSHSIGN_HTTP_TLS_KEY", &key_s),
+    ]);
+    let port = appliance.http_addr.port();
+    let curl = |extra: &[&str]| {
+        clean_command("curl")
+            .args(["-sS", "--max-time", "10", "-D", "-", "--resolve"])
+            .arg(format!("localhost:{port}:127.0.0.1"))
+            .args(extra)
+            .arg(format!("https://localhost:{port}/healthz"))
+            .output()
+            .unwrap()
+    };
+    let ok = curl(&["--cacert", &cert_s]);
+    let text = String::from_utf8_lossy(&ok.stdout).to_lowercase();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(
+        text.contains("strict-transport-security: max-age="),
+        "{text}"
+    );
+    assert!(text.contains("\"status\":\"ok\""), "{text}");
+    // Without the certificate pinned, the client refuses; plain HTTP gets nothing useful.
+    assert!(!curl(&[]).status.success());
+    let mut plain = TcpStream::connect(appliance.http_addr).unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
 }

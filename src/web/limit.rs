@@ -1,0 +1,140 @@
+//! Rate limits (GCRA, the leaky bucket as a single timestamp per key): per client address
+//! before anything else runs, and per API key once the key is known.
+//!
+//! A limit of `rate` requests a minute allows bursts of [`Limit::burst`] requests, then one every
+//! `60 / rate` seconds. Memory is bounded: idle keys are dropped when the table grows.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How many keys a table holds before idle ones are swept.
+const SWEEP_AT: usize = 10_000;
+
+/// A limit: `per_minute` requests a minute, with bursts of `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+impl Limit {
+    /// `per_minute` with a burst of ten seconds' worth (at least 10).
+    pub fn per_minute(per_minute: u32) -> Self {
+        Limit {
+            per_minute,
+            burst: (per_minute / 6).max(10),
+        }
+    }
+}
+
+/// One rate-limited table of keys.
+#[derive(Debug)]
+pub struct Limiter<K> {
+    interval: Duration,
+    tolerance: Duration,
+    /// Per key, the theoretical arrival time of its next request.
+    table: Mutex<HashMap<K, Instant>>,
+}
+
+impl<K: Hash + Eq + Clone> Limiter<K> {
+    pub fn new(limit: Limit) -> Self {
+        let interval = Duration::from_secs(60) / limit.per_minute.max(1);
+        Limiter {
+            interval,
+            tolerance: interval * limit.burst.max(1).saturating_sub(1),
+            table: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Admits one request for `key`, or says how long to wait.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
+        self.check_at(key, Instant::now())
+    }
+
+    fn check_at(&self, key: &K, now: Instant) -> Result<(), Duration> {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if table.len() >= SWEEP_AT && !table.contains_key(key) {
+            table.retain(|_, next| *next > now);
+        }
+        let next = table.get(key).copied().unwrap_or(now).max(now);
+        let wait = next.saturating_duration_since(now);
+        if wait > self.tolerance {
+            return Err(wait - self.tolerance);
+        }
+        table.insert(key.clone(), next + self.interval);
+        Ok(())
+    }
+}
+
+/// The key a client address is limited under: the address itself for IPv4, its /64 for IPv6
+/// (one host usually holds a whole /64).
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_passes_then_the_rate_holds() {
+        let limiter = Limiter::new(Limit {
+            per_minute: 60,
+            burst: 5,
+        });
+        let start = Instant::now();
+        for _ in 0..5 {
+            assert!(limiter.check_at(&"a", start).is_ok());
+        }
+        let wait = limiter.check_at(&"a", start).unwrap_err();
+        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
+        // Another key is not affected.
+        assert!(limiter.check_at(&"b", start).is_ok());
+        // One interval later, one more request passes, and only one.
+        let later = start + Duration::from_secs(1);
+        assert!(limiter.check_at(&"a", later).is_ok());
+        assert!(limiter.check_at(&"a", later).is_err());
+        // After a quiet spell, the full burst is back.
+        let quiet = start + Duration::from_secs(60);
+        for _ in 0..5 {
+            assert!(limiter.check_at(&"a", quiet).is_ok());
+        }
+    }
+
+    #[test]
+    fn the_table_stays_bounded() {
+        let limiter = Limiter::new(Limit::per_minute(600));
+        let start = Instant::now();
+        for i in 0..SWEEP_AT as u32 {
+            limiter.check_at(&i, start).unwrap();
+        }
+        limiter
+            .check_at(&u32::MAX, start + Duration::from_secs(5))
+            .unwrap();
+        assert!(limiter.table.lock().unwrap().len() < 10);
+    }
+
+    #[test]
+    fn ipv6_hosts_share_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(address_key(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
+    }
+}
