@@ -7,8 +7,9 @@
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # SoftHSMv2 is the development token; the tests drive the stock OpenSSH client and git, and
-# move the server's clock forward with libfaketime to test expiry; openssl and curl test HTTPS.
-DEBIAN_PACKAGES := softhsm2 openssh-client git faketime openssl curl
+# move the server's clock forward with libfaketime to test expiry; openssl and curl test HTTPS;
+# headless Chromium (with a virtual passkey authenticator) drives the approval pages.
+DEBIAN_PACKAGES := softhsm2 openssh-client git faketime openssl curl chromium
 
 .PHONY: deps dev test bench
 

@@ -11,11 +11,15 @@
 //! - [`cosign`](self::cosign): pending requests, approval, denial, envelopes;
 //! - [`negotiate`](self::negotiate): negotiation offers and history;
 //! - [`approvals`](self::approvals): API keys, human-approval requests, signed decisions;
+//! - [`authn`](self::authn): approvers' passkeys and TOTP secrets, and their ceremonies;
+//! - [`browser`](self::browser): what a browser may see of a request and decide;
 //! - [`audit_view`](self::audit_view): checkpoints, proofs and entries, as each caller may see
 //!   them.
 
 mod approvals;
 mod audit_view;
+mod authn;
+mod browser;
 mod cosign;
 mod error;
 mod keys;
@@ -30,6 +34,8 @@ use sha2::{Digest as _, Sha256};
 pub use self::approvals::{
     API_KEY_PREFIX, ApprovalInput, DEFAULT_TTL, MAX_ACTION, MAX_APPROVAL_METADATA, VerifiedDecision,
 };
+pub use self::authn::{Authenticated, ENROLLMENT_TTL};
+pub use self::browser::{Access, ApprovalPage, Proof};
 pub use self::cosign::PendingView;
 pub use self::error::{Error, status_name};
 pub use self::keys::{Grant, KeyView, Role};
@@ -70,6 +76,20 @@ pub struct Settings {
     pub pending_ttl: i64,
 }
 
+/// The WebAuthn relying party for the appliance's public URL: its host is the RP id, the URL
+/// the only origin.
+fn webauthn(base: &str) -> Result<webauthn_rs::Webauthn, Error> {
+    let origin = url::Url::parse(base)
+        .map_err(|e| Error::InvalidArgument(format!("public URL {base:?}: {e}")))?;
+    let host = origin
+        .host_str()
+        .ok_or_else(|| Error::InvalidArgument(format!("public URL {base:?} has no host")))?
+        .to_owned();
+    webauthn_rs::WebauthnBuilder::new(&host, &origin)
+        .and_then(|b| b.rp_name("sshsign").build())
+        .map_err(|e| Error::InvalidArgument(format!("WebAuthn for {base:?}: {e}")))
+}
+
 /// The running appliance's state, shared by every connection.
 #[derive(Debug)]
 pub struct Appliance {
@@ -78,6 +98,7 @@ pub struct Appliance {
     appliance_keys: Vec<ApplianceKey>,
     audit: Arc<AuditLog>,
     settings: Settings,
+    authn: authn::Authn,
 }
 
 impl Appliance {
@@ -87,14 +108,16 @@ impl Appliance {
         appliance_keys: Vec<ApplianceKey>,
         audit: Arc<AuditLog>,
         settings: Settings,
-    ) -> Arc<Self> {
-        Arc::new(Appliance {
+    ) -> Result<Arc<Self>, Error> {
+        let webauthn = webauthn(&settings.approval_base)?;
+        Ok(Arc::new(Appliance {
             token,
             store,
             appliance_keys,
             audit,
             settings,
-        })
+            authn: authn::Authn::new(webauthn),
+        }))
     }
 
     pub fn token(&self) -> &Token {

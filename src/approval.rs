@@ -3,8 +3,10 @@
 //!
 //! - [`canonical`]: RFC 8785 canonical JSON, the form decisions are signed in;
 //! - [`decision`]: the signed payload, JWKs, and offline verification;
+//! - [`totp`]: RFC 6238 codes and `otpauth://` URIs;
 //! - [`view`]: how a request is shown over REST and SSH.
 
 pub mod canonical;
 pub mod decision;
+pub mod totp;
 pub mod view;

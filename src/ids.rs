@@ -1,6 +1,6 @@
 //! Identifiers the appliance hands out: `ak_` signing keys, `az_` authorizations, `usr_` users,
 //! `pnd_` co-signed requests, `neg_` negotiations, `apk_` API keys, `apr_` approval requests
-//! and `dec_` decisions, each a prefix and 128 random bits from the
+//! `dec_` decisions and `aut_` authenticators, each a prefix and 128 random bits from the
 //! token in lowercase base32 (RFC 4648 alphabet, no padding).
 
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
@@ -18,6 +18,7 @@ pub enum IdKind {
     ApiKey,
     Approval,
     Decision,
+    Authenticator,
 }
 
 impl IdKind {
@@ -31,6 +32,7 @@ impl IdKind {
             IdKind::ApiKey => "apk_",
             IdKind::Approval => "apr_",
             IdKind::Decision => "dec_",
+            IdKind::Authenticator => "aut_",
         }
     }
 
@@ -47,7 +49,8 @@ impl IdKind {
     }
 }
 
-fn base32(bytes: &[u8]) -> String {
+/// RFC 4648 base32 in lower case, without padding.
+pub fn base32(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
     let (mut buffer, mut bits) = (0u32, 0u32);
     for &byte in bytes {

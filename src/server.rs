@@ -44,6 +44,8 @@ pub enum StartError {
     Audit(#[from] crate::audit::Error),
     #[error("SSHSIGN_AUTHORIZED_KEYS: {0}")]
     AllowedKeys(String),
+    #[error("SSHSIGN_HTTP_DOMAIN: {0}")]
+    PublicUrl(String),
     #[error("HTTPS: {0}")]
     Tls(#[from] web::serve::TlsError),
     #[error("cannot listen on {addr}: {source}")]
@@ -208,7 +210,8 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
         host_key_fingerprint: host_public
             .fingerprint(ssh_key::HashAlg::Sha256)
             .to_string(),
-        appliance: Appliance::new(token, store.clone(), keys, Arc::clone(&audit), settings),
+        appliance: Appliance::new(token, store.clone(), keys, Arc::clone(&audit), settings)
+            .map_err(|e| StartError::PublicUrl(e.to_string()))?,
         audit,
         hsm,
         store,
@@ -239,6 +242,7 @@ impl Running {
             host_key: self.host_key.clone(),
             host_key_fingerprint: self.host_key_fingerprint.clone(),
             guard: self.guard,
+            sessions: Arc::default(),
         };
         let http = web::serve::serve(
             self.http_listener,

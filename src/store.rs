@@ -20,6 +20,10 @@
 //! | `api_keys_by_owner` | `user_id` `\0` sequence | API key id |
 //! | `approvals` | request id | [`ApprovalRecord`], sealed |
 //! | `approvals_by_user` | `user_id` `\0` sequence | request id (owner and approvers) |
+//! | `enrollments` | SHA-256 of the link token, hex | [`EnrollmentRecord`] |
+//! | `authenticators` | authenticator id | [`AuthenticatorRecord`], sealed |
+//! | `authenticators_by_user` | `user_id` `\0` sequence | authenticator id |
+//! | `passkeys_by_credential` | credential id, base64url | authenticator id |
 //! | `meta` | name | small settings, such as the encrypted data key |
 //!
 //! Sequence numbers come from sled's monotonic id generator, so an index scan yields records in
@@ -28,6 +32,7 @@
 //! [`Store::flush`] (an fsync) first.
 
 mod approvals;
+mod authenticators;
 mod keys;
 mod negotiation;
 mod pending;
@@ -42,7 +47,8 @@ use sled::transaction::TransactionError;
 use sled::{Db, Tree};
 
 pub use self::records::{
-    ApiKeyRecord, ApiScope, ApprovalRecord, ApprovalStatus, AuthorizationRecord, KeyStatus,
+    ApiKeyRecord, ApiScope, ApprovalRecord, ApprovalStatus, ApproverLink, AuthenticatorKind,
+    AuthenticatorRecord, AuthorizationRecord, EnrollmentKind, EnrollmentRecord, KeyStatus,
     PendingRequest, PendingStatus, Record, SigningKeyRecord, SshKeyRecord, UserRecord, Vote,
 };
 use crate::seal::{Sealer, WrappedDataKey};
@@ -125,6 +131,10 @@ pub struct Store {
     api_keys_by_owner: Tree,
     approvals: Tree,
     approvals_by_user: Tree,
+    enrollments: Tree,
+    authenticators: Tree,
+    authenticators_by_user: Tree,
+    passkeys_by_credential: Tree,
     meta: Tree,
 }
 
@@ -152,6 +162,10 @@ impl Store {
             api_keys_by_owner: db.open_tree("api_keys_by_owner")?,
             approvals: db.open_tree("approvals")?,
             approvals_by_user: db.open_tree("approvals_by_user")?,
+            enrollments: db.open_tree("enrollments")?,
+            authenticators: db.open_tree("authenticators")?,
+            authenticators_by_user: db.open_tree("authenticators_by_user")?,
+            passkeys_by_credential: db.open_tree("passkeys_by_credential")?,
             meta: db.open_tree("meta")?,
             db,
         })

@@ -7,6 +7,7 @@
 //! | `GET /.well-known/jwks.json` | the decision-signing key as an Ed25519 JWK |
 //! | `GET /api/v1/keys/{key_id}` | a signing key's public half and status, for verifiers |
 //! | `/api/v1/approvals/...` | the human-approval REST API ([`api`]) |
+//! | `/enroll`, `/login`, `/requests`, `/approve/...`, `/static/...` | the pages ([`pages`]) |
 //!
 //! Every error is `{"error":{"code","message"}}` with a stable code and the status that fits.
 //!
@@ -28,7 +29,9 @@ use crate::time;
 pub mod api;
 pub mod guard;
 pub mod limit;
+pub mod pages;
 pub mod serve;
+pub mod session;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -38,6 +41,7 @@ pub struct WebState {
     pub host_key: String,
     pub host_key_fingerprint: String,
     pub guard: Arc<guard::Guard>,
+    pub sessions: Arc<session::Sessions>,
 }
 
 /// An error reply: `{"error":{"code","message"}}` with a status; internals are logged only.
@@ -93,7 +97,9 @@ fn status_of(error: &appliance::Error) -> StatusCode {
     use appliance::Error as E;
     match error {
         _ if error.is_internal() => StatusCode::SERVICE_UNAVAILABLE,
-        E::Unauthorized => StatusCode::UNAUTHORIZED,
+        E::Unauthorized | E::AuthenticationFailed(_) => StatusCode::UNAUTHORIZED,
+        E::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+        E::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         E::Forbidden(_)
         | E::NotPrincipal(_)
         | E::SelfApproval(_)
@@ -102,13 +108,16 @@ fn status_of(error: &appliance::Error) -> StatusCode {
         E::UnknownKey(_)
         | E::UnknownAuthorization(_)
         | E::UnknownRequest(_)
-        | E::UnknownApiKey(_) => StatusCode::NOT_FOUND,
+        | E::UnknownApiKey(_)
+        | E::UnknownEnrollment
+        | E::UnknownAuthenticator(_) => StatusCode::NOT_FOUND,
         E::AlreadyRevoked(_)
         | E::AuthorizationAlreadyRevoked(_)
         | E::AlreadyResolved { .. }
         | E::RequestExpired(_)
         | E::ApiKeyRevoked(_)
-        | E::AlreadyVoted(_) => StatusCode::CONFLICT,
+        | E::AlreadyVoted(_)
+        | E::LinkSpent => StatusCode::CONFLICT,
         E::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::BAD_REQUEST,
     }
@@ -123,6 +132,19 @@ pub fn router(state: WebState) -> Router {
         .route("/api/v1/approvals/request", post(api::create))
         .route("/api/v1/approvals/{id}", get(api::status))
         .route("/api/v1/approvals/{id}/verify", get(api::verify))
+        .route("/static/sshsign.js", get(pages::script))
+        .route("/static/sshsign.css", get(pages::style))
+        .route("/enroll/{token}", get(pages::enroll_page))
+        .route("/enroll/{token}/options", post(pages::enroll_options))
+        .route("/enroll/{token}/finish", post(pages::enroll_finish))
+        .route("/login", get(pages::login_page))
+        .route("/login/options", post(pages::login_options))
+        .route("/login/finish", post(pages::login_finish))
+        .route("/logout", post(pages::logout))
+        .route("/requests", get(pages::requests_page))
+        .route("/approve/{id}", get(pages::approve_page))
+        .route("/approve/{id}/options", post(pages::approve_options))
+        .route("/approve/{id}/decide", post(pages::approve_decide))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -20,7 +20,7 @@ use crate::approval::decision::{
 use crate::audit::AuditEntry;
 use crate::hsm::ObjectId;
 use crate::ids::IdKind;
-use crate::store::{ApiKeyRecord, ApiScope, ApprovalRecord, ApprovalStatus, Vote};
+use crate::store::{ApiKeyRecord, ApiScope, ApprovalRecord, ApprovalStatus, ApproverLink, Vote};
 use crate::time;
 
 /// The prefix every API key starts with, so a leaked one is recognisable.
@@ -169,13 +169,13 @@ impl Appliance {
         }
     }
 
-    /// Records a request for a human decision; returns it and its approval link (with the
-    /// one-time token, shown only here).
+    /// Records a request for a human decision; returns it and each approver's personal link
+    /// (with its one-time token, shown only here), in the order of `approvers`.
     pub async fn request_approval(
         &self,
         key: &ApiKeyRecord,
         input: ApprovalInput,
-    ) -> Result<(ApprovalRecord, String), Error> {
+    ) -> Result<(ApprovalRecord, Vec<(String, String)>), Error> {
         let invalid = |m: String| Error::InvalidArgument(m);
         let action = input.action.trim();
         if action.is_empty() || action.chars().count() > MAX_ACTION {
@@ -221,8 +221,18 @@ impl Appliance {
         if methods.is_empty() {
             return Err(invalid("methods names at least one method".into()));
         }
-        let link: [u8; 32] = self.token.random().await?;
-        let link = URL_SAFE_NO_PAD.encode(link);
+        let mut links = Vec::new();
+        let mut urls = Vec::new();
+        for approver in &approvers {
+            let token: [u8; 32] = self.token.random().await?;
+            let token = URL_SAFE_NO_PAD.encode(token);
+            links.push(ApproverLink {
+                approver: approver.clone(),
+                token_sha256: sha256_hex(&token),
+                used_at: None,
+            });
+            urls.push((approver.clone(), token));
+        }
         let now = time::now();
         let record = ApprovalRecord {
             request_id: self.new_id(IdKind::Approval).await?,
@@ -234,7 +244,7 @@ impl Appliance {
             approvers,
             threshold,
             methods,
-            link_token_sha256: sha256_hex(&link),
+            links,
             created_at: now,
             expires_at: now + ttl,
             status: ApprovalStatus::Pending,
@@ -255,11 +265,14 @@ impl Appliance {
         self.record(entry).await?;
         self.store.insert_approval(&record)?;
         self.store.flush().await?;
-        let url = format!(
-            "{}/approve/{}?token={link}",
-            self.settings.approval_base, record.request_id
-        );
-        Ok((record, url))
+        let urls = urls
+            .into_iter()
+            .map(|(approver, token)| {
+                let url = format!("{}?token={token}", self.approval_page(&record.request_id));
+                (approver, url)
+            })
+            .collect();
+        Ok((record, urls))
     }
 
     /// A request made through `key`'s owner, marked expired if its time has passed.
@@ -276,7 +289,10 @@ impl Appliance {
 
     /// Brings a request up to date: expired if its time passed while pending, signed if it
     /// resolved but its signature was cut short.
-    async fn settle_approval(&self, request: ApprovalRecord) -> Result<ApprovalRecord, Error> {
+    pub(super) async fn settle_approval(
+        &self,
+        request: ApprovalRecord,
+    ) -> Result<ApprovalRecord, Error> {
         if request.status == ApprovalStatus::Pending && request.expires_at <= time::now() {
             let expired = self.store.update_approval(&request.request_id, |mut r| {
                 if r.status == ApprovalStatus::Pending {
@@ -311,6 +327,20 @@ impl Appliance {
         method: Method,
         reason: Option<String>,
     ) -> Result<ApprovalRecord, Error> {
+        self.vote(approver, id, verdict, method, reason, None).await
+    }
+
+    /// [`Appliance::decide_approval`], spending the approver's personal link (by its token's
+    /// digest) in the same step when the vote came through it.
+    pub(super) async fn vote(
+        &self,
+        approver: &Caller,
+        id: &str,
+        verdict: Verdict,
+        method: Method,
+        reason: Option<String>,
+        link: Option<&str>,
+    ) -> Result<ApprovalRecord, Error> {
         if reason.as_ref().is_some_and(|r| r.len() > 500) {
             return Err(Error::InvalidArgument("reason is at most 500 bytes".into()));
         }
@@ -343,6 +373,15 @@ impl Appliance {
             }
             if r.votes.iter().any(|v| v.approver == approver.id()) {
                 return Err(Error::AlreadyVoted(id.to_owned()));
+            }
+            if let Some(link) = link {
+                let spent = r
+                    .links
+                    .iter_mut()
+                    .find(|l| l.token_sha256 == link && l.approver == approver.id())
+                    .filter(|l| l.used_at.is_none())
+                    .ok_or(Error::LinkSpent)?;
+                spent.used_at = Some(now);
             }
             r.votes.push(Vote {
                 approver: approver.id().to_owned(),
@@ -487,22 +526,13 @@ impl Appliance {
             .collect()
     }
 
-    /// Requests the caller may decide or owns, brought up to date.
-    pub async fn approvals_of(&self, caller: &Caller) -> Result<Vec<ApprovalRecord>, Error> {
+    /// Requests `user` may decide or owns, brought up to date.
+    pub async fn approvals_of(&self, user: &str) -> Result<Vec<ApprovalRecord>, Error> {
         let mut list = Vec::new();
-        for request in self.store.approvals_of_user(caller.id())? {
+        for request in self.store.approvals_of_user(user)? {
             list.push(self.settle_approval(request).await?);
         }
         Ok(list)
-    }
-
-    /// Whether `token` is the request's approval-link token (constant time, on digests).
-    pub fn link_token_matches(request: &ApprovalRecord, token: &str) -> bool {
-        bool::from(
-            sha256_hex(token)
-                .as_bytes()
-                .ct_eq(request.link_token_sha256.as_bytes()),
-        )
     }
 
     /// The appliance's public base URL (`https://sign.example.com`).

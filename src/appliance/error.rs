@@ -48,6 +48,20 @@ pub enum Error {
     #[error("you have already decided request {0}")]
     AlreadyVoted(String),
     #[error("{0}")]
+    AuthenticationFailed(String),
+    #[error("too many wrong codes; wait five minutes")]
+    TooManyAttempts,
+    #[error("no {0} is enrolled for this approver (enroll one over SSH: `enroll {0}`)")]
+    NoAuthenticator(&'static str),
+    #[error("this enrollment link is unknown, used or expired; run `enroll passkey` again")]
+    UnknownEnrollment,
+    #[error("this approval link was already used")]
+    LinkSpent,
+    #[error("unknown authenticator {0}")]
+    UnknownAuthenticator(String),
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
     InvalidArgument(String),
     #[error("the payload is larger than the {limit}-byte limit")]
     PayloadTooLarge { limit: usize },
@@ -109,6 +123,13 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::AlreadyVoted(_) => "already_voted",
+            Error::AuthenticationFailed(_) => "authentication_failed",
+            Error::TooManyAttempts => "too_many_attempts",
+            Error::NoAuthenticator(_) => "no_authenticator",
+            Error::UnknownEnrollment => "unknown_enrollment",
+            Error::UnknownAuthenticator(_) => "unknown_authenticator",
+            Error::LinkSpent => "link_spent",
+            Error::Busy(_) => "busy",
             Error::InvalidArgument(_) => "invalid_argument",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::AuditUnavailable(_) => "audit_unavailable",

@@ -109,15 +109,16 @@ pub async fn perform(
     let reply = match action {
         Action::Answer(reply) => reply,
         Action::Run(command, stdin) => {
-            let ctx = Context {
-                appliance,
-                caller,
-                stdin,
-            };
-            match commands::execute(command, ctx).await {
+            let ctx = Context::new(appliance, caller, stdin);
+            let reply = match commands::execute(command, &ctx).await {
                 Ok(body) => Reply::ok(body),
                 Err(error) => Reply::from_error(&error),
+            };
+            let notice = std::mem::take(&mut *ctx.stderr.lock().unwrap_or_else(|e| e.into_inner()));
+            if !notice.is_empty() {
+                let _ = handle.extended_data(channel, 1, notice.into_bytes()).await;
             }
+            reply
         }
     };
     // The client may have gone; nothing more can be done for it then.

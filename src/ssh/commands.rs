@@ -11,10 +11,12 @@
 //! | `negotiate` | `log-offer`, `history` |
 //! | `audit` | `audit-checkpoint`, `audit-proof`, `audit-consistency`, `audit-entries` |
 //! | `api_keys` | `api-key create`, `api-key revoke`, `api-keys` |
+//! | `enroll` | `enroll passkey`, `enroll totp`, `authenticators`, `authenticator remove` |
 
 pub mod api_keys;
 pub mod audit;
 pub mod cosign;
+pub mod enroll;
 pub mod grants;
 pub mod keys;
 pub mod negotiate;
@@ -40,32 +42,56 @@ pub struct Context {
     pub caller: Caller,
     /// The payload read from stdin (empty for commands that read none).
     pub stdin: Vec<u8>,
+    /// Text for the person at the terminal (links, QR codes), sent on stderr before the reply.
+    pub stderr: std::sync::Mutex<String>,
+}
+
+impl Context {
+    pub fn new(appliance: Arc<Appliance>, caller: Caller, stdin: Vec<u8>) -> Self {
+        Context {
+            appliance,
+            caller,
+            stdin,
+            stderr: std::sync::Mutex::new(String::new()),
+        }
+    }
+
+    /// Adds text for the person at the terminal.
+    pub fn notice(&self, text: &str) {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_str(text);
+    }
 }
 
 /// Runs `command`; the value is the reply document.
-pub async fn execute(command: Command, ctx: Context) -> Result<Value, Error> {
+pub async fn execute(command: Command, ctx: &Context) -> Result<Value, Error> {
     match command {
-        Command::Whoami => whoami::run(&ctx),
-        Command::CreateKey(args) => keys::create(args, &ctx).await,
-        Command::Keys(args) => keys::list(args, &ctx),
-        Command::Revoke(args) => keys::revoke(args, &ctx).await,
-        Command::Authorize(args) => grants::authorize(args, &ctx).await,
-        Command::Authorizations(args) => grants::list(args, &ctx),
-        Command::RevokeAuthorization(args) => grants::revoke(args, &ctx).await,
-        Command::Sign(args) => sign::run(args, &ctx).await,
-        Command::Verify(args) => verify::run(args, &ctx),
-        Command::Pending => cosign::pending(&ctx).await,
-        Command::Approve(args) => cosign::approve(args, &ctx).await,
-        Command::Deny(args) => cosign::deny(args, &ctx).await,
-        Command::GetEnvelope(args) => cosign::envelope(args, &ctx).await,
-        Command::LogOffer(args) => negotiate::log_offer(args, &ctx).await,
-        Command::History(args) => negotiate::history(args, &ctx),
-        Command::AuditCheckpoint => audit::checkpoint(&ctx).await,
-        Command::AuditProof(args) => audit::proof(args, &ctx).await,
-        Command::AuditConsistency(args) => audit::consistency(args, &ctx).await,
-        Command::AuditEntries(args) => audit::entries(args, &ctx),
-        Command::ApiKey(command) => api_keys::run(command, &ctx).await,
-        Command::ApiKeys => api_keys::list(&ctx),
+        Command::Whoami => whoami::run(ctx),
+        Command::CreateKey(args) => keys::create(args, ctx).await,
+        Command::Keys(args) => keys::list(args, ctx),
+        Command::Revoke(args) => keys::revoke(args, ctx).await,
+        Command::Authorize(args) => grants::authorize(args, ctx).await,
+        Command::Authorizations(args) => grants::list(args, ctx),
+        Command::RevokeAuthorization(args) => grants::revoke(args, ctx).await,
+        Command::Sign(args) => sign::run(args, ctx).await,
+        Command::Verify(args) => verify::run(args, ctx),
+        Command::Pending => cosign::pending(ctx).await,
+        Command::Approve(args) => cosign::approve(args, ctx).await,
+        Command::Deny(args) => cosign::deny(args, ctx).await,
+        Command::GetEnvelope(args) => cosign::envelope(args, ctx).await,
+        Command::LogOffer(args) => negotiate::log_offer(args, ctx).await,
+        Command::History(args) => negotiate::history(args, ctx),
+        Command::AuditCheckpoint => audit::checkpoint(ctx).await,
+        Command::AuditProof(args) => audit::proof(args, ctx).await,
+        Command::AuditConsistency(args) => audit::consistency(args, ctx).await,
+        Command::AuditEntries(args) => audit::entries(args, ctx),
+        Command::ApiKey(command) => api_keys::run(command, ctx).await,
+        Command::ApiKeys => api_keys::list(ctx),
+        Command::Enroll(command) => enroll::enroll(command, ctx).await,
+        Command::Authenticators => enroll::list(ctx),
+        Command::Authenticator(command) => enroll::run(command, ctx).await,
         Command::Help => Ok(json!({ "help": grammar::help() })),
     }
 }

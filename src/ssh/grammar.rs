@@ -9,7 +9,7 @@
 
 use clap::{ColorChoice, Parser, Subcommand};
 
-use super::commands::{api_keys, audit, cosign, grants, keys, negotiate, sign, verify};
+use super::commands::{api_keys, audit, cosign, enroll, grants, keys, negotiate, sign, verify};
 
 /// The longest command line accepted.
 pub const MAX_COMMAND_LINE: usize = 256 * 1024;
@@ -175,6 +175,14 @@ pub enum Command {
     ApiKey(api_keys::ApiKeyCommand),
     /// List your API keys.
     ApiKeys,
+    /// Enroll a passkey (a one-time browser link) or a TOTP secret.
+    #[command(subcommand)]
+    Enroll(enroll::EnrollCommand),
+    /// List your passkeys and TOTP secrets.
+    Authenticators,
+    /// Remove one of your authenticators.
+    #[command(subcommand)]
+    Authenticator(enroll::AuthenticatorCommand),
     /// Show the commands and their flags.
     Help,
 }

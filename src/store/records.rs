@@ -265,6 +265,17 @@ pub struct Vote {
     pub reason: Option<String>,
 }
 
+/// An approver's personal link to a request: its token opens the page for that approver only,
+/// and is spent by their vote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproverLink {
+    pub approver: String,
+    /// SHA-256 of the token, hex.
+    pub token_sha256: String,
+    pub used_at: Option<i64>,
+}
+
 /// A request for a human decision, made through the REST API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -280,8 +291,8 @@ pub struct ApprovalRecord {
     pub approvers: Vec<String>,
     pub threshold: u32,
     pub methods: Vec<crate::approval::decision::Method>,
-    /// SHA-256 of the approval-link token, hex.
-    pub link_token_sha256: String,
+    /// Each approver's personal approval link, by the SHA-256 of its token.
+    pub links: Vec<ApproverLink>,
     pub created_at: i64,
     pub expires_at: i64,
     pub status: ApprovalStatus,
@@ -294,8 +305,88 @@ pub struct ApprovalRecord {
     pub decided_at: Option<i64>,
 }
 
+impl ApprovalRecord {
+    /// Whether the request is open and waits for `user`'s vote.
+    pub fn awaits(&self, user: &str) -> bool {
+        self.status == ApprovalStatus::Pending
+            && self.approvers.iter().any(|a| a == user)
+            && !self.votes.iter().any(|v| v.approver == user)
+    }
+}
+
 impl Record for ApprovalRecord {
     const KIND: &'static str = "approval request";
+    const VERSION: u32 = 1;
+    const SEALED: bool = true;
+}
+
+/// What an enrollment link registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnrollmentKind {
+    Passkey,
+}
+
+/// A one-time link that binds a new authenticator to a user. Kept under the SHA-256 of its
+/// token; the token itself is only in the link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentRecord {
+    pub token_sha256: String,
+    pub user_id: String,
+    pub kind: EnrollmentKind,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+impl Record for EnrollmentRecord {
+    const KIND: &'static str = "enrollment";
+    const VERSION: u32 = 1;
+}
+
+/// How an approver proves themselves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum AuthenticatorKind {
+    /// A WebAuthn credential (webauthn-rs `Passkey`: credential id, public key, counter).
+    Passkey {
+        /// The credential id, base64url.
+        credential_id: String,
+        passkey: serde_json::Value,
+    },
+    /// An RFC 6238 secret (SHA-1, 6 digits, 30 s), usable once confirmed.
+    Totp {
+        secret_hex: String,
+        confirmed: bool,
+        /// The last time step a code was accepted for; it and earlier ones are refused.
+        last_step: u64,
+    },
+}
+
+/// An authenticator bound to a user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthenticatorRecord {
+    pub id: String,
+    pub user_id: String,
+    pub label: String,
+    pub kind: AuthenticatorKind,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+impl AuthenticatorRecord {
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            AuthenticatorKind::Passkey { .. } => "passkey",
+            AuthenticatorKind::Totp { .. } => "totp",
+        }
+    }
+}
+
+impl Record for AuthenticatorRecord {
+    const KIND: &'static str = "authenticator";
     const VERSION: u32 = 1;
     const SEALED: bool = true;
 }

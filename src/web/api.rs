@@ -66,7 +66,9 @@ fn api_key(
 }
 
 /// Reads a JSON body: 415 if it is not JSON, 413 past `MAX_BODY`, 400 if it does not parse.
-async fn json_body<T: serde::de::DeserializeOwned>(request: Request<Body>) -> Result<T, AppError> {
+pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
+    request: Request<Body>,
+) -> Result<T, AppError> {
     let is_json = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -118,9 +120,14 @@ pub async fn create(
         threshold: body.threshold,
         methods: body.methods,
     };
-    let (record, url) = state.appliance.request_approval(&key, input).await?;
+    let (record, urls) = state.appliance.request_approval(&key, input).await?;
     let mut reply = approval_json(&record);
-    reply["approval_url"] = url.into();
+    // The first approver's link, as the seed has it, and every approver's own.
+    reply["approval_url"] = urls.first().map(|(_, url)| url.clone()).into();
+    reply["approval_urls"] = urls
+        .iter()
+        .map(|(approver, url)| json!({ "approver": approver, "url": url }))
+        .collect();
     Ok((StatusCode::CREATED, Json(reply)).into_response())
 }
 

@@ -7,19 +7,19 @@ use serde_json::{Value, json};
 use crate::common::{Appliance, HttpReply, SHIM, User, clean_command, write_file};
 
 /// Makes an API key for `user` and returns its secret.
-fn api_key(user: &User, scopes: &str) -> String {
+pub fn api_key(user: &User, scopes: &str) -> String {
     let made = user.cmd(&format!("api-key create --label ci --scopes {scopes}"));
     made.ok()["api_key"].as_str().unwrap().to_owned()
 }
 
-fn user_id(user: &User) -> String {
+pub fn user_id(user: &User) -> String {
     user.cmd("whoami").ok()["user_id"]
         .as_str()
         .unwrap()
         .to_owned()
 }
 
-fn post(appliance: &Appliance, key: &str, body: &Value) -> HttpReply {
+pub fn post(appliance: &Appliance, key: &str, body: &Value) -> HttpReply {
     let auth = format!("Bearer {key}");
     appliance.http(
         "POST",
@@ -32,17 +32,31 @@ fn post(appliance: &Appliance, key: &str, body: &Value) -> HttpReply {
     )
 }
 
-fn get(appliance: &Appliance, key: &str, path: &str) -> HttpReply {
+pub fn get(appliance: &Appliance, key: &str, path: &str) -> HttpReply {
     let auth = format!("Bearer {key}");
     appliance.http("GET", path, &[("Authorization", &auth)], b"")
+}
+
+/// Creates a request and returns the reply.
+#[track_caller]
+pub fn create(appliance: &Appliance, key: &str, body: Value) -> Value {
+    let made = post(appliance, key, &body);
+    assert_eq!(made.status, 201, "{:?}", made.json);
+    made.json
 }
 
 /// Creates a request and returns its id.
 #[track_caller]
 fn request(appliance: &Appliance, key: &str, body: Value) -> String {
-    let made = post(appliance, key, &body);
-    assert_eq!(made.status, 201, "{:?}", made.json);
-    made.json["id"].as_str().unwrap().to_owned()
+    create(appliance, key, body)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A request as `GET /api/v1/approvals/{id}` shows it to its owner.
+pub fn status(appliance: &Appliance, key: &str, id: &str) -> Value {
+    get(appliance, key, &format!("/api/v1/approvals/{id}")).json
 }
 
 #[test]

@@ -368,10 +368,10 @@ async fn when_the_log_cannot_be_written_nothing_is_signed() {
     )
     .unwrap();
     let settings = Settings {
-        approval_base: "http://127.0.0.1".into(),
+        approval_base: "http://localhost".into(),
         pending_ttl: 60,
     };
-    let core = Core::new(token, store, keys, Arc::new(audit), settings);
+    let core = Core::new(token, store, keys, Arc::new(audit), settings).unwrap();
 
     let user_key = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[5; 32]));
     let caller = core.identify(user_key.public_key()).await.unwrap();

@@ -1,6 +1,6 @@
 //! Integration tests, against real parts only: a SoftHSMv2 token made per test by
 //! `softhsm-fixtures/init-token.sh`, the `sshsign-server` binary on 127.0.0.1:0, the stock `ssh`
-//! client, `git`, and `ssh-keygen -Y verify`. Run them with `cargo nextest run` (each test in its
+//! client, `git`, `ssh-keygen -Y verify`, and headless Chromium. Run them with `cargo nextest run` (each test in its
 //! own process: PKCS#11 allows one module initialisation, and SoftHSM one token store, per
 //! process).
 //!
@@ -8,6 +8,8 @@
 //! |---|---|
 //! | [`common`] | the harness: appliances, users, the `ssh` client |
 //! | [`authorizations`] | typed constraints, grants to agents, several authorizations, hard and soft rules through git, sealed storage |
+//! | [`approval_pages`] | the pages in headless Chromium: passkey enrollment, approval by passkey and TOTP, login, quorum, replays, CSRF, cross-user |
+//! | [`browser`] | the harness: headless Chromium over CDP with a virtual authenticator, screenshots |
 //! | [`approvals`] | human approval: API keys, the REST contract, SSH decisions, quorum, expiry, offline verification |
 //! | [`cosign`] | co-signed requests: approve, deny, envelopes, exactly-once resolution under races |
 //! | [`audit`] | audit entries, offline proofs, rollback and fork detection, tampering at rest, failing closed, kill -9 |
@@ -22,10 +24,12 @@
 //! | [`http`] | health, the appliance's public keys, JWKS, key lookup |
 //! | [`vectors`] | OpenSSH's SSHSIG known answers and Wycheproof's Ed25519 vectors through our code |
 
+mod approval_pages;
 mod approvals;
 mod audit;
 mod authorizations;
 mod bad_input;
+mod browser;
 mod common;
 mod cosign;
 mod dev;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::Context;
 use crate::appliance::{Error, PendingView, status_name};
 use crate::approval::decision::{Method, Verdict};
-use crate::store::{ApprovalRecord, ApprovalStatus};
+use crate::store::ApprovalRecord;
 use crate::time;
 
 /// How every reply shows a request, to its requester and its principal.
@@ -55,14 +55,10 @@ pub async fn pending(ctx: &Context) -> Result<Value, Error> {
     };
     let approvals: Vec<Value> = ctx
         .appliance
-        .approvals_of(&ctx.caller)
+        .approvals_of(me)
         .await?
         .iter()
-        .filter(|r| {
-            r.status == ApprovalStatus::Pending
-                && r.approvers.iter().any(|a| a == me)
-                && !r.votes.iter().any(|v| v.approver == me)
-        })
+        .filter(|r| r.awaits(me))
         .map(|r| approval_json(r, &ctx.appliance.approval_page(&r.request_id)))
         .collect();
     Ok(json!({ "to_decide": list(true), "requested": list(false), "approvals": approvals }))

@@ -1,0 +1,624 @@
+//! Approvers' authenticators: passkeys (WebAuthn, user verification required) enrolled through
+//! a one-time link printed over SSH, and TOTP secrets enrolled over SSH and confirmed by a first
+//! code. Passkey ceremonies are bound to what they are for (an enrollment, a decision on one
+//! request, a login) and held in memory for five minutes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use webauthn_rs::prelude::{
+    DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential, Uuid, Webauthn,
+};
+
+use super::{Appliance, Caller, Error};
+use crate::approval::totp;
+use crate::audit::AuditEntry;
+use crate::ids::IdKind;
+use crate::store::{AuthenticatorKind, AuthenticatorRecord, EnrollmentKind, EnrollmentRecord};
+use crate::time;
+
+/// How long an enrollment link works.
+pub const ENROLLMENT_TTL: i64 = 15 * 60;
+/// How long a passkey ceremony may take.
+const CEREMONY_TTL: Duration = Duration::from_secs(5 * 60);
+/// Ceremonies under way at once, across all users.
+const MAX_CEREMONIES: usize = 10_000;
+/// Wrong TOTP codes a user may enter per [`TOTP_LOCKOUT`] before codes are refused.
+const TOTP_MAX_FAILURES: u32 = 5;
+const TOTP_LOCKOUT: Duration = Duration::from_secs(5 * 60);
+
+/// What a passkey ceremony was started for; the browser's answer counts only for that.
+#[derive(Debug)]
+enum Ceremony {
+    Register {
+        enrollment: String,
+        state: PasskeyRegistration,
+    },
+    Authenticate {
+        purpose: String,
+        state: PasskeyAuthentication,
+    },
+    Login {
+        state: DiscoverableAuthentication,
+    },
+}
+
+/// WebAuthn and the ceremonies and TOTP failures under way.
+#[derive(Debug)]
+pub struct Authn {
+    webauthn: Webauthn,
+    ceremonies: Mutex<HashMap<String, (Instant, Ceremony)>>,
+    totp_failures: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+impl Authn {
+    pub fn new(webauthn: Webauthn) -> Self {
+        Authn {
+            webauthn,
+            ceremonies: Mutex::new(HashMap::new()),
+            totp_failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Holds a ceremony under a fresh id.
+    fn hold(&self, id: String, ceremony: Ceremony) -> Result<String, Error> {
+        let mut held = self.ceremonies.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        held.retain(|_, (expires, _)| *expires > now);
+        if held.len() >= MAX_CEREMONIES {
+            return Err(Error::Busy("too many passkey ceremonies under way".into()));
+        }
+        held.insert(id.clone(), (now + CEREMONY_TTL, ceremony));
+        Ok(id)
+    }
+
+    /// Takes a ceremony (it is used once, whatever the outcome).
+    fn take(&self, id: &str) -> Result<Ceremony, Error> {
+        let mut held = self.ceremonies.lock().unwrap_or_else(|e| e.into_inner());
+        match held.remove(id) {
+            Some((expires, ceremony)) if expires > Instant::now() => Ok(ceremony),
+            _ => Err(Error::AuthenticationFailed(
+                "the passkey prompt expired or was already used; try again".into(),
+            )),
+        }
+    }
+
+    /// Refuses TOTP codes for `user` while it has too many recent failures.
+    fn totp_allowed(&self, user: &str) -> Result<(), Error> {
+        let failures = self.totp_failures.lock().unwrap_or_else(|e| e.into_inner());
+        match failures.get(user) {
+            Some((since, count))
+                if *count >= TOTP_MAX_FAILURES && since.elapsed() < TOTP_LOCKOUT =>
+            {
+                Err(Error::TooManyAttempts)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn totp_failed(&self, user: &str) {
+        let mut failures = self.totp_failures.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = failures
+            .entry(user.to_owned())
+            .or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= TOTP_LOCKOUT {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
+    }
+
+    fn totp_succeeded(&self, user: &str) {
+        let mut failures = self.totp_failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.remove(user);
+    }
+}
+
+/// Who proved themselves, and with which authenticator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub user_id: String,
+    pub authenticator_id: String,
+}
+
+/// The WebAuthn user handle of a user: not their id, but derived from it.
+fn user_handle(user_id: &str) -> Uuid {
+    let digest = Sha256::digest(format!("sshsign webauthn user handle\0{user_id}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Uuid::from_bytes(bytes)
+}
+
+fn sha256_hex(text: &str) -> String {
+    crate::hex::encode(&Sha256::digest(text.as_bytes()))
+}
+
+fn passkey_of(record: &AuthenticatorRecord) -> Option<Passkey> {
+    match &record.kind {
+        AuthenticatorKind::Passkey { passkey, .. } => serde_json::from_value(passkey.clone()).ok(),
+        AuthenticatorKind::Totp { .. } => None,
+    }
+}
+
+fn check_label(label: &str) -> Result<(), Error> {
+    if label.is_empty() || label.len() > 64 || label.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(
+            "the label is 1 to 64 printable characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn refused(error: impl std::fmt::Display) -> Error {
+    tracing::info!(%error, "a passkey was refused");
+    Error::AuthenticationFailed("the passkey did not verify".into())
+}
+
+impl Appliance {
+    /// A one-time link that registers a passkey for `caller`.
+    pub async fn enroll_passkey(
+        &self,
+        caller: &Caller,
+    ) -> Result<(EnrollmentRecord, String), Error> {
+        let token: [u8; 32] = self.token.random().await?;
+        let token = URL_SAFE_NO_PAD.encode(token);
+        let now = time::now();
+        let enrollment = EnrollmentRecord {
+            token_sha256: sha256_hex(&token),
+            user_id: caller.id().to_owned(),
+            kind: EnrollmentKind::Passkey,
+            created_at: now,
+            expires_at: now + ENROLLMENT_TTL,
+            used_at: None,
+        };
+        self.store.insert_enrollment(&enrollment)?;
+        self.store.flush().await?;
+        self.record(self.entry(caller, "enrollment_link", "issued"))
+            .await?;
+        let url = format!("{}/enroll/{token}", self.settings.approval_base);
+        Ok((enrollment, url))
+    }
+
+    /// The live enrollment an enrollment link's token names.
+    pub fn enrollment(&self, token: &str) -> Result<EnrollmentRecord, Error> {
+        match self.store.enrollment(&sha256_hex(token))? {
+            Some(e) if e.used_at.is_none() && e.expires_at > time::now() => Ok(e),
+            _ => Err(Error::UnknownEnrollment),
+        }
+    }
+
+    /// Starts registering a passkey through an enrollment link: the options for
+    /// `navigator.credentials.create`, under a ceremony id.
+    pub async fn passkey_registration_options(
+        &self,
+        token: &str,
+    ) -> Result<(String, Value), Error> {
+        let enrollment = self.enrollment(token)?;
+        let existing: Vec<_> = self
+            .store
+            .authenticators_of(&enrollment.user_id)?
+            .iter()
+            .filter_map(passkey_of)
+            .map(|p| p.cred_id().clone())
+            .collect();
+        let (options, state) = self
+            .authn
+            .webauthn
+            .start_passkey_registration(
+                user_handle(&enrollment.user_id),
+                &enrollment.user_id,
+                &format!("{} (sshsign)", enrollment.user_id),
+                Some(existing),
+            )
+            .map_err(|e| Error::Internal(format!("starting a passkey registration: {e}")))?;
+        let mut options = serde_json::to_value(options).unwrap_or_default();
+        // Discoverable where the authenticator can, so the approver can log in without a name.
+        options["publicKey"]["authenticatorSelection"]["residentKey"] = "preferred".into();
+        let ceremony = self.ceremony_id().await?;
+        let ceremony = self.authn.hold(
+            ceremony,
+            Ceremony::Register {
+                enrollment: enrollment.token_sha256,
+                state,
+            },
+        )?;
+        Ok((ceremony, options))
+    }
+
+    /// Finishes a registration: checks the browser's answer, spends the link, keeps the passkey.
+    pub async fn finish_passkey_registration(
+        &self,
+        token: &str,
+        ceremony: &str,
+        credential: Value,
+        label: Option<String>,
+    ) -> Result<AuthenticatorRecord, Error> {
+        let enrollment = self.enrollment(token)?;
+        let Ceremony::Register {
+            enrollment: bound,
+            state,
+        } = self.authn.take(ceremony)?
+        else {
+            return Err(Error::AuthenticationFailed(
+                "that prompt was for something else".into(),
+            ));
+        };
+        if bound != enrollment.token_sha256 {
+            return Err(Error::AuthenticationFailed(
+                "that prompt was for another link".into(),
+            ));
+        }
+        let label = label.unwrap_or_else(|| "passkey".to_owned());
+        check_label(&label)?;
+        let credential: RegisterPublicKeyCredential =
+            serde_json::from_value(credential).map_err(refused)?;
+        let passkey = self
+            .authn
+            .webauthn
+            .finish_passkey_registration(&credential, &state)
+            .map_err(refused)?;
+        let now = time::now();
+        self.store
+            .update_enrollment(&enrollment.token_sha256, |mut e| {
+                if e.used_at.is_some() {
+                    return Err(Error::UnknownEnrollment);
+                }
+                e.used_at = Some(now);
+                Ok(e)
+            })?;
+        let record = AuthenticatorRecord {
+            id: self.new_id(IdKind::Authenticator).await?,
+            user_id: enrollment.user_id.clone(),
+            label,
+            kind: AuthenticatorKind::Passkey {
+                credential_id: URL_SAFE_NO_PAD.encode(passkey.cred_id()),
+                passkey: serde_json::to_value(&passkey).unwrap_or_default(),
+            },
+            created_at: now,
+            last_used_at: None,
+        };
+        self.store
+            .insert_authenticator(&record)
+            .map_err(|e| match e {
+                crate::store::Error::Exists { .. } => {
+                    Error::InvalidArgument("this passkey is already registered".into())
+                }
+                other => other.into(),
+            })?;
+        self.store.flush().await?;
+        self.record(authenticator_entry(&record, "authenticator_add"))
+            .await?;
+        Ok(record)
+    }
+
+    /// A new TOTP secret for `caller`, shown once as an `otpauth://` URI; it works once
+    /// [`Appliance::confirm_totp`] has seen a code from it. An unconfirmed one is replaced.
+    pub async fn enroll_totp(
+        &self,
+        caller: &Caller,
+        label: &str,
+    ) -> Result<(AuthenticatorRecord, String), Error> {
+        check_label(label)?;
+        for old in self.store.authenticators_of(caller.id())? {
+            if matches!(
+                old.kind,
+                AuthenticatorKind::Totp {
+                    confirmed: false,
+                    ..
+                }
+            ) {
+                self.store.remove_authenticator(&old)?;
+            }
+        }
+        let secret: [u8; 20] = self.token.random().await?;
+        let record = AuthenticatorRecord {
+            id: self.new_id(IdKind::Authenticator).await?,
+            user_id: caller.id().to_owned(),
+            label: label.to_owned(),
+            kind: AuthenticatorKind::Totp {
+                secret_hex: crate::hex::encode(&secret),
+                confirmed: false,
+                last_step: 0,
+            },
+            created_at: time::now(),
+            last_used_at: None,
+        };
+        self.store.insert_authenticator(&record)?;
+        self.store.flush().await?;
+        let issuer = self
+            .settings
+            .approval_base
+            .split_once("://")
+            .map_or("sshsign", |(_, host)| host);
+        let uri = totp::otpauth_uri(&format!("sshsign {issuer}"), caller.id(), &secret);
+        Ok((record, uri))
+    }
+
+    /// Confirms `caller`'s new TOTP secret with a first valid code.
+    pub async fn confirm_totp(
+        &self,
+        caller: &Caller,
+        code: &str,
+    ) -> Result<AuthenticatorRecord, Error> {
+        let pending = self
+            .store
+            .authenticators_of(caller.id())?
+            .into_iter()
+            .find(|a| {
+                matches!(
+                    a.kind,
+                    AuthenticatorKind::Totp {
+                        confirmed: false,
+                        ..
+                    }
+                )
+            })
+            .ok_or_else(|| {
+                Error::InvalidArgument(
+                    "no TOTP enrollment to confirm: run `enroll totp` first".into(),
+                )
+            })?;
+        let confirmed = self.spend_totp(&pending, code, true)?;
+        self.store.flush().await?;
+        self.record(authenticator_entry(&confirmed, "authenticator_add"))
+            .await?;
+        Ok(confirmed)
+    }
+
+    /// Checks `code` against a TOTP authenticator and spends its step; `confirming` accepts an
+    /// unconfirmed one (and confirms it), otherwise only confirmed ones count.
+    fn spend_totp(
+        &self,
+        record: &AuthenticatorRecord,
+        code: &str,
+        confirming: bool,
+    ) -> Result<AuthenticatorRecord, Error> {
+        let user = &record.user_id;
+        self.authn.totp_allowed(user)?;
+        let wrong = || {
+            self.authn.totp_failed(user);
+            Error::AuthenticationFailed("the code is wrong, or was already used".into())
+        };
+        let now = time::now();
+        let updated = self.store.update_authenticator(&record.id, |mut r| {
+            let AuthenticatorKind::Totp {
+                secret_hex,
+                confirmed,
+                last_step,
+            } = &mut r.kind
+            else {
+                return Err(wrong());
+            };
+            if *confirmed == confirming {
+                return Err(wrong());
+            }
+            let secret = crate::hex::decode(secret_hex).unwrap_or_default();
+            let step = totp::check(&secret, code, now, *last_step).ok_or_else(wrong)?;
+            *last_step = step;
+            *confirmed = true;
+            r.last_used_at = Some(now);
+            Ok(r)
+        })?;
+        self.authn.totp_succeeded(user);
+        Ok(updated)
+    }
+
+    /// Which of `users` a TOTP code is from (each user's confirmed secret is tried).
+    pub async fn authenticate_totp(
+        &self,
+        users: &[String],
+        code: &str,
+    ) -> Result<Authenticated, Error> {
+        let mut last_error = Error::NoAuthenticator("totp");
+        for user in users {
+            for record in self.store.authenticators_of(user)? {
+                if !matches!(
+                    record.kind,
+                    AuthenticatorKind::Totp {
+                        confirmed: true,
+                        ..
+                    }
+                ) {
+                    continue;
+                }
+                match self.spend_totp(&record, code, false) {
+                    Ok(spent) => {
+                        self.store.flush().await?;
+                        return Ok(Authenticated {
+                            user_id: spent.user_id,
+                            authenticator_id: spent.id,
+                        });
+                    }
+                    Err(e @ Error::TooManyAttempts) => return Err(e),
+                    Err(e) => last_error = e,
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Options for `navigator.credentials.get` with the passkeys of `users`, for `purpose` only.
+    pub async fn passkey_options(
+        &self,
+        users: &[String],
+        purpose: &str,
+    ) -> Result<(String, Value), Error> {
+        let mut passkeys = Vec::new();
+        for user in users {
+            passkeys.extend(
+                self.store
+                    .authenticators_of(user)?
+                    .iter()
+                    .filter_map(passkey_of),
+            );
+        }
+        if passkeys.is_empty() {
+            return Err(Error::NoAuthenticator("passkey"));
+        }
+        let (options, state) = self
+            .authn
+            .webauthn
+            .start_passkey_authentication(&passkeys)
+            .map_err(|e| Error::Internal(format!("starting a passkey authentication: {e}")))?;
+        let ceremony = self.ceremony_id().await?;
+        let ceremony = self.authn.hold(
+            ceremony,
+            Ceremony::Authenticate {
+                purpose: purpose.to_owned(),
+                state,
+            },
+        )?;
+        Ok((ceremony, serde_json::to_value(options).unwrap_or_default()))
+    }
+
+    /// Checks the browser's answer to [`Appliance::passkey_options`]; returns whose passkey
+    /// it was.
+    pub async fn authenticate_passkey(
+        &self,
+        ceremony: &str,
+        purpose: &str,
+        credential: Value,
+    ) -> Result<Authenticated, Error> {
+        let Ceremony::Authenticate {
+            purpose: bound,
+            state,
+        } = self.authn.take(ceremony)?
+        else {
+            return Err(Error::AuthenticationFailed(
+                "that prompt was for something else".into(),
+            ));
+        };
+        if bound != purpose {
+            return Err(Error::AuthenticationFailed(
+                "that prompt was for something else".into(),
+            ));
+        }
+        let credential: PublicKeyCredential =
+            serde_json::from_value(credential).map_err(refused)?;
+        let result = self
+            .authn
+            .webauthn
+            .finish_passkey_authentication(&credential, &state)
+            .map_err(refused)?;
+        self.note_passkey_use(result.cred_id(), &result).await
+    }
+
+    /// Options for a login with any discoverable passkey.
+    pub async fn login_options(&self) -> Result<(String, Value), Error> {
+        let (mut options, state) = self
+            .authn
+            .webauthn
+            .start_discoverable_authentication()
+            .map_err(|e| Error::Internal(format!("starting a passkey login: {e}")))?;
+        // A button press, not autofill.
+        options.mediation = None;
+        let ceremony = self.ceremony_id().await?;
+        let ceremony = self.authn.hold(ceremony, Ceremony::Login { state })?;
+        Ok((ceremony, serde_json::to_value(options).unwrap_or_default()))
+    }
+
+    /// Checks a login; returns whose passkey it was.
+    pub async fn finish_login(
+        &self,
+        ceremony: &str,
+        credential: Value,
+    ) -> Result<Authenticated, Error> {
+        let Ceremony::Login { state } = self.authn.take(ceremony)? else {
+            return Err(Error::AuthenticationFailed(
+                "that prompt was for something else".into(),
+            ));
+        };
+        let credential: PublicKeyCredential =
+            serde_json::from_value(credential).map_err(refused)?;
+        let (handle, credential_id) = self
+            .authn
+            .webauthn
+            .identify_discoverable_authentication(&credential)
+            .map_err(refused)?;
+        let record = self
+            .store
+            .passkey_by_credential(&URL_SAFE_NO_PAD.encode(credential_id))?
+            .filter(|r| user_handle(&r.user_id) == handle)
+            .ok_or_else(|| refused("unknown credential"))?;
+        let passkey = passkey_of(&record).ok_or_else(|| refused("not a passkey"))?;
+        let result = self
+            .authn
+            .webauthn
+            .finish_discoverable_authentication_v2(&credential, state, &passkey)
+            .map_err(refused)?;
+        self.note_passkey_use(result.cred_id(), &result).await
+    }
+
+    /// Stores a passkey's new counter and last use; returns whose it is.
+    async fn note_passkey_use(
+        &self,
+        credential_id: &[u8],
+        result: &webauthn_rs::prelude::AuthenticationResult,
+    ) -> Result<Authenticated, Error> {
+        let record = self
+            .store
+            .passkey_by_credential(&URL_SAFE_NO_PAD.encode(credential_id))?
+            .ok_or_else(|| refused("the passkey was removed"))?;
+        let now = time::now();
+        let updated = self.store.update_authenticator(&record.id, |mut r| {
+            if let AuthenticatorKind::Passkey { passkey, .. } = &mut r.kind
+                && let Ok(mut current) = serde_json::from_value::<Passkey>(passkey.clone())
+            {
+                current.update_credential(result);
+                *passkey = serde_json::to_value(&current).unwrap_or_default();
+            }
+            r.last_used_at = Some(now);
+            Ok::<_, Error>(r)
+        })?;
+        self.store.flush().await?;
+        Ok(Authenticated {
+            user_id: updated.user_id,
+            authenticator_id: updated.id,
+        })
+    }
+
+    /// `caller`'s authenticators.
+    pub fn authenticators(&self, caller: &Caller) -> Result<Vec<AuthenticatorRecord>, Error> {
+        Ok(self.store.authenticators_of(caller.id())?)
+    }
+
+    /// Removes one of `caller`'s authenticators.
+    pub async fn remove_authenticator(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<AuthenticatorRecord, Error> {
+        let record = match self.store.authenticator(id)? {
+            Some(r) if r.user_id == caller.id() => r,
+            _ => return Err(Error::UnknownAuthenticator(id.to_owned())),
+        };
+        self.store.remove_authenticator(&record)?;
+        self.store.flush().await?;
+        self.record(authenticator_entry(&record, "authenticator_remove"))
+            .await?;
+        Ok(record)
+    }
+
+    async fn ceremony_id(&self) -> Result<String, Error> {
+        let random: [u8; 16] = self.token.random().await?;
+        Ok(URL_SAFE_NO_PAD.encode(random))
+    }
+}
+
+fn authenticator_entry(record: &AuthenticatorRecord, action: &str) -> AuditEntry {
+    AuditEntry {
+        time: time::now(),
+        action: action.to_owned(),
+        result: "done".to_owned(),
+        actor: record.user_id.clone(),
+        actor_key: format!("{}:{}", record.kind_name(), record.id),
+        readers: vec![record.user_id.clone()],
+        reason: Some(record.label.clone()),
+        ..AuditEntry::default()
+    }
+}

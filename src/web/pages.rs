@@ -1,0 +1,540 @@
+//! The pages people use: enrolling a passkey, logging in, the list of requests waiting for
+//! them, and a request's approval page; and the same-origin JSON endpoints their script calls.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /enroll/{token}` | register a passkey through a link printed by `enroll passkey` |
+//! | `POST /enroll/{token}/options`, `/finish` | the WebAuthn registration ceremony |
+//! | `GET /login`, `POST /login/options`, `/login/finish`, `POST /logout` | passkey login |
+//! | `GET /requests` | what waits for the logged-in approver |
+//! | `GET /approve/{id}[?token=]` | a request, and its decision buttons for whoever may decide |
+//! | `POST /approve/{id}/options`, `/decide` | a decision, proved by passkey or TOTP code |
+//!
+//! HTML is rendered here with every value escaped; scripts and styles come from `/static/`
+//! (the CSP allows nothing inline). No GET changes anything. Every POST must be same-origin
+//! JSON: the `Origin` must be the appliance's, `Sec-Fetch-Site` (where sent) `same-origin`, and
+//! the session cookie is SameSite=Strict.
+
+use std::fmt::Write as _;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::api::json_body;
+use super::session::set_cookie;
+use super::{AppError, WebState};
+use crate::appliance::{Access, ApprovalPage, Error, Proof};
+use crate::approval::decision::{Method, Verdict};
+use crate::store::{ApprovalRecord, ApprovalStatus};
+use crate::time;
+
+const SCRIPT: &str = include_str!("assets/sshsign.js");
+const STYLE: &str = include_str!("assets/sshsign.css");
+
+/// Escapes text for HTML content and attribute values.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A whole page around `body`.
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{} · sshsign</title><link rel=\"stylesheet\" href=\"/static/sshsign.css\">\
+         <script src=\"/static/sshsign.js\" defer></script></head>\
+         <body><main><header class=\"brand\">sshsign</header>{body}\
+         <p id=\"message\" role=\"status\"></p></main></body></html>\n",
+        esc(title)
+    )
+}
+
+/// An HTML page with a status, for links that do not (or no longer) work.
+fn notice(status: StatusCode, title: &str, text: &str) -> Response {
+    let body = format!("<h1>{}</h1><p>{}</p>", esc(title), esc(text));
+    (status, Html(page(title, &body))).into_response()
+}
+
+/// What a page handler's error looks like to a person.
+fn page_error(error: Error) -> Response {
+    match error {
+        Error::UnknownRequest(_) | Error::UnknownEnrollment => notice(
+            StatusCode::NOT_FOUND,
+            "Link not valid",
+            "This link is unknown, used or expired. Ask for a new one.",
+        ),
+        other => {
+            if other.is_internal() {
+                tracing::error!(error = %other, "page failed");
+            }
+            notice(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Something went wrong",
+                &other.public_message(),
+            )
+        }
+    }
+}
+
+pub async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+pub async fn style() -> Response {
+    asset("text/css; charset=utf-8", STYLE)
+}
+
+fn asset(content_type: &'static str, text: &'static str) -> Response {
+    let mut response = text.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}
+
+/// Refuses a POST that did not come from one of our own pages.
+fn same_origin(state: &WebState, headers: &HeaderMap) -> Result<(), AppError> {
+    let refused = |why: &str| {
+        AppError::new(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            format!("refused: {why}"),
+        )
+    };
+    let base = state.appliance.approval_base();
+    let origin_ok = headers
+        .get(header::ORIGIN)
+        .is_none_or(|origin| origin.to_str().ok() == Some(base));
+    let site_ok = headers
+        .get("sec-fetch-site")
+        .is_none_or(|site| site.to_str().ok() == Some("same-origin"));
+    if !origin_ok || !site_ok {
+        return Err(refused("the request came from another site"));
+    }
+    Ok(())
+}
+
+/// A browser POST's JSON body, once its origin is checked.
+async fn browser_body<T: serde::de::DeserializeOwned>(
+    state: &WebState,
+    request: Request<Body>,
+) -> Result<(HeaderMap, T), AppError> {
+    same_origin(state, request.headers())?;
+    let headers = request.headers().clone();
+    Ok((headers, json_body(request).await?))
+}
+
+// ----- enrollment -----
+
+pub async fn enroll_page(State(state): State<WebState>, Path(token): Path<String>) -> Response {
+    let enrollment = match state.appliance.enrollment(&token) {
+        Ok(e) => e,
+        Err(e) => return page_error(e),
+    };
+    let body = format!(
+        "<h1>Register a passkey</h1>\
+         <section data-page=\"enroll\" data-token=\"{token}\">\
+         <p>This registers a passkey for <strong>{user}</strong> on this appliance. You will use \
+         it to approve requests. The link works once, until <time datetime=\"{expires}\">{expires}</time>.</p>\
+         <label for=\"label\">Name for this passkey</label>\
+         <input id=\"label\" maxlength=\"64\" value=\"passkey\">\
+         <div class=\"actions\"><button id=\"register\" class=\"primary\">Register passkey</button></div>\
+         </section>",
+        token = esc(&token),
+        user = esc(&enrollment.user_id),
+        expires = time::rfc3339(enrollment.expires_at),
+    );
+    Html(page("Register a passkey", &body)).into_response()
+}
+
+pub async fn enroll_options(
+    State(state): State<WebState>,
+    Path(token): Path<String>,
+    request: Request<Body>,
+) -> Result<Json<Value>, AppError> {
+    let (_, Empty {}) = browser_body(&state, request).await?;
+    let (ceremony, options) = state.appliance.passkey_registration_options(&token).await?;
+    Ok(Json(json!({ "ceremony": ceremony, "options": options })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Finish {
+    ceremony: String,
+    credential: Value,
+    label: Option<String>,
+}
+
+pub async fn enroll_finish(
+    State(state): State<WebState>,
+    Path(token): Path<String>,
+    request: Request<Body>,
+) -> Result<Json<Value>, AppError> {
+    let (_, finish): (_, Finish) = browser_body(&state, request).await?;
+    let record = state
+        .appliance
+        .finish_passkey_registration(&token, &finish.ceremony, finish.credential, finish.label)
+        .await?;
+    Ok(Json(json!({ "id": record.id, "label": record.label })))
+}
+
+// ----- login -----
+
+#[derive(Debug, Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// A same-site path to go to after login; anything else goes to the request list.
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.contains('\\')
+                && !path.chars().any(char::is_control) =>
+        {
+            path.to_owned()
+        }
+        _ => "/requests".to_owned(),
+    }
+}
+
+pub async fn login_page(Query(query): Query<NextQuery>) -> Response {
+    let body = format!(
+        "<h1>Log in</h1><section data-page=\"login\" data-next=\"{}\">\
+         <p>Log in with a passkey you registered with <code>enroll passkey</code> over SSH.</p>\
+         <div class=\"actions\"><button id=\"login\" class=\"primary\">Log in with a passkey</button></div>\
+         </section>",
+        esc(&local_path(query.next.as_deref()))
+    );
+    Html(page("Log in", &body)).into_response()
+}
+
+pub async fn login_options(
+    State(state): State<WebState>,
+    request: Request<Body>,
+) -> Result<Json<Value>, AppError> {
+    let (_, Empty {}) = browser_body(&state, request).await?;
+    let (ceremony, options) = state.appliance.login_options().await?;
+    Ok(Json(json!({ "ceremony": ceremony, "options": options })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    ceremony: String,
+    credential: Value,
+}
+
+pub async fn login_finish(
+    State(state): State<WebState>,
+    request: Request<Body>,
+) -> Result<Response, AppError> {
+    let (_, login): (_, Login) = browser_body(&state, request).await?;
+    let who = state
+        .appliance
+        .finish_login(&login.ceremony, login.credential)
+        .await?;
+    let random: [u8; 32] = state
+        .appliance
+        .token()
+        .random()
+        .await
+        .map_err(Error::from)?;
+    let secret = SecretString::from(URL_SAFE_NO_PAD.encode(random));
+    state.sessions.start(&secret, &who.user_id);
+    let mut response = Json(json!({ "user_id": who.user_id })).into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(Some(&secret), state.guard.https),
+    );
+    Ok(response)
+}
+
+pub async fn logout(
+    State(state): State<WebState>,
+    request: Request<Body>,
+) -> Result<Response, AppError> {
+    same_origin(&state, request.headers())?;
+    state.sessions.end(request.headers());
+    let mut response = Json(json!({ "logged_out": true })).into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, set_cookie(None, state.guard.https));
+    Ok(response)
+}
+
+// ----- the list -----
+
+pub async fn requests_page(State(state): State<WebState>, headers: HeaderMap) -> Response {
+    let Some(user) = state.sessions.user(&headers) else {
+        return Redirect::to("/login?next=/requests").into_response();
+    };
+    let approvals = match state.appliance.approvals_of(&user).await {
+        Ok(list) => list,
+        Err(e) => return page_error(e),
+    };
+    let mut items = String::new();
+    for r in approvals.iter().filter(|r| r.awaits(&user)) {
+        let _ = write!(
+            items,
+            "<li><a href=\"/approve/{id}\">{action}</a><br><small>{id} · expires \
+             <time datetime=\"{expires}\">{expires}</time></small></li>",
+            id = esc(&r.request_id),
+            action = esc(&r.action),
+            expires = time::rfc3339(r.expires_at),
+        );
+    }
+    if items.is_empty() {
+        items.push_str("<li class=\"closed\">Nothing waits for you.</li>");
+    }
+    let body = format!(
+        "<h1>Waiting for you</h1><p>Logged in as <strong>{}</strong>.</p>\
+         <ul class=\"requests\" id=\"requests\">{items}</ul>",
+        esc(&user)
+    );
+    Html(page("Waiting for you", &body)).into_response()
+}
+
+// ----- a request -----
+
+#[derive(Debug, Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+/// How this browser reaches request `id`: its personal link, else its session.
+fn access<'a>(token: Option<&'a str>, session: Option<&'a str>) -> Option<Access<'a>> {
+    token
+        .map(Access::Link)
+        .or_else(|| session.map(Access::Session))
+}
+
+pub async fn approve_page(
+    State(state): State<WebState>,
+    Path(id): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let session = state.sessions.user(&headers);
+    let Some(access) = access(query.token.as_deref(), session.as_deref()) else {
+        let next = format!("/approve/{id}");
+        return Redirect::to(&format!("/login?next={}", percent(&next))).into_response();
+    };
+    match state.appliance.approval_page_for(&id, access).await {
+        Ok(view) => Html(page("Approval request", &approval_body(&state, &view))).into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn approval_body(state: &WebState, view: &ApprovalPage) -> String {
+    let r: &ApprovalRecord = &view.request;
+    let requester = match state.appliance.store().api_key(&r.api_key) {
+        Ok(Some(key)) => format!("{} (API key {}) for {}", key.label, key.id, r.owner),
+        _ => r.owner.clone(),
+    };
+    let approvals = r
+        .votes
+        .iter()
+        .filter(|v| v.verdict == Verdict::Approved)
+        .count();
+    let metadata = serde_json::to_string_pretty(&r.metadata).unwrap_or_default();
+    let mut body = format!(
+        "<h1>Approval request</h1>\
+         <section data-page=\"decision\" data-id=\"{id}\">\
+         <p><span class=\"status status-{status}\" id=\"status\">{status}</span></p>\
+         <dl><dt>Action</dt><dd id=\"action\">{action}</dd>\
+         <dt>Requested by</dt><dd>{requester}</dd>\
+         <dt>Requested</dt><dd><time datetime=\"{created}\">{created}</time></dd>\
+         <dt>Expires</dt><dd><time datetime=\"{expires}\">{expires}</time></dd>\
+         <dt>Approvals</dt><dd>{approvals} of {threshold} needed</dd>\
+         <dt>Request</dt><dd><code>{id}</code></dd></dl>\
+         <h2>Details</h2><pre id=\"metadata\">{metadata}</pre>",
+        id = esc(&r.request_id),
+        status = r.status.as_str(),
+        action = esc(&r.action),
+        requester = esc(&requester),
+        created = time::rfc3339(r.created_at),
+        expires = time::rfc3339(r.expires_at),
+        threshold = r.threshold,
+        metadata = esc(&metadata),
+    );
+    if view.deciders.is_empty() {
+        let why = match r.status {
+            ApprovalStatus::Pending if view.link_spent => "This link was already used to decide.",
+            ApprovalStatus::Pending if r.votes.iter().any(|v| v.approver == view.viewer) => {
+                "You have decided this request; it waits for the others."
+            }
+            ApprovalStatus::Pending => "This request waits for its approvers.",
+            ApprovalStatus::Approved => "This request was approved.",
+            ApprovalStatus::Rejected => "This request was rejected.",
+            ApprovalStatus::Expired => "This request expired before it was decided.",
+        };
+        let _ = write!(body, "<p class=\"closed\" id=\"closed\">{why}</p>");
+    } else {
+        body.push_str(
+            "<div id=\"decide\"><label for=\"reason\">Reason (optional)</label>\
+             <input id=\"reason\" maxlength=\"500\" size=\"40\">",
+        );
+        if r.methods.contains(&Method::Passkey) {
+            body.push_str(
+                "<div class=\"actions\">\
+                 <button id=\"approve-passkey\" class=\"approve\" data-decision=\"approved\" \
+                 data-method=\"passkey\">Approve with passkey</button>\
+                 <button id=\"reject-passkey\" class=\"reject\" data-decision=\"rejected\" \
+                 data-method=\"passkey\">Reject with passkey</button></div>",
+            );
+        }
+        if r.methods.contains(&Method::Totp) {
+            body.push_str(
+                "<label for=\"totp-code\">Or a code from your authenticator app</label>\
+                 <input id=\"totp-code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" \
+                 maxlength=\"6\" size=\"8\">\
+                 <div class=\"actions\">\
+                 <button id=\"approve-totp\" class=\"approve\" data-decision=\"approved\" \
+                 data-method=\"totp\">Approve with code</button>\
+                 <button id=\"reject-totp\" class=\"reject\" data-decision=\"rejected\" \
+                 data-method=\"totp\">Reject with code</button></div>",
+            );
+        }
+        body.push_str("</div>");
+    }
+    body.push_str("</section>");
+    body
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionsBody {
+    token: Option<String>,
+    decision: Verdict,
+}
+
+pub async fn approve_options(
+    State(state): State<WebState>,
+    Path(id): Path<String>,
+    request: Request<Body>,
+) -> Result<Json<Value>, AppError> {
+    let (headers, body): (_, OptionsBody) = browser_body(&state, request).await?;
+    let session = state.sessions.user(&headers);
+    let access = access(body.token.as_deref(), session.as_deref())
+        .ok_or_else(|| Error::UnknownRequest(id.clone()))?;
+    let (ceremony, options) = state
+        .appliance
+        .approval_passkey_options(&id, access, body.decision)
+        .await?;
+    Ok(Json(json!({ "ceremony": ceremony, "options": options })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideBody {
+    token: Option<String>,
+    decision: Verdict,
+    method: Method,
+    ceremony: Option<String>,
+    credential: Option<Value>,
+    code: Option<String>,
+    reason: Option<String>,
+}
+
+pub async fn approve_decide(
+    State(state): State<WebState>,
+    Path(id): Path<String>,
+    request: Request<Body>,
+) -> Result<Json<Value>, AppError> {
+    let (headers, body): (_, DecideBody) = browser_body(&state, request).await?;
+    let session = state.sessions.user(&headers);
+    let access = access(body.token.as_deref(), session.as_deref())
+        .ok_or_else(|| Error::UnknownRequest(id.clone()))?;
+    let missing = |what: &str| Error::InvalidArgument(format!("{what} is missing"));
+    let proof = match body.method {
+        Method::Passkey => Proof::Passkey {
+            ceremony: body.ceremony.ok_or_else(|| missing("ceremony"))?,
+            credential: body.credential.ok_or_else(|| missing("credential"))?,
+        },
+        Method::Totp => Proof::Totp {
+            code: body.code.ok_or_else(|| missing("code"))?,
+        },
+        Method::Ssh => {
+            return Err(
+                Error::InvalidArgument("decide over SSH with `approve --id`".into()).into(),
+            );
+        }
+    };
+    let decided = state
+        .appliance
+        .decide_in_browser(&id, access, body.decision, proof, body.reason)
+        .await?;
+    Ok(Json(json!({
+        "id": decided.request_id,
+        "status": decided.status.as_str(),
+        "votes": decided.votes.len(),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_for_content_and_attributes() {
+        assert_eq!(
+            esc(r#"<script>alert("x")</script> & 'y'"#),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
+        );
+    }
+
+    #[test]
+    fn after_login_only_local_paths_are_followed() {
+        assert_eq!(local_path(Some("/approve/apr_x")), "/approve/apr_x");
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "javascript:alert(1)",
+            "/a\nb",
+        ] {
+            assert_eq!(local_path(Some(bad)), "/requests", "{bad}");
+        }
+        assert_eq!(local_path(None), "/requests");
+    }
+}

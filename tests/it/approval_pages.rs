@@ -1,0 +1,445 @@
+//! The approval pages in a real browser (headless Chromium with a virtual authenticator):
+//! passkey enrollment through the SSH-printed link, approval and rejection with a passkey or a
+//! TOTP code, login and the list of waiting requests; and the attacks the pages must refuse:
+//! replayed links and codes, cross-site POSTs, someone else's authenticator.
+
+use serde_json::{Value, json};
+
+use crate::approvals::{api_key, create, status, user_id};
+use crate::browser::Browser;
+use crate::common::{Appliance, HttpReply, User};
+
+/// Registers a passkey for `user` in `browser` through an `enroll passkey` link; returns the
+/// link.
+fn enroll_passkey(browser: &mut Browser, user: &User, label: &str) -> String {
+    let reply = user.cmd("enroll passkey");
+    let url = reply.ok()["enrollment_url"].as_str().unwrap().to_owned();
+    assert!(
+        reply.stderr.contains(&url),
+        "the link is printed for the person: {}",
+        reply.stderr
+    );
+    browser.open(&url);
+    browser.eval(&format!(
+        "document.getElementById('label').value = {}",
+        json!(label)
+    ));
+    browser.click("#register");
+    let message = browser.message();
+    assert!(message.contains("registered"), "{message}");
+    url
+}
+
+/// A TOTP secret enrolled and confirmed for `user`; returns the secret.
+fn enroll_totp(user: &User) -> Vec<u8> {
+    fresh_step();
+    let reply = user.cmd("enroll totp --label phone");
+    let uri = reply.ok()["otpauth_uri"].as_str().unwrap().to_owned();
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    // The QR code is drawn for the person, on stderr.
+    assert!(
+        reply.stderr.contains('█') || reply.stderr.contains('▀'),
+        "{}",
+        reply.stderr
+    );
+    let secret = base32_decode(
+        uri.split("secret=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap(),
+    );
+    // Unconfirmed, it does not count; a wrong first code does not confirm it.
+    user.cmd("enroll totp --code 000000")
+        .failed_with("authentication_failed");
+    // Confirmed with the previous step's code (still in the window), so this step's is fresh.
+    let confirmed = user.cmd(&format!("enroll totp --code {}", code_at(&secret, -1)));
+    assert_eq!(confirmed.ok()["confirmed"], true);
+    secret
+}
+
+/// Waits, if need be, until the current 30-second step has at least 15 seconds left, so a test
+/// that reasons about "this step" and "the next" is not cut by a boundary.
+fn fresh_step() {
+    let into = sshsign::time::now().rem_euclid(30);
+    if into > 15 {
+        std::thread::sleep(std::time::Duration::from_secs((30 - into) as u64));
+    }
+}
+
+/// The code `steps` steps from now.
+fn code_at(secret: &[u8], steps: i64) -> String {
+    let step = (sshsign::time::now() / 30 + steps) as u64;
+    format!("{:06}", sshsign::approval::totp::code(secret, step))
+}
+
+fn base32_decode(text: &str) -> Vec<u8> {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut buffer, mut bits, mut out) = (0u32, 0u32, Vec::new());
+    for c in text.bytes() {
+        let value = alphabet.iter().position(|&a| a == c).unwrap() as u32;
+        buffer = (buffer << 5) | value;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    out
+}
+
+fn approve_url(made: &Value) -> String {
+    made["approval_url"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_passkey_enrolled_over_ssh_approves_a_request_in_the_browser() {
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let mut browser = Browser::start();
+    let enrollment = enroll_passkey(&mut browser, &alice, "laptop");
+    browser.screenshot("enroll-passkey-done");
+    let credentials = browser.credentials();
+    assert_eq!(credentials.len(), 1);
+    assert_eq!(credentials[0]["isResidentCredential"], true);
+    let listed = alice.cmd("authenticators");
+    let listed = &listed.ok()["authenticators"];
+    assert_eq!(listed[0]["type"], "passkey");
+    assert_eq!(listed[0]["label"], "laptop");
+
+    let key = api_key(&alice, "approval:create,approval:read");
+    let action = "Deploy v2.1.0 to production <now>";
+    let made = create(
+        &appliance,
+        &key,
+        json!({"action": action, "metadata": {"commit": "abc123", "env": "prod"}}),
+    );
+    let id = made["id"].as_str().unwrap().to_owned();
+    browser.open(&approve_url(&made));
+    // The page shows the request as it is, escaped.
+    assert_eq!(browser.text("#action"), action);
+    assert!(
+        browser
+            .text("#metadata")
+            .as_str()
+            .unwrap()
+            .contains("abc123")
+    );
+    assert_eq!(browser.text("#status"), "pending");
+    browser.screenshot("approve-pending");
+    browser.click("#approve-passkey");
+    let message = browser.message();
+    assert!(message.contains("Recorded: approved"), "{message}");
+    browser.wait_until("document.getElementById('status') && document.getElementById('status').textContent === 'approved'");
+    browser.screenshot("approve-approved");
+
+    let decided = status(&appliance, &key, &id);
+    assert_eq!(decided["status"], "approved");
+    assert_eq!(decided["decision"]["method"], "passkey");
+    let (_, verified) = appliance.http_get(&format!("/api/v1/approvals/{id}/verify"));
+    assert_eq!(verified["valid"], true);
+    assert_eq!(verified["payload"]["method"], "passkey");
+    assert_eq!(
+        verified["payload"]["approver"],
+        sshsign::approval::decision::short_hash(&user_id(&alice))
+    );
+    // The passkey's use is recorded.
+    assert!(alice.cmd("authenticators").ok()["authenticators"][0]["last_used_at"].is_string());
+
+    // The link is spent: opening it again shows the outcome and offers no buttons.
+    browser.open(&approve_url(&made));
+    assert_eq!(browser.text("#status"), "approved");
+    assert_eq!(
+        browser.eval("document.querySelectorAll('button').length"),
+        0
+    );
+    // The enrollment link is spent too.
+    browser.open(&enrollment);
+    assert_eq!(browser.text("h1"), "Link not valid");
+
+    // A rejection with a reason, through the same passkey.
+    let made = create(&appliance, &key, json!({"action": "Drop the users table"}));
+    browser.open(&approve_url(&made));
+    browser.type_into("#reason", "not without a backup");
+    browser.click("#reject-passkey");
+    assert!(browser.message().contains("Recorded: rejected"));
+    let decided = status(&appliance, &key, made["id"].as_str().unwrap());
+    assert_eq!(decided["decision"]["decision"], "rejected");
+    assert_eq!(decided["votes"][0]["reason"], "not without a backup");
+
+    // Removing the passkey over SSH stops it at once.
+    let aut = listed[0]["id"].as_str().unwrap();
+    alice.cmd(&format!("authenticator remove --id {aut}")).ok();
+    let made = create(&appliance, &key, json!({"action": "one more"}));
+    browser.open(&approve_url(&made));
+    browser.click("#approve-passkey");
+    let message = browser.message();
+    assert!(
+        message.contains("Not recorded") && message.contains("enroll passkey"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_totp_code_decides_once() {
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let secret = enroll_totp(&alice);
+    let key = api_key(&alice, "approval:create,approval:read");
+    let mut browser = Browser::start();
+
+    let made = create(
+        &appliance,
+        &key,
+        json!({"action": "Rotate the signing key", "methods": ["totp"]}),
+    );
+    browser.open(&approve_url(&made));
+    // Only the method the request allows is offered.
+    assert_eq!(
+        browser.eval("document.getElementById('approve-passkey') === null"),
+        true
+    );
+    let code = code_at(&secret, 0);
+    browser.type_into("#totp-code", &code);
+    browser.screenshot("approve-totp");
+    browser.click("#approve-totp");
+    let message = browser.message();
+    assert!(message.contains("Recorded: approved"), "{message}");
+    let decided = status(&appliance, &key, made["id"].as_str().unwrap());
+    assert_eq!(decided["decision"]["method"], "totp");
+
+    // The same code on another request is refused; the next one is accepted.
+    let made = create(
+        &appliance,
+        &key,
+        json!({"action": "Rotate again", "methods": ["totp"]}),
+    );
+    browser.open(&approve_url(&made));
+    browser.type_into("#totp-code", &code);
+    browser.click("#approve-totp");
+    let message = browser.message();
+    assert!(message.contains("already used"), "{message}");
+    browser.open(&approve_url(&made));
+    browser.type_into("#totp-code", &code_at(&secret, 1));
+    browser.click("#approve-totp");
+    assert!(browser.message().contains("Recorded: approved"));
+
+    // Five wrong codes lock TOTP for a while, even a right one after them.
+    let made = create(
+        &appliance,
+        &key,
+        json!({"action": "Guess me", "methods": ["totp"]}),
+    );
+    let url = approve_url(&made);
+    let token = url.split("token=").nth(1).unwrap();
+    let path = format!("/approve/{}/decide", made["id"].as_str().unwrap());
+    let attempt = |code: &str| -> HttpReply {
+        appliance.http(
+            "POST",
+            &path,
+            &[("Content-Type", "application/json")],
+            json!({"token": token, "decision": "approved", "method": "totp", "code": code})
+                .to_string()
+                .as_bytes(),
+        )
+    };
+    for _ in 0..5 {
+        assert_eq!(attempt("000001").code(), "authentication_failed");
+    }
+    assert_eq!(attempt(&code_at(&secret, 1)).code(), "too_many_attempts");
+}
+
+#[test]
+fn login_lists_what_waits_and_a_quorum_is_met_in_the_browser() {
+    let appliance = Appliance::start();
+    let (alice, bob) = (appliance.user("alice"), appliance.user("bob"));
+    let mut alice_browser = Browser::start();
+    let mut bob_browser = Browser::start();
+    enroll_passkey(&mut alice_browser, &alice, "alice's laptop");
+    enroll_passkey(&mut bob_browser, &bob, "bob's phone");
+    let key = api_key(&alice, "approval:create,approval:read");
+    let made = create(
+        &appliance,
+        &key,
+        json!({"action": "Pay invoice 42", "approvers": [user_id(&alice), user_id(&bob)], "threshold": 2}),
+    );
+    let id = made["id"].as_str().unwrap().to_owned();
+    let urls = made["approval_urls"].as_array().unwrap().clone();
+    assert_eq!(urls.len(), 2);
+
+    // Without a link or a session the page asks for a login; the login is a passkey.
+    let base = format!("http://localhost:{}", appliance.http_addr.port());
+    bob_browser.open(&format!("{base}/approve/{id}"));
+    assert!(
+        bob_browser
+            .eval("location.pathname")
+            .as_str()
+            .unwrap()
+            .starts_with("/login")
+    );
+    bob_browser.mark_page();
+    bob_browser.click("#login");
+    bob_browser.wait_for_new_page();
+    assert_eq!(
+        bob_browser.eval("location.pathname"),
+        format!("/approve/{id}")
+    );
+    bob_browser.click("#approve-passkey");
+    assert!(bob_browser.message().contains("Recorded: pending"));
+    assert_eq!(status(&appliance, &key, &id)["status"], "pending");
+
+    // Alice logs in and finds it in her list; her approval meets the threshold.
+    alice_browser.open(&format!("{base}/login"));
+    alice_browser.mark_page();
+    alice_browser.click("#login");
+    alice_browser.wait_for_new_page();
+    assert_eq!(alice_browser.eval("location.pathname"), "/requests");
+    assert!(
+        alice_browser
+            .text("#requests")
+            .as_str()
+            .unwrap()
+            .contains("Pay invoice 42")
+    );
+    alice_browser.screenshot("requests-list");
+    alice_browser.mark_page();
+    alice_browser.click(&format!("a[href='/approve/{id}']"));
+    alice_browser.wait_for_new_page();
+    alice_browser.click("#approve-passkey");
+    assert!(alice_browser.message().contains("Recorded: approved"));
+    let decided = status(&appliance, &key, &id);
+    assert_eq!(decided["status"], "approved");
+    assert_eq!(decided["votes"].as_array().unwrap().len(), 2);
+    // Nothing waits for either of them now.
+    alice_browser.open(&format!("{base}/requests"));
+    assert!(
+        alice_browser
+            .text("#requests")
+            .as_str()
+            .unwrap()
+            .contains("Nothing waits")
+    );
+}
+
+#[test]
+fn the_pages_refuse_replays_cross_site_posts_and_other_peoples_authenticators() {
+    let appliance = Appliance::start();
+    let (alice, bob) = (appliance.user("alice"), appliance.user("bob"));
+    let mut browser = Browser::start();
+    enroll_passkey(&mut browser, &bob, "bob's laptop");
+    let bob_secret = enroll_totp(&bob);
+    let key = api_key(&alice, "approval:create,approval:read");
+    let made = create(&appliance, &key, json!({"action": "Alice's deploy"}));
+    let id = made["id"].as_str().unwrap().to_owned();
+    let url = approve_url(&made);
+    let token = url.split("token=").nth(1).unwrap().to_owned();
+
+    // Bob, holding Alice's link, cannot decide with his passkey or his code.
+    browser.open(&url);
+    browser.click("#approve-passkey");
+    assert!(browser.message().contains("Not recorded"));
+    browser.open(&url);
+    browser.type_into("#totp-code", &code_at(&bob_secret, 0));
+    browser.click("#approve-totp");
+    assert!(browser.message().contains("Not recorded"));
+    // Nor can he see it without the link, logged in as himself.
+    browser.open(&format!(
+        "http://localhost:{}/login",
+        appliance.http_addr.port()
+    ));
+    browser.mark_page();
+    browser.click("#login");
+    browser.wait_for_new_page();
+    assert_eq!(browser.eval("location.pathname"), "/requests");
+    browser.open(&format!(
+        "http://localhost:{}/approve/{id}",
+        appliance.http_addr.port()
+    ));
+    assert_eq!(browser.text("h1"), "Link not valid");
+    assert_eq!(status(&appliance, &key, &id)["status"], "pending");
+
+    // A forged or missing token shows nothing.
+    for bad in ["AAAA", "", &token[..token.len() - 1]] {
+        let page = appliance.http("GET", &format!("/approve/{id}?token={bad}"), &[], b"");
+        assert!(
+            page.status == 404 || page.status == 303,
+            "{bad}: {}",
+            page.status
+        );
+        assert!(!String::from_utf8_lossy(&page.body).contains("Alice's deploy"));
+    }
+    // GET changes nothing, however often.
+    for _ in 0..3 {
+        let page = appliance.http("GET", &format!("/approve/{id}?token={token}"), &[], b"");
+        assert_eq!(page.status, 200);
+        assert!(String::from_utf8_lossy(&page.body).contains("Alice&#39;s deploy"));
+    }
+    assert_eq!(status(&appliance, &key, &id)["status"], "pending");
+
+    // Cross-site POSTs are refused before anything else is looked at.
+    let body = json!({"token": token, "decision": "approved"}).to_string();
+    for headers in [
+        vec![
+            ("Origin", "http://evil.example"),
+            ("Content-Type", "application/json"),
+        ],
+        vec![
+            ("Sec-Fetch-Site", "cross-site"),
+            ("Content-Type", "application/json"),
+        ],
+    ] {
+        let refused = appliance.http(
+            "POST",
+            &format!("/approve/{id}/options"),
+            &headers,
+            body.as_bytes(),
+        );
+        assert_eq!((refused.status, refused.code()), (403, "cross_origin"));
+    }
+    // A form post (the only cross-site POST without a preflight) is not JSON: refused.
+    let form = appliance.http(
+        "POST",
+        &format!("/approve/{id}/decide"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"decision=approved",
+    );
+    assert_eq!(form.status, 415);
+    assert_eq!(status(&appliance, &key, &id)["status"], "pending");
+
+    // An assertion is bound to its prompt: one made for a rejection cannot approve.
+    let alice_browser_passkey = {
+        let mut alice_browser = Browser::start();
+        enroll_passkey(&mut alice_browser, &alice, "alice");
+        alice_browser.open(&url);
+        alice_browser.eval(&format!(
+            "(async () => {{
+                const post = (p, b) => fetch(p, {{method: 'POST', headers: {{'Content-Type': 'application/json'}},
+                    body: JSON.stringify(b)}}).then(async r => [r.status, await r.json()]);
+                const [, asked] = await post('/approve/{id}/options', {{token: {t}, decision: 'rejected'}});
+                const options = asked.options.publicKey;
+                const decode = s => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')), c => c.charCodeAt(0));
+                options.challenge = decode(options.challenge);
+                for (const c of options.allowCredentials) c.id = decode(c.id);
+                const cred = await navigator.credentials.get({{publicKey: options}});
+                const enc = b => btoa(String.fromCharCode(...new Uint8Array(b))).replace(/\\+/g, '-').replace(/\\//g, '_').replace(/=+$/, '');
+                const credential = {{id: cred.id, rawId: enc(cred.rawId), type: cred.type, extensions: {{}},
+                    response: {{authenticatorData: enc(cred.response.authenticatorData),
+                        clientDataJSON: enc(cred.response.clientDataJSON), signature: enc(cred.response.signature),
+                        userHandle: cred.response.userHandle ? enc(cred.response.userHandle) : null}}}};
+                const swapped = await post('/approve/{id}/decide', {{token: {t}, decision: 'approved', method: 'passkey',
+                    ceremony: asked.ceremony, credential}});
+                const replayed = await post('/approve/{id}/decide', {{token: {t}, decision: 'rejected', method: 'passkey',
+                    ceremony: asked.ceremony, credential}});
+                return [swapped, replayed];
+            }})()",
+            t = json!(token)
+        ))
+    };
+    let (swapped, replayed) = (&alice_browser_passkey[0], &alice_browser_passkey[1]);
+    assert_eq!(swapped[0], 401, "{swapped}");
+    assert_eq!(swapped[1]["error"]["code"], "authentication_failed");
+    // The prompt was used up by the refused attempt: replaying it fails too.
+    assert_eq!(replayed[0], 401, "{replayed}");
+    assert_eq!(status(&appliance, &key, &id)["status"], "pending");
+}
