@@ -28,6 +28,7 @@ mod signing;
 
 use std::sync::Arc;
 
+use base64::Engine as _;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
@@ -35,7 +36,7 @@ pub use self::approvals::{
     API_KEY_PREFIX, ApprovalInput, DEFAULT_TTL, MAX_ACTION, MAX_APPROVAL_METADATA, VerifiedDecision,
 };
 pub use self::authn::{Authenticated, ENROLLMENT_TTL};
-pub use self::browser::{Access, ApprovalPage, Proof};
+pub use self::browser::{Access, ApprovalPage, PendingPage, Proof};
 pub use self::cosign::PendingView;
 pub use self::error::{Error, status_name};
 pub use self::keys::{Grant, KeyView, Role};
@@ -163,6 +164,23 @@ impl Appliance {
         self.store.flush().await?;
         tracing::info!(user = %user.user_id, %fingerprint, "user registered");
         Ok(Caller { user, fingerprint })
+    }
+
+    /// Has the token sign `message` with the decision key (whose audit entry the caller has
+    /// made durable); returns the signature, base64, and the key's id.
+    async fn sign_with_decision_key(&self, message: Vec<u8>) -> Result<(String, String), Error> {
+        let key = self
+            .appliance_keys
+            .iter()
+            .find(|k| k.role == "decision")
+            .ok_or_else(|| Error::Internal("no decision key".into()))?;
+        let object_id = key.key.object_id.clone();
+        let signature = self
+            .token
+            .call(move |hsm| hsm.sign(&object_id, &message))
+            .await?;
+        let signature = base64::engine::general_purpose::STANDARD.encode(signature);
+        Ok((signature, key.fingerprint.clone()))
     }
 
     /// A fresh identifier from the token's RNG.

@@ -96,6 +96,9 @@ pub struct AuditEntry {
     /// Soft rules that did not hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// For an approval with a drawn signature: `sha256:<hex>` of its evidence envelope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_sha256: Option<String>,
 }
 
 impl AuditEntry {

@@ -223,6 +223,23 @@ impl SshSig {
         Self::from_blob(&blob)
     }
 
+    /// Verifies the signature in `namespace` over a message known only by its SHA-512 (the
+    /// appliance signs co-signed requests from their digest).
+    pub fn verify_sha512_digest(&self, namespace: &str, digest: &[u8; 64]) -> Result<(), Error> {
+        check_namespace(namespace)?;
+        if self.namespace != namespace {
+            return Err(Error::NamespaceMismatch {
+                expected: namespace.to_owned(),
+                found: self.namespace.clone(),
+            });
+        }
+        if self.hash != HashAlg::Sha512 {
+            return Err(Error::BadSignature);
+        }
+        let data = signed_data_with(namespace, HashAlg::Sha512, digest);
+        verify_ed25519(&self.public_key, &data, &self.signature)
+    }
+
     /// Verifies the signature over `message` in `namespace`.
     pub fn verify(&self, namespace: &str, message: &[u8]) -> Result<(), Error> {
         check_namespace(namespace)?;

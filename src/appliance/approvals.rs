@@ -18,7 +18,6 @@ use crate::approval::decision::{
     Checked, DecisionError, DecisionPayload, Method, SignedDecision, Verdict, short_hash,
 };
 use crate::audit::AuditEntry;
-use crate::hsm::ObjectId;
 use crate::ids::IdKind;
 use crate::store::{ApiKeyRecord, ApiScope, ApprovalRecord, ApprovalStatus, ApproverLink, Vote};
 use crate::time;
@@ -442,11 +441,6 @@ impl Appliance {
     /// Signs a resolved request's fixed payload with the token's decision key: the audit
     /// entry first, then the token.
     async fn sign_decision(&self, request: ApprovalRecord) -> Result<ApprovalRecord, Error> {
-        let key = self
-            .appliance_keys
-            .iter()
-            .find(|k| k.role == "decision")
-            .ok_or_else(|| Error::Internal("no decision key".into()))?;
         let payload = request
             .decision_payload
             .as_deref()
@@ -462,15 +456,10 @@ impl Appliance {
             request.status.as_str(),
         );
         self.record(entry).await?;
-        let object_id: ObjectId = key.key.object_id.clone();
-        let signature = self
-            .token
-            .call(move |hsm| hsm.sign(&object_id, &payload))
-            .await?;
-        let kid = key.fingerprint.clone();
+        let (signature, kid) = self.sign_with_decision_key(payload).await?;
         let signed = self.store.update_approval(&request.request_id, |mut r| {
             r.decision_signature
-                .get_or_insert_with(|| BASE64.encode(signature));
+                .get_or_insert_with(|| signature.clone());
             r.decision_key_id.get_or_insert_with(|| kid.clone());
             Ok::<_, Error>(r)
         })?;

@@ -7,11 +7,72 @@
 //! first). Only the principal approves or denies; only the principal and the requester read a
 //! request; anyone else is told it does not exist.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
 use super::error::status_name;
 use super::{Appliance, Caller, Error};
+use crate::approval::canonical;
+use crate::approval::decision::Method;
+use crate::approval::envelope::{self, Envelope, Signer};
 use crate::policy::{self, Decision, SignRequest};
 use crate::store::{PendingRequest, PendingStatus};
 use crate::{sshsig, time};
+
+/// A drawn signature and how its signer proved themselves, for an evidence envelope.
+#[derive(Debug)]
+pub struct Capture {
+    pub image_png: Vec<u8>,
+    pub method: Method,
+    /// The authenticator that proved the signer (`aut_...`).
+    pub authenticator: String,
+    /// The client's address (the socket's, or a trusted proxy's forwarded one).
+    pub signer_ip: String,
+}
+
+/// The envelope for approving `request` with `capture`, as its exact bytes.
+fn evidence_envelope(
+    caller: &Caller,
+    request: &PendingRequest,
+    capture: Capture,
+) -> Result<Vec<u8>, Error> {
+    envelope::check_image(&capture.image_png).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let scope = serde_json::json!({
+        "namespace": request.namespace,
+        "key_id": request.key_id,
+        "authorization_id": request.authorization_id,
+        "requester": request.requester,
+        "principal": request.principal,
+    });
+    let metadata = canonical::with_exact_numbers(&Value::Object(request.metadata.clone()));
+    let envelope = Envelope {
+        version: 1,
+        pending_id: request.pending_id.clone(),
+        payload_hash: format!("sha512:{}", request.payload_sha512),
+        scope: scope.as_object().cloned().unwrap_or_default(),
+        metadata: metadata.as_object().cloned().unwrap_or_default(),
+        signer: Signer {
+            user_id: caller.id().to_owned(),
+            authenticator: capture.authenticator,
+            method: capture.method.as_str().to_owned(),
+        },
+        signer_ip: capture.signer_ip,
+        image_hash: envelope::sha256_tag(&capture.image_png),
+        signature_image: BASE64.encode(&capture.image_png),
+        captured_at: time::now(),
+        decision: "approved".to_owned(),
+    };
+    let bytes = envelope.to_bytes();
+    if bytes.is_empty() {
+        return Err(Error::Internal(format!(
+            "request {} has no canonical envelope",
+            request.pending_id
+        )));
+    }
+    Ok(bytes)
+}
 
 /// A request as one of its parties sees it.
 #[derive(Debug, Clone)]
@@ -47,7 +108,10 @@ impl Appliance {
     }
 
     /// Marks a request expired if its time has passed while it waited.
-    async fn expire_if_due(&self, request: PendingRequest) -> Result<PendingRequest, Error> {
+    pub(super) async fn expire_if_due(
+        &self,
+        request: PendingRequest,
+    ) -> Result<PendingRequest, Error> {
         if request.status != PendingStatus::Pending || request.expires_at > time::now() {
             return Ok(request);
         }
@@ -82,13 +146,15 @@ impl Appliance {
         }
     }
 
-    /// Moves a pending request to `status`, if nobody resolved it first.
+    /// Moves a pending request to `status`, if nobody resolved it first, with the evidence
+    /// envelope of an approval that has one.
     fn resolve(
         &self,
         caller: &Caller,
         pending_id: &str,
         status: PendingStatus,
         reason: Option<String>,
+        evidence: Option<String>,
     ) -> Result<PendingRequest, Error> {
         self.store.update_pending(pending_id, |mut r| {
             if r.status != PendingStatus::Pending {
@@ -101,18 +167,33 @@ impl Appliance {
             r.resolved_by = Some(caller.id().to_owned());
             r.resolved_at = Some(time::now());
             r.reason = reason.clone();
+            r.evidence = evidence.clone();
             Ok(r)
         })
     }
 
     /// Approves a request and returns it with its signature.
     pub async fn approve(&self, caller: &Caller, pending_id: &str) -> Result<PendingView, Error> {
+        self.approve_with(caller, pending_id, None).await
+    }
+
+    /// Approves a request; with a drawn signature, seals it into an evidence envelope first
+    /// (required where the authorization says so).
+    pub(super) async fn approve_with(
+        &self,
+        caller: &Caller,
+        pending_id: &str,
+        capture: Option<Capture>,
+    ) -> Result<PendingView, Error> {
         let request = self.decidable(caller, pending_id).await?;
-        if request.require_signature {
+        if request.require_signature && capture.is_none() {
             return Err(Error::SignatureRequired {
                 url: self.approval_url(pending_id),
             });
         }
+        let evidence = capture
+            .map(|c| evidence_envelope(caller, &request, c))
+            .transpose()?;
         // The terms may have changed since the request: revoked, expired, narrowed.
         let key = self
             .store
@@ -137,6 +218,7 @@ impl Appliance {
                 pending_id,
                 PendingStatus::Denied,
                 Some(rule.name().to_owned()),
+                None,
             );
             if resolved.is_ok() {
                 self.store.flush().await?;
@@ -146,10 +228,13 @@ impl Appliance {
             }
             return Err(Error::Denied { rule, reason });
         }
-        let approved = self.resolve(caller, pending_id, PendingStatus::Approved, None)?;
+        let encoded = evidence.as_ref().map(|bytes| BASE64.encode(bytes));
+        let approved = self.resolve(caller, pending_id, PendingStatus::Approved, None, encoded)?;
         self.store.flush().await?;
-        self.record(self.decision_entry(caller, &request, "approve", "done"))
-            .await?;
+        let mut entry = self.decision_entry(caller, &request, "approve", "done");
+        entry.evidence_sha256 = evidence.as_deref().map(envelope::sha256_tag);
+        self.record(entry).await?;
+        let approved = self.seal_evidence(caller, approved).await?;
         let approved = self.release(caller, approved).await?;
         Ok(self.view(approved))
     }
@@ -162,7 +247,7 @@ impl Appliance {
         reason: Option<String>,
     ) -> Result<PendingView, Error> {
         let request = self.decidable(caller, pending_id).await?;
-        let denied = self.resolve(caller, pending_id, PendingStatus::Denied, reason)?;
+        let denied = self.resolve(caller, pending_id, PendingStatus::Denied, reason, None)?;
         self.store.flush().await?;
         self.record(self.decision_entry(caller, &request, "deny", "denied"))
             .await?;
@@ -174,6 +259,7 @@ impl Appliance {
     pub async fn envelope(&self, caller: &Caller, pending_id: &str) -> Result<PendingView, Error> {
         let request = self.readable(caller, pending_id)?;
         let request = self.expire_if_due(request).await?;
+        let request = self.seal_evidence(caller, request).await?;
         if request.status != PendingStatus::Approved || request.signature.is_some() {
             return Ok(self.view(request));
         }
@@ -205,6 +291,35 @@ impl Appliance {
             .readers
             .extend([request.requester.clone(), request.principal.clone()]);
         entry
+    }
+
+    /// Has the token seal an approved request's evidence envelope, if it has one not yet
+    /// sealed: the audit entry first, then the decision key signs the envelope's SHA-256.
+    async fn seal_evidence(
+        &self,
+        caller: &Caller,
+        request: PendingRequest,
+    ) -> Result<PendingRequest, Error> {
+        let (Some(encoded), None) = (&request.evidence, &request.evidence_seal) else {
+            return Ok(request);
+        };
+        let bytes = BASE64.decode(encoded).map_err(|_| {
+            Error::Internal(format!("request {} has a bad envelope", request.pending_id))
+        })?;
+        let mut entry = self.decision_entry(caller, &request, "evidence_seal", "signed");
+        entry.evidence_sha256 = Some(envelope::sha256_tag(&bytes));
+        self.record(entry).await?;
+        let hash: [u8; 32] = Sha256::digest(&bytes).into();
+        let (seal, kid) = self
+            .sign_with_decision_key(envelope::seal_message(&hash))
+            .await?;
+        let sealed = self.store.update_pending(&request.pending_id, |mut r| {
+            r.evidence_seal.get_or_insert_with(|| seal.clone());
+            r.evidence_key_id.get_or_insert_with(|| kid.clone());
+            Ok::<_, Error>(r)
+        })?;
+        self.store.flush().await?;
+        Ok(sealed)
     }
 
     /// Signs an approved request: its audit entry first, then the token; the signature is

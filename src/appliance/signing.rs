@@ -163,6 +163,9 @@ impl Appliance {
                     resolved_at: None,
                     reason: None,
                     signature: None,
+                    evidence: None,
+                    evidence_seal: None,
+                    evidence_key_id: None,
                 };
                 entry.action = "cosign_request".into();
                 entry.result = "pending".into();

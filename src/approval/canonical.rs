@@ -11,6 +11,24 @@ pub enum CanonicalError {
     NotInteger(String),
 }
 
+/// `value` with every number canonical JSON cannot hold here (fractions, integers past 2^53)
+/// written as its exact decimal text, so a document with amounts can still be made canonical
+/// without rounding anything.
+pub fn with_exact_numbers(value: &Value) -> Value {
+    match value {
+        Value::Number(n) if write(value, &mut String::new()).is_err() => {
+            Value::String(n.to_string())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(with_exact_numbers).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), with_exact_numbers(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// The canonical bytes of `value`.
 pub fn to_vec(value: &Value) -> Result<Vec<u8>, CanonicalError> {
     let mut out = String::new();
@@ -115,5 +133,17 @@ mod tests {
         assert!(to_vec(&json!(9007199254740993u64)).is_err());
         assert!(to_vec(&json!(u64::MAX)).is_err());
         assert_eq!(canonical(json!(-9007199254740992i64)), "-9007199254740992");
+    }
+
+    #[test]
+    fn amounts_keep_their_exact_text() {
+        let value: Value = serde_json::from_str(
+            r#"{"amount": 0.150000000000000001, "n": 3, "big": 9007199254740993}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            canonical(with_exact_numbers(&value)),
+            r#"{"amount":"0.150000000000000001","big":"9007199254740993","n":3}"#
+        );
     }
 }

@@ -19,6 +19,8 @@ const USAGE: &str = "usage:
   sshsign verify-approval (--jwks FILE | --public-key KEY) [--action TEXT] [--approver USER]
                          [--method passkey|totp|ssh] FILE
                                                      check a signed approval decision offline
+  sshsign verify-envelope (--jwks FILE | --public-key KEY) [--signer-key KEY]
+                          [--write-image PNG] FILE   check a get-envelope reply offline
   sshsign COMMAND [FLAGS]                            run an appliance command (sshsign help)
 The appliance is SSHSIGN_HOST / SSHSIGN_PORT (or ~/.config/sshsign/config.toml).";
 
@@ -56,6 +58,7 @@ async fn run(args: Vec<String>) -> Result<i32, Error> {
         Some("allowed-signers") => allowed_signers(&args[1..]).await,
         Some("audit") => audit(&args[1..]).await,
         Some("verify-approval") => verify_approval(&args[1..]),
+        Some("verify-envelope") => verify_envelope(&args[1..]),
         Some(_) => passthrough(&args).await,
     }
 }
@@ -268,6 +271,50 @@ fn audit_verify(args: &[String]) -> Result<i32, Error> {
     Ok(0)
 }
 
+/// Reads a JSON file.
+fn read_json(path: &str) -> Result<Value, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| Error::Usage(format!("{path}: not JSON: {e}")))
+}
+
+/// The appliance keys a verifier trusts: `--jwks FILE` (the appliance's
+/// `/.well-known/jwks.json`, saved), or `--public-key KEY` (an ssh-ed25519 line or base64 of
+/// 32 bytes), which stands for `kid`.
+fn trusted_keys(
+    args: &[String],
+    kid: &str,
+    usage: &dyn Fn() -> Error,
+) -> Result<Vec<(String, [u8; 32])>, Error> {
+    use sshsign::approval::decision;
+    match (flag(args, "--jwks"), flag(args, "--public-key")) {
+        (Some(path), None) => decision::jwks_keys(&read_json(&path)?)
+            .map_err(|e| Error::Usage(format!("{path}: {e}"))),
+        (None, Some(key)) => {
+            let bytes = sshsign::pubkey::parse_ed25519(&key)
+                .or_else(|| {
+                    use base64::Engine as _;
+                    let engine = base64::engine::general_purpose::STANDARD;
+                    engine.decode(&key).ok().and_then(|b| b.try_into().ok())
+                })
+                .ok_or_else(|| {
+                    Error::Usage("--public-key is an ssh-ed25519 line or base64 of 32 bytes".into())
+                })?;
+            Ok(vec![(kid.to_owned(), bytes)])
+        }
+        _ => Err(usage()),
+    }
+}
+
+/// The last argument, when it is not a flag: the file to check.
+fn file_argument<'a>(args: &'a [String], usage: &dyn Fn() -> Error) -> Result<&'a String, Error> {
+    args.last()
+        .filter(|f| !f.starts_with("--"))
+        .ok_or_else(usage)
+}
+
 /// Offline: checks a signed decision (as `GET /api/v1/approvals/{id}`, its `/verify` or the
 /// `decision` object alone carries it) against a JWKS file or a public key, and says what it
 /// checked.
@@ -280,18 +327,8 @@ fn verify_approval(args: &[String]) -> Result<i32, Error> {
                 .into(),
         )
     };
-    let file = args
-        .last()
-        .filter(|f| !f.starts_with("--"))
-        .ok_or_else(usage)?;
-    let read = |path: &str| -> Result<Value, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|e| Error::Usage(format!("{path}: not JSON: {e}")))
-    };
-    let document = read(file)?;
+    let file = file_argument(args, &usage)?;
+    let document = read_json(file)?;
     // The decision may be the document itself (a /verify reply) or its "decision" member.
     let candidate = if document.get("signed_payload").is_some() {
         document.clone()
@@ -300,24 +337,7 @@ fn verify_approval(args: &[String]) -> Result<i32, Error> {
     };
     let signed: SignedDecision = serde_json::from_value(candidate)
         .map_err(|_| Error::Usage(format!("{file}: holds no signed decision")))?;
-    let keys = match (flag(args, "--jwks"), flag(args, "--public-key")) {
-        (Some(path), None) => {
-            decision::jwks_keys(&read(&path)?).map_err(|e| Error::Usage(format!("{path}: {e}")))?
-        }
-        (None, Some(key)) => {
-            let bytes = sshsign::pubkey::parse_ed25519(&key)
-                .or_else(|| {
-                    use base64::Engine as _;
-                    let engine = base64::engine::general_purpose::STANDARD;
-                    engine.decode(&key).ok().and_then(|b| b.try_into().ok())
-                })
-                .ok_or_else(|| {
-                    Error::Usage("--public-key is an ssh-ed25519 line or base64 of 32 bytes".into())
-                })?;
-            vec![(signed.key_id.clone(), bytes)]
-        }
-        _ => return Err(usage()),
-    };
+    let keys = trusted_keys(args, &signed.key_id, &usage)?;
     let checked = decision::verify(&signed, &keys)
         .map_err(|e| Error::Usage(format!("decision refused: {e}")))?;
     let mut checks = vec![
@@ -356,6 +376,97 @@ fn verify_approval(args: &[String]) -> Result<i32, Error> {
         "verified": true,
         "checked": checks,
         "payload": checked.payload,
+    }));
+    Ok(0)
+}
+
+/// Offline: checks a `get-envelope` reply for a request approved with a drawn signature: the
+/// envelope's exact bytes against its SHA-256, the image against its hash, the token's seal
+/// against the appliance's key, and the document's SSHSIG against the envelope's payload hash.
+fn verify_envelope(args: &[String]) -> Result<i32, Error> {
+    use base64::Engine as _;
+    use sshsign::approval::envelope;
+    let usage = || {
+        Error::Usage(
+            "usage: sshsign verify-envelope (--jwks FILE | --public-key KEY) [--signer-key KEY] \
+             [--write-image PNG] FILE"
+                .into(),
+        )
+    };
+    let refused = |why: String| Error::Usage(format!("envelope refused: {why}"));
+    let file = file_argument(args, &usage)?;
+    let reply = read_json(file)?;
+    let evidence = &reply["evidence"];
+    let text = |value: &Value, what: &str| -> Result<String, Error> {
+        value
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| refused(format!("{file} has no {what}")))
+    };
+    let engine = base64::engine::general_purpose::STANDARD;
+    let bytes = engine
+        .decode(text(&evidence["envelope"], "evidence.envelope")?)
+        .map_err(|_| refused("evidence.envelope is not base64".into()))?;
+    let seal = engine
+        .decode(text(&evidence["seal"], "evidence.seal (not sealed yet?)")?)
+        .map_err(|_| refused("evidence.seal is not base64".into()))?;
+    let key_id = text(&evidence["key_id"], "evidence.key_id")?;
+    let stated = text(&evidence["sha256"], "evidence.sha256")?;
+    let keys = trusted_keys(args, &key_id, &usage)?;
+    let (_, public_key) = keys
+        .iter()
+        .find(|(kid, _)| *kid == key_id)
+        .ok_or_else(|| refused(format!("no key with kid {key_id:?} in the key set")))?;
+    let opened = envelope::verify(&bytes, &stated, &seal, &key_id, public_key)
+        .map_err(|e| refused(e.to_string()))?;
+    let mut checks = vec![
+        "the envelope is canonical JSON (RFC 8785) and its SHA-256 matches".to_owned(),
+        "the signature image matches image_hash".to_owned(),
+        format!("the token's seal verifies under key {key_id}"),
+    ];
+    if reply["pending_id"].as_str() != Some(opened.pending_id.as_str()) {
+        return Err(refused("the envelope is for another request".into()));
+    }
+    // The document's signature, made from the same hash the envelope binds.
+    let armored = text(&reply["signature"], "signature (the document's SSHSIG)")?;
+    let sshsig = sshsign::sshsig::SshSig::from_armored(&armored)
+        .map_err(|e| refused(format!("the SSHSIG: {e}")))?;
+    let digest: [u8; 64] = opened
+        .payload_hash
+        .strip_prefix("sha512:")
+        .and_then(sshsign::hex::decode)
+        .and_then(|d| d.try_into().ok())
+        .ok_or_else(|| refused("payload_hash is not sha512:<hex>".into()))?;
+    let namespace = opened.scope["namespace"].as_str().unwrap_or_default();
+    sshsig
+        .verify_sha512_digest(namespace, &digest)
+        .map_err(|e| refused(format!("the SSHSIG: {e}")))?;
+    let signer_key = sshsign::pubkey::fingerprint(sshsig.public_key());
+    checks.push(format!(
+        "the document's SSHSIG ({namespace}) verifies over payload_hash, by {signer_key}"
+    ));
+    if let Some(expected) = flag(args, "--signer-key") {
+        let expected = sshsign::pubkey::parse_ed25519(&expected)
+            .ok_or_else(|| Error::Usage("--signer-key is an ssh-ed25519 line".into()))?;
+        if &expected != sshsig.public_key() {
+            return Err(refused("the document was signed by another key".into()));
+        }
+        checks.push("the document's key is the expected one".into());
+    }
+    let image = opened.image().unwrap_or_default();
+    if let Some(path) = flag(args, "--write-image") {
+        std::fs::write(&path, &image).map_err(|source| Error::Io { path, source })?;
+    }
+    print(&json!({
+        "verified": true,
+        "checked": checks,
+        "pending_id": opened.pending_id,
+        "signer": opened.signer,
+        "signer_ip": opened.signer_ip,
+        "captured_at": opened.captured_at,
+        "decision": opened.decision,
+        "payload_hash": opened.payload_hash,
+        "image_bytes": image.len(),
     }));
     Ok(0)
 }

@@ -30,9 +30,7 @@ use serde_json::{Map, Value, json};
 
 use super::grammar::{self, Command};
 use crate::appliance::{self, Appliance, Caller, Error};
-use crate::policy::Authorization;
-use crate::policy::constraint::constraints_json;
-use crate::policy::rules::rules_json;
+pub use crate::policy::authorization_json;
 use crate::store::SigningKeyRecord;
 use crate::time;
 
@@ -119,33 +117,5 @@ pub fn key_json(key: &SigningKeyRecord) -> Value {
         "status": key.status(),
         "created_at": time::rfc3339(key.created_at),
         "revoked_at": key.revoked_at.map(time::rfc3339),
-    })
-}
-
-/// How every reply shows an authorization.
-pub fn authorization_json(auth: &Authorization) -> Value {
-    let now = time::now();
-    let status = if auth.revoked_at.is_some() {
-        "revoked"
-    } else if auth.terms.expires_at.is_some_and(|at| at <= now) {
-        "expired"
-    } else {
-        "active"
-    };
-    json!({
-        "authorization_id": auth.authorization_id,
-        "key_id": auth.key_id,
-        "grantee": auth.grantee,
-        "principal": auth.principal,
-        "status": status,
-        "scopes": auth.terms.scopes,
-        "tier": auth.terms.tier.as_str(),
-        "require_signature": auth.terms.require_signature,
-        "constraints": constraints_json(&auth.terms.constraints),
-        "hard_rules": rules_json(&auth.terms.hard_rules),
-        "soft_rules": rules_json(&auth.terms.soft_rules),
-        "expires_at": auth.terms.expires_at.map(time::rfc3339),
-        "created_at": time::rfc3339(auth.created_at),
-        "revoked_at": auth.revoked_at.map(time::rfc3339),
     })
 }

@@ -145,6 +145,14 @@ pub struct PendingRequest {
     pub reason: Option<String>,
     /// The armored SSHSIG, once made.
     pub signature: Option<String>,
+    /// For an approval with a drawn signature: the evidence envelope's exact bytes, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+    /// The token's seal over the envelope's SHA-256, base64, once made, and the key's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_seal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_key_id: Option<String>,
 }
 
 impl Record for PendingRequest {

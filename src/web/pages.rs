@@ -23,17 +23,19 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::api::json_body;
+use super::guard::ClientAddress;
 use super::session::set_cookie;
 use super::{AppError, WebState};
-use crate::appliance::{Access, ApprovalPage, Error, Proof};
+use crate::appliance::{Access, ApprovalPage, Error, PendingPage, Proof, status_name};
 use crate::approval::decision::{Method, Verdict};
-use crate::store::{ApprovalRecord, ApprovalStatus};
+use crate::ids::IdKind;
+use crate::store::{ApprovalRecord, ApprovalStatus, PendingStatus};
 use crate::time;
 
 const SCRIPT: &str = include_str!("assets/sshsign.js");
@@ -348,8 +350,21 @@ pub async fn approve_page(
         let next = format!("/approve/{id}");
         return Redirect::to(&format!("/login?next={}", percent(&next))).into_response();
     };
-    match state.appliance.approval_page_for(&id, access).await {
-        Ok(view) => Html(page("Approval request", &approval_body(&state, &view))).into_response(),
+    let body = if IdKind::Pending.matches(&id) {
+        state
+            .appliance
+            .pending_page_for(&id, access)
+            .await
+            .map(|view| ("Co-sign request", pending_body(&view)))
+    } else {
+        state
+            .appliance
+            .approval_page_for(&id, access)
+            .await
+            .map(|view| ("Approval request", approval_body(&state, &view)))
+    };
+    match body {
+        Ok((title, body)) => Html(page(title, &body)).into_response(),
         Err(e) => page_error(e),
     }
 }
@@ -414,27 +429,148 @@ fn approval_body(state: &WebState, view: &ApprovalPage) -> String {
             "<div id=\"decide\"><label for=\"reason\">Reason (optional)</label>\
              <input id=\"reason\" maxlength=\"500\" size=\"40\">",
         );
-        if r.methods.contains(&Method::Passkey) {
+        body.push_str(&decision_buttons(&r.methods, "Approve", "Reject"));
+        body.push_str("</div>");
+    }
+    body.push_str("</section>");
+    body
+}
+
+/// The approve and reject buttons for each method a request allows.
+fn decision_buttons(methods: &[Method], approve: &str, reject: &str) -> String {
+    let mut html = String::new();
+    if methods.contains(&Method::Passkey) {
+        let _ = write!(
+            html,
+            "<div class=\"actions\">\
+             <button id=\"approve-passkey\" class=\"approve\" data-decision=\"approved\" \
+             data-method=\"passkey\">{approve} with passkey</button>\
+             <button id=\"reject-passkey\" class=\"reject\" data-decision=\"rejected\" \
+             data-method=\"passkey\">{reject} with passkey</button></div>"
+        );
+    }
+    if methods.contains(&Method::Totp) {
+        let _ = write!(
+            html,
+            "<label for=\"totp-code\">Or a code from your authenticator app</label>\
+             <input id=\"totp-code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" \
+             maxlength=\"6\" size=\"8\">\
+             <div class=\"actions\">\
+             <button id=\"approve-totp\" class=\"approve\" data-decision=\"approved\" \
+             data-method=\"totp\">{approve} with code</button>\
+             <button id=\"reject-totp\" class=\"reject\" data-decision=\"rejected\" \
+             data-method=\"totp\">{reject} with code</button></div>"
+        );
+    }
+    html
+}
+
+/// A pretty JSON block.
+fn json_block(id: &str, value: &Value) -> String {
+    format!(
+        "<pre id=\"{id}\">{}</pre>",
+        esc(&serde_json::to_string_pretty(value).unwrap_or_default())
+    )
+}
+
+fn pending_body(view: &PendingPage) -> String {
+    let r = &view.request;
+    let document = match r.namespace.as_str() {
+        "git" => "git commit or tag".to_owned(),
+        "file" => "file".to_owned(),
+        other => other.to_owned(),
+    };
+    let key = match &view.key {
+        Some(key) => format!(
+            "{} ({})",
+            key.key_id,
+            crate::appliance::public_key_fingerprint(key)
+        ),
+        None => r.key_id.clone(),
+    };
+    let status = status_name(r.status);
+    let mut body = format!(
+        "<h1>Co-sign request</h1>\
+         <section data-page=\"decision\" data-id=\"{id}\">\
+         <p><span class=\"status status-{status}\" id=\"status\">{status}</span></p>\
+         <dl><dt>Document</dt><dd id=\"document\">{document}</dd>\
+         <dt>SHA-512</dt><dd><code id=\"payload-hash\">{hash}</code></dd>\
+         <dt>Requested by</dt><dd>{requester}</dd>\
+         <dt>Key</dt><dd>{key}</dd>\
+         <dt>Requested</dt><dd><time datetime=\"{created}\">{created}</time></dd>\
+         <dt>Expires</dt><dd><time datetime=\"{expires}\">{expires}</time></dd>\
+         <dt>Request</dt><dd><code>{id}</code></dd></dl>",
+        id = esc(&r.pending_id),
+        document = esc(&document),
+        hash = esc(&r.payload_sha512),
+        requester = esc(&r.requester),
+        key = esc(&key),
+        created = time::rfc3339(r.created_at),
+        expires = time::rfc3339(r.expires_at),
+    );
+    for warning in &r.warnings {
+        let _ = write!(body, "<p class=\"closed\">Warning: {}</p>", esc(warning));
+    }
+    body.push_str("<h2>Details</h2>");
+    body.push_str(&json_block("metadata", &Value::Object(r.metadata.clone())));
+    if !r.context.is_empty() {
+        body.push_str("<h2>Where it was signed</h2>");
+        body.push_str(&json_block("context", &Value::Object(r.context.clone())));
+    }
+    if let Some(agreed) = &view.agreed {
+        let offer = &agreed.offer;
+        let standing = match &agreed.accepted_by {
+            Some(accept) => format!(
+                "accepted by {} in round {}",
+                esc(&accept.from),
+                accept.round
+            ),
+            None => "the latest offer, not accepted yet".to_owned(),
+        };
+        let _ = write!(
+            body,
+            "<h2>Agreed terms</h2><p id=\"terms-standing\">Negotiation <code>{}</code>: round {} \
+             by {}, {standing}. Offer hash <code>{}</code>.</p>",
+            esc(&agreed.negotiation_id),
+            offer.round,
+            esc(&offer.from),
+            esc(&offer.hash),
+        );
+        body.push_str(&json_block("terms", &Value::Object(offer.metadata.clone())));
+    }
+    body.push_str("<h2>Authorized range</h2>");
+    body.push_str(&json_block("authorized", &view.authorized));
+    if view.deciders.is_empty() {
+        let why = match r.status {
+            PendingStatus::Pending => "This request waits for its principal.",
+            PendingStatus::Approved => "This request was approved and signed.",
+            PendingStatus::Denied => "This request was denied.",
+            PendingStatus::Expired => "This request expired before it was decided.",
+        };
+        let _ = write!(body, "<p class=\"closed\" id=\"closed\">{why}</p>");
+    } else {
+        body.push_str(
+            "<div id=\"decide\"><label for=\"reason\">Reason (optional, for a denial)</label>\
+             <input id=\"reason\" maxlength=\"500\" size=\"40\">",
+        );
+        if r.require_signature {
             body.push_str(
-                "<div class=\"actions\">\
-                 <button id=\"approve-passkey\" class=\"approve\" data-decision=\"approved\" \
-                 data-method=\"passkey\">Approve with passkey</button>\
-                 <button id=\"reject-passkey\" class=\"reject\" data-decision=\"rejected\" \
-                 data-method=\"passkey\">Reject with passkey</button></div>",
+                "<h2>Your signature</h2><p>Draw your signature; it is sealed into the evidence \
+                 envelope with this document's hash.</p>\
+                 <canvas id=\"signature-pad\" width=\"600\" height=\"200\" data-drawn=\"false\"></canvas>\
+                 <div class=\"actions\"><button id=\"signature-clear\">Clear</button></div>",
             );
         }
-        if r.methods.contains(&Method::Totp) {
-            body.push_str(
-                "<label for=\"totp-code\">Or a code from your authenticator app</label>\
-                 <input id=\"totp-code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" \
-                 maxlength=\"6\" size=\"8\">\
-                 <div class=\"actions\">\
-                 <button id=\"approve-totp\" class=\"approve\" data-decision=\"approved\" \
-                 data-method=\"totp\">Approve with code</button>\
-                 <button id=\"reject-totp\" class=\"reject\" data-decision=\"rejected\" \
-                 data-method=\"totp\">Reject with code</button></div>",
-            );
-        }
+        let approve = if r.require_signature {
+            "Sign &amp; approve"
+        } else {
+            "Approve"
+        };
+        body.push_str(&decision_buttons(
+            &[Method::Passkey, Method::Totp],
+            approve,
+            "Deny",
+        ));
         body.push_str("</div>");
     }
     body.push_str("</section>");
@@ -459,7 +595,7 @@ pub async fn approve_options(
         .ok_or_else(|| Error::UnknownRequest(id.clone()))?;
     let (ceremony, options) = state
         .appliance
-        .approval_passkey_options(&id, access, body.decision)
+        .decision_passkey_options(&id, access, body.decision)
         .await?;
     Ok(Json(json!({ "ceremony": ceremony, "options": options })))
 }
@@ -474,6 +610,8 @@ struct DecideBody {
     credential: Option<Value>,
     code: Option<String>,
     reason: Option<String>,
+    /// A drawn signature, base64 PNG (co-signed requests).
+    signature_png: Option<String>,
 }
 
 pub async fn approve_decide(
@@ -481,6 +619,11 @@ pub async fn approve_decide(
     Path(id): Path<String>,
     request: Request<Body>,
 ) -> Result<Json<Value>, AppError> {
+    let client = request
+        .extensions()
+        .get::<ClientAddress>()
+        .map(|ClientAddress(ip)| ip.to_string())
+        .unwrap_or_default();
     let (headers, body): (_, DecideBody) = browser_body(&state, request).await?;
     let session = state.sessions.user(&headers);
     let access = access(body.token.as_deref(), session.as_deref())
@@ -500,6 +643,29 @@ pub async fn approve_decide(
             );
         }
     };
+    if IdKind::Pending.matches(&id) {
+        let drawn = match body.signature_png {
+            Some(png) => Some((
+                BASE64
+                    .decode(png.as_bytes())
+                    .map_err(|_| Error::InvalidArgument("signature_png is not base64".into()))?,
+                client,
+            )),
+            None => None,
+        };
+        let decided = state
+            .appliance
+            .decide_pending_in_browser(&id, access, body.decision, proof, body.reason, drawn)
+            .await?;
+        return Ok(Json(json!({
+            "id": decided.request.pending_id,
+            "status": status_name(decided.request.status),
+            "signed": decided.request.signature.is_some(),
+        })));
+    }
+    if body.signature_png.is_some() {
+        return Err(Error::InvalidArgument("this request takes no drawn signature".into()).into());
+    }
     let decided = state
         .appliance
         .decide_in_browser(&id, access, body.decision, proof, body.reason)

@@ -443,3 +443,258 @@ fn the_pages_refuse_replays_cross_site_posts_and_other_peoples_authenticators() 
     assert_eq!(replayed[0], 401, "{replayed}");
     assert_eq!(status(&appliance, &key, &id)["status"], "pending");
 }
+
+/// A human's key granted to an agent in the cosign tier with a drawn signature required, and
+/// a negotiation between them that the agent's request names.
+struct Cosign {
+    appliance: Appliance,
+    human: User,
+    agent: User,
+    key: String,
+    public_key: String,
+    pending_id: String,
+    url: String,
+}
+
+const SAFE: &[u8] = b"SAFE: valuation cap 10,500,000; discount 20%";
+
+fn cosign_request() -> Cosign {
+    let appliance = Appliance::start();
+    let human = appliance.user("founder");
+    let agent = appliance.user("agent");
+    let agent_id = user_id(&agent);
+    let created = human.cmd("create-key --scope safe-agreement");
+    let key = created.ok()["key_id"].as_str().unwrap().to_owned();
+    let public_key = created.json["public_key"].as_str().unwrap().to_owned();
+    human
+        .cmd(&format!(
+            r#"authorize --key-id {key} --scope safe-agreement --tier cosign --grantee {agent_id} --require-signature --constraints {{"valuation_cap": {{"max": 12000000}}}}"#
+        ))
+        .ok();
+    // The agent negotiated with an investor, who accepted the founder side's counter.
+    let investor = appliance.user("investor");
+    let opened = agent.cmd(
+        r#"log-offer --round 0 --from founder --type offer --metadata {"valuation_cap": 12000000}"#,
+    );
+    let negotiation = opened.ok()["negotiation_id"].as_str().unwrap().to_owned();
+    investor
+        .cmd(&format!(r#"log-offer --negotiation-id {negotiation} --round 1 --from investor --type counter --metadata {{"valuation_cap": 9000000}}"#))
+        .ok();
+    agent
+        .cmd(&format!(r#"log-offer --negotiation-id {negotiation} --round 2 --from founder --type counter --metadata {{"valuation_cap": 10500000}}"#))
+        .ok();
+    investor
+        .cmd(&format!(
+            "log-offer --negotiation-id {negotiation} --round 3 --from investor --type accept"
+        ))
+        .ok();
+    let reply = agent.run(
+        &format!(
+            r#"sign --type safe-agreement --key-id {key} --metadata {{"valuation_cap": 10500000, "negotiation_id": "{negotiation}"}}"#
+        ),
+        SAFE,
+    );
+    let body = reply.ok();
+    assert_eq!(body["status"], "pending_cosign");
+    Cosign {
+        pending_id: body["pending_id"].as_str().unwrap().to_owned(),
+        url: body["approval_url"].as_str().unwrap().to_owned(),
+        appliance,
+        human,
+        agent,
+        key,
+        public_key,
+    }
+}
+
+#[test]
+fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline() {
+    let c = cosign_request();
+    let mut browser = Browser::start();
+    enroll_passkey(&mut browser, &c.human, "founder's laptop");
+    // Over SSH the approval is refused: it needs the drawn signature.
+    let refused = c.human.cmd(&format!("approve --id {}", c.pending_id));
+    assert!(
+        refused
+            .failed_with("signature_required")
+            .contains(&format!("/approve/{}", c.pending_id))
+    );
+
+    // A drawing that is not a PNG, or has no ink, is refused before the code is spent.
+    let secret = enroll_totp(&c.human);
+    let code = code_at(&secret, 0);
+    let token = c.url.split("token=").nth(1).unwrap();
+    use base64::Engine as _;
+    let blank = {
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, 60, 20);
+        encoder.set_color(png::ColorType::Grayscale);
+        let mut writer = encoder.write_header().unwrap();
+        writer.write_image_data(&[255; 60 * 20]).unwrap();
+        writer.finish().unwrap();
+        out
+    };
+    for (image, needle) in [(b"not a png".to_vec(), "not a PNG"), (blank, "empty")] {
+        let refused = c.appliance.http(
+            "POST",
+            &format!("/approve/{}/decide", c.pending_id),
+            &[("Content-Type", "application/json")],
+            json!({"token": token, "decision": "approved", "method": "totp", "code": code,
+                   "signature_png": base64::engine::general_purpose::STANDARD.encode(&image)})
+            .to_string()
+            .as_bytes(),
+        );
+        assert_eq!(refused.status, 400, "{:?}", refused.json);
+        assert!(
+            refused.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(needle)
+        );
+    }
+
+    browser.open(&c.url);
+    // The page shows the document, the agreed terms and the authorized range.
+    assert_eq!(browser.text("#document"), "safe-agreement");
+    let digest = sshsign::hex::encode(&<sha2::Sha512 as sha2::Digest>::digest(SAFE));
+    assert_eq!(browser.text("#payload-hash"), digest.as_str());
+    let standing = browser.text("#terms-standing");
+    assert!(
+        standing
+            .as_str()
+            .unwrap()
+            .contains("accepted by investor in round 3"),
+        "{standing}"
+    );
+    assert!(
+        browser
+            .text("#terms")
+            .as_str()
+            .unwrap()
+            .contains("10500000")
+    );
+    assert!(
+        browser
+            .text("#authorized")
+            .as_str()
+            .unwrap()
+            .contains("12000000")
+    );
+    // Approving without drawing is stopped in the page.
+    browser.click("#approve-passkey");
+    assert!(browser.message().contains("Draw your signature first"));
+    browser.draw(
+        "#signature-pad",
+        &[
+            (0.1, 0.6),
+            (0.2, 0.3),
+            (0.3, 0.7),
+            (0.45, 0.35),
+            (0.6, 0.65),
+            (0.8, 0.4),
+            (0.9, 0.5),
+        ],
+    );
+    browser.screenshot("cosign-signature-drawn");
+    browser.eval("document.getElementById('message').className = ''");
+    browser.click("#approve-passkey");
+    let message = browser.message();
+    assert!(message.contains("Recorded: approved"), "{message}");
+    browser.wait_until("document.getElementById('status') && document.getElementById('status').textContent === 'approved'");
+    browser.screenshot("cosign-approved");
+
+    // The agent collects the signature and the envelope.
+    let envelope = c.agent.cmd(&format!("get-envelope --id {}", c.pending_id));
+    let reply = envelope.ok();
+    assert_eq!(reply["status"], "approved");
+    let evidence = &reply["evidence"];
+    assert!(evidence["seal"].is_string(), "{reply}");
+    // The SSHSIG verifies with stock ssh-keygen.
+    let dir = tempfile::tempdir().unwrap();
+    let checked = crate::common::ssh_keygen_verify(
+        dir.path(),
+        "founder@example.com",
+        &c.public_key,
+        "safe-agreement",
+        reply["signature"].as_str().unwrap(),
+        SAFE,
+    );
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    // Anyone can recompute the envelope's hash from its exact bytes.
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(evidence["envelope"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        evidence["sha256"],
+        format!(
+            "sha256:{}",
+            sshsign::hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+        )
+    );
+    let opened: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(opened["decision"], "approved");
+    assert_eq!(opened["signer"]["user_id"], user_id(&c.human).as_str());
+    assert_eq!(opened["signer"]["method"], "passkey");
+    assert_eq!(opened["signer_ip"], "127.0.0.1");
+    assert_eq!(opened["payload_hash"], format!("sha512:{digest}"));
+    assert_eq!(opened["metadata"]["valuation_cap"], 10500000);
+    // The image is only in the envelope, not stored in the clear anywhere.
+    let image = opened["signature_image"].as_str().unwrap();
+    let found = c
+        .appliance
+        .stored_text(&[&image[..40], &image[image.len() - 40..]]);
+    assert!(found.is_empty(), "{found:?}");
+
+    // Offline: verify-envelope checks the seal, the hashes and the SSHSIG.
+    let jwks_file = c.appliance.save_jwks(dir.path());
+    let reply_file =
+        crate::common::write_file(dir.path(), "envelope.json", envelope.stdout.clone());
+    let png = dir.path().join("signature.png");
+    let verify = |file: &std::path::Path, extra: &[&str]| {
+        crate::common::offline_check("verify-envelope", &jwks_file, extra, file)
+    };
+    let ok = verify(
+        &reply_file,
+        &[
+            "--signer-key",
+            &c.public_key,
+            "--write-image",
+            png.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(printed["checked"].as_array().unwrap().len(), 5, "{printed}");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    // One changed character anywhere in the envelope, or another signer key, is refused.
+    let mut tampered: Value = serde_json::from_str(&envelope.stdout).unwrap();
+    let forged = String::from_utf8(bytes.clone())
+        .unwrap()
+        .replace("127.0.0.1", "127.0.0.2");
+    tampered["evidence"]["envelope"] = base64::engine::general_purpose::STANDARD
+        .encode(forged)
+        .into();
+    let tampered_file =
+        crate::common::write_file(dir.path(), "tampered.json", tampered.to_string());
+    let refused = verify(&tampered_file, &[]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("envelope refused"));
+    let other = c.human.cmd("create-key --scope other").ok()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !verify(&reply_file, &["--signer-key", &other])
+            .status
+            .success()
+    );
+    let _ = &c.key;
+}

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Appliance, HttpReply, SHIM, User, clean_command, write_file};
+use crate::common::{Appliance, HttpReply, User, offline_check, write_file};
 
 /// Makes an API key for `user` and returns its secret.
 pub fn api_key(user: &User, scopes: &str) -> String {
@@ -361,18 +361,10 @@ fn an_ssh_decision_is_signed_by_the_token_and_verifies_offline() {
 
     // Offline, from the JWKS: passes, then fails on any change and on the wrong checks.
     let dir = tempfile::tempdir().unwrap();
-    let (_, jwks) = appliance.http_get("/.well-known/jwks.json");
-    let jwks_file = write_file(dir.path(), "jwks.json", jwks.to_string());
+    let jwks_file = appliance.save_jwks(dir.path());
     let decision_file = write_file(dir.path(), "decision.json", status.body.clone());
     let verify = |file: &std::path::Path, extra: &[&str]| {
-        clean_command(SHIM)
-            .arg("verify-approval")
-            .arg("--jwks")
-            .arg(&jwks_file)
-            .args(extra)
-            .arg(file)
-            .output()
-            .unwrap()
+        offline_check("verify-approval", &jwks_file, extra, file)
     };
     let ok = verify(&decision_file, &["--action", action, "--method", "ssh"]);
     assert!(

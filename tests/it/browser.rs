@@ -224,6 +224,26 @@ impl Browser {
         self.call("Input.insertText", json!({"text": text}));
     }
 
+    /// Draws a stroke through `points` (fractions of `selector`'s box) with the mouse.
+    pub fn draw(&mut self, selector: &str, points: &[(f64, f64)]) {
+        let rect = self.eval(&format!(
+            "(() => {{ const e = document.querySelector({}); e.scrollIntoView({{block: 'center'}}); \
+             const r = e.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; }})()",
+            json!(selector)
+        ));
+        let at = |(fx, fy): (f64, f64)| {
+            (
+                rect[0].as_f64().unwrap() + fx * rect[2].as_f64().unwrap(),
+                rect[1].as_f64().unwrap() + fy * rect[3].as_f64().unwrap(),
+            )
+        };
+        self.mouse("mousePressed", at(points[0]));
+        for point in &points[1..] {
+            self.mouse("mouseMoved", at(*point));
+        }
+        self.mouse("mouseReleased", at(points[points.len() - 1]));
+    }
+
     /// Waits until `expression` is truthy, then returns its value.
     pub fn wait_until(&mut self, expression: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -241,6 +241,13 @@ impl Appliance {
         HttpReply::parse(&response)
     }
 
+    /// Saves the appliance's JWKS in `dir`, for offline checks.
+    pub fn save_jwks(&self, dir: &Path) -> PathBuf {
+        let (status, jwks) = self.http_get("/.well-known/jwks.json");
+        assert_eq!(status, 200);
+        write_file(dir, "jwks.json", jwks.to_string())
+    }
+
     /// Which of `needles` appear, in the clear, in the database's files ("needle in file").
     pub fn stored_text(&self, needles: &[&str]) -> Vec<String> {
         fn files(dir: &Path) -> Vec<PathBuf> {
@@ -507,6 +514,18 @@ pub fn in_process_token(sessions: usize) -> (Pkcs11Hsm, SoftHsmStore) {
     let mut store = store.clone();
     store.label = label;
     (hsm, store)
+}
+
+/// Runs `sshsign VERB --jwks JWKS EXTRA... FILE`: an offline check against saved keys.
+pub fn offline_check(verb: &str, jwks: &Path, extra: &[&str], file: &Path) -> Output {
+    clean_command(SHIM)
+        .arg(verb)
+        .arg("--jwks")
+        .arg(jwks)
+        .args(extra)
+        .arg(file)
+        .output()
+        .expect("running sshsign")
 }
 
 /// An HTTP response as [`Appliance::http`] read it.

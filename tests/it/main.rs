@@ -8,7 +8,7 @@
 //! |---|---|
 //! | [`common`] | the harness: appliances, users, the `ssh` client |
 //! | [`authorizations`] | typed constraints, grants to agents, several authorizations, hard and soft rules through git, sealed storage |
-//! | [`approval_pages`] | the pages in headless Chromium: passkey enrollment, approval by passkey and TOTP, login, quorum, replays, CSRF, cross-user |
+//! | [`approval_pages`] | the pages in headless Chromium: passkey enrollment, approval by passkey and TOTP, login, quorum, co-signing with a drawn signature and its evidence envelope, replays, CSRF, cross-user |
 //! | [`browser`] | the harness: headless Chromium over CDP with a virtual authenticator, screenshots |
 //! | [`approvals`] | human approval: API keys, the REST contract, SSH decisions, quorum, expiry, offline verification |
 //! | [`cosign`] | co-signed requests: approve, deny, envelopes, exactly-once resolution under races |

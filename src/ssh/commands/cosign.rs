@@ -1,6 +1,7 @@
 //! `pending`, `approve --id`, `deny --id [--reason]`, `get-envelope --id`: co-signed requests
 //! (`pnd_`) and, where they allow `ssh`, approval requests made over REST (`apr_`).
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::Context;
@@ -32,6 +33,15 @@ pub fn pending_json(view: &PendingView) -> Value {
         "resolved_at": r.resolved_at.map(time::rfc3339),
         "reason": r.reason,
         "signature": r.signature,
+        "evidence": r.evidence.as_ref().map(|envelope| json!({
+            "envelope": envelope,
+            "sha256": base64::engine::general_purpose::STANDARD
+                .decode(envelope)
+                .map(|bytes| crate::approval::envelope::sha256_tag(&bytes))
+                .unwrap_or_default(),
+            "seal": r.evidence_seal,
+            "key_id": r.evidence_key_id,
+        })),
     })
 }
 
