@@ -13,6 +13,7 @@
 //! - [`approvals`](self::approvals): API keys, human-approval requests, signed decisions;
 //! - [`authn`](self::authn): approvers' passkeys and TOTP secrets, and their ceremonies;
 //! - [`browser`](self::browser): what a browser may see of a request and decide;
+//! - [`webhooks`](self::webhooks): decisions and notifications out, signed and retried;
 //! - [`audit_view`](self::audit_view): checkpoints, proofs and entries, as each caller may see
 //!   them.
 
@@ -25,6 +26,7 @@ mod error;
 mod keys;
 mod negotiate;
 mod signing;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -75,6 +77,10 @@ pub struct Settings {
     pub approval_base: String,
     /// How long a co-signed request waits by default.
     pub pending_ttl: i64,
+    /// Where webhooks may go.
+    pub webhook_policy: crate::webhook::ssrf::Policy,
+    /// The wait before a failed webhook's first retry (it doubles after each).
+    pub webhook_retry: std::time::Duration,
 }
 
 /// The WebAuthn relying party for the appliance's public URL: its host is the RP id, the URL
@@ -100,6 +106,8 @@ pub struct Appliance {
     audit: Arc<AuditLog>,
     settings: Settings,
     authn: authn::Authn,
+    /// Woken when a webhook delivery is stored.
+    deliveries_due: tokio::sync::Notify,
 }
 
 impl Appliance {
@@ -118,6 +126,7 @@ impl Appliance {
             audit,
             settings,
             authn: authn::Authn::new(webauthn),
+            deliveries_due: tokio::sync::Notify::new(),
         }))
     }
 

@@ -60,6 +60,8 @@ pub struct RawConfig {
     pub http_rate_per_ip: Option<u32>,
     pub http_rate_per_key: Option<u32>,
     pub http_header_timeout: Option<u64>,
+    pub webhook_allow: Option<String>,
+    pub webhook_retry_seconds: Option<u64>,
 }
 
 impl RawConfig {
@@ -103,6 +105,11 @@ impl RawConfig {
             http_header_timeout: number(
                 "SSHSIGN_HTTP_HEADER_TIMEOUT",
                 text("SSHSIGN_HTTP_HEADER_TIMEOUT"),
+            )?,
+            webhook_allow: text("SSHSIGN_WEBHOOK_ALLOW"),
+            webhook_retry_seconds: number(
+                "SSHSIGN_WEBHOOK_RETRY_SECONDS",
+                text("SSHSIGN_WEBHOOK_RETRY_SECONDS"),
             )?,
         })
     }
@@ -165,6 +172,8 @@ impl RawConfig {
             http_rate_per_ip: over.http_rate_per_ip.or(self.http_rate_per_ip),
             http_rate_per_key: over.http_rate_per_key.or(self.http_rate_per_key),
             http_header_timeout: over.http_header_timeout.or(self.http_header_timeout),
+            webhook_allow: over.webhook_allow.or(self.webhook_allow),
+            webhook_retry_seconds: over.webhook_retry_seconds.or(self.webhook_retry_seconds),
         }
     }
 }
@@ -194,6 +203,13 @@ pub struct HttpSettings {
     pub header_timeout: std::time::Duration,
 }
 
+/// Where webhooks may go and how they retry.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub policy: crate::webhook::ssrf::Policy,
+    pub retry: std::time::Duration,
+}
+
 /// Requests a minute from one address, and with one API key, by default.
 pub const DEFAULT_RATE_PER_IP: u32 = 300;
 pub const DEFAULT_RATE_PER_KEY: u32 = 600;
@@ -208,6 +224,7 @@ pub struct ServeConfig {
     /// Public host name (or base URL) of the HTTP side, for links the appliance hands out.
     pub http_domain: Option<String>,
     pub http: HttpSettings,
+    pub webhooks: WebhookSettings,
     pub hsm: HsmSettings,
     /// When set, only the SSH keys in this authorized_keys file may connect.
     pub authorized_keys: Option<PathBuf>,
@@ -227,6 +244,7 @@ impl ServeConfig {
                 .unwrap_or(if tls { ":8443" } else { "127.0.0.1:8443" }),
         )?;
         let http = http_settings(&raw, http_addr)?;
+        let webhooks = webhook_settings(&raw)?;
         let pin_file = raw
             .pkcs11_pin_file
             .or_else(|| credentials_dir.map(|dir| dir.join("pkcs11-pin")))
@@ -252,6 +270,7 @@ impl ServeConfig {
             )?,
             http_addr,
             http,
+            webhooks,
             db_path: raw.db_path.unwrap_or_else(|| PathBuf::from("./sshsign.db")),
             host_key_path: raw
                 .host_key_path
@@ -285,20 +304,7 @@ fn http_settings(raw: &RawConfig, http_addr: SocketAddr) -> Result<HttpSettings,
             });
         }
     };
-    let trusted_proxies = raw
-        .trusted_proxies
-        .as_deref()
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            p.parse().map_err(|reason| Error::Invalid {
-                setting: "SSHSIGN_TRUSTED_PROXIES",
-                reason,
-            })
-        })
-        .collect::<Result<Vec<Cidr>, _>>()?;
+    let trusted_proxies = cidr_list("SSHSIGN_TRUSTED_PROXIES", raw.trusted_proxies.as_deref())?;
     if tls.is_none() && !http_addr.ip().is_loopback() && trusted_proxies.is_empty() {
         return Err(Error::Invalid {
             setting: "SSHSIGN_HTTP_ADDR",
@@ -340,6 +346,38 @@ fn http_settings(raw: &RawConfig, http_addr: SocketAddr) -> Result<HttpSettings,
             }
         },
     })
+}
+
+/// Blocks webhooks may reach although internal (`SSHSIGN_WEBHOOK_ALLOW`), and the first retry's
+/// wait.
+fn webhook_settings(raw: &RawConfig) -> Result<WebhookSettings, Error> {
+    let allowed = cidr_list("SSHSIGN_WEBHOOK_ALLOW", raw.webhook_allow.as_deref())?;
+    let retry = match raw.webhook_retry_seconds.unwrap_or(10) {
+        seconds @ 1..=3600 => std::time::Duration::from_secs(seconds),
+        _ => {
+            return Err(Error::Invalid {
+                setting: "SSHSIGN_WEBHOOK_RETRY_SECONDS",
+                reason: "is 1 to 3600 seconds".into(),
+            });
+        }
+    };
+    Ok(WebhookSettings {
+        policy: crate::webhook::ssrf::Policy { allowed },
+        retry,
+    })
+}
+
+/// A comma-separated list of addresses or CIDR blocks.
+fn cidr_list(setting: &'static str, text: Option<&str>) -> Result<Vec<Cidr>, Error> {
+    text.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse()
+                .map_err(|reason| Error::Invalid { setting, reason })
+        })
+        .collect()
 }
 
 impl ServeConfig {

@@ -1,6 +1,7 @@
 //! Identifiers the appliance hands out: `ak_` signing keys, `az_` authorizations, `usr_` users,
 //! `pnd_` co-signed requests, `neg_` negotiations, `apk_` API keys, `apr_` approval requests
-//! `dec_` decisions and `aut_` authenticators, each a prefix and 128 random bits from the
+//! `dec_` decisions, `aut_` authenticators, `whk_` webhook endpoints and `msg_` webhook
+//! messages, each a prefix and 128 random bits from the
 //! token in lowercase base32 (RFC 4648 alphabet, no padding).
 
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
@@ -19,6 +20,8 @@ pub enum IdKind {
     Approval,
     Decision,
     Authenticator,
+    WebhookEndpoint,
+    Message,
 }
 
 impl IdKind {
@@ -33,6 +36,8 @@ impl IdKind {
             IdKind::Approval => "apr_",
             IdKind::Decision => "dec_",
             IdKind::Authenticator => "aut_",
+            IdKind::WebhookEndpoint => "whk_",
+            IdKind::Message => "msg_",
         }
     }
 

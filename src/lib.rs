@@ -7,7 +7,8 @@
 //! - [`policy`]: the authorization engine: typed constraints, rules, tiers; pure, decisions are
 //!   values.
 //! - [`audit`]: the tamper-evident log: RFC 6962 Merkle tree, signed checkpoints, proofs.
-//! - [`approval`]: human approval: canonical JSON and token-signed decisions.
+//! - [`approval`]: human approval: canonical JSON, token-signed decisions, evidence envelopes,
+//!   TOTP.
 //! - [`negotiation`]: negotiation offers: turns, rounds, hash chain (pure rules).
 //! - [`seal`]: records sealed under a data key that the token's AES key protects.
 //! - [`ssh`]: the SSH front (russh): command grammar, one file per command, JSON replies.
@@ -16,7 +17,8 @@
 //! - [`sshsig`]: OpenSSH's SSHSIG format: signed data, armor, parsing, verification.
 //! - [`provision`]: the appliance's own keys: manifest, generation, self-test.
 //! - [`server`]: start-up (token, store, host key, listeners) and graceful shutdown.
-//! - [`web`]: the HTTP side (axum): health, the appliance's public keys, JWKS.
+//! - [`web`]: the HTTP side (axum, hyper, rustls): REST API, approval pages, JWKS, limits.
+//! - [`webhook`]: outgoing webhooks: signed POSTs to checked destinations, retried.
 //! - [`client`]: the SSH client the `sshsign` shim and the benchmark use; host key checking.
 //! - [`auditor`]: checking the audit log from outside: checkpoints, proofs, rollback and forks.
 //! - [`shim`]: `sshsign` as git's `gpg.ssh.program`.
@@ -50,4 +52,5 @@ pub mod sshsig;
 pub mod store;
 pub mod time;
 pub mod web;
+pub mod webhook;
 pub mod wire;

@@ -201,6 +201,8 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
     let http_addr = local(&http_listener, config.http_addr)?;
     let settings = Settings {
         approval_base: config.public_url(http_addr),
+        webhook_policy: config.webhooks.policy.clone(),
+        webhook_retry: config.webhooks.retry,
         pending_ttl: PENDING_TTL,
     };
     Ok(Running {
@@ -254,6 +256,8 @@ impl Running {
         let checkpoints = tokio::spawn(
             Arc::clone(&self.audit).checkpoint_every(CHECKPOINT_INTERVAL, stopped(stop_rx.clone())),
         );
+        let deliveries =
+            tokio::spawn(Arc::clone(&self.appliance).run_deliveries(stopped(stop_rx.clone())));
         let ssh = ssh::serve(
             self.ssh_listener,
             self.appliance,
@@ -267,6 +271,7 @@ impl Running {
         });
         let (ssh, http) = tokio::join!(ssh, http);
         let _ = checkpoints.await;
+        let _ = deliveries.await;
         if let Err(error) = self.store.flush().await {
             tracing::error!(%error, "flushing the store at shutdown");
         }

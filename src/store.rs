@@ -20,10 +20,17 @@
 //! | `api_keys_by_owner` | `user_id` `\0` sequence | API key id |
 //! | `approvals` | request id | [`ApprovalRecord`], sealed |
 //! | `approvals_by_user` | `user_id` `\0` sequence | request id (owner and approvers) |
+//! | `approvals_expiring` | expiry (i64 BE) ‖ request id | request id, until its time is up |
 //! | `enrollments` | SHA-256 of the link token, hex | [`EnrollmentRecord`] |
 //! | `authenticators` | authenticator id | [`AuthenticatorRecord`], sealed |
 //! | `authenticators_by_user` | `user_id` `\0` sequence | authenticator id |
 //! | `passkeys_by_credential` | credential id, base64url | authenticator id |
+//! | `webhook_endpoints` | endpoint id | [`WebhookEndpoint`], sealed |
+//! | `webhook_endpoints_by_user` | `user_id` `\0` sequence | endpoint id |
+//! | `notify_targets` | `user_id` | [`NotifyTarget`], sealed |
+//! | `deliveries` | message id | [`Delivery`], sealed |
+//! | `deliveries_due` | next attempt (i64 BE) ‖ message id | message id, while pending |
+//! | `deliveries_by_request` | request id `\0` sequence | message id |
 //! | `meta` | name | small settings, such as the encrypted data key |
 //!
 //! Sequence numbers come from sled's monotonic id generator, so an index scan yields records in
@@ -37,6 +44,7 @@ mod keys;
 mod negotiation;
 mod pending;
 pub mod records;
+mod webhooks;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -48,8 +56,9 @@ use sled::{Db, Tree};
 
 pub use self::records::{
     ApiKeyRecord, ApiScope, ApprovalRecord, ApprovalStatus, ApproverLink, AuthenticatorKind,
-    AuthenticatorRecord, AuthorizationRecord, EnrollmentKind, EnrollmentRecord, KeyStatus,
-    PendingRequest, PendingStatus, Record, SigningKeyRecord, SshKeyRecord, UserRecord, Vote,
+    AuthenticatorRecord, AuthorizationRecord, Delivery, DeliveryKind, DeliveryState,
+    EnrollmentKind, EnrollmentRecord, KeyStatus, NotifyTarget, PendingRequest, PendingStatus,
+    Record, SigningKeyRecord, SshKeyRecord, UserRecord, Vote, WebhookEndpoint,
 };
 use crate::seal::{Sealer, WrappedDataKey};
 
@@ -131,10 +140,17 @@ pub struct Store {
     api_keys_by_owner: Tree,
     approvals: Tree,
     approvals_by_user: Tree,
+    approvals_expiring: Tree,
     enrollments: Tree,
     authenticators: Tree,
     authenticators_by_user: Tree,
     passkeys_by_credential: Tree,
+    webhook_endpoints: Tree,
+    webhook_endpoints_by_user: Tree,
+    notify_targets: Tree,
+    deliveries: Tree,
+    deliveries_due: Tree,
+    deliveries_by_request: Tree,
     meta: Tree,
 }
 
@@ -162,10 +178,17 @@ impl Store {
             api_keys_by_owner: db.open_tree("api_keys_by_owner")?,
             approvals: db.open_tree("approvals")?,
             approvals_by_user: db.open_tree("approvals_by_user")?,
+            approvals_expiring: db.open_tree("approvals_expiring")?,
             enrollments: db.open_tree("enrollments")?,
             authenticators: db.open_tree("authenticators")?,
             authenticators_by_user: db.open_tree("authenticators_by_user")?,
             passkeys_by_credential: db.open_tree("passkeys_by_credential")?,
+            webhook_endpoints: db.open_tree("webhook_endpoints")?,
+            webhook_endpoints_by_user: db.open_tree("webhook_endpoints_by_user")?,
+            notify_targets: db.open_tree("notify_targets")?,
+            deliveries: db.open_tree("deliveries")?,
+            deliveries_due: db.open_tree("deliveries_due")?,
+            deliveries_by_request: db.open_tree("deliveries_by_request")?,
             meta: db.open_tree("meta")?,
             db,
         })

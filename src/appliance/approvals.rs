@@ -194,7 +194,7 @@ impl Appliance {
             )));
         }
         if let Some(url) = &input.callback_url {
-            check_callback_url(url).map_err(invalid)?;
+            self.check_destination("callback_url", url).await?;
         }
         let mut approvers = Vec::new();
         for name in input.approvers.unwrap_or_else(|| vec![key.owner.clone()]) {
@@ -264,13 +264,14 @@ impl Appliance {
         self.record(entry).await?;
         self.store.insert_approval(&record)?;
         self.store.flush().await?;
-        let urls = urls
+        let urls: Vec<(String, String)> = urls
             .into_iter()
             .map(|(approver, token)| {
                 let url = format!("{}?token={token}", self.approval_page(&record.request_id));
                 (approver, url)
             })
             .collect();
+        self.notify_approvers(&record, &urls).await?;
         Ok((record, urls))
     }
 
@@ -293,7 +294,10 @@ impl Appliance {
         request: ApprovalRecord,
     ) -> Result<ApprovalRecord, Error> {
         if request.status == ApprovalStatus::Pending && request.expires_at <= time::now() {
+            // Whoever makes the change records it and tells the requester; others just read.
+            let changed = std::cell::Cell::new(false);
             let expired = self.store.update_approval(&request.request_id, |mut r| {
+                changed.set(r.status == ApprovalStatus::Pending);
                 if r.status == ApprovalStatus::Pending {
                     r.status = ApprovalStatus::Expired;
                     r.decided_at = Some(time::now());
@@ -301,14 +305,17 @@ impl Appliance {
                 Ok::<_, Error>(r)
             })?;
             self.store.flush().await?;
-            let entry = approval_entry(
-                &expired,
-                &expired.owner,
-                "appliance",
-                "approval_expired",
-                "expired",
-            );
-            self.record(entry).await?;
+            if changed.get() {
+                let entry = approval_entry(
+                    &expired,
+                    &expired.owner,
+                    "appliance",
+                    "approval_expired",
+                    "expired",
+                );
+                self.record(entry).await?;
+                self.announce_decision(&expired).await?;
+            }
             return Ok(expired);
         }
         if request.decision_payload.is_some() && request.decision_signature.is_none() {
@@ -457,13 +464,18 @@ impl Appliance {
         );
         self.record(entry).await?;
         let (signature, kid) = self.sign_with_decision_key(payload).await?;
+        let first = std::cell::Cell::new(false);
         let signed = self.store.update_approval(&request.request_id, |mut r| {
+            first.set(r.decision_signature.is_none());
             r.decision_signature
                 .get_or_insert_with(|| signature.clone());
             r.decision_key_id.get_or_insert_with(|| kid.clone());
             Ok::<_, Error>(r)
         })?;
         self.store.flush().await?;
+        if first.get() {
+            self.announce_decision(&signed).await?;
+        }
         Ok(signed)
     }
 
@@ -532,17 +544,6 @@ impl Appliance {
     /// The link an approver opens (without the token the requester received).
     pub fn approval_page(&self, id: &str) -> String {
         format!("{}/approve/{id}", self.settings.approval_base)
-    }
-}
-
-/// A callback must be an absolute http(s) URL; where it may point is checked at delivery.
-fn check_callback_url(url: &str) -> Result<(), String> {
-    let uri: axum::http::Uri = url
-        .parse()
-        .map_err(|_| format!("callback_url {url:?} is not a URL"))?;
-    match (uri.scheme_str(), uri.host()) {
-        (Some("https" | "http"), Some(host)) if !host.is_empty() && url.len() <= 2048 => Ok(()),
-        _ => Err("callback_url must be an absolute http or https URL".to_owned()),
     }
 }
 

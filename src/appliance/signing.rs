@@ -177,6 +177,7 @@ impl Appliance {
                 self.store.insert_pending(&request)?;
                 self.store.flush().await?;
                 let approval_url = format!("{}?token={link_token}", self.approval_url(&pending_id));
+                self.notify_principal(&request, &approval_url).await?;
                 Ok(SignOutcome::Pending {
                     request,
                     approval_url,

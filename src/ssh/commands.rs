@@ -12,6 +12,7 @@
 //! | `audit` | `audit-checkpoint`, `audit-proof`, `audit-consistency`, `audit-entries` |
 //! | `api_keys` | `api-key create`, `api-key revoke`, `api-keys` |
 //! | `enroll` | `enroll passkey`, `enroll totp`, `authenticators`, `authenticator remove` |
+//! | `webhooks` | `webhook add`, `webhook remove`, `webhooks`, `notify set|clear|show` |
 
 pub mod api_keys;
 pub mod audit;
@@ -22,6 +23,7 @@ pub mod keys;
 pub mod negotiate;
 pub mod sign;
 pub mod verify;
+pub mod webhooks;
 pub mod whoami;
 
 use std::sync::Arc;
@@ -90,6 +92,9 @@ pub async fn execute(command: Command, ctx: &Context) -> Result<Value, Error> {
         Command::Enroll(command) => enroll::enroll(command, ctx).await,
         Command::Authenticators => enroll::list(ctx),
         Command::Authenticator(command) => enroll::run(command, ctx).await,
+        Command::Webhook(command) => webhooks::run(command, ctx).await,
+        Command::Webhooks => webhooks::list(ctx),
+        Command::Notify(command) => webhooks::notify(command, ctx).await,
         Command::Help => Ok(json!({ "help": grammar::help() })),
     }
 }

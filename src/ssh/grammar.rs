@@ -9,7 +9,9 @@
 
 use clap::{ColorChoice, Parser, Subcommand};
 
-use super::commands::{api_keys, audit, cosign, enroll, grants, keys, negotiate, sign, verify};
+use super::commands::{
+    api_keys, audit, cosign, enroll, grants, keys, negotiate, sign, verify, webhooks,
+};
 
 /// The longest command line accepted.
 pub const MAX_COMMAND_LINE: usize = 256 * 1024;
@@ -183,6 +185,14 @@ pub enum Command {
     /// Remove one of your authenticators.
     #[command(subcommand)]
     Authenticator(enroll::AuthenticatorCommand),
+    /// Add or remove an endpoint for the decisions on your approval requests.
+    #[command(subcommand)]
+    Webhook(webhooks::WebhookCommand),
+    /// List your webhook endpoints and the key their messages are signed with.
+    Webhooks,
+    /// Where you hear of requests waiting for you.
+    #[command(subcommand)]
+    Notify(webhooks::NotifyCommand),
     /// Show the commands and their flags.
     Help,
 }

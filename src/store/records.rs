@@ -398,3 +398,98 @@ impl Record for AuthenticatorRecord {
     const VERSION: u32 = 1;
     const SEALED: bool = true;
 }
+
+/// A URL that receives every decision on the approval requests a user's API keys make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpoint {
+    pub id: String,
+    pub user_id: String,
+    pub url: String,
+    pub created_at: i64,
+}
+
+impl Record for WebhookEndpoint {
+    const KIND: &'static str = "webhook endpoint";
+    const VERSION: u32 = 1;
+    const SEALED: bool = true;
+}
+
+/// Where an approver hears of requests waiting for them (a Slack incoming webhook, an ntfy
+/// topic, ...). Such URLs are secrets; the record is sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyTarget {
+    pub user_id: String,
+    pub url: String,
+    pub updated_at: i64,
+}
+
+impl Record for NotifyTarget {
+    const KIND: &'static str = "notification target";
+    const VERSION: u32 = 1;
+    const SEALED: bool = true;
+}
+
+/// What a delivery carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryKind {
+    /// A decision (or expiry) on an approval request, to its callback and its owner's endpoints.
+    Decision,
+    /// A new request, to an approver's notification URL.
+    Notification,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    /// 410 Gone: the receiver asked for no more.
+    Gone,
+    /// Every attempt failed, or the destination is refused.
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Gone => "gone",
+            DeliveryState::Failed => "failed",
+        }
+    }
+}
+
+/// One webhook message and its attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delivery {
+    /// The `webhook-id` (`msg_...`), the same on every attempt.
+    pub id: String,
+    pub kind: DeliveryKind,
+    pub url: String,
+    /// The exact body sent.
+    pub body: String,
+    /// The request it is about.
+    pub request_id: String,
+    /// Who may read its audit entries.
+    pub readers: Vec<String>,
+    pub created_at: i64,
+    pub attempts: u32,
+    /// When the next attempt is due (unix seconds), while pending.
+    pub next_attempt_at: i64,
+    pub state: DeliveryState,
+    /// The last attempt's outcome: an HTTP status or why there was none.
+    pub last_result: Option<String>,
+    pub finished_at: Option<i64>,
+}
+
+impl Record for Delivery {
+    const KIND: &'static str = "webhook delivery";
+    const VERSION: u32 = 1;
+    const SEALED: bool = true;
+}

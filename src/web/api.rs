@@ -24,7 +24,7 @@ use super::{AppError, WebState};
 use crate::appliance::{ApprovalInput, Error, VerifiedDecision};
 use crate::approval::decision::Method;
 use crate::approval::view::approval_json;
-use crate::store::{ApiKeyRecord, ApiScope};
+use crate::store::{ApiKeyRecord, ApiScope, DeliveryKind};
 
 /// The largest request body the API reads.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -139,7 +139,25 @@ pub async fn status(
 ) -> Result<Json<Value>, AppError> {
     let key = api_key(&state, &headers, ApiScope::ApprovalRead)?;
     let record = state.appliance.approval_for_key(&key, &id).await?;
-    Ok(Json(approval_json(&record)))
+    let mut reply = approval_json(&record);
+    reply["webhooks"] = state
+        .appliance
+        .store()
+        .deliveries_of_request(&record.request_id)
+        .map_err(Error::from)?
+        .iter()
+        .filter(|d| d.kind == DeliveryKind::Decision)
+        .map(|d| {
+            json!({
+                "id": d.id,
+                "url": d.url,
+                "state": d.state.as_str(),
+                "attempts": d.attempts,
+                "last_result": d.last_result,
+            })
+        })
+        .collect();
+    Ok(Json(reply))
 }
 
 /// `GET /api/v1/approvals/{id}/verify`: public. The decision is checked against the

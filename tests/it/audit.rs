@@ -370,6 +370,8 @@ async fn when_the_log_cannot_be_written_nothing_is_signed() {
     let settings = Settings {
         approval_base: "http://localhost".into(),
         pending_ttl: 60,
+        webhook_policy: Default::default(),
+        webhook_retry: std::time::Duration::from_secs(10),
     };
     let core = Core::new(token, store, keys, Arc::new(audit), settings).unwrap();
 

@@ -22,6 +22,7 @@
 //! | [`provisioning`] | `sshsign-server provision ...`: slots, init-token, appliance keys, self-test, PINs |
 //! | [`dev`] | `sshsign-server dev`: a working appliance from nothing, reused on the next start |
 //! | [`http`] | health, the appliance's public keys, JWKS, key lookup |
+//! | [`webhooks`] | signed deliveries to a loopback receiver, retries across restarts, 410, redirects, notifications, expiry, refused destinations |
 //! | [`vectors`] | OpenSSH's SSHSIG known answers and Wycheproof's Ed25519 vectors through our code |
 
 mod approval_pages;
@@ -41,3 +42,4 @@ mod shim;
 mod ssh_commands;
 mod token;
 mod vectors;
+mod webhooks;

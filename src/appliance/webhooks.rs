@@ -1,0 +1,384 @@
+//! Webhooks out of the appliance: each decision (or expiry) on an approval request goes to the
+//! request's `callback_url` and to its owner's endpoints; each new request goes to its
+//! approvers' notification URLs, with their personal links. Deliveries are stored before the
+//! first attempt; [`Appliance::run_deliveries`] attempts them as they fall due, signs each
+//! attempt with the token (its audit entry first), and retries with backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::{Appliance, Caller, Error};
+use crate::audit::AuditEntry;
+use crate::ids::IdKind;
+use crate::store::{
+    ApprovalRecord, ApprovalStatus, Delivery, DeliveryKind, DeliveryState, NotifyTarget,
+    PendingRequest, WebhookEndpoint,
+};
+use crate::time;
+use crate::webhook::client::{self, DeliveryError, Target};
+use crate::webhook::{self as hooks, next_delay};
+
+/// Endpoints one user may register.
+const MAX_ENDPOINTS: usize = 10;
+/// Deliveries attempted at once.
+const BATCH: usize = 16;
+/// The longest the delivery loop sleeps without looking (expiries are found this way too).
+const IDLE: Duration = Duration::from_secs(5);
+
+impl Appliance {
+    /// Checks a URL a user gives for webhooks: its form, and where its host resolves now.
+    pub(super) async fn check_destination(&self, what: &str, url: &str) -> Result<(), Error> {
+        let invalid = |e: DeliveryError| Error::InvalidArgument(format!("{what}: {e}"));
+        let target = Target::parse(url).map_err(invalid)?;
+        match target.resolve(&self.settings.webhook_policy).await {
+            Ok(_) => Ok(()),
+            // A name that does not resolve today may tomorrow; the delivery will say.
+            Err(DeliveryError::Dns(_)) => Ok(()),
+            Err(e) => Err(invalid(e)),
+        }
+    }
+
+    /// Registers an endpoint that receives the decisions on `caller`'s approval requests.
+    pub async fn add_webhook_endpoint(
+        &self,
+        caller: &Caller,
+        url: &str,
+    ) -> Result<WebhookEndpoint, Error> {
+        self.check_destination("--url", url).await?;
+        if self.store.webhook_endpoints_of(caller.id())?.len() >= MAX_ENDPOINTS {
+            return Err(Error::InvalidArgument(format!(
+                "at most {MAX_ENDPOINTS} endpoints; remove one first"
+            )));
+        }
+        let endpoint = WebhookEndpoint {
+            id: self.new_id(IdKind::WebhookEndpoint).await?,
+            user_id: caller.id().to_owned(),
+            url: url.to_owned(),
+            created_at: time::now(),
+        };
+        self.store.insert_webhook_endpoint(&endpoint)?;
+        self.store.flush().await?;
+        let mut entry = self.entry(caller, "webhook_endpoint_add", "done");
+        entry.reason = Some(endpoint.id.clone());
+        self.record(entry).await?;
+        Ok(endpoint)
+    }
+
+    pub fn webhook_endpoints(&self, caller: &Caller) -> Result<Vec<WebhookEndpoint>, Error> {
+        Ok(self.store.webhook_endpoints_of(caller.id())?)
+    }
+
+    pub async fn remove_webhook_endpoint(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<WebhookEndpoint, Error> {
+        let endpoint = match self.store.webhook_endpoint(id)? {
+            Some(e) if e.user_id == caller.id() => e,
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown webhook endpoint {id}"
+                )));
+            }
+        };
+        self.store.remove_webhook_endpoint(id)?;
+        self.store.flush().await?;
+        let mut entry = self.entry(caller, "webhook_endpoint_remove", "done");
+        entry.reason = Some(endpoint.id.clone());
+        self.record(entry).await?;
+        Ok(endpoint)
+    }
+
+    /// Sets (or, with `None`, clears) where `caller` hears of requests waiting for them.
+    pub async fn set_notify_target(
+        &self,
+        caller: &Caller,
+        url: Option<&str>,
+    ) -> Result<Option<NotifyTarget>, Error> {
+        let target = match url {
+            Some(url) => {
+                self.check_destination("--url", url).await?;
+                let target = NotifyTarget {
+                    user_id: caller.id().to_owned(),
+                    url: url.to_owned(),
+                    updated_at: time::now(),
+                };
+                self.store.set_notify_target(&target)?;
+                Some(target)
+            }
+            None => {
+                self.store.clear_notify_target(caller.id())?;
+                None
+            }
+        };
+        self.store.flush().await?;
+        let result = if target.is_some() { "set" } else { "cleared" };
+        self.record(self.entry(caller, "notify_target", result))
+            .await?;
+        Ok(target)
+    }
+
+    pub fn notify_target(&self, caller: &Caller) -> Result<Option<NotifyTarget>, Error> {
+        Ok(self.store.notify_target(caller.id())?)
+    }
+
+    /// Stores a delivery and wakes the delivery loop.
+    async fn enqueue(
+        &self,
+        kind: DeliveryKind,
+        url: &str,
+        body: &Value,
+        request_id: &str,
+        readers: Vec<String>,
+    ) -> Result<(), Error> {
+        let now = time::now();
+        let delivery = Delivery {
+            id: self.new_id(IdKind::Message).await?,
+            kind,
+            url: url.to_owned(),
+            body: body.to_string(),
+            request_id: request_id.to_owned(),
+            readers,
+            created_at: now,
+            attempts: 0,
+            next_attempt_at: now,
+            state: DeliveryState::Pending,
+            last_result: None,
+            finished_at: None,
+        };
+        self.store.insert_delivery(&delivery)?;
+        self.store.flush().await?;
+        self.deliveries_due.notify_one();
+        Ok(())
+    }
+
+    /// Tells a request's callback and its owner's endpoints how it ended.
+    pub(super) async fn announce_decision(&self, request: &ApprovalRecord) -> Result<(), Error> {
+        let kind = match request.status {
+            ApprovalStatus::Expired => "approval.expired",
+            ApprovalStatus::Pending => return Ok(()),
+            _ => "approval.decided",
+        };
+        let body = json!({
+            "type": kind,
+            "timestamp": time::rfc3339(time::now()),
+            "data": crate::approval::view::approval_json(request),
+        });
+        let mut urls: Vec<String> = request.callback_url.iter().cloned().collect();
+        urls.extend(
+            self.store
+                .webhook_endpoints_of(&request.owner)?
+                .into_iter()
+                .map(|e| e.url),
+        );
+        urls.dedup();
+        for url in urls {
+            self.enqueue(
+                DeliveryKind::Decision,
+                &url,
+                &body,
+                &request.request_id,
+                vec![request.owner.clone()],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Tells each approver with a notification URL that `request` waits for them, with their
+    /// personal link (`links`: approver and URL).
+    pub(super) async fn notify_approvers(
+        &self,
+        request: &ApprovalRecord,
+        links: &[(String, String)],
+    ) -> Result<(), Error> {
+        for (approver, link) in links {
+            let body = json!({
+                "text": format!("Approval requested: {}\n{link}", request.action),
+                "type": "approval.requested",
+                "data": {
+                    "id": request.request_id,
+                    "action": request.action,
+                    "approval_url": link,
+                    "expires_at": time::rfc3339(request.expires_at),
+                },
+            });
+            self.notify(approver, &request.request_id, &body).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends `body` about `request_id` to `user`'s notification URL, if they set one.
+    async fn notify(&self, user: &str, request_id: &str, body: &Value) -> Result<(), Error> {
+        match self.store.notify_target(user)? {
+            Some(target) => {
+                let readers = vec![user.to_owned()];
+                self.enqueue(
+                    DeliveryKind::Notification,
+                    &target.url,
+                    body,
+                    request_id,
+                    readers,
+                )
+                .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Tells a co-signed request's principal it waits for them, with its approval link.
+    pub(super) async fn notify_principal(
+        &self,
+        request: &PendingRequest,
+        link: &str,
+    ) -> Result<(), Error> {
+        let body = json!({
+            "text": format!("Co-signature requested ({}): {link}", request.namespace),
+            "type": "cosign.requested",
+            "data": {
+                "id": request.pending_id,
+                "namespace": request.namespace,
+                "requester": request.requester,
+                "approval_url": link,
+                "expires_at": time::rfc3339(request.expires_at),
+            },
+        });
+        self.notify(&request.principal, &request.pending_id, &body)
+            .await
+    }
+
+    /// Attempts deliveries as they fall due, and settles requests whose time ran out (which
+    /// announces their expiry), until `stop` resolves.
+    pub async fn run_deliveries(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            if let Err(error) = self.expire_due().await {
+                tracing::error!(%error, "settling expired approval requests");
+            }
+            let wait = match self.deliver_due().await {
+                Ok(()) => self
+                    .store
+                    .next_delivery_at()
+                    .ok()
+                    .flatten()
+                    .map(|at| Duration::from_secs(u64::try_from(at - time::now()).unwrap_or(0)))
+                    .map_or(IDLE, |d| d.min(IDLE)),
+                Err(error) => {
+                    tracing::error!(%error, "webhook deliveries");
+                    IDLE
+                }
+            };
+            tokio::select! {
+                () = &mut stop => return,
+                () = self.deliveries_due.notified() => {}
+                () = tokio::time::sleep(wait.max(Duration::from_millis(50))) => {}
+            }
+        }
+    }
+
+    /// Settles requests whose time is up, so their expiry is recorded and announced even if
+    /// nobody looks at them.
+    async fn expire_due(&self) -> Result<(), Error> {
+        for request in self.store.approvals_expiring_by(time::now(), 256)? {
+            let settled = self.settle_approval(request).await?;
+            self.store.forget_expiring(&settled)?;
+        }
+        Ok(())
+    }
+
+    /// Attempts every delivery due now, a batch at a time.
+    async fn deliver_due(self: &Arc<Self>) -> Result<(), Error> {
+        loop {
+            let due = self.store.due_deliveries(time::now(), BATCH)?;
+            if due.is_empty() {
+                return Ok(());
+            }
+            let mut attempts = tokio::task::JoinSet::new();
+            for delivery in due {
+                let appliance = Arc::clone(self);
+                attempts.spawn(async move { appliance.attempt(delivery).await });
+            }
+            while let Some(done) = attempts.join_next().await {
+                match done {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::error!(%error, "a webhook delivery failed"),
+                    Err(error) => tracing::error!(%error, "a webhook delivery task failed"),
+                }
+            }
+        }
+    }
+
+    /// One attempt: the audit entry, the token's signature, the POST, the outcome stored.
+    async fn attempt(&self, delivery: Delivery) -> Result<(), Error> {
+        let now = time::now();
+        let attempt = delivery.attempts + 1;
+        let mut entry = delivery_entry(&delivery, "webhook_send", "sending");
+        entry.reason = Some(format!("attempt {attempt}"));
+        self.record(entry).await?;
+        let content = hooks::signed_content(&delivery.id, now, delivery.body.as_bytes());
+        let (signature, _) = self.sign_with_decision_key(content).await?;
+        let headers = [
+            ("webhook-id", delivery.id.clone()),
+            ("webhook-timestamp", now.to_string()),
+            ("webhook-signature", format!("v1a,{signature}")),
+        ];
+        let outcome = match Target::parse(&delivery.url) {
+            Ok(target) => {
+                let body = Bytes::from(delivery.body.clone());
+                client::post(&target, &self.settings.webhook_policy, &headers, body).await
+            }
+            Err(e) => Err(e),
+        };
+        let (state, result) = match &outcome {
+            Ok(status @ 200..=299) => (DeliveryState::Delivered, status.to_string()),
+            Ok(410) => (DeliveryState::Gone, "410".to_owned()),
+            Ok(status) => (DeliveryState::Pending, status.to_string()),
+            Err(e @ (DeliveryError::Refused { .. } | DeliveryError::Url(_))) => {
+                (DeliveryState::Failed, e.to_string())
+            }
+            Err(e) => (DeliveryState::Pending, e.to_string()),
+        };
+        let mut after = delivery.clone();
+        after.attempts = attempt;
+        after.last_result = Some(result.clone());
+        after.state = state;
+        if state == DeliveryState::Pending {
+            match next_delay(attempt, self.settings.webhook_retry) {
+                Some(delay) => {
+                    after.next_attempt_at =
+                        now + i64::try_from(delay.as_secs()).unwrap_or(i64::MAX);
+                }
+                None => after.state = DeliveryState::Failed,
+            }
+        }
+        if after.state != DeliveryState::Pending {
+            after.finished_at = Some(now);
+        }
+        self.store.update_delivery(&delivery, &after)?;
+        self.store.flush().await?;
+        if after.state != DeliveryState::Pending {
+            let mut entry = delivery_entry(&after, "webhook_delivery", after.state.as_str());
+            entry.reason = Some(result);
+            self.record(entry).await?;
+        } else {
+            tracing::info!(id = %after.id, attempt, %result, "webhook delivery will be retried");
+        }
+        Ok(())
+    }
+}
+
+fn delivery_entry(delivery: &Delivery, action: &str, result: &str) -> AuditEntry {
+    AuditEntry {
+        time: time::now(),
+        action: action.to_owned(),
+        result: result.to_owned(),
+        actor: "appliance".to_owned(),
+        actor_key: delivery.id.clone(),
+        readers: delivery.readers.clone(),
+        pending_id: Some(delivery.request_id.clone()),
+        ..AuditEntry::default()
+    }
+}
