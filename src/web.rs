@@ -7,6 +7,7 @@
 //! | `GET /.well-known/jwks.json` | the decision-signing key as an Ed25519 JWK |
 //! | `GET /api/v1/keys/{key_id}` | a signing key's public half and status, for verifiers |
 //! | `/api/v1/approvals/...` | the human-approval REST API ([`api`]) |
+//! | `GET /api/v1/openapi.json` | its OpenAPI 3.1 document (`src/web/openapi.json`) |
 //! | `/enroll`, `/login`, `/requests`, `/approve/...`, `/static/...` | the pages ([`pages`]) |
 //!
 //! Every error is `{"error":{"code","message"}}` with a stable code and the status that fits.
@@ -132,6 +133,7 @@ pub fn router(state: WebState) -> Router {
         .route("/api/v1/approvals/request", post(api::create))
         .route("/api/v1/approvals/{id}", get(api::status))
         .route("/api/v1/approvals/{id}/verify", get(api::verify))
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/static/sshsign.js", get(pages::script))
         .route("/static/sshsign.css", get(pages::style))
         .route("/enroll/{token}", get(pages::enroll_page))
@@ -154,6 +156,17 @@ pub fn router(state: WebState) -> Router {
         .with_state(state)
 }
 
+/// The API's OpenAPI 3.1 document, `src/web/openapi.json`.
+pub const OPENAPI: &str = include_str!("web/openapi.json");
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
 async fn not_found() -> AppError {
     AppError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
@@ -170,7 +183,16 @@ async fn health(State(state): State<WebState>) -> Response {
     let token = state.appliance.token();
     match token.random::<8>().await {
         Ok(_) => {
-            Json(json!({ "status": "ok", "token": token.blocking().describe() })).into_response()
+            let usage = token.usage();
+            Json(json!({
+                "status": "ok",
+                "token": token.blocking().describe(),
+                "token_usage": {
+                    "calls": usage.calls,
+                    "busy_seconds": usage.busy.as_secs_f64(),
+                },
+            }))
+            .into_response()
         }
         Err(error) => {
             tracing::error!(%error, "health check: token unreachable");

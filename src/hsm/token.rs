@@ -7,8 +7,10 @@
 //! one on a thread that signs all day. With as many threads as sessions, each thread also finds
 //! a session free when it takes a job.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -22,6 +24,22 @@ type Job = Box<dyn FnOnce(&dyn Hsm) + Send>;
 pub struct Token {
     hsm: Arc<dyn Hsm>,
     jobs: Sender<Job>,
+    usage: Arc<Usage>,
+}
+
+/// How much the token has been asked to do: calls, and time spent in them (summed over its
+/// threads), since start.
+#[derive(Debug, Default)]
+struct Usage {
+    calls: AtomicU64,
+    busy_nanos: AtomicU64,
+}
+
+/// A reading of [`Token::usage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub calls: u64,
+    pub busy: Duration,
 }
 
 impl std::fmt::Debug for Token {
@@ -35,14 +53,15 @@ impl Token {
     pub fn new(hsm: Arc<dyn Hsm>) -> Result<Self> {
         let (jobs, queue) = channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
+        let usage = Arc::new(Usage::default());
         for n in 0..hsm.describe().sessions.max(1) {
-            let (hsm, queue) = (Arc::clone(&hsm), Arc::clone(&queue));
+            let (hsm, queue, usage) = (Arc::clone(&hsm), Arc::clone(&queue), Arc::clone(&usage));
             std::thread::Builder::new()
                 .name(format!("token-{n}"))
-                .spawn(move || work(hsm.as_ref(), &queue))
+                .spawn(move || work(hsm.as_ref(), &queue, &usage))
                 .map_err(|e| Error::Worker(format!("starting a token thread: {e}")))?;
         }
-        Ok(Token { hsm, jobs })
+        Ok(Token { hsm, jobs, usage })
     }
 
     /// Runs `f` against the token on a token thread.
@@ -63,6 +82,14 @@ impl Token {
             .map_err(|_| Error::Worker("a token thread dropped a call".to_owned()))?
     }
 
+    /// Calls made so far and the time the token threads spent in them.
+    pub fn usage(&self) -> TokenUsage {
+        TokenUsage {
+            calls: self.usage.calls.load(Ordering::Relaxed),
+            busy: Duration::from_nanos(self.usage.busy_nanos.load(Ordering::Relaxed)),
+        }
+    }
+
     /// The blocking token, for code that already runs off the async workers.
     pub fn blocking(&self) -> &dyn Hsm {
         self.hsm.as_ref()
@@ -79,7 +106,7 @@ impl Token {
     }
 }
 
-fn work(hsm: &dyn Hsm, queue: &Mutex<Receiver<Job>>) {
+fn work(hsm: &dyn Hsm, queue: &Mutex<Receiver<Job>>, usage: &Usage) {
     loop {
         let job = {
             let queue = queue
@@ -88,7 +115,13 @@ fn work(hsm: &dyn Hsm, queue: &Mutex<Receiver<Job>>) {
             queue.recv()
         };
         match job {
-            Ok(job) => job(hsm),
+            Ok(job) => {
+                let started = Instant::now();
+                job(hsm);
+                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                usage.calls.fetch_add(1, Ordering::Relaxed);
+                usage.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
+            }
             Err(_) => return,
         }
     }

@@ -16,6 +16,11 @@ fn health_keys_and_jwks() {
     assert_eq!(status, 200);
     assert_eq!(health["status"], "ok");
     assert_eq!(health["token"]["label"], appliance.store.label.as_str());
+    // Token usage counts every call, the health check's own random draw included.
+    let calls = health["token_usage"]["calls"].as_u64().unwrap();
+    let (_, again) = appliance.http_get("/healthz");
+    assert!(again["token_usage"]["calls"].as_u64().unwrap() > calls);
+    assert!(again["token_usage"]["busy_seconds"].as_f64().unwrap() > 0.0);
 
     let (status, info) = appliance.http_get("/api/v1/appliance");
     assert_eq!(status, 200);
@@ -219,4 +224,60 @@ fn https_is_served_from_the_configured_certificate() {
     let mut answer = Vec::new();
     let _ = plain.read_to_end(&mut answer);
     assert!(!answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+}
+
+#[test]
+fn the_openapi_document_is_served_and_matches_what_the_api_answers() {
+    let appliance = Appliance::start();
+    let (status, served) = appliance.http_get("/api/v1/openapi.json");
+    assert_eq!(status, 200);
+    let file: serde_json::Value =
+        serde_json::from_str(include_str!("../../src/web/openapi.json")).unwrap();
+    assert_eq!(served, file);
+    assert_eq!(served["openapi"], "3.1.0");
+    let paths = served["paths"].as_object().unwrap();
+    let documented = |path: &str, method: &str| -> Vec<u16> {
+        paths[path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} is not documented"))
+            .keys()
+            .map(|k| k.parse().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        documented("/api/v1/approvals/request", "post"),
+        [201, 400, 401, 403, 413, 415, 429]
+    );
+    // Every documented GET answers with a documented status, with and without a key.
+    let alice = appliance.user("alice");
+    let key = crate::approvals::api_key(&alice, "approval:create,approval:read");
+    let id = crate::approvals::create(&appliance, &key, serde_json::json!({"action": "x"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let auth = format!("Bearer {key}");
+    for (path, operations) in paths {
+        if operations.get("get").is_none() {
+            continue;
+        }
+        let concrete = path.replace("{id}", &id).replace("{key_id}", "key_unknown");
+        for headers in [vec![], vec![("Authorization", auth.as_str())]] {
+            let reply = appliance.http("GET", &concrete, &headers, b"");
+            assert!(
+                documented(path, "get").contains(&reply.status),
+                "GET {concrete} answered {} ({:?})",
+                reply.status,
+                reply.json
+            );
+        }
+    }
+    // Every schema reference resolves.
+    let text = served.to_string();
+    for reference in text.split("\"$ref\":\"#/").skip(1) {
+        let pointer = format!("/{}", &reference[..reference.find('"').unwrap()]);
+        assert!(
+            served.pointer(&pointer).is_some(),
+            "{pointer} does not resolve"
+        );
+    }
 }
