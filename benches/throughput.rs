@@ -17,158 +17,24 @@
 //! `ROUNDS` times each, and the medians are printed. `SSHSIGN_BENCH_SECONDS` sets the length of
 //! each measurement (default 2).
 
+#[path = "support/appliance.rs"]
+mod appliance;
 #[path = "support/proc_stat.rs"]
 mod proc_stat;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use appliance::{Bench, PAYLOAD, RawToken, median, run, seconds};
 use sshsign::client::{ClientConfig, Connection};
-use sshsign::hsm::Hsm as _;
-use sshsign::hsm::pkcs11::{Pkcs11Config, Pkcs11Hsm};
-use sshsign::softhsm::SoftHsmStore;
 
-const SERVER: &str = env!("CARGO_BIN_EXE_sshsign-server");
 const SHIM: &str = env!("CARGO_BIN_EXE_sshsign");
-/// About the size of a git commit object.
-const PAYLOAD: &[u8] = &[b'c'; 300];
 const CONCURRENCY: [usize; 3] = [1, 2, 4];
 const COMMITS: usize = 20;
 const ROUNDS: usize = 3;
-
-fn seconds() -> Duration {
-    let secs = std::env::var("SSHSIGN_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0);
-    Duration::from_secs_f64(secs)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// The token as the raw measurement sees it: `sessions` sessions and a key of its own.
-struct RawToken {
-    hsm: Arc<Pkcs11Hsm>,
-    key: sshsign::hsm::TokenKey,
-    sessions: usize,
-}
-
-impl RawToken {
-    fn open(store: &SoftHsmStore, sessions: usize) -> Self {
-        let hsm = Arc::new(
-            Pkcs11Hsm::open(Pkcs11Config {
-                module: store.module.clone(),
-                token_label: store.label.clone(),
-                pin: sshsign::secret::read_secret_file(&store.pin_file()).unwrap(),
-                sessions,
-                ec_params: Default::default(),
-                object_id: Default::default(),
-            })
-            .unwrap(),
-        );
-        let key = hsm.generate_ed25519("bench-raw").unwrap();
-        RawToken { hsm, key, sessions }
-    }
-}
-
-impl Drop for RawToken {
-    fn drop(&mut self) {
-        let _ = self.hsm.destroy(&self.key.object_id);
-    }
-}
-
-/// Raw token rate: one thread per session, signing through `cryptoki` for `duration`.
-fn raw_rate(token: &RawToken, duration: Duration) -> f64 {
-    let (hsm, key, sessions) = (&token.hsm, &token.key, token.sessions);
-    let count = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let threads: Vec<_> = (0..sessions)
-        .map(|_| {
-            let (hsm, key, count) = (Arc::clone(hsm), key.clone(), Arc::clone(&count));
-            std::thread::spawn(move || {
-                while start.elapsed() < duration {
-                    hsm.sign(&key.object_id, PAYLOAD).unwrap();
-                    count.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    for thread in threads {
-        thread.join().unwrap();
-    }
-    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
-}
-
-/// A running appliance with `sessions` token sessions; killed on drop.
-struct Server {
-    child: Child,
-    config: ClientConfig,
-}
-
-impl Server {
-    fn cpu_seconds(&self) -> f64 {
-        proc_stat::cpu_seconds(&self.child.id().to_string())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(dir: &Path, store: &SoftHsmStore, sessions: usize, identity: &Path) -> Server {
-    let mut child = Command::new(SERVER)
-        .arg("serve")
-        .envs(store.env())
-        .env("SSHSIGN_HSM_SESSIONS", sessions.to_string())
-        .env("SSHSIGN_LISTEN_ADDR", "127.0.0.1:0")
-        .env("SSHSIGN_HTTP_ADDR", "127.0.0.1:0")
-        .env("SSHSIGN_DB_PATH", dir.join("db"))
-        .env("SSHSIGN_HOST_KEY_PATH", dir.join("host_key"))
-        .env("SSHSIGN_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let listening: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let port = listening["ssh"]
-        .as_str()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    Server {
-        child,
-        config: ClientConfig {
-            host: "127.0.0.1".to_owned(),
-            port,
-            user: "bench".to_owned(),
-            identity: Some(identity.to_owned()),
-            default_identities: Vec::new(),
-            known_hosts: dir.join("unused_known_hosts"),
-            host_key_fingerprint: Some(
-                listening["host_key_fingerprint"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-            ),
-        },
-    }
-}
 
 fn sign_words(key_id: &str) -> Vec<String> {
     ["sign", "--type", "git", "--key-id", key_id]
@@ -246,16 +112,6 @@ async fn persistent_connection(
     count.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
 }
 
-fn run(command: &mut Command) -> String {
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
 /// Mean wall time of `git commit -S` in a fresh repository with `config` applied.
 fn commit_time(
     dir: &Path,
@@ -301,27 +157,14 @@ fn commit_time(
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo bench -- --list` and `cargo test --benches` probe with this.
+    if appliance::listing_only() {
+        return;
     }
     let duration = seconds();
-    let dir = tempfile::tempdir().unwrap();
-    let store =
-        SoftHsmStore::create(&dir.path().join("hsm"), "sshsign-bench", Path::new(SERVER)).unwrap();
-    // SAFETY: single-threaded here, before the PKCS#11 module is loaded in this process.
-    unsafe { std::env::set_var("SOFTHSM2_CONF", store.conf()) };
-    let keys = Command::new(SERVER)
-        .args(["provision", "generate-appliance-keys"])
-        .envs(store.env())
-        .output()
-        .unwrap();
-    assert!(keys.status.success());
-    let identity = dir.path().join("id_ed25519");
-    run(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&identity));
+    let bench = Bench::new("sshsign-bench");
+    let (dir, store, identity) = (&bench.dir, &bench.store, &bench.identity);
 
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = Bench::cores();
     println!(
         "sshsign throughput: {cores} cores, {:.1} s per measurement, {}-byte payload",
         duration.as_secs_f64(),
@@ -339,8 +182,8 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut key_id = String::new();
     for n in CONCURRENCY {
-        let raw_token = RawToken::open(&store, n);
-        let server = start_server(dir.path(), &store, n, &identity);
+        let raw_token = RawToken::open(store, n);
+        let server = bench.start_server(n, &[]);
         let (raw, a, b, raw_cpu, cpu) = runtime.block_on(async {
             let connection = Arc::new(Connection::connect(&server.config).await.unwrap());
             if key_id.is_empty() {
@@ -359,7 +202,7 @@ fn main() {
             let (mut raw_cpu, mut cpu) = (Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
                 let before = proc_stat::cpu_seconds("self");
-                let rate = raw_rate(&raw_token, duration);
+                let rate = raw_token.rate(duration);
                 raw_cpu.push(
                     (proc_stat::cpu_seconds("self") - before) / (rate * duration.as_secs_f64()),
                 );
@@ -382,7 +225,7 @@ fn main() {
     }
 
     // git commit -S through the shim against ssh-keygen with a file key.
-    let server = start_server(dir.path(), &store, 2, &identity);
+    let server = bench.start_server(2, &[]);
     let shim_dir: PathBuf = Path::new(SHIM).parent().unwrap().to_owned();
     let env = vec![
         (

@@ -27,6 +27,7 @@ use self::merkle::{Frontier, Hash, Nodes as _};
 use self::note::Checkpoint;
 use crate::hsm::Token;
 use crate::provision::ApplianceKey;
+use crate::store::flusher::Flusher;
 
 /// Audit failures.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +150,8 @@ impl CheckpointSigner {
 pub struct AuditLog {
     tree: LogTree,
     checkpoints: sled::Tree,
+    /// Makes stored checkpoints durable (entries are flushed by the writer thread).
+    flusher: Flusher,
     head: Arc<RwLock<Head>>,
     writer: Writer,
     signer: CheckpointSigner,
@@ -219,6 +222,7 @@ impl AuditLog {
         )?;
         Ok(AuditLog {
             tree,
+            flusher: Flusher::start(db.clone()).map_err(|e| Error::Storage(e.to_string()))?,
             checkpoints,
             head,
             writer,
@@ -298,8 +302,8 @@ impl AuditLog {
         self.checkpoints
             .insert(head.size.to_be_bytes(), note.as_bytes())
             .map_err(|e| Error::Storage(e.to_string()))?;
-        self.checkpoints
-            .flush_async()
+        self.flusher
+            .flush()
             .await
             .map_err(|e| Error::Storage(e.to_string()))?;
         Ok((note::verify(&note, &vkey)?, note))

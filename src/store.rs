@@ -36,10 +36,11 @@
 //! Sequence numbers come from sled's monotonic id generator, so an index scan yields records in
 //! creation order. Writes that touch several trees run in one transaction. sled keeps writes in
 //! memory and flushes in the background; a caller whose reply depends on a write calls
-//! [`Store::flush`] (an fsync) first.
+//! [`Store::flush`] (an fsync, shared with concurrent callers) first.
 
 mod approvals;
 mod authenticators;
+pub mod flusher;
 mod keys;
 mod negotiation;
 mod pending;
@@ -54,6 +55,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use sled::transaction::TransactionError;
 use sled::{Db, Tree};
 
+use self::flusher::Flusher;
 pub use self::records::{
     ApiKeyRecord, ApiScope, ApprovalRecord, ApprovalStatus, ApproverLink, AuthenticatorKind,
     AuthenticatorRecord, AuthorizationRecord, Delivery, DeliveryKind, DeliveryState,
@@ -122,6 +124,7 @@ fn index_key(owner: &str, sequence: u64) -> Vec<u8> {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Db,
+    flusher: Flusher,
     sealer: Arc<OnceLock<Sealer>>,
     users: Tree,
     ssh_keys: Tree,
@@ -160,6 +163,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self> {
         let db = sled::Config::new().path(path).open()?;
         Ok(Store {
+            flusher: Flusher::start(db.clone()).map_err(sled::Error::Io)?,
             sealer: Arc::new(OnceLock::new()),
             users: db.open_tree("users")?,
             ssh_keys: db.open_tree("ssh_keys")?,
@@ -199,9 +203,9 @@ impl Store {
         &self.db
     }
 
-    /// Makes every write so far durable.
+    /// Makes every write so far durable (see [`flusher`] for why not sled's `flush_async`).
     pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
+        self.flusher.flush().await?;
         Ok(())
     }
 

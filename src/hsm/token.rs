@@ -35,6 +35,14 @@ struct Usage {
     busy_nanos: AtomicU64,
 }
 
+impl Usage {
+    fn record(&self, busy: Duration) {
+        let nanos = u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
 /// A reading of [`Token::usage`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenUsage {
@@ -55,10 +63,10 @@ impl Token {
         let queue = Arc::new(Mutex::new(queue));
         let usage = Arc::new(Usage::default());
         for n in 0..hsm.describe().sessions.max(1) {
-            let (hsm, queue, usage) = (Arc::clone(&hsm), Arc::clone(&queue), Arc::clone(&usage));
+            let (hsm, queue) = (Arc::clone(&hsm), Arc::clone(&queue));
             std::thread::Builder::new()
                 .name(format!("token-{n}"))
-                .spawn(move || work(hsm.as_ref(), &queue, &usage))
+                .spawn(move || work(hsm.as_ref(), &queue))
                 .map_err(|e| Error::Worker(format!("starting a token thread: {e}")))?;
         }
         Ok(Token { hsm, jobs, usage })
@@ -71,8 +79,13 @@ impl Token {
         T: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        let usage = Arc::clone(&self.usage);
         let job: Job = Box::new(move |hsm| {
-            let _ = reply.send(f(hsm));
+            let started = Instant::now();
+            let result = f(hsm);
+            // Counted before the caller hears back, so a reading taken after a call covers it.
+            usage.record(started.elapsed());
+            let _ = reply.send(result);
         });
         self.jobs
             .send(job)
@@ -106,7 +119,7 @@ impl Token {
     }
 }
 
-fn work(hsm: &dyn Hsm, queue: &Mutex<Receiver<Job>>, usage: &Usage) {
+fn work(hsm: &dyn Hsm, queue: &Mutex<Receiver<Job>>) {
     loop {
         let job = {
             let queue = queue
@@ -115,13 +128,7 @@ fn work(hsm: &dyn Hsm, queue: &Mutex<Receiver<Job>>, usage: &Usage) {
             queue.recv()
         };
         match job {
-            Ok(job) => {
-                let started = Instant::now();
-                job(hsm);
-                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                usage.calls.fetch_add(1, Ordering::Relaxed);
-                usage.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
-            }
+            Ok(job) => job(hsm),
             Err(_) => return,
         }
     }

@@ -534,3 +534,74 @@ fn each_api_key_has_its_own_rate_limit() {
     let wrong = post(&appliance, "sshsign_nope", &json!({"action": "x"}));
     assert_eq!(wrong.status, 401);
 }
+
+/// Many clients creating and deciding at once: every request is answered and recorded once, and
+/// every decision verifies. sled's own flush pool once deadlocked here under 16 concurrent
+/// creates; see `store::flusher`.
+#[test]
+fn concurrent_creates_and_decisions_all_complete() {
+    const CLIENTS: usize = 24;
+    const EACH: usize = 40;
+    let appliance = Appliance::start_with(&[
+        ("SSHSIGN_HTTP_RATE_PER_IP", "1000000"),
+        ("SSHSIGN_HTTP_RATE_PER_KEY", "1000000"),
+    ]);
+    let alice = appliance.user("alice");
+    let key = api_key(&alice, "approval:create,approval:read");
+    let ids: Vec<String> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|client| {
+                let (appliance, key) = (&appliance, &key);
+                scope.spawn(move || {
+                    (0..EACH)
+                        .map(|n| {
+                            let body = json!({"action": format!("deploy {client}.{n}"), "methods": ["ssh"]});
+                            let made = post(appliance, key, &body);
+                            assert_eq!(made.status, 201, "{:?}", made.json);
+                            made.json["id"].as_str().unwrap().to_owned()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect()
+    });
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), CLIENTS * EACH);
+
+    // Decide them from several SSH clients at once, each request once.
+    std::thread::scope(|scope| {
+        for share in ids.chunks(ids.len().div_ceil(6)) {
+            let alice = &alice;
+            scope.spawn(move || {
+                for id in share {
+                    assert_eq!(
+                        alice.cmd(&format!("approve --id {id}")).ok()["status"],
+                        "approved"
+                    );
+                }
+            });
+        }
+    });
+    for id in &ids {
+        let reply = appliance
+            .http_get(&format!("/api/v1/approvals/{id}/verify"))
+            .1;
+        assert_eq!(reply["valid"], true, "{reply}");
+        assert_eq!(reply["decision"], "approved", "{reply}");
+    }
+    assert_eq!(
+        alice.cmd("pending").ok()["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "pending")
+            .count(),
+        0
+    );
+}

@@ -224,6 +224,10 @@ impl Appliance {
         body: &[u8],
     ) -> HttpReply {
         let mut stream = TcpStream::connect(self.http_addr).unwrap();
+        // A server that stops answering fails the test instead of hanging it.
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
         let mut head =
             format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
         for (name, value) in headers {
