@@ -3,7 +3,8 @@
 #   make dev     install what is missing, build, and start a development appliance on 127.0.0.1
 #   make test    install what the tests need and run the whole suite
 #
-# Also: `make bench` (the throughput benchmark, release build).
+# Also: `make bench` (the signing and approval benchmarks, release build; `cargo bench --bench
+# audit` measures the audit log alone).
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # SoftHSMv2 is the development token; the tests drive the stock OpenSSH client and git, and
@@ -32,3 +33,4 @@ test: deps
 
 bench: deps
 	cargo bench --bench throughput
+	cargo bench --bench approvals

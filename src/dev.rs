@@ -84,7 +84,7 @@ pub fn prepare(dir: &Path, server_exe: &Path) -> Result<Vec<(&'static str, OsStr
 /// What a new user needs to connect, pin the host key and sign a git commit.
 pub fn instructions(
     ssh: std::net::SocketAddr,
-    http: std::net::SocketAddr,
+    url: &str,
     host_key: &str,
     fingerprint: &str,
     bin_dir: &Path,
@@ -100,7 +100,7 @@ pub fn instructions(
         r#"
 sshsign appliance is running (Ctrl-C stops it).
   SSH   {ssh}   host key {fingerprint}
-  HTTP  http://{http}/healthz
+  HTTP  {url}   (pages, REST API, {url}/api/v1/openapi.json)
 
 1. Pin the host key and say hello (your SSH key is your identity):
      echo '{known_hosts_line}' >> ~/.ssh/known_hosts
@@ -118,6 +118,14 @@ sshsign appliance is running (Ctrl-C stops it).
      sshsign allowed-signers --key-id "$key" --principal "$(git config user.email)" > allowed_signers
      git config gpg.ssh.allowedSignersFile "$PWD/allowed_signers"
      git verify-commit HEAD
+
+4. Ask a human: register a passkey, make an API key, request an approval:
+     ssh -p {port} {host} enroll passkey      # open the link it prints in Chrome or Firefox
+     api_key=$(ssh -p {port} {host} api-key create --label demo | grep -o 'sshsign_[A-Za-z0-9_-]*')
+     curl -s -H "Authorization: Bearer $api_key" -H 'Content-Type: application/json' \
+          -d '{{"action": "Deploy v2 to production"}}' {url}/api/v1/approvals/request
+     # open its approval_url, approve with the passkey, then check the signed decision:
+     curl -s {url}/api/v1/approvals/apr_.../verify
 "#,
         bin = bin_dir.display(),
     )

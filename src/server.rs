@@ -59,6 +59,9 @@ pub enum StartError {
 pub struct Running {
     pub ssh_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The public base URL of the pages and the API (`SSHSIGN_HTTP_DOMAIN`, or the loopback
+    /// `http://localhost:PORT` that browsers accept for passkeys).
+    pub url: String,
     /// The SSH host key, OpenSSH one-line form, and its fingerprint.
     pub host_key: String,
     pub host_key_fingerprint: String,
@@ -199,8 +202,9 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
     };
     let ssh_addr = local(&ssh_listener, config.listen_addr)?;
     let http_addr = local(&http_listener, config.http_addr)?;
+    let url = config.public_url(http_addr);
     let settings = Settings {
-        approval_base: config.public_url(http_addr),
+        approval_base: url.clone(),
         webhook_policy: config.webhooks.policy.clone(),
         webhook_retry: config.webhooks.retry,
         pending_ttl: PENDING_TTL,
@@ -208,6 +212,7 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
     Ok(Running {
         ssh_addr,
         http_addr,
+        url,
         host_key: host_public.to_openssh().unwrap_or_default(),
         host_key_fingerprint: host_public
             .fingerprint(ssh_key::HashAlg::Sha256)

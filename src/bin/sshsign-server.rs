@@ -278,6 +278,7 @@ async fn serve(config: ConfigArg, print_instructions: bool) -> Result<()> {
             "event": "listening",
             "ssh": running.ssh_addr,
             "http": running.http_addr,
+            "url": running.url,
             "host_key": running.host_key,
             "host_key_fingerprint": running.host_key_fingerprint,
         })
@@ -289,7 +290,7 @@ async fn serve(config: ConfigArg, print_instructions: bool) -> Result<()> {
             "{}",
             dev::instructions(
                 running.ssh_addr,
-                running.http_addr,
+                &running.url,
                 &running.host_key,
                 &running.host_key_fingerprint,
                 bin_dir

@@ -65,9 +65,10 @@ fn api_key(
     Ok(key)
 }
 
-/// Reads a JSON body: 415 if it is not JSON, 413 past `MAX_BODY`, 400 if it does not parse.
+/// Reads a JSON body: 415 if it is not JSON, 413 past `limit` bytes, 400 if it does not parse.
 pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
     request: Request<Body>,
+    limit: usize,
 ) -> Result<T, AppError> {
     let is_json = request
         .headers()
@@ -82,7 +83,7 @@ pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
             "the body must be JSON (Content-Type: application/json)",
         ));
     }
-    let read = axum::body::to_bytes(request.into_body(), MAX_BODY);
+    let read = axum::body::to_bytes(request.into_body(), limit);
     let bytes = tokio::time::timeout(BODY_TIMEOUT, read)
         .await
         .map_err(|_| {
@@ -92,7 +93,7 @@ pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
                 "the body did not arrive in time",
             )
         })?
-        .map_err(|_| Error::PayloadTooLarge { limit: MAX_BODY })?;
+        .map_err(|_| Error::PayloadTooLarge { limit })?;
     let reader = &mut serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(reader).map_err(|e| {
         let at = match e.path().to_string().as_str() {
@@ -110,7 +111,7 @@ pub async fn create(
     request: Request<Body>,
 ) -> Result<Response, AppError> {
     let key = api_key(&state, request.headers(), ApiScope::ApprovalCreate)?;
-    let body: RequestBody = json_body(request).await?;
+    let body: RequestBody = json_body(request, MAX_BODY).await?;
     let input = ApprovalInput {
         action: body.action,
         ttl_seconds: body.ttl_seconds,

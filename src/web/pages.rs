@@ -28,12 +28,13 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::api::json_body;
+use super::api::{MAX_BODY, json_body};
 use super::guard::ClientAddress;
 use super::session::set_cookie;
 use super::{AppError, WebState};
 use crate::appliance::{Access, ApprovalPage, Error, PendingPage, Proof, status_name};
 use crate::approval::decision::{Method, Verdict};
+use crate::approval::envelope::MAX_IMAGE_BYTES;
 use crate::ids::IdKind;
 use crate::store::{ApprovalRecord, ApprovalStatus, PendingStatus};
 use crate::time;
@@ -138,6 +139,10 @@ fn same_origin(state: &WebState, headers: &HeaderMap) -> Result<(), AppError> {
     Ok(())
 }
 
+/// The largest browser POST: a decision carrying the largest drawn signature the envelope
+/// takes, base64-encoded, with room for the rest of the body.
+const MAX_BROWSER_BODY: usize = MAX_IMAGE_BYTES.div_ceil(3) * 4 + MAX_BODY;
+
 /// A browser POST's JSON body, once its origin is checked.
 async fn browser_body<T: serde::de::DeserializeOwned>(
     state: &WebState,
@@ -145,7 +150,7 @@ async fn browser_body<T: serde::de::DeserializeOwned>(
 ) -> Result<(HeaderMap, T), AppError> {
     same_origin(state, request.headers())?;
     let headers = request.headers().clone();
-    Ok((headers, json_body(request).await?))
+    Ok((headers, json_body(request, MAX_BROWSER_BODY).await?))
 }
 
 // ----- enrollment -----

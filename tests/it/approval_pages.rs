@@ -534,6 +534,48 @@ fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline()
         writer.finish().unwrap();
         out
     };
+    // A detailed drawing is far larger than an API request may be, and still reaches the check
+    // of the code (wrong here); one beyond what an envelope takes is refused unread.
+    let noise = |width: u32, height: u32| {
+        let mut state = 0x2545_f491_u32;
+        let pixels: Vec<u8> = (0..width * height)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state as u8
+            })
+            .collect();
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, width, height);
+        encoder.set_color(png::ColorType::Grayscale);
+        let mut writer = encoder.write_header().unwrap();
+        writer.write_image_data(&pixels).unwrap();
+        writer.finish().unwrap();
+        out
+    };
+    for ((width, height), expected) in [
+        ((600, 200), (401, "authentication_failed")),
+        ((700, 500), (413, "payload_too_large")),
+    ] {
+        let image = noise(width, height);
+        let reply = c.appliance.http(
+            "POST",
+            &format!("/approve/{}/decide", c.pending_id),
+            &[("Content-Type", "application/json")],
+            json!({"token": token, "decision": "approved", "method": "totp", "code": "000000",
+                   "signature_png": base64::engine::general_purpose::STANDARD.encode(&image)})
+            .to_string()
+            .as_bytes(),
+        );
+        assert_eq!(
+            (reply.status, reply.code()),
+            expected,
+            "{} bytes: {:?}",
+            image.len(),
+            reply.json
+        );
+    }
     for (image, needle) in [(b"not a png".to_vec(), "not a PNG"), (blank, "empty")] {
         let refused = c.appliance.http(
             "POST",

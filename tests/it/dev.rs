@@ -46,10 +46,20 @@ fn dev_makes_a_working_appliance_and_reuses_it() {
     assert_eq!(mode(&dir), 0o700);
     assert!(dir.join("softhsm2.conf").is_file() && dir.join("sshsign.db").exists());
 
-    // The instructions on stderr say how to connect and configure git.
+    // Browsers accept passkeys on localhost, not on an IP address.
+    let url = listening["url"].as_str().unwrap();
+    let port = listening["http"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap();
+    assert_eq!(url, format!("http://localhost:{port}"));
+
+    // The instructions on stderr say how to connect, configure git and ask a human.
     let mut stderr = BufReader::new(first.stderr.take().unwrap());
     let mut instructions = String::new();
-    while !instructions.contains("git verify-commit") {
+    while !instructions.contains("/verify") {
         let mut line = String::new();
         assert_ne!(stderr.read_line(&mut line).unwrap(), 0, "{instructions}");
         instructions.push_str(&line);
@@ -62,6 +72,13 @@ fn dev_makes_a_working_appliance_and_reuses_it() {
         instructions.contains(fingerprint.as_str().unwrap()),
         "{instructions}"
     );
+    for step in [
+        "enroll passkey",
+        "api-key create",
+        &format!("{url}/api/v1/approvals/request"),
+    ] {
+        assert!(instructions.contains(step), "{step}: {instructions}");
+    }
     let _ = first.kill();
     let _ = first.wait();
 
