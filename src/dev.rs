@@ -121,7 +121,7 @@ sshsign appliance is running (Ctrl-C stops it).
 
 4. Ask a human: register a passkey, make an API key, request an approval:
      ssh -p {port} {host} enroll passkey      # open the link it prints in Chrome or Firefox
-     api_key=$(ssh -p {port} {host} api-key create --label demo | grep -o 'sshsign_[A-Za-z0-9_-]*')
+     api_key=$(ssh -p {port} {host} api-key create --label demo | grep -o 'sshsign_[A-Za-z0-9_-]*' | head -n 1)
      curl -s -H "Authorization: Bearer $api_key" -H 'Content-Type: application/json' \
           -d '{{"action": "Deploy v2 to production"}}' {url}/api/v1/approvals/request
      # open its approval_url, approve with the passkey, then check the signed decision:
