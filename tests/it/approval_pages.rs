@@ -637,8 +637,9 @@ fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline()
             (0.9, 0.5),
         ],
     );
+    // Drawing clears the earlier prompt.
+    assert_eq!(browser.text("#message"), "");
     browser.screenshot("cosign-signature-drawn");
-    browser.eval("document.getElementById('message').className = ''");
     browser.click("#approve-passkey");
     let message = browser.message();
     assert!(message.contains("Recorded: approved"), "{message}");

@@ -202,6 +202,8 @@ function setUpSignaturePad() {
     ];
   };
   pad.addEventListener("pointerdown", (event) => {
+    // Drawing answers an earlier "draw your signature first".
+    say("");
     drawing = true;
     pad.setPointerCapture(event.pointerId);
     ink.beginPath();
