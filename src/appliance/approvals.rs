@@ -220,10 +220,13 @@ impl Appliance {
         if methods.is_empty() {
             return Err(invalid("methods names at least one method".into()));
         }
+        // One token call for the request id and every approver's link.
+        let random = self.token.random_blocks::<32>(1 + approvers.len()).await?;
+        let (id_block, link_blocks) = random.split_first().expect("one block for the id");
+        let id_bits: [u8; 16] = id_block[..16].try_into().expect("16 of 32 bytes");
         let mut links = Vec::new();
         let mut urls = Vec::new();
-        for approver in &approvers {
-            let token: [u8; 32] = self.token.random().await?;
+        for (approver, token) in approvers.iter().zip(link_blocks) {
             let token = URL_SAFE_NO_PAD.encode(token);
             links.push(ApproverLink {
                 approver: approver.clone(),
@@ -234,7 +237,7 @@ impl Appliance {
         }
         let now = time::now();
         let record = ApprovalRecord {
-            request_id: self.new_id(IdKind::Approval).await?,
+            request_id: IdKind::Approval.make(id_bits),
             api_key: key.id.clone(),
             owner: key.owner.clone(),
             action: action.to_owned(),
@@ -361,8 +364,10 @@ impl Appliance {
                 url: format!("{}/approve/{id}", self.settings.approval_base),
             });
         }
-        let nonce: [u8; 16] = self.token.random().await?;
-        let did = self.new_id(IdKind::Decision).await?;
+        // The nonce and the decision id from one token call.
+        let random: [u8; 32] = self.token.random().await?;
+        let (nonce, did_bits) = random.split_at(16);
+        let did = IdKind::Decision.make(did_bits.try_into().expect("16 bytes"));
         let now = time::now();
         let decided = self.store.update_approval(id, |mut r| {
             match r.status {
@@ -419,7 +424,7 @@ impl Appliance {
                     method,
                     ts: now,
                     exp: r.expires_at,
-                    nonce: crate::hex::encode(&nonce),
+                    nonce: crate::hex::encode(nonce),
                 };
                 r.status = status;
                 r.decided_at = Some(now);
