@@ -128,10 +128,7 @@ fn a_passkey_enrolled_over_ssh_approves_a_request_in_the_browser() {
     );
     assert_eq!(browser.text("#status"), "pending");
     browser.screenshot("approve-pending");
-    browser.click("#approve-passkey");
-    let message = browser.message();
-    assert!(message.contains("Recorded: approved"), "{message}");
-    browser.wait_until("document.getElementById('status') && document.getElementById('status').textContent === 'approved'");
+    browser.decide("#approve-passkey", "Recorded: approved", "approved");
     browser.screenshot("approve-approved");
 
     let decided = status(&appliance, &key, &id);
@@ -162,8 +159,7 @@ fn a_passkey_enrolled_over_ssh_approves_a_request_in_the_browser() {
     let made = create(&appliance, &key, json!({"action": "Drop the users table"}));
     browser.open(&approve_url(&made));
     browser.type_into("#reason", "not without a backup");
-    browser.click("#reject-passkey");
-    assert!(browser.message().contains("Recorded: rejected"));
+    browser.decide("#reject-passkey", "Recorded: rejected", "rejected");
     let decided = status(&appliance, &key, made["id"].as_str().unwrap());
     assert_eq!(decided["decision"]["decision"], "rejected");
     assert_eq!(decided["votes"][0]["reason"], "not without a backup");
@@ -203,9 +199,7 @@ fn a_totp_code_decides_once() {
     let code = code_at(&secret, 0);
     browser.type_into("#totp-code", &code);
     browser.screenshot("approve-totp");
-    browser.click("#approve-totp");
-    let message = browser.message();
-    assert!(message.contains("Recorded: approved"), "{message}");
+    browser.decide("#approve-totp", "Recorded: approved", "approved");
     let decided = status(&appliance, &key, made["id"].as_str().unwrap());
     assert_eq!(decided["decision"]["method"], "totp");
 
@@ -222,8 +216,7 @@ fn a_totp_code_decides_once() {
     assert!(message.contains("already used"), "{message}");
     browser.open(&approve_url(&made));
     browser.type_into("#totp-code", &code_at(&secret, 1));
-    browser.click("#approve-totp");
-    assert!(browser.message().contains("Recorded: approved"));
+    browser.decide("#approve-totp", "Recorded: approved", "approved");
 
     // Five wrong codes lock TOTP for a while, even a right one after them.
     let made = create(
@@ -285,8 +278,7 @@ fn login_lists_what_waits_and_a_quorum_is_met_in_the_browser() {
         bob_browser.eval("location.pathname"),
         format!("/approve/{id}")
     );
-    bob_browser.click("#approve-passkey");
-    assert!(bob_browser.message().contains("Recorded: pending"));
+    bob_browser.decide("#approve-passkey", "Recorded: pending", "pending");
     assert_eq!(status(&appliance, &key, &id)["status"], "pending");
 
     // Alice logs in and finds it in her list; her approval meets the threshold.
@@ -306,8 +298,7 @@ fn login_lists_what_waits_and_a_quorum_is_met_in_the_browser() {
     alice_browser.mark_page();
     alice_browser.click(&format!("a[href='/approve/{id}']"));
     alice_browser.wait_for_new_page();
-    alice_browser.click("#approve-passkey");
-    assert!(alice_browser.message().contains("Recorded: approved"));
+    alice_browser.decide("#approve-passkey", "Recorded: approved", "approved");
     let decided = status(&appliance, &key, &id);
     assert_eq!(decided["status"], "approved");
     assert_eq!(decided["votes"].as_array().unwrap().len(), 2);
@@ -640,10 +631,7 @@ fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline()
     // Drawing clears the earlier prompt.
     assert_eq!(browser.text("#message"), "");
     browser.screenshot("cosign-signature-drawn");
-    browser.click("#approve-passkey");
-    let message = browser.message();
-    assert!(message.contains("Recorded: approved"), "{message}");
-    browser.wait_until("document.getElementById('status') && document.getElementById('status').textContent === 'approved'");
+    browser.decide("#approve-passkey", "Recorded: approved", "approved");
     browser.screenshot("cosign-approved");
 
     // The agent collects the signature and the envelope.

@@ -271,8 +271,31 @@ impl Browser {
         .to_owned()
     }
 
+    /// Clicks a decision button, checks the page says `recorded`, and waits for the page
+    /// to reload showing the request's new `status`.
+    pub fn decide(&mut self, button: &str, recorded: &str, status: &str) {
+        // Marked before the click: the page reloads itself soon after it reports.
+        self.mark_page();
+        self.click(button);
+        // The report, or (on a slow machine) the reloaded page that replaced it.
+        let seen = self.wait_until(
+            "(() => { if (!window.__leaving) return '(reloaded)'; \
+             const m = document.getElementById('message'); \
+             return m && m.className ? m.textContent : null; })()",
+        );
+        let seen = seen.as_str().unwrap();
+        assert!(seen == "(reloaded)" || seen.contains(recorded), "{seen}");
+        self.wait_for_new_page();
+        assert_eq!(self.text("#status"), status);
+    }
+
     /// Saves a PNG screenshot of the page as `NAME.png` among the test artifacts.
     pub fn screenshot(&mut self, name: &str) -> PathBuf {
+        // A document still being replaced has no size yet, and Chromium refuses to shoot it.
+        self.wait_until(
+            "document.readyState === 'complete' && document.documentElement.scrollWidth > 0 \
+             && document.documentElement.scrollHeight > 0",
+        );
         let shot = self.call(
             "Page.captureScreenshot",
             json!({"format": "png", "captureBeyondViewport": true}),
