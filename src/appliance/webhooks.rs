@@ -348,8 +348,10 @@ impl Appliance {
         if state == DeliveryState::Pending {
             match next_delay(attempt, self.settings.webhook_retry) {
                 Some(delay) => {
-                    after.next_attempt_at =
-                        now + i64::try_from(delay.as_secs()).unwrap_or(i64::MAX);
+                    // The clock counts whole seconds and `now` is anywhere in its second: one
+                    // more makes the wait at least `delay`, never a moment when `now` is late.
+                    let secs = i64::try_from(delay.as_secs()).unwrap_or(i64::MAX);
+                    after.next_attempt_at = now.saturating_add(secs).saturating_add(1);
                 }
                 None => after.state = DeliveryState::Failed,
             }

@@ -304,10 +304,10 @@ fn failures_are_retried_with_backoff_across_a_restart_and_410_or_redirects_are_n
         alice.cmd(&format!("approve --id {id}")).ok();
     }
     gone.wait_for(1);
-    moved.wait_for(2);
-    std::thread::sleep(Duration::from_secs(3));
+    // A redirect is retried, not followed; by its third attempt a retry of the 410 would
+    // have come too.
+    moved.wait_for(3);
     assert_eq!(gone.count(), 1, "410 stops the retries");
-    assert!(moved.count() >= 3, "a redirect is retried, not followed");
 
     // A receiver that is down: the delivery waits, survives a restart, and arrives.
     let parked = TcpListener::bind("127.0.0.1:0").unwrap();
