@@ -120,7 +120,14 @@ impl Browser {
         browser
     }
 
-    fn send(&mut self, mut message: Value) -> Value {
+    fn send(&mut self, message: Value) -> Value {
+        let shown = message.to_string();
+        self.exchange(message)
+            .unwrap_or_else(|error| panic!("{shown} -> {error}"))
+    }
+
+    /// Sends a CDP message and returns its result, or the error Chromium answered with.
+    fn exchange(&mut self, mut message: Value) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         message["id"] = id.into();
@@ -138,8 +145,10 @@ impl Browser {
             };
             let reply: Value = serde_json::from_str(&text).unwrap();
             if reply["id"] == id {
-                assert!(reply.get("error").is_none(), "{message} -> {reply}");
-                return reply["result"].clone();
+                return match reply.get("error") {
+                    Some(error) => Err(error.clone()),
+                    None => Ok(reply["result"].clone()),
+                };
             }
             self.events.push(reply);
         }
@@ -151,14 +160,19 @@ impl Browser {
 
     /// A CDP command on the page.
     pub fn call(&mut self, method: &str, params: Value) -> Value {
+        self.try_call(method, params.clone())
+            .unwrap_or_else(|error| panic!("{method} {params} -> {error}"))
+    }
+
+    /// A CDP command on the page; its error, if Chromium answers with one.
+    fn try_call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         let session = self.session.clone();
-        self.send(json!({"method": method, "params": params, "sessionId": session}))
+        self.exchange(json!({"method": method, "params": params, "sessionId": session}))
     }
 
     /// Loads `url` (following redirects) and waits until the new document has loaded.
     pub fn open(&mut self, url: &str) {
-        // A mark on the old document: gone once the new one is in place.
-        self.eval("window.__leaving = true");
+        self.mark_page();
         self.call("Page.navigate", json!({"url": url}));
         self.wait_for_new_page();
     }
@@ -168,22 +182,33 @@ impl Browser {
         self.wait_until("!window.__leaving && document.readyState === 'complete'");
     }
 
-    /// Marks the current document, so [`Browser::wait_for_new_page`] can tell it was replaced.
+    /// Marks the current document, so [`Browser::wait_for_new_page`] can tell it was replaced
+    /// (the mark is gone once a new document is in place).
     pub fn mark_page(&mut self) {
         self.eval("window.__leaving = true");
     }
 
     /// Evaluates a JavaScript expression (awaiting a promise) and returns its value.
     pub fn eval(&mut self, expression: &str) -> Value {
-        let result = self.call(
-            "Runtime.evaluate",
-            json!({"expression": expression, "awaitPromise": true, "returnByValue": true}),
-        );
-        assert!(
-            result.get("exceptionDetails").is_none(),
-            "{expression}: {result}"
-        );
-        result["result"]["value"].clone()
+        self.eval_across_navigation(expression)
+            .unwrap_or_else(|| panic!("{expression}: the page went away while it ran"))
+    }
+
+    /// Like [`Browser::eval`], but `None` where the page went away under the expression
+    /// (a navigation destroys the context it ran in).
+    fn eval_across_navigation(&mut self, expression: &str) -> Option<Value> {
+        let params = json!({"expression": expression, "awaitPromise": true, "returnByValue": true});
+        match self.try_call("Runtime.evaluate", params) {
+            Ok(result) => {
+                assert!(
+                    result.get("exceptionDetails").is_none(),
+                    "{expression}: {result}"
+                );
+                Some(result["result"]["value"].clone())
+            }
+            Err(error) if error.to_string().contains("context") => None,
+            Err(error) => panic!("{expression} -> {error}"),
+        }
     }
 
     /// The text of the element `selector` finds, or `Null`.
@@ -248,8 +273,9 @@ impl Browser {
     pub fn wait_until(&mut self, expression: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let value = self.eval(expression);
-            if !(value.is_null() || value == false || value == "") {
+            if let Some(value) = self.eval_across_navigation(expression)
+                && !(value.is_null() || value == false || value == "")
+            {
                 return value;
             }
             assert!(
