@@ -10,6 +10,13 @@ pub fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// How long from this moment until the second `unix` begins (zero if it has).
+pub fn until(unix: i64) -> Duration {
+    let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    at.duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO)
+}
+
 /// `2026-11-23T19:40:00Z`.
 pub fn rfc3339(unix: i64) -> String {
     let time = UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0));
@@ -53,6 +60,18 @@ mod tests {
         assert!(parse_expiry("2020-01-01T00:00:00Z", now).is_err());
         assert!(parse_expiry("-5d", now).is_err());
         assert!(parse_expiry("soon", now).is_err());
+    }
+
+    #[test]
+    fn until_counts_to_the_start_of_a_second() {
+        let target = now() + 2;
+        assert_eq!(until(target - 10), Duration::ZERO);
+        let at = UNIX_EPOCH + Duration::from_secs(target as u64);
+        let before = SystemTime::now();
+        let wait = until(target);
+        let after = SystemTime::now();
+        assert!(wait <= at.duration_since(before).unwrap(), "{wait:?}");
+        assert!(wait >= at.duration_since(after).unwrap(), "{wait:?}");
     }
 
     #[test]

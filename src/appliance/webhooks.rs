@@ -264,7 +264,7 @@ impl Appliance {
                     .next_delivery_at()
                     .ok()
                     .flatten()
-                    .map(|at| Duration::from_secs(u64::try_from(at - time::now()).unwrap_or(0)))
+                    .map(time::until)
                     .map_or(IDLE, |d| d.min(IDLE)),
                 Err(error) => {
                     tracing::error!(%error, "webhook deliveries");
