@@ -206,7 +206,15 @@ impl Browser {
                 );
                 Some(result["result"]["value"].clone())
             }
-            Err(error) if error.to_string().contains("context") => None,
+            // "Execution context was destroyed", "Cannot find context with specified id",
+            // "Inspected target navigated or closed": all mean the document was replaced.
+            Err(error)
+                if ["context", "navigated"]
+                    .iter()
+                    .any(|gone| error["message"].as_str().unwrap_or("").contains(gone)) =>
+            {
+                None
+            }
             Err(error) => panic!("{expression} -> {error}"),
         }
     }
