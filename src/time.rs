@@ -12,9 +12,12 @@ pub fn now() -> i64 {
 
 /// How long from this moment until the second `unix` begins (zero if it has).
 pub fn until(unix: i64) -> Duration {
-    let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0));
-    at.duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO)
+    match UNIX_EPOCH.checked_add(Duration::from_secs(u64::try_from(unix).unwrap_or(0))) {
+        Some(at) => at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+        None => Duration::MAX,
+    }
 }
 
 /// `2026-11-23T19:40:00Z`.
@@ -66,6 +69,7 @@ mod tests {
     fn until_counts_to_the_start_of_a_second() {
         let target = now() + 2;
         assert_eq!(until(target - 10), Duration::ZERO);
+        assert!(until(i64::MAX) > Duration::from_secs(1 << 40));
         let at = UNIX_EPOCH + Duration::from_secs(target as u64);
         let before = SystemTime::now();
         let wait = until(target);

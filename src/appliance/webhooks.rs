@@ -348,8 +348,8 @@ impl Appliance {
         if state == DeliveryState::Pending {
             match next_delay(attempt, self.settings.webhook_retry) {
                 Some(delay) => {
-                    // The clock counts whole seconds and `now` is anywhere in its second: one
-                    // more makes the wait at least `delay`, never a moment when `now` is late.
+                    // `now` counts whole seconds and this moment may lie late in its second;
+                    // one second more makes the wait at least `delay`, never less.
                     let secs = i64::try_from(delay.as_secs()).unwrap_or(i64::MAX);
                     after.next_attempt_at = now.saturating_add(secs).saturating_add(1);
                 }
