@@ -66,6 +66,7 @@ pub struct Running {
     pub host_key: String,
     pub host_key_fingerprint: String,
     hsm: Arc<Pkcs11Hsm>,
+    token: Token,
     store: Store,
     ssh_listener: TcpListener,
     http_listener: TcpListener,
@@ -217,8 +218,15 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
         host_key_fingerprint: host_public
             .fingerprint(ssh_key::HashAlg::Sha256)
             .to_string(),
-        appliance: Appliance::new(token, store.clone(), keys, Arc::clone(&audit), settings)
-            .map_err(|e| StartError::PublicUrl(e.to_string()))?,
+        appliance: Appliance::new(
+            token.clone(),
+            store.clone(),
+            keys,
+            Arc::clone(&audit),
+            settings,
+        )
+        .map_err(|e| StartError::PublicUrl(e.to_string()))?,
+        token,
         audit,
         hsm,
         store,
@@ -280,8 +288,13 @@ impl Running {
         if let Err(error) = self.store.flush().await {
             tracing::error!(%error, "flushing the store at shutdown");
         }
-        let hsm = self.hsm;
-        let _ = tokio::task::spawn_blocking(move || hsm.logout()).await;
+        // The token threads finish what is queued and end before the process may exit.
+        let (hsm, token) = (self.hsm, self.token);
+        let _ = tokio::task::spawn_blocking(move || {
+            token.stop();
+            hsm.logout()
+        })
+        .await;
         ssh.and(http)
     }
 }

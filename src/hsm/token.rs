@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -18,13 +19,20 @@ use super::{Error, Hsm, Result};
 
 type Job = Box<dyn FnOnce(&dyn Hsm) + Send>;
 
-/// A shared handle to the token and its worker threads; the threads stop when the last handle
-/// is dropped.
+/// What a token thread is sent: a call, or word to finish.
+enum Message {
+    Call(Job),
+    Stop,
+}
+
+/// A shared handle to the token and its worker threads; the threads stop at [`Token::stop`],
+/// or when the last handle is dropped.
 #[derive(Clone)]
 pub struct Token {
     hsm: Arc<dyn Hsm>,
-    jobs: Sender<Job>,
+    jobs: Sender<Message>,
     usage: Arc<Usage>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 /// How much the token has been asked to do: calls, and time spent in them (summed over its
@@ -59,17 +67,42 @@ impl std::fmt::Debug for Token {
 impl Token {
     /// Starts one worker thread per token session.
     pub fn new(hsm: Arc<dyn Hsm>) -> Result<Self> {
-        let (jobs, queue) = channel::<Job>();
+        let (jobs, queue) = channel::<Message>();
         let queue = Arc::new(Mutex::new(queue));
         let usage = Arc::new(Usage::default());
+        let mut threads = Vec::new();
         for n in 0..hsm.describe().sessions.max(1) {
             let (hsm, queue) = (Arc::clone(&hsm), Arc::clone(&queue));
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name(format!("token-{n}"))
                 .spawn(move || work(hsm.as_ref(), &queue))
                 .map_err(|e| Error::Worker(format!("starting a token thread: {e}")))?;
+            threads.push(thread);
         }
-        Ok(Token { hsm, jobs, usage })
+        Ok(Token {
+            hsm,
+            jobs,
+            usage,
+            threads: Arc::new(Mutex::new(threads)),
+        })
+    }
+
+    /// Lets the token threads finish the calls already queued, then waits for them to end;
+    /// later calls fail. Blocking: for shutdown, so no thread is inside the module while the
+    /// process exits (a PKCS#11 module's own teardown at exit may not wait for them).
+    pub fn stop(&self) {
+        let threads = std::mem::take(
+            &mut *self
+                .threads
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for _ in &threads {
+            let _ = self.jobs.send(Message::Stop);
+        }
+        for thread in threads {
+            let _ = thread.join();
+        }
     }
 
     /// Runs `f` against the token on a token thread.
@@ -88,7 +121,7 @@ impl Token {
             let _ = reply.send(result);
         });
         self.jobs
-            .send(job)
+            .send(Message::Call(job))
             .map_err(|_| Error::Worker("the token threads have stopped".to_owned()))?;
         answer
             .await
@@ -130,7 +163,7 @@ impl Token {
     }
 }
 
-fn work(hsm: &dyn Hsm, queue: &Mutex<Receiver<Job>>) {
+fn work(hsm: &dyn Hsm, queue: &Mutex<Receiver<Message>>) {
     loop {
         let job = {
             let queue = queue
@@ -139,8 +172,8 @@ fn work(hsm: &dyn Hsm, queue: &Mutex<Receiver<Job>>) {
             queue.recv()
         };
         match job {
-            Ok(job) => job(hsm),
-            Err(_) => return,
+            Ok(Message::Call(job)) => job(hsm),
+            Ok(Message::Stop) | Err(_) => return,
         }
     }
 }

@@ -73,6 +73,27 @@ fn random_blocks_take_one_token_call_and_differ() {
 }
 
 #[test]
+fn stopping_the_token_threads_ends_them_and_refuses_later_calls() {
+    let (hsm, _store) = in_process_token(2);
+    let hsm = Arc::new(hsm);
+    let token = sshsign::hsm::Token::new(hsm.clone()).unwrap();
+    // Ours, the handle's, and one per token thread.
+    assert_eq!(Arc::strong_count(&hsm), 4);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(token.random::<16>()).unwrap();
+
+    token.stop();
+    // The threads have ended, and dropped their hold on the module with them.
+    assert_eq!(Arc::strong_count(&hsm), 2);
+    let refused = runtime.block_on(token.random::<16>()).unwrap_err();
+    assert!(matches!(refused, Error::Worker(_)), "{refused}");
+    // Stopping twice is harmless; the module itself still answers.
+    token.stop();
+    let mut bytes = [0u8; 16];
+    hsm.random(&mut bytes).unwrap();
+}
+
+#[test]
 fn the_session_pool_signs_from_many_threads() {
     let (hsm, _store) = in_process_token(3);
     let hsm = Arc::new(hsm);
