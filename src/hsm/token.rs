@@ -26,7 +26,7 @@ enum Message {
 }
 
 /// A shared handle to the token and its worker threads; the threads stop at [`Token::stop`],
-/// or when the last handle is dropped.
+/// or when the last handle is dropped (which waits for them).
 #[derive(Clone)]
 pub struct Token {
     hsm: Arc<dyn Hsm>,
@@ -48,6 +48,15 @@ impl Usage {
         let nanos = u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Token {
+    /// The last handle stops the threads, so none is left inside the module afterwards.
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.threads) == 1 {
+            self.stop();
+        }
     }
 }
 
@@ -100,8 +109,12 @@ impl Token {
         for _ in &threads {
             let _ = self.jobs.send(Message::Stop);
         }
+        let me = std::thread::current().id();
         for thread in threads {
-            let _ = thread.join();
+            // A token thread never waits for itself (it may drop the last handle in a call).
+            if thread.thread().id() != me {
+                let _ = thread.join();
+            }
         }
     }
 

@@ -91,6 +91,14 @@ fn stopping_the_token_threads_ends_them_and_refuses_later_calls() {
     token.stop();
     let mut bytes = [0u8; 16];
     hsm.random(&mut bytes).unwrap();
+
+    // Dropping the last handle waits for the threads too.
+    let token = sshsign::hsm::Token::new(hsm.clone()).unwrap();
+    let copy = token.clone();
+    drop(token);
+    assert_eq!(Arc::strong_count(&hsm), 5, "a copy still holds the threads");
+    drop(copy);
+    assert_eq!(Arc::strong_count(&hsm), 2);
 }
 
 #[test]
