@@ -38,7 +38,7 @@ pub use self::approvals::{
     API_KEY_PREFIX, ApprovalInput, DEFAULT_TTL, MAX_ACTION, MAX_APPROVAL_METADATA, VerifiedDecision,
 };
 pub use self::authn::{Authenticated, ENROLLMENT_TTL};
-pub use self::browser::{Access, ApprovalPage, PendingPage, Proof};
+pub use self::browser::{ApprovalPage, PendingPage, Proof};
 pub use self::cosign::PendingView;
 pub use self::error::{Error, status_name};
 pub use self::keys::{Grant, KeyView, Role};

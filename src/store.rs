@@ -57,10 +57,11 @@ use sled::{Db, Tree};
 
 use self::flusher::Flusher;
 pub use self::records::{
-    ApiKeyRecord, ApiScope, ApprovalRecord, ApprovalStatus, ApproverLink, AuthenticatorKind,
-    AuthenticatorRecord, AuthorizationRecord, Delivery, DeliveryKind, DeliveryState,
-    EnrollmentKind, EnrollmentRecord, KeyStatus, NotifyTarget, PendingRequest, PendingStatus,
-    Record, SigningKeyRecord, SshKeyRecord, UserRecord, Vote, WebhookEndpoint,
+    ApiKeyRecord, ApiScope, ApprovalRecord, ApprovalStatus, AuthenticatorKind, AuthenticatorRecord,
+    AuthorizationRecord, Delivery, DeliveryKind, DeliveryState, EnrollmentKind, EnrollmentRecord,
+    KeyStatus, NotifyTarget, PendingRequest, PendingStatus, REQUEST_TOTP_BUDGET, Record,
+    SigningKeyRecord, SshKeyRecord, TOTP_FAILURE_BUDGET, TOTP_LIFETIME_FAILURES, TotpState,
+    UserRecord, Vote, WebhookEndpoint,
 };
 use crate::seal::{Sealer, WrappedDataKey};
 

@@ -8,7 +8,7 @@
 //! | `GET /api/v1/keys/{key_id}` | a signing key's public half and status, for verifiers |
 //! | `/api/v1/approvals/...` | the human-approval REST API ([`api`]) |
 //! | `GET /api/v1/openapi.json` | its OpenAPI 3.1 document (`src/web/openapi.json`) |
-//! | `/enroll`, `/login`, `/requests`, `/approve/...`, `/static/...` | the pages ([`pages`]) |
+//! | `/enroll`, `/login`, `/requests`, `/approve/...`, `/account/...`, `/static/...` | the pages ([`pages`]) |
 //!
 //! Every error is `{"error":{"code","message"}}` with a stable code and the status that fits.
 //!
@@ -99,12 +99,13 @@ fn status_of(error: &appliance::Error) -> StatusCode {
     match error {
         _ if error.is_internal() => StatusCode::SERVICE_UNAVAILABLE,
         E::Unauthorized | E::AuthenticationFailed(_) => StatusCode::UNAUTHORIZED,
-        E::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+        E::TotpClosed { .. } | E::TotpRetired(_) | E::RequestTotpClosed(_) => StatusCode::FORBIDDEN,
         E::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         E::Forbidden(_)
         | E::NotPrincipal(_)
         | E::SelfApproval(_)
         | E::MethodNotAllowed { .. }
+        | E::NotAccepted { .. }
         | E::Denied { .. } => StatusCode::FORBIDDEN,
         E::UnknownKey(_)
         | E::UnknownAuthorization(_)
@@ -117,8 +118,7 @@ fn status_of(error: &appliance::Error) -> StatusCode {
         | E::AlreadyResolved { .. }
         | E::RequestExpired(_)
         | E::ApiKeyRevoked(_)
-        | E::AlreadyVoted(_)
-        | E::LinkSpent => StatusCode::CONFLICT,
+        | E::AlreadyVoted(_) => StatusCode::CONFLICT,
         E::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::BAD_REQUEST,
     }
@@ -147,6 +147,8 @@ pub fn router(state: WebState) -> Router {
         .route("/approve/{id}", get(pages::approve_page))
         .route("/approve/{id}/options", post(pages::approve_options))
         .route("/approve/{id}/decide", post(pages::approve_decide))
+        .route("/account/totp/{id}/options", post(pages::reopen_options))
+        .route("/account/totp/{id}/reopen", post(pages::reopen_totp))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -19,7 +19,7 @@ use crate::approval::decision::{
 };
 use crate::audit::AuditEntry;
 use crate::ids::IdKind;
-use crate::store::{ApiKeyRecord, ApiScope, ApprovalRecord, ApprovalStatus, ApproverLink, Vote};
+use crate::store::{ApiKeyRecord, ApiScope, ApprovalRecord, ApprovalStatus, Vote};
 use crate::time;
 
 /// The prefix every API key starts with, so a leaked one is recognisable.
@@ -168,8 +168,9 @@ impl Appliance {
         }
     }
 
-    /// Records a request for a human decision; returns it and each approver's personal link
-    /// (with its one-time token, shown only here), in the order of `approvers`.
+    /// Records a request for a human decision; returns it and each approver's page, in the
+    /// order of `approvers`. A page's address is a pointer: nothing in it stands for the
+    /// approver.
     pub async fn request_approval(
         &self,
         key: &ApiKeyRecord,
@@ -220,24 +221,9 @@ impl Appliance {
         if methods.is_empty() {
             return Err(invalid("methods names at least one method".into()));
         }
-        // One token call for the request id and every approver's link.
-        let random = self.token.random_blocks::<32>(1 + approvers.len()).await?;
-        let (id_block, link_blocks) = random.split_first().expect("one block for the id");
-        let id_bits: [u8; 16] = id_block[..16].try_into().expect("16 of 32 bytes");
-        let mut links = Vec::new();
-        let mut urls = Vec::new();
-        for (approver, token) in approvers.iter().zip(link_blocks) {
-            let token = URL_SAFE_NO_PAD.encode(token);
-            links.push(ApproverLink {
-                approver: approver.clone(),
-                token_sha256: sha256_hex(&token),
-                used_at: None,
-            });
-            urls.push((approver.clone(), token));
-        }
         let now = time::now();
         let record = ApprovalRecord {
-            request_id: IdKind::Approval.make(id_bits),
+            request_id: self.new_id(IdKind::Approval).await?,
             api_key: key.id.clone(),
             owner: key.owner.clone(),
             action: action.to_owned(),
@@ -246,7 +232,8 @@ impl Appliance {
             approvers,
             threshold,
             methods,
-            links,
+            retired_links: (),
+            totp_failures: 0,
             created_at: now,
             expires_at: now + ttl,
             status: ApprovalStatus::Pending,
@@ -267,11 +254,12 @@ impl Appliance {
         self.record(entry).await?;
         self.store.insert_approval(&record)?;
         self.store.flush().await?;
-        let urls: Vec<(String, String)> = urls
-            .into_iter()
-            .map(|(approver, token)| {
-                let url = format!("{}?token={token}", self.approval_page(&record.request_id));
-                (approver, url)
+        let urls: Vec<(String, String)> = record
+            .approvers
+            .iter()
+            .map(|approver| {
+                let url = self.approver_page(&record.request_id, approver);
+                (approver.clone(), url)
             })
             .collect();
         self.notify_approvers(&record, &urls).await?;
@@ -327,7 +315,8 @@ impl Appliance {
         Ok(request)
     }
 
-    /// An approver's vote; resolves the request when the threshold is met or on a rejection.
+    /// An approver's vote over SSH; resolves the request when the threshold is met or on a
+    /// rejection.
     pub async fn decide_approval(
         &self,
         approver: &Caller,
@@ -336,11 +325,10 @@ impl Appliance {
         method: Method,
         reason: Option<String>,
     ) -> Result<ApprovalRecord, Error> {
-        self.vote(approver, id, verdict, method, reason, None).await
+        self.vote(approver, id, verdict, method, reason).await
     }
 
-    /// [`Appliance::decide_approval`], spending the approver's personal link (by its token's
-    /// digest) in the same step when the vote came through it.
+    /// An approver's vote, however they proved themselves.
     pub(super) async fn vote(
         &self,
         approver: &Caller,
@@ -348,7 +336,6 @@ impl Appliance {
         verdict: Verdict,
         method: Method,
         reason: Option<String>,
-        link: Option<&str>,
     ) -> Result<ApprovalRecord, Error> {
         if reason.as_ref().is_some_and(|r| r.len() > 500) {
             return Err(Error::InvalidArgument("reason is at most 500 bytes".into()));
@@ -384,15 +371,6 @@ impl Appliance {
             }
             if r.votes.iter().any(|v| v.approver == approver.id()) {
                 return Err(Error::AlreadyVoted(id.to_owned()));
-            }
-            if let Some(link) = link {
-                let spent = r
-                    .links
-                    .iter_mut()
-                    .find(|l| l.token_sha256 == link && l.approver == approver.id())
-                    .filter(|l| l.used_at.is_none())
-                    .ok_or(Error::LinkSpent)?;
-                spent.used_at = Some(now);
             }
             r.votes.push(Vote {
                 approver: approver.id().to_owned(),
@@ -546,9 +524,14 @@ impl Appliance {
         &self.settings.approval_base
     }
 
-    /// The link an approver opens (without the token the requester received).
+    /// A request's page.
     pub fn approval_page(&self, id: &str) -> String {
         format!("{}/approve/{id}", self.settings.approval_base)
+    }
+
+    /// A request's page, addressed to one of its approvers (who still proves themselves there).
+    pub fn approver_page(&self, id: &str, approver: &str) -> String {
+        format!("{}?as={approver}", self.approval_page(id))
     }
 }
 

@@ -1,11 +1,10 @@
-//! What a browser may see and do with an approval request. A page is opened either with an
-//! approver's personal link (its token, compared in constant time on digests) or with a login
-//! session; either way it names who may decide from there, and the decision itself is proved
-//! with that approver's passkey or TOTP code, never by the link or the session alone.
+//! What a browser may see and do with a request. A page's address is a pointer, never a
+//! credential: whoever holds it sees the request (its requester chose to share it), and only
+//! the named approver's own proof decides it: a passkey assertion made for this request and this
+//! verdict, or a TOTP code, counted durably per approver and per request (see
+//! [`Appliance::authenticate_totp`]). A login session only says whose page it is.
 
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
-use subtle::ConstantTimeEq as _;
 
 use super::cosign::{Capture, PendingView};
 use super::{Appliance, Authenticated, Caller, Error};
@@ -13,37 +12,33 @@ use crate::approval::decision::{Method, Verdict};
 use crate::ids::IdKind;
 use crate::negotiation::{OfferRecord, OfferType};
 use crate::store::{
-    ApprovalRecord, ApprovalStatus, PendingRequest, PendingStatus, SigningKeyRecord,
+    ApprovalRecord, ApprovalStatus, PendingRequest, PendingStatus, REQUEST_TOTP_BUDGET,
+    SigningKeyRecord,
 };
-
-/// How the browser reached the page.
-#[derive(Debug, Clone, Copy)]
-pub enum Access<'a> {
-    /// An approver's personal link; the token from its query string.
-    Link(&'a str),
-    /// A login session's user.
-    Session(&'a str),
-}
 
 /// A request as its page shows it.
 #[derive(Debug, Clone)]
 pub struct ApprovalPage {
     pub request: ApprovalRecord,
-    /// Who may decide from this page now (empty once they have, or the request is closed).
+    /// Who may decide from this page now: the approvers it still waits for (only the viewer,
+    /// when a logged-in approver views it; nobody, when someone else is logged in).
     pub deciders: Vec<String>,
-    /// Whose page it is: the link's approver, or the session's user.
-    pub viewer: String,
-    /// The link's digest when the page was opened with one.
-    link: Option<String>,
-    /// Whether the personal link was already spent by its approver's vote.
-    pub link_spent: bool,
+    /// The logged-in user, if any.
+    pub viewer: Option<String>,
 }
 
 /// How the approver proves themselves for a decision.
 #[derive(Debug)]
 pub enum Proof {
-    Passkey { ceremony: String, credential: Value },
-    Totp { code: String },
+    Passkey {
+        ceremony: String,
+        credential: Value,
+    },
+    /// A code from `approver`'s authenticator app.
+    Totp {
+        approver: String,
+        code: String,
+    },
 }
 
 impl Proof {
@@ -53,10 +48,6 @@ impl Proof {
             Proof::Totp { .. } => Method::Totp,
         }
     }
-}
-
-fn digest(token: &str) -> String {
-    crate::hex::encode(&Sha256::digest(token.as_bytes()))
 }
 
 /// What a passkey prompt for a decision is bound to (ids of either kind never collide).
@@ -71,88 +62,99 @@ fn verdict_word(verdict: Verdict) -> &'static str {
     }
 }
 
+/// Who may decide from a page: those `waiting`, narrowed to the viewer when one is logged in.
+fn deciders_for(waiting: Vec<String>, viewer: Option<&str>) -> Vec<String> {
+    match viewer {
+        Some(viewer) => waiting.into_iter().filter(|w| w == viewer).collect(),
+        None => waiting,
+    }
+}
+
+/// The request a decision is made on, as a proof needs it.
+struct Decided<'a> {
+    id: &'a str,
+    /// Wrong TOTP codes this request has seen.
+    totp_failures: u32,
+    /// Who reads the audit entries of wrong codes besides the approver.
+    readers: Vec<String>,
+    /// The client's address, for those entries.
+    client: &'a str,
+}
+
 impl Appliance {
-    /// The page for request `id`, as `access` may see it; anyone else is told it does not exist.
+    /// The page for approval request `id`; `viewer` is the logged-in user, if any.
     pub async fn approval_page_for(
         &self,
         id: &str,
-        access: Access<'_>,
+        viewer: Option<&str>,
     ) -> Result<ApprovalPage, Error> {
         let unknown = || Error::UnknownRequest(id.to_owned());
+        if !IdKind::Approval.matches(id) {
+            return Err(unknown());
+        }
         let request = self.store.approval(id)?.ok_or_else(unknown)?;
         let request = self.settle_approval(request).await?;
-        let (deciders, viewer, link, link_spent) = match access {
-            Access::Link(token) => {
-                let wanted = digest(token);
-                let link = request
-                    .links
-                    .iter()
-                    .find(|l| bool::from(l.token_sha256.as_bytes().ct_eq(wanted.as_bytes())))
-                    .ok_or_else(unknown)?;
-                let spent = link.used_at.is_some();
-                let deciders = if request.awaits(&link.approver) && !spent {
-                    vec![link.approver.clone()]
-                } else {
-                    Vec::new()
-                };
-                (deciders, link.approver.clone(), Some(wanted), spent)
-            }
-            Access::Session(user) => {
-                if request.owner != user && !request.approvers.iter().any(|a| a == user) {
-                    return Err(unknown());
-                }
-                let deciders = if request.awaits(user) {
-                    vec![user.to_owned()]
-                } else {
-                    Vec::new()
-                };
-                (deciders, user.to_owned(), None, false)
-            }
-        };
+        let waiting = request
+            .approvers
+            .iter()
+            .filter(|a| request.awaits(a))
+            .cloned()
+            .collect();
         Ok(ApprovalPage {
+            deciders: deciders_for(waiting, viewer),
+            viewer: viewer.map(str::to_owned),
             request,
-            deciders,
-            viewer,
-            link,
-            link_spent,
         })
     }
 
     /// The passkey prompt for deciding request `id` (an approval request or a co-signed one)
-    /// with `verdict`, offering the passkeys of those who may decide it from this page.
+    /// with `verdict`, offering the passkeys of those who may decide it from this page (of
+    /// `approver` alone, when the page names one).
     pub async fn decision_passkey_options(
         &self,
         id: &str,
-        access: Access<'_>,
+        viewer: Option<&str>,
+        approver: Option<&str>,
         verdict: Verdict,
     ) -> Result<(String, Value), Error> {
-        let deciders = if IdKind::Pending.matches(id) {
-            self.pending_to_decide(id, access).await?.deciders
+        let mut deciders = if IdKind::Pending.matches(id) {
+            self.pending_to_decide(id, viewer).await?.deciders
         } else {
-            self.page_to_decide(id, access, Method::Passkey)
+            self.page_to_decide(id, viewer, Method::Passkey)
                 .await?
                 .deciders
         };
+        if let Some(approver) = approver {
+            deciders.retain(|d| d == approver);
+        }
         self.passkey_options(&deciders, &purpose(id, verdict)).await
     }
 
     /// A decision made in the browser: the proof names the approver, who must be one this page
-    /// lets decide; a personal link is spent by the vote.
+    /// lets decide.
     pub async fn decide_in_browser(
         &self,
         id: &str,
-        access: Access<'_>,
+        viewer: Option<&str>,
         verdict: Verdict,
         proof: Proof,
         reason: Option<String>,
+        client: &str,
     ) -> Result<ApprovalRecord, Error> {
         let method = proof.method();
-        let page = self.page_to_decide(id, access, method).await?;
+        let page = self.page_to_decide(id, viewer, method).await?;
+        let mut readers = page.request.approvers.clone();
+        readers.push(page.request.owner.clone());
+        let decided = Decided {
+            id,
+            totp_failures: page.request.totp_failures,
+            readers,
+            client,
+        };
         let (caller, _) = self
-            .prove(proof, &purpose(id, verdict), &page.deciders)
+            .prove(proof, &purpose(id, verdict), &page.deciders, &decided)
             .await?;
-        self.vote(&caller, id, verdict, method, reason, page.link.as_deref())
-            .await
+        self.vote(&caller, id, verdict, method, reason).await
     }
 
     /// Checks a proof made for `purpose`; the one who made it must be among `deciders`.
@@ -162,6 +164,7 @@ impl Appliance {
         proof: Proof,
         purpose: &str,
         deciders: &[String],
+        request: &Decided<'_>,
     ) -> Result<(Caller, String), Error> {
         let method = proof.method();
         let who: Authenticated = match proof {
@@ -172,7 +175,9 @@ impl Appliance {
                 self.authenticate_passkey(&ceremony, purpose, credential)
                     .await?
             }
-            Proof::Totp { code } => self.authenticate_totp(deciders, &code).await?,
+            Proof::Totp { approver, code } => {
+                self.prove_totp(&approver, &code, deciders, request).await?
+            }
         };
         if !deciders.contains(&who.user_id) {
             return Err(Error::AuthenticationFailed(
@@ -189,14 +194,60 @@ impl Appliance {
         Ok((caller, who.authenticator_id))
     }
 
+    /// A TOTP code for `approver` on `request`: the request's own budget first, then the
+    /// approver's; a wrong code counts against both.
+    async fn prove_totp(
+        &self,
+        approver: &str,
+        code: &str,
+        deciders: &[String],
+        request: &Decided<'_>,
+    ) -> Result<Authenticated, Error> {
+        if !deciders.iter().any(|d| d == approver) {
+            return Err(Error::AuthenticationFailed(format!(
+                "{approver} may not decide this request here"
+            )));
+        }
+        if request.totp_failures >= REQUEST_TOTP_BUDGET {
+            return Err(Error::RequestTotpClosed(request.id.to_owned()));
+        }
+        let outcome = self
+            .authenticate_totp(approver, code, request.id, request.client, &request.readers)
+            .await;
+        if matches!(
+            outcome,
+            Err(Error::AuthenticationFailed(_) | Error::TotpClosed { .. } | Error::TotpRetired(_))
+        ) {
+            self.count_request_totp_failure(request.id).await?;
+        }
+        outcome
+    }
+
+    /// Counts a wrong TOTP code against request `id`, durably.
+    async fn count_request_totp_failure(&self, id: &str) -> Result<(), Error> {
+        if IdKind::Pending.matches(id) {
+            self.store.update_pending(id, |mut r| {
+                r.totp_failures += 1;
+                Ok::<_, Error>(r)
+            })?;
+        } else {
+            self.store.update_approval(id, |mut r| {
+                r.totp_failures += 1;
+                Ok::<_, Error>(r)
+            })?;
+        }
+        self.store.flush().await?;
+        Ok(())
+    }
+
     /// The page, if someone may decide from it by `method`.
     async fn page_to_decide(
         &self,
         id: &str,
-        access: Access<'_>,
+        viewer: Option<&str>,
         method: Method,
     ) -> Result<ApprovalPage, Error> {
-        let page = self.approval_page_for(id, access).await?;
+        let page = self.approval_page_for(id, viewer).await?;
         match page.request.status {
             ApprovalStatus::Pending => {}
             ApprovalStatus::Expired => return Err(Error::RequestExpired(id.to_owned())),
@@ -206,9 +257,6 @@ impl Appliance {
                     status: status.as_str(),
                 });
             }
-        }
-        if page.link_spent {
-            return Err(Error::LinkSpent);
         }
         if page.deciders.is_empty() {
             return Err(Error::AlreadyVoted(id.to_owned()));
@@ -229,7 +277,7 @@ pub struct PendingPage {
     pub request: PendingRequest,
     /// The principal, while they may decide from this page.
     pub deciders: Vec<String>,
-    pub viewer: String,
+    pub viewer: Option<String>,
     /// The signing key.
     pub key: Option<SigningKeyRecord>,
     /// The authorization's terms: constraints and rules, as `authorizations` shows them.
@@ -250,40 +298,25 @@ pub struct AgreedTerms {
 }
 
 impl Appliance {
-    /// A co-signed request's page, as `access` may see it; anyone else is told it does not exist.
+    /// A co-signed request's page; `viewer` is the logged-in user, if any.
     pub async fn pending_page_for(
         &self,
         id: &str,
-        access: Access<'_>,
+        viewer: Option<&str>,
     ) -> Result<PendingPage, Error> {
         let unknown = || Error::UnknownRequest(id.to_owned());
+        if !IdKind::Pending.matches(id) {
+            return Err(unknown());
+        }
         let request = self.store.pending(id)?.ok_or_else(unknown)?;
-        let viewer = match access {
-            Access::Link(token) => {
-                let wanted = digest(token);
-                if !bool::from(
-                    wanted
-                        .as_bytes()
-                        .ct_eq(request.approval_token_sha256.as_bytes()),
-                ) {
-                    return Err(unknown());
-                }
-                request.principal.clone()
-            }
-            Access::Session(user) if user == request.principal || user == request.requester => {
-                user.to_owned()
-            }
-            Access::Session(_) => return Err(unknown()),
-        };
         let request = self.expire_if_due(request).await?;
-        let deciders = if request.status == PendingStatus::Pending
-            && viewer == request.principal
-            && request.principal != request.requester
-        {
-            vec![request.principal.clone()]
-        } else {
-            Vec::new()
-        };
+        let waiting =
+            if request.status == PendingStatus::Pending && request.principal != request.requester {
+                vec![request.principal.clone()]
+            } else {
+                Vec::new()
+            };
+        let deciders = deciders_for(waiting, viewer);
         let authorized = self
             .store
             .authorization(&request.authorization_id)?
@@ -300,7 +333,7 @@ impl Appliance {
             key: self.store.signing_key(&request.key_id)?,
             request,
             deciders,
-            viewer,
+            viewer: viewer.map(str::to_owned),
             authorized,
             agreed,
         })
@@ -340,37 +373,48 @@ impl Appliance {
     /// The principal's decision on a co-signed request, made in the browser; an approval may
     /// carry a drawn signature (and must, where the authorization says so), sealed into an
     /// evidence envelope with `signer_ip`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn decide_pending_in_browser(
         &self,
         id: &str,
-        access: Access<'_>,
+        viewer: Option<&str>,
         verdict: Verdict,
         proof: Proof,
         reason: Option<String>,
-        drawn: Option<(Vec<u8>, String)>,
+        drawn: Option<Vec<u8>>,
+        client: &str,
     ) -> Result<PendingView, Error> {
         let method = proof.method();
-        let page = self.pending_to_decide(id, access).await?;
+        let page = self.pending_to_decide(id, viewer).await?;
         if verdict == Verdict::Approved && page.request.require_signature && drawn.is_none() {
             return Err(Error::SignatureRequired {
-                url: self.approval_url(id),
+                url: self.approval_page(id),
             });
         }
         // A bad drawing is refused before the proof is spent.
-        if let Some((png, _)) = &drawn {
+        if let Some(png) = &drawn {
             crate::approval::envelope::check_image(png)
                 .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         }
+        let decided = Decided {
+            id,
+            totp_failures: page.request.totp_failures,
+            readers: vec![
+                page.request.principal.clone(),
+                page.request.requester.clone(),
+            ],
+            client,
+        };
         let (caller, authenticator) = self
-            .prove(proof, &purpose(id, verdict), &page.deciders)
+            .prove(proof, &purpose(id, verdict), &page.deciders, &decided)
             .await?;
         match verdict {
             Verdict::Approved => {
-                let capture = drawn.map(|(image_png, signer_ip)| Capture {
+                let capture = drawn.map(|image_png| Capture {
                     image_png,
                     method,
                     authenticator,
-                    signer_ip,
+                    signer_ip: client.to_owned(),
                 });
                 self.approve_with(&caller, id, capture).await
             }
@@ -384,8 +428,12 @@ impl Appliance {
     }
 
     /// The page, if its principal may decide from it now.
-    async fn pending_to_decide(&self, id: &str, access: Access<'_>) -> Result<PendingPage, Error> {
-        let page = self.pending_page_for(id, access).await?;
+    async fn pending_to_decide(
+        &self,
+        id: &str,
+        viewer: Option<&str>,
+    ) -> Result<PendingPage, Error> {
+        let page = self.pending_page_for(id, viewer).await?;
         match page.request.status {
             PendingStatus::Pending if page.deciders.is_empty() => {
                 Err(Error::NotPrincipal(id.to_owned()))

@@ -92,7 +92,7 @@ impl Appliance {
 
     fn view(&self, request: PendingRequest) -> PendingView {
         PendingView {
-            approval_url: self.approval_url(&request.pending_id),
+            approval_url: self.approval_page(&request.pending_id),
             request,
         }
     }
@@ -188,7 +188,7 @@ impl Appliance {
         let request = self.decidable(caller, pending_id).await?;
         if request.require_signature && capture.is_none() {
             return Err(Error::SignatureRequired {
-                url: self.approval_url(pending_id),
+                url: self.approval_page(pending_id),
             });
         }
         let evidence = capture

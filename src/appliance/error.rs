@@ -49,14 +49,33 @@ pub enum Error {
     AlreadyVoted(String),
     #[error("{0}")]
     AuthenticationFailed(String),
-    #[error("too many wrong codes; wait five minutes")]
-    TooManyAttempts,
+    #[error(
+        "TOTP is closed for {approver} after too many wrong codes; they reopen it themselves \
+         (`authenticator reopen --id {authenticator}` over SSH, or with a passkey on /requests)"
+    )]
+    TotpClosed {
+        approver: String,
+        authenticator: String,
+    },
+    #[error(
+        "TOTP is retired for {0} after too many wrong codes over its life; they enroll a new \
+         secret with `enroll totp`"
+    )]
+    TotpRetired(String),
+    #[error(
+        "request {0} takes no more TOTP codes after too many wrong ones; decide with a passkey \
+         (or over SSH, where the request allows it)"
+    )]
+    RequestTotpClosed(String),
+    #[error(
+        "{who} does not take requests from {from}; they accept them with `approvers allow \
+         --from {from}` over SSH"
+    )]
+    NotAccepted { who: String, from: String },
     #[error("no {0} is enrolled for this approver (enroll one over SSH: `enroll {0}`)")]
     NoAuthenticator(&'static str),
     #[error("this enrollment link is unknown, used or expired; run `enroll passkey` again")]
     UnknownEnrollment,
-    #[error("this approval link was already used")]
-    LinkSpent,
     #[error("unknown authenticator {0}")]
     UnknownAuthenticator(String),
     #[error("{0}")]
@@ -124,11 +143,13 @@ impl Error {
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::AlreadyVoted(_) => "already_voted",
             Error::AuthenticationFailed(_) => "authentication_failed",
-            Error::TooManyAttempts => "too_many_attempts",
+            Error::TotpClosed { .. } => "totp_closed",
+            Error::TotpRetired(_) => "totp_retired",
+            Error::RequestTotpClosed(_) => "request_totp_closed",
+            Error::NotAccepted { .. } => "not_accepted",
             Error::NoAuthenticator(_) => "no_authenticator",
             Error::UnknownEnrollment => "unknown_enrollment",
             Error::UnknownAuthenticator(_) => "unknown_authenticator",
-            Error::LinkSpent => "link_spent",
             Error::Busy(_) => "busy",
             Error::InvalidArgument(_) => "invalid_argument",
             Error::PayloadTooLarge { .. } => "payload_too_large",

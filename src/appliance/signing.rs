@@ -1,7 +1,7 @@
 //! Signing and verifying.
 
 use serde_json::{Map, Value};
-use sha2::{Digest as _, Sha256, Sha512};
+use sha2::{Digest as _, Sha512};
 
 use super::{Appliance, Caller, Error, MAX_PAYLOAD, metadata_hash, rules_summary};
 use crate::ids::IdKind;
@@ -138,8 +138,6 @@ impl Appliance {
                 ..
             } => {
                 let pending_id = self.new_id(IdKind::Pending).await?;
-                let link_token: [u8; 32] = self.token.random().await?;
-                let link_token = crate::hex::encode(&link_token);
                 let now = time::now();
                 let request = PendingRequest {
                     pending_id: pending_id.clone(),
@@ -153,9 +151,8 @@ impl Appliance {
                     context: input.context.clone(),
                     require_signature,
                     warnings: warnings.clone(),
-                    approval_token_sha256: crate::hex::encode(&Sha256::digest(
-                        link_token.as_bytes(),
-                    )),
+                    retired_link: (),
+                    totp_failures: 0,
                     created_at: now,
                     expires_at: now + input.ttl.unwrap_or(self.settings.pending_ttl),
                     status: PendingStatus::Pending,
@@ -176,7 +173,7 @@ impl Appliance {
                 self.record(entry).await?;
                 self.store.insert_pending(&request)?;
                 self.store.flush().await?;
-                let approval_url = format!("{}?token={link_token}", self.approval_url(&pending_id));
+                let approval_url = self.approval_page(&pending_id);
                 self.notify_principal(&request, &approval_url).await?;
                 Ok(SignOutcome::Pending {
                     request,
@@ -184,11 +181,6 @@ impl Appliance {
                 })
             }
         }
-    }
-
-    /// The approval page of a request (without the link token).
-    pub fn approval_url(&self, pending_id: &str) -> String {
-        format!("{}/approve/{pending_id}", self.settings.approval_base)
     }
 
     /// Verifies an SSHSIG over `payload` in `namespace`, and says which of our keys made it.

@@ -1,6 +1,6 @@
 //! Webhooks out of the appliance: each decision (or expiry) on an approval request goes to the
 //! request's `callback_url` and to its owner's endpoints; each new request goes to its
-//! approvers' notification URLs, with their personal links. Deliveries are stored before the
+//! approvers' notification URLs, with the addresses of their pages. Deliveries are stored before the
 //! first attempt; [`Appliance::run_deliveries`] attempts them as they fall due, signs each
 //! attempt with the token (its audit entry first), and retries with backoff.
 
@@ -188,8 +188,8 @@ impl Appliance {
         Ok(())
     }
 
-    /// Tells each approver with a notification URL that `request` waits for them, with their
-    /// personal link (`links`: approver and URL).
+    /// Tells each approver with a notification URL that `request` waits for them, with the
+    /// address of their page (`links`: approver and URL; nothing in it stands for them).
     pub(super) async fn notify_approvers(
         &self,
         request: &ApprovalRecord,

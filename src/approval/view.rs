@@ -49,6 +49,7 @@ pub fn approval_json(r: &ApprovalRecord) -> Value {
         "created_at": time::rfc3339(r.created_at),
         "expires_at": time::rfc3339(r.expires_at),
         "decided_at": r.decided_at.map(time::rfc3339),
+        "totp_failures": r.totp_failures,
         "decision": decision,
     })
 }

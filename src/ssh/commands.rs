@@ -11,7 +11,7 @@
 //! | `negotiate` | `log-offer`, `history` |
 //! | `audit` | `audit-checkpoint`, `audit-proof`, `audit-consistency`, `audit-entries` |
 //! | `api_keys` | `api-key create`, `api-key revoke`, `api-keys` |
-//! | `enroll` | `enroll passkey`, `enroll totp`, `authenticators`, `authenticator remove` |
+//! | `enroll` | `enroll passkey`, `enroll totp`, `authenticators`, `authenticator remove|reopen` |
 //! | `webhooks` | `webhook add`, `webhook remove`, `webhooks`, `notify set|clear|show` |
 
 pub mod api_keys;

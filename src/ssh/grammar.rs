@@ -182,7 +182,7 @@ pub enum Command {
     Enroll(enroll::EnrollCommand),
     /// List your passkeys and TOTP secrets.
     Authenticators,
-    /// Remove one of your authenticators.
+    /// Remove one of your authenticators, or reopen a TOTP secret wrong codes closed.
     #[command(subcommand)]
     Authenticator(enroll::AuthenticatorCommand),
     /// Add or remove an endpoint for the decisions on your approval requests.

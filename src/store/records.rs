@@ -135,8 +135,17 @@ pub struct PendingRequest {
     pub context: serde_json::Map<String, serde_json::Value>,
     pub require_signature: bool,
     pub warnings: Vec<String>,
-    /// SHA-256 of the approval-link token, hex; the token itself is only in the link.
-    pub approval_token_sha256: String,
+    /// Written by versions whose approval link carried a token; read and dropped.
+    #[serde(
+        default,
+        rename = "approval_token_sha256",
+        skip_serializing,
+        deserialize_with = "retired"
+    )]
+    pub retired_link: (),
+    /// Wrong TOTP codes entered on this request's page ([`REQUEST_TOTP_BUDGET`] close it).
+    #[serde(default)]
+    pub totp_failures: u32,
     pub created_at: i64,
     pub expires_at: i64,
     pub status: PendingStatus,
@@ -273,17 +282,6 @@ pub struct Vote {
     pub reason: Option<String>,
 }
 
-/// An approver's personal link to a request: its token opens the page for that approver only,
-/// and is spent by their vote.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApproverLink {
-    pub approver: String,
-    /// SHA-256 of the token, hex.
-    pub token_sha256: String,
-    pub used_at: Option<i64>,
-}
-
 /// A request for a human decision, made through the REST API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -299,8 +297,18 @@ pub struct ApprovalRecord {
     pub approvers: Vec<String>,
     pub threshold: u32,
     pub methods: Vec<crate::approval::decision::Method>,
-    /// Each approver's personal approval link, by the SHA-256 of its token.
-    pub links: Vec<ApproverLink>,
+    /// Written by versions whose links carried a token that stood for an approver; read and
+    /// dropped.
+    #[serde(
+        default,
+        rename = "links",
+        skip_serializing,
+        deserialize_with = "retired"
+    )]
+    pub retired_links: (),
+    /// Wrong TOTP codes entered on this request's page ([`REQUEST_TOTP_BUDGET`] close it).
+    #[serde(default)]
+    pub totp_failures: u32,
     pub created_at: i64,
     pub expires_at: i64,
     pub status: ApprovalStatus,
@@ -369,7 +377,45 @@ pub enum AuthenticatorKind {
         confirmed: bool,
         /// The last time step a code was accepted for; it and earlier ones are refused.
         last_step: u64,
+        /// Wrong codes since it was confirmed or last reopened; at [`TOTP_FAILURE_BUDGET`] it
+        /// closes.
+        #[serde(default)]
+        failures: u32,
+        /// Wrong codes over its whole life; at [`TOTP_LIFETIME_FAILURES`] it is retired.
+        #[serde(default)]
+        failures_total: u32,
+        /// When too many wrong codes closed it; only its owner reopens it.
+        #[serde(default)]
+        closed_at: Option<i64>,
     },
+}
+
+/// Wrong TOTP codes after which a secret closes until its owner reopens it (over SSH, or with
+/// a passkey).
+pub const TOTP_FAILURE_BUDGET: u32 = 5;
+/// Wrong TOTP codes after which a secret is retired for good: its owner enrolls a new one. A
+/// guess is right with probability at most 3 in 10^6 (the code of the step before, now or
+/// after), so a secret's whole life gives a guesser less than 30 × 3 / 10^6 = 1 in 11,000.
+pub const TOTP_LIFETIME_FAILURES: u32 = 30;
+/// Wrong TOTP codes after which a request's page takes no more codes (passkeys still work).
+pub const REQUEST_TOTP_BUDGET: u32 = 3;
+
+/// Where a TOTP secret stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TotpState {
+    /// Enrolled, waiting for its first code.
+    Unconfirmed,
+    Active,
+    /// Closed by wrong codes; its owner may reopen it.
+    Closed,
+    /// Past its lifetime budget of wrong codes; its owner enrolls a new one.
+    Retired,
+}
+
+/// Reads and drops a field an earlier version wrote.
+fn retired<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<(), D::Error> {
+    serde::de::IgnoredAny::deserialize(deserializer).map(|_| ())
 }
 
 /// An authenticator bound to a user.
@@ -385,6 +431,25 @@ pub struct AuthenticatorRecord {
 }
 
 impl AuthenticatorRecord {
+    /// Where a TOTP secret stands; `None` for a passkey.
+    pub fn totp_state(&self) -> Option<TotpState> {
+        match &self.kind {
+            AuthenticatorKind::Passkey { .. } => None,
+            AuthenticatorKind::Totp {
+                confirmed: false, ..
+            } => Some(TotpState::Unconfirmed),
+            AuthenticatorKind::Totp { failures_total, .. }
+                if *failures_total >= TOTP_LIFETIME_FAILURES =>
+            {
+                Some(TotpState::Retired)
+            }
+            AuthenticatorKind::Totp {
+                closed_at: Some(_), ..
+            } => Some(TotpState::Closed),
+            AuthenticatorKind::Totp { .. } => Some(TotpState::Active),
+        }
+    }
+
     pub fn kind_name(&self) -> &'static str {
         match self.kind {
             AuthenticatorKind::Passkey { .. } => "passkey",

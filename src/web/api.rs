@@ -123,7 +123,14 @@ pub async fn create(
     };
     let (record, urls) = state.appliance.request_approval(&key, input).await?;
     let mut reply = approval_json(&record);
-    // The first approver's link, as the seed has it, and every approver's own.
+    // Where to poll, the first approver's page (as the seed has it) and every approver's own.
+    // They are addresses, not credentials: each approver proves themselves on the page.
+    reply["status_url"] = format!(
+        "{}/api/v1/approvals/{}",
+        state.appliance.approval_base(),
+        record.request_id
+    )
+    .into();
     reply["approval_url"] = urls.first().map(|(_, url)| url.clone()).into();
     reply["approval_urls"] = urls
         .iter()

@@ -7,8 +7,12 @@
 //! | `POST /enroll/{token}/options`, `/finish` | the WebAuthn registration ceremony |
 //! | `GET /login`, `POST /login/options`, `/login/finish`, `POST /logout` | passkey login |
 //! | `GET /requests` | what waits for the logged-in approver |
-//! | `GET /approve/{id}[?token=]` | a request, and its decision buttons for whoever may decide |
+//! | `GET /approve/{id}[?as=usr_...]` | a request, and its decision buttons for its approvers |
 //! | `POST /approve/{id}/options`, `/decide` | a decision, proved by passkey or TOTP code |
+//! | `POST /account/totp/{id}/options`, `/reopen` | reopen a closed TOTP secret with a passkey |
+//!
+//! A request's address is a pointer, not a credential: whoever holds it sees the request, and
+//! only an approver's own passkey or TOTP code decides it.
 //!
 //! HTML is rendered here with every value escaped; scripts and styles come from `/static/`
 //! (the CSP allows nothing inline). No GET changes anything. Every POST must be same-origin
@@ -32,11 +36,11 @@ use super::api::{MAX_BODY, json_body};
 use super::guard::ClientAddress;
 use super::session::set_cookie;
 use super::{AppError, WebState};
-use crate::appliance::{Access, ApprovalPage, Error, PendingPage, Proof, status_name};
+use crate::appliance::{ApprovalPage, Error, PendingPage, Proof, status_name};
 use crate::approval::decision::{Method, Verdict};
 use crate::approval::envelope::MAX_IMAGE_BYTES;
 use crate::ids::IdKind;
-use crate::store::{ApprovalRecord, ApprovalStatus, PendingStatus};
+use crate::store::{ApprovalRecord, ApprovalStatus, PendingStatus, REQUEST_TOTP_BUDGET, TotpState};
 use crate::time;
 
 const SCRIPT: &str = include_str!("assets/sshsign.js");
@@ -322,54 +326,76 @@ pub async fn requests_page(State(state): State<WebState>, headers: HeaderMap) ->
     if items.is_empty() {
         items.push_str("<li class=\"closed\">Nothing waits for you.</li>");
     }
-    let body = format!(
+    let mut body = format!(
         "<h1>Waiting for you</h1><p>Logged in as <strong>{}</strong>.</p>\
          <ul class=\"requests\" id=\"requests\">{items}</ul>",
         esc(&user)
     );
+    let closed = match state.appliance.store().authenticators_of(&user) {
+        Ok(list) => list,
+        Err(e) => return page_error(e.into()),
+    };
+    for totp in closed
+        .iter()
+        .filter(|a| a.totp_state() == Some(TotpState::Closed))
+    {
+        let _ = write!(
+            body,
+            "<section data-page=\"reopen\" data-id=\"{id}\"><h2>TOTP closed</h2>\
+             <p>Your TOTP secret <strong>{label}</strong> was closed after too many wrong codes \
+             (the audit log says where they came from). If they were yours, reopen it.</p>\
+             <div class=\"actions\"><button id=\"reopen-totp\" class=\"primary\">Reopen \
+             with passkey</button></div></section>",
+            id = esc(&totp.id),
+            label = esc(&totp.label),
+        );
+    }
     Html(page("Waiting for you", &body)).into_response()
 }
 
 // ----- a request -----
 
 #[derive(Debug, Deserialize)]
-pub struct TokenQuery {
-    token: Option<String>,
-}
-
-/// How this browser reaches request `id`: its personal link, else its session.
-fn access<'a>(token: Option<&'a str>, session: Option<&'a str>) -> Option<Access<'a>> {
-    token
-        .map(Access::Link)
-        .or_else(|| session.map(Access::Session))
+pub struct ApproverQuery {
+    /// The approver the page is addressed to (a pointer, like the rest of the address).
+    #[serde(rename = "as")]
+    approver: Option<String>,
 }
 
 pub async fn approve_page(
     State(state): State<WebState>,
     Path(id): Path<String>,
-    Query(query): Query<TokenQuery>,
+    Query(query): Query<ApproverQuery>,
     headers: HeaderMap,
 ) -> Response {
     let session = state.sessions.user(&headers);
-    let Some(access) = access(query.token.as_deref(), session.as_deref()) else {
-        let next = format!("/approve/{id}");
-        return Redirect::to(&format!("/login?next={}", percent(&next))).into_response();
-    };
+    let viewer = session.as_deref();
+    let addressed = query.approver.as_deref();
     let body = if IdKind::Pending.matches(&id) {
         state
             .appliance
-            .pending_page_for(&id, access)
+            .pending_page_for(&id, viewer)
             .await
             .map(|view| ("Co-sign request", pending_body(&view)))
     } else {
         state
             .appliance
-            .approval_page_for(&id, access)
+            .approval_page_for(&id, viewer)
             .await
-            .map(|view| ("Approval request", approval_body(&state, &view)))
+            .map(|view| ("Approval request", approval_body(&state, &view, addressed)))
     };
     match body {
-        Ok((title, body)) => Html(page(title, &body)).into_response(),
+        Ok((title, mut body)) => {
+            if viewer.is_none() {
+                let next = percent(&format!("/approve/{id}"));
+                let _ = write!(
+                    body,
+                    "<p><a href=\"/login?next={next}\">Log in</a> to see everything that waits \
+                     for you.</p>"
+                );
+            }
+            Html(page(title, &body)).into_response()
+        }
         Err(e) => page_error(e),
     }
 }
@@ -385,7 +411,7 @@ fn percent(text: &str) -> String {
         .collect()
 }
 
-fn approval_body(state: &WebState, view: &ApprovalPage) -> String {
+fn approval_body(state: &WebState, view: &ApprovalPage, addressed: Option<&str>) -> String {
     let r: &ApprovalRecord = &view.request;
     let requester = match state.appliance.store().api_key(&r.api_key) {
         Ok(Some(key)) => format!("{} (API key {}) for {}", key.label, key.id, r.owner),
@@ -406,6 +432,7 @@ fn approval_body(state: &WebState, view: &ApprovalPage) -> String {
          <dt>Requested</dt><dd><time datetime=\"{created}\">{created}</time></dd>\
          <dt>Expires</dt><dd><time datetime=\"{expires}\">{expires}</time></dd>\
          <dt>Approvals</dt><dd>{approvals} of {threshold} needed</dd>\
+         <dt>Approvers</dt><dd id=\"approvers\">{approvers}</dd>\
          <dt>Request</dt><dd><code>{id}</code></dd></dl>\
          <h2>Details</h2><pre id=\"metadata\">{metadata}</pre>",
         id = esc(&r.request_id),
@@ -415,13 +442,19 @@ fn approval_body(state: &WebState, view: &ApprovalPage) -> String {
         created = time::rfc3339(r.created_at),
         expires = time::rfc3339(r.expires_at),
         threshold = r.threshold,
+        approvers = esc(&r.approvers.join(", ")),
         metadata = esc(&metadata),
     );
+    let viewer = view.viewer.as_deref();
     if view.deciders.is_empty() {
         let why = match r.status {
-            ApprovalStatus::Pending if view.link_spent => "This link was already used to decide.",
-            ApprovalStatus::Pending if r.votes.iter().any(|v| v.approver == view.viewer) => {
+            ApprovalStatus::Pending
+                if r.votes.iter().any(|v| Some(v.approver.as_str()) == viewer) =>
+            {
                 "You have decided this request; it waits for the others."
+            }
+            ApprovalStatus::Pending if viewer.is_some() => {
+                "This request waits for its approvers; you are logged in as someone else."
             }
             ApprovalStatus::Pending => "This request waits for its approvers.",
             ApprovalStatus::Approved => "This request was approved.",
@@ -434,11 +467,50 @@ fn approval_body(state: &WebState, view: &ApprovalPage) -> String {
             "<div id=\"decide\"><label for=\"reason\">Reason (optional)</label>\
              <input id=\"reason\" maxlength=\"500\" size=\"40\">",
         );
+        body.push_str(&approver_choice(&view.deciders, addressed));
+        if r.totp_failures > 0 {
+            let _ = write!(
+                body,
+                "<p class=\"closed\" id=\"totp-failures\">Wrong codes entered on this page: {} \
+                 (after {REQUEST_TOTP_BUDGET} it takes only passkeys).</p>",
+                r.totp_failures
+            );
+        }
         body.push_str(&decision_buttons(&r.methods, "Approve", "Reject"));
         body.push_str("</div>");
     }
     body.push_str("</section>");
     body
+}
+
+/// Who is deciding: the one approver who may, or a choice among several (the one the address
+/// names first). Choosing says whose passkey or code to ask for; it proves nothing.
+fn approver_choice(deciders: &[String], addressed: Option<&str>) -> String {
+    match deciders {
+        [one] => format!(
+            "<p>Deciding as <strong id=\"approver-name\">{one}</strong>.</p>\
+             <input type=\"hidden\" id=\"approver\" value=\"{one}\">",
+            one = esc(one)
+        ),
+        several => {
+            let mut html =
+                String::from("<label for=\"approver\">You are</label><select id=\"approver\">");
+            for d in several {
+                let selected = if Some(d.as_str()) == addressed {
+                    " selected"
+                } else {
+                    ""
+                };
+                let _ = write!(
+                    html,
+                    "<option value=\"{d}\"{selected}>{d}</option>",
+                    d = esc(d)
+                );
+            }
+            html.push_str("</select>");
+            html
+        }
+    }
 }
 
 /// The approve and reject buttons for each method a request allows.
@@ -524,12 +596,17 @@ fn pending_body(view: &PendingPage) -> String {
     }
     if let Some(agreed) = &view.agreed {
         let offer = &agreed.offer;
+        // A party's name is free text; who spoke for it is an identity.
+        let party = |o: &crate::negotiation::OfferRecord| {
+            let same = if o.speaker == r.requester {
+                ", the requester of this signature"
+            } else {
+                ""
+            };
+            format!("{} (spoken for by {}{same})", esc(&o.from), esc(&o.speaker))
+        };
         let standing = match &agreed.accepted_by {
-            Some(accept) => format!(
-                "accepted by {} in round {}",
-                esc(&accept.from),
-                accept.round
-            ),
+            Some(accept) => format!("accepted by {} in round {}", party(accept), accept.round),
             None => "the latest offer, not accepted yet".to_owned(),
         };
         let _ = write!(
@@ -538,7 +615,7 @@ fn pending_body(view: &PendingPage) -> String {
              by {}, {standing}. Offer hash <code>{}</code>.</p>",
             esc(&agreed.negotiation_id),
             offer.round,
-            esc(&offer.from),
+            party(offer),
             esc(&offer.hash),
         );
         body.push_str(&json_block("terms", &Value::Object(offer.metadata.clone())));
@@ -566,6 +643,7 @@ fn pending_body(view: &PendingPage) -> String {
                  <div class=\"actions\"><button id=\"signature-clear\">Clear</button></div>",
             );
         }
+        body.push_str(&approver_choice(&view.deciders, None));
         let approve = if r.require_signature {
             "Sign &amp; approve"
         } else {
@@ -585,8 +663,9 @@ fn pending_body(view: &PendingPage) -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OptionsBody {
-    token: Option<String>,
     decision: Verdict,
+    /// Whose passkey to ask for, when the page lets several decide.
+    approver: Option<String>,
 }
 
 pub async fn approve_options(
@@ -596,11 +675,14 @@ pub async fn approve_options(
 ) -> Result<Json<Value>, AppError> {
     let (headers, body): (_, OptionsBody) = browser_body(&state, request).await?;
     let session = state.sessions.user(&headers);
-    let access = access(body.token.as_deref(), session.as_deref())
-        .ok_or_else(|| Error::UnknownRequest(id.clone()))?;
     let (ceremony, options) = state
         .appliance
-        .decision_passkey_options(&id, access, body.decision)
+        .decision_passkey_options(
+            &id,
+            session.as_deref(),
+            body.approver.as_deref(),
+            body.decision,
+        )
         .await?;
     Ok(Json(json!({ "ceremony": ceremony, "options": options })))
 }
@@ -608,9 +690,10 @@ pub async fn approve_options(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DecideBody {
-    token: Option<String>,
     decision: Verdict,
     method: Method,
+    /// Who is deciding: whose TOTP code this is.
+    approver: Option<String>,
     ceremony: Option<String>,
     credential: Option<Value>,
     code: Option<String>,
@@ -624,15 +707,10 @@ pub async fn approve_decide(
     Path(id): Path<String>,
     request: Request<Body>,
 ) -> Result<Json<Value>, AppError> {
-    let client = request
-        .extensions()
-        .get::<ClientAddress>()
-        .map(|ClientAddress(ip)| ip.to_string())
-        .unwrap_or_default();
+    let client = client_address(&request);
     let (headers, body): (_, DecideBody) = browser_body(&state, request).await?;
     let session = state.sessions.user(&headers);
-    let access = access(body.token.as_deref(), session.as_deref())
-        .ok_or_else(|| Error::UnknownRequest(id.clone()))?;
+    let viewer = session.as_deref();
     let missing = |what: &str| Error::InvalidArgument(format!("{what} is missing"));
     let proof = match body.method {
         Method::Passkey => Proof::Passkey {
@@ -640,6 +718,7 @@ pub async fn approve_decide(
             credential: body.credential.ok_or_else(|| missing("credential"))?,
         },
         Method::Totp => Proof::Totp {
+            approver: body.approver.ok_or_else(|| missing("approver"))?,
             code: body.code.ok_or_else(|| missing("code"))?,
         },
         Method::Ssh => {
@@ -650,17 +729,24 @@ pub async fn approve_decide(
     };
     if IdKind::Pending.matches(&id) {
         let drawn = match body.signature_png {
-            Some(png) => Some((
+            Some(png) => Some(
                 BASE64
                     .decode(png.as_bytes())
                     .map_err(|_| Error::InvalidArgument("signature_png is not base64".into()))?,
-                client,
-            )),
+            ),
             None => None,
         };
         let decided = state
             .appliance
-            .decide_pending_in_browser(&id, access, body.decision, proof, body.reason, drawn)
+            .decide_pending_in_browser(
+                &id,
+                viewer,
+                body.decision,
+                proof,
+                body.reason,
+                drawn,
+                &client,
+            )
             .await?;
         return Ok(Json(json!({
             "id": decided.request.pending_id,
@@ -673,13 +759,60 @@ pub async fn approve_decide(
     }
     let decided = state
         .appliance
-        .decide_in_browser(&id, access, body.decision, proof, body.reason)
+        .decide_in_browser(&id, viewer, body.decision, proof, body.reason, &client)
         .await?;
     Ok(Json(json!({
         "id": decided.request_id,
         "status": decided.status.as_str(),
         "votes": decided.votes.len(),
     })))
+}
+
+/// The logged-in user of a browser POST, or 401.
+fn logged_in(state: &WebState, headers: &HeaderMap) -> Result<String, AppError> {
+    state.sessions.user(headers).ok_or_else(|| {
+        AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "log in with a passkey first",
+        )
+    })
+}
+
+pub async fn reopen_options(
+    State(state): State<WebState>,
+    Path(id): Path<String>,
+    request: Request<Body>,
+) -> Result<Json<Value>, AppError> {
+    let (headers, Empty {}) = browser_body(&state, request).await?;
+    let user = logged_in(&state, &headers)?;
+    let (ceremony, options) = state.appliance.reopen_totp_options(&user, &id).await?;
+    Ok(Json(json!({ "ceremony": ceremony, "options": options })))
+}
+
+pub async fn reopen_totp(
+    State(state): State<WebState>,
+    Path(id): Path<String>,
+    request: Request<Body>,
+) -> Result<Json<Value>, AppError> {
+    let (headers, login): (_, Login) = browser_body(&state, request).await?;
+    let user = logged_in(&state, &headers)?;
+    let record = state
+        .appliance
+        .reopen_totp_with_passkey(&user, &id, &login.ceremony, login.credential)
+        .await?;
+    Ok(Json(
+        json!({ "id": record.id, "state": record.totp_state() }),
+    ))
+}
+
+/// The client's address, as the guard found it (the socket's, or a trusted proxy's).
+fn client_address(request: &Request<Body>) -> String {
+    request
+        .extensions()
+        .get::<ClientAddress>()
+        .map(|ClientAddress(ip)| ip.to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

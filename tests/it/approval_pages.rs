@@ -1,7 +1,8 @@
 //! The approval pages in a real browser (headless Chromium with a virtual authenticator):
 //! passkey enrollment through the SSH-printed link, approval and rejection with a passkey or a
 //! TOTP code, login and the list of waiting requests; and the attacks the pages must refuse:
-//! replayed links and codes, cross-site POSTs, someone else's authenticator.
+//! a page's address taken for a credential, guessed and replayed codes, cross-site POSTs,
+//! someone else's authenticator.
 
 use serde_json::{Value, json};
 
@@ -144,7 +145,7 @@ fn a_passkey_enrolled_over_ssh_approves_a_request_in_the_browser() {
     // The passkey's use is recorded.
     assert!(alice.cmd("authenticators").ok()["authenticators"][0]["last_used_at"].is_string());
 
-    // The link is spent: opening it again shows the outcome and offers no buttons.
+    // Decided: opening the page again shows the outcome and offers no buttons.
     browser.open(&approve_url(&made));
     assert_eq!(browser.text("#status"), "approved");
     assert_eq!(
@@ -217,30 +218,159 @@ fn a_totp_code_decides_once() {
     browser.open(&approve_url(&made));
     browser.type_into("#totp-code", &code_at(&secret, 1));
     browser.decide("#approve-totp", "Recorded: approved", "approved");
+}
 
-    // Five wrong codes lock TOTP for a while, even a right one after them.
-    let made = create(
-        &appliance,
-        &key,
-        json!({"action": "Guess me", "methods": ["totp"]}),
-    );
-    let url = approve_url(&made);
-    let token = url.split("token=").nth(1).unwrap();
-    let path = format!("/approve/{}/decide", made["id"].as_str().unwrap());
-    let attempt = |code: &str| -> HttpReply {
-        appliance.http(
-            "POST",
-            &path,
-            &[("Content-Type", "application/json")],
-            json!({"token": token, "decision": "approved", "method": "totp", "code": code})
-                .to_string()
-                .as_bytes(),
-        )
+/// A TOTP decision posted as a script would, with no browser and no session.
+fn totp_attempt(appliance: &Appliance, id: &str, approver: &str, code: &str) -> HttpReply {
+    appliance.http(
+        "POST",
+        &format!("/approve/{id}/decide"),
+        &[("Content-Type", "application/json")],
+        json!({"approver": approver, "decision": "approved", "method": "totp", "code": code})
+            .to_string()
+            .as_bytes(),
+    )
+}
+
+#[test]
+fn totp_guessing_is_cut_off_durably_audited_and_reopened_only_by_the_approver() {
+    let mut appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let alice_id = user_id(&alice);
+    let mut browser = Browser::start();
+    enroll_passkey(&mut browser, &alice, "alice's laptop");
+    let secret = enroll_totp(&alice);
+    let key = api_key(&alice, "approval:create,approval:read");
+    let ask = |appliance: &Appliance, action: &str| {
+        create(
+            appliance,
+            &key,
+            json!({"action": action, "methods": ["passkey", "totp"]}),
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
-    for _ in 0..5 {
-        assert_eq!(attempt("000001").code(), "authentication_failed");
+    // Whoever holds a request's address may try codes, but each request takes three wrong ones
+    // and then no code at all, not even the right one.
+    let first = ask(&appliance, "Guess me");
+    for _ in 0..3 {
+        assert_eq!(
+            totp_attempt(&appliance, &first, &alice_id, "000001").code(),
+            "authentication_failed"
+        );
     }
-    assert_eq!(attempt(&code_at(&secret, 1)).code(), "too_many_attempts");
+    let closed = totp_attempt(&appliance, &first, &alice_id, &code_at(&secret, 0));
+    assert_eq!((closed.status, closed.code()), (403, "request_totp_closed"));
+    assert_eq!(status(&appliance, &key, &first)["totp_failures"], 3);
+    // The approver's own budget is five wrong codes, across requests; then TOTP closes for her.
+    let second = ask(&appliance, "Guess me again");
+    assert_eq!(
+        totp_attempt(&appliance, &second, &alice_id, "000002").code(),
+        "authentication_failed"
+    );
+    let fifth = totp_attempt(&appliance, &second, &alice_id, "000003");
+    assert_eq!((fifth.status, fifth.code()), (403, "totp_closed"));
+    // Durably: a restart forgets nothing, and the right code is refused.
+    appliance.restart();
+    let alice = alice.at(&appliance);
+    let third = ask(&appliance, "After the restart");
+    let refused = totp_attempt(&appliance, &third, &alice_id, &code_at(&secret, 0));
+    assert_eq!(refused.code(), "totp_closed", "{:?}", refused.json);
+    assert!(
+        refused.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("authenticator reopen")
+    );
+    // Alice sees it in `authenticators`, and each wrong code in her audit entries.
+    let listed = alice.cmd("authenticators");
+    let totp = listed.ok()["authenticators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["type"] == "totp")
+        .unwrap()
+        .clone();
+    assert_eq!(totp["state"], "closed", "{totp}");
+    assert_eq!(totp["wrong_codes"]["since_reopened"], 5);
+    let entries = alice.cmd("audit-entries --limit 1000");
+    let failed: Vec<&Value> = entries.ok()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["entry"]["action"] == "totp_failed")
+        .collect();
+    assert_eq!(failed.len(), 5, "{}", entries.stdout);
+    assert!(
+        failed[0]["entry"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("from 127.0.0.1")
+    );
+    // Nobody locks her out of her passkey.
+    browser.open(&format!(
+        "http://localhost:{}/approve/{third}",
+        appliance.http_addr.port()
+    ));
+    browser.decide("#approve-passkey", "Recorded: approved", "approved");
+    // She reopens TOTP with her passkey, logged in, on /requests ...
+    browser.open(&format!(
+        "http://localhost:{}/login",
+        appliance.http_addr.port()
+    ));
+    browser.mark_page();
+    browser.click("#login");
+    browser.wait_for_new_page();
+    browser.click("#reopen-totp");
+    assert!(
+        browser.message().contains("TOTP reopened"),
+        "{}",
+        browser.message()
+    );
+    let fourth = ask(&appliance, "Reopened");
+    let approved = totp_attempt(&appliance, &fourth, &alice_id, &code_at(&secret, 1));
+    assert_eq!(approved.json["status"], "approved", "{:?}", approved.json);
+    // ... or over SSH. Past thirty wrong codes in its life the secret is retired for good.
+    let mut wrong = 5;
+    while wrong < 30 {
+        let id = ask(&appliance, "Keep guessing");
+        for _ in 0..3 {
+            if wrong == 30 {
+                break;
+            }
+            let reply = totp_attempt(&appliance, &id, &alice_id, "000004");
+            wrong += 1;
+            if reply.code() == "totp_closed" {
+                alice
+                    .cmd(&format!(
+                        "authenticator reopen --id {}",
+                        totp["id"].as_str().unwrap()
+                    ))
+                    .ok();
+            }
+        }
+    }
+    let retired = alice.cmd("authenticators");
+    let state = retired.ok()["authenticators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["type"] == "totp")
+        .unwrap()["state"]
+        .clone();
+    assert_eq!(state, "retired");
+    alice
+        .cmd(&format!(
+            "authenticator reopen --id {}",
+            totp["id"].as_str().unwrap()
+        ))
+        .failed_with("totp_retired");
+    let last = ask(&appliance, "Retired");
+    assert_eq!(
+        totp_attempt(&appliance, &last, &alice_id, &code_at(&secret, 2)).code(),
+        "totp_retired"
+    );
 }
 
 #[test]
@@ -261,16 +391,32 @@ fn login_lists_what_waits_and_a_quorum_is_met_in_the_browser() {
     let urls = made["approval_urls"].as_array().unwrap().clone();
     assert_eq!(urls.len(), 2);
 
-    // Without a link or a session the page asks for a login; the login is a passkey.
+    // Each approver's address is the page with their name: a pointer, nothing more.
+    assert!(
+        urls.iter().all(|u| u["url"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("?as={}", u["approver"].as_str().unwrap()))),
+        "{urls:?}"
+    );
+    // Without a session the page shows the request and asks who decides; Bob logs in from it
+    // (the login is a passkey) and comes back to decide as himself.
     let base = format!("http://localhost:{}", appliance.http_addr.port());
     bob_browser.open(&format!("{base}/approve/{id}"));
     assert!(
         bob_browser
-            .eval("location.pathname")
+            .text("#approvers")
             .as_str()
             .unwrap()
-            .starts_with("/login")
+            .contains(&user_id(&bob))
     );
+    assert_eq!(
+        bob_browser.eval("document.querySelectorAll('#approver option').length"),
+        2
+    );
+    bob_browser.mark_page();
+    bob_browser.click("a[href^='/login']");
+    bob_browser.wait_for_new_page();
     bob_browser.mark_page();
     bob_browser.click("#login");
     bob_browser.wait_for_new_page();
@@ -278,6 +424,7 @@ fn login_lists_what_waits_and_a_quorum_is_met_in_the_browser() {
         bob_browser.eval("location.pathname"),
         format!("/approve/{id}")
     );
+    assert_eq!(bob_browser.text("#approver-name"), user_id(&bob).as_str());
     bob_browser.decide("#approve-passkey", "Recorded: pending", "pending");
     assert_eq!(status(&appliance, &key, &id)["status"], "pending");
 
@@ -324,9 +471,12 @@ fn the_pages_refuse_replays_cross_site_posts_and_other_peoples_authenticators() 
     let made = create(&appliance, &key, json!({"action": "Alice's deploy"}));
     let id = made["id"].as_str().unwrap().to_owned();
     let url = approve_url(&made);
-    let token = url.split("token=").nth(1).unwrap().to_owned();
+    assert!(
+        url.ends_with(&format!("/approve/{id}?as={}", user_id(&alice))),
+        "{url}"
+    );
 
-    // Bob, holding Alice's link, cannot decide with his passkey or his code.
+    // Bob, holding Alice's page, cannot decide with his passkey or his code.
     browser.open(&url);
     browser.click("#approve-passkey");
     assert!(browser.message().contains("Not recorded"));
@@ -334,7 +484,10 @@ fn the_pages_refuse_replays_cross_site_posts_and_other_peoples_authenticators() 
     browser.type_into("#totp-code", &code_at(&bob_secret, 0));
     browser.click("#approve-totp");
     assert!(browser.message().contains("Not recorded"));
-    // Nor can he see it without the link, logged in as himself.
+    // Naming himself as the approver does not help: he is not one.
+    let posed = totp_attempt(&appliance, &id, &user_id(&bob), &code_at(&bob_secret, 1));
+    assert_eq!(posed.code(), "authentication_failed", "{:?}", posed.json);
+    // Logged in as himself, he sees the request but may not decide it.
     browser.open(&format!(
         "http://localhost:{}/login",
         appliance.http_addr.port()
@@ -343,33 +496,49 @@ fn the_pages_refuse_replays_cross_site_posts_and_other_peoples_authenticators() 
     browser.click("#login");
     browser.wait_for_new_page();
     assert_eq!(browser.eval("location.pathname"), "/requests");
-    browser.open(&format!(
-        "http://localhost:{}/approve/{id}",
-        appliance.http_addr.port()
-    ));
-    assert_eq!(browser.text("h1"), "Link not valid");
+    browser.open(&url);
+    assert!(
+        browser
+            .text("#closed")
+            .as_str()
+            .unwrap()
+            .contains("logged in as someone else")
+    );
+    assert_eq!(
+        browser.eval("document.querySelectorAll('button[data-decision]').length"),
+        0
+    );
     assert_eq!(status(&appliance, &key, &id)["status"], "pending");
 
-    // A forged or missing token shows nothing.
-    for bad in ["AAAA", "", &token[..token.len() - 1]] {
-        let page = appliance.http("GET", &format!("/approve/{id}?token={bad}"), &[], b"");
-        assert!(
-            page.status == 404 || page.status == 303,
-            "{bad}: {}",
-            page.status
-        );
+    // An unknown request shows nothing; an old-style token in the address opens nothing.
+    for bad in [
+        "apr_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "pnd_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "x",
+    ] {
+        let page = appliance.http("GET", &format!("/approve/{bad}?token=AAAA"), &[], b"");
+        assert_eq!(page.status, 404, "{bad}");
         assert!(!String::from_utf8_lossy(&page.body).contains("Alice's deploy"));
     }
+    let old_style = appliance.http(
+        "POST",
+        &format!("/approve/{id}/decide"),
+        &[("Content-Type", "application/json")],
+        json!({"token": "AAAA", "decision": "approved", "method": "totp", "code": "123456"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(old_style.status, 400, "{:?}", old_style.json);
     // GET changes nothing, however often.
     for _ in 0..3 {
-        let page = appliance.http("GET", &format!("/approve/{id}?token={token}"), &[], b"");
+        let page = appliance.http("GET", &format!("/approve/{id}"), &[], b"");
         assert_eq!(page.status, 200);
         assert!(String::from_utf8_lossy(&page.body).contains("Alice&#39;s deploy"));
     }
     assert_eq!(status(&appliance, &key, &id)["status"], "pending");
 
     // Cross-site POSTs are refused before anything else is looked at.
-    let body = json!({"token": token, "decision": "approved"}).to_string();
+    let body = json!({"decision": "approved"}).to_string();
     for headers in [
         vec![
             ("Origin", "http://evil.example"),
@@ -407,7 +576,7 @@ fn the_pages_refuse_replays_cross_site_posts_and_other_peoples_authenticators() 
             "(async () => {{
                 const post = (p, b) => fetch(p, {{method: 'POST', headers: {{'Content-Type': 'application/json'}},
                     body: JSON.stringify(b)}}).then(async r => [r.status, await r.json()]);
-                const [, asked] = await post('/approve/{id}/options', {{token: {t}, decision: 'rejected'}});
+                const [, asked] = await post('/approve/{id}/options', {{decision: 'rejected'}});
                 const options = asked.options.publicKey;
                 const decode = s => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')), c => c.charCodeAt(0));
                 options.challenge = decode(options.challenge);
@@ -418,13 +587,12 @@ fn the_pages_refuse_replays_cross_site_posts_and_other_peoples_authenticators() 
                     response: {{authenticatorData: enc(cred.response.authenticatorData),
                         clientDataJSON: enc(cred.response.clientDataJSON), signature: enc(cred.response.signature),
                         userHandle: cred.response.userHandle ? enc(cred.response.userHandle) : null}}}};
-                const swapped = await post('/approve/{id}/decide', {{token: {t}, decision: 'approved', method: 'passkey',
+                const swapped = await post('/approve/{id}/decide', {{decision: 'approved', method: 'passkey',
                     ceremony: asked.ceremony, credential}});
-                const replayed = await post('/approve/{id}/decide', {{token: {t}, decision: 'rejected', method: 'passkey',
+                const replayed = await post('/approve/{id}/decide', {{decision: 'rejected', method: 'passkey',
                     ceremony: asked.ceremony, credential}});
                 return [swapped, replayed];
-            }})()",
-            t = json!(token)
+            }})()"
         ))
     };
     let (swapped, replayed) = (&alice_browser_passkey[0], &alice_browser_passkey[1]);
@@ -445,6 +613,7 @@ struct Cosign {
     public_key: String,
     pending_id: String,
     url: String,
+    investor_id: String,
 }
 
 const SAFE: &[u8] = b"SAFE: valuation cap 10,500,000; discount 20%";
@@ -490,6 +659,7 @@ fn cosign_request() -> Cosign {
     Cosign {
         pending_id: body["pending_id"].as_str().unwrap().to_owned(),
         url: body["approval_url"].as_str().unwrap().to_owned(),
+        investor_id: user_id(&investor),
         appliance,
         human,
         agent,
@@ -514,7 +684,7 @@ fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline()
     // A drawing that is not a PNG, or has no ink, is refused before the code is spent.
     let secret = enroll_totp(&c.human);
     let code = code_at(&secret, 0);
-    let token = c.url.split("token=").nth(1).unwrap();
+    let approver = user_id(&c.human);
     use base64::Engine as _;
     let blank = {
         let mut out = Vec::new();
@@ -554,7 +724,7 @@ fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline()
             "POST",
             &format!("/approve/{}/decide", c.pending_id),
             &[("Content-Type", "application/json")],
-            json!({"token": token, "decision": "approved", "method": "totp", "code": "000000",
+            json!({"approver": approver, "decision": "approved", "method": "totp", "code": "000000",
                    "signature_png": base64::engine::general_purpose::STANDARD.encode(&image)})
             .to_string()
             .as_bytes(),
@@ -572,7 +742,7 @@ fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline()
             "POST",
             &format!("/approve/{}/decide", c.pending_id),
             &[("Content-Type", "application/json")],
-            json!({"token": token, "decision": "approved", "method": "totp", "code": code,
+            json!({"approver": approver, "decision": "approved", "method": "totp", "code": code,
                    "signature_png": base64::engine::general_purpose::STANDARD.encode(&image)})
             .to_string()
             .as_bytes(),
@@ -592,12 +762,20 @@ fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline()
     let digest = sshsign::hex::encode(&<sha2::Sha512 as sha2::Digest>::digest(SAFE));
     assert_eq!(browser.text("#payload-hash"), digest.as_str());
     let standing = browser.text("#terms-standing");
+    // Who spoke for each party is an identity, not the name a party gave itself.
+    assert!(
+        standing.as_str().unwrap().contains(&format!(
+            "accepted by investor (spoken for by {}) in round 3",
+            c.investor_id
+        )),
+        "{standing}"
+    );
     assert!(
         standing
             .as_str()
             .unwrap()
-            .contains("accepted by investor in round 3"),
-        "{standing}"
+            .contains("the requester of this signature"),
+        "the founder side was spoken for by the agent itself: {standing}"
     );
     assert!(
         browser

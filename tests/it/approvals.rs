@@ -119,22 +119,33 @@ fn the_rest_contract_answers_each_status_code() {
     assert_eq!(made.json["action"], "Deploy v2.1.0 to production");
     assert_eq!(made.json["metadata"]["sha"], "abc123");
     assert_eq!(made.json["methods"], json!(["passkey", "totp"]));
+    // Addresses, not credentials: the approver's page and where to poll.
     let url = made.json["approval_url"].as_str().unwrap();
-    let token = url.split("?token=").nth(1).unwrap();
     assert!(
-        url.contains(&format!("/approve/{id}?token=")) && token.len() >= 22,
+        url.ends_with(&format!("/approve/{id}?as={}", user_id(&alice))),
         "{url}"
+    );
+    assert!(
+        made.json["status_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/api/v1/approvals/{id}"))
+    );
+    assert!(
+        !made.body.windows(5).any(|w| w == b"token"),
+        "{:?}",
+        made.json
     );
     let created = made.json["created_at"].as_str().unwrap();
     let expires = made.json["expires_at"].as_str().unwrap();
     assert!(expires > created);
 
-    // 200: its status, to its owner; the token is not shown again.
+    // 200: its status, to its owner.
     let status = get(&appliance, &key, &format!("/api/v1/approvals/{id}"));
     assert_eq!(status.status, 200);
     assert_eq!(status.json["status"], "pending");
     assert!(status.json["decision"].is_null());
-    assert!(!String::from_utf8_lossy(&status.body).contains(token));
+    assert_eq!(status.json["totp_failures"], 0);
     // The public verify endpoint says there is nothing to verify yet.
     let (code, verify) = appliance.http_get(&format!("/api/v1/approvals/{id}/verify"));
     assert_eq!((code, verify["valid"].as_bool()), (200, Some(false)));

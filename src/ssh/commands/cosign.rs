@@ -69,7 +69,7 @@ pub async fn pending(ctx: &Context) -> Result<Value, Error> {
         .await?
         .iter()
         .filter(|r| r.awaits(me))
-        .map(|r| approval_json(r, &ctx.appliance.approval_page(&r.request_id)))
+        .map(|r| approval_json(r, &ctx.appliance.approver_page(&r.request_id, me)))
         .collect();
     Ok(json!({ "to_decide": list(true), "requested": list(false), "approvals": approvals }))
 }

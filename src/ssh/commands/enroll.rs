@@ -1,11 +1,14 @@
 //! `enroll passkey`, `enroll totp [--label L] [--code C]`, `authenticators`,
-//! `authenticator remove --id aut_...`: how an approver proves themselves in the browser.
+//! `authenticator remove --id aut_...`, `authenticator reopen --id aut_...`: how an approver
+//! proves themselves in the browser.
 
 use serde_json::{Value, json};
 
 use super::Context;
 use crate::appliance::{ENROLLMENT_TTL, Error};
-use crate::store::AuthenticatorRecord;
+use crate::store::{
+    AuthenticatorKind, AuthenticatorRecord, TOTP_FAILURE_BUDGET, TOTP_LIFETIME_FAILURES, TotpState,
+};
 use crate::time;
 
 #[derive(Debug, clap::Subcommand)]
@@ -31,21 +34,41 @@ pub enum AuthenticatorCommand {
         #[arg(long)]
         id: String,
     },
+    /// Reopen a TOTP secret that wrong codes closed (see `authenticators` and the audit log for
+    /// who entered them).
+    Reopen {
+        /// The TOTP secret (aut_...).
+        #[arg(long)]
+        id: String,
+    },
 }
 
 fn authenticator_json(record: &AuthenticatorRecord) -> Value {
-    let confirmed = match &record.kind {
-        crate::store::AuthenticatorKind::Totp { confirmed, .. } => *confirmed,
-        crate::store::AuthenticatorKind::Passkey { .. } => true,
-    };
-    json!({
+    let mut view = json!({
         "id": record.id,
         "type": record.kind_name(),
         "label": record.label,
-        "confirmed": confirmed,
+        "confirmed": record.totp_state() != Some(TotpState::Unconfirmed),
         "created_at": time::rfc3339(record.created_at),
         "last_used_at": record.last_used_at.map(time::rfc3339),
-    })
+    });
+    if let AuthenticatorKind::Totp {
+        failures,
+        failures_total,
+        closed_at,
+        ..
+    } = &record.kind
+    {
+        view["state"] = json!(record.totp_state());
+        view["wrong_codes"] = json!({
+            "since_reopened": failures,
+            "closes_at": TOTP_FAILURE_BUDGET,
+            "total": failures_total,
+            "retires_at": TOTP_LIFETIME_FAILURES,
+        });
+        view["closed_at"] = json!(closed_at.map(time::rfc3339));
+    }
+    view
 }
 
 pub async fn enroll(command: EnrollCommand, ctx: &Context) -> Result<Value, Error> {
@@ -96,6 +119,9 @@ pub async fn run(command: AuthenticatorCommand, ctx: &Context) -> Result<Value, 
     match command {
         AuthenticatorCommand::Remove { id } => Ok(authenticator_json(
             &ctx.appliance.remove_authenticator(&ctx.caller, &id).await?,
+        )),
+        AuthenticatorCommand::Reopen { id } => Ok(authenticator_json(
+            &ctx.appliance.reopen_totp(&ctx.caller, &id).await?,
         )),
     }
 }

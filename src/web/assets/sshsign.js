@@ -132,12 +132,16 @@ function setUpLogin(root) {
 
 // A request's page: /approve/{id}
 function setUpDecision(root) {
-  const token = new URLSearchParams(window.location.search).get("token");
   const base = `/approve/${encodeURIComponent(root.dataset.id)}`;
   const buttons = Array.from(document.querySelectorAll("button[data-decision]"));
+  // Who is deciding: says whose passkey or code to ask for; only that proof decides.
+  const approver = () => {
+    const field = document.getElementById("approver");
+    return field ? field.value : null;
+  };
   const extra = () => {
     const body = {};
-    if (token) body.token = token;
+    if (approver()) body.approver = approver();
     const reason = document.getElementById("reason");
     if (reason && reason.value.trim()) body.reason = reason.value.trim();
     const pad = document.getElementById("signature-pad");
@@ -158,7 +162,7 @@ function setUpDecision(root) {
     try {
       let body = { ...extra(), decision, method };
       if (method === "passkey") {
-        const ask = token ? { token, decision } : { decision };
+        const ask = approver() ? { decision, approver: approver() } : { decision };
         const { ceremony, options } = await post(`${base}/options`, ask);
         say("Follow your browser's prompt…");
         const credential = await navigator.credentials.get(requestOptions(options));
@@ -181,6 +185,26 @@ function setUpDecision(root) {
     });
   }
   setUpSignaturePad();
+}
+
+// Reopening a TOTP secret that wrong codes closed: /requests, logged in, with a passkey.
+function setUpReopen(root) {
+  const button = document.getElementById("reopen-totp");
+  button.addEventListener("click", async () => {
+    busy([button], true);
+    try {
+      const base = `/account/totp/${encodeURIComponent(root.dataset.id)}`;
+      const { ceremony, options } = await post(`${base}/options`, {});
+      say("Follow your browser's prompt…");
+      const credential = await navigator.credentials.get(requestOptions(options));
+      const done = await post(`${base}/reopen`, { ceremony, credential: assertionJson(credential) });
+      say(`TOTP reopened (${done.id}).`, "ok");
+      button.hidden = true;
+    } catch (error) {
+      say(`Not reopened: ${error.message}`, "error");
+      busy([button], false);
+    }
+  });
 }
 
 // A drawn signature, where the request asks for one.
@@ -241,6 +265,7 @@ document.addEventListener("DOMContentLoaded", () => {
     enroll: setUpEnrollment,
     login: setUpLogin,
     decision: setUpDecision,
+    reopen: setUpReopen,
   }[root.dataset.page];
   if (setUp) setUp(root);
 });
