@@ -280,18 +280,11 @@ pub fn delegate_to_ssh_keygen(args: &[String]) -> Result<i32, Error> {
     Ok(status.code().unwrap_or(SIGN_FAILED))
 }
 
-/// `principal namespaces="git" ssh-ed25519 AAAA...`: a line for an allowed_signers file.
-pub fn allowed_signers_line(
-    principal: &str,
-    public_key_line: &str,
-    namespaces: &[String],
-) -> String {
+/// `principal namespaces="git" ssh-ed25519 AAAA...`: a line for an allowed_signers file, with
+/// its options (`namespaces="..."`, `valid-after="..."`) as ssh-keygen reads them.
+pub fn allowed_signers_line(principal: &str, public_key_line: &str, options: &[String]) -> String {
     let key: Vec<&str> = public_key_line.split_whitespace().take(2).collect();
-    format!(
-        "{principal} namespaces=\"{}\" {}",
-        namespaces.join(","),
-        key.join(" ")
-    )
+    format!("{principal} {} {}", options.join(","), key.join(" "))
 }
 
 #[cfg(test)]
@@ -353,8 +346,23 @@ mod tests {
     #[test]
     fn allowed_signers_lines() {
         assert_eq!(
-            allowed_signers_line("me@x", "ssh-ed25519 AAAA ak_1", &["git".to_owned()]),
+            allowed_signers_line(
+                "me@x",
+                "ssh-ed25519 AAAA ak_1",
+                &["namespaces=\"git\"".to_owned()]
+            ),
             "me@x namespaces=\"git\" ssh-ed25519 AAAA"
+        );
+        assert_eq!(
+            allowed_signers_line(
+                "me@x",
+                "ssh-ed25519 AAAA ak_1",
+                &[
+                    "namespaces=\"git\"".to_owned(),
+                    "valid-after=\"20260101\"".to_owned()
+                ]
+            ),
+            "me@x namespaces=\"git\",valid-after=\"20260101\" ssh-ed25519 AAAA"
         );
     }
 }

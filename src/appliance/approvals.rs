@@ -15,7 +15,8 @@ use subtle::ConstantTimeEq as _;
 
 use super::{Appliance, Caller, Error};
 use crate::approval::decision::{
-    Checked, DecisionError, DecisionPayload, Method, SignedDecision, Verdict, short_hash,
+    self, Checked, DecisionError, DecisionPayload, Method, RequestDocument, SignedDecision,
+    Verdict, full_hash, metadata_sha256, short_hash,
 };
 use crate::audit::AuditEntry;
 use crate::ids::IdKind;
@@ -392,8 +393,9 @@ impl Appliance {
                 Verdict::Approved => None,
             };
             if let Some(status) = outcome {
+                let document = request_document(&r);
                 let payload = DecisionPayload {
-                    v: 1,
+                    v: decision::VERSION,
                     rid: r.request_id.clone(),
                     did: did.clone(),
                     approver: short_hash(approver.id()),
@@ -403,6 +405,10 @@ impl Appliance {
                     ts: now,
                     exp: r.expires_at,
                     nonce: crate::hex::encode(nonce),
+                    request_sha256: Some(crate::hex::encode(&Sha256::digest(&document))),
+                    action_sha256: Some(full_hash(&r.action)),
+                    metadata_sha256: Some(metadata_sha256(&r.metadata)),
+                    approver_sha256: Some(full_hash(approver.id())),
                 };
                 r.status = status;
                 r.decided_at = Some(now);
@@ -533,6 +539,22 @@ impl Appliance {
     pub fn approver_page(&self, id: &str, approver: &str) -> String {
         format!("{}?as={approver}", self.approval_page(id))
     }
+}
+
+/// The canonical JSON of a request as its approvers see it, which decisions bind.
+pub fn request_document(r: &ApprovalRecord) -> Vec<u8> {
+    decision::request_document(&RequestDocument {
+        id: &r.request_id,
+        action: &r.action,
+        metadata: &r.metadata,
+        requester: &r.owner,
+        api_key: &r.api_key,
+        approvers: &r.approvers,
+        threshold: r.threshold,
+        methods: &r.methods,
+        created_at: r.created_at,
+        expires_at: r.expires_at,
+    })
 }
 
 fn verdict_name(verdict: Verdict) -> &'static str {

@@ -3,12 +3,21 @@
 //! who decided what and how.
 //!
 //! ```json
-//! {"action":"9f2c…","approver":"1b0e…","decision":"approved","did":"dec_…","exp":1709086400,
-//!  "method":"passkey","nonce":"…32 hex…","rid":"apr_…","ts":1709000000,"v":1}
+//! {"action":"9f2c…","action_sha256":"9f2c…64 hex","approver":"1b0e…",
+//!  "approver_sha256":"1b0e…64 hex","decision":"approved","did":"dec_…","exp":1709086400,
+//!  "metadata_sha256":"…64 hex","method":"passkey","nonce":"…32 hex…","request_sha256":"…64 hex",
+//!  "rid":"apr_…","ts":1709000000,"v":2}
 //! ```
 //!
-//! `approver` and `action` are the first 16 hex digits of the SHA-256 of the user id and of the
-//! action text: a verifier who knows them can match them, nobody else learns them.
+//! Version 2 keeps the seed's version 1 fields, so a SignedApproval-style verifier still reads
+//! them, and adds what they lack. `approver` and `action` are the first 16 hex digits (64 bits)
+//! of the SHA-256 of the user id and of the action text; 64 bits are not collision resistant (a
+//! pair of actions sharing them takes minutes on a laptop, so a requester could have one approved
+//! and claim the other). Version 2 binds the full SHA-256 of the action, of the metadata (as RFC
+//! 8785 canonical JSON, numbers exact), of the approver's user id, and of the whole request as
+//! the approver saw it ([`request_document`]): action, metadata, requester, approvers,
+//! threshold, methods and times. A verifier who knows the action can match it; nobody else
+//! learns it.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD};
@@ -45,6 +54,9 @@ pub enum Verdict {
     Rejected,
 }
 
+/// The payload version this build signs.
+pub const VERSION: u32 = 2;
+
 /// The signed payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,11 +71,59 @@ pub struct DecisionPayload {
     pub ts: i64,
     pub exp: i64,
     pub nonce: String,
+    /// Version 2: the full SHA-256 of the whole request as the approver saw it, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_sha256: Option<String>,
+    /// Version 2: the full SHA-256 of the action text, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_sha256: Option<String>,
+    /// Version 2: the full SHA-256 of the metadata as canonical JSON, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_sha256: Option<String>,
+    /// Version 2: the full SHA-256 of the approver's user id, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver_sha256: Option<String>,
 }
 
-/// The first 16 hex digits of SHA-256: how the payload names the approver and the action.
+/// The first 16 hex digits of SHA-256: how version 1 names the approver and the action.
 pub fn short_hash(text: &str) -> String {
     crate::hex::encode(&Sha256::digest(text.as_bytes())[..8])
+}
+
+/// The whole SHA-256 of `text`, hex: how version 2 binds it.
+pub fn full_hash(text: &str) -> String {
+    crate::hex::encode(&Sha256::digest(text.as_bytes()))
+}
+
+/// The SHA-256 of a metadata object as RFC 8785 canonical JSON, every number exact, hex.
+pub fn metadata_sha256(metadata: &serde_json::Map<String, Value>) -> String {
+    let exact = canonical::with_exact_numbers(&Value::Object(metadata.clone()));
+    crate::hex::encode(&Sha256::digest(
+        canonical::to_vec(&exact).unwrap_or_default(),
+    ))
+}
+
+/// What an approver is shown of a request, as version 2 binds it: everything that decides what
+/// the approval means.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestDocument<'a> {
+    pub id: &'a str,
+    pub action: &'a str,
+    pub metadata: &'a serde_json::Map<String, Value>,
+    /// The user whose API key asked, and that key.
+    pub requester: &'a str,
+    pub api_key: &'a str,
+    pub approvers: &'a [String],
+    pub threshold: u32,
+    pub methods: &'a [Method],
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// The canonical JSON of a request document.
+pub fn request_document(request: &RequestDocument<'_>) -> Vec<u8> {
+    let value = serde_json::to_value(request).unwrap_or_default();
+    canonical::to_vec(&canonical::with_exact_numbers(&value)).unwrap_or_default()
 }
 
 impl DecisionPayload {
@@ -112,6 +172,8 @@ pub enum DecisionError {
     KeySet(String),
     #[error("the signature does not verify under key {0}")]
     BadSignature(String),
+    #[error("payload version {0} has the wrong fields for its version")]
+    Version(u32),
 }
 
 /// A JWK for an Ed25519 public key.
@@ -159,6 +221,22 @@ pub fn verify(
     if payload.canonical() != bytes {
         return Err(DecisionError::NotCanonical);
     }
+    let bindings = [
+        &payload.request_sha256,
+        &payload.action_sha256,
+        &payload.metadata_sha256,
+        &payload.approver_sha256,
+    ];
+    let well_formed = match payload.v {
+        1 => bindings.iter().all(|b| b.is_none()),
+        2 => bindings
+            .iter()
+            .all(|b| b.as_ref().is_some_and(|h| h.len() == 64)),
+        _ => false,
+    };
+    if !well_formed {
+        return Err(DecisionError::Version(payload.v));
+    }
     let signature = BASE64
         .decode(&decision.signature)
         .map_err(|_| DecisionError::SignatureEncoding)?;
@@ -191,7 +269,61 @@ mod tests {
             ts: 1_709_000_000,
             exp: 1_709_086_400,
             nonce: "00112233445566778899aabbccddeeff".into(),
+            request_sha256: None,
+            action_sha256: None,
+            metadata_sha256: None,
+            approver_sha256: None,
         }
+    }
+
+    fn payload_v2() -> DecisionPayload {
+        DecisionPayload {
+            v: 2,
+            request_sha256: Some(full_hash("the request")),
+            action_sha256: Some(full_hash("Deploy v2.1.0 to production")),
+            metadata_sha256: Some(metadata_sha256(&serde_json::Map::new())),
+            approver_sha256: Some(full_hash("usr_alice")),
+            ..payload()
+        }
+    }
+
+    #[test]
+    fn version_2_keeps_the_seed_fields_and_binds_full_hashes() {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let keys = vec![("k1".to_owned(), key.verifying_key().to_bytes())];
+        let checked = verify(&signed(&key, &payload_v2()), &keys).unwrap();
+        assert_eq!(
+            checked.payload.action,
+            short_hash("Deploy v2.1.0 to production")
+        );
+        assert_eq!(checked.payload.action_sha256.unwrap().len(), 64);
+        // A version that does not match its fields is refused, signed or not.
+        let half = DecisionPayload {
+            request_sha256: None,
+            ..payload_v2()
+        };
+        assert_eq!(
+            verify(&signed(&key, &half), &keys),
+            Err(DecisionError::Version(2))
+        );
+        let v1_with_more = DecisionPayload {
+            v: 1,
+            ..payload_v2()
+        };
+        assert_eq!(
+            verify(&signed(&key, &v1_with_more), &keys),
+            Err(DecisionError::Version(1))
+        );
+        // Metadata hashes are of canonical JSON with exact numbers: order and spacing do not
+        // matter, a digit does.
+        let a: serde_json::Map<String, Value> =
+            serde_json::from_str(r#"{"b": 0.150000000000000001, "a": 1}"#).unwrap();
+        let b: serde_json::Map<String, Value> =
+            serde_json::from_str(r#"{"a":1,"b":0.150000000000000001}"#).unwrap();
+        let c: serde_json::Map<String, Value> =
+            serde_json::from_str(r#"{"a":1,"b":0.15}"#).unwrap();
+        assert_eq!(metadata_sha256(&a), metadata_sha256(&b));
+        assert_ne!(metadata_sha256(&a), metadata_sha256(&c));
     }
 
     fn signed(key: &SigningKey, payload: &DecisionPayload) -> SignedDecision {

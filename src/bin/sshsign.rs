@@ -2,32 +2,167 @@
 //! commands. See `sshsign::shim` for the forms it accepts.
 
 use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::{ArgGroup, Parser, Subcommand};
 use serde_json::{Value, json};
 use sshsign::auditor::{self, Memory, Seen};
 use sshsign::client::{ClientConfig, Connection};
 use sshsign::shim::{self, Error};
 
-const USAGE: &str = "usage:
-  sshsign -Y sign -n NAMESPACE -f KEY [FILE...]      sign through the appliance (git's gpg.ssh.program)
-  sshsign -Y verify|find-principals|check-novalidate|match-principals ...   (run by ssh-keygen)
-  sshsign allowed-signers --key-id ID --principal EMAIL   print an allowed_signers line
-  sshsign audit check                                fetch and check the audit log's checkpoint
-  sshsign audit prove --index N                      fetch and check one of your audit entries
-  sshsign audit verify --key VKEY [--old FILE] FILE  check a saved audit-* reply offline
-  sshsign verify-approval (--jwks FILE | --public-key KEY) [--action TEXT] [--approver USER]
-                         [--method passkey|totp|ssh] FILE
-                                                     check a signed approval decision offline
-  sshsign verify-envelope (--jwks FILE | --public-key KEY) [--signer-key KEY]
-                          [--write-image PNG] FILE   check a get-envelope reply offline
-  sshsign COMMAND [FLAGS]                            run an appliance command (sshsign help)
-The appliance is SSHSIGN_HOST / SSHSIGN_PORT (or ~/.config/sshsign/config.toml).";
+/// The command line: `-Y ...` keeps ssh-keygen's grammar (git runs it); everything else is
+/// parsed here, and an unknown flag or a stray argument exits 2 with the usage.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sshsign",
+    version,
+    about = "Sign through an sshsign appliance (git's gpg.ssh.program) and check what it signs, \
+             offline.",
+    after_help = "Also: sshsign -Y sign -n NAMESPACE -f KEY [FILE...] signs as ssh-keygen does \
+                  (git's gpg.ssh.program); -Y verify|find-principals|check-novalidate|\
+                  match-principals run ssh-keygen.\n\
+                  The appliance is SSHSIGN_HOST / SSHSIGN_PORT (or ~/.config/sshsign/config.toml)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print an allowed_signers line for one of your keys.
+    AllowedSigners(AllowedSignersArgs),
+    /// Check the appliance's audit log: its checkpoint, your entries, saved replies.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Check a signed approval decision offline; exit 0 only for an approval of what you name.
+    VerifyApproval(VerifyApprovalArgs),
+    /// Check a get-envelope reply offline: the seal, the drawn image and the SSHSIG.
+    VerifyEnvelope(VerifyEnvelopeArgs),
+    /// Run an appliance command (`sshsign help` lists them); the appliance parses its flags.
+    #[command(external_subcommand)]
+    Appliance(Vec<String>),
+}
+
+#[derive(Debug, clap::Args)]
+struct AllowedSignersArgs {
+    /// The key (ak_...).
+    #[arg(long)]
+    key_id: String,
+    /// Who signs with it, as git names the committer (an email address).
+    #[arg(long)]
+    principal: String,
+    /// The line holds only for signatures made at or after this time (ssh-keygen's
+    /// YYYYMMDD[HHMM[SS]][Z]).
+    #[arg(long, value_parser = signer_time)]
+    valid_after: Option<String>,
+    /// The line holds only for signatures made before this time (same form).
+    #[arg(long, value_parser = signer_time)]
+    valid_before: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Fetch and check the checkpoint, and that it extends the last one seen.
+    Check,
+    /// Fetch and check one of your entries against the checkpoint.
+    Prove {
+        /// The entry's index.
+        #[arg(long)]
+        index: u64,
+    },
+    /// Check a saved audit-checkpoint, audit-proof or audit-consistency reply.
+    Verify {
+        /// The log's verifier key (origin+keyhash+key).
+        #[arg(long)]
+        key: String,
+        /// The checkpoint a consistency proof starts from.
+        #[arg(long)]
+        old: Option<PathBuf>,
+        /// The saved reply.
+        file: PathBuf,
+    },
+}
+
+/// The keys a verifier trusts: the appliance's JWKS, saved, or one public key.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct TrustedKeys {
+    /// The appliance's /.well-known/jwks.json, saved.
+    #[arg(long)]
+    jwks: Option<PathBuf>,
+    /// The decision key: an ssh-ed25519 line or base64 of its 32 bytes.
+    #[arg(long)]
+    public_key: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(ArgGroup::new("binding").required(true).multiple(true).args(["request_id", "action"])))]
+struct VerifyApprovalArgs {
+    #[command(flatten)]
+    keys: TrustedKeys,
+    /// The request the decision must belong to (apr_...).
+    #[arg(long)]
+    request_id: Option<String>,
+    /// The action text the approver was shown (with --metadata).
+    #[arg(long, requires = "metadata")]
+    action: Option<String>,
+    /// A file holding the metadata the approver was shown, as JSON (with --action).
+    #[arg(long, requires = "action")]
+    metadata: Option<PathBuf>,
+    /// The approver who must have decided (usr_...).
+    #[arg(long)]
+    approver: Option<String>,
+    /// How the approver must have proved themselves.
+    #[arg(long, value_parser = ["passkey", "totp", "ssh"])]
+    method: Option<String>,
+    /// A status reply, a /verify reply, a webhook's data, or the decision object alone.
+    file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct VerifyEnvelopeArgs {
+    #[command(flatten)]
+    keys: TrustedKeys,
+    /// The key that must have signed the document (an ssh-ed25519 line).
+    #[arg(long)]
+    signer_key: Option<String>,
+    /// Where to write the drawn signature (PNG).
+    #[arg(long)]
+    write_image: Option<PathBuf>,
+    /// A saved get-envelope reply.
+    file: PathBuf,
+}
+
+/// ssh-keygen's time form for allowed_signers: YYYYMMDD, YYYYMMDDHHMM or YYYYMMDDHHMMSS, with
+/// an optional trailing Z for UTC.
+fn signer_time(text: &str) -> Result<String, String> {
+    let digits = text.strip_suffix('Z').unwrap_or(text);
+    if matches!(digits.len(), 8 | 12 | 14) && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(text.to_owned())
+    } else {
+        Err("expected YYYYMMDD[HHMM[SS]][Z], as ssh-keygen takes it".to_owned())
+    }
+}
+
+/// Exit status for a check that refused what it was given (usage errors exit 2).
+const REFUSED: i32 = 1;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // git's form: ssh-keygen's grammar, where an unknown option is an error too.
+    let keygen = args.first().is_some_and(|a| {
+        a.starts_with("-Y") || (a.starts_with('-') && args.iter().any(|a| a.starts_with("-Y")))
+    });
+    let cli = if keygen { None } else { Some(Cli::parse()) };
     let outcome = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime.block_on(run(args)),
+        Ok(runtime) => runtime.block_on(async {
+            match cli {
+                Some(cli) => run(cli.command).await,
+                None => keygen_form(&args).await,
+            }
+        }),
         Err(e) => Err(Error::Usage(format!("cannot start: {e}"))),
     };
     match outcome {
@@ -39,27 +174,52 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Vec<String>) -> Result<i32, Error> {
-    match args.first().map(String::as_str) {
-        None | Some("-h" | "--help") => {
-            println!("{USAGE}");
-            Ok(0)
+async fn keygen_form(args: &[String]) -> Result<i32, Error> {
+    let parsed = shim::parse_keygen_args(args)?;
+    match parsed.operation.as_deref() {
+        Some("sign") => shim::sign(parsed).await,
+        Some("verify" | "find-principals" | "check-novalidate" | "match-principals") => {
+            shim::delegate_to_ssh_keygen(args)
         }
-        Some(first) if first.starts_with('-') => {
-            let parsed = shim::parse_keygen_args(&args)?;
-            match parsed.operation.as_deref() {
-                Some("sign") => shim::sign(parsed).await,
-                Some("verify" | "find-principals" | "check-novalidate" | "match-principals") => {
-                    shim::delegate_to_ssh_keygen(&args)
-                }
-                _ => Err(Error::Usage(USAGE.to_owned())),
-            }
+        other => Err(Error::Usage(format!(
+            "unknown -Y operation {:?}: sign, verify, find-principals, check-novalidate or \
+             match-principals",
+            other.unwrap_or_default()
+        ))),
+    }
+}
+
+async fn run(command: Command) -> Result<i32, Error> {
+    match command {
+        Command::AllowedSigners(args) => allowed_signers(args).await,
+        Command::Audit(command) => audit(command).await,
+        Command::VerifyApproval(args) => Ok(report(verify_approval(args))),
+        Command::VerifyEnvelope(args) => Ok(report(verify_envelope(args))),
+        Command::Appliance(words) => passthrough(&words).await,
+    }
+}
+
+/// Prints a check's findings (exit 0) or why it refused (exit 1).
+fn report(outcome: Result<Value, Refusal>) -> i32 {
+    match outcome {
+        Ok(found) => {
+            print(&found);
+            0
         }
-        Some("allowed-signers") => allowed_signers(&args[1..]).await,
-        Some("audit") => audit(&args[1..]).await,
-        Some("verify-approval") => verify_approval(&args[1..]),
-        Some("verify-envelope") => verify_envelope(&args[1..]),
-        Some(_) => passthrough(&args).await,
+        Err(Refusal(why)) => {
+            eprintln!("sshsign: {why}");
+            REFUSED
+        }
+    }
+}
+
+/// Why an offline check refused what it was given.
+#[derive(Debug)]
+struct Refusal(String);
+
+impl From<Error> for Refusal {
+    fn from(error: Error) -> Self {
+        Refusal(error.to_string())
     }
 }
 
@@ -82,13 +242,7 @@ async fn passthrough(words: &[String]) -> Result<i32, Error> {
     Ok(i32::try_from(output.exit_status).unwrap_or(1))
 }
 
-async fn allowed_signers(args: &[String]) -> Result<i32, Error> {
-    let (Some(key_id), Some(principal)) = (flag(args, "--key-id"), flag(args, "--principal"))
-    else {
-        return Err(Error::Usage(
-            "usage: sshsign allowed-signers --key-id ID --principal EMAIL".to_owned(),
-        ));
-    };
+async fn allowed_signers(args: AllowedSignersArgs) -> Result<i32, Error> {
     let connection = Connection::connect(&ClientConfig::load()?).await?;
     let reply = shim::accepted(connection.run(&["keys".to_owned()], &[]).await?)?;
     connection.close().await;
@@ -96,8 +250,8 @@ async fn allowed_signers(args: &[String]) -> Result<i32, Error> {
         .as_array()
         .into_iter()
         .flatten()
-        .find(|k| k["key_id"] == key_id.as_str())
-        .ok_or_else(|| Error::Usage(format!("you hold no key {key_id}")))?;
+        .find(|k| k["key_id"] == args.key_id.as_str())
+        .ok_or_else(|| Error::Usage(format!("you hold no key {}", args.key_id)))?;
     // The namespaces the caller's active authorizations on the key cover.
     let mut namespaces: Vec<String> = key["authorizations"]
         .as_array()
@@ -109,21 +263,20 @@ async fn allowed_signers(args: &[String]) -> Result<i32, Error> {
         .collect();
     namespaces.sort();
     namespaces.dedup();
+    let mut options = vec![format!("namespaces=\"{}\"", namespaces.join(","))];
+    if let Some(after) = &args.valid_after {
+        options.push(format!("valid-after=\"{after}\""));
+    }
+    if let Some(before) = &args.valid_before {
+        options.push(format!("valid-before=\"{before}\""));
+    }
     let line = shim::allowed_signers_line(
-        &principal,
+        &args.principal,
         key["public_key"].as_str().unwrap_or_default(),
-        &namespaces,
+        &options,
     );
     println!("{line}");
     Ok(0)
-}
-
-/// The value after `name` in `args`.
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
 }
 
 fn print(value: &Value) {
@@ -138,34 +291,37 @@ fn audit_failed(e: auditor::AuditorError) -> Error {
 }
 
 /// `sshsign audit check | prove --index N | verify --key VKEY [--old FILE] FILE`.
-async fn audit(args: &[String]) -> Result<i32, Error> {
-    match args.first().map(String::as_str) {
-        Some("verify") => audit_verify(&args[1..]),
-        Some(online @ ("check" | "prove")) => {
-            let connection = Connection::connect(&ClientConfig::load()?).await?;
-            let outcome = audit_online(&connection, online, &args[1..]).await;
-            connection.close().await;
-            outcome
-        }
-        _ => Err(Error::Usage(
-            "usage: sshsign audit check | prove --index N | verify --key VKEY [--old FILE] FILE"
-                .to_owned(),
-        )),
+async fn audit(command: AuditCommand) -> Result<i32, Error> {
+    match command {
+        AuditCommand::Verify { key, old, file } => audit_verify(&key, old.as_deref(), &file),
+        AuditCommand::Check => audit_online(None).await,
+        AuditCommand::Prove { index } => audit_online(Some(index)).await,
     }
 }
 
-async fn audit_online(connection: &Connection, what: &str, args: &[String]) -> Result<i32, Error> {
+/// Fetches the checkpoint (and, with `index`, that entry's proof) and checks it.
+async fn audit_online(index: Option<u64>) -> Result<i32, Error> {
+    let connection = Connection::connect(&ClientConfig::load()?).await?;
+    let outcome = audit_online_over(&connection, index).await;
+    connection.close().await;
+    outcome
+}
+
+async fn audit_online_over(connection: &Connection, index: Option<u64>) -> Result<i32, Error> {
     let memory = Memory::default_location()
         .ok_or_else(|| Error::Usage("set HOME or XDG_STATE_HOME to keep audit state".into()))?;
     let run =
         |words: Vec<String>| async move { shim::accepted(connection.run(&words, &[]).await?) };
-    let reply = match what {
-        "prove" => {
-            let index = flag(args, "--index")
-                .ok_or_else(|| Error::Usage("usage: sshsign audit prove --index N".into()))?;
-            run(vec!["audit-proof".into(), "--index".into(), index]).await?
+    let reply = match index {
+        Some(index) => {
+            run(vec![
+                "audit-proof".into(),
+                "--index".into(),
+                index.to_string(),
+            ])
+            .await?
         }
-        _ => run(vec!["audit-checkpoint".into()]).await?,
+        None => run(vec!["audit-checkpoint".into()]).await?,
     };
     let note = reply["checkpoint"].as_str().unwrap_or_default().to_owned();
     let offered = reply["verifier_key"]
@@ -225,7 +381,7 @@ async fn audit_online(connection: &Connection, what: &str, args: &[String]) -> R
         "size": checkpoint.size,
         "previously_seen": old_size,
     });
-    if what == "prove" {
+    if index.is_some() {
         let (_, entry) = auditor::check_inclusion(&reply, &vkey).map_err(audit_failed)?;
         out["index"] = reply["index"].clone();
         out["entry"] = serde_json::to_value(entry).unwrap_or_default();
@@ -235,35 +391,24 @@ async fn audit_online(connection: &Connection, what: &str, args: &[String]) -> R
 }
 
 /// Offline: checks a saved `audit-checkpoint`, `audit-proof` or `audit-consistency` reply.
-fn audit_verify(args: &[String]) -> Result<i32, Error> {
-    let usage = || Error::Usage("usage: sshsign audit verify --key VKEY [--old FILE] FILE".into());
-    let vkey = flag(args, "--key").ok_or_else(usage)?;
-    let file = args
-        .last()
-        .filter(|f| !f.starts_with("--"))
-        .ok_or_else(usage)?;
-    let read = |path: &str| -> Result<Value, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|e| Error::Usage(format!("{path}: not JSON: {e}")))
-    };
-    let reply = read(file)?;
+fn audit_verify(vkey: &str, old: Option<&Path>, file: &Path) -> Result<i32, Error> {
+    let reply = read_json(file)?;
     let out = if reply.get("entry").is_some() {
-        let (checkpoint, entry) = auditor::check_inclusion(&reply, &vkey).map_err(audit_failed)?;
+        let (checkpoint, entry) = auditor::check_inclusion(&reply, vkey).map_err(audit_failed)?;
         json!({ "verified": "inclusion", "size": checkpoint.size, "index": reply["index"], "entry": entry })
     } else if reply.get("from").is_some() {
-        let old_file = flag(args, "--old").ok_or_else(usage)?;
-        let old_reply = read(&old_file)?;
+        let old_file = old.ok_or_else(|| {
+            Error::Usage("a consistency proof is checked from --old CHECKPOINT_FILE".into())
+        })?;
+        let old_reply = read_json(old_file)?;
         let old =
-            auditor::check_checkpoint(old_reply["checkpoint"].as_str().unwrap_or_default(), &vkey)
+            auditor::check_checkpoint(old_reply["checkpoint"].as_str().unwrap_or_default(), vkey)
                 .map_err(audit_failed)?;
-        let new = auditor::check_consistency(&reply, &old, &vkey).map_err(audit_failed)?;
+        let new = auditor::check_consistency(&reply, &old, vkey).map_err(audit_failed)?;
         json!({ "verified": "consistency", "from": old.size, "to": new.size })
     } else {
         let checkpoint =
-            auditor::check_checkpoint(reply["checkpoint"].as_str().unwrap_or_default(), &vkey)
+            auditor::check_checkpoint(reply["checkpoint"].as_str().unwrap_or_default(), vkey)
                 .map_err(audit_failed)?;
         json!({ "verified": "checkpoint", "origin": checkpoint.origin, "size": checkpoint.size })
     };
@@ -272,74 +417,69 @@ fn audit_verify(args: &[String]) -> Result<i32, Error> {
 }
 
 /// Reads a JSON file.
-fn read_json(path: &str) -> Result<Value, Error> {
+fn read_json(path: &Path) -> Result<Value, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_owned(),
+        path: path.display().to_string(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|e| Error::Usage(format!("{path}: not JSON: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Usage(format!("{}: not JSON: {e}", path.display())))
 }
 
 /// The appliance keys a verifier trusts: `--jwks FILE` (the appliance's
 /// `/.well-known/jwks.json`, saved), or `--public-key KEY` (an ssh-ed25519 line or base64 of
 /// 32 bytes), which stands for `kid`.
-fn trusted_keys(
-    args: &[String],
-    kid: &str,
-    usage: &dyn Fn() -> Error,
-) -> Result<Vec<(String, [u8; 32])>, Error> {
+fn trusted_keys(keys: &TrustedKeys, kid: &str) -> Result<Vec<(String, [u8; 32])>, Refusal> {
     use sshsign::approval::decision;
-    match (flag(args, "--jwks"), flag(args, "--public-key")) {
-        (Some(path), None) => decision::jwks_keys(&read_json(&path)?)
-            .map_err(|e| Error::Usage(format!("{path}: {e}"))),
-        (None, Some(key)) => {
-            let bytes = sshsign::pubkey::parse_ed25519(&key)
-                .or_else(|| {
-                    use base64::Engine as _;
-                    let engine = base64::engine::general_purpose::STANDARD;
-                    engine.decode(&key).ok().and_then(|b| b.try_into().ok())
-                })
-                .ok_or_else(|| {
-                    Error::Usage("--public-key is an ssh-ed25519 line or base64 of 32 bytes".into())
-                })?;
-            Ok(vec![(kid.to_owned(), bytes)])
-        }
-        _ => Err(usage()),
+    if let Some(path) = &keys.jwks {
+        return decision::jwks_keys(&read_json(path)?)
+            .map_err(|e| Refusal(format!("{}: {e}", path.display())));
     }
+    let key = keys.public_key.as_deref().unwrap_or_default();
+    let bytes = sshsign::pubkey::parse_ed25519(key)
+        .or_else(|| {
+            use base64::Engine as _;
+            let engine = base64::engine::general_purpose::STANDARD;
+            engine.decode(key).ok().and_then(|b| b.try_into().ok())
+        })
+        .ok_or_else(|| {
+            Refusal("--public-key is an ssh-ed25519 line or base64 of 32 bytes".into())
+        })?;
+    Ok(vec![(kid.to_owned(), bytes)])
 }
 
-/// The last argument, when it is not a flag: the file to check.
-fn file_argument<'a>(args: &'a [String], usage: &dyn Fn() -> Error) -> Result<&'a String, Error> {
-    args.last()
-        .filter(|f| !f.starts_with("--"))
-        .ok_or_else(usage)
+/// The signed decision in a saved document: a `/verify` reply (the document itself), a status
+/// reply (its `decision`), or a webhook body (`data.decision`).
+fn signed_decision(document: &Value) -> Option<sshsign::approval::decision::SignedDecision> {
+    [
+        document,
+        &document["decision"],
+        &document["data"]["decision"],
+    ]
+    .into_iter()
+    .find(|d| d.get("signed_payload").is_some())
+    .and_then(|d| serde_json::from_value(d.clone()).ok())
 }
 
-/// Offline: checks a signed decision (as `GET /api/v1/approvals/{id}`, its `/verify` or the
-/// `decision` object alone carries it) against a JWKS file or a public key, and says what it
-/// checked.
-fn verify_approval(args: &[String]) -> Result<i32, Error> {
-    use sshsign::approval::decision::{self, SignedDecision, short_hash};
-    let usage = || {
-        Error::Usage(
-            "usage: sshsign verify-approval (--jwks FILE | --public-key KEY) [--action TEXT] \
-             [--approver USER] [--method passkey|totp|ssh] FILE"
-                .into(),
-        )
+/// Offline: checks a signed decision against a JWKS file or a public key. It passes only for
+/// an approval, unexpired when it was made, bound to what the caller names (the request, or the
+/// action and metadata; the approver and method when given), and says what it checked.
+fn verify_approval(args: VerifyApprovalArgs) -> Result<Value, Refusal> {
+    use sshsign::approval::decision::{self, Verdict, full_hash, metadata_sha256, short_hash};
+    let refuse = |why: String| Refusal(format!("decision refused: {why}"));
+    let document = read_json(&args.file)?;
+    let Some(signed) = signed_decision(&document) else {
+        // A status reply for a request that never got a decision says why.
+        return Err(match document["status"].as_str() {
+            Some(status @ ("pending" | "expired")) => {
+                refuse(format!("the request is {status}; it has no decision"))
+            }
+            _ => Refusal(format!("{}: holds no signed decision", args.file.display())),
+        });
     };
-    let file = file_argument(args, &usage)?;
-    let document = read_json(file)?;
-    // The decision may be the document itself (a /verify reply) or its "decision" member.
-    let candidate = if document.get("signed_payload").is_some() {
-        document.clone()
-    } else {
-        document["decision"].clone()
-    };
-    let signed: SignedDecision = serde_json::from_value(candidate)
-        .map_err(|_| Error::Usage(format!("{file}: holds no signed decision")))?;
-    let keys = trusted_keys(args, &signed.key_id, &usage)?;
-    let checked = decision::verify(&signed, &keys)
-        .map_err(|e| Error::Usage(format!("decision refused: {e}")))?;
+    let keys = trusted_keys(&args.keys, &signed.key_id)?;
+    let checked = decision::verify(&signed, &keys).map_err(|e| refuse(e.to_string()))?;
+    let payload = &checked.payload;
     let mut checks = vec![
         "the payload is canonical JSON (RFC 8785)".to_owned(),
         format!(
@@ -347,57 +487,92 @@ fn verify_approval(args: &[String]) -> Result<i32, Error> {
             checked.key_id
         ),
     ];
-    if let Some(action) = flag(args, "--action") {
-        if short_hash(&action) != checked.payload.action {
-            return Err(Error::Usage(
-                "decision refused: it is for another action".into(),
-            ));
-        }
-        checks.push("the action matches".into());
+    if payload.decision != Verdict::Approved {
+        return Err(refuse(format!(
+            "the decision is {}, not an approval",
+            serde_json::to_value(payload.decision)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        )));
     }
-    if let Some(method) = flag(args, "--method") {
-        if checked.payload.method.as_str() != method {
-            return Err(Error::Usage(format!(
-                "decision refused: it was made by {}, not {method}",
-                checked.payload.method.as_str()
+    checks.push("it is an approval".into());
+    if payload.ts > payload.exp {
+        return Err(refuse("it was made after the request expired".into()));
+    }
+    checks.push("it was made before the request expired".into());
+    if let Some(id) = &args.request_id {
+        if &payload.rid != id {
+            return Err(refuse(format!(
+                "it is for request {}, not {id}",
+                payload.rid
+            )));
+        }
+        checks.push(format!("it is for request {id}"));
+    }
+    if let (Some(action), Some(metadata_file)) = (&args.action, &args.metadata) {
+        let (Some(action_sha256), Some(bound_metadata)) =
+            (&payload.action_sha256, &payload.metadata_sha256)
+        else {
+            return Err(refuse(
+                "it is a version 1 decision, which binds only 64 bits of the action; check it \
+                 with --request-id"
+                    .into(),
+            ));
+        };
+        if *action_sha256 != full_hash(action) {
+            return Err(refuse("it is for another action".into()));
+        }
+        checks.push("the action matches (SHA-256)".into());
+        let metadata = read_json(metadata_file)?;
+        let metadata = metadata.as_object().ok_or_else(|| {
+            Refusal(format!(
+                "{}: the metadata is a JSON object",
+                metadata_file.display()
+            ))
+        })?;
+        if *bound_metadata != metadata_sha256(metadata) {
+            return Err(refuse("it is for other metadata".into()));
+        }
+        checks.push("the metadata matches (SHA-256 of canonical JSON)".into());
+    }
+    if let Some(method) = &args.method {
+        if payload.method.as_str() != method {
+            return Err(refuse(format!(
+                "it was made by {}, not {method}",
+                payload.method.as_str()
             )));
         }
         checks.push(format!("the approver proved themselves by {method}"));
     }
-    if let Some(approver) = flag(args, "--approver") {
-        if short_hash(&approver) != checked.payload.approver {
-            return Err(Error::Usage(
-                "decision refused: another approver made it".into(),
-            ));
+    if let Some(approver) = &args.approver {
+        let same = match &payload.approver_sha256 {
+            Some(full) => *full == full_hash(approver),
+            None => payload.approver == short_hash(approver),
+        };
+        if !same {
+            return Err(refuse("another approver made it".into()));
         }
-        checks.push("the approver matches".into());
+        checks.push(format!("{approver} made it"));
     }
-    print(&json!({
+    Ok(json!({
         "verified": true,
         "checked": checks,
-        "payload": checked.payload,
-    }));
-    Ok(0)
+        "payload": payload,
+    }))
 }
 
 /// Offline: checks a `get-envelope` reply for a request approved with a drawn signature: the
 /// envelope's exact bytes against its SHA-256, the image against its hash, the token's seal
 /// against the appliance's key, and the document's SSHSIG against the envelope's payload hash.
-fn verify_envelope(args: &[String]) -> Result<i32, Error> {
+fn verify_envelope(args: VerifyEnvelopeArgs) -> Result<Value, Refusal> {
     use base64::Engine as _;
     use sshsign::approval::envelope;
-    let usage = || {
-        Error::Usage(
-            "usage: sshsign verify-envelope (--jwks FILE | --public-key KEY) [--signer-key KEY] \
-             [--write-image PNG] FILE"
-                .into(),
-        )
-    };
-    let refused = |why: String| Error::Usage(format!("envelope refused: {why}"));
-    let file = file_argument(args, &usage)?;
-    let reply = read_json(file)?;
+    let refused = |why: String| Refusal(format!("envelope refused: {why}"));
+    let file = args.file.display().to_string();
+    let reply = read_json(&args.file)?;
     let evidence = &reply["evidence"];
-    let text = |value: &Value, what: &str| -> Result<String, Error> {
+    let text = |value: &Value, what: &str| -> Result<String, Refusal> {
         value
             .as_str()
             .map(str::to_owned)
@@ -412,7 +587,7 @@ fn verify_envelope(args: &[String]) -> Result<i32, Error> {
         .map_err(|_| refused("evidence.seal is not base64".into()))?;
     let key_id = text(&evidence["key_id"], "evidence.key_id")?;
     let stated = text(&evidence["sha256"], "evidence.sha256")?;
-    let keys = trusted_keys(args, &key_id, &usage)?;
+    let keys = trusted_keys(&args.keys, &key_id)?;
     let (_, public_key) = keys
         .iter()
         .find(|(kid, _)| *kid == key_id)
@@ -445,19 +620,20 @@ fn verify_envelope(args: &[String]) -> Result<i32, Error> {
     checks.push(format!(
         "the document's SSHSIG ({namespace}) verifies over payload_hash, by {signer_key}"
     ));
-    if let Some(expected) = flag(args, "--signer-key") {
-        let expected = sshsign::pubkey::parse_ed25519(&expected)
-            .ok_or_else(|| Error::Usage("--signer-key is an ssh-ed25519 line".into()))?;
+    if let Some(expected) = &args.signer_key {
+        let expected = sshsign::pubkey::parse_ed25519(expected)
+            .ok_or_else(|| Refusal("--signer-key is an ssh-ed25519 line".into()))?;
         if &expected != sshsig.public_key() {
             return Err(refused("the document was signed by another key".into()));
         }
         checks.push("the document's key is the expected one".into());
     }
     let image = opened.image().unwrap_or_default();
-    if let Some(path) = flag(args, "--write-image") {
-        std::fs::write(&path, &image).map_err(|source| Error::Io { path, source })?;
+    if let Some(path) = &args.write_image {
+        std::fs::write(path, &image)
+            .map_err(|e| Refusal(format!("writing {}: {e}", path.display())))?;
     }
-    print(&json!({
+    Ok(json!({
         "verified": true,
         "checked": checks,
         "pending_id": opened.pending_id,
@@ -467,6 +643,5 @@ fn verify_envelope(args: &[String]) -> Result<i32, Error> {
         "decision": opened.decision,
         "payload_hash": opened.payload_hash,
         "image_bytes": image.len(),
-    }));
-    Ok(0)
+    }))
 }

@@ -184,6 +184,7 @@ pub async fn verify(
         return Ok(Json(json!({
             "id": request.request_id,
             "valid": false,
+            "approved": false,
             "status": request.status.as_str(),
             "reason": format!("the request is {} and has no decision", request.status.as_str()),
         })));
@@ -192,9 +193,18 @@ pub async fn verify(
         .decode(&signed.signed_payload)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
+    // `valid` says the signature checks out (the seed's meaning); `approved` says that it does
+    // and that what it signs is an approval of this request, made before it expired, so a
+    // client reading one field cannot take a rejection for an approval.
+    let approved = checked.as_ref().is_ok_and(|c| {
+        c.payload.decision == crate::approval::decision::Verdict::Approved
+            && c.payload.rid == request.request_id
+            && c.payload.ts <= c.payload.exp
+    });
     let mut reply = json!({
         "id": request.request_id,
         "valid": checked.is_ok(),
+        "approved": approved,
         "status": request.status.as_str(),
         "decision": payload.as_ref().map(|p| p["decision"].clone()),
         "method": payload.as_ref().map(|p| p["method"].clone()),

@@ -353,11 +353,20 @@ fn an_ssh_decision_is_signed_by_the_token_and_verifies_offline() {
     let text = String::from_utf8(payload.clone()).unwrap();
     let parsed: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(parsed["rid"], id.as_str());
-    assert_eq!(parsed["v"], 1);
+    assert_eq!(parsed["v"], 2);
     assert_eq!(parsed["nonce"].as_str().unwrap().len(), 32);
+    // The seed's 64-bit fields stay; version 2 adds full SHA-256 bindings.
     let short = |t: &str| sshsign::approval::decision::short_hash(t);
+    let full = |t: &str| sshsign::approval::decision::full_hash(t);
     assert_eq!(parsed["action"], short(action));
     assert_eq!(parsed["approver"], short(&user_id(&alice)));
+    assert_eq!(parsed["action_sha256"], full(action));
+    assert_eq!(parsed["approver_sha256"], full(&user_id(&alice)));
+    assert_eq!(
+        parsed["metadata_sha256"],
+        sshsign::approval::decision::metadata_sha256(&Default::default())
+    );
+    assert_eq!(parsed["request_sha256"].as_str().unwrap().len(), 64);
     assert!(
         text.starts_with(r#"{"action":"#) && !text.contains(' '),
         "{text}"
@@ -367,6 +376,7 @@ fn an_ssh_decision_is_signed_by_the_token_and_verifies_offline() {
     let (code, verified) = appliance.http_get(&format!("/api/v1/approvals/{id}/verify"));
     assert_eq!(code, 200);
     assert_eq!(verified["valid"], true, "{verified}");
+    assert_eq!(verified["approved"], true, "{verified}");
     assert_eq!(verified["decision"], "approved");
     assert_eq!(verified["payload"]["rid"], id.as_str());
 
@@ -377,7 +387,21 @@ fn an_ssh_decision_is_signed_by_the_token_and_verifies_offline() {
     let verify = |file: &std::path::Path, extra: &[&str]| {
         offline_check("verify-approval", &jwks_file, extra, file)
     };
-    let ok = verify(&decision_file, &["--action", action, "--method", "ssh"]);
+    let empty = write_file(dir.path(), "metadata.json", "{}");
+    let empty = empty.to_str().unwrap();
+    let ok = verify(
+        &decision_file,
+        &[
+            "--request-id",
+            &id,
+            "--action",
+            action,
+            "--metadata",
+            empty,
+            "--method",
+            "ssh",
+        ],
+    );
     assert!(
         ok.status.success(),
         "{}",
@@ -385,28 +409,59 @@ fn an_ssh_decision_is_signed_by_the_token_and_verifies_offline() {
     );
     let printed: Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert_eq!(printed["verified"], true);
-    assert_eq!(printed["checked"].as_array().unwrap().len(), 4);
+    assert_eq!(printed["checked"].as_array().unwrap().len(), 8, "{printed}");
     let verify_reply = write_file(dir.path(), "verify.json", verified.to_string());
-    assert!(verify(&verify_reply, &[]).status.success());
-
     assert!(
-        !verify(&decision_file, &["--method", "passkey"])
+        verify(&verify_reply, &["--request-id", &id])
             .status
             .success()
     );
-    assert!(
-        !verify(&decision_file, &["--action", "Merge PR #43 into main"])
-            .status
-            .success()
+    let refused_with = |extra: &[&str], code: i32, needle: &str| {
+        let out = verify(&decision_file, extra);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{extra:?}: {stderr}");
+        assert!(stderr.contains(needle), "{extra:?}: {stderr}");
+    };
+    refused_with(
+        &["--request-id", &id, "--method", "passkey"],
+        1,
+        "not passkey",
     );
+    refused_with(
+        &["--action", "Merge PR #43 into main", "--metadata", empty],
+        1,
+        "another action",
+    );
+    let other_metadata = write_file(dir.path(), "other.json", r#"{"env": "prod"}"#);
+    refused_with(
+        &[
+            "--action",
+            action,
+            "--metadata",
+            other_metadata.to_str().unwrap(),
+        ],
+        1,
+        "other metadata",
+    );
+    refused_with(&["--request-id", "apr_other"], 1, "not apr_other");
+    refused_with(
+        &["--request-id", &id, "--approver", "usr_someoneelse"],
+        1,
+        "another approver",
+    );
+    // A mistyped flag, a stray argument, or no binding at all is a usage error, never a pass.
+    refused_with(&["--request-id", &id, "--aprover", "bob"], 2, "--aprover");
+    refused_with(&["--request-id", &id, "stray"], 2, "unexpected argument");
+    refused_with(&[], 2, "--request-id");
+    refused_with(&["--action", action], 2, "--metadata");
     let mut tampered = status.json.clone();
     let forged = text.replace("\"approved\"", "\"rejected\"");
     tampered["decision"]["signed_payload"] = base64::engine::general_purpose::STANDARD
         .encode(forged)
         .into();
     let tampered_file = write_file(dir.path(), "tampered.json", tampered.to_string());
-    let refused = verify(&tampered_file, &[]);
-    assert!(!refused.status.success());
+    let refused = verify(&tampered_file, &["--request-id", &id]);
+    assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("does not verify"));
 
     // The audit log has the request, the vote and the signing.
@@ -514,6 +569,14 @@ fn an_expired_request_cannot_be_decided() {
     assert_eq!(status.json["status"], "expired");
     let (_, verified) = appliance.http_get(&format!("/api/v1/approvals/{id}/verify"));
     assert_eq!(verified["valid"], false);
+    assert_eq!(verified["approved"], false);
+    // The offline verifier says so and fails.
+    let dir = tempfile::tempdir().unwrap();
+    let jwks_file = appliance.save_jwks(dir.path());
+    let file = write_file(dir.path(), "expired.json", status.body.clone());
+    let out = offline_check("verify-approval", &jwks_file, &["--request-id", &id], &file);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the request is expired"));
     assert!(
         alice.cmd("pending").ok()["approvals"]
             .as_array()
@@ -614,5 +677,84 @@ fn concurrent_creates_and_decisions_all_complete() {
             .filter(|r| r["status"] == "pending")
             .count(),
         0
+    );
+}
+
+#[test]
+fn a_decision_binds_the_whole_request_and_the_verifier_checks_what_it_is_told() {
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let key = api_key(&alice, "approval:create,approval:read");
+    // Two actions whose 64-bit seed hashes collide (found in ten minutes on two cores).
+    let production = "Deploy release to production, ticket #2f94db987d8c952d";
+    let staging = "Deploy release to staging, ticket #1632177a34372ff6";
+    let short = sshsign::approval::decision::short_hash;
+    assert_eq!(short(production), short(staging));
+    let decided = |action: &str, verdict: &str| {
+        let id = request(
+            &appliance,
+            &key,
+            json!({"action": action, "methods": ["ssh"], "metadata": {"ticket": 7}}),
+        );
+        alice.cmd(&format!("{verdict} --id {id}")).ok();
+        let status = get(&appliance, &key, &format!("/api/v1/approvals/{id}"));
+        (id, status)
+    };
+    let (staging_id, staging_status) = decided(staging, "approve");
+    let (production_id, _) = decided(production, "approve");
+    let dir = tempfile::tempdir().unwrap();
+    let jwks_file = appliance.save_jwks(dir.path());
+    let metadata = write_file(dir.path(), "metadata.json", r#"{ "ticket": 7 }"#);
+    let metadata = metadata.to_str().unwrap();
+    let staging_file = write_file(dir.path(), "staging.json", staging_status.body.clone());
+    let check = |file: &std::path::Path, extra: &[&str]| {
+        let out = offline_check("verify-approval", &jwks_file, extra, file);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The staging approval verifies for staging, by request or by action and metadata ...
+    assert_eq!(
+        check(&staging_file, &["--request-id", &staging_id]).0,
+        Some(0)
+    );
+    assert_eq!(
+        check(
+            &staging_file,
+            &["--action", staging, "--metadata", metadata]
+        )
+        .0,
+        Some(0)
+    );
+    // ... and is told apart from production either way, though the seed's field is the same.
+    let (code, why) = check(&staging_file, &["--request-id", &production_id]);
+    assert_eq!(code, Some(1), "{why}");
+    let (code, why) = check(
+        &staging_file,
+        &["--action", production, "--metadata", metadata],
+    );
+    assert_eq!(
+        (code, why.contains("another action")),
+        (Some(1), true),
+        "{why}"
+    );
+
+    // A rejection is signed, and valid, but never passes as an approval.
+    let (rejected_id, rejected_status) = decided("Drop the database", "deny");
+    assert_eq!(rejected_status.json["decision"]["decision"], "rejected");
+    let (_, verified) = appliance.http_get(&format!("/api/v1/approvals/{rejected_id}/verify"));
+    assert_eq!(
+        (verified["valid"].as_bool(), verified["approved"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let rejected_file = write_file(dir.path(), "rejected.json", rejected_status.body.clone());
+    let (code, why) = check(&rejected_file, &["--request-id", &rejected_id]);
+    assert_eq!(code, Some(1));
+    assert!(why.contains("rejected, not an approval"), "{why}");
+    let verify_file = write_file(dir.path(), "verify.json", verified.to_string());
+    assert_eq!(
+        check(&verify_file, &["--request-id", &rejected_id]).0,
+        Some(1)
     );
 }

@@ -253,3 +253,142 @@ fn the_cli_runs_appliance_commands_and_prints_allowed_signers() {
         )
     );
 }
+
+#[test]
+fn every_subcommand_refuses_unknown_flags_and_stray_arguments() {
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let created = alice.cmd("create-key --scope file");
+    let key_id = created.ok()["key_id"].as_str().unwrap().to_owned();
+    let dir = appliance.dir.path();
+    let any = write_file(dir, "any.json", "{}");
+    let any = any.to_str().unwrap();
+    // Each of these once ran with the mistyped flag ignored and the check it meant skipped.
+    for args in [
+        vec![
+            "allowed-signers",
+            "--key-id",
+            &key_id,
+            "--principal",
+            "a@x",
+            "--no-such-flag",
+        ],
+        vec![
+            "allowed-signers",
+            "--key-id",
+            &key_id,
+            "--principal",
+            "a@x",
+            "stray",
+        ],
+        vec![
+            "allowed-signers",
+            "--key-id",
+            &key_id,
+            "--principal",
+            "a@x",
+            "--valid-after",
+            "yesterday",
+        ],
+        vec!["allowed-signers", "--key-id", &key_id],
+        vec!["audit", "check", "--bogus"],
+        vec!["audit", "prove"],
+        vec!["audit", "verify", "--key", "k"],
+        vec!["audit", "frobnicate"],
+        vec![
+            "verify-approval",
+            "--jwks",
+            any,
+            "--request-id",
+            "apr_x",
+            "--aprover",
+            "bob",
+            any,
+        ],
+        vec![
+            "verify-approval",
+            "--jwks",
+            any,
+            "--public-key",
+            "k",
+            "--request-id",
+            "apr_x",
+            any,
+        ],
+        vec!["verify-approval", "--jwks", any, any],
+        vec!["verify-envelope", "--jwks", any, "--signer", "k", any],
+        vec!["verify-envelope", any],
+        vec!["--no-such-flag"],
+    ] {
+        let out = shim(&alice, &args, b"", &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("Usage") || stderr(&out).contains("--help"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    // ssh-keygen's form keeps its grammar, and an unknown option there fails too.
+    let out = shim(
+        &alice,
+        &["-Y", "sign", "-n", "file", "-Z", "-f", &key_id],
+        b"x",
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unknown option -Z"),
+        "{}",
+        stderr(&out)
+    );
+
+    // --valid-after and --valid-before are written as ssh-keygen reads them, and it honours them.
+    let line = |extra: &[&str]| {
+        let mut args = vec![
+            "allowed-signers",
+            "--key-id",
+            &key_id,
+            "--principal",
+            "alice",
+        ];
+        args.extend_from_slice(extra);
+        let out = shim(&alice, &args, b"", &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let past = line(&["--valid-after", "20200101", "--valid-before", "20991231Z"]);
+    assert!(
+        past.contains(r#"namespaces="file",valid-after="20200101",valid-before="20991231Z""#),
+        "{past}"
+    );
+    let future = line(&["--valid-after", "20990101"]);
+    let payload = b"release\n";
+    let signed = shim(
+        &alice,
+        &["-Y", "sign", "-n", "file", "-f", &key_id],
+        payload,
+        &[],
+    );
+    assert!(signed.status.success(), "{}", stderr(&signed));
+    let sig = write_file(dir, "release.sig", &signed.stdout);
+    for (allowed, ok) in [(past, true), (future, false)] {
+        let file = write_file(dir, "allowed_signers", allowed);
+        let out = run_with_stdin(
+            Command::new("ssh-keygen").args([
+                "-Y",
+                "verify",
+                "-n",
+                "file",
+                "-I",
+                "alice",
+                "-f",
+                file.to_str().unwrap(),
+                "-s",
+                sig.to_str().unwrap(),
+            ]),
+            payload,
+        );
+        assert_eq!(out.status.success(), ok, "{}", stderr(&out));
+    }
+}

@@ -214,7 +214,7 @@ fn a_decision_is_posted_signed_to_the_callback_and_the_owners_endpoints() {
     let file =
         crate::common::write_file(dir.path(), "hook.json", got[0].json()["data"].to_string());
     assert!(
-        crate::common::offline_check("verify-approval", &jwks, &[], &file)
+        crate::common::offline_check("verify-approval", &jwks, &["--request-id", &id], &file)
             .status
             .success()
     );
