@@ -12,6 +12,7 @@
 //! - [`negotiate`](self::negotiate): negotiation offers and history;
 //! - [`approvals`](self::approvals): API keys, human-approval requests, signed decisions;
 //! - [`authn`](self::authn): approvers' passkeys and TOTP secrets, and their ceremonies;
+//! - [`consent`](self::consent): whom each user accepts requests and grants from;
 //! - [`browser`](self::browser): what a browser may see of a request and decide;
 //! - [`webhooks`](self::webhooks): decisions and notifications out, signed and retried;
 //! - [`audit_view`](self::audit_view): checkpoints, proofs and entries, as each caller may see
@@ -21,6 +22,7 @@ mod approvals;
 mod audit_view;
 mod authn;
 mod browser;
+mod consent;
 mod cosign;
 mod error;
 mod keys;

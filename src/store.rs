@@ -31,6 +31,7 @@
 //! | `deliveries` | message id | [`Delivery`], sealed |
 //! | `deliveries_due` | next attempt (i64 BE) ‖ message id | message id, while pending |
 //! | `deliveries_by_request` | request id `\0` sequence | message id |
+//! | `consents` | `user_id` `\0` `from` | [`ConsentRecord`], sealed: whom a user accepts requests and grants from |
 //! | `meta` | name | small settings, such as the encrypted data key |
 //!
 //! Sequence numbers come from sled's monotonic id generator, so an index scan yields records in
@@ -40,6 +41,7 @@
 
 mod approvals;
 mod authenticators;
+mod consents;
 pub mod flusher;
 mod keys;
 mod negotiation;
@@ -58,9 +60,9 @@ use sled::{Db, Tree};
 use self::flusher::Flusher;
 pub use self::records::{
     ApiKeyRecord, ApiScope, ApprovalRecord, ApprovalStatus, AuthenticatorKind, AuthenticatorRecord,
-    AuthorizationRecord, Delivery, DeliveryKind, DeliveryState, EnrollmentKind, EnrollmentRecord,
-    KeyStatus, NotifyTarget, PendingRequest, PendingStatus, REQUEST_TOTP_BUDGET, Record,
-    SigningKeyRecord, SshKeyRecord, TOTP_FAILURE_BUDGET, TOTP_LIFETIME_FAILURES, TotpState,
+    AuthorizationRecord, ConsentRecord, Delivery, DeliveryKind, DeliveryState, EnrollmentKind,
+    EnrollmentRecord, KeyStatus, NotifyTarget, PendingRequest, PendingStatus, REQUEST_TOTP_BUDGET,
+    Record, SigningKeyRecord, SshKeyRecord, TOTP_FAILURE_BUDGET, TOTP_LIFETIME_FAILURES, TotpState,
     UserRecord, Vote, WebhookEndpoint,
 };
 use crate::seal::{Sealer, WrappedDataKey};
@@ -155,6 +157,7 @@ pub struct Store {
     deliveries: Tree,
     deliveries_due: Tree,
     deliveries_by_request: Tree,
+    consents: Tree,
     meta: Tree,
 }
 
@@ -194,6 +197,7 @@ impl Store {
             deliveries: db.open_tree("deliveries")?,
             deliveries_due: db.open_tree("deliveries_due")?,
             deliveries_by_request: db.open_tree("deliveries_by_request")?,
+            consents: db.open_tree("consents")?,
             meta: db.open_tree("meta")?,
             db,
         })

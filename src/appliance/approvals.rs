@@ -158,17 +158,6 @@ impl Appliance {
         Ok(key)
     }
 
-    /// A user id from a `usr_` id or an SSH key fingerprint.
-    fn user_named(&self, name: &str) -> Result<String, Error> {
-        if let Some(user) = self.store.user(name)? {
-            return Ok(user.user_id);
-        }
-        match self.store.ssh_key(name)? {
-            Some(key) => Ok(key.user_id),
-            None => Err(Error::UnknownUser(name.to_owned())),
-        }
-    }
-
     /// Records a request for a human decision; returns it and each approver's page, in the
     /// order of `approvers`. A page's address is a pointer: nothing in it stands for the
     /// approver.
@@ -201,6 +190,7 @@ impl Appliance {
         let mut approvers = Vec::new();
         for name in input.approvers.unwrap_or_else(|| vec![key.owner.clone()]) {
             let user = self.user_named(&name)?;
+            self.check_consent(&user, &key.owner)?;
             if !approvers.contains(&user) {
                 approvers.push(user);
             }

@@ -33,20 +33,14 @@ pub struct KeyView {
 }
 
 impl Appliance {
+    /// The grantee a grant names (the caller if none), who must accept grants from the caller.
     fn resolve_grantee(&self, caller: &Caller, grantee: Option<&str>) -> Result<String, Error> {
         let Some(grantee) = grantee else {
             return Ok(caller.id().to_owned());
         };
-        if IdKind::User.matches(grantee) {
-            return match self.store.user(grantee)? {
-                Some(user) => Ok(user.user_id),
-                None => Err(Error::UnknownUser(grantee.to_owned())),
-            };
-        }
-        match self.store.ssh_key(grantee)? {
-            Some(key) => Ok(key.user_id),
-            None => Err(Error::UnknownUser(grantee.to_owned())),
-        }
+        let user = self.user_named(grantee)?;
+        self.check_consent(&user, caller.id())?;
+        Ok(user)
     }
 
     async fn authorization(

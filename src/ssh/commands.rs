@@ -13,9 +13,11 @@
 //! | `api_keys` | `api-key create`, `api-key revoke`, `api-keys` |
 //! | `enroll` | `enroll passkey`, `enroll totp`, `authenticators`, `authenticator remove|reopen` |
 //! | `webhooks` | `webhook add`, `webhook remove`, `webhooks`, `notify set|clear|show` |
+//! | `consent` | `approvers allow|list|revoke` |
 
 pub mod api_keys;
 pub mod audit;
+pub mod consent;
 pub mod cosign;
 pub mod enroll;
 pub mod grants;
@@ -95,6 +97,7 @@ pub async fn execute(command: Command, ctx: &Context) -> Result<Value, Error> {
         Command::Webhook(command) => webhooks::run(command, ctx).await,
         Command::Webhooks => webhooks::list(ctx),
         Command::Notify(command) => webhooks::notify(command, ctx).await,
+        Command::Approvers(command) => consent::run(command, ctx).await,
         Command::Help => Ok(json!({ "help": grammar::help() })),
     }
 }

@@ -10,7 +10,7 @@
 use clap::{ColorChoice, Parser, Subcommand};
 
 use super::commands::{
-    api_keys, audit, cosign, enroll, grants, keys, negotiate, sign, verify, webhooks,
+    api_keys, audit, consent, cosign, enroll, grants, keys, negotiate, sign, verify, webhooks,
 };
 
 /// The longest command line accepted.
@@ -193,6 +193,9 @@ pub enum Command {
     /// Where you hear of requests waiting for you.
     #[command(subcommand)]
     Notify(webhooks::NotifyCommand),
+    /// Whom you accept approval requests and authorizations from.
+    #[command(subcommand)]
+    Approvers(consent::ApproversCommand),
     /// Show the commands and their flags.
     Help,
 }

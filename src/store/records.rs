@@ -558,3 +558,23 @@ impl Record for Delivery {
     const VERSION: u32 = 1;
     const SEALED: bool = true;
 }
+
+/// A user's consent to be asked by another: to approve their requests, or to be granted their
+/// authorizations. Nobody else can put anything in a user's lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentRecord {
+    /// Who consents (the approver or grantee).
+    pub user_id: String,
+    /// Whom they accept requests and grants from.
+    pub from: String,
+    /// The SSH key fingerprint they named, if they named one.
+    pub named_as: String,
+    pub created_at: i64,
+}
+
+impl Record for ConsentRecord {
+    const KIND: &'static str = "consent";
+    const VERSION: u32 = 1;
+    const SEALED: bool = true;
+}

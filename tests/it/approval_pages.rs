@@ -381,6 +381,7 @@ fn login_lists_what_waits_and_a_quorum_is_met_in_the_browser() {
     let mut bob_browser = Browser::start();
     enroll_passkey(&mut alice_browser, &alice, "alice's laptop");
     enroll_passkey(&mut bob_browser, &bob, "bob's phone");
+    bob.accept(&alice);
     let key = api_key(&alice, "approval:create,approval:read");
     let made = create(
         &appliance,
@@ -623,6 +624,7 @@ fn cosign_request() -> Cosign {
     let human = appliance.user("founder");
     let agent = appliance.user("agent");
     let agent_id = user_id(&agent);
+    agent.accept(&human);
     let created = human.cmd("create-key --scope safe-agreement");
     let key = created.ok()["key_id"].as_str().unwrap().to_owned();
     let public_key = created.json["public_key"].as_str().unwrap().to_owned();

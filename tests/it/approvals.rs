@@ -493,6 +493,8 @@ fn a_quorum_needs_distinct_approvers_and_a_rejection_closes_it() {
         appliance.user("carol"),
     );
     let key = api_key(&alice, "approval:create,approval:read");
+    bob.accept(&alice);
+    carol.accept(&alice);
     let approvers = json!([user_id(&alice), user_id(&bob), user_id(&carol)]);
     let id = request(
         &appliance,

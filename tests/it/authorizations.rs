@@ -96,7 +96,9 @@ fn a_key_is_granted_to_an_agent_and_one_grant_revoked_without_the_key() {
     let agent_id = user_id(&agent);
     user_id(&stranger);
 
-    // A key for the human, and a grant to the agent by its SSH key fingerprint.
+    // A key for the human, and a grant to the agent (which accepts them) by its SSH key
+    // fingerprint.
+    agent.accept(&human);
     let key = human.create_key("--scope release");
     let fingerprint = agent.cmd("whoami").ok()["fingerprint"]
         .as_str()

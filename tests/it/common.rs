@@ -406,6 +406,15 @@ impl User {
         self.run(command, b"")
     }
 
+    /// Accepts approval requests and authorizations from `from` (`approvers allow`).
+    pub fn accept(&self, from: &User) {
+        let id = from.cmd("whoami").ok()["user_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.cmd(&format!("approvers allow --from {id}")).ok();
+    }
+
     /// Creates a key and returns its id.
     pub fn create_key(&self, flags: &str) -> String {
         let reply = self.cmd(&format!("create-key {flags}"));

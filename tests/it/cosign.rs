@@ -20,6 +20,7 @@ fn setup(extra: &str) -> Setup {
         .as_str()
         .unwrap()
         .to_owned();
+    agent.accept(&human);
     let created = human.cmd("create-key --scope safe-agreement");
     let key = created.ok()["key_id"].as_str().unwrap().to_owned();
     let public_key = created.json["public_key"].as_str().unwrap().to_owned();

@@ -11,6 +11,7 @@
 //! | [`approval_pages`] | the pages in headless Chromium: passkey enrollment, approval by passkey and TOTP, login, quorum, co-signing with a drawn signature and its evidence envelope, replays, CSRF, cross-user |
 //! | [`browser`] | the harness: headless Chromium over CDP with a virtual authenticator, screenshots |
 //! | [`approvals`] | human approval: API keys, the REST contract, SSH decisions, quorum, expiry, offline verification |
+//! | [`consent`] | approvers and grantees are asked only by those they accept |
 //! | [`cosign`] | co-signed requests: approve, deny, envelopes, exactly-once resolution under races |
 //! | [`audit`] | audit entries, offline proofs, rollback and fork detection, tampering at rest, failing closed, kill -9 |
 //! | [`negotiation`] | offers turn by turn: parties, rounds, heads, races, history |
@@ -32,6 +33,7 @@ mod authorizations;
 mod bad_input;
 mod browser;
 mod common;
+mod consent;
 mod cosign;
 mod dev;
 mod git_signing;

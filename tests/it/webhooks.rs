@@ -416,6 +416,7 @@ fn approvers_hear_of_new_requests_and_callers_of_expiry() {
         receiver.url("/ntfy/bob")
     );
     let key = api_key(&alice, "approval:create,approval:read");
+    bob.accept(&alice);
     let made = create(
         &appliance,
         &key,
