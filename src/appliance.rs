@@ -110,6 +110,28 @@ pub struct Appliance {
     authn: authn::Authn,
     /// Woken when a webhook delivery is stored.
     deliveries_due: tokio::sync::Notify,
+    /// Serialises the changes to one request, so each change's audit entry, written before the
+    /// change, says what the change will be.
+    request_locks: RecordLocks,
+}
+
+/// A fixed set of locks, one taken per record id (ids hash onto them), so changes to one
+/// record run one at a time whatever the number of records.
+#[derive(Debug)]
+struct RecordLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl RecordLocks {
+    fn new() -> Self {
+        RecordLocks((0..64).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+
+    /// Holds the lock of record `id` until the guard is dropped. Not reentrant: code that holds
+    /// it calls the `_held` forms of what would take it again.
+    async fn hold(&self, id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let digest = Sha256::digest(id.as_bytes());
+        let slot = usize::from(digest[0]) % self.0.len();
+        self.0[slot].lock().await
+    }
 }
 
 impl Appliance {
@@ -129,6 +151,7 @@ impl Appliance {
             settings,
             authn: authn::Authn::new(webauthn),
             deliveries_due: tokio::sync::Notify::new(),
+            request_locks: RecordLocks::new(),
         }))
     }
 

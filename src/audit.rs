@@ -380,6 +380,29 @@ impl AuditLog {
 /// Recomputes the tree from every entry; checks it against the stored subtree hashes and
 /// against the latest checkpoint, whose signature must verify under `vkey`. Returns the right
 /// edge.
+/// Verifies the latest stored checkpoint under `vkey`; one that the same key signed under the
+/// origin an earlier version derived from the HTTP domain is accepted too (the key is the trust
+/// anchor), and the checkpoints signed from now on carry the fixed origin.
+fn verify_latest(note: &str, vkey: &str) -> Result<note::Checkpoint, Error> {
+    match note::verify(note, vkey) {
+        Err(note::NoteError::Unsigned(_)) => {
+            let (_, public_key) = note::parse_verifier_key(vkey)?;
+            let earlier = note
+                .lines()
+                .next()
+                .ok_or(note::NoteError::Malformed("no origin"))?;
+            let checkpoint = note::verify(note, &note::verifier_key(earlier, &public_key))?;
+            tracing::warn!(
+                earlier,
+                "the latest checkpoint was signed under an earlier origin by the same key; new \
+                 checkpoints use the fixed origin"
+            );
+            Ok(checkpoint)
+        }
+        other => Ok(other?),
+    }
+}
+
 pub fn verify_stored(
     tree: &LogTree,
     checkpoints: &sled::Tree,
@@ -389,7 +412,7 @@ pub fn verify_stored(
     let latest = latest_in(checkpoints)?;
     let signed = latest
         .as_deref()
-        .map(|note| note::verify(note, vkey))
+        .map(|note| verify_latest(note, vkey))
         .transpose()?;
     let mut frontier = Frontier::default();
     let mut mismatch = None;

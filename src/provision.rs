@@ -196,6 +196,15 @@ pub fn self_test(hsm: &dyn Hsm, keys: &[ApplianceKey]) -> Result<Vec<SelfTestRep
     Ok(reports)
 }
 
+/// The audit log's origin (the name its checkpoints carry and clients pin): fixed by the
+/// checkpoint key, so it is set when the token is provisioned and changes with nothing else.
+pub fn audit_origin(checkpoint_key: &ApplianceKey) -> String {
+    format!(
+        "sshsign-audit-{}",
+        crate::hex::encode(&checkpoint_key.key.public_key[..4])
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -147,18 +147,9 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
         .find(|k| k.role == "checkpoint")
         .cloned()
         .ok_or_else(|| provision::Error::Manifest("no checkpoint key is listed".to_owned()))?;
-    let origin = match &config.http_domain {
-        Some(domain) => {
-            let host = domain
-                .split_once("://")
-                .map_or(domain.as_str(), |(_, host)| host);
-            format!("{}/sshsign-audit", host.trim_end_matches('/'))
-        }
-        None => format!(
-            "sshsign-audit-{}",
-            crate::hex::encode(&checkpoint_key.key.public_key[..4])
-        ),
-    };
+    // Fixed by the checkpoint key, made when the token was provisioned: neither a new domain
+    // nor a restored database gives the log a fresh name that clients would pin anew.
+    let origin = provision::audit_origin(&checkpoint_key);
     let audit = Arc::new(AuditLog::open(
         store.db(),
         CheckpointSigner::new(token.clone(), checkpoint_key, origin),

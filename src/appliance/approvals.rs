@@ -88,11 +88,11 @@ impl Appliance {
             last_used_at: None,
             revoked_at: None,
         };
-        self.store.insert_api_key(&record)?;
-        self.store.flush().await?;
         let mut entry = self.entry(caller, "api_key_create", "done");
         entry.reason = Some(record.id.clone());
         self.record(entry).await?;
+        self.store.insert_api_key(&record)?;
+        self.store.flush().await?;
         Ok((record, secret))
     }
 
@@ -104,9 +104,15 @@ impl Appliance {
     pub async fn revoke_api_key(&self, caller: &Caller, id: &str) -> Result<ApiKeyRecord, Error> {
         let unknown = || Error::UnknownApiKey(id.to_owned());
         match self.store.api_key(id)? {
+            Some(key) if key.owner == caller.id() && key.revoked_at.is_some() => {
+                return Err(Error::ApiKeyRevoked(id.to_owned()));
+            }
             Some(key) if key.owner == caller.id() => {}
             _ => return Err(unknown()),
         }
+        let mut entry = self.entry(caller, "api_key_revoke", "done");
+        entry.reason = Some(id.to_owned());
+        self.record(entry).await?;
         let revoked = self.store.update_api_key(id, |mut key| {
             if key.revoked_at.is_some() {
                 return Err(Error::ApiKeyRevoked(id.to_owned()));
@@ -115,9 +121,6 @@ impl Appliance {
             Ok(key)
         })?;
         self.store.flush().await?;
-        let mut entry = self.entry(caller, "api_key_revoke", "done");
-        entry.reason = Some(id.to_owned());
-        self.record(entry).await?;
         Ok(revoked)
     }
 
@@ -275,35 +278,48 @@ impl Appliance {
         &self,
         request: ApprovalRecord,
     ) -> Result<ApprovalRecord, Error> {
-        if request.status == ApprovalStatus::Pending && request.expires_at <= time::now() {
-            // Whoever makes the change records it and tells the requester; others just read.
-            let changed = std::cell::Cell::new(false);
-            let expired = self.store.update_approval(&request.request_id, |mut r| {
-                changed.set(r.status == ApprovalStatus::Pending);
-                if r.status == ApprovalStatus::Pending {
-                    r.status = ApprovalStatus::Expired;
-                    r.decided_at = Some(time::now());
-                }
-                Ok::<_, Error>(r)
-            })?;
-            self.store.flush().await?;
-            if changed.get() {
-                let entry = approval_entry(
-                    &expired,
-                    &expired.owner,
-                    "appliance",
-                    "approval_expired",
-                    "expired",
-                );
-                self.record(entry).await?;
-                self.announce_decision(&expired).await?;
-            }
-            return Ok(expired);
-        }
+        let request =
+            if request.status == ApprovalStatus::Pending && request.expires_at <= time::now() {
+                let _held = self.request_locks.hold(&request.request_id).await;
+                let current = self
+                    .store
+                    .approval(&request.request_id)?
+                    .ok_or_else(|| Error::UnknownRequest(request.request_id.clone()))?;
+                self.expire_approval_held(current).await?
+            } else {
+                request
+            };
         if request.decision_payload.is_some() && request.decision_signature.is_none() {
             return self.sign_decision(request).await;
         }
         Ok(request)
+    }
+
+    /// Marks a pending request whose time is up expired, its entry first; the caller holds the
+    /// request's lock, so nothing else changes it meanwhile.
+    async fn expire_approval_held(&self, request: ApprovalRecord) -> Result<ApprovalRecord, Error> {
+        let now = time::now();
+        if request.status != ApprovalStatus::Pending || request.expires_at > now {
+            return Ok(request);
+        }
+        let entry = approval_entry(
+            &request,
+            &request.owner,
+            "appliance",
+            "approval_expired",
+            "expired",
+        );
+        self.record(entry).await?;
+        let expired = self.store.update_approval(&request.request_id, |mut r| {
+            if r.status == ApprovalStatus::Pending {
+                r.status = ApprovalStatus::Expired;
+                r.decided_at = Some(now);
+            }
+            Ok::<_, Error>(r)
+        })?;
+        self.store.flush().await?;
+        self.announce_decision(&expired).await?;
+        Ok(expired)
     }
 
     /// An approver's vote over SSH; resolves the request when the threshold is met or on a
@@ -319,7 +335,9 @@ impl Appliance {
         self.vote(approver, id, verdict, method, reason).await
     }
 
-    /// An approver's vote, however they proved themselves.
+    /// An approver's vote, however they proved themselves. Under the request's lock: the vote
+    /// is checked and its outcome worked out, its audit entry made durable, and only then is it
+    /// stored; a failed entry leaves the request as it was.
     pub(super) async fn vote(
         &self,
         approver: &Caller,
@@ -331,89 +349,38 @@ impl Appliance {
         if reason.as_ref().is_some_and(|r| r.len() > 500) {
             return Err(Error::InvalidArgument("reason is at most 500 bytes".into()));
         }
+        // The nonce and the decision id from one token call.
+        let random: [u8; 32] = self.token.random().await?;
+        let (nonce, did_bits) = random.split_at(16);
+        let ballot = Ballot {
+            approver: approver.id(),
+            verdict,
+            method,
+            reason: reason.as_deref(),
+            did: IdKind::Decision.make(did_bits.try_into().expect("16 bytes")),
+            nonce: crate::hex::encode(nonce),
+            at: time::now(),
+        };
+        let held = self.request_locks.hold(id).await;
         let request = match self.store.approval(id)? {
             Some(r) if r.approvers.iter().any(|a| a == approver.id()) => r,
             _ => return Err(Error::UnknownRequest(id.to_owned())),
         };
-        let request = self.settle_approval(request).await?;
+        let request = self.expire_approval_held(request).await?;
         if !request.methods.contains(&method) {
             return Err(Error::MethodNotAllowed {
                 method: method.as_str(),
-                url: format!("{}/approve/{id}", self.settings.approval_base),
+                url: self.approval_page(id),
             });
         }
-        // The nonce and the decision id from one token call.
-        let random: [u8; 32] = self.token.random().await?;
-        let (nonce, did_bits) = random.split_at(16);
-        let did = IdKind::Decision.make(did_bits.try_into().expect("16 bytes"));
-        let now = time::now();
-        let decided = self.store.update_approval(id, |mut r| {
-            match r.status {
-                ApprovalStatus::Pending if r.expires_at > now => {}
-                ApprovalStatus::Pending | ApprovalStatus::Expired => {
-                    return Err(Error::RequestExpired(id.to_owned()));
-                }
-                status => {
-                    return Err(Error::AlreadyResolved {
-                        id: id.to_owned(),
-                        status: status.as_str(),
-                    });
-                }
-            }
-            if r.votes.iter().any(|v| v.approver == approver.id()) {
-                return Err(Error::AlreadyVoted(id.to_owned()));
-            }
-            r.votes.push(Vote {
-                approver: approver.id().to_owned(),
-                verdict,
-                method,
-                at: now,
-                reason: reason.clone(),
-            });
-            let approvals = r
-                .votes
-                .iter()
-                .filter(|v| v.verdict == Verdict::Approved)
-                .count();
-            let outcome = match verdict {
-                Verdict::Rejected => Some(ApprovalStatus::Rejected),
-                Verdict::Approved if approvals >= r.threshold as usize => {
-                    Some(ApprovalStatus::Approved)
-                }
-                Verdict::Approved => None,
-            };
-            if let Some(status) = outcome {
-                let document = request_document(&r);
-                let payload = DecisionPayload {
-                    v: decision::VERSION,
-                    rid: r.request_id.clone(),
-                    did: did.clone(),
-                    approver: short_hash(approver.id()),
-                    action: short_hash(&r.action),
-                    decision: verdict,
-                    method,
-                    ts: now,
-                    exp: r.expires_at,
-                    nonce: crate::hex::encode(nonce),
-                    request_sha256: Some(crate::hex::encode(&Sha256::digest(&document))),
-                    action_sha256: Some(full_hash(&r.action)),
-                    metadata_sha256: Some(metadata_sha256(&r.metadata)),
-                    approver_sha256: Some(full_hash(approver.id())),
-                };
-                r.status = status;
-                r.decided_at = Some(now);
-                r.decision_payload = Some(BASE64.encode(payload.canonical()));
-            }
-            Ok(r)
-        })?;
-        self.store.flush().await?;
-        let result = if decided.decision_payload.is_some() {
-            decided.status.as_str()
+        let outcome = ballot.cast(request)?;
+        let result = if outcome.decision_payload.is_some() {
+            outcome.status.as_str()
         } else {
             "voted"
         };
         let mut entry = approval_entry(
-            &decided,
+            &outcome,
             approver.id(),
             &approver.fingerprint,
             "approval_vote",
@@ -421,6 +388,9 @@ impl Appliance {
         );
         entry.reason = Some(format!("{}:{}", verdict_name(verdict), method.as_str()));
         self.record(entry).await?;
+        let decided = self.store.update_approval(id, |r| ballot.cast(r))?;
+        self.store.flush().await?;
+        drop(held);
         self.settle_approval(decided).await
     }
 
@@ -528,6 +498,83 @@ impl Appliance {
     /// A request's page, addressed to one of its approvers (who still proves themselves there).
     pub fn approver_page(&self, id: &str, approver: &str) -> String {
         format!("{}?as={approver}", self.approval_page(id))
+    }
+}
+
+/// One approver's vote, ready to be cast on a request.
+struct Ballot<'a> {
+    approver: &'a str,
+    verdict: Verdict,
+    method: Method,
+    reason: Option<&'a str>,
+    /// The decision's id and nonce, should this vote resolve the request.
+    did: String,
+    nonce: String,
+    at: i64,
+}
+
+impl Ballot<'_> {
+    /// The request with this vote cast: resolved, with its decision payload fixed, when the
+    /// vote meets the threshold or rejects. The same request gives the same result, so it is
+    /// worked out once for the audit entry and again as the store's change.
+    fn cast(&self, mut r: ApprovalRecord) -> Result<ApprovalRecord, Error> {
+        let id = r.request_id.clone();
+        match r.status {
+            ApprovalStatus::Pending if r.expires_at > self.at => {}
+            ApprovalStatus::Pending | ApprovalStatus::Expired => {
+                return Err(Error::RequestExpired(id));
+            }
+            status => {
+                return Err(Error::AlreadyResolved {
+                    id,
+                    status: status.as_str(),
+                });
+            }
+        }
+        if r.votes.iter().any(|v| v.approver == self.approver) {
+            return Err(Error::AlreadyVoted(id));
+        }
+        r.votes.push(Vote {
+            approver: self.approver.to_owned(),
+            verdict: self.verdict,
+            method: self.method,
+            at: self.at,
+            reason: self.reason.map(str::to_owned),
+        });
+        let approvals = r
+            .votes
+            .iter()
+            .filter(|v| v.verdict == Verdict::Approved)
+            .count();
+        let outcome = match self.verdict {
+            Verdict::Rejected => Some(ApprovalStatus::Rejected),
+            Verdict::Approved if approvals >= r.threshold as usize => {
+                Some(ApprovalStatus::Approved)
+            }
+            Verdict::Approved => None,
+        };
+        if let Some(status) = outcome {
+            let payload = DecisionPayload {
+                v: decision::VERSION,
+                rid: r.request_id.clone(),
+                did: self.did.clone(),
+                approver: short_hash(self.approver),
+                action: short_hash(&r.action),
+                decision: self.verdict,
+                method: self.method,
+                ts: self.at,
+                exp: r.expires_at,
+                nonce: self.nonce.clone(),
+                request_sha256: Some(crate::hex::encode(&Sha256::digest(request_document(&r)))),
+                action_sha256: Some(full_hash(&r.action)),
+                metadata_sha256: Some(metadata_sha256(&r.metadata)),
+                approver_sha256: Some(full_hash(self.approver)),
+            };
+            r.status = status;
+            r.decided_at = Some(self.at);
+            r.decision_payload = Some(BASE64.encode(payload.canonical()));
+        }
+        Ok(r)
     }
 }
 

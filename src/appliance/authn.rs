@@ -146,10 +146,10 @@ impl Appliance {
             expires_at: now + ENROLLMENT_TTL,
             used_at: None,
         };
-        self.store.insert_enrollment(&enrollment)?;
-        self.store.flush().await?;
         self.record(self.entry(caller, "enrollment_link", "issued"))
             .await?;
+        self.store.insert_enrollment(&enrollment)?;
+        self.store.flush().await?;
         let url = format!("{}/enroll/{token}", self.settings.approval_base);
         Ok((enrollment, url))
     }
@@ -232,7 +232,26 @@ impl Appliance {
             .webauthn
             .finish_passkey_registration(&credential, &state)
             .map_err(refused)?;
+        let credential_id = URL_SAFE_NO_PAD.encode(passkey.cred_id());
+        if self.store.passkey_by_credential(&credential_id)?.is_some() {
+            return Err(Error::InvalidArgument(
+                "this passkey is already registered".into(),
+            ));
+        }
         let now = time::now();
+        let record = AuthenticatorRecord {
+            id: self.new_id(IdKind::Authenticator).await?,
+            user_id: enrollment.user_id.clone(),
+            label,
+            kind: AuthenticatorKind::Passkey {
+                credential_id,
+                passkey: serde_json::to_value(&passkey).unwrap_or_default(),
+            },
+            created_at: now,
+            last_used_at: None,
+        };
+        self.record(authenticator_entry(&record, "authenticator_add"))
+            .await?;
         self.store
             .update_enrollment(&enrollment.token_sha256, |mut e| {
                 if e.used_at.is_some() {
@@ -241,17 +260,6 @@ impl Appliance {
                 e.used_at = Some(now);
                 Ok(e)
             })?;
-        let record = AuthenticatorRecord {
-            id: self.new_id(IdKind::Authenticator).await?,
-            user_id: enrollment.user_id.clone(),
-            label,
-            kind: AuthenticatorKind::Passkey {
-                credential_id: URL_SAFE_NO_PAD.encode(passkey.cred_id()),
-                passkey: serde_json::to_value(&passkey).unwrap_or_default(),
-            },
-            created_at: now,
-            last_used_at: None,
-        };
         self.store
             .insert_authenticator(&record)
             .map_err(|e| match e {
@@ -261,8 +269,6 @@ impl Appliance {
                 other => other.into(),
             })?;
         self.store.flush().await?;
-        self.record(authenticator_entry(&record, "authenticator_add"))
-            .await?;
         Ok(record)
     }
 
@@ -715,10 +721,10 @@ impl Appliance {
             Some(r) if r.user_id == caller.id() => r,
             _ => return Err(Error::UnknownAuthenticator(id.to_owned())),
         };
-        self.store.remove_authenticator(&record)?;
-        self.store.flush().await?;
         self.record(authenticator_entry(&record, "authenticator_remove"))
             .await?;
+        self.store.remove_authenticator(&record)?;
+        self.store.flush().await?;
         Ok(record)
     }
 

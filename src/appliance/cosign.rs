@@ -115,10 +115,39 @@ impl Appliance {
         if request.status != PendingStatus::Pending || request.expires_at > time::now() {
             return Ok(request);
         }
+        let _held = self.request_locks.hold(&request.pending_id).await;
+        let current = self
+            .store
+            .pending(&request.pending_id)?
+            .ok_or_else(|| Error::UnknownRequest(request.pending_id.clone()))?;
+        self.expire_pending_held(current).await
+    }
+
+    /// [`Appliance::expire_if_due`] for a caller holding the request's lock: the entry first,
+    /// then the change.
+    async fn expire_pending_held(&self, request: PendingRequest) -> Result<PendingRequest, Error> {
+        let now = time::now();
+        if request.status != PendingStatus::Pending || request.expires_at > now {
+            return Ok(request);
+        }
+        let mut entry = crate::audit::AuditEntry {
+            time: now,
+            action: "cosign_expired".into(),
+            result: "expired".into(),
+            actor: "appliance".into(),
+            actor_key: "appliance".into(),
+            ..Default::default()
+        };
+        entry.pending_id = Some(request.pending_id.clone());
+        entry.key_id = Some(request.key_id.clone());
+        entry
+            .readers
+            .extend([request.requester.clone(), request.principal.clone()]);
+        self.record(entry).await?;
         let updated = self.store.update_pending(&request.pending_id, |mut r| {
             if r.status == PendingStatus::Pending {
                 r.status = PendingStatus::Expired;
-                r.resolved_at = Some(time::now());
+                r.resolved_at = Some(now);
             }
             Ok::<_, Error>(r)
         })?;
@@ -126,7 +155,7 @@ impl Appliance {
         Ok(updated)
     }
 
-    /// Checks that `caller` may decide `pending_id` now.
+    /// Checks that `caller` may decide `pending_id` now; the caller holds the request's lock.
     async fn decidable(&self, caller: &Caller, pending_id: &str) -> Result<PendingRequest, Error> {
         let request = self.readable(caller, pending_id)?;
         if request.principal != caller.id() {
@@ -135,7 +164,7 @@ impl Appliance {
         if request.requester == caller.id() {
             return Err(Error::SelfApproval(pending_id.to_owned()));
         }
-        let request = self.expire_if_due(request).await?;
+        let request = self.expire_pending_held(request).await?;
         match request.status {
             PendingStatus::Pending => Ok(request),
             PendingStatus::Expired => Err(Error::RequestExpired(pending_id.to_owned())),
@@ -178,13 +207,15 @@ impl Appliance {
     }
 
     /// Approves a request; with a drawn signature, seals it into an evidence envelope first
-    /// (required where the authorization says so).
+    /// (required where the authorization says so). Under the request's lock, the decision's
+    /// entry is durable before the request changes.
     pub(super) async fn approve_with(
         &self,
         caller: &Caller,
         pending_id: &str,
         capture: Option<Capture>,
     ) -> Result<PendingView, Error> {
+        let held = self.request_locks.hold(pending_id).await;
         let request = self.decidable(caller, pending_id).await?;
         if request.require_signature && capture.is_none() {
             return Err(Error::SignatureRequired {
@@ -213,27 +244,26 @@ impl Appliance {
         if let Decision::Deny { rule, reason, .. } =
             policy::decide(key.facts(), &authorization, &again, time::now())
         {
-            let resolved = self.resolve(
+            let mut entry = self.decision_entry(caller, &request, "deny", "denied");
+            entry.reason = Some(rule.name().to_owned());
+            self.record(entry).await?;
+            self.resolve(
                 caller,
                 pending_id,
                 PendingStatus::Denied,
                 Some(rule.name().to_owned()),
                 None,
-            );
-            if resolved.is_ok() {
-                self.store.flush().await?;
-                let mut entry = self.decision_entry(caller, &request, "deny", "denied");
-                entry.reason = Some(rule.name().to_owned());
-                self.record(entry).await?;
-            }
+            )?;
+            self.store.flush().await?;
             return Err(Error::Denied { rule, reason });
         }
-        let encoded = evidence.as_ref().map(|bytes| BASE64.encode(bytes));
-        let approved = self.resolve(caller, pending_id, PendingStatus::Approved, None, encoded)?;
-        self.store.flush().await?;
         let mut entry = self.decision_entry(caller, &request, "approve", "done");
         entry.evidence_sha256 = evidence.as_deref().map(envelope::sha256_tag);
         self.record(entry).await?;
+        let encoded = evidence.as_ref().map(|bytes| BASE64.encode(bytes));
+        let approved = self.resolve(caller, pending_id, PendingStatus::Approved, None, encoded)?;
+        self.store.flush().await?;
+        drop(held);
         let approved = self.seal_evidence(caller, approved).await?;
         let approved = self.release(caller, approved).await?;
         Ok(self.view(approved))
@@ -246,11 +276,12 @@ impl Appliance {
         pending_id: &str,
         reason: Option<String>,
     ) -> Result<PendingView, Error> {
+        let _held = self.request_locks.hold(pending_id).await;
         let request = self.decidable(caller, pending_id).await?;
-        let denied = self.resolve(caller, pending_id, PendingStatus::Denied, reason, None)?;
-        self.store.flush().await?;
         self.record(self.decision_entry(caller, &request, "deny", "denied"))
             .await?;
+        let denied = self.resolve(caller, pending_id, PendingStatus::Denied, reason, None)?;
+        self.store.flush().await?;
         Ok(self.view(denied))
     }
 

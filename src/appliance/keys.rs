@@ -86,12 +86,13 @@ impl Appliance {
         entry.authorization_id = Some(authorization.authorization_id.clone());
         entry.readers.push(authorization.grantee.clone());
         let recorded = async {
+            self.record(entry).await?;
             self.store.insert_signing_key(&record, &authorization)?;
             self.store.flush().await?;
-            self.record(entry).await
+            Ok::<_, Error>(())
         };
         if let Err(e) = recorded.await {
-            // Unrecorded, the key would be an orphan in the token: remove it.
+            // Unrecorded or unstored, the key would be an orphan in the token: remove it.
             let id = token_key.object_id.clone();
             if let Err(cleanup) = self.token.call(move |hsm| hsm.destroy(&id)).await {
                 tracing::error!(error = %cleanup, object = %token_key.object_id, "orphan key left in token");
@@ -126,9 +127,9 @@ impl Appliance {
         entry.key_id = Some(key.key_id.clone());
         entry.authorization_id = Some(authorization.authorization_id.clone());
         entry.readers.push(authorization.grantee.clone());
+        self.record(entry).await?;
         self.store.insert_authorization(&authorization)?;
         self.store.flush().await?;
-        self.record(entry).await?;
         Ok(authorization)
     }
 
@@ -175,17 +176,19 @@ impl Appliance {
         if caller.id() != key.owner && caller.id() != current.principal {
             return Err(unknown());
         }
+        let already = || Error::AuthorizationAlreadyRevoked(authorization_id.to_owned());
+        if current.revoked_at.is_some() {
+            return Err(already());
+        }
+        let mut entry = self.entry(caller, "revoke_authorization", "done");
+        entry.key_id = Some(current.key_id.clone());
+        entry.authorization_id = Some(current.authorization_id.clone());
+        entry.readers.extend([key.owner, current.grantee.clone()]);
+        self.record(entry).await?;
         let revoked = self
             .store
-            .revoke_authorization(authorization_id, time::now(), || {
-                Error::AuthorizationAlreadyRevoked(authorization_id.to_owned())
-            })?;
+            .revoke_authorization(authorization_id, time::now(), already)?;
         self.store.flush().await?;
-        let mut entry = self.entry(caller, "revoke_authorization", "done");
-        entry.key_id = Some(revoked.key_id.clone());
-        entry.authorization_id = Some(revoked.authorization_id.clone());
-        entry.readers.extend([key.owner, revoked.grantee.clone()]);
-        self.record(entry).await?;
         Ok(revoked)
     }
 
@@ -221,13 +224,13 @@ impl Appliance {
         Ok(views)
     }
 
-    /// Revokes a key: recorded durably first, then the private half is destroyed in the token.
+    /// Revokes a key: its entry, then the revocation, are durable first; then the private half
+    /// is destroyed in the token.
     pub async fn revoke(&self, caller: &Caller, key_id: &str) -> Result<SigningKeyRecord, Error> {
-        self.owned_key(caller, key_id)?;
-        let revoked = self.store.revoke_signing_key(key_id, time::now(), || {
-            Error::AlreadyRevoked(key_id.to_owned())
-        })?;
-        self.store.flush().await?;
+        let already = || Error::AlreadyRevoked(key_id.to_owned());
+        if self.owned_key(caller, key_id)?.revoked_at.is_some() {
+            return Err(already());
+        }
         let mut entry = self.entry(caller, "revoke_key", "done");
         entry.key_id = Some(key_id.to_owned());
         entry.readers.extend(
@@ -237,6 +240,10 @@ impl Appliance {
                 .map(|a| a.grantee),
         );
         self.record(entry).await?;
+        let revoked = self
+            .store
+            .revoke_signing_key(key_id, time::now(), already)?;
+        self.store.flush().await?;
         let object_id =
             ObjectId::from_hex(&revoked.token_object_id).ok_or_else(|| super::corrupt(&revoked))?;
         if let Err(e) = self.token.call(move |hsm| hsm.destroy(&object_id)).await {

@@ -59,11 +59,11 @@ impl Appliance {
             url: url.to_owned(),
             created_at: time::now(),
         };
-        self.store.insert_webhook_endpoint(&endpoint)?;
-        self.store.flush().await?;
         let mut entry = self.entry(caller, "webhook_endpoint_add", "done");
         entry.reason = Some(endpoint.id.clone());
         self.record(entry).await?;
+        self.store.insert_webhook_endpoint(&endpoint)?;
+        self.store.flush().await?;
         Ok(endpoint)
     }
 
@@ -84,11 +84,11 @@ impl Appliance {
                 )));
             }
         };
-        self.store.remove_webhook_endpoint(id)?;
-        self.store.flush().await?;
         let mut entry = self.entry(caller, "webhook_endpoint_remove", "done");
         entry.reason = Some(endpoint.id.clone());
         self.record(entry).await?;
+        self.store.remove_webhook_endpoint(id)?;
+        self.store.flush().await?;
         Ok(endpoint)
     }
 
@@ -98,26 +98,22 @@ impl Appliance {
         caller: &Caller,
         url: Option<&str>,
     ) -> Result<Option<NotifyTarget>, Error> {
-        let target = match url {
-            Some(url) => {
-                self.check_destination("--url", url).await?;
-                let target = NotifyTarget {
-                    user_id: caller.id().to_owned(),
-                    url: url.to_owned(),
-                    updated_at: time::now(),
-                };
-                self.store.set_notify_target(&target)?;
-                Some(target)
-            }
-            None => {
-                self.store.clear_notify_target(caller.id())?;
-                None
-            }
-        };
-        self.store.flush().await?;
+        if let Some(url) = url {
+            self.check_destination("--url", url).await?;
+        }
+        let target = url.map(|url| NotifyTarget {
+            user_id: caller.id().to_owned(),
+            url: url.to_owned(),
+            updated_at: time::now(),
+        });
         let result = if target.is_some() { "set" } else { "cleared" };
         self.record(self.entry(caller, "notify_target", result))
             .await?;
+        match &target {
+            Some(target) => self.store.set_notify_target(target)?,
+            None => self.store.clear_notify_target(caller.id())?,
+        }
+        self.store.flush().await?;
         Ok(target)
     }
 

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::approvals::{api_key, create, status, user_id};
 use crate::browser::Browser;
-use crate::common::{Appliance, HttpReply, User};
+use crate::common::{Appliance, HttpReply, User, base32_decode};
 
 /// Registers a passkey for `user` in `browser` through an `enroll passkey` link; returns the
 /// link.
@@ -73,21 +73,6 @@ fn fresh_step() {
 fn code_at(secret: &[u8], steps: i64) -> String {
     let step = (sshsign::time::now() / 30 + steps) as u64;
     format!("{:06}", sshsign::approval::totp::code(secret, step))
-}
-
-fn base32_decode(text: &str) -> Vec<u8> {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let (mut buffer, mut bits, mut out) = (0u32, 0u32, Vec::new());
-    for c in text.bytes() {
-        let value = alphabet.iter().position(|&a| a == c).unwrap() as u32;
-        buffer = (buffer << 5) | value;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-        }
-    }
-    out
 }
 
 fn approve_url(made: &Value) -> String {

@@ -186,11 +186,12 @@ fn the_client_catches_a_rolled_back_or_forked_log() {
         "{seen}"
     );
 
-    // Rolled back: the older database is served again.
+    // Rolled back: the older database is served again, under a new public name: the log's
+    // origin is fixed by its key, so the client still knows it and sees the rollback.
     appliance.stop();
     std::fs::remove_dir_all(&db).unwrap();
     copy_dir(&saved, &db);
-    appliance.restart();
+    appliance.restart_with(&[("SSHSIGN_HTTP_DOMAIN", "sign.example.com")]);
     let alice = alice.at(&appliance);
     let rolled_back = shim(&alice, &state, &["audit", "check"]);
     assert!(!rolled_back.status.success());
@@ -335,13 +336,21 @@ impl Sink for Switch {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_the_log_cannot_be_written_nothing_is_signed() {
-    use sshsign::appliance::{Appliance as Core, Grant, Settings, SignInput};
+/// An appliance in this process whose audit log writes through `Switch`; the temporary
+/// directory and token store live as long as it does.
+struct Failable {
+    core: Arc<sshsign::appliance::Appliance>,
+    sink: Arc<Switch>,
+    _dir: tempfile::TempDir,
+    _token: sshsign::softhsm::SoftHsmStore,
+}
+
+fn failable_appliance() -> Failable {
+    use sshsign::appliance::{Appliance as Core, Settings};
     use sshsign::audit::{AuditLog, CheckpointSigner};
     use sshsign::hsm::Token;
 
-    let (hsm, _store) = in_process_token(2);
+    let (hsm, token_store) = in_process_token(2);
     sshsign::provision::generate_appliance_keys(&hsm).unwrap();
     let keys = sshsign::provision::appliance_keys(&hsm).unwrap();
     let seal_key = sshsign::provision::seal_key(&hsm).unwrap();
@@ -374,19 +383,37 @@ async fn when_the_log_cannot_be_written_nothing_is_signed() {
         webhook_retry: std::time::Duration::from_secs(10),
     };
     let core = Core::new(token, store, keys, Arc::new(audit), settings).unwrap();
+    Failable {
+        core,
+        sink,
+        _dir: dir,
+        _token: token_store,
+    }
+}
 
-    let user_key = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[5; 32]));
-    let caller = core.identify(user_key.public_key()).await.unwrap();
-    let terms = serde_json::from_value(serde_json::json!({
-        "scopes": ["git"], "tier": "autonomous", "require_signature": false,
+async fn caller(core: &sshsign::appliance::Appliance, seed: u8) -> sshsign::appliance::Caller {
+    let key = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]));
+    core.identify(key.public_key()).await.unwrap()
+}
+
+fn terms(tier: &str) -> sshsign::policy::Terms {
+    serde_json::from_value(serde_json::json!({
+        "scopes": ["git"], "tier": tier, "require_signature": false,
         "constraints": {}, "hard_rules": {}, "soft_rules": {}, "expires_at": null,
     }))
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_log_cannot_be_written_nothing_is_signed() {
+    use sshsign::appliance::{Grant, SignInput};
+    let Failable { core, sink, .. } = failable_appliance();
+    let caller = caller(&core, 5).await;
     let (key, _) = core
         .create_key(
             &caller,
             Grant {
-                terms,
+                terms: terms("autonomous"),
                 grantee: None,
             },
         )
@@ -419,6 +446,179 @@ async fn when_the_log_cannot_be_written_nothing_is_signed() {
     sink.failing.store(false, Ordering::SeqCst);
     core.sign(&caller, input(b"after")).await.unwrap();
     assert_eq!(core.audit().head().size, size + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_log_cannot_be_written_no_state_changes() {
+    use sshsign::appliance::{ApprovalInput, Grant, SignInput, SignOutcome};
+    use sshsign::approval::decision::{Method, Verdict};
+    use sshsign::store::{ApiScope, ApprovalStatus, PendingStatus};
+    let Failable { core, sink, .. } = failable_appliance();
+    let store = core.store().clone();
+    let (alice, bob, carol) = (
+        caller(&core, 5).await,
+        caller(&core, 6).await,
+        caller(&core, 7).await,
+    );
+    let grant = |tier: &str, grantee: Option<&str>| Grant {
+        terms: terms(tier),
+        grantee: grantee.map(str::to_owned),
+    };
+    // What the failing log will be asked to change, made while it works.
+    let (key, _) = core
+        .create_key(&alice, grant("autonomous", None))
+        .await
+        .unwrap();
+    core.allow_requester(&bob, alice.id()).await.unwrap();
+    let granted = core
+        .authorize(&alice, &key.key_id, grant("cosign", Some(bob.id())))
+        .await
+        .unwrap();
+    let (api_key, _) = core
+        .create_api_key(&alice, "ci", vec![ApiScope::ApprovalCreate])
+        .await
+        .unwrap();
+    let (request, _) = core
+        .request_approval(
+            &api_key,
+            ApprovalInput {
+                action: "Deploy".into(),
+                methods: Some(vec![Method::Ssh]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let SignOutcome::Pending {
+        request: pending, ..
+    } = core
+        .sign(
+            &bob,
+            SignInput {
+                key_id: key.key_id.clone(),
+                namespace: "git".into(),
+                payload: b"commit".to_vec(),
+                metadata: Default::default(),
+                context: Default::default(),
+                ttl: None,
+            },
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("a cosign grant makes a pending request");
+    };
+    let (totp, uri) = core.enroll_totp(&bob, "phone").await.unwrap();
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let secret = crate::common::base32_decode(secret);
+    let code = format!(
+        "{:06}",
+        sshsign::approval::totp::code(&secret, (sshsign::time::now() / 30) as u64)
+    );
+    core.confirm_totp(&bob, &code).await.unwrap();
+
+    sink.failing.store(true, Ordering::SeqCst);
+    let size = core.audit().head().size;
+    let unavailable = |e: sshsign::appliance::Error| assert_eq!(e.code(), "audit_unavailable");
+    unavailable(
+        core.authorize(&alice, &key.key_id, grant("autonomous", Some(bob.id())))
+            .await
+            .unwrap_err(),
+    );
+    unavailable(
+        core.revoke_authorization(&alice, &granted.authorization_id)
+            .await
+            .unwrap_err(),
+    );
+    unavailable(core.revoke(&alice, &key.key_id).await.unwrap_err());
+    unavailable(
+        core.create_api_key(&alice, "more", vec![ApiScope::ApprovalRead])
+            .await
+            .unwrap_err(),
+    );
+    unavailable(core.revoke_api_key(&alice, &api_key.id).await.unwrap_err());
+    unavailable(
+        core.decide_approval(
+            &alice,
+            &request.request_id,
+            Verdict::Approved,
+            Method::Ssh,
+            None,
+        )
+        .await
+        .unwrap_err(),
+    );
+    unavailable(core.approve(&alice, &pending.pending_id).await.unwrap_err());
+    unavailable(
+        core.deny(&alice, &pending.pending_id, None)
+            .await
+            .unwrap_err(),
+    );
+    unavailable(core.remove_authenticator(&bob, &totp.id).await.unwrap_err());
+    unavailable(core.allow_requester(&carol, alice.id()).await.unwrap_err());
+    unavailable(core.revoke_requester(&bob, alice.id()).await.unwrap_err());
+    unavailable(
+        core.create_key(&alice, grant("autonomous", None))
+            .await
+            .unwrap_err(),
+    );
+
+    // Nothing changed, and nothing was logged.
+    assert_eq!(core.audit().head().size, size);
+    assert_eq!(store.authorizations_of_key(&key.key_id).unwrap().len(), 2);
+    assert!(
+        store
+            .authorization(&granted.authorization_id)
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    assert!(
+        store
+            .signing_key(&key.key_id)
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    assert_eq!(store.signing_keys_of(alice.id()).unwrap().len(), 1);
+    let keys = store.api_keys_of(alice.id()).unwrap();
+    assert_eq!((keys.len(), keys[0].revoked_at), (1, None));
+    let request = store.approval(&request.request_id).unwrap().unwrap();
+    assert_eq!(
+        (request.status, request.votes.len()),
+        (ApprovalStatus::Pending, 0)
+    );
+    let pending = store.pending(&pending.pending_id).unwrap().unwrap();
+    assert_eq!(pending.status, PendingStatus::Pending);
+    assert!(store.authenticator(&totp.id).unwrap().is_some());
+    assert!(store.consent(carol.id(), alice.id()).unwrap().is_none());
+    assert!(store.consent(bob.id(), alice.id()).unwrap().is_some());
+
+    // The log back, the same changes go through, each with its entry.
+    sink.failing.store(false, Ordering::SeqCst);
+    core.approve(&alice, &pending.pending_id).await.unwrap();
+    core.decide_approval(
+        &alice,
+        &request.request_id,
+        Verdict::Approved,
+        Method::Ssh,
+        None,
+    )
+    .await
+    .unwrap();
+    core.revoke_authorization(&alice, &granted.authorization_id)
+        .await
+        .unwrap();
+    core.revoke(&alice, &key.key_id).await.unwrap();
+    assert!(core.audit().head().size >= size + 5);
 }
 
 #[test]
