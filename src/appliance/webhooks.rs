@@ -28,6 +28,15 @@ const BATCH: usize = 16;
 /// The longest the delivery loop sleeps without looking (expiries are found this way too).
 const IDLE: Duration = Duration::from_secs(5);
 
+/// Where a delivery goes: the endpoint (`whk_...`, `callback` for a request's own
+/// `callback_url`, `notify` for a user's notification URL), its URL, and whose it is.
+#[derive(Debug, Clone, Copy)]
+struct Destination<'a> {
+    endpoint: &'a str,
+    url: &'a str,
+    owner: &'a str,
+}
+
 impl Appliance {
     /// Checks a URL a user gives for webhooks: its form, and where its host resolves now.
     pub(super) async fn check_destination(&self, what: &str, url: &str) -> Result<(), Error> {
@@ -121,20 +130,25 @@ impl Appliance {
         Ok(self.store.notify_target(caller.id())?)
     }
 
-    /// Stores a delivery and wakes the delivery loop.
+    /// Stores a delivery and wakes the delivery loop. The body names its destination and the
+    /// destination's owner, inside what is signed, so a receiver refuses a delivery replayed to
+    /// it that was meant for another endpoint or another user.
     async fn enqueue(
         &self,
         kind: DeliveryKind,
-        url: &str,
+        to: Destination<'_>,
         body: &Value,
         request_id: &str,
         readers: Vec<String>,
     ) -> Result<(), Error> {
         let now = time::now();
+        let mut body = body.clone();
+        body["destination"] = json!({ "endpoint": to.endpoint, "url": to.url });
+        body["owner"] = to.owner.into();
         let delivery = Delivery {
             id: self.new_id(IdKind::Message).await?,
             kind,
-            url: url.to_owned(),
+            url: to.url.to_owned(),
             body: body.to_string(),
             request_id: request_id.to_owned(),
             readers,
@@ -163,18 +177,26 @@ impl Appliance {
             "timestamp": time::rfc3339(time::now()),
             "data": crate::approval::view::approval_json(request),
         });
-        let mut urls: Vec<String> = request.callback_url.iter().cloned().collect();
-        urls.extend(
-            self.store
-                .webhook_endpoints_of(&request.owner)?
-                .into_iter()
-                .map(|e| e.url),
-        );
-        urls.dedup();
-        for url in urls {
+        // The request's own callback, then the owner's endpoints (each URL once).
+        let mut targets: Vec<(String, String)> = request
+            .callback_url
+            .iter()
+            .map(|url| ("callback".to_owned(), url.clone()))
+            .collect();
+        for endpoint in self.store.webhook_endpoints_of(&request.owner)? {
+            if !targets.iter().any(|(_, url)| *url == endpoint.url) {
+                targets.push((endpoint.id, endpoint.url));
+            }
+        }
+        for (endpoint, url) in &targets {
+            let to = Destination {
+                endpoint,
+                url,
+                owner: &request.owner,
+            };
             self.enqueue(
                 DeliveryKind::Decision,
-                &url,
+                to,
                 &body,
                 &request.request_id,
                 vec![request.owner.clone()],
@@ -211,15 +233,14 @@ impl Appliance {
     async fn notify(&self, user: &str, request_id: &str, body: &Value) -> Result<(), Error> {
         match self.store.notify_target(user)? {
             Some(target) => {
+                let to = Destination {
+                    endpoint: "notify",
+                    url: &target.url,
+                    owner: user,
+                };
                 let readers = vec![user.to_owned()];
-                self.enqueue(
-                    DeliveryKind::Notification,
-                    &target.url,
-                    body,
-                    request_id,
-                    readers,
-                )
-                .await
+                self.enqueue(DeliveryKind::Notification, to, body, request_id, readers)
+                    .await
             }
             None => Ok(()),
         }

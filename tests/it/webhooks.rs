@@ -153,6 +153,13 @@ fn signature_ok(key: &[u8; 32], got: &Received) -> bool {
     )
 }
 
+/// The check the README asks of a receiver: the signature by the appliance's key, then that the
+/// delivery names this endpoint's URL and the user it belongs to, inside what is signed.
+fn receiver_accepts(key: &[u8; 32], got: &Received, my_url: &str, my_owner: &str) -> bool {
+    let body = got.json();
+    signature_ok(key, got) && body["destination"]["url"] == my_url && body["owner"] == my_owner
+}
+
 #[test]
 fn a_decision_is_posted_signed_to_the_callback_and_the_owners_endpoints() {
     let appliance = Appliance::start_with(&[ALLOW_LOOPBACK]);
@@ -199,6 +206,40 @@ fn a_decision_is_posted_signed_to_the_callback_and_the_owners_endpoints() {
         assert_eq!(body["type"], "approval.decided");
         assert_eq!(body["data"]["id"], id.as_str());
         assert_eq!(body["data"]["decision"]["decision"], "approved");
+        // It names where it was sent and whose endpoint that is, so a receiver can refuse a
+        // delivery replayed to it that was meant for another endpoint.
+        let here = receiver.url(&delivery.path);
+        let endpoint = if delivery.path == "/callback" {
+            "callback".to_owned()
+        } else {
+            added.json["id"].as_str().unwrap().to_owned()
+        };
+        assert_eq!(body["destination"]["url"], here.as_str(), "{body}");
+        assert_eq!(body["destination"]["endpoint"], endpoint.as_str(), "{body}");
+        assert_eq!(body["owner"], user_id(&alice).as_str());
+        assert!(receiver_accepts(
+            &key_bytes,
+            delivery,
+            &here,
+            &user_id(&alice)
+        ));
+        let elsewhere = if delivery.path == "/callback" {
+            receiver.url("/endpoint")
+        } else {
+            receiver.url("/callback")
+        };
+        assert!(!receiver_accepts(
+            &key_bytes,
+            delivery,
+            &elsewhere,
+            &user_id(&alice)
+        ));
+        assert!(!receiver_accepts(
+            &key_bytes,
+            delivery,
+            &here,
+            "usr_someoneelse"
+        ));
         // A changed body no longer verifies.
         let mut forged = delivery.clone();
         forged.body = forged
