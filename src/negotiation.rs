@@ -91,7 +91,10 @@ pub struct Proposal {
 /// Why an offer is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("unknown negotiation {0}")]
+    #[error(
+        "unknown negotiation {0} (a new negotiation starts without --negotiation-id: the \
+         appliance assigns its id)"
+    )]
     Unknown(String),
     #[error("not a party: {0}")]
     NotAParty(String),

@@ -7,13 +7,16 @@ use crate::time;
 
 impl Appliance {
     /// Records an offer. `proposal.negotiation_id` empty: a new negotiation (round 0) with a
-    /// fresh id. Every attempt is an audit entry; an offer is recorded only after its entry.
+    /// fresh id from the appliance; a client never names a negotiation that does not exist yet,
+    /// so nobody can take an id before the party meant to use it. Every attempt is an audit
+    /// entry; an offer is recorded only after its entry.
     pub async fn log_offer(
         &self,
         caller: &Caller,
         mut proposal: Proposal,
     ) -> Result<(NegotiationRecord, OfferRecord), Error> {
-        if proposal.negotiation_id.is_empty() {
+        let assigned = proposal.negotiation_id.is_empty();
+        if assigned {
             proposal.negotiation_id = self.new_id(IdKind::Negotiation).await?;
         }
         let id = proposal.negotiation_id.clone();
@@ -21,12 +24,15 @@ impl Appliance {
         entry.negotiation_id = Some(id.clone());
         entry.metadata_sha256 = Some(metadata_hash(&proposal.metadata));
         let current = self.store.negotiation(&id)?;
-        let outcome = negotiation::apply(
-            current.as_ref().map(|(_, record)| record),
-            &proposal,
-            caller.id(),
-            time::now(),
-        );
+        let outcome = match &current {
+            None if !assigned => Err(Refusal::Unknown(id.clone())),
+            current => negotiation::apply(
+                current.as_ref().map(|(_, record)| record),
+                &proposal,
+                caller.id(),
+                time::now(),
+            ),
+        };
         if let Some((_, record)) = &current {
             entry
                 .readers

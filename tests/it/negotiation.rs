@@ -120,6 +120,22 @@ fn turns_rounds_parties_and_heads_are_enforced() {
         "--negotiation-id neg_unknown --round 3 --from founder --type counter",
     )
     .failed_with("unknown_negotiation");
+    // Nobody names a new negotiation: an id chosen ahead, to be squatted, is refused, and the
+    // refusal is not a negotiation someone else could join.
+    let squatted = offer(
+        &lawyer,
+        "--negotiation-id neg_founders_safe --round 0 --from founder --type offer",
+    );
+    assert!(
+        squatted
+            .failed_with("unknown_negotiation")
+            .contains("without --negotiation-id")
+    );
+    offer(
+        &founder,
+        "--negotiation-id neg_founders_safe --round 0 --from founder --type offer",
+    )
+    .failed_with("unknown_negotiation");
     offer(&founder, &n("--round 2 --from founder --type bargain")).failed_with("invalid_usage");
     offer(
         &founder,

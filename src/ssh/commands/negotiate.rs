@@ -9,7 +9,8 @@ use crate::time;
 
 #[derive(Debug, clap::Args)]
 pub struct LogOfferArgs {
-    /// The negotiation (neg_...); leave out on round 0 to start a new one.
+    /// The negotiation (neg_...); leave it out on round 0 to start a new one, whose id the
+    /// appliance assigns.
     #[arg(long)]
     pub negotiation_id: Option<String>,
     /// The round, counting offers from 0.
