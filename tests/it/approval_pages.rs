@@ -205,6 +205,17 @@ fn a_totp_code_decides_once() {
     browser.decide("#approve-totp", "Recorded: approved", "approved");
 }
 
+/// Logs `browser` in with its passkey on `/login`, and waits for the page it lands on.
+fn log_in(browser: &mut Browser, appliance: &Appliance) {
+    browser.open(&format!(
+        "http://localhost:{}/login",
+        appliance.http_addr.port()
+    ));
+    browser.mark_page();
+    browser.click("#login");
+    browser.wait_for_new_page();
+}
+
 /// A TOTP decision posted as a script would, with no browser and no session.
 fn totp_attempt(appliance: &Appliance, id: &str, approver: &str, code: &str) -> HttpReply {
     appliance.http(
@@ -300,13 +311,7 @@ fn totp_guessing_is_cut_off_durably_audited_and_reopened_only_by_the_approver() 
     ));
     browser.decide("#approve-passkey", "Recorded: approved", "approved");
     // She reopens TOTP with her passkey, logged in, on /requests ...
-    browser.open(&format!(
-        "http://localhost:{}/login",
-        appliance.http_addr.port()
-    ));
-    browser.mark_page();
-    browser.click("#login");
-    browser.wait_for_new_page();
+    log_in(&mut browser, &appliance);
     browser.click("#reopen-totp");
     assert!(
         browser.message().contains("TOTP reopened"),
@@ -474,13 +479,7 @@ fn the_pages_refuse_replays_cross_site_posts_and_other_peoples_authenticators() 
     let posed = totp_attempt(&appliance, &id, &user_id(&bob), &code_at(&bob_secret, 1));
     assert_eq!(posed.code(), "authentication_failed", "{:?}", posed.json);
     // Logged in as himself, he sees the request but may not decide it.
-    browser.open(&format!(
-        "http://localhost:{}/login",
-        appliance.http_addr.port()
-    ));
-    browser.mark_page();
-    browser.click("#login");
-    browser.wait_for_new_page();
+    log_in(&mut browser, &appliance);
     assert_eq!(browser.eval("location.pathname"), "/requests");
     browser.open(&url);
     assert!(

@@ -1,5 +1,6 @@
 //! The `sshsign` client: host key checking, stdin mode, verification hand-off, the CLI.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::common::{
@@ -14,6 +15,16 @@ fn shim(user: &User, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Outpu
         .envs(env.iter().copied())
         .env("HOME", "/nonexistent");
     run_with_stdin(&mut command, stdin)
+}
+
+/// `-Y verify` arguments as git passes them.
+fn verify_args(namespace: &str, principal: &str, allowed: &Path, sig: &Path) -> Vec<String> {
+    let (allowed, sig) = (allowed.display().to_string(), sig.display().to_string());
+    [
+        "-Y", "verify", "-n", namespace, "-I", principal, "-f", &allowed, "-s", &sig,
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 fn stderr(output: &Output) -> String {
@@ -154,18 +165,8 @@ fn sign_from_stdin_and_hand_verification_to_ssh_keygen() {
 
     // check-novalidate and verify go to ssh-keygen with git's arguments and exit codes.
     let allowed = write_file(dir, "allowed", format!("alice {public_key}\n"));
-    let args = [
-        "-Y",
-        "verify",
-        "-n",
-        "file",
-        "-I",
-        "alice",
-        "-f",
-        allowed.to_str().unwrap(),
-        "-s",
-        sig_file.to_str().unwrap(),
-    ];
+    let args = verify_args("file", "alice", &allowed, &sig_file);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let good = shim(&alice, &args, payload, &[]);
     assert!(good.status.success(), "{}", stderr(&good));
     let bad = shim(&alice, &args, b"something else", &[]);
@@ -375,18 +376,7 @@ fn every_subcommand_refuses_unknown_flags_and_stray_arguments() {
     for (allowed, ok) in [(past, true), (future, false)] {
         let file = write_file(dir, "allowed_signers", allowed);
         let out = run_with_stdin(
-            Command::new("ssh-keygen").args([
-                "-Y",
-                "verify",
-                "-n",
-                "file",
-                "-I",
-                "alice",
-                "-f",
-                file.to_str().unwrap(),
-                "-s",
-                sig.to_str().unwrap(),
-            ]),
+            Command::new("ssh-keygen").args(verify_args("file", "alice", &file, &sig)),
             payload,
         );
         assert_eq!(out.status.success(), ok, "{}", stderr(&out));
