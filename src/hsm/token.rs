@@ -163,17 +163,6 @@ impl Token {
         })
         .await
     }
-
-    /// `count` blocks of random bytes from one token call (each call is a round trip to the
-    /// device, milliseconds on a USB or network HSM).
-    pub async fn random_blocks<const N: usize>(&self, count: usize) -> Result<Vec<[u8; N]>> {
-        self.call(move |hsm| {
-            let mut out = vec![[0u8; N]; count];
-            hsm.random(out.as_flattened_mut())?;
-            Ok(out)
-        })
-        .await
-    }
 }
 
 fn work(hsm: &dyn Hsm, queue: &Mutex<Receiver<Message>>) {

@@ -58,21 +58,6 @@ fn random_bytes_come_from_the_token() {
 }
 
 #[test]
-fn random_blocks_take_one_token_call_and_differ() {
-    let (hsm, _store) = in_process_token(1);
-    let token = sshsign::hsm::Token::new(Arc::new(hsm)).unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let before = token.usage().calls;
-    let blocks = runtime.block_on(token.random_blocks::<32>(5)).unwrap();
-    assert_eq!(token.usage().calls, before + 1);
-    assert_eq!(blocks.len(), 5);
-    for (i, block) in blocks.iter().enumerate() {
-        assert_ne!(*block, [0u8; 32]);
-        assert!(blocks[i + 1..].iter().all(|other| other != block));
-    }
-}
-
-#[test]
 fn stopping_the_token_threads_ends_them_and_refuses_later_calls() {
     let (hsm, _store) = in_process_token(2);
     let hsm = Arc::new(hsm);
