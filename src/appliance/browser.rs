@@ -259,7 +259,13 @@ impl Appliance {
             }
         }
         if page.deciders.is_empty() {
-            return Err(Error::AlreadyVoted(id.to_owned()));
+            let voted = viewer.is_some_and(|v| page.request.votes.iter().any(|x| x.approver == v));
+            return Err(match viewer {
+                Some(_) if !voted => Error::Forbidden(format!(
+                    "you are logged in as someone who may not decide request {id}"
+                )),
+                _ => Error::AlreadyVoted(id.to_owned()),
+            });
         }
         if !page.request.methods.contains(&method) {
             return Err(Error::MethodNotAllowed {
