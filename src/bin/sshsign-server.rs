@@ -221,9 +221,16 @@ fn provision(command: Provision) -> Result<()> {
         }
         Provision::Show(args) => {
             let hsm = args.open()?;
+            let keys = provision::appliance_keys(&hsm)?;
+            // The audit log's verifier key is fixed by the checkpoint key: publish it now, and
+            // clients can pin it (SSHSIGN_AUDIT_KEY) before they first connect.
+            let verifier_key = keys.iter().find(|k| k.role == "checkpoint").map(|k| {
+                sshsign::audit::note::verifier_key(&provision::audit_origin(k), &k.key.public_key)
+            });
             print_json(&json!({
                 "token": hsm.describe(),
-                "appliance_keys": provision::appliance_keys(&hsm)?,
+                "appliance_keys": keys,
+                "audit_verifier_key": verifier_key,
             }));
         }
         Provision::Keys(args) => {

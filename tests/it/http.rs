@@ -31,6 +31,14 @@ fn health_keys_and_jwks() {
     let shown: serde_json::Value =
         serde_json::from_slice(&provision(&appliance.store, &["show"]).stdout).unwrap();
     assert_eq!(info["keys"], shown["appliance_keys"]);
+    // The audit log's verifier key is known from the token alone, before anyone connects, and
+    // is the one the running log signs under.
+    let auditor = appliance.user("auditor");
+    auditor.create_key("");
+    assert_eq!(
+        shown["audit_verifier_key"],
+        auditor.cmd("audit-checkpoint").ok()["verifier_key"]
+    );
 
     // The JWK's x is the decision key's public key.
     let (status, jwks) = appliance.http_get("/.well-known/jwks.json");
