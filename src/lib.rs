@@ -21,6 +21,7 @@
 //! - [`webhook`]: outgoing webhooks: signed POSTs to checked destinations, retried.
 //! - [`client`]: the SSH client the `sshsign` shim and the benchmark use; host key checking.
 //! - [`auditor`]: checking the audit log from outside: checkpoints, proofs, rollback and forks.
+//! - [`verifier`]: offline checks of signed decisions and evidence envelopes, as typed reports.
 //! - [`shim`]: `sshsign` as git's `gpg.ssh.program`.
 //! - [`config`]: server settings from the environment and a config file.
 //! - [`dev`], [`softhsm`]: the one-command development appliance and SoftHSMv2 token stores.
@@ -51,6 +52,7 @@ pub mod ssh;
 pub mod sshsig;
 pub mod store;
 pub mod time;
+pub mod verifier;
 pub mod web;
 pub mod webhook;
 pub mod wire;

@@ -39,6 +39,13 @@ pub enum Error {
     SshKeygen(std::io::Error),
 }
 
+/// A client failure (a file that cannot be read, say) refuses an offline check too.
+impl From<Error> for crate::verifier::Refusal {
+    fn from(error: Error) -> Self {
+        crate::verifier::Refusal(error.to_string())
+    }
+}
+
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.display().to_string(),

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use sshsign::auditor::{self, Memory, Seen};
 use sshsign::client::{ClientConfig, Connection};
 use sshsign::shim::{self, Error};
+use sshsign::verifier::{self, Refusal};
 
 /// The command line: `-Y ...` keeps ssh-keygen's grammar (git runs it); everything else is
 /// parsed here, and an unknown flag or a stray argument exits 2 with the usage.
@@ -210,16 +211,6 @@ fn report(outcome: Result<Value, Refusal>) -> i32 {
             eprintln!("sshsign: {why}");
             REFUSED
         }
-    }
-}
-
-/// Why an offline check refused what it was given.
-#[derive(Debug)]
-struct Refusal(String);
-
-impl From<Error> for Refusal {
-    fn from(error: Error) -> Self {
-        Refusal(error.to_string())
     }
 }
 
@@ -427,221 +418,61 @@ fn read_json(path: &Path) -> Result<Value, Error> {
 }
 
 /// The appliance keys a verifier trusts: `--jwks FILE` (the appliance's
-/// `/.well-known/jwks.json`, saved), or `--public-key KEY` (an ssh-ed25519 line or base64 of
-/// 32 bytes), which stands for `kid`.
-fn trusted_keys(keys: &TrustedKeys, kid: &str) -> Result<Vec<(String, [u8; 32])>, Refusal> {
-    use sshsign::approval::decision;
-    if let Some(path) = &keys.jwks {
-        return decision::jwks_keys(&read_json(path)?)
-            .map_err(|e| Refusal(format!("{}: {e}", path.display())));
+/// `/.well-known/jwks.json`, saved), or `--public-key KEY`.
+fn trusted_keys(keys: &TrustedKeys) -> Result<verifier::TrustedKeys, Refusal> {
+    match (&keys.jwks, &keys.public_key) {
+        (Some(path), _) => verifier::TrustedKeys::from_jwks(&read_json(path)?)
+            .map_err(|e| Refusal(format!("{}: {e}", path.display()))),
+        (None, key) => verifier::TrustedKeys::from_public_key(key.as_deref().unwrap_or_default())
+            .map_err(|e| Refusal(format!("--public-key: {e}"))),
     }
-    let key = keys.public_key.as_deref().unwrap_or_default();
-    let bytes = sshsign::pubkey::parse_ed25519(key)
-        .or_else(|| {
-            use base64::Engine as _;
-            let engine = base64::engine::general_purpose::STANDARD;
-            engine.decode(key).ok().and_then(|b| b.try_into().ok())
-        })
-        .ok_or_else(|| {
-            Refusal("--public-key is an ssh-ed25519 line or base64 of 32 bytes".into())
-        })?;
-    Ok(vec![(kid.to_owned(), bytes)])
 }
 
-/// The signed decision in a saved document: a `/verify` reply (the document itself), a status
-/// reply (its `decision`), or a webhook body (`data.decision`).
-fn signed_decision(document: &Value) -> Option<sshsign::approval::decision::SignedDecision> {
-    [
-        document,
-        &document["decision"],
-        &document["data"]["decision"],
-    ]
-    .into_iter()
-    .find(|d| d.get("signed_payload").is_some())
-    .and_then(|d| serde_json::from_value(d.clone()).ok())
-}
-
-/// Offline: checks a signed decision against a JWKS file or a public key. It passes only for
-/// an approval, unexpired when it was made, bound to what the caller names (the request, or the
-/// action and metadata; the approver and method when given), and says what it checked.
+/// Offline: checks a signed decision (see [`verifier::approval`]).
 fn verify_approval(args: VerifyApprovalArgs) -> Result<Value, Refusal> {
-    use sshsign::approval::decision::{self, Verdict, full_hash, metadata_sha256, short_hash};
-    let refuse = |why: String| Refusal(format!("decision refused: {why}"));
     let document = read_json(&args.file)?;
-    let Some(signed) = signed_decision(&document) else {
-        // A status reply for a request that never got a decision says why.
-        return Err(match document["status"].as_str() {
-            Some(status @ ("pending" | "expired")) => {
-                refuse(format!("the request is {status}; it has no decision"))
-            }
-            _ => Refusal(format!("{}: holds no signed decision", args.file.display())),
-        });
+    let action = match (args.action, &args.metadata) {
+        (Some(action), Some(file)) => {
+            let metadata = read_json(file)?;
+            let metadata = metadata.as_object().cloned().ok_or_else(|| {
+                Refusal(format!("{}: the metadata is a JSON object", file.display()))
+            })?;
+            Some((action, metadata))
+        }
+        _ => None,
     };
-    let keys = trusted_keys(&args.keys, &signed.key_id)?;
-    let checked = decision::verify(&signed, &keys).map_err(|e| refuse(e.to_string()))?;
-    let payload = &checked.payload;
-    let mut checks = vec![
-        "the payload is canonical JSON (RFC 8785)".to_owned(),
-        format!(
-            "the Ed25519 signature verifies under key {}",
-            checked.key_id
+    let method = match args.method.as_deref() {
+        Some(name) => Some(
+            serde_json::from_value(Value::from(name))
+                .map_err(|_| Refusal(format!("unknown method {name}")))?,
         ),
-    ];
-    if payload.decision != Verdict::Approved {
-        return Err(refuse(format!(
-            "the decision is {}, not an approval",
-            serde_json::to_value(payload.decision)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        )));
-    }
-    checks.push("it is an approval".into());
-    if payload.ts > payload.exp {
-        return Err(refuse("it was made after the request expired".into()));
-    }
-    checks.push("it was made before the request expired".into());
-    if let Some(id) = &args.request_id {
-        if &payload.rid != id {
-            return Err(refuse(format!(
-                "it is for request {}, not {id}",
-                payload.rid
-            )));
-        }
-        checks.push(format!("it is for request {id}"));
-    }
-    if let (Some(action), Some(metadata_file)) = (&args.action, &args.metadata) {
-        let (Some(action_sha256), Some(bound_metadata)) =
-            (&payload.action_sha256, &payload.metadata_sha256)
-        else {
-            return Err(refuse(
-                "it is a version 1 decision, which binds only 64 bits of the action; check it \
-                 with --request-id"
-                    .into(),
-            ));
-        };
-        if *action_sha256 != full_hash(action) {
-            return Err(refuse("it is for another action".into()));
-        }
-        checks.push("the action matches (SHA-256)".into());
-        let metadata = read_json(metadata_file)?;
-        let metadata = metadata.as_object().ok_or_else(|| {
-            Refusal(format!(
-                "{}: the metadata is a JSON object",
-                metadata_file.display()
-            ))
-        })?;
-        if *bound_metadata != metadata_sha256(metadata) {
-            return Err(refuse("it is for other metadata".into()));
-        }
-        checks.push("the metadata matches (SHA-256 of canonical JSON)".into());
-    }
-    if let Some(method) = &args.method {
-        if payload.method.as_str() != method {
-            return Err(refuse(format!(
-                "it was made by {}, not {method}",
-                payload.method.as_str()
-            )));
-        }
-        checks.push(format!("the approver proved themselves by {method}"));
-    }
-    if let Some(approver) = &args.approver {
-        let same = match &payload.approver_sha256 {
-            Some(full) => *full == full_hash(approver),
-            None => payload.approver == short_hash(approver),
-        };
-        if !same {
-            return Err(refuse("another approver made it".into()));
-        }
-        checks.push(format!("{approver} made it"));
-    }
-    Ok(json!({
-        "verified": true,
-        "checked": checks,
-        "payload": payload,
-    }))
+        None => None,
+    };
+    let expected = verifier::Expected {
+        request_id: args.request_id,
+        action,
+        approver: args.approver,
+        method,
+    };
+    let report = verifier::approval(&document, &trusted_keys(&args.keys)?, &expected)?;
+    Ok(serde_json::to_value(report).unwrap_or_default())
 }
 
-/// Offline: checks a `get-envelope` reply for a request approved with a drawn signature: the
-/// envelope's exact bytes against its SHA-256, the image against its hash, the token's seal
-/// against the appliance's key, and the document's SSHSIG against the envelope's payload hash.
+/// Offline: checks a `get-envelope` reply (see [`verifier::envelope`]), and writes the drawn
+/// signature where asked.
 fn verify_envelope(args: VerifyEnvelopeArgs) -> Result<Value, Refusal> {
-    use base64::Engine as _;
-    use sshsign::approval::envelope;
-    let refused = |why: String| Refusal(format!("envelope refused: {why}"));
-    let file = args.file.display().to_string();
     let reply = read_json(&args.file)?;
-    let evidence = &reply["evidence"];
-    let text = |value: &Value, what: &str| -> Result<String, Refusal> {
-        value
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| refused(format!("{file} has no {what}")))
+    let signer_key = match &args.signer_key {
+        Some(line) => Some(
+            sshsign::pubkey::parse_ed25519(line)
+                .ok_or_else(|| Refusal("--signer-key is an ssh-ed25519 line".into()))?,
+        ),
+        None => None,
     };
-    let engine = base64::engine::general_purpose::STANDARD;
-    let bytes = engine
-        .decode(text(&evidence["envelope"], "evidence.envelope")?)
-        .map_err(|_| refused("evidence.envelope is not base64".into()))?;
-    let seal = engine
-        .decode(text(&evidence["seal"], "evidence.seal (not sealed yet?)")?)
-        .map_err(|_| refused("evidence.seal is not base64".into()))?;
-    let key_id = text(&evidence["key_id"], "evidence.key_id")?;
-    let stated = text(&evidence["sha256"], "evidence.sha256")?;
-    let keys = trusted_keys(&args.keys, &key_id)?;
-    let (_, public_key) = keys
-        .iter()
-        .find(|(kid, _)| *kid == key_id)
-        .ok_or_else(|| refused(format!("no key with kid {key_id:?} in the key set")))?;
-    let opened = envelope::verify(&bytes, &stated, &seal, &key_id, public_key)
-        .map_err(|e| refused(e.to_string()))?;
-    let mut checks = vec![
-        "the envelope is canonical JSON (RFC 8785) and its SHA-256 matches".to_owned(),
-        "the signature image matches image_hash".to_owned(),
-        format!("the token's seal verifies under key {key_id}"),
-    ];
-    if reply["pending_id"].as_str() != Some(opened.pending_id.as_str()) {
-        return Err(refused("the envelope is for another request".into()));
-    }
-    // The document's signature, made from the same hash the envelope binds.
-    let armored = text(&reply["signature"], "signature (the document's SSHSIG)")?;
-    let sshsig = sshsign::sshsig::SshSig::from_armored(&armored)
-        .map_err(|e| refused(format!("the SSHSIG: {e}")))?;
-    let digest: [u8; 64] = opened
-        .payload_hash
-        .strip_prefix("sha512:")
-        .and_then(sshsign::hex::decode)
-        .and_then(|d| d.try_into().ok())
-        .ok_or_else(|| refused("payload_hash is not sha512:<hex>".into()))?;
-    let namespace = opened.scope["namespace"].as_str().unwrap_or_default();
-    sshsig
-        .verify_sha512_digest(namespace, &digest)
-        .map_err(|e| refused(format!("the SSHSIG: {e}")))?;
-    let signer_key = sshsign::pubkey::fingerprint(sshsig.public_key());
-    checks.push(format!(
-        "the document's SSHSIG ({namespace}) verifies over payload_hash, by {signer_key}"
-    ));
-    if let Some(expected) = &args.signer_key {
-        let expected = sshsign::pubkey::parse_ed25519(expected)
-            .ok_or_else(|| Refusal("--signer-key is an ssh-ed25519 line".into()))?;
-        if &expected != sshsig.public_key() {
-            return Err(refused("the document was signed by another key".into()));
-        }
-        checks.push("the document's key is the expected one".into());
-    }
-    let image = opened.image().unwrap_or_default();
+    let report = verifier::envelope(&reply, &trusted_keys(&args.keys)?, signer_key.as_ref())?;
     if let Some(path) = &args.write_image {
-        std::fs::write(path, &image)
+        std::fs::write(path, &report.image)
             .map_err(|e| Refusal(format!("writing {}: {e}", path.display())))?;
     }
-    Ok(json!({
-        "verified": true,
-        "checked": checks,
-        "pending_id": opened.pending_id,
-        "signer": opened.signer,
-        "signer_ip": opened.signer_ip,
-        "captured_at": opened.captured_at,
-        "decision": opened.decision,
-        "payload_hash": opened.payload_hash,
-        "image_bytes": image.len(),
-    }))
+    Ok(serde_json::to_value(report).unwrap_or_default())
 }
