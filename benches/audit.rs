@@ -100,7 +100,7 @@ fn main() {
 
     println!(
         "sshsign audit log: {entries} entries, {} bytes each",
-        entry(0).to_bytes().len()
+        entry(0).to_bytes().expect("an entry encodes").len()
     );
     println!();
     println!("append, durable (each append returns after its fsync):");

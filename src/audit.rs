@@ -103,9 +103,10 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
-    /// The bytes hashed into the tree.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    /// The bytes hashed into the tree. An entry that cannot be written (none can today: it is
+    /// strings and integers) is an error, never an empty leaf.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
+        serde_json::to_vec(self).map_err(|e| Error::Unavailable(format!("encoding an entry: {e}")))
     }
 }
 
@@ -247,7 +248,7 @@ impl AuditLog {
 
     /// Appends an entry and returns its index once it is durable.
     pub async fn append(&self, entry: &AuditEntry) -> Result<u64, Error> {
-        self.writer.append(entry.to_bytes()).await
+        self.writer.append(entry.to_bytes()?).await
     }
 
     /// The stored entry at `index`.

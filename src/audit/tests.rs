@@ -95,6 +95,7 @@ fn entry(n: u64) -> Vec<u8> {
         ..Default::default()
     }
     .to_bytes()
+    .unwrap()
 }
 
 fn open_tree() -> (tempfile::TempDir, LogTree) {
