@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::hsm::profile::{EcParamsForm, HsmProfile, ObjectIdForm};
-use crate::web::guard::Cidr;
+use crate::net::AddressBlock;
 use crate::web::limit::Limit;
 
 /// Configuration errors, each naming the setting at fault.
@@ -196,7 +196,7 @@ pub struct HttpSettings {
     /// PEM certificate chain and private key; plain HTTP without them.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<Cidr>,
+    pub trusted_proxies: Vec<AddressBlock>,
     pub per_ip: Limit,
     pub per_key: Limit,
     /// How long a client may take over a request's headers (or a TLS handshake).
@@ -368,7 +368,7 @@ fn webhook_settings(raw: &RawConfig) -> Result<WebhookSettings, Error> {
 }
 
 /// A comma-separated list of addresses or CIDR blocks.
-fn cidr_list(setting: &'static str, text: Option<&str>) -> Result<Vec<Cidr>, Error> {
+fn cidr_list(setting: &'static str, text: Option<&str>) -> Result<Vec<AddressBlock>, Error> {
     text.unwrap_or_default()
         .split(',')
         .map(str::trim)

@@ -26,7 +26,7 @@
 //! - [`config`]: server settings from the environment and a config file.
 //! - [`dev`], [`softhsm`]: the one-command development appliance and SoftHSMv2 token stores.
 //! - [`secret`]: PINs and other secrets read from 0600 files into zeroizing types.
-//! - [`ids`], [`pubkey`], [`hex`], [`time`], [`wire`]: small shared formats.
+//! - [`ids`], [`pubkey`], [`hex`], [`time`], [`wire`], [`net`]: small shared formats.
 #![forbid(unsafe_code)]
 
 pub mod appliance;
@@ -40,6 +40,7 @@ pub mod hex;
 pub mod hsm;
 pub mod ids;
 pub mod negotiation;
+pub mod net;
 pub mod policy;
 pub mod provision;
 pub mod pubkey;

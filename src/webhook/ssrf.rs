@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::web::guard::Cidr;
+use crate::net::AddressBlock;
 
 /// Blocks no webhook may reach unless allowed.
 pub fn is_internal(ip: IpAddr) -> bool {
@@ -51,7 +51,7 @@ fn internal_v6(ip: Ipv6Addr) -> bool {
 /// The operator's exceptions.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    pub allowed: Vec<Cidr>,
+    pub allowed: Vec<AddressBlock>,
 }
 
 impl Policy {
