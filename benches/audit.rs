@@ -94,7 +94,10 @@ fn main() {
     .unwrap();
     sshsign::provision::generate_appliance_keys(&hsm).unwrap();
     let keys = sshsign::provision::appliance_keys(&hsm).unwrap();
-    let checkpoint_key = keys.into_iter().find(|k| k.role == "checkpoint").unwrap();
+    let checkpoint_key = keys
+        .into_iter()
+        .find(|k| k.role == sshsign::provision::KeyRole::Checkpoint)
+        .unwrap();
     let token = Token::new(Arc::new(hsm)).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
 

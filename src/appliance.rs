@@ -49,7 +49,7 @@ use crate::audit::{AuditEntry, AuditLog};
 use crate::hsm::{ObjectId, Token};
 use crate::ids::IdKind;
 use crate::policy::Evaluation;
-use crate::provision::ApplianceKey;
+use crate::provision::{ApplianceKey, KeyRole};
 use crate::sshsig::SshSig;
 use crate::store::{SigningKeyRecord, SshKeyRecord, Store, UserRecord};
 use crate::{pubkey, time};
@@ -206,7 +206,7 @@ impl Appliance {
         let key = self
             .appliance_keys
             .iter()
-            .find(|k| k.role == "decision")
+            .find(|k| k.role == KeyRole::Decision)
             .ok_or_else(|| Error::Internal("no decision key".into()))?;
         let object_id = key.key.object_id.clone();
         let signature = self

@@ -18,13 +18,35 @@ pub enum Error {
         "the token has no {role} key (label {label:?}); run `sshsign-server provision \
          generate-appliance-keys`"
     )]
-    Missing { role: String, label: String },
+    Missing { role: KeyRole, label: String },
     #[error("the token holds {count} keys labelled {label:?}; exactly one is expected")]
     Duplicate { label: String, count: usize },
     #[error("{label}: {reason}")]
     SelfTest { label: String, reason: String },
     #[error(transparent)]
     Hsm(#[from] crate::hsm::Error),
+}
+
+/// What an appliance key is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyRole {
+    /// Signs approval decisions, evidence-envelope seals and webhook deliveries.
+    Decision,
+    /// Signs audit-log checkpoints.
+    Checkpoint,
+    /// Encrypts the data key that seals records.
+    Seal,
+}
+
+impl std::fmt::Display for KeyRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyRole::Decision => "decision",
+            KeyRole::Checkpoint => "checkpoint",
+            KeyRole::Seal => "seal",
+        })
+    }
 }
 
 /// What kind of key.
@@ -41,7 +63,7 @@ pub enum KeyKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplianceKeySpec {
-    pub role: String,
+    pub role: KeyRole,
     pub label: String,
     #[serde(default)]
     pub kind: KeyKind,
@@ -64,7 +86,7 @@ pub fn manifest() -> Result<Vec<ApplianceKeySpec>, Error> {
 /// An appliance key found in the token.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApplianceKey {
-    pub role: String,
+    pub role: KeyRole,
     pub label: String,
     pub purpose: String,
     #[serde(skip)]
@@ -77,7 +99,7 @@ pub struct ApplianceKey {
 impl ApplianceKey {
     fn new(spec: &ApplianceKeySpec, key: TokenKey) -> Self {
         ApplianceKey {
-            role: spec.role.clone(),
+            role: spec.role,
             label: spec.label.clone(),
             purpose: spec.purpose.clone(),
             object_id: key.object_id.to_hex(),
@@ -148,7 +170,7 @@ pub fn appliance_keys(hsm: &dyn Hsm) -> Result<Vec<ApplianceKey>, Error> {
             find_one(hsm, spec)?
                 .map(|key| ApplianceKey::new(spec, key))
                 .ok_or_else(|| Error::Missing {
-                    role: spec.role.clone(),
+                    role: spec.role,
                     label: spec.label.clone(),
                 })
         })
@@ -214,6 +236,13 @@ mod tests {
             .into_iter()
             .map(|k| k.role)
             .collect();
-        assert_eq!(roles, ["decision", "checkpoint", "seal"]);
+        assert_eq!(
+            roles,
+            [
+                super::KeyRole::Decision,
+                super::KeyRole::Checkpoint,
+                super::KeyRole::Seal
+            ]
+        );
     }
 }

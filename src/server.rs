@@ -144,7 +144,7 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
     let token = Token::new(hsm.clone())?;
     let checkpoint_key = keys
         .iter()
-        .find(|k| k.role == "checkpoint")
+        .find(|k| k.role == provision::KeyRole::Checkpoint)
         .cloned()
         .ok_or_else(|| provision::Error::Manifest("no checkpoint key is listed".to_owned()))?;
     // Fixed by the checkpoint key, made when the token was provisioned: neither a new domain

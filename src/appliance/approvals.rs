@@ -20,6 +20,7 @@ use crate::approval::decision::{
 };
 use crate::audit::AuditEntry;
 use crate::ids::IdKind;
+use crate::provision::KeyRole;
 use crate::store::{ApiKeyRecord, ApiScope, ApprovalRecord, ApprovalStatus, Vote};
 use crate::time;
 
@@ -471,7 +472,7 @@ impl Appliance {
     pub fn decision_keys(&self) -> Vec<(String, [u8; 32])> {
         self.appliance_keys
             .iter()
-            .filter(|k| k.role == "decision")
+            .filter(|k| k.role == KeyRole::Decision)
             .map(|k| (k.fingerprint.clone(), k.key.public_key))
             .collect()
     }

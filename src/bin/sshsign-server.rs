@@ -224,9 +224,15 @@ fn provision(command: Provision) -> Result<()> {
             let keys = provision::appliance_keys(&hsm)?;
             // The audit log's verifier key is fixed by the checkpoint key: publish it now, and
             // clients can pin it (SSHSIGN_AUDIT_KEY) before they first connect.
-            let verifier_key = keys.iter().find(|k| k.role == "checkpoint").map(|k| {
-                sshsign::audit::note::verifier_key(&provision::audit_origin(k), &k.key.public_key)
-            });
+            let verifier_key = keys
+                .iter()
+                .find(|k| k.role == provision::KeyRole::Checkpoint)
+                .map(|k| {
+                    sshsign::audit::note::verifier_key(
+                        &provision::audit_origin(k),
+                        &k.key.public_key,
+                    )
+                });
             print_json(&json!({
                 "token": hsm.describe(),
                 "appliance_keys": keys,

@@ -366,7 +366,7 @@ fn failable_appliance() -> Failable {
     });
     let checkpoint_key = keys
         .iter()
-        .find(|k| k.role == "checkpoint")
+        .find(|k| k.role == sshsign::provision::KeyRole::Checkpoint)
         .unwrap()
         .clone();
     let audit = AuditLog::open_with_sink(
