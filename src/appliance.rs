@@ -46,11 +46,10 @@ pub use self::error::{Error, status_name};
 pub use self::keys::{Grant, KeyView, Role};
 pub use self::signing::{SignInput, SignOutcome, Verified};
 use crate::audit::{AuditEntry, AuditLog};
-use crate::hsm::{ObjectId, Token};
+use crate::hsm::Token;
 use crate::ids::IdKind;
 use crate::policy::Evaluation;
 use crate::provision::{ApplianceKey, KeyRole};
-use crate::sshsig::SshSig;
 use crate::store::{SigningKeyRecord, SshKeyRecord, Store, UserRecord};
 use crate::{pubkey, time};
 
@@ -243,37 +242,6 @@ impl Appliance {
             .append(&entry)
             .await
             .map_err(Error::AuditUnavailable)
-    }
-
-    /// Has the token sign `data` with `key`, whose entry is already durable, once the key and
-    /// the authorization are confirmed unrevoked.
-    async fn sign_recorded(
-        &self,
-        key: &SigningKeyRecord,
-        authorization_id: &str,
-        namespace: &str,
-        data: Vec<u8>,
-    ) -> Result<SshSig, Error> {
-        let current = self.store.signing_key(&key.key_id)?;
-        if current.as_ref().is_none_or(|k| k.revoked_at.is_some()) {
-            return Err(Error::AlreadyRevoked(key.key_id.clone()));
-        }
-        let authorization = self.store.authorization(authorization_id)?;
-        if authorization
-            .as_ref()
-            .is_none_or(|a| a.revoked_at.is_some())
-        {
-            return Err(Error::AuthorizationAlreadyRevoked(
-                authorization_id.to_owned(),
-            ));
-        }
-        let public_key = key.public_key_bytes().ok_or_else(|| corrupt(key))?;
-        let object_id = ObjectId::from_hex(&key.token_object_id).ok_or_else(|| corrupt(key))?;
-        let signature = self
-            .token
-            .call(move |hsm| hsm.sign(&object_id, &data))
-            .await?;
-        Ok(SshSig::new(public_key, namespace, signature)?)
     }
 }
 

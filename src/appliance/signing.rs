@@ -1,9 +1,12 @@
-//! Signing and verifying.
+//! Signing and verifying. The sign path reads top to bottom here: decide, append the entry
+//! (durable), check the key and authorization once more, then ask the token
+//! ([`Appliance::sign_recorded`]).
 
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha512};
 
 use super::{Appliance, Caller, Error, MAX_PAYLOAD, metadata_hash, rules_summary};
+use crate::hsm::ObjectId;
 use crate::ids::IdKind;
 use crate::policy::{self, Decision, SignRequest};
 use crate::sshsig::{self, SshSig};
@@ -195,5 +198,37 @@ impl Appliance {
         signature.verify(namespace, payload)?;
         let key = self.store.signing_key_by_public(signature.public_key())?;
         Ok(Verified { signature, key })
+    }
+
+    /// Has the token sign `data` with `key`, whose entry is already durable, once the key and
+    /// the authorization are confirmed unrevoked.
+    pub(super) async fn sign_recorded(
+        &self,
+        key: &SigningKeyRecord,
+        authorization_id: &str,
+        namespace: &str,
+        data: Vec<u8>,
+    ) -> Result<SshSig, Error> {
+        let current = self.store.signing_key(&key.key_id)?;
+        if current.as_ref().is_none_or(|k| k.revoked_at.is_some()) {
+            return Err(Error::AlreadyRevoked(key.key_id.clone()));
+        }
+        let authorization = self.store.authorization(authorization_id)?;
+        if authorization
+            .as_ref()
+            .is_none_or(|a| a.revoked_at.is_some())
+        {
+            return Err(Error::AuthorizationAlreadyRevoked(
+                authorization_id.to_owned(),
+            ));
+        }
+        let public_key = key.public_key_bytes().ok_or_else(|| super::corrupt(key))?;
+        let object_id =
+            ObjectId::from_hex(&key.token_object_id).ok_or_else(|| super::corrupt(key))?;
+        let signature = self
+            .token
+            .call(move |hsm| hsm.sign(&object_id, &data))
+            .await?;
+        Ok(SshSig::new(public_key, namespace, signature)?)
     }
 }
