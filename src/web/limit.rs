@@ -3,6 +3,10 @@
 //!
 //! A limit of `rate` requests a minute allows bursts of [`Limit::burst`] requests, then one every
 //! `60 / rate` seconds. Memory is bounded: idle keys are dropped when the table grows.
+//!
+//! Hand-written rather than `governor` because the state is one timestamp per key, which is what
+//! appliances sharing a database will have to store there (issue #15); `governor` keeps its
+//! state in process memory only.
 
 use std::collections::HashMap;
 use std::hash::Hash;
