@@ -350,7 +350,13 @@ impl Appliance {
         if reason.as_ref().is_some_and(|r| r.len() > 500) {
             return Err(Error::InvalidArgument("reason is at most 500 bytes".into()));
         }
-        // The nonce and the decision id from one token call.
+        // Someone else's or an unknown request costs no token call (the lock re-reads it).
+        let unknown = || Error::UnknownRequest(id.to_owned());
+        match self.store.approval(id)? {
+            Some(r) if r.approvers.iter().any(|a| a == approver.id()) => {}
+            _ => return Err(unknown()),
+        }
+        // The nonce and the decision id from one token call, outside the lock.
         let random: [u8; 32] = self.token.random().await?;
         let (nonce, did_bits) = random.split_at(16);
         let ballot = Ballot {
@@ -363,10 +369,7 @@ impl Appliance {
             at: time::now(),
         };
         let held = self.request_locks.hold(id).await;
-        let request = match self.store.approval(id)? {
-            Some(r) if r.approvers.iter().any(|a| a == approver.id()) => r,
-            _ => return Err(Error::UnknownRequest(id.to_owned())),
-        };
+        let request = self.store.approval(id)?.ok_or_else(unknown)?;
         let request = self.expire_approval_held(request).await?;
         if !request.methods.contains(&method) {
             return Err(Error::MethodNotAllowed {

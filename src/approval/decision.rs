@@ -97,6 +97,7 @@ pub fn full_hash(text: &str) -> String {
 
 /// The SHA-256 of a metadata object as RFC 8785 canonical JSON, every number exact, hex.
 pub fn metadata_sha256(metadata: &serde_json::Map<String, Value>) -> String {
+    // With every number canonical JSON cannot hold written as text, writing it cannot fail.
     let exact = canonical::with_exact_numbers(&Value::Object(metadata.clone()));
     crate::hex::encode(&Sha256::digest(
         canonical::to_vec(&exact).unwrap_or_default(),
@@ -122,6 +123,7 @@ pub struct RequestDocument<'a> {
 
 /// The canonical JSON of a request document.
 pub fn request_document(request: &RequestDocument<'_>) -> Vec<u8> {
+    // Strings, integers and exact-number metadata: serialising and writing cannot fail.
     let value = serde_json::to_value(request).unwrap_or_default();
     canonical::to_vec(&canonical::with_exact_numbers(&value)).unwrap_or_default()
 }
