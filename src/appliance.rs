@@ -8,9 +8,12 @@
 //!
 //! - [`keys`](self::keys): keys and authorizations;
 //! - [`signing`](self::signing): sign and verify;
-//! - [`cosign`](self::cosign): pending requests, approval, denial, envelopes;
+//! - [`requests`](self::requests): requests for a human decision, of either kind: lookup,
+//!   expiry, one `decide`, page addresses;
+//! - [`cosign`](self::cosign): what a verdict does to a signature request (re-check, sign,
+//!   seal the evidence);
+//! - [`approvals`](self::approvals): API keys, approval requests, votes, signed decisions;
 //! - [`negotiate`](self::negotiate): negotiation offers and history;
-//! - [`approvals`](self::approvals): API keys, human-approval requests, signed decisions;
 //! - [`authn`](self::authn): approvers' passkeys and TOTP secrets, and their ceremonies;
 //! - [`consent`](self::consent): whom each user accepts requests and grants from;
 //! - [`browser`](self::browser): what a browser may see of a request and decide;
@@ -27,6 +30,7 @@ mod cosign;
 mod error;
 mod keys;
 mod negotiate;
+mod requests;
 mod signing;
 mod webhooks;
 
@@ -40,10 +44,10 @@ pub use self::approvals::{
     API_KEY_PREFIX, ApprovalInput, DEFAULT_TTL, MAX_ACTION, MAX_APPROVAL_METADATA, VerifiedDecision,
 };
 pub use self::authn::{Authenticated, ENROLLMENT_TTL};
-pub use self::browser::{ApprovalPage, PendingPage, Proof};
-pub use self::cosign::PendingView;
-pub use self::error::{Error, status_name};
+pub use self::browser::{AgreedTerms, RequestPage, SigningTerms};
+pub use self::error::Error;
 pub use self::keys::{Grant, KeyView, Role};
+pub use self::requests::{Credential, HumanRequest, MAX_REASON, Proof, Ruling};
 pub use self::signing::{SignInput, SignOutcome, Verified};
 use crate::audit::{AuditEntry, AuditLog};
 use crate::hsm::Token;

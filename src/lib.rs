@@ -44,6 +44,7 @@ pub mod net;
 pub mod policy;
 pub mod provision;
 pub mod pubkey;
+pub mod request;
 pub mod seal;
 pub mod secret;
 pub mod server;

@@ -20,7 +20,7 @@
 //! | `api_keys_by_owner` | `user_id` `\0` sequence | API key id |
 //! | `approvals` | request id | [`ApprovalRecord`], sealed |
 //! | `approvals_by_user` | `user_id` `\0` sequence | request id (owner and approvers) |
-//! | `approvals_expiring` | expiry (i64 BE) ‖ request id | request id, until its time is up |
+//! | `approvals_expiring` | expiry (i64 BE) ‖ request id | request id (`pnd_` or `apr_`), until its time is up |
 //! | `enrollments` | SHA-256 of the link token, hex | [`EnrollmentRecord`] |
 //! | `authenticators` | authenticator id | [`AuthenticatorRecord`], sealed |
 //! | `authenticators_by_user` | `user_id` `\0` sequence | authenticator id |
@@ -59,11 +59,11 @@ use sled::{Db, Tree};
 
 use self::flusher::Flusher;
 pub use self::records::{
-    ApiKeyRecord, ApiScope, ApprovalRecord, ApprovalStatus, AuthenticatorKind, AuthenticatorRecord,
+    ApiKeyRecord, ApiScope, ApprovalRecord, AuthenticatorKind, AuthenticatorRecord,
     AuthorizationRecord, ConsentRecord, Delivery, DeliveryKind, DeliveryState, EnrollmentKind,
-    EnrollmentRecord, KeyStatus, NotifyTarget, PendingRequest, PendingStatus, REQUEST_TOTP_BUDGET,
-    Record, SigningKeyRecord, SshKeyRecord, TOTP_FAILURE_BUDGET, TOTP_LIFETIME_FAILURES, TotpState,
-    UserRecord, Vote, WebhookEndpoint,
+    EnrollmentRecord, KeyStatus, NotifyTarget, PendingRequest, REQUEST_TOTP_BUDGET, Record,
+    RequestStatus, SigningKeyRecord, SshKeyRecord, TOTP_FAILURE_BUDGET, TOTP_LIFETIME_FAILURES,
+    TotpState, UserRecord, Vote, WebhookEndpoint,
 };
 use crate::seal::{Sealer, WrappedDataKey};
 
@@ -123,6 +123,13 @@ fn index_key(owner: &str, sequence: u64) -> Vec<u8> {
     key
 }
 
+/// The expiry watch's key: when, then which.
+fn expiry_key(expires_at: i64, id: &str) -> Vec<u8> {
+    let mut key = expires_at.to_be_bytes().to_vec();
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
 /// The appliance's database. Cloning is cheap and shares everything.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -146,7 +153,8 @@ pub struct Store {
     api_keys_by_owner: Tree,
     approvals: Tree,
     approvals_by_user: Tree,
-    approvals_expiring: Tree,
+    /// Open requests of either kind, by expiry (the tree's name predates signature requests).
+    requests_expiring: Tree,
     enrollments: Tree,
     authenticators: Tree,
     authenticators_by_user: Tree,
@@ -186,7 +194,7 @@ impl Store {
             api_keys_by_owner: db.open_tree("api_keys_by_owner")?,
             approvals: db.open_tree("approvals")?,
             approvals_by_user: db.open_tree("approvals_by_user")?,
-            approvals_expiring: db.open_tree("approvals_expiring")?,
+            requests_expiring: db.open_tree("approvals_expiring")?,
             enrollments: db.open_tree("enrollments")?,
             authenticators: db.open_tree("authenticators")?,
             authenticators_by_user: db.open_tree("authenticators_by_user")?,
@@ -358,3 +366,31 @@ impl Store {
 
 #[cfg(test)]
 mod tests;
+
+impl Store {
+    /// Requests of either kind whose time is up by `now` (they may have been decided
+    /// meanwhile), soonest first, at most `limit`, as `(expires_at, id)`.
+    pub fn requests_expiring_by(&self, now: i64, limit: usize) -> Result<Vec<(i64, String)>> {
+        let mut found = Vec::new();
+        for entry in self
+            .requests_expiring
+            .range(..(now + 1).to_be_bytes().to_vec())
+            .take(limit)
+        {
+            let (key, id) = entry?;
+            let at = key
+                .get(..8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(i64::from_be_bytes)
+                .unwrap_or(i64::MIN);
+            found.push((at, String::from_utf8_lossy(&id).into_owned()));
+        }
+        Ok(found)
+    }
+
+    /// Takes a request off the expiry watch.
+    pub fn forget_expiring(&self, expires_at: i64, id: &str) -> Result<()> {
+        self.requests_expiring.remove(expiry_key(expires_at, id))?;
+        Ok(())
+    }
+}

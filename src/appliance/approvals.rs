@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
+use super::requests::{HumanRequest, closed_error};
 use super::{Appliance, Caller, Error};
 use crate::approval::decision::{
     self, Checked, DecisionError, DecisionPayload, Method, RequestDocument, SignedDecision,
@@ -21,7 +22,8 @@ use crate::approval::decision::{
 use crate::audit::AuditEntry;
 use crate::ids::IdKind;
 use crate::provision::KeyRole;
-use crate::store::{ApiKeyRecord, ApiScope, ApprovalRecord, ApprovalStatus, Vote};
+use crate::request::{self, RequestKind, RequestStatus};
+use crate::store::{ApiKeyRecord, ApiScope, ApprovalRecord, Vote};
 use crate::time;
 
 /// The prefix every API key starts with, so a leaked one is recognisable.
@@ -231,7 +233,7 @@ impl Appliance {
             totp_failures: 0,
             created_at: now,
             expires_at: now + ttl,
-            status: ApprovalStatus::Pending,
+            status: RequestStatus::Pending,
             votes: Vec::new(),
             decision_payload: None,
             decision_signature: None,
@@ -253,11 +255,12 @@ impl Appliance {
             .approvers
             .iter()
             .map(|approver| {
-                let url = self.approver_page(&record.request_id, approver);
+                let url = self.page_url(&record.request_id, Some(approver));
                 (approver.clone(), url)
             })
             .collect();
-        self.notify_approvers(&record, &urls).await?;
+        self.notify_deciders(&HumanRequest::Approval(record.clone()))
+            .await?;
         Ok((record, urls))
     }
 
@@ -273,67 +276,14 @@ impl Appliance {
         }
     }
 
-    /// Brings a request up to date: expired if its time passed while pending, signed if it
-    /// resolved but its signature was cut short.
+    /// Brings an approval request up to date (see [`Appliance::settle`]).
     pub(super) async fn settle_approval(
         &self,
         request: ApprovalRecord,
     ) -> Result<ApprovalRecord, Error> {
-        let request =
-            if request.status == ApprovalStatus::Pending && request.expires_at <= time::now() {
-                let _held = self.request_locks.hold(&request.request_id).await;
-                let current = self
-                    .store
-                    .approval(&request.request_id)?
-                    .ok_or_else(|| Error::UnknownRequest(request.request_id.clone()))?;
-                self.expire_approval_held(current).await?
-            } else {
-                request
-            };
-        if request.decision_payload.is_some() && request.decision_signature.is_none() {
-            return self.sign_decision(request).await;
-        }
-        Ok(request)
-    }
-
-    /// Marks a pending request whose time is up expired, its entry first; the caller holds the
-    /// request's lock, so nothing else changes it meanwhile.
-    async fn expire_approval_held(&self, request: ApprovalRecord) -> Result<ApprovalRecord, Error> {
-        let now = time::now();
-        if request.status != ApprovalStatus::Pending || request.expires_at > now {
-            return Ok(request);
-        }
-        let entry = approval_entry(
-            &request,
-            &request.owner,
-            "appliance",
-            "approval_expired",
-            "expired",
-        );
-        self.record(entry).await?;
-        let expired = self.store.update_approval(&request.request_id, |mut r| {
-            if r.status == ApprovalStatus::Pending {
-                r.status = ApprovalStatus::Expired;
-                r.decided_at = Some(now);
-            }
-            Ok::<_, Error>(r)
-        })?;
-        self.store.flush().await?;
-        self.announce_decision(&expired).await?;
-        Ok(expired)
-    }
-
-    /// An approver's vote over SSH; resolves the request when the threshold is met or on a
-    /// rejection.
-    pub async fn decide_approval(
-        &self,
-        approver: &Caller,
-        id: &str,
-        verdict: Verdict,
-        method: Method,
-        reason: Option<String>,
-    ) -> Result<ApprovalRecord, Error> {
-        self.vote(approver, id, verdict, method, reason).await
+        self.settle(HumanRequest::Approval(request))
+            .await?
+            .into_approval()
     }
 
     /// An approver's vote, however they proved themselves. Under the request's lock: the vote
@@ -347,9 +297,6 @@ impl Appliance {
         method: Method,
         reason: Option<String>,
     ) -> Result<ApprovalRecord, Error> {
-        if reason.as_ref().is_some_and(|r| r.len() > 500) {
-            return Err(Error::InvalidArgument("reason is at most 500 bytes".into()));
-        }
         // Someone else's or an unknown request costs no token call (the lock re-reads it).
         let unknown = || Error::UnknownRequest(id.to_owned());
         match self.store.approval(id)? {
@@ -370,16 +317,19 @@ impl Appliance {
         };
         let held = self.request_locks.hold(id).await;
         let request = self.store.approval(id)?.ok_or_else(unknown)?;
-        let request = self.expire_approval_held(request).await?;
+        let request = self
+            .expire_held(HumanRequest::Approval(request))
+            .await?
+            .into_approval()?;
         if !request.methods.contains(&method) {
             return Err(Error::MethodNotAllowed {
                 method: method.as_str(),
-                url: self.approval_page(id),
+                url: self.page_url(id, None),
             });
         }
         let outcome = ballot.cast(request)?;
         let result = if outcome.decision_payload.is_some() {
-            outcome.status.as_str()
+            outcome.status.word(RequestKind::Approval)
         } else {
             "voted"
         };
@@ -400,7 +350,10 @@ impl Appliance {
 
     /// Signs a resolved request's fixed payload with the token's decision key: the audit
     /// entry first, then the token.
-    async fn sign_decision(&self, request: ApprovalRecord) -> Result<ApprovalRecord, Error> {
+    pub(super) async fn sign_decision(
+        &self,
+        request: ApprovalRecord,
+    ) -> Result<ApprovalRecord, Error> {
         let payload = request
             .decision_payload
             .as_deref()
@@ -413,7 +366,7 @@ impl Appliance {
             &request.owner,
             "appliance",
             "approval_decision_signed",
-            request.status.as_str(),
+            request.status.word(RequestKind::Approval),
         );
         self.record(entry).await?;
         let (signature, kid) = self.sign_with_decision_key(payload).await?;
@@ -479,30 +432,6 @@ impl Appliance {
             .map(|k| (k.fingerprint.clone(), k.key.public_key))
             .collect()
     }
-
-    /// Requests `user` may decide or owns, brought up to date.
-    pub async fn approvals_of(&self, user: &str) -> Result<Vec<ApprovalRecord>, Error> {
-        let mut list = Vec::new();
-        for request in self.store.approvals_of_user(user)? {
-            list.push(self.settle_approval(request).await?);
-        }
-        Ok(list)
-    }
-
-    /// The appliance's public base URL (`https://sign.example.com`).
-    pub fn approval_base(&self) -> &str {
-        &self.settings.approval_base
-    }
-
-    /// A request's page.
-    pub fn approval_page(&self, id: &str) -> String {
-        format!("{}/approve/{id}", self.settings.approval_base)
-    }
-
-    /// A request's page, addressed to one of its approvers (who still proves themselves there).
-    pub fn approver_page(&self, id: &str, approver: &str) -> String {
-        format!("{}?as={approver}", self.approval_page(id))
-    }
 }
 
 /// One approver's vote, ready to be cast on a request.
@@ -523,21 +452,16 @@ impl Ballot<'_> {
     /// worked out once for the audit entry and again as the store's change.
     fn cast(&self, mut r: ApprovalRecord) -> Result<ApprovalRecord, Error> {
         let id = r.request_id.clone();
-        match r.status {
-            ApprovalStatus::Pending if r.expires_at > self.at => {}
-            ApprovalStatus::Pending | ApprovalStatus::Expired => {
-                return Err(Error::RequestExpired(id));
-            }
-            status => {
-                return Err(Error::AlreadyResolved {
-                    id,
-                    status: status.as_str(),
-                });
-            }
-        }
+        request::open(r.status, r.expires_at, self.at)
+            .map_err(|closed| closed_error(&id, RequestKind::Approval, closed))?;
         if r.votes.iter().any(|v| v.approver == self.approver) {
             return Err(Error::AlreadyVoted(id));
         }
+        let approvals = r
+            .votes
+            .iter()
+            .filter(|v| v.verdict == Verdict::Approved)
+            .count();
         r.votes.push(Vote {
             approver: self.approver.to_owned(),
             verdict: self.verdict,
@@ -545,17 +469,9 @@ impl Ballot<'_> {
             at: self.at,
             reason: self.reason.map(str::to_owned),
         });
-        let approvals = r
-            .votes
-            .iter()
-            .filter(|v| v.verdict == Verdict::Approved)
-            .count();
-        let outcome = match self.verdict {
-            Verdict::Rejected => Some(ApprovalStatus::Rejected),
-            Verdict::Approved if approvals >= r.threshold as usize => {
-                Some(ApprovalStatus::Approved)
-            }
-            Verdict::Approved => None,
+        let outcome = match request::tally(approvals, r.threshold, self.verdict) {
+            RequestStatus::Pending => None,
+            status => Some(status),
         };
         if let Some(status) = outcome {
             let payload = DecisionPayload {

@@ -1,4 +1,5 @@
-//! Co-signed requests: listing, approval, denial, envelopes.
+//! What a verdict does to a signature request (a co-signed `sign`, `pnd_`); the request model
+//! itself is in [`requests`](super::requests).
 //!
 //! A request resolves once: every transition is a compare-and-swap on its record, so of
 //! concurrent approvals, denials and expiries exactly one takes effect. Approval re-runs the
@@ -12,13 +13,14 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use super::error::status_name;
+use super::requests::{HumanRequest, closed_error};
 use super::{Appliance, Caller, Error};
 use crate::approval::canonical;
 use crate::approval::decision::Method;
 use crate::approval::envelope::{self, Envelope, Signer};
 use crate::policy::{self, Decision, SignRequest};
-use crate::store::{PendingRequest, PendingStatus};
+use crate::request::{self, RequestKind, RequestStatus};
+use crate::store::PendingRequest;
 use crate::{sshsig, time};
 
 /// A drawn signature and how its signer proved themselves, for an evidence envelope.
@@ -74,104 +76,28 @@ fn evidence_envelope(
     Ok(bytes)
 }
 
-/// A request as one of its parties sees it.
-#[derive(Debug, Clone)]
-pub struct PendingView {
-    pub request: PendingRequest,
-    /// Where the principal approves it in a browser.
-    pub approval_url: String,
-}
-
 impl Appliance {
-    fn readable(&self, caller: &Caller, pending_id: &str) -> Result<PendingRequest, Error> {
-        match self.store.pending(pending_id)? {
-            Some(r) if r.requester == caller.id() || r.principal == caller.id() => Ok(r),
-            _ => Err(Error::UnknownRequest(pending_id.to_owned())),
-        }
-    }
-
-    fn view(&self, request: PendingRequest) -> PendingView {
-        PendingView {
-            approval_url: self.approval_page(&request.pending_id),
-            request,
-        }
-    }
-
-    /// Requests the caller must decide or is waiting on, oldest first; expired ones are marked.
-    pub async fn pending(&self, caller: &Caller) -> Result<Vec<PendingView>, Error> {
-        let mut views = Vec::new();
-        for request in self.store.pending_of_user(caller.id())? {
-            let request = self.expire_if_due(request).await?;
-            views.push(self.view(request));
-        }
-        Ok(views)
-    }
-
-    /// Marks a request expired if its time has passed while it waited.
-    pub(super) async fn expire_if_due(
-        &self,
-        request: PendingRequest,
-    ) -> Result<PendingRequest, Error> {
-        if request.status != PendingStatus::Pending || request.expires_at > time::now() {
-            return Ok(request);
-        }
-        let _held = self.request_locks.hold(&request.pending_id).await;
-        let current = self
-            .store
-            .pending(&request.pending_id)?
-            .ok_or_else(|| Error::UnknownRequest(request.pending_id.clone()))?;
-        self.expire_pending_held(current).await
-    }
-
-    /// [`Appliance::expire_if_due`] for a caller holding the request's lock: the entry first,
-    /// then the change.
-    async fn expire_pending_held(&self, request: PendingRequest) -> Result<PendingRequest, Error> {
-        let now = time::now();
-        if request.status != PendingStatus::Pending || request.expires_at > now {
-            return Ok(request);
-        }
-        let mut entry = crate::audit::AuditEntry {
-            time: now,
-            action: "cosign_expired".into(),
-            result: "expired".into(),
-            actor: "appliance".into(),
-            actor_key: "appliance".into(),
-            ..Default::default()
+    /// Checks that `caller` may decide signature request `id` now: its principal, who did not
+    /// ask for it; the caller holds the request's lock. Anyone else is told it does not exist
+    /// unless they asked for it.
+    async fn decidable(&self, caller: &Caller, id: &str) -> Result<PendingRequest, Error> {
+        let request = match self.store.pending(id)? {
+            Some(r) if r.requester == caller.id() || r.principal == caller.id() => r,
+            _ => return Err(Error::UnknownRequest(id.to_owned())),
         };
-        entry.pending_id = Some(request.pending_id.clone());
-        entry.key_id = Some(request.key_id.clone());
-        entry
-            .readers
-            .extend([request.requester.clone(), request.principal.clone()]);
-        self.record(entry).await?;
-        let updated = self.store.update_pending(&request.pending_id, |mut r| {
-            if r.status == PendingStatus::Pending {
-                r.status = PendingStatus::Expired;
-                r.resolved_at = Some(now);
-            }
-            Ok::<_, Error>(r)
-        })?;
-        self.store.flush().await?;
-        Ok(updated)
-    }
-
-    /// Checks that `caller` may decide `pending_id` now; the caller holds the request's lock.
-    async fn decidable(&self, caller: &Caller, pending_id: &str) -> Result<PendingRequest, Error> {
-        let request = self.readable(caller, pending_id)?;
         if request.principal != caller.id() {
-            return Err(Error::NotPrincipal(pending_id.to_owned()));
+            return Err(Error::NotPrincipal(id.to_owned()));
         }
         if request.requester == caller.id() {
-            return Err(Error::SelfApproval(pending_id.to_owned()));
+            return Err(Error::SelfApproval(id.to_owned()));
         }
-        let request = self.expire_pending_held(request).await?;
-        match request.status {
-            PendingStatus::Pending => Ok(request),
-            PendingStatus::Expired => Err(Error::RequestExpired(pending_id.to_owned())),
-            status => Err(Error::AlreadyResolved {
-                id: pending_id.to_owned(),
-                status: status_name(status),
-            }),
+        let request = self
+            .expire_held(HumanRequest::Signature(request))
+            .await?
+            .into_signature()?;
+        match request::open(request.status, request.expires_at, time::now()) {
+            Ok(()) => Ok(request),
+            Err(closed) => Err(closed_error(id, RequestKind::Signature, closed)),
         }
     }
 
@@ -180,16 +106,16 @@ impl Appliance {
     fn resolve(
         &self,
         caller: &Caller,
-        pending_id: &str,
-        status: PendingStatus,
+        id: &str,
+        status: RequestStatus,
         reason: Option<String>,
         evidence: Option<String>,
     ) -> Result<PendingRequest, Error> {
-        self.store.update_pending(pending_id, |mut r| {
-            if r.status != PendingStatus::Pending {
+        self.store.update_pending(id, |mut r| {
+            if r.status != RequestStatus::Pending {
                 return Err(Error::AlreadyResolved {
-                    id: pending_id.to_owned(),
-                    status: status_name(r.status),
+                    id: id.to_owned(),
+                    status: r.status.word(RequestKind::Signature),
                 });
             }
             r.status = status;
@@ -201,25 +127,20 @@ impl Appliance {
         })
     }
 
-    /// Approves a request and returns it with its signature.
-    pub async fn approve(&self, caller: &Caller, pending_id: &str) -> Result<PendingView, Error> {
-        self.approve_with(caller, pending_id, None).await
-    }
-
-    /// Approves a request; with a drawn signature, seals it into an evidence envelope first
-    /// (required where the authorization says so). Under the request's lock, the decision's
-    /// entry is durable before the request changes.
-    pub(super) async fn approve_with(
+    /// Approves a signature request; with a drawn signature, seals it into an evidence
+    /// envelope first (required where the authorization says so). Under the request's lock,
+    /// the decision's entry is durable before the request changes; the signature follows.
+    pub(super) async fn approve_signature(
         &self,
         caller: &Caller,
-        pending_id: &str,
+        id: &str,
         capture: Option<Capture>,
-    ) -> Result<PendingView, Error> {
-        let held = self.request_locks.hold(pending_id).await;
-        let request = self.decidable(caller, pending_id).await?;
+    ) -> Result<PendingRequest, Error> {
+        let held = self.request_locks.hold(id).await;
+        let request = self.decidable(caller, id).await?;
         if request.require_signature && capture.is_none() {
             return Err(Error::SignatureRequired {
-                url: self.approval_page(pending_id),
+                url: self.page_url(id, None),
             });
         }
         let evidence = capture
@@ -249,8 +170,8 @@ impl Appliance {
             self.record(entry).await?;
             self.resolve(
                 caller,
-                pending_id,
-                PendingStatus::Denied,
+                id,
+                RequestStatus::Rejected,
                 Some(rule.name().to_owned()),
                 None,
             )?;
@@ -261,45 +182,46 @@ impl Appliance {
         entry.evidence_sha256 = evidence.as_deref().map(envelope::sha256_tag);
         self.record(entry).await?;
         let encoded = evidence.as_ref().map(|bytes| BASE64.encode(bytes));
-        let approved = self.resolve(caller, pending_id, PendingStatus::Approved, None, encoded)?;
+        let approved = self.resolve(caller, id, RequestStatus::Approved, None, encoded)?;
         self.store.flush().await?;
         drop(held);
         let approved = self.seal_evidence(caller, approved).await?;
-        let approved = self.release(caller, approved).await?;
-        Ok(self.view(approved))
+        self.release(caller, approved).await
     }
 
-    /// Denies a request.
-    pub async fn deny(
+    /// Rejects (denies) a signature request.
+    pub(super) async fn reject_signature(
         &self,
         caller: &Caller,
-        pending_id: &str,
+        id: &str,
         reason: Option<String>,
-    ) -> Result<PendingView, Error> {
-        let _held = self.request_locks.hold(pending_id).await;
-        let request = self.decidable(caller, pending_id).await?;
+    ) -> Result<PendingRequest, Error> {
+        let _held = self.request_locks.hold(id).await;
+        let request = self.decidable(caller, id).await?;
         self.record(self.decision_entry(caller, &request, "deny", "denied"))
             .await?;
-        let denied = self.resolve(caller, pending_id, PendingStatus::Denied, reason, None)?;
+        let denied = self.resolve(caller, id, RequestStatus::Rejected, reason, None)?;
         self.store.flush().await?;
-        Ok(self.view(denied))
+        Ok(denied)
     }
 
-    /// A request with its status and, once approved, its signature (made now if an earlier
-    /// attempt was cut short).
-    pub async fn envelope(&self, caller: &Caller, pending_id: &str) -> Result<PendingView, Error> {
-        let request = self.readable(caller, pending_id)?;
-        let request = self.expire_if_due(request).await?;
+    /// Finishes what an approval of `request` began, if an earlier attempt was cut short:
+    /// seals its evidence and makes its signature. Revoked between approval and signing, it
+    /// stays approved without a signature.
+    pub(super) async fn finish_signature(
+        &self,
+        caller: &Caller,
+        request: PendingRequest,
+    ) -> Result<PendingRequest, Error> {
         let request = self.seal_evidence(caller, request).await?;
-        if request.status != PendingStatus::Approved || request.signature.is_some() {
-            return Ok(self.view(request));
+        if request.status != RequestStatus::Approved || request.signature.is_some() {
+            return Ok(request);
         }
+        let id = request.pending_id.clone();
         match self.release(caller, request).await {
-            Ok(signed) => Ok(self.view(signed)),
-            // Revoked between approval and signing: approved, but no signature will come.
+            Ok(signed) => Ok(signed),
             Err(Error::AlreadyRevoked(_) | Error::AuthorizationAlreadyRevoked(_)) => {
-                let request = self.readable(caller, pending_id)?;
-                Ok(self.view(request))
+                self.store.pending(&id)?.ok_or(Error::UnknownRequest(id))
             }
             Err(e) => Err(e),
         }

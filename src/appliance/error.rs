@@ -2,7 +2,6 @@
 //! detail (store and token failures) goes to the log; the user sees a short, safe message.
 
 use crate::policy::Rule;
-use crate::store::PendingStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -98,15 +97,6 @@ pub enum Error {
     Store(#[from] crate::store::Error),
     #[error("{0}")]
     Internal(String),
-}
-
-pub fn status_name(status: PendingStatus) -> &'static str {
-    match status {
-        PendingStatus::Pending => "pending",
-        PendingStatus::Approved => "approved",
-        PendingStatus::Denied => "denied",
-        PendingStatus::Expired => "expired",
-    }
 }
 
 impl Error {

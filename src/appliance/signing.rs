@@ -5,12 +5,14 @@
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha512};
 
+use super::requests::HumanRequest;
 use super::{Appliance, Caller, Error, MAX_PAYLOAD, metadata_hash, rules_summary};
 use crate::hsm::ObjectId;
 use crate::ids::IdKind;
 use crate::policy::{self, Decision, SignRequest};
+use crate::request::RequestStatus;
 use crate::sshsig::{self, SshSig};
-use crate::store::{PendingRequest, PendingStatus, SigningKeyRecord};
+use crate::store::{PendingRequest, SigningKeyRecord};
 use crate::time;
 
 /// A request to sign.
@@ -158,7 +160,7 @@ impl Appliance {
                     totp_failures: 0,
                     created_at: now,
                     expires_at: now + input.ttl.unwrap_or(self.settings.pending_ttl),
-                    status: PendingStatus::Pending,
+                    status: RequestStatus::Pending,
                     resolved_by: None,
                     resolved_at: None,
                     reason: None,
@@ -176,8 +178,10 @@ impl Appliance {
                 self.record(entry).await?;
                 self.store.insert_pending(&request)?;
                 self.store.flush().await?;
-                let approval_url = self.approval_page(&pending_id);
-                self.notify_principal(&request, &approval_url).await?;
+                let approval_url = self.page_url(&pending_id, None);
+                let request = HumanRequest::Signature(request);
+                self.notify_deciders(&request).await?;
+                let request = request.into_signature()?;
                 Ok(SignOutcome::Pending {
                     request,
                     approval_url,

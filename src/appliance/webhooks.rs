@@ -1,6 +1,6 @@
 //! Webhooks out of the appliance: each decision (or expiry) on an approval request goes to the
-//! request's `callback_url` and to its owner's endpoints; each new request goes to its
-//! approvers' notification URLs, with the addresses of their pages. Deliveries are stored before the
+//! request's `callback_url` and to its owner's endpoints; each new request of either kind goes
+//! to its deciders' notification URLs, with the addresses of their pages. Deliveries are stored before the
 //! first attempt; [`Appliance::run_deliveries`] attempts them as they fall due, signs each
 //! attempt with the token (its audit entry first), and retries with backoff.
 
@@ -10,12 +10,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::requests::HumanRequest;
 use super::{Appliance, Caller, Error};
 use crate::audit::AuditEntry;
 use crate::ids::IdKind;
+use crate::request::RequestStatus;
 use crate::store::{
-    ApprovalRecord, ApprovalStatus, Delivery, DeliveryKind, DeliveryState, NotifyTarget,
-    PendingRequest, WebhookEndpoint,
+    ApprovalRecord, Delivery, DeliveryKind, DeliveryState, NotifyTarget, WebhookEndpoint,
 };
 use crate::time;
 use crate::webhook::client::{self, DeliveryError, Target};
@@ -165,11 +166,21 @@ impl Appliance {
         Ok(())
     }
 
-    /// Tells a request's callback and its owner's endpoints how it ended.
+    /// Tells whoever asked how a request ended: an approval's callback and its owner's
+    /// endpoints. A signature request's requester learns it from `get-envelope` (or from
+    /// `sign --wait`), so it has nothing to announce.
+    pub(super) async fn announce(&self, request: &HumanRequest) -> Result<(), Error> {
+        match request {
+            HumanRequest::Approval(r) => self.announce_decision(r).await,
+            HumanRequest::Signature(_) => Ok(()),
+        }
+    }
+
+    /// Tells an approval request's callback and its owner's endpoints how it ended.
     pub(super) async fn announce_decision(&self, request: &ApprovalRecord) -> Result<(), Error> {
         let kind = match request.status {
-            ApprovalStatus::Expired => "approval.expired",
-            ApprovalStatus::Pending => return Ok(()),
+            RequestStatus::Expired => "approval.expired",
+            RequestStatus::Pending => return Ok(()),
             _ => "approval.decided",
         };
         let body = json!({
@@ -206,25 +217,35 @@ impl Appliance {
         Ok(())
     }
 
-    /// Tells each approver with a notification URL that `request` waits for them, with the
-    /// address of their page (`links`: approver and URL; nothing in it stands for them).
-    pub(super) async fn notify_approvers(
-        &self,
-        request: &ApprovalRecord,
-        links: &[(String, String)],
-    ) -> Result<(), Error> {
-        for (approver, link) in links {
-            let body = json!({
-                "text": format!("Approval requested: {}\n{link}", request.action),
-                "type": "approval.requested",
-                "data": {
-                    "id": request.request_id,
-                    "action": request.action,
-                    "approval_url": link,
-                    "expires_at": time::rfc3339(request.expires_at),
-                },
-            });
-            self.notify(approver, &request.request_id, &body).await?;
+    /// Tells each of a new request's deciders who set a notification URL that it waits for
+    /// them, with the address of their page (nothing in it stands for them).
+    pub(super) async fn notify_deciders(&self, request: &HumanRequest) -> Result<(), Error> {
+        for decider in request.waiting_for() {
+            let link = self.page_url(request.id(), Some(&decider));
+            let body = match request {
+                HumanRequest::Signature(r) => json!({
+                    "text": format!("Co-signature requested ({}): {link}", r.namespace),
+                    "type": "cosign.requested",
+                    "data": {
+                        "id": r.pending_id,
+                        "namespace": r.namespace,
+                        "requester": r.requester,
+                        "approval_url": link,
+                        "expires_at": time::rfc3339(r.expires_at),
+                    },
+                }),
+                HumanRequest::Approval(r) => json!({
+                    "text": format!("Approval requested: {}\n{link}", r.action),
+                    "type": "approval.requested",
+                    "data": {
+                        "id": r.request_id,
+                        "action": r.action,
+                        "approval_url": link,
+                        "expires_at": time::rfc3339(r.expires_at),
+                    },
+                }),
+            };
+            self.notify(&decider, request.id(), &body).await?;
         }
         Ok(())
     }
@@ -244,27 +265,6 @@ impl Appliance {
             }
             None => Ok(()),
         }
-    }
-
-    /// Tells a co-signed request's principal it waits for them, with its approval link.
-    pub(super) async fn notify_principal(
-        &self,
-        request: &PendingRequest,
-        link: &str,
-    ) -> Result<(), Error> {
-        let body = json!({
-            "text": format!("Co-signature requested ({}): {link}", request.namespace),
-            "type": "cosign.requested",
-            "data": {
-                "id": request.pending_id,
-                "namespace": request.namespace,
-                "requester": request.requester,
-                "approval_url": link,
-                "expires_at": time::rfc3339(request.expires_at),
-            },
-        });
-        self.notify(&request.principal, &request.pending_id, &body)
-            .await
     }
 
     /// Attempts deliveries as they fall due, and settles requests whose time ran out (which
@@ -294,16 +294,6 @@ impl Appliance {
                 () = tokio::time::sleep(wait.max(Duration::from_millis(50))) => {}
             }
         }
-    }
-
-    /// Settles requests whose time is up, so their expiry is recorded and announced even if
-    /// nobody looks at them.
-    async fn expire_due(&self) -> Result<(), Error> {
-        for request in self.store.approvals_expiring_by(time::now(), 256)? {
-            let settled = self.settle_approval(request).await?;
-            self.store.forget_expiring(&settled)?;
-        }
-        Ok(())
     }
 
     /// Attempts every delivery due now, a batch at a time.

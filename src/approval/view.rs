@@ -32,7 +32,7 @@ pub fn approval_json(r: &ApprovalRecord) -> Value {
     };
     json!({
         "id": r.request_id,
-        "status": r.status.as_str(),
+        "status": r.status.word(crate::request::RequestKind::Approval),
         "action": r.action,
         "metadata": r.metadata,
         "callback_url": r.callback_url,

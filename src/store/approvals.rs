@@ -4,14 +4,7 @@ use sled::Transactional as _;
 use sled::transaction::ConflictableTransactionError;
 
 use super::records::{ApiKeyRecord, ApprovalRecord};
-use super::{Error, Record, Result, Store, index_key, settle};
-
-/// The expiry watch's key: when, then which.
-fn expiry_key(request: &ApprovalRecord) -> Vec<u8> {
-    let mut key = request.expires_at.to_be_bytes().to_vec();
-    key.extend_from_slice(request.request_id.as_bytes());
-    key
-}
+use super::{Error, Record, Result, Store, expiry_key, index_key, settle};
 
 impl Store {
     /// Records a new API key, findable by the SHA-256 of its secret.
@@ -74,7 +67,7 @@ impl Store {
         let trees = (
             &self.approvals,
             &self.approvals_by_user,
-            &self.approvals_expiring,
+            &self.requests_expiring,
         );
         let outcome = trees.transaction(|(approvals, by_user, expiring)| {
             let id = request.request_id.as_bytes();
@@ -88,33 +81,10 @@ impl Store {
             for user in &listed {
                 by_user.insert(index_key(user, sequence), id)?;
             }
-            expiring.insert(expiry_key(request), id)?;
+            expiring.insert(expiry_key(request.expires_at, &request.request_id), id)?;
             Ok(())
         });
         settle(outcome)
-    }
-
-    /// Requests whose time is up by `now` (they may have been decided meanwhile), soonest
-    /// first, at most `limit`.
-    pub fn approvals_expiring_by(&self, now: i64, limit: usize) -> Result<Vec<ApprovalRecord>> {
-        let mut found = Vec::new();
-        for entry in self
-            .approvals_expiring
-            .range(..(now + 1).to_be_bytes().to_vec())
-            .take(limit)
-        {
-            let (_, id) = entry?;
-            if let Some(request) = self.approval(&String::from_utf8_lossy(&id))? {
-                found.push(request);
-            }
-        }
-        Ok(found)
-    }
-
-    /// Takes a request off the expiry watch.
-    pub fn forget_expiring(&self, request: &ApprovalRecord) -> Result<()> {
-        self.approvals_expiring.remove(expiry_key(request))?;
-        Ok(())
     }
 
     pub fn approval(&self, request_id: &str) -> Result<Option<ApprovalRecord>> {

@@ -3,18 +3,24 @@
 use sled::Transactional as _;
 use sled::transaction::ConflictableTransactionError;
 
-use super::{Error, PendingRequest, Record, Result, Store, index_key, settle};
+use super::{Error, PendingRequest, Record, Result, Store, expiry_key, index_key, settle};
 
 impl Store {
     pub fn pending(&self, pending_id: &str) -> Result<Option<PendingRequest>> {
         self.get(&self.pending, pending_id)
     }
 
-    /// Records a new request, listed under its requester and its principal.
+    /// Records a new request, listed under its requester and its principal, and watched for
+    /// its expiry.
     pub fn insert_pending(&self, request: &PendingRequest) -> Result<()> {
         let bytes = self.encode(&request.pending_id, request)?;
         let sequence = self.db.generate_id()?;
-        let outcome = (&self.pending, &self.pending_by_user).transaction(|(pending, by_user)| {
+        let trees = (
+            &self.pending,
+            &self.pending_by_user,
+            &self.requests_expiring,
+        );
+        let outcome = trees.transaction(|(pending, by_user, expiring)| {
             let id = request.pending_id.as_bytes();
             if pending.get(id)?.is_some() {
                 return Err(ConflictableTransactionError::Abort(Error::Exists {
@@ -27,6 +33,7 @@ impl Store {
             if request.principal != request.requester {
                 by_user.insert(index_key(&request.principal, sequence), id)?;
             }
+            expiring.insert(expiry_key(request.expires_at, &request.pending_id), id)?;
             Ok(())
         });
         settle(outcome)

@@ -6,6 +6,8 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use crate::request::RequestStatus;
+
 pub use crate::policy::Authorization as AuthorizationRecord;
 
 /// A record type the store can hold.
@@ -108,16 +110,6 @@ impl Record for AuthorizationRecord {
     const SEALED: bool = true;
 }
 
-/// Where a co-signed request stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PendingStatus {
-    Pending,
-    Approved,
-    Denied,
-    Expired,
-}
-
 /// A request to sign that waits for its principal. It holds the SHA-512 digest SSHSIG signs,
 /// never the document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,7 +140,9 @@ pub struct PendingRequest {
     pub totp_failures: u32,
     pub created_at: i64,
     pub expires_at: i64,
-    pub status: PendingStatus,
+    /// `denied` on disk for a rejection, as the sshsign seed says.
+    #[serde(with = "crate::request::signature_words")]
+    pub status: RequestStatus,
     pub resolved_by: Option<String>,
     pub resolved_at: Option<i64>,
     pub reason: Option<String>,
@@ -248,27 +242,6 @@ impl Record for ApiKeyRecord {
     const VERSION: u32 = 1;
 }
 
-/// Where a human-approval request stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ApprovalStatus {
-    Pending,
-    Approved,
-    Rejected,
-    Expired,
-}
-
-impl ApprovalStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApprovalStatus::Pending => "pending",
-            ApprovalStatus::Approved => "approved",
-            ApprovalStatus::Rejected => "rejected",
-            ApprovalStatus::Expired => "expired",
-        }
-    }
-}
-
 /// One approver's say on a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -311,7 +284,7 @@ pub struct ApprovalRecord {
     pub totp_failures: u32,
     pub created_at: i64,
     pub expires_at: i64,
-    pub status: ApprovalStatus,
+    pub status: RequestStatus,
     pub votes: Vec<Vote>,
     /// The decision's canonical payload, fixed when the request resolves, base64.
     pub decision_payload: Option<String>,
@@ -324,7 +297,7 @@ pub struct ApprovalRecord {
 impl ApprovalRecord {
     /// Whether the request is open and waits for `user`'s vote.
     pub fn awaits(&self, user: &str) -> bool {
-        self.status == ApprovalStatus::Pending
+        self.status == RequestStatus::Pending
             && self.approvers.iter().any(|a| a == user)
             && !self.votes.iter().any(|v| v.approver == user)
     }

@@ -185,8 +185,8 @@ pub async fn verify(
             "id": request.request_id,
             "valid": false,
             "approved": false,
-            "status": request.status.as_str(),
-            "reason": format!("the request is {} and has no decision", request.status.as_str()),
+            "status": request.status.word(crate::request::RequestKind::Approval),
+            "reason": format!("the request is {} and has no decision", request.status.word(crate::request::RequestKind::Approval)),
         })));
     };
     let payload = BASE64
@@ -205,7 +205,7 @@ pub async fn verify(
         "id": request.request_id,
         "valid": checked.is_ok(),
         "approved": approved,
-        "status": request.status.as_str(),
+        "status": request.status.word(crate::request::RequestKind::Approval),
         "decision": payload.as_ref().map(|p| p["decision"].clone()),
         "method": payload.as_ref().map(|p| p["method"].clone()),
         "payload": payload,

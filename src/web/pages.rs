@@ -36,11 +36,11 @@ use super::api::{MAX_BODY, json_body};
 use super::guard::ClientAddress;
 use super::session::set_cookie;
 use super::{AppError, WebState};
-use crate::appliance::{ApprovalPage, Error, PendingPage, Proof, status_name};
+use crate::appliance::{Credential, Error, HumanRequest, Proof, RequestPage, Ruling};
 use crate::approval::decision::{Method, Verdict};
 use crate::approval::envelope::MAX_IMAGE_BYTES;
-use crate::ids::IdKind;
-use crate::store::{ApprovalRecord, ApprovalStatus, PendingStatus, REQUEST_TOTP_BUDGET, TotpState};
+use crate::request::{RequestId, RequestStatus};
+use crate::store::{ApprovalRecord, PendingRequest, REQUEST_TOTP_BUDGET, TotpState};
 use crate::time;
 
 const SCRIPT: &str = include_str!("assets/sshsign.js");
@@ -308,19 +308,19 @@ pub async fn requests_page(State(state): State<WebState>, headers: HeaderMap) ->
     let Some(user) = state.sessions.user(&headers) else {
         return Redirect::to("/login?next=/requests").into_response();
     };
-    let approvals = match state.appliance.approvals_of(&user).await {
+    let requests = match state.appliance.requests_of(&user).await {
         Ok(list) => list,
         Err(e) => return page_error(e),
     };
     let mut items = String::new();
-    for r in approvals.iter().filter(|r| r.awaits(&user)) {
+    for r in requests.iter().filter(|r| r.awaits(&user)) {
         let _ = write!(
             items,
-            "<li><a href=\"/approve/{id}\">{action}</a><br><small>{id} · expires \
+            "<li><a href=\"/approve/{id}\">{summary}</a><br><small>{id} · expires \
              <time datetime=\"{expires}\">{expires}</time></small></li>",
-            id = esc(&r.request_id),
-            action = esc(&r.action),
-            expires = time::rfc3339(r.expires_at),
+            id = esc(r.id()),
+            summary = esc(&r.summary()),
+            expires = time::rfc3339(r.expires_at()),
         );
     }
     if items.is_empty() {
@@ -371,19 +371,14 @@ pub async fn approve_page(
     let session = state.sessions.user(&headers);
     let viewer = session.as_deref();
     let addressed = query.approver.as_deref();
-    let body = if IdKind::Pending.matches(&id) {
-        state
-            .appliance
-            .pending_page_for(&id, viewer)
-            .await
-            .map(|view| ("Co-sign request", pending_body(&view)))
-    } else {
-        state
-            .appliance
-            .approval_page_for(&id, viewer)
-            .await
-            .map(|view| ("Approval request", approval_body(&state, &view, addressed)))
-    };
+    let body = state
+        .appliance
+        .page(&id, viewer)
+        .await
+        .map(|view| match &view.request {
+            HumanRequest::Signature(r) => ("Co-sign request", pending_body(&view, r, addressed)),
+            HumanRequest::Approval(r) => ("Approval request", approval_body(&view, r, addressed)),
+        });
     match body {
         Ok((title, mut body)) => {
             if viewer.is_none() {
@@ -411,12 +406,8 @@ fn percent(text: &str) -> String {
         .collect()
 }
 
-fn approval_body(state: &WebState, view: &ApprovalPage, addressed: Option<&str>) -> String {
-    let r: &ApprovalRecord = &view.request;
-    let requester = match state.appliance.store().api_key(&r.api_key) {
-        Ok(Some(key)) => format!("{} (API key {}) for {}", key.label, key.id, r.owner),
-        _ => r.owner.clone(),
-    };
+fn approval_body(view: &RequestPage, r: &ApprovalRecord, addressed: Option<&str>) -> String {
+    let requester = &view.requested_by;
     let approvals = r
         .votes
         .iter()
@@ -436,9 +427,9 @@ fn approval_body(state: &WebState, view: &ApprovalPage, addressed: Option<&str>)
          <dt>Request</dt><dd><code>{id}</code></dd></dl>\
          <h2>Details</h2><pre id=\"metadata\">{metadata}</pre>",
         id = esc(&r.request_id),
-        status = r.status.as_str(),
+        status = view.request.status_word(),
         action = esc(&r.action),
-        requester = esc(&requester),
+        requester = esc(requester),
         created = time::rfc3339(r.created_at),
         expires = time::rfc3339(r.expires_at),
         threshold = r.threshold,
@@ -448,18 +439,18 @@ fn approval_body(state: &WebState, view: &ApprovalPage, addressed: Option<&str>)
     let viewer = view.viewer.as_deref();
     if view.deciders.is_empty() {
         let why = match r.status {
-            ApprovalStatus::Pending
+            RequestStatus::Pending
                 if r.votes.iter().any(|v| Some(v.approver.as_str()) == viewer) =>
             {
                 "You have decided this request; it waits for the others."
             }
-            ApprovalStatus::Pending if viewer.is_some() => {
+            RequestStatus::Pending if viewer.is_some() => {
                 "This request waits for its approvers; you are logged in as someone else."
             }
-            ApprovalStatus::Pending => "This request waits for its approvers.",
-            ApprovalStatus::Approved => "This request was approved.",
-            ApprovalStatus::Rejected => "This request was rejected.",
-            ApprovalStatus::Expired => "This request expired before it was decided.",
+            RequestStatus::Pending => "This request waits for its approvers.",
+            RequestStatus::Approved => "This request was approved.",
+            RequestStatus::Rejected => "This request was rejected.",
+            RequestStatus::Expired => "This request expired before it was decided.",
         };
         let _ = write!(body, "<p class=\"closed\" id=\"closed\">{why}</p>");
     } else {
@@ -550,14 +541,14 @@ fn json_block(id: &str, value: &Value) -> String {
     )
 }
 
-fn pending_body(view: &PendingPage) -> String {
-    let r = &view.request;
+fn pending_body(view: &RequestPage, r: &PendingRequest, addressed: Option<&str>) -> String {
+    let terms = view.signing.clone().unwrap_or_default();
     let document = match r.namespace.as_str() {
         "git" => "git commit or tag".to_owned(),
         "file" => "file".to_owned(),
         other => other.to_owned(),
     };
-    let key = match &view.key {
+    let key = match &terms.key {
         Some(key) => format!(
             "{} ({})",
             key.key_id,
@@ -565,7 +556,7 @@ fn pending_body(view: &PendingPage) -> String {
         ),
         None => r.key_id.clone(),
     };
-    let status = status_name(r.status);
+    let status = view.request.status_word();
     let mut body = format!(
         "<h1>Co-sign request</h1>\
          <section data-page=\"decision\" data-id=\"{id}\">\
@@ -594,7 +585,7 @@ fn pending_body(view: &PendingPage) -> String {
         body.push_str("<h2>Where it was signed</h2>");
         body.push_str(&json_block("context", &Value::Object(r.context.clone())));
     }
-    if let Some(agreed) = &view.agreed {
+    if let Some(agreed) = &terms.agreed {
         let offer = &agreed.offer;
         // A party's name is free text; who spoke for it is an identity.
         let party = |o: &crate::negotiation::OfferRecord| {
@@ -621,13 +612,13 @@ fn pending_body(view: &PendingPage) -> String {
         body.push_str(&json_block("terms", &Value::Object(offer.metadata.clone())));
     }
     body.push_str("<h2>Authorized range</h2>");
-    body.push_str(&json_block("authorized", &view.authorized));
+    body.push_str(&json_block("authorized", &terms.authorized));
     if view.deciders.is_empty() {
         let why = match r.status {
-            PendingStatus::Pending => "This request waits for its principal.",
-            PendingStatus::Approved => "This request was approved and signed.",
-            PendingStatus::Denied => "This request was denied.",
-            PendingStatus::Expired => "This request expired before it was decided.",
+            RequestStatus::Pending => "This request waits for its principal.",
+            RequestStatus::Approved => "This request was approved and signed.",
+            RequestStatus::Rejected => "This request was denied.",
+            RequestStatus::Expired => "This request expired before it was decided.",
         };
         let _ = write!(body, "<p class=\"closed\" id=\"closed\">{why}</p>");
     } else {
@@ -643,7 +634,7 @@ fn pending_body(view: &PendingPage) -> String {
                  <div class=\"actions\"><button id=\"signature-clear\">Clear</button></div>",
             );
         }
-        body.push_str(&approver_choice(&view.deciders, None));
+        body.push_str(&approver_choice(&view.deciders, addressed));
         let approve = if r.require_signature {
             "Sign &amp; approve"
         } else {
@@ -710,14 +701,13 @@ pub async fn approve_decide(
     let client = client_address(&request);
     let (headers, body): (_, DecideBody) = browser_body(&state, request).await?;
     let session = state.sessions.user(&headers);
-    let viewer = session.as_deref();
     let missing = |what: &str| Error::InvalidArgument(format!("{what} is missing"));
-    let proof = match body.method {
-        Method::Passkey => Proof::Passkey {
+    let credential = match body.method {
+        Method::Passkey => Credential::Passkey {
             ceremony: body.ceremony.ok_or_else(|| missing("ceremony"))?,
             credential: body.credential.ok_or_else(|| missing("credential"))?,
         },
-        Method::Totp => Proof::Totp {
+        Method::Totp => Credential::Totp {
             approver: body.approver.ok_or_else(|| missing("approver"))?,
             code: body.code.ok_or_else(|| missing("code"))?,
         },
@@ -727,45 +717,32 @@ pub async fn approve_decide(
             );
         }
     };
-    if IdKind::Pending.matches(&id) {
-        let drawn = match body.signature_png {
-            Some(png) => Some(
-                BASE64
-                    .decode(png.as_bytes())
-                    .map_err(|_| Error::InvalidArgument("signature_png is not base64".into()))?,
-            ),
-            None => None,
-        };
-        let decided = state
-            .appliance
-            .decide_pending_in_browser(
-                &id,
-                viewer,
-                body.decision,
-                proof,
-                body.reason,
-                drawn,
-                &client,
-            )
-            .await?;
-        return Ok(Json(json!({
-            "id": decided.request.pending_id,
-            "status": status_name(decided.request.status),
-            "signed": decided.request.signature.is_some(),
-        })));
+    let drawn = match body.signature_png {
+        Some(png) => Some(
+            BASE64
+                .decode(png.as_bytes())
+                .map_err(|_| Error::InvalidArgument("signature_png is not base64".into()))?,
+        ),
+        None => None,
+    };
+    let id = RequestId::parse(&id).ok_or(Error::UnknownRequest(id))?;
+    let ruling = Ruling {
+        verdict: body.decision,
+        reason: body.reason,
+        drawn,
+    };
+    let proof = Proof::Page {
+        credential,
+        viewer: session,
+        client,
+    };
+    let decided = state.appliance.decide(&id, ruling, proof).await?;
+    let mut reply = json!({ "id": decided.id(), "status": decided.status_word() });
+    match &decided {
+        HumanRequest::Signature(r) => reply["signed"] = r.signature.is_some().into(),
+        HumanRequest::Approval(r) => reply["votes"] = r.votes.len().into(),
     }
-    if body.signature_png.is_some() {
-        return Err(Error::InvalidArgument("this request takes no drawn signature".into()).into());
-    }
-    let decided = state
-        .appliance
-        .decide_in_browser(&id, viewer, body.decision, proof, body.reason, &client)
-        .await?;
-    Ok(Json(json!({
-        "id": decided.request_id,
-        "status": decided.status.as_str(),
-        "votes": decided.votes.len(),
-    })))
+    Ok(Json(reply))
 }
 
 /// The logged-in user of a browser POST, or 401.

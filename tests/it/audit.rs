@@ -448,11 +448,29 @@ async fn when_the_log_cannot_be_written_nothing_is_signed() {
     assert_eq!(core.audit().head().size, size + 1);
 }
 
+/// Decides request `id` as `caller` over SSH.
+async fn ssh_decide(
+    core: &sshsign::appliance::Appliance,
+    caller: &sshsign::appliance::Caller,
+    id: &str,
+    verdict: sshsign::approval::decision::Verdict,
+) -> Result<sshsign::appliance::HumanRequest, sshsign::appliance::Error> {
+    use sshsign::appliance::{Proof, Ruling};
+    let id = sshsign::request::RequestId::parse(id).expect("a request id");
+    let ruling = Ruling {
+        verdict,
+        reason: None,
+        drawn: None,
+    };
+    core.decide(&id, ruling, Proof::Ssh(caller.clone())).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_log_cannot_be_written_no_state_changes() {
     use sshsign::appliance::{ApprovalInput, Grant, SignInput, SignOutcome};
     use sshsign::approval::decision::{Method, Verdict};
-    use sshsign::store::{ApiScope, ApprovalStatus, PendingStatus};
+    use sshsign::request::RequestStatus;
+    use sshsign::store::ApiScope;
     let Failable { core, sink, .. } = failable_appliance();
     let store = core.store().clone();
     let (alice, bob, carol) = (
@@ -544,19 +562,17 @@ async fn when_the_log_cannot_be_written_no_state_changes() {
     );
     unavailable(core.revoke_api_key(&alice, &api_key.id).await.unwrap_err());
     unavailable(
-        core.decide_approval(
-            &alice,
-            &request.request_id,
-            Verdict::Approved,
-            Method::Ssh,
-            None,
-        )
-        .await
-        .unwrap_err(),
+        ssh_decide(&core, &alice, &request.request_id, Verdict::Approved)
+            .await
+            .unwrap_err(),
     );
-    unavailable(core.approve(&alice, &pending.pending_id).await.unwrap_err());
     unavailable(
-        core.deny(&alice, &pending.pending_id, None)
+        ssh_decide(&core, &alice, &pending.pending_id, Verdict::Approved)
+            .await
+            .unwrap_err(),
+    );
+    unavailable(
+        ssh_decide(&core, &alice, &pending.pending_id, Verdict::Rejected)
             .await
             .unwrap_err(),
     );
@@ -594,26 +610,22 @@ async fn when_the_log_cannot_be_written_no_state_changes() {
     let request = store.approval(&request.request_id).unwrap().unwrap();
     assert_eq!(
         (request.status, request.votes.len()),
-        (ApprovalStatus::Pending, 0)
+        (RequestStatus::Pending, 0)
     );
     let pending = store.pending(&pending.pending_id).unwrap().unwrap();
-    assert_eq!(pending.status, PendingStatus::Pending);
+    assert_eq!(pending.status, RequestStatus::Pending);
     assert!(store.authenticator(&totp.id).unwrap().is_some());
     assert!(store.consent(carol.id(), alice.id()).unwrap().is_none());
     assert!(store.consent(bob.id(), alice.id()).unwrap().is_some());
 
     // The log back, the same changes go through, each with its entry.
     sink.failing.store(false, Ordering::SeqCst);
-    core.approve(&alice, &pending.pending_id).await.unwrap();
-    core.decide_approval(
-        &alice,
-        &request.request_id,
-        Verdict::Approved,
-        Method::Ssh,
-        None,
-    )
-    .await
-    .unwrap();
+    ssh_decide(&core, &alice, &pending.pending_id, Verdict::Approved)
+        .await
+        .unwrap();
+    ssh_decide(&core, &alice, &request.request_id, Verdict::Approved)
+        .await
+        .unwrap();
     core.revoke_authorization(&alice, &granted.authorization_id)
         .await
         .unwrap();

@@ -5,17 +5,17 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::Context;
-use crate::appliance::{Error, PendingView, status_name};
-use crate::approval::decision::{Method, Verdict};
-use crate::store::ApprovalRecord;
+use crate::appliance::{Error, HumanRequest, MAX_REASON, Proof, Ruling};
+use crate::approval::decision::Verdict;
+use crate::request::{RequestId, RequestKind};
+use crate::store::{ApprovalRecord, PendingRequest};
 use crate::time;
 
-/// How every reply shows a request, to its requester and its principal.
-pub fn pending_json(view: &PendingView) -> Value {
-    let r = &view.request;
+/// How every reply shows a signature request, to its requester and its principal.
+pub fn pending_json(r: &PendingRequest, page: &str) -> Value {
     json!({
         "pending_id": r.pending_id,
-        "status": status_name(r.status),
+        "status": r.status.word(RequestKind::Signature),
         "key_id": r.key_id,
         "authorization_id": r.authorization_id,
         "requester": r.requester,
@@ -26,7 +26,7 @@ pub fn pending_json(view: &PendingView) -> Value {
         "context": r.context,
         "require_signature": r.require_signature,
         "warnings": r.warnings,
-        "approval_url": view.approval_url,
+        "approval_url": page,
         "created_at": time::rfc3339(r.created_at),
         "expires_at": time::rfc3339(r.expires_at),
         "resolved_by": r.resolved_by,
@@ -52,44 +52,53 @@ pub fn approval_json(r: &ApprovalRecord, page: &str) -> Value {
     view
 }
 
-/// `pending`: requests you must decide and requests you are waiting on.
-pub async fn pending(ctx: &Context) -> Result<Value, Error> {
-    let views = ctx.appliance.pending(&ctx.caller).await?;
-    let me = ctx.caller.id();
-    let list = |principal: bool| -> Vec<Value> {
-        views
-            .iter()
-            .filter(|v| (v.request.principal == me && v.request.requester != me) == principal)
-            .map(pending_json)
-            .collect()
-    };
-    let approvals: Vec<Value> = ctx
-        .appliance
-        .approvals_of(me)
-        .await?
-        .iter()
-        .filter(|r| r.awaits(me))
-        .map(|r| approval_json(r, &ctx.appliance.approver_page(&r.request_id, me)))
-        .collect();
-    Ok(json!({ "to_decide": list(true), "requested": list(false), "approvals": approvals }))
+/// How SSH replies show a request of either kind to one of its parties; `viewer` gets the page
+/// addressed to them.
+fn request_json(ctx: &Context, request: &HumanRequest, viewer: Option<&str>) -> Value {
+    let page = ctx.appliance.page_url(request.id(), viewer);
+    match request {
+        HumanRequest::Signature(r) => pending_json(r, &page),
+        HumanRequest::Approval(r) => approval_json(r, &page),
+    }
 }
 
-/// Decides an approval request over SSH, where the request allows it.
-async fn decide_approval(
+/// `pending`: requests you must decide and requests you are waiting on.
+pub async fn pending(ctx: &Context) -> Result<Value, Error> {
+    let me = ctx.caller.id();
+    let (mut to_decide, mut requested, mut approvals) = (Vec::new(), Vec::new(), Vec::new());
+    for request in ctx.appliance.requests_of(me).await? {
+        match &request {
+            HumanRequest::Signature(r) if r.principal == me && r.requester != me => {
+                to_decide.push(request_json(ctx, &request, None));
+            }
+            HumanRequest::Signature(_) => requested.push(request_json(ctx, &request, None)),
+            HumanRequest::Approval(_) if request.awaits(me) => {
+                approvals.push(request_json(ctx, &request, Some(me)));
+            }
+            HumanRequest::Approval(_) => {}
+        }
+    }
+    Ok(json!({ "to_decide": to_decide, "requested": requested, "approvals": approvals }))
+}
+
+/// Decides a request of either kind as the SSH caller.
+async fn decide(
     ctx: &Context,
     id: &str,
     verdict: Verdict,
     reason: Option<String>,
 ) -> Result<Value, Error> {
+    let parsed = RequestId::parse(id).ok_or_else(|| Error::UnknownRequest(id.to_owned()))?;
+    let ruling = Ruling {
+        verdict,
+        reason,
+        drawn: None,
+    };
     let decided = ctx
         .appliance
-        .decide_approval(&ctx.caller, id, verdict, Method::Ssh, reason)
+        .decide(&parsed, ruling, Proof::Ssh(ctx.caller.clone()))
         .await?;
-    Ok(approval_json(&decided, &ctx.appliance.approval_page(id)))
-}
-
-fn is_approval(id: &str) -> bool {
-    id.starts_with(crate::ids::IdKind::Approval.prefix())
+    Ok(request_json(ctx, &decided, None))
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,12 +109,7 @@ pub struct IdArgs {
 }
 
 pub async fn approve(args: IdArgs, ctx: &Context) -> Result<Value, Error> {
-    if is_approval(&args.id) {
-        return decide_approval(ctx, &args.id, Verdict::Approved, None).await;
-    }
-    Ok(pending_json(
-        &ctx.appliance.approve(&ctx.caller, &args.id).await?,
-    ))
+    decide(ctx, &args.id, Verdict::Approved, None).await
 }
 
 #[derive(Debug, clap::Args)]
@@ -119,23 +123,17 @@ pub struct DenyArgs {
 }
 
 pub async fn deny(args: DenyArgs, ctx: &Context) -> Result<Value, Error> {
-    if args.reason.as_ref().is_some_and(|r| r.len() > 500) {
-        return Err(Error::InvalidArgument(
-            "--reason is at most 500 bytes".into(),
-        ));
+    if args.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
+        return Err(Error::InvalidArgument(format!(
+            "--reason is at most {MAX_REASON} bytes"
+        )));
     }
-    if is_approval(&args.id) {
-        return decide_approval(ctx, &args.id, Verdict::Rejected, args.reason).await;
-    }
-    Ok(pending_json(
-        &ctx.appliance
-            .deny(&ctx.caller, &args.id, args.reason)
-            .await?,
-    ))
+    decide(ctx, &args.id, Verdict::Rejected, args.reason).await
 }
 
+/// `get-envelope --id`: a request's status and, once a signature request is approved, its
+/// signature.
 pub async fn envelope(args: IdArgs, ctx: &Context) -> Result<Value, Error> {
-    Ok(pending_json(
-        &ctx.appliance.envelope(&ctx.caller, &args.id).await?,
-    ))
+    let request = ctx.appliance.request_for(&ctx.caller, &args.id).await?;
+    Ok(request_json(ctx, &request, None))
 }

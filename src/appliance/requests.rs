@@ -1,0 +1,465 @@
+//! Requests for a human decision, of either kind (see [`crate::request`]): finding one,
+//! bringing it up to date, the expiry sweep, deciding, and its page's address. What a verdict
+//! does hangs off the request's kind: for a signature, [`cosign`](super::cosign) re-checks the
+//! terms and has the token sign the digest (and seal a drawn signature's envelope); for an
+//! approval, [`approvals`](super::approvals) counts the vote and has the token sign the
+//! decision.
+//!
+//! Every change to a request happens under its lock ([`super::RecordLocks`]) with its audit
+//! entry durable first, and is a compare-and-swap on its record, so it resolves exactly once.
+
+use serde_json::Value;
+
+use super::{Appliance, Caller, Error};
+use crate::approval::decision::{Method, Verdict};
+use crate::audit::AuditEntry;
+use crate::request::{self, Closed, RequestId, RequestKind, RequestStatus};
+use crate::store::{ApprovalRecord, PendingRequest};
+use crate::time;
+
+/// The longest reason a decider may give.
+pub const MAX_REASON: usize = 500;
+
+/// How a signature request's principal may prove themselves: their SSH key, or on its page.
+const SIGNATURE_METHODS: &[Method] = &[Method::Ssh, Method::Passkey, Method::Totp];
+
+/// A request for a human decision, as stored.
+#[derive(Debug, Clone)]
+pub enum HumanRequest {
+    /// A co-signed `sign`, waiting for its principal.
+    Signature(PendingRequest),
+    /// An action an API key asked its approvers about.
+    Approval(ApprovalRecord),
+}
+
+impl HumanRequest {
+    pub fn id(&self) -> &str {
+        match self {
+            HumanRequest::Signature(r) => &r.pending_id,
+            HumanRequest::Approval(r) => &r.request_id,
+        }
+    }
+
+    pub fn kind(&self) -> RequestKind {
+        match self {
+            HumanRequest::Signature(_) => RequestKind::Signature,
+            HumanRequest::Approval(_) => RequestKind::Approval,
+        }
+    }
+
+    pub fn status(&self) -> RequestStatus {
+        match self {
+            HumanRequest::Signature(r) => r.status,
+            HumanRequest::Approval(r) => r.status,
+        }
+    }
+
+    /// Its status in the words of its kind's seed (`denied` or `rejected`).
+    pub fn status_word(&self) -> &'static str {
+        self.status().word(self.kind())
+    }
+
+    pub fn created_at(&self) -> i64 {
+        match self {
+            HumanRequest::Signature(r) => r.created_at,
+            HumanRequest::Approval(r) => r.created_at,
+        }
+    }
+
+    pub fn expires_at(&self) -> i64 {
+        match self {
+            HumanRequest::Signature(r) => r.expires_at,
+            HumanRequest::Approval(r) => r.expires_at,
+        }
+    }
+
+    /// How its deciders may prove themselves.
+    pub fn methods(&self) -> &[Method] {
+        match self {
+            HumanRequest::Signature(_) => SIGNATURE_METHODS,
+            HumanRequest::Approval(r) => &r.methods,
+        }
+    }
+
+    /// Wrong TOTP codes entered on its page.
+    pub fn totp_failures(&self) -> u32 {
+        match self {
+            HumanRequest::Signature(r) => r.totp_failures,
+            HumanRequest::Approval(r) => r.totp_failures,
+        }
+    }
+
+    /// Who asked: the requester of a signature, the owner of the API key that asked for an
+    /// approval.
+    pub fn requester(&self) -> &str {
+        match self {
+            HumanRequest::Signature(r) => &r.requester,
+            HumanRequest::Approval(r) => &r.owner,
+        }
+    }
+
+    /// Who may still decide it: while it is open, its principal (unless they asked for it
+    /// themselves) or the approvers who have not voted.
+    pub fn waiting_for(&self) -> Vec<String> {
+        if self.status() != RequestStatus::Pending {
+            return Vec::new();
+        }
+        match self {
+            HumanRequest::Signature(r) if r.principal != r.requester => vec![r.principal.clone()],
+            HumanRequest::Signature(_) => Vec::new(),
+            HumanRequest::Approval(r) => r
+                .approvers
+                .iter()
+                .filter(|a| r.awaits(a))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Whether it waits for `user`'s decision.
+    pub fn awaits(&self, user: &str) -> bool {
+        self.waiting_for().iter().any(|w| w == user)
+    }
+
+    /// Everyone who may read it and its audit entries: who asked, and who decides.
+    pub fn parties(&self) -> Vec<String> {
+        let mut parties = match self {
+            HumanRequest::Signature(r) => vec![r.requester.clone(), r.principal.clone()],
+            HumanRequest::Approval(r) => {
+                let mut all = r.approvers.clone();
+                all.push(r.owner.clone());
+                all
+            }
+        };
+        parties.sort();
+        parties.dedup();
+        parties
+    }
+
+    /// What it asks for, in a line.
+    pub fn summary(&self) -> String {
+        match self {
+            HumanRequest::Signature(r) => format!("Co-signature in namespace {}", r.namespace),
+            HumanRequest::Approval(r) => r.action.clone(),
+        }
+    }
+
+    /// The approval request this is, for code that only handles that kind.
+    pub(super) fn into_approval(self) -> Result<ApprovalRecord, Error> {
+        match self {
+            HumanRequest::Approval(r) => Ok(r),
+            other => Err(Error::Internal(format!(
+                "{} is not an approval",
+                other.id()
+            ))),
+        }
+    }
+
+    /// The signature request this is, for code that only handles that kind.
+    pub(super) fn into_signature(self) -> Result<PendingRequest, Error> {
+        match self {
+            HumanRequest::Signature(r) => Ok(r),
+            other => Err(Error::Internal(format!(
+                "{} is not a signature",
+                other.id()
+            ))),
+        }
+    }
+}
+
+/// The error for deciding a request that is `closed`.
+pub(super) fn closed_error(id: &str, kind: RequestKind, closed: Closed) -> Error {
+    match closed {
+        Closed::Expired => Error::RequestExpired(id.to_owned()),
+        Closed::Resolved(status) => Error::AlreadyResolved {
+            id: id.to_owned(),
+            status: status.word(kind),
+        },
+    }
+}
+
+/// A decider's verdict and what comes with it.
+#[derive(Debug)]
+pub struct Ruling {
+    pub verdict: Verdict,
+    /// Why, for the requester (at most [`MAX_REASON`] bytes).
+    pub reason: Option<String>,
+    /// A drawn signature, PNG, for a signature request's evidence envelope (made on its page).
+    pub drawn: Option<Vec<u8>>,
+}
+
+/// How the one deciding proved who they are.
+#[derive(Debug)]
+pub enum Proof {
+    /// An SSH session: the caller's key proved them when they connected.
+    Ssh(Caller),
+    /// On the request's page, from a browser at `client`, where `viewer` is logged in (if
+    /// anyone is).
+    Page {
+        credential: Credential,
+        viewer: Option<String>,
+        client: String,
+    },
+}
+
+/// What an approver shows on a request's page.
+#[derive(Debug)]
+pub enum Credential {
+    /// An assertion made in ceremony `ceremony` for this request and this verdict.
+    Passkey { ceremony: String, credential: Value },
+    /// A code from `approver`'s authenticator app.
+    Totp { approver: String, code: String },
+}
+
+impl Credential {
+    pub fn method(&self) -> Method {
+        match self {
+            Credential::Passkey { .. } => Method::Passkey,
+            Credential::Totp { .. } => Method::Totp,
+        }
+    }
+}
+
+impl Appliance {
+    /// The stored request `id` names.
+    pub(super) fn stored(&self, id: &RequestId) -> Result<HumanRequest, Error> {
+        let found = match id.kind() {
+            RequestKind::Signature => self
+                .store
+                .pending(id.as_str())?
+                .map(HumanRequest::Signature),
+            RequestKind::Approval => self
+                .store
+                .approval(id.as_str())?
+                .map(HumanRequest::Approval),
+        };
+        found.ok_or_else(|| Error::UnknownRequest(id.to_string()))
+    }
+
+    /// Brings a request up to date: expired if its time passed while it was open, its decision
+    /// signed if that was cut short.
+    pub(super) async fn settle(&self, request: HumanRequest) -> Result<HumanRequest, Error> {
+        let request =
+            if request.status() == RequestStatus::Pending && request.expires_at() <= time::now() {
+                let id = RequestId::parse(request.id())
+                    .ok_or_else(|| Error::Internal(format!("stored request {}", request.id())))?;
+                let _held = self.request_locks.hold(id.as_str()).await;
+                let current = self.stored(&id)?;
+                self.expire_held(current).await?
+            } else {
+                request
+            };
+        match request {
+            HumanRequest::Approval(r)
+                if r.decision_payload.is_some() && r.decision_signature.is_none() =>
+            {
+                Ok(HumanRequest::Approval(self.sign_decision(r).await?))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Marks an open request whose time is up expired, its entry first, and announces it; the
+    /// caller holds the request's lock, so nothing else changes it meanwhile.
+    pub(super) async fn expire_held(&self, request: HumanRequest) -> Result<HumanRequest, Error> {
+        let now = time::now();
+        if request.status() != RequestStatus::Pending || request.expires_at() > now {
+            return Ok(request);
+        }
+        let mut entry = AuditEntry {
+            time: now,
+            result: "expired".into(),
+            actor_key: "appliance".into(),
+            readers: request.parties(),
+            pending_id: Some(request.id().to_owned()),
+            ..AuditEntry::default()
+        };
+        match &request {
+            HumanRequest::Signature(r) => {
+                entry.action = "cosign_expired".into();
+                entry.actor = "appliance".into();
+                entry.key_id = Some(r.key_id.clone());
+            }
+            HumanRequest::Approval(r) => {
+                entry.action = "approval_expired".into();
+                entry.actor = r.owner.clone();
+            }
+        }
+        self.record(entry).await?;
+        let expire = |status: &mut RequestStatus, at: &mut Option<i64>| {
+            if *status == RequestStatus::Pending {
+                *status = RequestStatus::Expired;
+                *at = Some(now);
+            }
+        };
+        let expired = match request {
+            HumanRequest::Signature(r) => {
+                HumanRequest::Signature(self.store.update_pending(&r.pending_id, |mut r| {
+                    expire(&mut r.status, &mut r.resolved_at);
+                    Ok::<_, Error>(r)
+                })?)
+            }
+            HumanRequest::Approval(r) => {
+                HumanRequest::Approval(self.store.update_approval(&r.request_id, |mut r| {
+                    expire(&mut r.status, &mut r.decided_at);
+                    Ok::<_, Error>(r)
+                })?)
+            }
+        };
+        self.store.flush().await?;
+        self.announce(&expired).await?;
+        Ok(expired)
+    }
+
+    /// Settles requests whose time is up, so their expiry is recorded and announced even if
+    /// nobody looks at them.
+    pub(super) async fn expire_due(&self) -> Result<(), Error> {
+        for (at, id) in self.store.requests_expiring_by(time::now(), 256)? {
+            if let Some(parsed) = RequestId::parse(&id) {
+                match self.stored(&parsed) {
+                    Ok(request) => {
+                        self.settle(request).await?;
+                    }
+                    Err(Error::UnknownRequest(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.store.forget_expiring(at, &id)?;
+        }
+        Ok(())
+    }
+
+    /// The requests of either kind `user` asked for or may decide, oldest first, brought up to
+    /// date.
+    pub async fn requests_of(&self, user: &str) -> Result<Vec<HumanRequest>, Error> {
+        let mut list = Vec::new();
+        for r in self.store.pending_of_user(user)? {
+            list.push(self.settle(HumanRequest::Signature(r)).await?);
+        }
+        for r in self.store.approvals_of_user(user)? {
+            list.push(self.settle(HumanRequest::Approval(r)).await?);
+        }
+        list.sort_by_key(HumanRequest::created_at);
+        Ok(list)
+    }
+
+    /// Request `id` as `caller`, one of its parties, sees it: up to date and, for an approved
+    /// signature, with its evidence sealed and its signature made (now, if an earlier attempt
+    /// was cut short). Anyone else is told it does not exist.
+    pub async fn request_for(&self, caller: &Caller, id: &str) -> Result<HumanRequest, Error> {
+        let unknown = || Error::UnknownRequest(id.to_owned());
+        let parsed = RequestId::parse(id).ok_or_else(unknown)?;
+        let request = self.stored(&parsed)?;
+        if !request.parties().iter().any(|p| p == caller.id()) {
+            return Err(unknown());
+        }
+        match self.settle(request).await? {
+            HumanRequest::Signature(r) => self
+                .finish_signature(caller, r)
+                .await
+                .map(HumanRequest::Signature),
+            other => Ok(other),
+        }
+    }
+
+    /// Decides request `id`, whatever it asks for, as whoever `proof` proves. Over SSH the
+    /// caller is who they connected as; on a page, the approver's own passkey assertion (made
+    /// for this request and this verdict) or TOTP code names them, and they must be one the
+    /// page lets decide.
+    pub async fn decide(
+        &self,
+        id: &RequestId,
+        ruling: Ruling,
+        proof: Proof,
+    ) -> Result<HumanRequest, Error> {
+        if ruling.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
+            return Err(Error::InvalidArgument(format!(
+                "reason is at most {MAX_REASON} bytes"
+            )));
+        }
+        if ruling.drawn.is_some() && id.kind() == RequestKind::Approval {
+            return Err(Error::InvalidArgument(
+                "this request takes no drawn signature".into(),
+            ));
+        }
+        // A bad drawing is refused before a proof is spent.
+        if let Some(png) = &ruling.drawn {
+            crate::approval::envelope::check_image(png)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        }
+        let (caller, method, page_proof) = match proof {
+            Proof::Ssh(_) if ruling.drawn.is_some() => {
+                return Err(Error::InvalidArgument(format!(
+                    "a drawn signature is made on the request's page: {}",
+                    self.page_url(id.as_str(), None)
+                )));
+            }
+            Proof::Ssh(caller) => (caller, Method::Ssh, None),
+            Proof::Page {
+                credential,
+                viewer,
+                client,
+            } => {
+                let method = credential.method();
+                let page = self.page_to_decide(id, viewer.as_deref(), method).await?;
+                if let HumanRequest::Signature(r) = &page.request
+                    && ruling.verdict == Verdict::Approved
+                    && r.require_signature
+                    && ruling.drawn.is_none()
+                {
+                    return Err(Error::SignatureRequired {
+                        url: self.page_url(id.as_str(), None),
+                    });
+                }
+                let (caller, authenticator) = self
+                    .prove(credential, id, ruling.verdict, &page, &client)
+                    .await?;
+                (caller, method, Some((authenticator, client)))
+            }
+        };
+        match (id.kind(), ruling.verdict) {
+            (RequestKind::Signature, Verdict::Approved) => {
+                let capture = ruling.drawn.zip(page_proof).map(|(image_png, (aut, ip))| {
+                    super::cosign::Capture {
+                        image_png,
+                        method,
+                        authenticator: aut,
+                        signer_ip: ip,
+                    }
+                });
+                self.approve_signature(&caller, id.as_str(), capture)
+                    .await
+                    .map(HumanRequest::Signature)
+            }
+            (RequestKind::Signature, Verdict::Rejected) => self
+                .reject_signature(&caller, id.as_str(), ruling.reason)
+                .await
+                .map(HumanRequest::Signature),
+            (RequestKind::Approval, verdict) => self
+                .vote(&caller, id.as_str(), verdict, method, ruling.reason)
+                .await
+                .map(HumanRequest::Approval),
+        }
+    }
+
+    /// The appliance's public base URL (`https://sign.example.com`).
+    pub fn approval_base(&self) -> &str {
+        &self.settings.approval_base
+    }
+
+    /// A request's page, optionally addressed to one of its deciders (who still proves
+    /// themselves there: the address is a pointer, not a credential).
+    pub fn page_url(&self, id: &str, addressed_to: Option<&str>) -> String {
+        let base = &self.settings.approval_base;
+        match addressed_to {
+            Some(user) => format!("{base}/approve/{id}?as={user}"),
+            None => format!("{base}/approve/{id}"),
+        }
+    }
+}
+
+/// Whether the request `request` stands open at `now`, as an error naming it if not.
+pub(super) fn check_open(request: &HumanRequest, now: i64) -> Result<(), Error> {
+    request::open(request.status(), request.expires_at(), now)
+        .map_err(|closed| closed_error(request.id(), request.kind(), closed))
+}
