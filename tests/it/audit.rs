@@ -9,10 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 use sha2::{Digest as _, Sha512};
-use sshsign::audit::log::{LogTree, Sink};
-use sshsign::audit::merkle::Hash;
 
-use crate::common::{Appliance, SHIM, User, clean_command, in_process_token, write_file};
+use crate::common::{Appliance, SHIM, User, clean_command, write_file};
+use crate::in_process::{InProcess, caller, in_process, ssh_decide, terms};
 
 /// `sshsign ARGS` as `user`, with its audit state in `state`.
 fn shim(user: &User, state: &Path, args: &[&str]) -> Output {
@@ -313,101 +312,10 @@ fn entries_edited_deleted_or_reordered_at_rest_stop_the_appliance() {
     alice.at(&appliance).cmd("whoami").ok();
 }
 
-/// Writes through to the real log tree, failing while `failing` is set.
-struct Switch {
-    tree: LogTree,
-    failing: AtomicBool,
-}
-
-impl Sink for Switch {
-    fn write(
-        &self,
-        first: u64,
-        entries: &[Vec<u8>],
-        nodes: &[(u32, u64, Hash)],
-    ) -> Result<(), String> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err("disk full".to_owned());
-        }
-        self.tree.write(first, entries, nodes)
-    }
-    fn sync(&self) -> Result<(), String> {
-        self.tree.sync()
-    }
-}
-
-/// An appliance in this process whose audit log writes through `Switch`; the temporary
-/// directory and token store live as long as it does.
-struct Failable {
-    core: Arc<sshsign::appliance::Appliance>,
-    sink: Arc<Switch>,
-    _dir: tempfile::TempDir,
-    _token: sshsign::softhsm::SoftHsmStore,
-}
-
-fn failable_appliance() -> Failable {
-    use sshsign::appliance::{Appliance as Core, Settings};
-    use sshsign::audit::{AuditLog, CheckpointSigner};
-    use sshsign::hsm::Token;
-
-    let (hsm, token_store) = in_process_token(2);
-    sshsign::provision::generate_appliance_keys(&hsm).unwrap();
-    let keys = sshsign::provision::appliance_keys(&hsm).unwrap();
-    let seal_key = sshsign::provision::seal_key(&hsm).unwrap();
-    let (sealer, _) = sshsign::seal::new_data_key(&hsm, &seal_key).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = sshsign::store::Store::open(dir.path()).unwrap();
-    store.unseal_with(sealer);
-    let token = Token::new(Arc::new(hsm)).unwrap();
-    let tree = LogTree::open(store.db()).unwrap();
-    let sink = Arc::new(Switch {
-        tree: tree.clone(),
-        failing: AtomicBool::new(false),
-    });
-    let checkpoint_key = keys
-        .iter()
-        .find(|k| k.role == sshsign::provision::KeyRole::Checkpoint)
-        .unwrap()
-        .clone();
-    let audit = AuditLog::open_with_sink(
-        store.db(),
-        tree,
-        sink.clone(),
-        CheckpointSigner::new(token.clone(), checkpoint_key, "test-log".into()),
-    )
-    .unwrap();
-    let settings = Settings {
-        approval_base: "http://localhost".into(),
-        pending_ttl: 60,
-        webhook_policy: Default::default(),
-        webhook_retry: std::time::Duration::from_secs(10),
-    };
-    let core = Core::new(token, store, keys, Arc::new(audit), settings).unwrap();
-    Failable {
-        core,
-        sink,
-        _dir: dir,
-        _token: token_store,
-    }
-}
-
-async fn caller(core: &sshsign::appliance::Appliance, seed: u8) -> sshsign::appliance::Caller {
-    let key = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]));
-    core.identify(key.public_key()).await.unwrap()
-}
-
-fn terms(tier: &str) -> sshsign::policy::Terms {
-    serde_json::from_value(serde_json::json!({
-        "scopes": ["git"], "tier": tier, "require_signature": false,
-        "constraints": {}, "hard_rules": {}, "soft_rules": {}, "expires_at": null,
-    }))
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_log_cannot_be_written_nothing_is_signed() {
     use sshsign::appliance::{Grant, SignInput};
-    let Failable { core, sink, .. } = failable_appliance();
+    let InProcess { core, sink, .. } = in_process();
     let caller = caller(&core, 5).await;
     let (key, _) = core
         .create_key(
@@ -448,30 +356,13 @@ async fn when_the_log_cannot_be_written_nothing_is_signed() {
     assert_eq!(core.audit().head().size, size + 1);
 }
 
-/// Decides request `id` as `caller` over SSH.
-async fn ssh_decide(
-    core: &sshsign::appliance::Appliance,
-    caller: &sshsign::appliance::Caller,
-    id: &str,
-    verdict: sshsign::approval::decision::Verdict,
-) -> Result<sshsign::appliance::HumanRequest, sshsign::appliance::Error> {
-    use sshsign::appliance::{Proof, Ruling};
-    let id = sshsign::request::RequestId::parse(id).expect("a request id");
-    let ruling = Ruling {
-        verdict,
-        reason: None,
-        drawn: None,
-    };
-    core.decide(&id, ruling, Proof::Ssh(caller.clone())).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_log_cannot_be_written_no_state_changes() {
     use sshsign::appliance::{ApprovalInput, Grant, SignInput, SignOutcome};
     use sshsign::approval::decision::{Method, Verdict};
     use sshsign::request::RequestStatus;
     use sshsign::store::ApiScope;
-    let Failable { core, sink, .. } = failable_appliance();
+    let InProcess { core, sink, .. } = in_process();
     let store = core.store().clone();
     let (alice, bob, carol) = (
         caller(&core, 5).await,

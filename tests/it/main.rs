@@ -23,6 +23,7 @@
 //! | [`provisioning`] | `sshsign-server provision ...`: slots, init-token, appliance keys, self-test, PINs |
 //! | [`dev`] | `sshsign-server dev`: a working appliance from nothing, reused on the next start |
 //! | [`http`] | health, the appliance's public keys, JWKS, key lookup |
+//! | [`in_process`] | the appliance in the test's process: the request state machine of both kinds, the expiry sweep, the router without sockets |
 //! | [`webhooks`] | signed deliveries to a loopback receiver, retries across restarts, 410, redirects, notifications, expiry, refused destinations |
 //! | [`vectors`] | OpenSSH's SSHSIG known answers and Wycheproof's Ed25519 vectors through our code |
 
@@ -38,6 +39,7 @@ mod cosign;
 mod dev;
 mod git_signing;
 mod http;
+mod in_process;
 mod negotiation;
 mod provisioning;
 mod shim;

@@ -1,0 +1,440 @@
+//! The in-process tier: the appliance, its request state machine and its HTTP router driven
+//! from the test's own process, on a real SoftHSM token (nextest runs each test in a process of
+//! its own), without sockets or a server binary. The end-to-end tiers drive the same code
+//! through stock `ssh`, git and Chromium.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sshsign::appliance::{Caller, HumanRequest, SignInput, SignOutcome};
+use sshsign::approval::decision::Verdict;
+use sshsign::audit::log::{LogTree, Sink};
+use sshsign::audit::merkle::Hash;
+use sshsign::request::RequestStatus;
+
+use crate::common::in_process_token;
+
+/// Writes through to the real log tree, failing while `failing` is set.
+pub struct Switch {
+    tree: LogTree,
+    pub failing: AtomicBool,
+}
+
+impl Sink for Switch {
+    fn write(
+        &self,
+        first: u64,
+        entries: &[Vec<u8>],
+        nodes: &[(u32, u64, Hash)],
+    ) -> Result<(), String> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err("disk full".to_owned());
+        }
+        self.tree.write(first, entries, nodes)
+    }
+    fn sync(&self) -> Result<(), String> {
+        self.tree.sync()
+    }
+}
+
+/// An appliance in this process, on a SoftHSM token of its own, whose audit log writes through
+/// [`Switch`]; the temporary directory and token store live as long as it does.
+pub struct InProcess {
+    pub core: Arc<sshsign::appliance::Appliance>,
+    pub sink: Arc<Switch>,
+    _dir: tempfile::TempDir,
+    _token: sshsign::softhsm::SoftHsmStore,
+}
+
+pub fn in_process() -> InProcess {
+    use sshsign::appliance::{Appliance as Core, Settings};
+    use sshsign::audit::{AuditLog, CheckpointSigner};
+    use sshsign::hsm::Token;
+
+    let (hsm, token_store) = in_process_token(2);
+    sshsign::provision::generate_appliance_keys(&hsm).unwrap();
+    let keys = sshsign::provision::appliance_keys(&hsm).unwrap();
+    let seal_key = sshsign::provision::seal_key(&hsm).unwrap();
+    let (sealer, _) = sshsign::seal::new_data_key(&hsm, &seal_key).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = sshsign::store::Store::open(dir.path()).unwrap();
+    store.unseal_with(sealer);
+    let token = Token::new(Arc::new(hsm)).unwrap();
+    let tree = LogTree::open(store.db()).unwrap();
+    let sink = Arc::new(Switch {
+        tree: tree.clone(),
+        failing: AtomicBool::new(false),
+    });
+    let checkpoint_key = keys
+        .iter()
+        .find(|k| k.role == sshsign::provision::KeyRole::Checkpoint)
+        .unwrap()
+        .clone();
+    let audit = AuditLog::open_with_sink(
+        store.db(),
+        tree,
+        sink.clone(),
+        CheckpointSigner::new(token.clone(), checkpoint_key, "test-log".into()),
+    )
+    .unwrap();
+    let settings = Settings {
+        approval_base: "http://localhost".into(),
+        pending_ttl: 60,
+        webhook_policy: Default::default(),
+        webhook_retry: std::time::Duration::from_secs(10),
+    };
+    let core = Core::new(token, store, keys, Arc::new(audit), settings).unwrap();
+    InProcess {
+        core,
+        sink,
+        _dir: dir,
+        _token: token_store,
+    }
+}
+
+pub async fn caller(core: &sshsign::appliance::Appliance, seed: u8) -> sshsign::appliance::Caller {
+    let key = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]));
+    core.identify(key.public_key()).await.unwrap()
+}
+
+pub fn terms(tier: &str) -> sshsign::policy::Terms {
+    serde_json::from_value(serde_json::json!({
+        "scopes": ["git"], "tier": tier, "require_signature": false,
+        "constraints": {}, "hard_rules": {}, "soft_rules": {}, "expires_at": null,
+    }))
+    .unwrap()
+}
+
+/// Decides request `id` as `caller` over SSH.
+pub async fn ssh_decide(
+    core: &sshsign::appliance::Appliance,
+    caller: &sshsign::appliance::Caller,
+    id: &str,
+    verdict: sshsign::approval::decision::Verdict,
+) -> Result<sshsign::appliance::HumanRequest, sshsign::appliance::Error> {
+    use sshsign::appliance::{Proof, Ruling};
+    let id = sshsign::request::RequestId::parse(id).expect("a request id");
+    let ruling = Ruling {
+        verdict,
+        reason: None,
+        drawn: None,
+    };
+    core.decide(&id, ruling, Proof::Ssh(caller.clone())).await
+}
+
+/// `alice`'s key, granted to `bob` in the cosign tier, and a request by `bob` to sign with it
+/// that waits `ttl` seconds for alice (the appliance's default when `None`).
+async fn cosign_request(
+    core: &sshsign::appliance::Appliance,
+    alice: &Caller,
+    bob: &Caller,
+    ttl: Option<i64>,
+) -> sshsign::store::PendingRequest {
+    use sshsign::appliance::Grant;
+    let (key, _) = core
+        .create_key(
+            alice,
+            Grant {
+                terms: terms("autonomous"),
+                grantee: None,
+            },
+        )
+        .await
+        .unwrap();
+    core.allow_requester(bob, alice.id()).await.unwrap();
+    let grant = Grant {
+        terms: terms("cosign"),
+        grantee: Some(bob.id().to_owned()),
+    };
+    core.authorize(alice, &key.key_id, grant).await.unwrap();
+    let input = SignInput {
+        key_id: key.key_id.clone(),
+        namespace: "git".into(),
+        payload: b"tree 4b825dc6\n\nco-signed".to_vec(),
+        metadata: Default::default(),
+        context: Default::default(),
+        ttl,
+    };
+    match core.sign(bob, input).await.unwrap() {
+        SignOutcome::Pending { request, .. } => request,
+        SignOutcome::Signed { .. } => panic!("a cosign grant makes a pending request"),
+    }
+}
+
+/// An approval request through an API key of `owner`'s, decided by `owner` over SSH.
+async fn approval_request(
+    core: &sshsign::appliance::Appliance,
+    owner: &Caller,
+) -> sshsign::store::ApprovalRecord {
+    use sshsign::appliance::ApprovalInput;
+    use sshsign::approval::decision::Method;
+    use sshsign::store::ApiScope;
+    let (key, _) = core
+        .create_api_key(owner, "ci", vec![ApiScope::ApprovalCreate])
+        .await
+        .unwrap();
+    let input = ApprovalInput {
+        action: "Deploy v2 to production".into(),
+        methods: Some(vec![Method::Ssh, Method::Passkey, Method::Totp]),
+        ..Default::default()
+    };
+    core.request_approval(&key, input).await.unwrap().0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_kinds_resolve_exactly_once_through_one_decide() {
+    use sshsign::appliance::Error;
+    let InProcess { core, .. } = in_process();
+    let (alice, bob) = (caller(&core, 1).await, caller(&core, 2).await);
+
+    // A signature request: only its principal decides it; a rejection is the seed's "denied".
+    let signature = cosign_request(&core, &alice, &bob, None).await;
+    let id = signature.pending_id.as_str();
+    let by_requester = ssh_decide(&core, &bob, id, Verdict::Approved).await;
+    assert!(
+        matches!(by_requester, Err(Error::NotPrincipal(_))),
+        "{by_requester:?}"
+    );
+    let denied = ssh_decide(&core, &alice, id, Verdict::Rejected)
+        .await
+        .unwrap();
+    assert_eq!(
+        (denied.status(), denied.status_word()),
+        (RequestStatus::Rejected, "denied")
+    );
+    assert!(!denied.awaits(alice.id()));
+    let again = ssh_decide(&core, &alice, id, Verdict::Approved).await;
+    assert!(
+        matches!(
+            again,
+            Err(Error::AlreadyResolved {
+                status: "denied",
+                ..
+            })
+        ),
+        "{again:?}"
+    );
+
+    // An approval request: its approver decides; the token signs the decision.
+    let approval = approval_request(&core, &alice).await;
+    let id = approval.request_id.as_str();
+    let stranger = ssh_decide(&core, &bob, id, Verdict::Approved).await;
+    assert!(
+        matches!(stranger, Err(Error::UnknownRequest(_))),
+        "{stranger:?}"
+    );
+    let approved = ssh_decide(&core, &alice, id, Verdict::Approved)
+        .await
+        .unwrap();
+    assert_eq!(approved.status_word(), "approved");
+    let HumanRequest::Approval(record) = &approved else {
+        panic!("an apr_ id decides an approval: {approved:?}");
+    };
+    assert!(
+        record.decision_signature.is_some(),
+        "the decision is signed"
+    );
+    let again = ssh_decide(&core, &alice, id, Verdict::Rejected).await;
+    assert!(
+        matches!(
+            again,
+            Err(Error::AlreadyResolved {
+                status: "approved",
+                ..
+            })
+        ),
+        "{again:?}"
+    );
+    let rejected = approval_request(&core, &alice).await;
+    let rejected = ssh_decide(&core, &alice, &rejected.request_id, Verdict::Rejected)
+        .await
+        .unwrap();
+    assert_eq!(rejected.status_word(), "rejected");
+
+    // Both kinds are listed to the one who decided them, in the order they were made.
+    let listed: Vec<String> = core
+        .requests_of(alice.id())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id().to_owned())
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            signature.pending_id.clone(),
+            approval.request_id.clone(),
+            rejected.id().to_owned()
+        ]
+    );
+    // An id of neither kind names nothing.
+    let other = core.request_for(&alice, "ak_notarequest").await;
+    assert!(matches!(other, Err(Error::UnknownRequest(_))), "{other:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_expires_a_signature_request_nobody_looks_at() {
+    use sshsign::appliance::Error;
+    let InProcess { core, .. } = in_process();
+    let (alice, bob) = (caller(&core, 1).await, caller(&core, 2).await);
+    let request = cosign_request(&core, &alice, &bob, Some(1)).await;
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let sweeper = tokio::spawn({
+        let (core, stop) = (Arc::clone(&core), Arc::clone(&stop));
+        async move {
+            core.run_deliveries(async move { stop.notified().await })
+                .await
+        }
+    });
+    // Only the sweep reads the request meanwhile.
+    let mut expired = false;
+    for _ in 0..100 {
+        let stored = core.store().pending(&request.pending_id).unwrap().unwrap();
+        if stored.status == RequestStatus::Expired {
+            expired = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    stop.notify_one();
+    sweeper.await.unwrap();
+    assert!(expired, "the sweep marked the request expired");
+    let size = core.audit().head().size;
+    let entries = core.audit().entries(0, size as usize).unwrap();
+    let expiry = entries
+        .iter()
+        .find(|(_, e)| e.action == "cosign_expired")
+        .expect("the expiry has its audit entry");
+    assert_eq!(
+        expiry.1.pending_id.as_deref(),
+        Some(request.pending_id.as_str())
+    );
+    let late = ssh_decide(&core, &alice, &request.pending_id, Verdict::Approved).await;
+    assert!(matches!(late, Err(Error::RequestExpired(_))), "{late:?}");
+}
+
+/// The HTTP side of `core`, as the server mounts it, without a socket.
+fn router(core: &Arc<sshsign::appliance::Appliance>) -> axum::Router {
+    use sshsign::web::guard::Guard;
+    use sshsign::web::limit::Limit;
+    let limit = Limit {
+        per_minute: 6000,
+        burst: 100,
+    };
+    sshsign::web::router(sshsign::web::WebState {
+        appliance: Arc::clone(core),
+        host_key: "ssh-ed25519 AAAA test".into(),
+        host_key_fingerprint: "SHA256:test".into(),
+        guard: Arc::new(Guard::new(Vec::new(), limit, limit, false)),
+        sessions: Arc::default(),
+    })
+}
+
+/// Sends `request` through `router`; returns the status and the body as text.
+async fn send(
+    router: &axum::Router,
+    request: axum::http::Request<axum::body::Body>,
+) -> (axum::http::StatusCode, String) {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_page_route_serves_and_decides_both_kinds() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    let InProcess { core, .. } = in_process();
+    let (alice, bob) = (caller(&core, 1).await, caller(&core, 2).await);
+    let signature = cosign_request(&core, &alice, &bob, None).await;
+    let approval = approval_request(&core, &alice).await;
+    let web = router(&core);
+    let get = |path: String| Request::get(path).body(Body::empty()).unwrap();
+
+    let (status, page) = send(&web, get(format!("/approve/{}", signature.pending_id))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<h1>Co-sign request</h1>"), "{page}");
+    assert!(
+        page.contains(&signature.payload_sha512),
+        "the page shows the digest"
+    );
+    let (status, page) = send(&web, get(format!("/approve/{}", approval.request_id))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Deploy v2 to production"), "{page}");
+    for unknown in ["apr_aaaaaaaaaaaaaaaaaaaaaaaaaa", "ak_x", "%00"] {
+        let (status, _) = send(&web, get(format!("/approve/{unknown}"))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");
+    }
+
+    // A drawn signature on an approval is refused before a code is tried or counted.
+    let decide = |id: &str, body: serde_json::Value| {
+        Request::post(format!("/approve/{id}/decide"))
+            .header("content-type", "application/json")
+            .header("origin", core.approval_base())
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let body = serde_json::json!({
+        "decision": "approved", "method": "totp", "approver": alice.id(),
+        "code": "000000", "signature_png": "iVBORw0KGgo=",
+    });
+    let (status, reply) = send(&web, decide(&approval.request_id, body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert!(reply.contains("takes no drawn signature"), "{reply}");
+    let stored = core
+        .store()
+        .approval(&approval.request_id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.totp_failures, stored.status),
+        (0, RequestStatus::Pending)
+    );
+
+    // A wrong code on either kind counts against that request, through the same route.
+    let (_, uri) = core.enroll_totp(&alice, "phone").await.unwrap();
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let secret = crate::common::base32_decode(secret);
+    let step = (sshsign::time::now() / 30) as u64;
+    let code = |step: u64| format!("{:06}", sshsign::approval::totp::code(&secret, step));
+    core.confirm_totp(&alice, &code(step)).await.unwrap();
+    let valid: Vec<String> = (step - 2..=step + 2).map(code).collect();
+    let wrong = (0..)
+        .map(|n| format!("{n:06}"))
+        .find(|c| !valid.contains(c))
+        .unwrap();
+    for id in [&signature.pending_id, &approval.request_id] {
+        let body = serde_json::json!({
+            "decision": "approved", "method": "totp", "approver": alice.id(), "code": wrong,
+        });
+        let (status, reply) = send(&web, decide(id, body)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{id}: {reply}");
+    }
+    let stored = core
+        .store()
+        .pending(&signature.pending_id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.totp_failures, stored.status),
+        (1, RequestStatus::Pending)
+    );
+    let stored = core
+        .store()
+        .approval(&approval.request_id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.totp_failures, stored.status),
+        (1, RequestStatus::Pending)
+    );
+}
