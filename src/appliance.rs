@@ -158,20 +158,42 @@ impl Appliance {
         }))
     }
 
-    pub fn token(&self) -> &Token {
-        &self.token
-    }
-
+    /// The store, for tests and benchmarks that check what was written. The fronts never
+    /// reach it: they ask the appliance's methods.
     pub fn store(&self) -> &Store {
         &self.store
     }
 
+    /// The audit log, for tests and benchmarks (see [`Appliance::store`]).
     pub fn audit(&self) -> &Arc<AuditLog> {
         &self.audit
     }
 
+    /// The appliance's own keys (public halves and token handles).
     pub fn appliance_keys(&self) -> &[ApplianceKey] {
         &self.appliance_keys
+    }
+
+    /// The key that verifies the audit log's checkpoints, as a note verifier key.
+    pub fn audit_verifier_key(&self) -> String {
+        self.audit.verifier_key()
+    }
+
+    /// Whether the token answers (one live call: a random draw), with what it is and how busy
+    /// it has been.
+    pub async fn token_health(
+        &self,
+    ) -> Result<(crate::hsm::TokenDescription, crate::hsm::TokenUsage), Error> {
+        self.token.random::<8>().await?;
+        Ok((self.token.blocking().describe(), self.token.usage()))
+    }
+
+    /// A fresh 256-bit secret from the token's RNG, base64url: a login session's cookie.
+    pub async fn session_secret(&self) -> Result<secrecy::SecretString, Error> {
+        let random: [u8; 32] = self.token.random().await?;
+        Ok(secrecy::SecretString::from(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random),
+        ))
     }
 
     /// The user an SSH key belongs to, registering a new user the first time a key connects.

@@ -14,7 +14,7 @@ mod token;
 
 use std::fmt;
 
-pub use self::token::Token;
+pub use self::token::{Token, TokenUsage};
 
 /// A token object's `CKA_ID`: 16 random bytes for keys the appliance generates.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -92,8 +92,8 @@ pub struct Proposal {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error(
-        "unknown negotiation {0} (a new negotiation starts without --negotiation-id: the \
-         appliance assigns its id)"
+        "unknown negotiation {0} (a new negotiation starts without a negotiation id: the \
+         appliance assigns it)"
     )]
     Unknown(String),
     #[error("not a party: {0}")]
@@ -106,8 +106,9 @@ pub enum Refusal {
     StaleHead { head: String, given: String },
     #[error("the negotiation is already {0}")]
     Closed(&'static str),
-    #[error("{0}")]
-    Invalid(String),
+    /// A field of the offer is wrong here; `reason` reads after the field's name.
+    #[error("{field} {reason}")]
+    Invalid { field: &'static str, reason: String },
 }
 
 impl Refusal {
@@ -119,7 +120,7 @@ impl Refusal {
             Refusal::WrongRound { .. } => "wrong_round",
             Refusal::StaleHead { .. } => "stale_head",
             Refusal::Closed(_) => "negotiation_closed",
-            Refusal::Invalid(_) => "invalid_argument",
+            Refusal::Invalid { .. } => "invalid_argument",
         }
     }
 }
@@ -154,9 +155,10 @@ pub fn apply(
                 return Err(Refusal::Unknown(proposal.negotiation_id.clone()));
             }
             if proposal.offer_type != OfferType::Offer {
-                return Err(Refusal::Invalid(
-                    "a negotiation opens with --type offer".to_owned(),
-                ));
+                return Err(Refusal::Invalid {
+                    field: "type",
+                    reason: "is offer when a negotiation opens".to_owned(),
+                });
             }
             NegotiationRecord {
                 negotiation_id: proposal.negotiation_id.clone(),
@@ -220,9 +222,10 @@ pub fn apply(
     }
     if current.is_some() && proposal.offer_type == OfferType::Offer {
         // An answer is a counter, an accept or a reject; a fresh offer mid-way is a counter.
-        return Err(Refusal::Invalid(
-            "answer with --type counter, accept or reject".to_owned(),
-        ));
+        return Err(Refusal::Invalid {
+            field: "type",
+            reason: "is counter, accept or reject in an answer".to_owned(),
+        });
     }
     let mut offer = OfferRecord {
         negotiation_id: next.negotiation_id.clone(),

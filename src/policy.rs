@@ -65,6 +65,60 @@ pub struct Terms {
     pub expires_at: Option<i64>,
 }
 
+/// The longest scope name.
+pub const MAX_SCOPE: usize = 64;
+/// The longest a co-signed request may wait for its principal.
+pub const MAX_PENDING_TTL: i64 = 30 * 86_400;
+
+/// Why terms cannot be granted: the field at fault (`scope`, `require_signature`) and why, in
+/// words that follow the field's name. Each front names the field its own way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TermsRefusal {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl Terms {
+    /// The terms as granted: scopes trimmed, checked and without repeats (`git` if none), and a
+    /// drawn signature asked only of a human co-signer.
+    pub fn checked(mut self) -> Result<Terms, TermsRefusal> {
+        let refuse = |field, reason: String| TermsRefusal { field, reason };
+        let mut scopes: Vec<String> = Vec::new();
+        for scope in self.scopes {
+            let scope = scope.trim().to_owned();
+            if scope.is_empty() || scope.len() > MAX_SCOPE {
+                return Err(refuse(
+                    "scope",
+                    format!("is 1 to {MAX_SCOPE} characters long"),
+                ));
+            }
+            if !scope
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+            {
+                return Err(refuse(
+                    "scope",
+                    format!("{scope:?} may hold only letters, digits and - _ . @"),
+                ));
+            }
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        if scopes.is_empty() {
+            scopes.push("git".to_owned());
+        }
+        self.scopes = scopes;
+        if self.require_signature && self.tier != Tier::Cosign {
+            return Err(refuse(
+                "require_signature",
+                "needs the cosign tier: only a human approver can draw a signature".to_owned(),
+            ));
+        }
+        Ok(self)
+    }
+}
+
 /// A grant of a key to a grantee under terms.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

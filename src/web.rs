@@ -24,7 +24,6 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::appliance::{self, Appliance};
-use crate::ids::IdKind;
 use crate::time;
 
 pub mod api;
@@ -182,20 +181,16 @@ async fn method_not_allowed() -> AppError {
 }
 
 async fn health(State(state): State<WebState>) -> Response {
-    let token = state.appliance.token();
-    match token.random::<8>().await {
-        Ok(_) => {
-            let usage = token.usage();
-            Json(json!({
-                "status": "ok",
-                "token": token.blocking().describe(),
-                "token_usage": {
-                    "calls": usage.calls,
-                    "busy_seconds": usage.busy.as_secs_f64(),
-                },
-            }))
-            .into_response()
-        }
+    match state.appliance.token_health().await {
+        Ok((description, usage)) => Json(json!({
+            "status": "ok",
+            "token": description,
+            "token_usage": {
+                "calls": usage.calls,
+                "busy_seconds": usage.busy.as_secs_f64(),
+            },
+        }))
+        .into_response(),
         Err(error) => {
             tracing::error!(%error, "health check: token unreachable");
             (
@@ -238,15 +233,10 @@ async fn signing_key(
             format!("unknown key id {key_id}"),
         )
     };
-    if !IdKind::SigningKey.matches(&key_id) {
-        return Err(not_found());
-    }
-    let key = state
-        .appliance
-        .store()
-        .signing_key(&key_id)
-        .map_err(appliance::Error::from)?
-        .ok_or_else(not_found)?;
+    let key = match state.appliance.public_key(&key_id) {
+        Err(appliance::Error::UnknownKey(_)) => return Err(not_found()),
+        other => other?,
+    };
     Ok(Json(json!({
         "key_id": key.key_id,
         "public_key": appliance::public_key_line(&key),

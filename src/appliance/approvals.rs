@@ -71,12 +71,16 @@ impl Appliance {
         scopes: Vec<ApiScope>,
     ) -> Result<(ApiKeyRecord, String), Error> {
         if label.is_empty() || label.len() > 64 {
-            return Err(Error::InvalidArgument("--label is 1 to 64 bytes".into()));
+            return Err(Error::Invalid {
+                field: "label",
+                reason: "is 1 to 64 bytes".into(),
+            });
         }
         if scopes.is_empty() {
-            return Err(Error::InvalidArgument(
-                "--scopes names at least one scope".into(),
-            ));
+            return Err(Error::Invalid {
+                field: "scopes",
+                reason: "names at least one scope".into(),
+            });
         }
         let random: [u8; 20] = self.token.random().await?;
         let secret = format!("{API_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(random));

@@ -708,7 +708,12 @@ impl Appliance {
 
     /// `caller`'s authenticators.
     pub fn authenticators(&self, caller: &Caller) -> Result<Vec<AuthenticatorRecord>, Error> {
-        Ok(self.store.authenticators_of(caller.id())?)
+        self.authenticators_of(caller.id())
+    }
+
+    /// The authenticators of `user`, a logged-in browser's user.
+    pub fn authenticators_of(&self, user: &str) -> Result<Vec<AuthenticatorRecord>, Error> {
+        Ok(self.store.authenticators_of(user)?)
     }
 
     /// Removes one of `caller`'s authenticators.

@@ -81,6 +81,11 @@ pub enum Error {
     Busy(String),
     #[error("{0}")]
     InvalidArgument(String),
+    /// A field out of bounds. `field` is the domain's name for it (`label`, `ttl`,
+    /// `require_signature`); `reason` reads after it ("is 1 to 64 bytes"). Each front names the
+    /// field its own way: a flag over SSH (`--label`), the JSON member over REST.
+    #[error("{field} {reason}")]
+    Invalid { field: &'static str, reason: String },
     #[error("the payload is larger than the {limit}-byte limit")]
     PayloadTooLarge { limit: usize },
     #[error("audit log unavailable; nothing was signed")]
@@ -88,7 +93,7 @@ pub enum Error {
     #[error("{0}")]
     Audit(#[source] crate::audit::Error),
     #[error("{0}")]
-    Negotiation(#[from] crate::negotiation::Refusal),
+    Negotiation(crate::negotiation::Refusal),
     #[error(transparent)]
     Signature(#[from] crate::sshsig::Error),
     #[error(transparent)]
@@ -97,6 +102,17 @@ pub enum Error {
     Store(#[from] crate::store::Error),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<crate::negotiation::Refusal> for Error {
+    fn from(refusal: crate::negotiation::Refusal) -> Self {
+        match refusal {
+            crate::negotiation::Refusal::Invalid { field, reason } => {
+                Error::Invalid { field, reason }
+            }
+            other => Error::Negotiation(other),
+        }
+    }
 }
 
 impl Error {
@@ -141,7 +157,7 @@ impl Error {
             Error::UnknownEnrollment => "unknown_enrollment",
             Error::UnknownAuthenticator(_) => "unknown_authenticator",
             Error::Busy(_) => "busy",
-            Error::InvalidArgument(_) => "invalid_argument",
+            Error::InvalidArgument(_) | Error::Invalid { .. } => "invalid_argument",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::AuditUnavailable(_) => "audit_unavailable",
             Error::Audit(crate::audit::Error::NoCheckpoint(_)) => "no_checkpoint",

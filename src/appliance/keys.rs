@@ -54,7 +54,10 @@ impl Appliance {
             key_id: key_id.to_owned(),
             grantee: self.resolve_grantee(caller, grant.grantee.as_deref())?,
             principal: caller.id().to_owned(),
-            terms: grant.terms,
+            terms: grant.terms.checked().map_err(|refusal| Error::Invalid {
+                field: refusal.field,
+                reason: refusal.reason,
+            })?,
             created_at: time::now(),
             revoked_at: None,
         })
@@ -104,6 +107,16 @@ impl Appliance {
     }
 
     /// A key the caller owns; anything else reads as unknown.
+    /// A signing key as anyone may see it: its public half and status (the key id is no
+    /// secret; it is in every signature's allowed_signers line).
+    pub fn public_key(&self, key_id: &str) -> Result<SigningKeyRecord, Error> {
+        let unknown = || Error::UnknownKey(key_id.to_owned());
+        if !crate::ids::IdKind::SigningKey.matches(key_id) {
+            return Err(unknown());
+        }
+        self.store.signing_key(key_id)?.ok_or_else(unknown)
+    }
+
     fn owned_key(&self, caller: &Caller, key_id: &str) -> Result<SigningKeyRecord, Error> {
         match self.store.signing_key(key_id)? {
             Some(key) if key.owner == caller.id() => Ok(key),

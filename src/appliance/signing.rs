@@ -63,6 +63,15 @@ impl Appliance {
     pub async fn sign(&self, caller: &Caller, input: SignInput) -> Result<SignOutcome, Error> {
         check_payload(&input.payload)?;
         sshsig::check_namespace(&input.namespace)?;
+        if input
+            .ttl
+            .is_some_and(|ttl| !(1..=policy::MAX_PENDING_TTL).contains(&ttl))
+        {
+            return Err(Error::Invalid {
+                field: "ttl",
+                reason: "is at most 30 days".into(),
+            });
+        }
         let key = self
             .store
             .signing_key(&input.key_id)?

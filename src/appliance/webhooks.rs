@@ -40,8 +40,15 @@ struct Destination<'a> {
 
 impl Appliance {
     /// Checks a URL a user gives for webhooks: its form, and where its host resolves now.
-    pub(super) async fn check_destination(&self, what: &str, url: &str) -> Result<(), Error> {
-        let invalid = |e: DeliveryError| Error::InvalidArgument(format!("{what}: {e}"));
+    pub(super) async fn check_destination(
+        &self,
+        field: &'static str,
+        url: &str,
+    ) -> Result<(), Error> {
+        let invalid = |e: DeliveryError| Error::Invalid {
+            field,
+            reason: format!("is refused: {e}"),
+        };
         let target = Target::parse(url).map_err(invalid)?;
         match target.resolve(&self.settings.webhook_policy).await {
             Ok(_) => Ok(()),
@@ -57,7 +64,7 @@ impl Appliance {
         caller: &Caller,
         url: &str,
     ) -> Result<WebhookEndpoint, Error> {
-        self.check_destination("--url", url).await?;
+        self.check_destination("url", url).await?;
         if self.store.webhook_endpoints_of(caller.id())?.len() >= MAX_ENDPOINTS {
             return Err(Error::InvalidArgument(format!(
                 "at most {MAX_ENDPOINTS} endpoints; remove one first"
@@ -109,7 +116,7 @@ impl Appliance {
         url: Option<&str>,
     ) -> Result<Option<NotifyTarget>, Error> {
         if let Some(url) = url {
-            self.check_destination("--url", url).await?;
+            self.check_destination("url", url).await?;
         }
         let target = url.map(|url| NotifyTarget {
             user_id: caller.id().to_owned(),
@@ -164,6 +171,17 @@ impl Appliance {
         self.store.flush().await?;
         self.deliveries_due.notify_one();
         Ok(())
+    }
+
+    /// The deliveries of an approval request's decision, to its callback and its owner's
+    /// endpoints, for the request's owner.
+    pub fn decision_deliveries(&self, request: &ApprovalRecord) -> Result<Vec<Delivery>, Error> {
+        Ok(self
+            .store
+            .deliveries_of_request(&request.request_id)?
+            .into_iter()
+            .filter(|d| d.kind == DeliveryKind::Decision)
+            .collect())
     }
 
     /// Tells whoever asked how a request ended: an approval's callback and its owner's

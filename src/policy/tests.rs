@@ -373,3 +373,37 @@ fn terms_round_trip_through_storage() {
     let stored = serde_json::to_string(&t).unwrap();
     assert_eq!(serde_json::from_str::<Terms>(&stored).unwrap(), t);
 }
+
+#[test]
+fn terms_are_checked_as_granted() {
+    // Scopes are trimmed and deduplicated; none means git.
+    let t = terms(json!({"scopes": []})).checked().unwrap();
+    assert_eq!(t.scopes, ["git"]);
+    let t = terms(json!({"scopes": [" file ", "file", "git"]}))
+        .checked()
+        .unwrap();
+    assert_eq!(t.scopes, ["file", "git"]);
+    let cosigned = json!({"tier": "cosign", "require_signature": true});
+    assert!(terms(cosigned).checked().unwrap().require_signature);
+
+    let long = "s".repeat(MAX_SCOPE + 1);
+    let refused = [
+        (json!({"scopes": ["a b"]}), "scope", "may hold only"),
+        (json!({"scopes": [""]}), "scope", "1 to 64"),
+        (json!({"scopes": [long]}), "scope", "1 to 64"),
+        (
+            json!({"require_signature": true}),
+            "require_signature",
+            "cosign tier",
+        ),
+    ];
+    for (extra, field, words) in refused {
+        let refusal = terms(extra.clone()).checked().unwrap_err();
+        assert_eq!(refusal.field, field, "{extra}");
+        assert!(
+            refusal.reason.contains(words),
+            "{extra}: {}",
+            refusal.reason
+        );
+    }
+}

@@ -38,7 +38,7 @@ impl Reply {
         if error.is_internal() {
             tracing::error!(code = error.code(), error = %error, "command failed");
         }
-        Reply::error(FAILED, error.code(), error.public_message())
+        Reply::error(FAILED, error.code(), in_flags(error))
     }
 
     /// The reply for a command line clap refused (or the help it was asked for).
@@ -78,5 +78,47 @@ impl Reply {
         let mut bytes = serde_json::to_vec_pretty(&self.body).unwrap_or_default();
         bytes.push(b'\n');
         bytes
+    }
+}
+
+/// An error's message in the words of the command line: where the domain names a field, the
+/// flag that sets it.
+fn in_flags(error: &Error) -> String {
+    use crate::negotiation::Refusal;
+    let flag = |field: &str| format!("--{}", field.replace('_', "-"));
+    match error {
+        Error::Invalid { field, reason } => format!("{} {reason}", flag(field)),
+        Error::Negotiation(Refusal::Unknown(id)) => format!(
+            "unknown negotiation {id} (a new negotiation starts without {}: the appliance \
+             assigns its id)",
+            flag("negotiation_id")
+        ),
+        other => other.public_message(),
+    }
+}
+
+#[cfg(test)]
+mod words {
+    use super::*;
+
+    #[test]
+    fn fields_are_named_by_their_flags() {
+        let invalid = Error::Invalid {
+            field: "require_signature",
+            reason: "needs the cosign tier".into(),
+        };
+        assert_eq!(
+            in_flags(&invalid),
+            "--require-signature needs the cosign tier"
+        );
+        let unknown = Error::from(crate::negotiation::Refusal::Unknown("neg_x".into()));
+        assert!(in_flags(&unknown).contains("without --negotiation-id"));
+        // Over REST the same error names the JSON member.
+        assert_eq!(
+            invalid.public_message(),
+            "require_signature needs the cosign tier"
+        );
+        let other = Error::UnknownRequest("apr_x".into());
+        assert_eq!(in_flags(&other), other.public_message());
     }
 }

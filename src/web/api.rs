@@ -24,7 +24,7 @@ use super::{AppError, WebState};
 use crate::appliance::{ApprovalInput, Error, VerifiedDecision};
 use crate::approval::decision::Method;
 use crate::approval::view::approval_json;
-use crate::store::{ApiKeyRecord, ApiScope, DeliveryKind};
+use crate::store::{ApiKeyRecord, ApiScope};
 
 /// The largest request body the API reads.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -150,11 +150,8 @@ pub async fn status(
     let mut reply = approval_json(&record);
     reply["webhooks"] = state
         .appliance
-        .store()
-        .deliveries_of_request(&record.request_id)
-        .map_err(Error::from)?
+        .decision_deliveries(&record)?
         .iter()
-        .filter(|d| d.kind == DeliveryKind::Decision)
         .map(|d| {
             json!({
                 "id": d.id,

@@ -27,8 +27,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD};
-use secrecy::SecretString;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -273,13 +272,7 @@ pub async fn login_finish(
         .appliance
         .finish_login(&login.ceremony, login.credential)
         .await?;
-    let random: [u8; 32] = state
-        .appliance
-        .token()
-        .random()
-        .await
-        .map_err(Error::from)?;
-    let secret = SecretString::from(URL_SAFE_NO_PAD.encode(random));
+    let secret = state.appliance.session_secret().await?;
     state.sessions.start(&secret, &who.user_id);
     let mut response = Json(json!({ "user_id": who.user_id })).into_response();
     response.headers_mut().insert(
@@ -331,9 +324,9 @@ pub async fn requests_page(State(state): State<WebState>, headers: HeaderMap) ->
          <ul class=\"requests\" id=\"requests\">{items}</ul>",
         esc(&user)
     );
-    let closed = match state.appliance.store().authenticators_of(&user) {
+    let closed = match state.appliance.authenticators_of(&user) {
         Ok(list) => list,
-        Err(e) => return page_error(e.into()),
+        Err(e) => return page_error(e),
     };
     for totp in closed
         .iter()

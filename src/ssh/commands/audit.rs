@@ -10,13 +10,12 @@ use crate::appliance::Error;
 
 pub async fn checkpoint(ctx: &Context) -> Result<Value, Error> {
     let (checkpoint, note) = ctx.appliance.audit_checkpoint().await?;
-    let audit = ctx.appliance.audit();
     Ok(json!({
         "origin": checkpoint.origin,
         "size": checkpoint.size,
         "root": BASE64.encode(checkpoint.root),
         "checkpoint": note,
-        "verifier_key": audit.verifier_key(),
+        "verifier_key": ctx.appliance.audit_verifier_key(),
     }))
 }
 
@@ -36,7 +35,7 @@ pub async fn proof(args: ProofArgs, ctx: &Context) -> Result<Value, Error> {
         .audit_proof(&ctx.caller, args.index, args.size)
         .await?;
     let mut reply = serde_json::to_value(&proof).unwrap_or_default();
-    reply["verifier_key"] = ctx.appliance.audit().verifier_key().into();
+    reply["verifier_key"] = ctx.appliance.audit_verifier_key().into();
     Ok(reply)
 }
 
@@ -53,7 +52,7 @@ pub struct ConsistencyArgs {
 pub async fn consistency(args: ConsistencyArgs, ctx: &Context) -> Result<Value, Error> {
     let proof = ctx.appliance.audit_consistency(args.from, args.to).await?;
     let mut reply = serde_json::to_value(&proof).unwrap_or_default();
-    reply["verifier_key"] = ctx.appliance.audit().verifier_key().into();
+    reply["verifier_key"] = ctx.appliance.audit_verifier_key().into();
     Ok(reply)
 }
 

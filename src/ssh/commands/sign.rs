@@ -8,9 +8,6 @@ use super::{Context, json_object};
 use crate::appliance::{self, Error, MAX_METADATA, SignInput, SignOutcome};
 use crate::time;
 
-/// The longest wait a co-signed request may ask for.
-const MAX_TTL: i64 = 30 * 86_400;
-
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The key to sign with.
@@ -51,11 +48,6 @@ pub async fn run(args: Args, ctx: &Context) -> Result<Value, Error> {
             let now = time::now();
             time::parse_expiry(&text, now)
                 .map(|at| at - now)
-                .and_then(|ttl| {
-                    (ttl <= MAX_TTL)
-                        .then_some(ttl)
-                        .ok_or_else(|| "--ttl is at most 30d".to_owned())
-                })
                 .map_err(Error::InvalidArgument)
         })
         .transpose()?;
