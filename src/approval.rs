@@ -4,11 +4,9 @@
 //! - [`canonical`]: RFC 8785 canonical JSON, the form decisions are signed in;
 //! - [`decision`]: the signed payload, JWKs, and offline verification;
 //! - [`envelope`]: evidence envelopes for co-signed requests approved with a drawn signature;
-//! - [`totp`]: RFC 6238 codes and `otpauth://` URIs;
-//! - [`view`]: how a request is shown over REST and SSH.
+//! - [`totp`]: RFC 6238 codes and `otpauth://` URIs.
 
 pub mod canonical;
 pub mod decision;
 pub mod envelope;
 pub mod totp;
-pub mod view;

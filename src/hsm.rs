@@ -86,7 +86,7 @@ impl KeyAttributes {
 }
 
 /// What the token is, for logs and health reports.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct TokenDescription {
     pub module: String,
     pub label: String,

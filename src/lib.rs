@@ -55,6 +55,7 @@ pub mod sshsig;
 pub mod store;
 pub mod time;
 pub mod verifier;
+pub mod views;
 pub mod web;
 pub mod webhook;
 pub mod wire;

@@ -28,7 +28,7 @@ pub enum Error {
 }
 
 /// What an appliance key is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyRole {
     /// Signs approval decisions, evidence-envelope seals and webhook deliveries.
@@ -84,7 +84,7 @@ pub fn manifest() -> Result<Vec<ApplianceKeySpec>, Error> {
 }
 
 /// An appliance key found in the token.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApplianceKey {
     pub role: KeyRole,
     pub label: String,

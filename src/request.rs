@@ -71,7 +71,7 @@ impl std::fmt::Display for RequestId {
 }
 
 /// Where a request stands. Every change leaves `Pending`, once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RequestStatus {
     Pending,

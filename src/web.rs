@@ -21,14 +21,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::appliance::{self, Appliance};
 use crate::time;
+use crate::views::{ApplianceView, HealthView, HostKeyView, Jwks, PublicKeyView, TokenUsageView};
 
 pub mod api;
 pub mod guard;
 pub mod limit;
+pub mod openapi;
 pub mod pages;
 pub mod serve;
 pub mod session;
@@ -157,13 +159,19 @@ pub fn router(state: WebState) -> Router {
         .with_state(state)
 }
 
-/// The API's OpenAPI 3.1 document, `src/web/openapi.json`.
-pub const OPENAPI: &str = include_str!("web/openapi.json");
-
+/// This document: OpenAPI 3.1, generated from the handlers and types ([`openapi`]).
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "operations",
+    operation_id = "openapi",
+    responses((status = 200, description = "OpenAPI 3.1.", content_type = "application/json", body = Object)),
+)]
 async fn openapi() -> Response {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
+        TEXT.get_or_init(openapi::document_text).as_str(),
     )
         .into_response()
 }
@@ -180,69 +188,96 @@ async fn method_not_allowed() -> AppError {
     )
 }
 
+/// Whether the token answers, and how busy it has been.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "health",
+    responses(
+        (status = 200, description = "Healthy.", body = HealthView),
+        (status = 503, description = "The token does not answer.", body = HealthView),
+    ),
+)]
 async fn health(State(state): State<WebState>) -> Response {
     match state.appliance.token_health().await {
-        Ok((description, usage)) => Json(json!({
-            "status": "ok",
-            "token": description,
-            "token_usage": {
-                "calls": usage.calls,
-                "busy_seconds": usage.busy.as_secs_f64(),
-            },
-        }))
+        Ok((description, usage)) => Json(HealthView {
+            status: "ok",
+            token: Some(description),
+            token_usage: Some(TokenUsageView {
+                calls: usage.calls,
+                busy_seconds: usage.busy.as_secs_f64(),
+            }),
+        })
         .into_response(),
         Err(error) => {
             tracing::error!(%error, "health check: token unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "token_unavailable" })),
-            )
-                .into_response()
+            let down = HealthView {
+                status: "token_unavailable",
+                token: None,
+                token_usage: None,
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, Json(down)).into_response()
         }
     }
 }
 
-async fn appliance_info(State(state): State<WebState>) -> Json<Value> {
-    Json(json!({
-        "ssh_host_key": {
-            "public_key": state.host_key,
-            "fingerprint": state.host_key_fingerprint,
+/// The SSH host key and the appliance's own public keys.
+#[utoipa::path(
+    get,
+    path = "/api/v1/appliance",
+    tag = "keys",
+    operation_id = "appliance",
+    responses((status = 200, description = "Public keys.", body = ApplianceView)),
+)]
+async fn appliance_info(State(state): State<WebState>) -> Json<ApplianceView> {
+    Json(ApplianceView {
+        ssh_host_key: HostKeyView {
+            public_key: state.host_key.clone(),
+            fingerprint: state.host_key_fingerprint.clone(),
         },
-        "keys": state.appliance.appliance_keys(),
-    }))
+        keys: state.appliance.appliance_keys().to_vec(),
+    })
 }
 
-async fn jwks(State(state): State<WebState>) -> Json<Value> {
-    let keys: Vec<Value> = state
+/// The decision key(s), as Ed25519 JWKs.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "keys",
+    operation_id = "jwks",
+    responses((status = 200, description = "A JWK set.", body = Jwks)),
+)]
+async fn jwks(State(state): State<WebState>) -> Json<Jwks> {
+    let keys = state
         .appliance
         .decision_keys()
         .iter()
         .map(|(kid, key)| crate::approval::decision::jwk(kid, key))
         .collect();
-    Json(json!({ "keys": keys }))
+    Json(Jwks { keys })
 }
 
+/// A signing key's public half and status, for verifiers.
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys/{key_id}",
+    tag = "keys",
+    operation_id = "signingKey",
+    params(("key_id" = String, Path, description = "`ak_…`", pattern = r"^ak_[a-z2-7]{26}$")),
+    responses((status = 200, description = "The key.", body = PublicKeyView)),
+)]
 async fn signing_key(
     State(state): State<WebState>,
     Path(key_id): Path<String>,
-) -> Result<Json<Value>, AppError> {
-    let not_found = || {
-        AppError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_key",
-            format!("unknown key id {key_id}"),
-        )
-    };
-    let key = match state.appliance.public_key(&key_id) {
-        Err(appliance::Error::UnknownKey(_)) => return Err(not_found()),
-        other => other?,
-    };
-    Ok(Json(json!({
-        "key_id": key.key_id,
-        "public_key": appliance::public_key_line(&key),
-        "fingerprint": appliance::public_key_fingerprint(&key),
-        "status": key.status(),
-        "created_at": time::rfc3339(key.created_at),
-        "revoked_at": key.revoked_at.map(time::rfc3339),
-    })))
+) -> Result<Json<PublicKeyView>, AppError> {
+    let key = state.appliance.public_key(&key_id)?;
+    Ok(Json(PublicKeyView {
+        key_id: key.key_id.clone(),
+        public_key: appliance::public_key_line(&key),
+        fingerprint: appliance::public_key_fingerprint(&key),
+        status: key.status(),
+        created_at: time::rfc3339(key.created_at),
+        revoked_at: key.revoked_at.map(time::rfc3339),
+    }))
 }

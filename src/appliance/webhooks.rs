@@ -204,7 +204,7 @@ impl Appliance {
         let body = json!({
             "type": kind,
             "timestamp": time::rfc3339(time::now()),
-            "data": crate::approval::view::approval_json(request),
+            "data": crate::views::ApprovalView::from(request),
         });
         // The request's own callback, then the owner's endpoints (each URL once).
         let mut targets: Vec<(String, String)> = request

@@ -28,7 +28,7 @@ use sha2::{Digest as _, Sha256};
 use super::canonical;
 
 /// How the approver proved themselves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     Passkey,
@@ -47,7 +47,7 @@ impl Method {
 }
 
 /// What was decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Approved,
@@ -179,15 +179,53 @@ pub enum DecisionError {
 }
 
 /// A JWK for an Ed25519 public key.
-pub fn jwk(kid: &str, public_key: &[u8; 32]) -> Value {
-    serde_json::json!({
-        "kty": "OKP",
-        "crv": "Ed25519",
-        "x": URL_SAFE_NO_PAD.encode(public_key),
-        "kid": kid,
-        "use": "sig",
-        "alg": "EdDSA",
-    })
+pub fn jwk(kid: &str, public_key: &[u8; 32]) -> Jwk {
+    Jwk {
+        kty: Kty::Okp,
+        crv: Crv::Ed25519,
+        x: URL_SAFE_NO_PAD.encode(public_key),
+        kid: kid.to_owned(),
+        key_use: KeyUse::Sig,
+        alg: Alg::EdDsa,
+    }
+}
+
+/// An Ed25519 public key as a JWK (RFC 8037).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Jwk {
+    pub kty: Kty,
+    pub crv: Crv,
+    /// The public key, base64url.
+    pub x: String,
+    /// The key's id, as decisions name it.
+    pub kid: String,
+    #[serde(rename = "use")]
+    pub key_use: KeyUse,
+    pub alg: Alg,
+}
+
+/// The JWK fields that have one value here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub enum Kty {
+    #[serde(rename = "OKP")]
+    Okp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub enum Crv {
+    Ed25519,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub enum KeyUse {
+    #[serde(rename = "sig")]
+    Sig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub enum Alg {
+    #[serde(rename = "EdDSA")]
+    EdDsa,
 }
 
 /// The Ed25519 keys of a JWKS document, by `kid`.

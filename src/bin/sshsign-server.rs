@@ -45,6 +45,8 @@ enum Command {
     /// Operate the token: list slots, initialise a token, make and check the appliance's keys.
     #[command(subcommand)]
     Provision(Provision),
+    /// Print the REST API's OpenAPI 3.1 document (what `/api/v1/openapi.json` serves).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -346,6 +348,10 @@ fn main() -> Result<()> {
         } => tokio::runtime::Runtime::new()?.block_on(serve(config, print_instructions)),
         Command::Dev { dir } => dev(&dir),
         Command::Provision(command) => provision(command),
+        Command::Openapi => {
+            print!("{}", sshsign::web::openapi::document_text());
+            Ok(())
+        }
     }
 }
 

@@ -18,29 +18,47 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::{AppError, WebState};
 use crate::appliance::{ApprovalInput, Error, VerifiedDecision};
-use crate::approval::decision::Method;
-use crate::approval::view::approval_json;
+use crate::approval::decision::{Method, Verdict};
+use crate::request::RequestKind;
 use crate::store::{ApiKeyRecord, ApiScope};
+use crate::views::{
+    ApprovalView, ApproverPage, CreatedApproval, DeliveryView, TrackedApproval, VerificationView,
+};
 
 /// The largest request body the API reads.
 pub const MAX_BODY: usize = 16 * 1024;
 /// How long a body may take to arrive.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// `POST /api/v1/approvals/request`'s body.
-#[derive(Debug, Deserialize)]
+/// A request for a human decision: `POST /api/v1/approvals/request`'s body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RequestBody {
+#[schema(as = ApprovalInput)]
+pub struct RequestBody {
+    /// What the approvers are asked to approve.
+    #[schema(min_length = 1, max_length = 500)]
     action: String,
+    /// How long the request waits (default 86400).
+    #[schema(minimum = 60, maximum = 604800)]
     ttl_seconds: Option<i64>,
+    /// Up to 4 KB of JSON, shown to the approvers.
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
+    /// Receives the decision; internal addresses are refused.
+    #[schema(format = Uri)]
     callback_url: Option<String>,
+    /// User ids (`usr_…`) or SSH key fingerprints; default: the key's owner. Each must have
+    /// accepted the key's owner (`approvers allow --from`).
+    #[schema(min_items = 1, max_items = 20)]
     approvers: Option<Vec<String>>,
+    /// Approvals needed (m of n); default 1. One rejection closes the request.
+    #[schema(minimum = 1)]
     threshold: Option<u32>,
+    /// How approvers may prove themselves; default passkey and totp.
     methods: Option<Vec<Method>>,
 }
 
@@ -105,7 +123,19 @@ pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// `POST /api/v1/approvals/request`.
+/// Ask for a human decision.
+#[utoipa::path(
+    post,
+    path = "/api/v1/approvals/request",
+    tag = "approvals",
+    operation_id = "requestApproval",
+    request_body(
+        content = RequestBody,
+        example = json!({"action": "Deploy v2.1.0 to production", "ttl_seconds": 3600, "metadata": {"commit": "abc123"}}),
+    ),
+    responses((status = 201, description = "Recorded; the approvers' pages are listed.", body = CreatedApproval)),
+    security(("apiKey" = ["approval:create"])),
+)]
 pub async fn create(
     State(state): State<WebState>,
     request: Request<Body>,
@@ -122,69 +152,91 @@ pub async fn create(
         methods: body.methods,
     };
     let (record, urls) = state.appliance.request_approval(&key, input).await?;
-    let mut reply = approval_json(&record);
     // Where to poll, the first approver's page (as the seed has it) and every approver's own.
     // They are addresses, not credentials: each approver proves themselves on the page.
-    reply["status_url"] = format!(
-        "{}/api/v1/approvals/{}",
-        state.appliance.approval_base(),
-        record.request_id
-    )
-    .into();
-    reply["approval_url"] = urls.first().map(|(_, url)| url.clone()).into();
-    reply["approval_urls"] = urls
-        .iter()
-        .map(|(approver, url)| json!({ "approver": approver, "url": url }))
-        .collect();
+    let reply = CreatedApproval {
+        request: ApprovalView::from(&record),
+        status_url: format!(
+            "{}/api/v1/approvals/{}",
+            state.appliance.approval_base(),
+            record.request_id
+        ),
+        approval_url: urls.first().map(|(_, url)| url.clone()),
+        approval_urls: urls
+            .into_iter()
+            .map(|(approver, url)| ApproverPage { approver, url })
+            .collect(),
+    };
     Ok((StatusCode::CREATED, Json(reply)).into_response())
 }
 
-/// `GET /api/v1/approvals/{id}`: the caller's own requests only.
+/// A request made with your keys: its status, votes, decision and webhook deliveries.
+#[utoipa::path(
+    get,
+    path = "/api/v1/approvals/{id}",
+    tag = "approvals",
+    operation_id = "getApproval",
+    params(("id" = String, Path, description = "`apr_…`", pattern = r"^apr_[a-z2-7]{26}$")),
+    responses((status = 200, description = "The request.", body = TrackedApproval)),
+    security(("apiKey" = ["approval:read"])),
+)]
 pub async fn status(
     State(state): State<WebState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<TrackedApproval>, AppError> {
     let key = api_key(&state, &headers, ApiScope::ApprovalRead)?;
     let record = state.appliance.approval_for_key(&key, &id).await?;
-    let mut reply = approval_json(&record);
-    reply["webhooks"] = state
-        .appliance
-        .decision_deliveries(&record)?
-        .iter()
-        .map(|d| {
-            json!({
-                "id": d.id,
-                "url": d.url,
-                "state": d.state.as_str(),
-                "attempts": d.attempts,
-                "last_result": d.last_result,
-            })
-        })
-        .collect();
-    Ok(Json(reply))
+    let webhooks = state.appliance.decision_deliveries(&record)?;
+    Ok(Json(TrackedApproval {
+        request: ApprovalView::from(&record),
+        webhooks: webhooks.iter().map(DeliveryView::from).collect(),
+    }))
 }
 
-/// `GET /api/v1/approvals/{id}/verify`: public. The decision is checked against the
-/// appliance's own decision keys, never a key the request carries.
+/// Public: the decision, checked against the appliance's own decision key (never a key the
+/// request carries).
+#[utoipa::path(
+    get,
+    path = "/api/v1/approvals/{id}/verify",
+    tag = "approvals",
+    operation_id = "verifyApproval",
+    params(("id" = String, Path, description = "`apr_…`", pattern = r"^apr_[a-z2-7]{26}$")),
+    responses((
+        status = 200,
+        description = "The verification; `valid` is false while there is no decision.",
+        body = VerificationView,
+    )),
+)]
 pub async fn verify(
     State(state): State<WebState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<VerificationView>, AppError> {
     let (request, decision) = state.appliance.verify_approval(&id).await?;
+    let mut reply = VerificationView {
+        id: request.request_id.clone(),
+        valid: false,
+        approved: false,
+        status: request.status,
+        decision: None,
+        method: None,
+        payload: None,
+        signed_payload: None,
+        signature: None,
+        key_id: None,
+        public_key: None,
+        jwks_url: None,
+        reason: None,
+    };
     let Some(VerifiedDecision {
         signed,
         public_key,
         checked,
     }) = decision
     else {
-        return Ok(Json(json!({
-            "id": request.request_id,
-            "valid": false,
-            "approved": false,
-            "status": request.status.word(crate::request::RequestKind::Approval),
-            "reason": format!("the request is {} and has no decision", request.status.word(crate::request::RequestKind::Approval)),
-        })));
+        let status = request.status.word(RequestKind::Approval);
+        reply.reason = Some(format!("the request is {status} and has no decision"));
+        return Ok(Json(reply));
     };
     let payload = BASE64
         .decode(&signed.signed_payload)
@@ -193,27 +245,32 @@ pub async fn verify(
     // `valid` says the signature checks out (the seed's meaning); `approved` says that it does
     // and that what it signs is an approval of this request, made before it expired, so a
     // client reading one field cannot take a rejection for an approval.
-    let approved = checked.as_ref().is_ok_and(|c| {
-        c.payload.decision == crate::approval::decision::Verdict::Approved
+    reply.approved = checked.as_ref().is_ok_and(|c| {
+        c.payload.decision == Verdict::Approved
             && c.payload.rid == request.request_id
             && c.payload.ts <= c.payload.exp
     });
-    let mut reply = json!({
-        "id": request.request_id,
-        "valid": checked.is_ok(),
-        "approved": approved,
-        "status": request.status.word(crate::request::RequestKind::Approval),
-        "decision": payload.as_ref().map(|p| p["decision"].clone()),
-        "method": payload.as_ref().map(|p| p["method"].clone()),
-        "payload": payload,
-        "signed_payload": signed.signed_payload,
-        "signature": signed.signature,
-        "key_id": signed.key_id,
-        "public_key": public_key.map(|k| crate::approval::decision::jwk(&signed.key_id, &k)),
-        "jwks_url": format!("{}/.well-known/jwks.json", state.appliance.approval_base()),
-    });
+    reply.valid = checked.is_ok();
+    reply.decision = member(&payload, "decision");
+    reply.method = member(&payload, "method");
+    reply.public_key = public_key.map(|k| crate::approval::decision::jwk(&signed.key_id, &k));
+    reply.payload = payload;
+    reply.signed_payload = Some(signed.signed_payload);
+    reply.signature = Some(signed.signature);
+    reply.key_id = Some(signed.key_id);
+    reply.jwks_url = Some(format!(
+        "{}/.well-known/jwks.json",
+        state.appliance.approval_base()
+    ));
     if let Err(error) = checked {
-        reply["reason"] = error.to_string().into();
+        reply.reason = Some(error.to_string());
     }
     Ok(Json(reply))
+}
+
+/// Member `name` of a decoded payload, if it has one of the expected type.
+fn member<T: serde::de::DeserializeOwned>(payload: &Option<Value>, name: &str) -> Option<T> {
+    payload
+        .as_ref()
+        .and_then(|p| serde_json::from_value(p[name].clone()).ok())
 }

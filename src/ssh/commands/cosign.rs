@@ -1,65 +1,26 @@
 //! `pending`, `approve --id`, `deny --id [--reason]`, `get-envelope --id`: co-signed requests
 //! (`pnd_`) and, where they allow `ssh`, approval requests made over REST (`apr_`).
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::Context;
 use crate::appliance::{Error, HumanRequest, MAX_REASON, Proof, Ruling};
 use crate::approval::decision::Verdict;
-use crate::request::{RequestId, RequestKind};
-use crate::store::{ApprovalRecord, PendingRequest};
-use crate::time;
-
-/// How every reply shows a signature request, to its requester and its principal.
-pub fn pending_json(r: &PendingRequest, page: &str) -> Value {
-    json!({
-        "pending_id": r.pending_id,
-        "status": r.status.word(RequestKind::Signature),
-        "key_id": r.key_id,
-        "authorization_id": r.authorization_id,
-        "requester": r.requester,
-        "principal": r.principal,
-        "namespace": r.namespace,
-        "payload_sha512": r.payload_sha512,
-        "metadata": r.metadata,
-        "context": r.context,
-        "require_signature": r.require_signature,
-        "warnings": r.warnings,
-        "approval_url": page,
-        "created_at": time::rfc3339(r.created_at),
-        "expires_at": time::rfc3339(r.expires_at),
-        "resolved_by": r.resolved_by,
-        "resolved_at": r.resolved_at.map(time::rfc3339),
-        "reason": r.reason,
-        "signature": r.signature,
-        "evidence": r.evidence.as_ref().map(|envelope| json!({
-            "envelope": envelope,
-            "sha256": base64::engine::general_purpose::STANDARD
-                .decode(envelope)
-                .map(|bytes| crate::approval::envelope::sha256_tag(&bytes))
-                .unwrap_or_default(),
-            "seal": r.evidence_seal,
-            "key_id": r.evidence_key_id,
-        })),
-    })
-}
-
-/// How SSH replies show an approval request to one of its approvers or its owner.
-pub fn approval_json(r: &ApprovalRecord, page: &str) -> Value {
-    let mut view = crate::approval::view::approval_json(r);
-    view["approval_url"] = page.into();
-    view
-}
+use crate::request::RequestId;
+use crate::views::{ApprovalView, PagedApproval, SignatureRequestView};
 
 /// How SSH replies show a request of either kind to one of its parties; `viewer` gets the page
 /// addressed to them.
 fn request_json(ctx: &Context, request: &HumanRequest, viewer: Option<&str>) -> Value {
     let page = ctx.appliance.page_url(request.id(), viewer);
-    match request {
-        HumanRequest::Signature(r) => pending_json(r, &page),
-        HumanRequest::Approval(r) => approval_json(r, &page),
-    }
+    let view = match request {
+        HumanRequest::Signature(r) => serde_json::to_value(SignatureRequestView::new(r, page)),
+        HumanRequest::Approval(r) => serde_json::to_value(PagedApproval {
+            request: ApprovalView::from(r),
+            approval_url: page,
+        }),
+    };
+    view.unwrap_or_default()
 }
 
 /// `pending`: requests you must decide and requests you are waiting on.
