@@ -21,8 +21,8 @@ const SERVER: &str = env!("CARGO_BIN_EXE_sshsign-server");
 fn entry(n: u64) -> AuditEntry {
     AuditEntry {
         time: 1_800_000_000 + n as i64,
-        action: "sign".into(),
-        result: "signed".into(),
+        action: sshsign::audit::Action::Sign,
+        result: sshsign::audit::Outcome::Signed,
         actor: "usr_benchbenchbenchbenchbenchbe".into(),
         actor_key: "SHA256:Yl0wCx2Pp4Kk3mQ8d4q3s8yS6b5bCk0ZpQp0N1dGm9A".into(),
         readers: vec!["usr_benchbenchbenchbenchbenchbe".into()],

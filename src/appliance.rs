@@ -49,7 +49,7 @@ pub use self::error::Error;
 pub use self::keys::{Grant, KeyView, Role};
 pub use self::requests::{Credential, HumanRequest, MAX_REASON, Proof, Ruling};
 pub use self::signing::{SignInput, SignOutcome, Verified};
-use crate::audit::{AuditEntry, AuditLog};
+use crate::audit::{Action, AuditEntry, AuditLog, Outcome};
 use crate::hsm::Token;
 use crate::ids::IdKind;
 use crate::policy::Evaluation;
@@ -248,11 +248,11 @@ impl Appliance {
     }
 
     /// An audit entry for something `caller` did.
-    fn entry(&self, caller: &Caller, action: &str, result: &str) -> AuditEntry {
+    fn entry(&self, caller: &Caller, action: Action, result: Outcome) -> AuditEntry {
         AuditEntry {
             time: time::now(),
-            action: action.to_owned(),
-            result: result.to_owned(),
+            action,
+            result,
             actor: caller.id().to_owned(),
             actor_key: caller.fingerprint.clone(),
             readers: vec![caller.id().to_owned()],

@@ -16,6 +16,7 @@
 pub mod log;
 pub mod merkle;
 pub mod note;
+pub mod words;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use self::log::{Head, LogTree, Sink, Writer};
 use self::merkle::{Frontier, Hash, Nodes as _};
 use self::note::Checkpoint;
+pub use self::words::{Action, Outcome};
 use crate::hsm::Token;
 use crate::provision::ApplianceKey;
 use crate::store::flusher::Flusher;
@@ -56,11 +58,10 @@ pub enum Error {
 #[serde(deny_unknown_fields)]
 pub struct AuditEntry {
     pub time: i64,
-    /// `create_key`, `authorize`, `sign`, `sign_failed`, `cosign_request`, `approve`, `deny`,
-    /// `revoke_key`, `revoke_authorization`, `offer`.
-    pub action: String,
-    /// `allowed`, `denied`, `pending`, `signed`, `failed`, `done`.
-    pub result: String,
+    /// What happened.
+    pub action: Action,
+    /// How it ended.
+    pub result: Outcome,
     /// The user who acted.
     pub actor: String,
     /// The SSH key they acted with.
@@ -71,8 +72,17 @@ pub struct AuditEntry {
     pub key_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_id: Option<String>,
+    /// A signature request (`pnd_…`); entries before this version also put approval
+    /// requests here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_id: Option<String>,
+    /// An approval request (`apr_…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// An API key (`apk_…`) made, revoked or used; entries before this version put it in
+    /// `reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub negotiation_id: Option<String>,
     /// For offers: the round and the offer's hash, hex.
@@ -103,6 +113,15 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
+    /// Names the request this entry is about, in the field of its kind (`pending_id` for a
+    /// signature request, `request_id` for an approval).
+    pub fn about_request(&mut self, id: &str) {
+        match crate::request::RequestId::parse(id).map(|r| r.kind()) {
+            Some(crate::request::RequestKind::Approval) => self.request_id = Some(id.to_owned()),
+            _ => self.pending_id = Some(id.to_owned()),
+        }
+    }
+
     /// The bytes hashed into the tree. An entry that cannot be written (none can today: it is
     /// strings and integers) is an error, never an empty leaf.
     pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {

@@ -20,6 +20,7 @@ use crate::approval::decision::{
     Verdict, full_hash, metadata_sha256, short_hash,
 };
 use crate::audit::AuditEntry;
+use crate::audit::{Action, Outcome};
 use crate::ids::IdKind;
 use crate::provision::KeyRole;
 use crate::request::{self, RequestKind, RequestStatus};
@@ -95,8 +96,8 @@ impl Appliance {
             last_used_at: None,
             revoked_at: None,
         };
-        let mut entry = self.entry(caller, "api_key_create", "done");
-        entry.reason = Some(record.id.clone());
+        let mut entry = self.entry(caller, Action::ApiKeyCreate, Outcome::Done);
+        entry.api_key_id = Some(record.id.clone());
         self.record(entry).await?;
         self.store.insert_api_key(&record)?;
         self.store.flush().await?;
@@ -117,8 +118,8 @@ impl Appliance {
             Some(key) if key.owner == caller.id() => {}
             _ => return Err(unknown()),
         }
-        let mut entry = self.entry(caller, "api_key_revoke", "done");
-        entry.reason = Some(id.to_owned());
+        let mut entry = self.entry(caller, Action::ApiKeyRevoke, Outcome::Done);
+        entry.api_key_id = Some(id.to_owned());
         self.record(entry).await?;
         let revoked = self.store.update_api_key(id, |mut key| {
             if key.revoked_at.is_some() {
@@ -248,9 +249,10 @@ impl Appliance {
             &record,
             &key.owner,
             &format!("api-key:{}", key.id),
-            "approval_request",
-            "pending",
+            Action::ApprovalRequest,
+            Outcome::Pending,
         );
+        entry.api_key_id = Some(key.id.clone());
         entry.metadata_sha256 = Some(super::metadata_hash(&record.metadata));
         self.record(entry).await?;
         self.store.insert_approval(&record)?;
@@ -333,15 +335,15 @@ impl Appliance {
         }
         let outcome = ballot.cast(request)?;
         let result = if outcome.decision_payload.is_some() {
-            outcome.status.word(RequestKind::Approval)
+            Outcome::from_status(outcome.status.word(RequestKind::Approval))
         } else {
-            "voted"
+            Outcome::Voted
         };
         let mut entry = approval_entry(
             &outcome,
             approver.id(),
             &approver.fingerprint,
-            "approval_vote",
+            Action::ApprovalVote,
             result,
         );
         entry.reason = Some(format!("{}:{}", verdict_name(verdict), method.as_str()));
@@ -369,8 +371,8 @@ impl Appliance {
             &request,
             &request.owner,
             "appliance",
-            "approval_decision_signed",
-            request.status.word(RequestKind::Approval),
+            Action::ApprovalDecisionSigned,
+            Outcome::from_status(request.status.word(RequestKind::Approval)),
         );
         self.record(entry).await?;
         let (signature, kid) = self.sign_with_decision_key(payload).await?;
@@ -529,20 +531,20 @@ fn approval_entry(
     request: &ApprovalRecord,
     actor: &str,
     actor_key: &str,
-    action: &str,
-    result: &str,
+    action: Action,
+    result: Outcome,
 ) -> AuditEntry {
     let mut readers = request.approvers.clone();
     readers.push(request.owner.clone());
     readers.push(actor.to_owned());
     AuditEntry {
         time: time::now(),
-        action: action.to_owned(),
-        result: result.to_owned(),
+        action,
+        result,
         actor: actor.to_owned(),
         actor_key: actor_key.to_owned(),
         readers,
-        pending_id: Some(request.request_id.clone()),
+        request_id: Some(request.request_id.clone()),
         ..AuditEntry::default()
     }
 }

@@ -19,6 +19,7 @@ use webauthn_rs::prelude::{
 use super::{Appliance, Caller, Error};
 use crate::approval::totp;
 use crate::audit::AuditEntry;
+use crate::audit::{Action, Outcome};
 use crate::ids::IdKind;
 use crate::store::{
     AuthenticatorKind, AuthenticatorRecord, EnrollmentKind, EnrollmentRecord, TOTP_FAILURE_BUDGET,
@@ -146,7 +147,7 @@ impl Appliance {
             expires_at: now + ENROLLMENT_TTL,
             used_at: None,
         };
-        self.record(self.entry(caller, "enrollment_link", "issued"))
+        self.record(self.entry(caller, Action::EnrollmentLink, Outcome::Issued))
             .await?;
         self.store.insert_enrollment(&enrollment)?;
         self.store.flush().await?;
@@ -250,7 +251,7 @@ impl Appliance {
             created_at: now,
             last_used_at: None,
         };
-        self.record(authenticator_entry(&record, "authenticator_add"))
+        self.record(authenticator_entry(&record, Action::AuthenticatorAdd))
             .await?;
         self.store
             .update_enrollment(&enrollment.token_sha256, |mut e| {
@@ -343,7 +344,7 @@ impl Appliance {
             .filter(|a| a.id != pending.id && a.totp_state().is_some())
             .collect();
         for old in &replaced {
-            let mut entry = authenticator_entry(old, "authenticator_remove");
+            let mut entry = authenticator_entry(old, Action::AuthenticatorRemove);
             entry.reason = Some(format!("{}: replaced by {}", old.label, pending.id));
             self.record(entry).await?;
         }
@@ -358,7 +359,7 @@ impl Appliance {
             *last_step = step;
         }
         confirmed.last_used_at = Some(now);
-        self.record(authenticator_entry(&confirmed, "authenticator_add"))
+        self.record(authenticator_entry(&confirmed, Action::AuthenticatorAdd))
             .await?;
         self.store.update_authenticator(&pending.id, |r| {
             if r.totp_state() != Some(TotpState::Unconfirmed) {
@@ -463,10 +464,10 @@ impl Appliance {
         else {
             return Err(Error::NoAuthenticator("totp"));
         };
-        let mut entry = authenticator_entry(&updated, "totp_failed");
+        let mut entry = authenticator_entry(&updated, Action::TotpFailed);
         entry.actor = format!("web:{client}");
-        entry.result = "refused".into();
-        entry.pending_id = Some(request.to_owned());
+        entry.result = Outcome::Refused;
+        entry.about_request(request);
         entry.readers.extend(readers.iter().cloned());
         entry.reason = Some(format!(
             "wrong code on {request} from {client}: {failures} of {TOTP_FAILURE_BUDGET} before \
@@ -546,7 +547,7 @@ impl Appliance {
             ))),
         };
         check(&record)?;
-        let mut entry = self.entry(caller, "authenticator_reopen", "done");
+        let mut entry = self.entry(caller, Action::AuthenticatorReopen, Outcome::Done);
         entry.reason = Some(id.to_owned());
         self.record(entry).await?;
         let reopened = self.store.update_authenticator(id, |mut r| {
@@ -726,7 +727,7 @@ impl Appliance {
             Some(r) if r.user_id == caller.id() => r,
             _ => return Err(Error::UnknownAuthenticator(id.to_owned())),
         };
-        self.record(authenticator_entry(&record, "authenticator_remove"))
+        self.record(authenticator_entry(&record, Action::AuthenticatorRemove))
             .await?;
         self.store.remove_authenticator(&record)?;
         self.store.flush().await?;
@@ -739,11 +740,11 @@ impl Appliance {
     }
 }
 
-fn authenticator_entry(record: &AuthenticatorRecord, action: &str) -> AuditEntry {
+fn authenticator_entry(record: &AuthenticatorRecord, action: Action) -> AuditEntry {
     AuditEntry {
         time: time::now(),
-        action: action.to_owned(),
-        result: "done".to_owned(),
+        action,
+        result: Outcome::Done,
         actor: record.user_id.clone(),
         actor_key: format!("{}:{}", record.kind_name(), record.id),
         readers: vec![record.user_id.clone()],

@@ -4,6 +4,7 @@
 //! a user's lists or their notification channel.
 
 use super::{Appliance, Caller, Error};
+use crate::audit::{Action, Outcome};
 use crate::ids::IdKind;
 use crate::store::ConsentRecord;
 use crate::time;
@@ -52,7 +53,7 @@ impl Appliance {
             named_as: from.to_owned(),
             created_at: time::now(),
         };
-        let mut entry = self.entry(caller, "consent_allow", "done");
+        let mut entry = self.entry(caller, Action::ConsentAllow, Outcome::Done);
         entry.readers.push(user);
         entry.reason = Some(consent.from.clone());
         self.record(entry).await?;
@@ -75,7 +76,7 @@ impl Appliance {
                 "you do not accept requests from {from}"
             )));
         }
-        let mut entry = self.entry(caller, "consent_revoke", "done");
+        let mut entry = self.entry(caller, Action::ConsentRevoke, Outcome::Done);
         entry.readers.push(user.clone());
         entry.reason = Some(user.clone());
         self.record(entry).await?;

@@ -18,6 +18,7 @@ use super::{Appliance, Caller, Error};
 use crate::approval::canonical;
 use crate::approval::decision::Method;
 use crate::approval::envelope::{self, Envelope, Signer};
+use crate::audit::{Action, Outcome};
 use crate::policy::{self, Decision, SignRequest};
 use crate::request::{self, RequestKind, RequestStatus};
 use crate::store::PendingRequest;
@@ -165,7 +166,7 @@ impl Appliance {
         if let Decision::Deny { rule, reason, .. } =
             policy::decide(key.facts(), &authorization, &again, time::now())
         {
-            let mut entry = self.decision_entry(caller, &request, "deny", "denied");
+            let mut entry = self.decision_entry(caller, &request, Action::Deny, Outcome::Denied);
             entry.reason = Some(rule.name().to_owned());
             self.record(entry).await?;
             self.resolve(
@@ -178,7 +179,7 @@ impl Appliance {
             self.store.flush().await?;
             return Err(Error::Denied { rule, reason });
         }
-        let mut entry = self.decision_entry(caller, &request, "approve", "done");
+        let mut entry = self.decision_entry(caller, &request, Action::Approve, Outcome::Done);
         entry.evidence_sha256 = evidence.as_deref().map(envelope::sha256_tag);
         self.record(entry).await?;
         let encoded = evidence.as_ref().map(|bytes| BASE64.encode(bytes));
@@ -198,7 +199,7 @@ impl Appliance {
     ) -> Result<PendingRequest, Error> {
         let _held = self.request_locks.hold(id).await;
         let request = self.decidable(caller, id).await?;
-        self.record(self.decision_entry(caller, &request, "deny", "denied"))
+        self.record(self.decision_entry(caller, &request, Action::Deny, Outcome::Denied))
             .await?;
         let denied = self.resolve(caller, id, RequestStatus::Rejected, reason, None)?;
         self.store.flush().await?;
@@ -231,8 +232,8 @@ impl Appliance {
         &self,
         caller: &Caller,
         request: &PendingRequest,
-        action: &str,
-        result: &str,
+        action: Action,
+        result: Outcome,
     ) -> crate::audit::AuditEntry {
         let mut entry = self.entry(caller, action, result);
         entry.key_id = Some(request.key_id.clone());
@@ -259,7 +260,8 @@ impl Appliance {
         let bytes = BASE64.decode(encoded).map_err(|_| {
             Error::Internal(format!("request {} has a bad envelope", request.pending_id))
         })?;
-        let mut entry = self.decision_entry(caller, &request, "evidence_seal", "signed");
+        let mut entry =
+            self.decision_entry(caller, &request, Action::EvidenceSeal, Outcome::Signed);
         entry.evidence_sha256 = Some(envelope::sha256_tag(&bytes));
         self.record(entry).await?;
         let hash: [u8; 32] = Sha256::digest(&bytes).into();
@@ -292,7 +294,7 @@ impl Appliance {
             .ok_or_else(|| {
                 Error::Internal(format!("request {} has no digest", request.pending_id))
             })?;
-        let mut entry = self.decision_entry(caller, &request, "sign", "signed");
+        let mut entry = self.decision_entry(caller, &request, Action::Sign, Outcome::Signed);
         entry.metadata_sha256 = Some(super::metadata_hash(&request.metadata));
         entry.readers.push(key.owner.clone());
         self.record(entry).await?;

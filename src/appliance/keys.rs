@@ -1,6 +1,7 @@
 //! Keys and their authorizations: create, grant, list, revoke.
 
 use super::{Appliance, Caller, Error};
+use crate::audit::{Action, Outcome};
 use crate::hsm::ObjectId;
 use crate::ids::IdKind;
 use crate::policy::{Authorization, Terms};
@@ -84,7 +85,7 @@ impl Appliance {
             created_at: time::now(),
             revoked_at: None,
         };
-        let mut entry = self.entry(caller, "create_key", "done");
+        let mut entry = self.entry(caller, Action::CreateKey, Outcome::Done);
         entry.key_id = Some(record.key_id.clone());
         entry.authorization_id = Some(authorization.authorization_id.clone());
         entry.readers.push(authorization.grantee.clone());
@@ -136,7 +137,7 @@ impl Appliance {
             return Err(Error::AlreadyRevoked(key.key_id));
         }
         let authorization = self.authorization(caller, key_id, grant).await?;
-        let mut entry = self.entry(caller, "authorize", "done");
+        let mut entry = self.entry(caller, Action::Authorize, Outcome::Done);
         entry.key_id = Some(key.key_id.clone());
         entry.authorization_id = Some(authorization.authorization_id.clone());
         entry.readers.push(authorization.grantee.clone());
@@ -193,7 +194,7 @@ impl Appliance {
         if current.revoked_at.is_some() {
             return Err(already());
         }
-        let mut entry = self.entry(caller, "revoke_authorization", "done");
+        let mut entry = self.entry(caller, Action::RevokeAuthorization, Outcome::Done);
         entry.key_id = Some(current.key_id.clone());
         entry.authorization_id = Some(current.authorization_id.clone());
         entry.readers.extend([key.owner, current.grantee.clone()]);
@@ -244,7 +245,7 @@ impl Appliance {
         if self.owned_key(caller, key_id)?.revoked_at.is_some() {
             return Err(already());
         }
-        let mut entry = self.entry(caller, "revoke_key", "done");
+        let mut entry = self.entry(caller, Action::RevokeKey, Outcome::Done);
         entry.key_id = Some(key_id.to_owned());
         entry.readers.extend(
             self.store

@@ -1,6 +1,7 @@
 //! Negotiation offers and history.
 
 use super::{Appliance, Caller, Error, metadata_hash};
+use crate::audit::{Action, Outcome};
 use crate::ids::IdKind;
 use crate::negotiation::{self, NegotiationRecord, OfferRecord, Proposal, Refusal};
 use crate::time;
@@ -20,7 +21,7 @@ impl Appliance {
             proposal.negotiation_id = self.new_id(IdKind::Negotiation).await?;
         }
         let id = proposal.negotiation_id.clone();
-        let mut entry = self.entry(caller, "offer", "");
+        let mut entry = self.entry(caller, Action::Offer, Outcome::default());
         entry.negotiation_id = Some(id.clone());
         entry.metadata_sha256 = Some(metadata_hash(&proposal.metadata));
         let current = self.store.negotiation(&id)?;
@@ -41,13 +42,13 @@ impl Appliance {
         let (next, offer) = match outcome {
             Ok(applied) => applied,
             Err(refusal) => {
-                entry.result = "refused".into();
+                entry.result = Outcome::Refused;
                 entry.reason = Some(refusal.code().to_owned());
                 self.record(entry).await?;
                 return Err(refusal.into());
             }
         };
-        entry.result = "recorded".into();
+        entry.result = Outcome::Recorded;
         entry.round = Some(offer.round);
         entry.offer_hash = Some(offer.hash.clone());
         self.record(entry.clone()).await?;
@@ -66,7 +67,7 @@ impl Appliance {
                 head: now_stored.map(|(_, r)| r.head).unwrap_or_default(),
                 given: next.head.clone(),
             });
-            entry.result = "refused".into();
+            entry.result = Outcome::Refused;
             entry.reason = Some(refusal.code().to_owned());
             self.record(entry).await?;
             return Err(refusal.into());

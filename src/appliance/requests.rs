@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::{Appliance, Caller, Error};
 use crate::approval::decision::{Method, Verdict};
 use crate::audit::AuditEntry;
+use crate::audit::{Action, Outcome};
 use crate::request::{self, Closed, RequestId, RequestKind, RequestStatus};
 use crate::store::{ApprovalRecord, PendingRequest};
 use crate::time;
@@ -268,20 +269,20 @@ impl Appliance {
         }
         let mut entry = AuditEntry {
             time: now,
-            result: "expired".into(),
+            result: Outcome::Expired,
             actor_key: "appliance".into(),
             readers: request.parties(),
-            pending_id: Some(request.id().to_owned()),
             ..AuditEntry::default()
         };
+        entry.about_request(request.id());
         match &request {
             HumanRequest::Signature(r) => {
-                entry.action = "cosign_expired".into();
+                entry.action = Action::CosignExpired;
                 entry.actor = "appliance".into();
                 entry.key_id = Some(r.key_id.clone());
             }
             HumanRequest::Approval(r) => {
-                entry.action = "approval_expired".into();
+                entry.action = Action::ApprovalExpired;
                 entry.actor = r.owner.clone();
             }
         }

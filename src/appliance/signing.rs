@@ -7,6 +7,7 @@ use sha2::{Digest as _, Sha512};
 
 use super::requests::HumanRequest;
 use super::{Appliance, Caller, Error, MAX_PAYLOAD, metadata_hash, rules_summary};
+use crate::audit::{Action, Outcome};
 use crate::hsm::ObjectId;
 use crate::ids::IdKind;
 use crate::policy::{self, Decision, SignRequest};
@@ -86,7 +87,7 @@ impl Appliance {
         let decision = policy::decide(key.facts(), &authorizations, &request, time::now());
         let digest: [u8; 64] = Sha512::digest(&input.payload).into();
 
-        let mut entry = self.entry(caller, "sign", "");
+        let mut entry = self.entry(caller, Action::Sign, Outcome::default());
         entry.key_id = Some(key.key_id.clone());
         entry.namespace = Some(input.namespace.clone());
         entry.payload_sha512 = Some(crate::hex::encode(&digest));
@@ -106,7 +107,7 @@ impl Appliance {
         let soft = |id: &str| decision.soft_failures(id);
         match decision.clone() {
             Decision::Deny { rule, reason, .. } => {
-                entry.result = "denied".into();
+                entry.result = Outcome::Denied;
                 entry.reason = Some(rule.name().to_owned());
                 self.record(entry).await?;
                 tracing::info!(key = %key.key_id, ?rule, "signature denied");
@@ -117,7 +118,7 @@ impl Appliance {
                 warnings,
                 ..
             } => {
-                entry.result = "signed".into();
+                entry.result = Outcome::Signed;
                 entry.authorization_id = Some(authorization_id.clone());
                 entry.warnings = soft(&authorization_id);
                 self.record(entry.clone()).await?;
@@ -134,8 +135,8 @@ impl Appliance {
                     }),
                     Err(error) => {
                         let mut failed = entry;
-                        failed.action = "sign_failed".into();
-                        failed.result = "failed".into();
+                        failed.action = Action::SignFailed;
+                        failed.result = Outcome::Failed;
                         failed.reason = Some(error.code().to_owned());
                         if let Err(audit) = self.record(failed).await {
                             tracing::error!(%audit, "recording a failed signature");
@@ -178,8 +179,8 @@ impl Appliance {
                     evidence_seal: None,
                     evidence_key_id: None,
                 };
-                entry.action = "cosign_request".into();
-                entry.result = "pending".into();
+                entry.action = Action::CosignRequest;
+                entry.result = Outcome::Pending;
                 entry.warnings = soft(&authorization_id);
                 entry.authorization_id = Some(authorization_id);
                 entry.pending_id = Some(pending_id.clone());

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::requests::HumanRequest;
 use super::{Appliance, Caller, Error};
 use crate::audit::AuditEntry;
+use crate::audit::{Action, Outcome};
 use crate::ids::IdKind;
 use crate::request::RequestStatus;
 use crate::store::{
@@ -76,7 +77,7 @@ impl Appliance {
             url: url.to_owned(),
             created_at: time::now(),
         };
-        let mut entry = self.entry(caller, "webhook_endpoint_add", "done");
+        let mut entry = self.entry(caller, Action::WebhookEndpointAdd, Outcome::Done);
         entry.reason = Some(endpoint.id.clone());
         self.record(entry).await?;
         self.store.insert_webhook_endpoint(&endpoint)?;
@@ -101,7 +102,7 @@ impl Appliance {
                 )));
             }
         };
-        let mut entry = self.entry(caller, "webhook_endpoint_remove", "done");
+        let mut entry = self.entry(caller, Action::WebhookEndpointRemove, Outcome::Done);
         entry.reason = Some(endpoint.id.clone());
         self.record(entry).await?;
         self.store.remove_webhook_endpoint(id)?;
@@ -123,8 +124,12 @@ impl Appliance {
             url: url.to_owned(),
             updated_at: time::now(),
         });
-        let result = if target.is_some() { "set" } else { "cleared" };
-        self.record(self.entry(caller, "notify_target", result))
+        let result = if target.is_some() {
+            Outcome::Set
+        } else {
+            Outcome::Cleared
+        };
+        self.record(self.entry(caller, Action::NotifyTarget, result))
             .await?;
         match &target {
             Some(target) => self.store.set_notify_target(target)?,
@@ -340,7 +345,7 @@ impl Appliance {
     async fn attempt(&self, delivery: Delivery) -> Result<(), Error> {
         let now = time::now();
         let attempt = delivery.attempts + 1;
-        let mut entry = delivery_entry(&delivery, "webhook_send", "sending");
+        let mut entry = delivery_entry(&delivery, Action::WebhookSend, Outcome::Sending);
         entry.reason = Some(format!("attempt {attempt}"));
         self.record(entry).await?;
         let content = hooks::signed_content(&delivery.id, now, delivery.body.as_bytes());
@@ -387,7 +392,11 @@ impl Appliance {
         self.store.update_delivery(&delivery, &after)?;
         self.store.flush().await?;
         if after.state != DeliveryState::Pending {
-            let mut entry = delivery_entry(&after, "webhook_delivery", after.state.as_str());
+            let mut entry = delivery_entry(
+                &after,
+                Action::WebhookDelivery,
+                Outcome::from_status(after.state.as_str()),
+            );
             entry.reason = Some(result);
             self.record(entry).await?;
         } else {
@@ -397,15 +406,16 @@ impl Appliance {
     }
 }
 
-fn delivery_entry(delivery: &Delivery, action: &str, result: &str) -> AuditEntry {
-    AuditEntry {
+fn delivery_entry(delivery: &Delivery, action: Action, result: Outcome) -> AuditEntry {
+    let mut entry = AuditEntry {
         time: time::now(),
-        action: action.to_owned(),
-        result: result.to_owned(),
+        action,
+        result,
         actor: "appliance".to_owned(),
         actor_key: delivery.id.clone(),
         readers: delivery.readers.clone(),
-        pending_id: Some(delivery.request_id.clone()),
         ..AuditEntry::default()
-    }
+    };
+    entry.about_request(&delivery.request_id);
+    entry
 }

@@ -89,8 +89,8 @@ fn rfc6962_consistency_vectors() {
 fn entry(n: u64) -> Vec<u8> {
     AuditEntry {
         time: n as i64,
-        action: "sign".into(),
-        result: "signed".into(),
+        action: Action::Sign,
+        result: Outcome::Signed,
         actor: format!("usr_{n}"),
         ..Default::default()
     }

@@ -471,7 +471,7 @@ fn an_ssh_decision_is_signed_by_the_token_and_verifies_offline() {
         .unwrap()
         .iter()
         .map(|e| &e["entry"])
-        .filter(|e| e["pending_id"] == id.as_str())
+        .filter(|e| e["request_id"] == id.as_str())
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert_eq!(

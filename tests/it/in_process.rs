@@ -303,7 +303,7 @@ async fn the_sweep_expires_a_signature_request_nobody_looks_at() {
     let entries = core.audit().entries(0, size as usize).unwrap();
     let expiry = entries
         .iter()
-        .find(|(_, e)| e.action == "cosign_expired")
+        .find(|(_, e)| e.action == sshsign::audit::Action::CosignExpired)
         .expect("the expiry has its audit entry");
     assert_eq!(
         expiry.1.pending_id.as_deref(),
