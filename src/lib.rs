@@ -2,31 +2,50 @@
 //!
 //! # Layout
 //!
-//! - [`appliance`]: what the appliance does (identify, create/list/revoke keys, sign, verify),
-//!   whatever the front end.
-//! - [`policy`]: the authorization engine: typed constraints, rules, tiers; pure, decisions are
-//!   values.
-//! - [`audit`]: the tamper-evident log: RFC 6962 Merkle tree, signed checkpoints, proofs.
-//! - [`approval`]: human approval: canonical JSON, token-signed decisions, evidence envelopes,
-//!   TOTP.
-//! - [`negotiation`]: negotiation offers: turns, rounds, hash chain (pure rules).
-//! - [`seal`]: records sealed under a data key that the token's AES key protects.
-//! - [`ssh`]: the SSH front (russh): command grammar, one file per command, JSON replies.
+//! Data flows one way: fronts → appliance → domain (policy, request, negotiation, audit,
+//! approval) → store → token. `ARCHITECTURE.md` tells the same in a page.
+//!
+//! Fronts:
+//! - [`ssh`] (crate): the SSH front (russh): command grammar, one file per command; replies are
+//!   views.
+//! - [`web`]: the HTTP front (axum, hyper, rustls): REST API, approval pages (maud templates),
+//!   JWKS, limits, and the OpenAPI document generated from the handlers and views.
+//! - `views` (crate): every reply, as named `Serialize` types, shared by SSH, REST and webhooks.
+//!
+//! What the appliance does:
+//! - [`appliance`]: identify callers, keys and grants, sign, requests for a human decision
+//!   (one model, one `decide`), approvals, passkeys and TOTP, consent, webhooks, audit views.
+//!
+//! Rules and records, without I/O:
+//! - [`policy`]: the authorization engine: typed constraints, rules, tiers; decisions are
+//!   values; which terms may be granted.
+//! - [`request`]: the request model: kinds, ids parsed once, one state machine.
+//! - `negotiation` (crate): negotiation offers: turns, rounds, hash chain.
+//! - [`approval`]: canonical JSON, token-signed decisions, evidence envelopes, TOTP.
+//! - [`audit`]: the tamper-evident log: RFC 6962 Merkle tree, signed checkpoints, proofs, the
+//!   words entries are written in.
+//!
+//! Below:
+//! - [`store`]: sled trees of versioned records, sealed ([`seal`]) where private; no private
+//!   key material.
 //! - [`hsm`]: the token boundary (blocking trait, PKCS#11 backend, session pool, device profiles).
-//! - [`store`]: sled trees of versioned records; no private key material.
-//! - [`sshsig`]: OpenSSH's SSHSIG format: signed data, armor, parsing, verification.
 //! - [`provision`]: the appliance's own keys: manifest, generation, self-test.
-//! - [`server`]: start-up (token, store, host key, listeners) and graceful shutdown.
-//! - [`web`]: the HTTP side (axum, hyper, rustls): REST API, approval pages, JWKS, limits.
+//! - [`server`]: start-up in named steps (store, token, sealed records, audit log, host key,
+//!   listeners) and graceful shutdown.
 //! - [`webhook`]: outgoing webhooks: signed POSTs to checked destinations, retried.
+//!
+//! Clients and offline checks:
 //! - [`client`]: the SSH client the `sshsign` shim and the benchmark use; host key checking.
-//! - [`auditor`]: checking the audit log from outside: checkpoints, proofs, rollback and forks.
-//! - [`verifier`]: offline checks of signed decisions and evidence envelopes, as typed reports.
 //! - [`shim`]: `sshsign` as git's `gpg.ssh.program`.
+//! - [`verifier`]: offline checks of signed decisions and evidence envelopes, as typed reports.
+//! - [`auditor`]: checking the audit log from outside: checkpoints, proofs, rollback and forks.
+//!
+//! Settings and small formats:
 //! - [`config`]: server settings from the environment and a config file.
 //! - [`dev`], [`softhsm`]: the one-command development appliance and SoftHSMv2 token stores.
 //! - [`secret`]: PINs and other secrets read from 0600 files into zeroizing types.
-//! - [`ids`], [`pubkey`], [`hex`], [`time`], [`wire`], [`net`]: small shared formats.
+//! - [`sshsig`]: OpenSSH's SSHSIG format: signed data, armor, parsing, verification.
+//! - [`pubkey`], [`hex`], [`time`]; and, inside the crate, `ids`, `wire`, `net`.
 #![forbid(unsafe_code)]
 
 pub mod appliance;
@@ -38,9 +57,9 @@ pub mod config;
 pub mod dev;
 pub mod hex;
 pub mod hsm;
-pub mod ids;
-pub mod negotiation;
-pub mod net;
+pub(crate) mod ids;
+pub(crate) mod negotiation;
+pub(crate) mod net;
 pub mod policy;
 pub mod provision;
 pub mod pubkey;
@@ -50,12 +69,12 @@ pub mod secret;
 pub mod server;
 pub mod shim;
 pub mod softhsm;
-pub mod ssh;
+pub(crate) mod ssh;
 pub mod sshsig;
 pub mod store;
 pub mod time;
 pub mod verifier;
-pub mod views;
+pub(crate) mod views;
 pub mod web;
 pub mod webhook;
-pub mod wire;
+pub(crate) mod wire;

@@ -83,81 +83,20 @@ const PENDING_TTL: i64 = 24 * 60 * 60;
 /// How often a checkpoint is signed while the audit log grows.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Opens everything the appliance needs and binds its listeners.
+/// Opens everything the appliance needs and binds its listeners, in this order: the store,
+/// the token (with the appliance keys' self-test and the data key), the sealed records, the
+/// audit log (checked against its signed checkpoint), the host key, the listeners.
 pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
-    let pin = secret::read_secret_file(&config.hsm.pin_file)?;
-    let pkcs11 = Pkcs11Config {
-        module: config.hsm.module.clone(),
-        token_label: config.hsm.token_label.clone(),
-        pin,
-        sessions: config.hsm.sessions,
-        ec_params: config.hsm.ec_params,
-        object_id: config.hsm.object_id,
+    let store = open_store(config)?;
+    let opened = open_token(config, &store).await?;
+    let store_error = |source| StartError::Store {
+        path: config.db_path.display().to_string(),
+        source,
     };
-    let store = Store::open(&config.db_path).map_err(|source| StartError::Store {
-        path: config.db_path.display().to_string(),
-        source,
-    })?;
-    let stored_data_key = store.data_key().map_err(|source| StartError::Store {
-        path: config.db_path.display().to_string(),
-        source,
-    })?;
-    let (hsm, keys, sealer, new_data_key) = tokio::task::spawn_blocking(move || {
-        let hsm = Pkcs11Hsm::open(pkcs11)?;
-        let keys = provision::appliance_keys(&hsm)?;
-        provision::self_test(&hsm, &keys)?;
-        let seal_key = provision::seal_key(&hsm)?;
-        let (sealer, new_data_key) = match stored_data_key {
-            Some(stored) => (seal::open_data_key(&hsm, &seal_key, &stored)?, None),
-            None => {
-                let (sealer, stored) = seal::new_data_key(&hsm, &seal_key)?;
-                (sealer, Some(stored))
-            }
-        };
-        Ok::<_, StartError>((Arc::new(hsm), keys, sealer, new_data_key))
-    })
-    .await
-    .map_err(|e| crate::hsm::Error::Worker(e.to_string()))??;
-    tracing::info!(token = ?hsm.describe(), "token ready; appliance keys passed the self-test");
-    if let Some(stored) = new_data_key {
-        store
-            .put_data_key(&stored)
-            .map_err(|source| StartError::Store {
-                path: config.db_path.display().to_string(),
-                source,
-            })?;
-        tracing::info!("made the data key that seals records");
-    }
-    store.unseal_with(sealer);
-    let migrated = store
-        .migrate_v1_keys(crate::time::now())
-        .map_err(|source| StartError::Store {
-            path: config.db_path.display().to_string(),
-            source,
-        })?;
-    if !migrated.is_empty() {
-        tracing::info!(
-            keys = migrated.len(),
-            "moved version 1 key terms into authorizations"
-        );
-    }
-    let token = Token::new(hsm.clone())?;
-    let checkpoint_key = keys
-        .iter()
-        .find(|k| k.role == provision::KeyRole::Checkpoint)
-        .cloned()
-        .ok_or_else(|| provision::Error::Manifest("no checkpoint key is listed".to_owned()))?;
-    // Fixed by the checkpoint key, made when the token was provisioned: neither a new domain
-    // nor a restored database gives the log a fresh name that clients would pin anew.
-    let origin = provision::audit_origin(&checkpoint_key);
-    let audit = Arc::new(AuditLog::open(
-        store.db(),
-        CheckpointSigner::new(token.clone(), checkpoint_key, origin),
-    )?);
-    tracing::info!(
-        entries = audit.head().size,
-        "audit log verified against its checkpoint"
-    );
+    unseal_store(&store, opened.sealer, opened.new_data_key).map_err(store_error)?;
+    let token = Token::new(opened.hsm.clone())?;
+    let keys = opened.keys;
+    let audit = open_audit(&store, &token, &keys)?;
     let seed = token.random::<32>().await?;
     let host_key = ssh::host_key::load_or_create(&config.host_key_path, &seed)?;
     let host_public = host_key.public_key().clone();
@@ -180,20 +119,8 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
         config.http.per_key,
         tls.is_some() || config.public_url(config.http_addr).starts_with("https://"),
     ));
-    let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })
-    };
-    let ssh_listener = bind(config.listen_addr).await?;
-    let http_listener = bind(config.http_addr).await?;
-    let local = |listener: &TcpListener, addr| {
-        listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr, source })
-    };
-    let ssh_addr = local(&ssh_listener, config.listen_addr)?;
-    let http_addr = local(&http_listener, config.http_addr)?;
+    let (ssh_listener, ssh_addr) = bind(config.listen_addr).await?;
+    let (http_listener, http_addr) = bind(config.http_addr).await?;
     let url = config.public_url(http_addr);
     let settings = Settings {
         approval_base: url.clone(),
@@ -219,7 +146,7 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
         .map_err(|e| StartError::PublicUrl(e.to_string()))?,
         token,
         audit,
-        hsm,
+        hsm: opened.hsm,
         store,
         ssh_listener,
         http_listener,
@@ -231,6 +158,120 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
             allowed_keys,
         },
     })
+}
+
+/// Binds a listener; returns it with the address it got (the port, where 0 was asked for).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let failed = |source| StartError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(failed)?;
+    let local = listener.local_addr().map_err(failed)?;
+    Ok((listener, local))
+}
+
+/// What opening the token yields.
+struct OpenedToken {
+    hsm: Arc<Pkcs11Hsm>,
+    keys: Vec<provision::ApplianceKey>,
+    sealer: seal::Sealer,
+    /// The data key made now, to be stored, if the store had none.
+    new_data_key: Option<seal::WrappedDataKey>,
+}
+
+/// Opens the store (sled) at the configured path.
+fn open_store(config: &ServeConfig) -> Result<Store, StartError> {
+    Store::open(&config.db_path).map_err(|source| StartError::Store {
+        path: config.db_path.display().to_string(),
+        source,
+    })
+}
+
+/// Logs in to the token, finds and self-tests the appliance's keys, and opens the data key
+/// that seals records (making one if the store has none), all on a blocking thread.
+async fn open_token(config: &ServeConfig, store: &Store) -> Result<OpenedToken, StartError> {
+    let pin = secret::read_secret_file(&config.hsm.pin_file)?;
+    let pkcs11 = Pkcs11Config {
+        module: config.hsm.module.clone(),
+        token_label: config.hsm.token_label.clone(),
+        pin,
+        sessions: config.hsm.sessions,
+        ec_params: config.hsm.ec_params,
+        object_id: config.hsm.object_id,
+    };
+    let stored_data_key = store.data_key().map_err(|source| StartError::Store {
+        path: config.db_path.display().to_string(),
+        source,
+    })?;
+    let opened = tokio::task::spawn_blocking(move || {
+        let hsm = Pkcs11Hsm::open(pkcs11)?;
+        let keys = provision::appliance_keys(&hsm)?;
+        provision::self_test(&hsm, &keys)?;
+        let seal_key = provision::seal_key(&hsm)?;
+        let (sealer, new_data_key) = match stored_data_key {
+            Some(stored) => (seal::open_data_key(&hsm, &seal_key, &stored)?, None),
+            None => {
+                let (sealer, stored) = seal::new_data_key(&hsm, &seal_key)?;
+                (sealer, Some(stored))
+            }
+        };
+        Ok::<_, StartError>(OpenedToken {
+            hsm: Arc::new(hsm),
+            keys,
+            sealer,
+            new_data_key,
+        })
+    })
+    .await
+    .map_err(|e| crate::hsm::Error::Worker(e.to_string()))??;
+    tracing::info!(token = ?opened.hsm.describe(), "token ready; appliance keys passed the self-test");
+    Ok(opened)
+}
+
+/// Stores a new data key, opens the sealed records with the data key, and brings old records
+/// up to date.
+fn unseal_store(
+    store: &Store,
+    sealer: seal::Sealer,
+    new_data_key: Option<seal::WrappedDataKey>,
+) -> Result<(), crate::store::Error> {
+    if let Some(stored) = new_data_key {
+        store.put_data_key(&stored)?;
+        tracing::info!("made the data key that seals records");
+    }
+    store.unseal_with(sealer);
+    let migrated = store.migrate_v1_keys(crate::time::now())?;
+    if !migrated.is_empty() {
+        tracing::info!(
+            keys = migrated.len(),
+            "moved version 1 key terms into authorizations"
+        );
+    }
+    Ok(())
+}
+
+/// Opens the audit log under the checkpoint key and checks it against its latest signed
+/// checkpoint.
+fn open_audit(
+    store: &Store,
+    token: &Token,
+    keys: &[provision::ApplianceKey],
+) -> Result<Arc<AuditLog>, StartError> {
+    let checkpoint_key = keys
+        .iter()
+        .find(|k| k.role == provision::KeyRole::Checkpoint)
+        .cloned()
+        .ok_or_else(|| provision::Error::Manifest("no checkpoint key is listed".to_owned()))?;
+    // Fixed by the checkpoint key, made when the token was provisioned: neither a new domain
+    // nor a restored database gives the log a fresh name that clients would pin anew.
+    let origin = provision::audit_origin(&checkpoint_key);
+    let audit = Arc::new(AuditLog::open(
+        store.db(),
+        CheckpointSigner::new(token.clone(), checkpoint_key, origin),
+    )?);
+    tracing::info!(
+        entries = audit.head().size,
+        "audit log verified against its checkpoint"
+    );
+    Ok(audit)
 }
 
 impl Running {
