@@ -440,31 +440,3 @@ pub fn decide(
 
 #[cfg(test)]
 mod tests;
-
-/// How every reply and page shows an authorization.
-pub fn authorization_json(auth: &Authorization) -> Value {
-    let now = crate::time::now();
-    let status = if auth.revoked_at.is_some() {
-        "revoked"
-    } else if auth.terms.expires_at.is_some_and(|at| at <= now) {
-        "expired"
-    } else {
-        "active"
-    };
-    serde_json::json!({
-        "authorization_id": auth.authorization_id,
-        "key_id": auth.key_id,
-        "grantee": auth.grantee,
-        "principal": auth.principal,
-        "status": status,
-        "scopes": auth.terms.scopes,
-        "tier": auth.terms.tier.as_str(),
-        "require_signature": auth.terms.require_signature,
-        "constraints": constraint::constraints_json(&auth.terms.constraints),
-        "hard_rules": rules::rules_json(&auth.terms.hard_rules),
-        "soft_rules": rules::rules_json(&auth.terms.soft_rules),
-        "expires_at": auth.terms.expires_at.map(crate::time::rfc3339),
-        "created_at": crate::time::rfc3339(auth.created_at),
-        "revoked_at": auth.revoked_at.map(crate::time::rfc3339),
-    })
-}

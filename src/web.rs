@@ -21,11 +21,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
 
 use crate::appliance::{self, Appliance};
-use crate::time;
-use crate::views::{ApplianceView, HealthView, HostKeyView, Jwks, PublicKeyView, TokenUsageView};
+use crate::views::{
+    ApplianceView, ErrorBody, ErrorView, HealthView, HostKeyView, Jwks, PublicKeyView,
+    TokenUsageView,
+};
 
 pub mod api;
 pub mod guard;
@@ -69,7 +70,12 @@ impl AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let body = ErrorView {
+            error: ErrorBody {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response
@@ -272,12 +278,5 @@ async fn signing_key(
     Path(key_id): Path<String>,
 ) -> Result<Json<PublicKeyView>, AppError> {
     let key = state.appliance.public_key(&key_id)?;
-    Ok(Json(PublicKeyView {
-        key_id: key.key_id.clone(),
-        public_key: appliance::public_key_line(&key),
-        fingerprint: appliance::public_key_fingerprint(&key),
-        status: key.status(),
-        created_at: time::rfc3339(key.created_at),
-        revoked_at: key.revoked_at.map(time::rfc3339),
-    }))
+    Ok(Json(PublicKeyView::from(&key)))
 }

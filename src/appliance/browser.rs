@@ -33,8 +33,8 @@ pub struct RequestPage {
 pub struct SigningTerms {
     /// The signing key.
     pub key: Option<SigningKeyRecord>,
-    /// The authorization's terms: constraints and rules, as `authorizations` shows them.
-    pub authorized: Value,
+    /// The authorization the request was made under, with its terms.
+    pub authorized: Option<crate::policy::Authorization>,
     /// The negotiation the request names (`metadata.negotiation_id`, one its requester is a
     /// party to): the terms on the table, and whether they were accepted.
     pub agreed: Option<AgreedTerms>,
@@ -82,10 +82,7 @@ impl Appliance {
                 (by, None)
             }
             HumanRequest::Signature(r) => {
-                let authorized = self
-                    .store
-                    .authorization(&r.authorization_id)?
-                    .map_or(Value::Null, |a| crate::policy::authorization_json(&a));
+                let authorized = self.store.authorization(&r.authorization_id)?;
                 let agreed = match r.metadata.get("negotiation_id").and_then(Value::as_str) {
                     Some(negotiation) => self.agreed_terms(negotiation, &r.requester)?,
                     None => None,

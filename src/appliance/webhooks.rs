@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::requests::HumanRequest;
 use super::{Appliance, Caller, Error};
@@ -20,6 +20,7 @@ use crate::store::{
     ApprovalRecord, Delivery, DeliveryKind, DeliveryState, NotifyTarget, WebhookEndpoint,
 };
 use crate::time;
+use crate::views::{ApprovalView, DecisionEvent, DestinationView, RequestedData, RequestedEvent};
 use crate::webhook::client::{self, DeliveryError, Target};
 use crate::webhook::{self as hooks, next_delay};
 
@@ -29,15 +30,6 @@ const MAX_ENDPOINTS: usize = 10;
 const BATCH: usize = 16;
 /// The longest the delivery loop sleeps without looking (expiries are found this way too).
 const IDLE: Duration = Duration::from_secs(5);
-
-/// Where a delivery goes: the endpoint (`whk_...`, `callback` for a request's own
-/// `callback_url`, `notify` for a user's notification URL), its URL, and whose it is.
-#[derive(Debug, Clone, Copy)]
-struct Destination<'a> {
-    endpoint: &'a str,
-    url: &'a str,
-    owner: &'a str,
-}
 
 impl Appliance {
     /// Checks a URL a user gives for webhooks: its form, and where its host resolves now.
@@ -143,26 +135,26 @@ impl Appliance {
         Ok(self.store.notify_target(caller.id())?)
     }
 
-    /// Stores a delivery and wakes the delivery loop. The body names its destination and the
-    /// destination's owner, inside what is signed, so a receiver refuses a delivery replayed to
-    /// it that was meant for another endpoint or another user.
+    /// Stores a delivery of `body` to `url` and wakes the delivery loop. Each body names its
+    /// destination and the destination's owner ([`DestinationView`]), inside what is signed,
+    /// so a receiver refuses a delivery replayed to it that was meant for another endpoint or
+    /// another user.
     async fn enqueue(
         &self,
         kind: DeliveryKind,
-        to: Destination<'_>,
-        body: &Value,
+        url: &str,
+        body: &impl Serialize,
         request_id: &str,
         readers: Vec<String>,
     ) -> Result<(), Error> {
         let now = time::now();
-        let mut body = body.clone();
-        body["destination"] = json!({ "endpoint": to.endpoint, "url": to.url });
-        body["owner"] = to.owner.into();
+        let body = serde_json::to_string(body)
+            .map_err(|e| Error::Internal(format!("a webhook body: {e}")))?;
         let delivery = Delivery {
             id: self.new_id(IdKind::Message).await?,
             kind,
-            url: to.url.to_owned(),
-            body: body.to_string(),
+            url: url.to_owned(),
+            body,
             request_id: request_id.to_owned(),
             readers,
             created_at: now,
@@ -206,11 +198,7 @@ impl Appliance {
             RequestStatus::Pending => return Ok(()),
             _ => "approval.decided",
         };
-        let body = json!({
-            "type": kind,
-            "timestamp": time::rfc3339(time::now()),
-            "data": crate::views::ApprovalView::from(request),
-        });
+        let data = ApprovalView::from(request);
         // The request's own callback, then the owner's endpoints (each URL once).
         let mut targets: Vec<(String, String)> = request
             .callback_url
@@ -222,18 +210,24 @@ impl Appliance {
                 targets.push((endpoint.id, endpoint.url));
             }
         }
-        for (endpoint, url) in &targets {
-            let to = Destination {
-                endpoint,
-                url,
-                owner: &request.owner,
+        for (endpoint, url) in targets {
+            let event = DecisionEvent {
+                kind,
+                timestamp: time::rfc3339(time::now()),
+                destination: DestinationView {
+                    endpoint,
+                    url: url.clone(),
+                },
+                owner: request.owner.clone(),
+                data: data.clone(),
             };
+            let readers = vec![request.owner.clone()];
             self.enqueue(
                 DeliveryKind::Decision,
-                to,
-                &body,
+                &url,
+                &event,
                 &request.request_id,
-                vec![request.owner.clone()],
+                readers,
             )
             .await?;
         }
@@ -244,50 +238,57 @@ impl Appliance {
     /// them, with the address of their page (nothing in it stands for them).
     pub(super) async fn notify_deciders(&self, request: &HumanRequest) -> Result<(), Error> {
         for decider in request.waiting_for() {
-            let link = self.page_url(request.id(), Some(&decider));
-            let body = match request {
-                HumanRequest::Signature(r) => json!({
-                    "text": format!("Co-signature requested ({}): {link}", r.namespace),
-                    "type": "cosign.requested",
-                    "data": {
-                        "id": r.pending_id,
-                        "namespace": r.namespace,
-                        "requester": r.requester,
-                        "approval_url": link,
-                        "expires_at": time::rfc3339(r.expires_at),
-                    },
-                }),
-                HumanRequest::Approval(r) => json!({
-                    "text": format!("Approval requested: {}\n{link}", r.action),
-                    "type": "approval.requested",
-                    "data": {
-                        "id": r.request_id,
-                        "action": r.action,
-                        "approval_url": link,
-                        "expires_at": time::rfc3339(r.expires_at),
-                    },
-                }),
+            let Some(target) = self.store.notify_target(&decider)? else {
+                continue;
             };
-            self.notify(&decider, request.id(), &body).await?;
+            let link = self.page_url(request.id(), Some(&decider));
+            let (text, kind, data) = match request {
+                HumanRequest::Signature(r) => (
+                    format!("Co-signature requested ({}): {link}", r.namespace),
+                    "cosign.requested",
+                    RequestedData {
+                        id: r.pending_id.clone(),
+                        action: None,
+                        namespace: Some(r.namespace.clone()),
+                        requester: Some(r.requester.clone()),
+                        approval_url: link,
+                        expires_at: time::rfc3339(r.expires_at),
+                    },
+                ),
+                HumanRequest::Approval(r) => (
+                    format!("Approval requested: {}\n{link}", r.action),
+                    "approval.requested",
+                    RequestedData {
+                        id: r.request_id.clone(),
+                        action: Some(r.action.clone()),
+                        namespace: None,
+                        requester: None,
+                        approval_url: link,
+                        expires_at: time::rfc3339(r.expires_at),
+                    },
+                ),
+            };
+            let event = RequestedEvent {
+                text,
+                kind,
+                data,
+                destination: DestinationView {
+                    endpoint: "notify".to_owned(),
+                    url: target.url.clone(),
+                },
+                owner: decider.clone(),
+            };
+            let readers = vec![decider.clone()];
+            self.enqueue(
+                DeliveryKind::Notification,
+                &target.url,
+                &event,
+                request.id(),
+                readers,
+            )
+            .await?;
         }
         Ok(())
-    }
-
-    /// Sends `body` about `request_id` to `user`'s notification URL, if they set one.
-    async fn notify(&self, user: &str, request_id: &str, body: &Value) -> Result<(), Error> {
-        match self.store.notify_target(user)? {
-            Some(target) => {
-                let to = Destination {
-                    endpoint: "notify",
-                    url: &target.url,
-                    owner: user,
-                };
-                let readers = vec![user.to_owned()];
-                self.enqueue(DeliveryKind::Notification, to, body, request_id, readers)
-                    .await
-            }
-            None => Ok(()),
-        }
     }
 
     /// Attempts deliveries as they fall due, and settles requests whose time ran out (which

@@ -30,13 +30,10 @@ pub mod whoami;
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::grammar::{self, Command};
-use crate::appliance::{self, Appliance, Caller, Error};
-pub use crate::policy::authorization_json;
-use crate::store::SigningKeyRecord;
-use crate::time;
+use crate::appliance::{Appliance, Caller, Error};
 
 /// What a command runs with.
 pub struct Context {
@@ -98,7 +95,9 @@ pub async fn execute(command: Command, ctx: &Context) -> Result<Value, Error> {
         Command::Webhooks => webhooks::list(ctx),
         Command::Notify(command) => webhooks::notify(command, ctx).await,
         Command::Approvers(command) => consent::run(command, ctx).await,
-        Command::Help => Ok(json!({ "help": grammar::help() })),
+        Command::Help => Ok(crate::views::to_value(&crate::views::HelpView {
+            help: grammar::help(),
+        })),
     }
 }
 
@@ -113,17 +112,4 @@ pub fn json_object(flag: &str, text: &str, limit: usize) -> Result<Map<String, V
         Ok(_) => Err(invalid(format!("{flag} must be a JSON object"))),
         Err(e) => Err(invalid(format!("{flag} is not valid JSON: {e}"))),
     }
-}
-
-/// How every reply shows a signing key.
-pub fn key_json(key: &SigningKeyRecord) -> Value {
-    json!({
-        "key_id": key.key_id,
-        "public_key": appliance::public_key_line(key),
-        "fingerprint": appliance::public_key_fingerprint(key),
-        "owner": key.owner,
-        "status": key.status(),
-        "created_at": time::rfc3339(key.created_at),
-        "revoked_at": key.revoked_at.map(time::rfc3339),
-    })
 }

@@ -2,7 +2,7 @@
 //! `{"error": {"code": "...", "message": "..."}}` with status 1, or 2 for a command line that
 //! does not parse (unknown command or flag, missing value).
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::grammar::SplitError;
 use crate::appliance::Error;
@@ -29,7 +29,12 @@ impl Reply {
     pub fn error(exit_status: u32, code: &str, message: impl Into<String>) -> Self {
         Reply {
             exit_status,
-            body: json!({ "error": { "code": code, "message": message.into() } }),
+            body: crate::views::to_value(&crate::views::ErrorView {
+                error: crate::views::ErrorBody {
+                    code: code.to_owned(),
+                    message: message.into(),
+                },
+            }),
         }
     }
 
@@ -45,7 +50,12 @@ impl Reply {
     pub fn from_clap(error: &clap::Error) -> Self {
         use clap::error::ErrorKind;
         let code = match error.kind() {
-            ErrorKind::DisplayHelp => return Reply::ok(json!({ "help": error.to_string() })),
+            ErrorKind::DisplayHelp => {
+                let help = crate::views::HelpView {
+                    help: error.to_string(),
+                };
+                return Reply::ok(crate::views::to_value(&help));
+            }
             ErrorKind::InvalidSubcommand => "unknown_command",
             ErrorKind::UnknownArgument => "unknown_flag",
             ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {

@@ -31,34 +31,10 @@ use crate::views;
         super::health,
         super::openapi,
     ),
-    components(schemas(views::ErrorView, DecisionEvent, Destination)),
+    components(schemas(views::ErrorView, views::DecisionEvent, views::RequestedEvent)),
     modifiers(&Shared),
 )]
 struct Document;
-
-/// A request's decision or expiry, as webhooks deliver it.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-struct DecisionEvent {
-    /// `approval.decided` or `approval.expired`.
-    r#type: String,
-    #[schema(format = DateTime)]
-    timestamp: String,
-    destination: Destination,
-    /// The user whose endpoint it is (the request's owner).
-    owner: String,
-    data: views::ApprovalView,
-}
-
-/// Where a delivery was sent: a receiver refuses one whose url is not its own.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-struct Destination {
-    /// `whk_…` for an owner's endpoint, `callback` for the request's callback_url.
-    endpoint: String,
-    #[schema(format = Uri)]
-    url: String,
-}
 
 /// The error replies the operations share, by status: `(status, component, description)`.
 const ERRORS: &[(&str, &str, &str)] = &[
@@ -135,7 +111,7 @@ const WEBHOOKS: &[(&str, &str, &str)] = &[
     (
         "approval.requested",
         "A request waits for an approver (to their `notify set` URL; Slack and ntfy show `text`)",
-        "ApprovalRequested",
+        "RequestedEvent",
     ),
 ];
 
@@ -253,10 +229,6 @@ impl Modify for Shared {
                 .parameters
                 .insert((*name).to_owned(), RefOr::T(parameter));
         }
-        components.schemas.insert(
-            "ApprovalRequested".to_owned(),
-            RefOr::T(approval_requested().into()),
-        );
         for (path, method, statuses) in ANSWERS {
             let Some(item) = doc.paths.paths.get_mut(*path) else {
                 continue;
@@ -305,39 +277,6 @@ impl Modify for Shared {
         }
         doc.webhooks = Some(webhooks.build());
     }
-}
-
-/// The body of an `approval.requested` notification.
-fn approval_requested() -> ObjectBuilder {
-    let string = |format: Option<utoipa::openapi::SchemaFormat>| {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .format(format)
-    };
-    use utoipa::openapi::{KnownFormat, SchemaFormat};
-    let data = ObjectBuilder::new()
-        .property("id", string(None))
-        .property("action", string(None))
-        .property(
-            "approval_url",
-            string(Some(SchemaFormat::KnownFormat(KnownFormat::Uri))),
-        )
-        .property(
-            "expires_at",
-            string(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
-        );
-    ObjectBuilder::new()
-        .property("text", string(None))
-        .property(
-            "type",
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .enum_values(Some(["approval.requested"])),
-        )
-        .property("data", data)
-        .required("text")
-        .required("type")
-        .required("data")
 }
 
 fn operation_mut<'a>(

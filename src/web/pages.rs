@@ -27,7 +27,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::api::{MAX_BODY, json_body};
 use super::guard::ClientAddress;
@@ -38,6 +38,9 @@ use crate::approval::decision::{Method, Verdict};
 use crate::approval::envelope::MAX_IMAGE_BYTES;
 use crate::request::RequestId;
 use crate::store::TotpState;
+use crate::views::{
+    CeremonyView, DecidedView, LoggedInView, LoggedOutView, RegisteredView, ReopenedView,
+};
 
 mod html;
 
@@ -144,10 +147,10 @@ pub async fn enroll_options(
     State(state): State<WebState>,
     Path(token): Path<String>,
     request: Request<Body>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<CeremonyView>, AppError> {
     let (_, Empty {}) = browser_body(&state, request).await?;
     let (ceremony, options) = state.appliance.passkey_registration_options(&token).await?;
-    Ok(Json(json!({ "ceremony": ceremony, "options": options })))
+    Ok(Json(CeremonyView { ceremony, options }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,13 +169,16 @@ pub async fn enroll_finish(
     State(state): State<WebState>,
     Path(token): Path<String>,
     request: Request<Body>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<RegisteredView>, AppError> {
     let (_, finish): (_, Finish) = browser_body(&state, request).await?;
     let record = state
         .appliance
         .finish_passkey_registration(&token, &finish.ceremony, finish.credential, finish.label)
         .await?;
-    Ok(Json(json!({ "id": record.id, "label": record.label })))
+    Ok(Json(RegisteredView {
+        id: record.id,
+        label: record.label,
+    }))
 }
 
 // ----- login -----
@@ -204,10 +210,10 @@ pub async fn login_page(Query(query): Query<NextQuery>) -> Response {
 pub async fn login_options(
     State(state): State<WebState>,
     request: Request<Body>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<CeremonyView>, AppError> {
     let (_, Empty {}) = browser_body(&state, request).await?;
     let (ceremony, options) = state.appliance.login_options().await?;
-    Ok(Json(json!({ "ceremony": ceremony, "options": options })))
+    Ok(Json(CeremonyView { ceremony, options }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,7 +234,10 @@ pub async fn login_finish(
         .await?;
     let secret = state.appliance.session_secret().await?;
     state.sessions.start(&secret, &who.user_id);
-    let mut response = Json(json!({ "user_id": who.user_id })).into_response();
+    let mut response = Json(LoggedInView {
+        user_id: who.user_id,
+    })
+    .into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
         set_cookie(Some(&secret), state.guard.https),
@@ -242,7 +251,7 @@ pub async fn logout(
 ) -> Result<Response, AppError> {
     same_origin(&state, request.headers())?;
     state.sessions.end(request.headers());
-    let mut response = Json(json!({ "logged_out": true })).into_response();
+    let mut response = Json(LoggedOutView { logged_out: true }).into_response();
     response
         .headers_mut()
         .insert(header::SET_COOKIE, set_cookie(None, state.guard.https));
@@ -329,7 +338,7 @@ pub async fn approve_options(
     State(state): State<WebState>,
     Path(id): Path<String>,
     request: Request<Body>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<CeremonyView>, AppError> {
     let (headers, body): (_, OptionsBody) = browser_body(&state, request).await?;
     let session = state.sessions.user(&headers);
     let (ceremony, options) = state
@@ -341,7 +350,7 @@ pub async fn approve_options(
             body.decision,
         )
         .await?;
-    Ok(Json(json!({ "ceremony": ceremony, "options": options })))
+    Ok(Json(CeremonyView { ceremony, options }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -363,7 +372,7 @@ pub async fn approve_decide(
     State(state): State<WebState>,
     Path(id): Path<String>,
     request: Request<Body>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<DecidedView>, AppError> {
     let client = client_address(&request);
     let (headers, body): (_, DecideBody) = browser_body(&state, request).await?;
     let session = state.sessions.user(&headers);
@@ -403,12 +412,16 @@ pub async fn approve_decide(
         client,
     };
     let decided = state.appliance.decide(&id, ruling, proof).await?;
-    let mut reply = json!({ "id": decided.id(), "status": decided.status_word() });
-    match &decided {
-        HumanRequest::Signature(r) => reply["signed"] = r.signature.is_some().into(),
-        HumanRequest::Approval(r) => reply["votes"] = r.votes.len().into(),
-    }
-    Ok(Json(reply))
+    let (signed, votes) = match &decided {
+        HumanRequest::Signature(r) => (Some(r.signature.is_some()), None),
+        HumanRequest::Approval(r) => (None, Some(r.votes.len())),
+    };
+    Ok(Json(DecidedView {
+        id: decided.id().to_owned(),
+        status: decided.status_word(),
+        signed,
+        votes,
+    }))
 }
 
 /// The logged-in user of a browser POST, or 401.
@@ -426,27 +439,28 @@ pub async fn reopen_options(
     State(state): State<WebState>,
     Path(id): Path<String>,
     request: Request<Body>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<CeremonyView>, AppError> {
     let (headers, Empty {}) = browser_body(&state, request).await?;
     let user = logged_in(&state, &headers)?;
     let (ceremony, options) = state.appliance.reopen_totp_options(&user, &id).await?;
-    Ok(Json(json!({ "ceremony": ceremony, "options": options })))
+    Ok(Json(CeremonyView { ceremony, options }))
 }
 
 pub async fn reopen_totp(
     State(state): State<WebState>,
     Path(id): Path<String>,
     request: Request<Body>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<ReopenedView>, AppError> {
     let (headers, login): (_, Login) = browser_body(&state, request).await?;
     let user = logged_in(&state, &headers)?;
     let record = state
         .appliance
         .reopen_totp_with_passkey(&user, &id, &login.ceremony, login.credential)
         .await?;
-    Ok(Json(
-        json!({ "id": record.id, "state": record.totp_state() }),
-    ))
+    Ok(Json(ReopenedView {
+        state: record.totp_state(),
+        id: record.id,
+    }))
 }
 
 /// The client's address, as the guard found it (the socket's, or a trusted proxy's).

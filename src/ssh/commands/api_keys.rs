@@ -1,12 +1,12 @@
 //! `api-key create --label L --scopes approval:create,approval:read`, `api-keys`,
 //! `api-key revoke --id apk_...`: keys for the REST API, shown once, stored hashed.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Context;
 use crate::appliance::Error;
-use crate::store::{ApiKeyRecord, ApiScope};
-use crate::time;
+use crate::store::ApiScope;
+use crate::views::{ApiKeyList, ApiKeyView, CreatedApiKey, to_value};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ApiKeyCommand {
@@ -31,17 +31,6 @@ pub enum ApiKeyCommand {
     },
 }
 
-fn key_json(key: &ApiKeyRecord) -> Value {
-    json!({
-        "id": key.id,
-        "label": key.label,
-        "scopes": key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        "prefix": key.prefix,
-        "created_at": time::rfc3339(key.created_at),
-        "revoked_at": key.revoked_at.map(time::rfc3339),
-    })
-}
-
 pub async fn run(command: ApiKeyCommand, ctx: &Context) -> Result<Value, Error> {
     match command {
         ApiKeyCommand::Create { label, scopes } => {
@@ -59,23 +48,24 @@ pub async fn run(command: ApiKeyCommand, ctx: &Context) -> Result<Value, Error> 
                 .appliance
                 .create_api_key(&ctx.caller, &label, scopes)
                 .await?;
-            let mut reply = key_json(&key);
-            reply["api_key"] = secret.into();
-            reply["note"] = "The key is shown this once; only its hash is kept.".into();
-            Ok(reply)
+            Ok(to_value(&CreatedApiKey {
+                key: ApiKeyView::from(&key),
+                api_key: secret,
+                note: "The key is shown this once; only its hash is kept.",
+            }))
         }
-        ApiKeyCommand::Revoke { id } => Ok(key_json(
+        ApiKeyCommand::Revoke { id } => Ok(to_value(&ApiKeyView::from(
             &ctx.appliance.revoke_api_key(&ctx.caller, &id).await?,
-        )),
+        ))),
     }
 }
 
 pub fn list(ctx: &Context) -> Result<Value, Error> {
-    let keys: Vec<Value> = ctx
+    let api_keys = ctx
         .appliance
         .api_keys(&ctx.caller)?
         .iter()
-        .map(key_json)
+        .map(ApiKeyView::from)
         .collect();
-    Ok(json!({ "api_keys": keys }))
+    Ok(to_value(&ApiKeyList { api_keys }))
 }

@@ -3,19 +3,20 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Context;
 use crate::appliance::Error;
+use crate::views::{CheckpointView, EntryList, IndexedEntry, ProofView, to_value};
 
 pub async fn checkpoint(ctx: &Context) -> Result<Value, Error> {
     let (checkpoint, note) = ctx.appliance.audit_checkpoint().await?;
-    Ok(json!({
-        "origin": checkpoint.origin,
-        "size": checkpoint.size,
-        "root": BASE64.encode(checkpoint.root),
-        "checkpoint": note,
-        "verifier_key": ctx.appliance.audit_verifier_key(),
+    Ok(to_value(&CheckpointView {
+        origin: checkpoint.origin,
+        size: checkpoint.size,
+        root: BASE64.encode(checkpoint.root),
+        checkpoint: note,
+        verifier_key: ctx.appliance.audit_verifier_key(),
     }))
 }
 
@@ -34,9 +35,10 @@ pub async fn proof(args: ProofArgs, ctx: &Context) -> Result<Value, Error> {
         .appliance
         .audit_proof(&ctx.caller, args.index, args.size)
         .await?;
-    let mut reply = serde_json::to_value(&proof).unwrap_or_default();
-    reply["verifier_key"] = ctx.appliance.audit_verifier_key().into();
-    Ok(reply)
+    Ok(to_value(&ProofView {
+        proof,
+        verifier_key: ctx.appliance.audit_verifier_key(),
+    }))
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,9 +53,10 @@ pub struct ConsistencyArgs {
 
 pub async fn consistency(args: ConsistencyArgs, ctx: &Context) -> Result<Value, Error> {
     let proof = ctx.appliance.audit_consistency(args.from, args.to).await?;
-    let mut reply = serde_json::to_value(&proof).unwrap_or_default();
-    reply["verifier_key"] = ctx.appliance.audit_verifier_key().into();
-    Ok(reply)
+    Ok(to_value(&ProofView {
+        proof,
+        verifier_key: ctx.appliance.audit_verifier_key(),
+    }))
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,9 +73,9 @@ pub fn entries(args: EntriesArgs, ctx: &Context) -> Result<Value, Error> {
     let (entries, next) = ctx
         .appliance
         .audit_entries(&ctx.caller, args.from, args.limit)?;
-    let entries: Vec<Value> = entries
+    let entries = entries
         .into_iter()
-        .map(|(index, entry)| json!({ "index": index, "entry": entry }))
+        .map(|(index, entry)| IndexedEntry { index, entry })
         .collect();
-    Ok(json!({ "entries": entries, "next": next }))
+    Ok(to_value(&EntryList { entries, next }))
 }

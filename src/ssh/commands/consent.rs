@@ -1,12 +1,11 @@
 //! `approvers allow --from USER`, `approvers list`, `approvers revoke --from USER`: whom you
 //! accept approval requests and authorizations from.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Context;
 use crate::appliance::Error;
-use crate::store::ConsentRecord;
-use crate::time;
+use crate::views::{ConsentList, ConsentView, RevokedConsent, to_value};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ApproversCommand {
@@ -26,31 +25,23 @@ pub enum ApproversCommand {
     },
 }
 
-fn consent_json(consent: &ConsentRecord) -> Value {
-    json!({
-        "from": consent.from,
-        "named_as": consent.named_as,
-        "since": time::rfc3339(consent.created_at),
-    })
-}
-
 pub async fn run(command: ApproversCommand, ctx: &Context) -> Result<Value, Error> {
     match command {
-        ApproversCommand::Allow { from } => Ok(consent_json(
+        ApproversCommand::Allow { from } => Ok(to_value(&ConsentView::from(
             &ctx.appliance.allow_requester(&ctx.caller, &from).await?,
-        )),
+        ))),
         ApproversCommand::List => {
-            let list: Vec<Value> = ctx
+            let accepted = ctx
                 .appliance
                 .consents(&ctx.caller)?
                 .iter()
-                .map(consent_json)
+                .map(ConsentView::from)
                 .collect();
-            Ok(json!({ "accepted": list }))
+            Ok(to_value(&ConsentList { accepted }))
         }
         ApproversCommand::Revoke { from } => {
             let user = ctx.appliance.revoke_requester(&ctx.caller, &from).await?;
-            Ok(json!({ "revoked": user }))
+            Ok(to_value(&RevokedConsent { revoked: user }))
         }
     }
 }

@@ -1,45 +1,54 @@
 //! `pending`, `approve --id`, `deny --id [--reason]`, `get-envelope --id`: co-signed requests
 //! (`pnd_`) and, where they allow `ssh`, approval requests made over REST (`apr_`).
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Context;
 use crate::appliance::{Error, HumanRequest, MAX_REASON, Proof, Ruling};
 use crate::approval::decision::Verdict;
 use crate::request::RequestId;
-use crate::views::{ApprovalView, PagedApproval, SignatureRequestView};
+use crate::views::{ApprovalView, PagedApproval, PendingList, SignatureRequestView, to_value};
 
 /// How SSH replies show a request of either kind to one of its parties; `viewer` gets the page
 /// addressed to them.
 fn request_json(ctx: &Context, request: &HumanRequest, viewer: Option<&str>) -> Value {
     let page = ctx.appliance.page_url(request.id(), viewer);
-    let view = match request {
-        HumanRequest::Signature(r) => serde_json::to_value(SignatureRequestView::new(r, page)),
-        HumanRequest::Approval(r) => serde_json::to_value(PagedApproval {
+    match request {
+        HumanRequest::Signature(r) => to_value(&SignatureRequestView::new(r, page)),
+        HumanRequest::Approval(r) => to_value(&PagedApproval {
             request: ApprovalView::from(r),
             approval_url: page,
         }),
-    };
-    view.unwrap_or_default()
+    }
 }
 
 /// `pending`: requests you must decide and requests you are waiting on.
 pub async fn pending(ctx: &Context) -> Result<Value, Error> {
     let me = ctx.caller.id();
-    let (mut to_decide, mut requested, mut approvals) = (Vec::new(), Vec::new(), Vec::new());
+    let mut list = PendingList {
+        to_decide: Vec::new(),
+        requested: Vec::new(),
+        approvals: Vec::new(),
+    };
     for request in ctx.appliance.requests_of(me).await? {
+        let page = |to| ctx.appliance.page_url(request.id(), to);
         match &request {
             HumanRequest::Signature(r) if r.principal == me && r.requester != me => {
-                to_decide.push(request_json(ctx, &request, None));
+                list.to_decide
+                    .push(SignatureRequestView::new(r, page(None)));
             }
-            HumanRequest::Signature(_) => requested.push(request_json(ctx, &request, None)),
-            HumanRequest::Approval(_) if request.awaits(me) => {
-                approvals.push(request_json(ctx, &request, Some(me)));
+            HumanRequest::Signature(r) => {
+                list.requested
+                    .push(SignatureRequestView::new(r, page(None)));
             }
+            HumanRequest::Approval(r) if request.awaits(me) => list.approvals.push(PagedApproval {
+                request: ApprovalView::from(r),
+                approval_url: page(Some(me)),
+            }),
             HumanRequest::Approval(_) => {}
         }
     }
-    Ok(json!({ "to_decide": to_decide, "requested": requested, "approvals": approvals }))
+    Ok(to_value(&list))
 }
 
 /// Decides a request of either kind as the SSH caller.

@@ -2,14 +2,12 @@
 //! `authenticator remove --id aut_...`, `authenticator reopen --id aut_...`: how an approver
 //! proves themselves in the browser.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Context;
 use crate::appliance::{ENROLLMENT_TTL, Error};
-use crate::store::{
-    AuthenticatorKind, AuthenticatorRecord, TOTP_FAILURE_BUDGET, TOTP_LIFETIME_FAILURES, TotpState,
-};
 use crate::time;
+use crate::views::{AuthenticatorList, AuthenticatorView, EnrolledTotp, EnrollmentView, to_value};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum EnrollCommand {
@@ -43,34 +41,6 @@ pub enum AuthenticatorCommand {
     },
 }
 
-fn authenticator_json(record: &AuthenticatorRecord) -> Value {
-    let mut view = json!({
-        "id": record.id,
-        "type": record.kind_name(),
-        "label": record.label,
-        "confirmed": record.totp_state() != Some(TotpState::Unconfirmed),
-        "created_at": time::rfc3339(record.created_at),
-        "last_used_at": record.last_used_at.map(time::rfc3339),
-    });
-    if let AuthenticatorKind::Totp {
-        failures,
-        failures_total,
-        closed_at,
-        ..
-    } = &record.kind
-    {
-        view["state"] = json!(record.totp_state());
-        view["wrong_codes"] = json!({
-            "since_reopened": failures,
-            "closes_at": TOTP_FAILURE_BUDGET,
-            "total": failures_total,
-            "retires_at": TOTP_LIFETIME_FAILURES,
-        });
-        view["closed_at"] = json!(closed_at.map(time::rfc3339));
-    }
-    view
-}
-
 pub async fn enroll(command: EnrollCommand, ctx: &Context) -> Result<Value, Error> {
     match command {
         EnrollCommand::Passkey => {
@@ -79,9 +49,9 @@ pub async fn enroll(command: EnrollCommand, ctx: &Context) -> Result<Value, Erro
                 "Open this link in your browser within {} minutes to register a passkey:\n\n  {url}\n",
                 ENROLLMENT_TTL / 60
             ));
-            Ok(json!({
-                "enrollment_url": url,
-                "expires_at": time::rfc3339(enrollment.expires_at),
+            Ok(to_value(&EnrollmentView {
+                enrollment_url: url,
+                expires_at: time::rfc3339(enrollment.expires_at),
             }))
         }
         EnrollCommand::Totp { label, code: None } => {
@@ -91,38 +61,38 @@ pub async fn enroll(command: EnrollCommand, ctx: &Context) -> Result<Value, Erro
                  the code it shows:\n\n{}\n{uri}\n",
                 terminal_qr(&uri)
             ));
-            let mut reply = authenticator_json(&record);
-            reply["otpauth_uri"] = uri.into();
-            reply["note"] =
-                "The secret is shown this once. Confirm it with `enroll totp --code CODE`.".into();
-            Ok(reply)
+            Ok(to_value(&EnrolledTotp {
+                authenticator: AuthenticatorView::from(&record),
+                otpauth_uri: uri,
+                note: "The secret is shown this once. Confirm it with `enroll totp --code CODE`.",
+            }))
         }
         EnrollCommand::Totp {
             code: Some(code), ..
-        } => Ok(authenticator_json(
+        } => Ok(to_value(&AuthenticatorView::from(
             &ctx.appliance.confirm_totp(&ctx.caller, &code).await?,
-        )),
+        ))),
     }
 }
 
 pub fn list(ctx: &Context) -> Result<Value, Error> {
-    let list: Vec<Value> = ctx
+    let authenticators = ctx
         .appliance
         .authenticators(&ctx.caller)?
         .iter()
-        .map(authenticator_json)
+        .map(AuthenticatorView::from)
         .collect();
-    Ok(json!({ "authenticators": list }))
+    Ok(to_value(&AuthenticatorList { authenticators }))
 }
 
 pub async fn run(command: AuthenticatorCommand, ctx: &Context) -> Result<Value, Error> {
     match command {
-        AuthenticatorCommand::Remove { id } => Ok(authenticator_json(
+        AuthenticatorCommand::Remove { id } => Ok(to_value(&AuthenticatorView::from(
             &ctx.appliance.remove_authenticator(&ctx.caller, &id).await?,
-        )),
-        AuthenticatorCommand::Reopen { id } => Ok(authenticator_json(
+        ))),
+        AuthenticatorCommand::Reopen { id } => Ok(to_value(&AuthenticatorView::from(
             &ctx.appliance.reopen_totp(&ctx.caller, &id).await?,
-        )),
+        ))),
     }
 }
 

@@ -1,13 +1,14 @@
 //! `authorize`, `authorizations`, `revoke-authorization`, and the grant flags `create-key` shares.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{Context, authorization_json, json_object};
+use super::{Context, json_object};
 use crate::appliance::{Error, Grant};
 use crate::policy::constraint::parse_constraints;
 use crate::policy::rules::{RuleKind, parse_rules};
 use crate::policy::{Terms, Tier};
 use crate::time;
+use crate::views::{AuthorizationList, AuthorizationView, to_value};
 
 /// The longest `--constraints`, `--hard-rules` or `--soft-rules` document.
 const MAX_TERMS: usize = 16 * 1024;
@@ -103,7 +104,7 @@ pub async fn authorize(args: AuthorizeArgs, ctx: &Context) -> Result<Value, Erro
         .appliance
         .authorize(&ctx.caller, &args.key_id, grant)
         .await?;
-    Ok(authorization_json(&authorization))
+    Ok(to_value(&AuthorizationView::from(&authorization)))
 }
 
 #[derive(Debug, clap::Args)]
@@ -115,8 +116,10 @@ pub struct ListArgs {
 
 pub fn list(args: ListArgs, ctx: &Context) -> Result<Value, Error> {
     let authorizations = ctx.appliance.authorizations(&ctx.caller, &args.key_id)?;
-    let authorizations: Vec<Value> = authorizations.iter().map(authorization_json).collect();
-    Ok(json!({ "key_id": args.key_id, "authorizations": authorizations }))
+    Ok(to_value(&AuthorizationList {
+        key_id: args.key_id,
+        authorizations: authorizations.iter().map(AuthorizationView::from).collect(),
+    }))
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,7 +134,7 @@ pub async fn revoke(args: RevokeArgs, ctx: &Context) -> Result<Value, Error> {
         .appliance
         .revoke_authorization(&ctx.caller, &args.id)
         .await?;
-    Ok(authorization_json(&revoked))
+    Ok(to_value(&AuthorizationView::from(&revoked)))
 }
 
 #[cfg(test)]

@@ -1,12 +1,15 @@
 //! `create-key`, `keys`, `revoke`.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::Context;
 use super::grants::GrantArgs;
-use super::{Context, authorization_json, key_json};
 use crate::appliance::Error;
 use crate::store::KeyStatus;
 use crate::time;
+use crate::views::{
+    AuthorizationView, CreatedKey, KeyList, KeyView, ListedKey, RevokedKey, to_value,
+};
 
 /// `create-key`: a new Ed25519 key generated in, and never leaving, the token, with its first
 /// authorization.
@@ -19,9 +22,10 @@ pub struct CreateArgs {
 pub async fn create(args: CreateArgs, ctx: &Context) -> Result<Value, Error> {
     let grant = args.grant.into_grant(time::now())?;
     let (key, authorization) = ctx.appliance.create_key(&ctx.caller, grant).await?;
-    let mut reply = key_json(&key);
-    reply["authorization"] = authorization_json(&authorization);
-    Ok(reply)
+    Ok(to_value(&CreatedKey {
+        key: KeyView::from(&key),
+        authorization: AuthorizationView::from(&authorization),
+    }))
 }
 
 #[derive(Debug, clap::Args)]
@@ -33,19 +37,22 @@ pub struct ListArgs {
 
 /// `keys`: the keys you own and the keys you are granted, oldest first.
 pub fn list(args: ListArgs, ctx: &Context) -> Result<Value, Error> {
-    let keys: Vec<Value> = ctx
+    let keys = ctx
         .appliance
         .keys(&ctx.caller)?
         .iter()
         .filter(|view| !args.active || view.key.status() == KeyStatus::Active)
-        .map(|view| {
-            let mut key = key_json(&view.key);
-            key["role"] = json!(view.role);
-            key["authorizations"] = view.authorizations.iter().map(authorization_json).collect();
-            key
+        .map(|view| ListedKey {
+            key: KeyView::from(&view.key),
+            role: view.role,
+            authorizations: view
+                .authorizations
+                .iter()
+                .map(AuthorizationView::from)
+                .collect(),
         })
         .collect();
-    Ok(json!({ "keys": keys }))
+    Ok(to_value(&KeyList { keys }))
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,9 +65,9 @@ pub struct RevokeArgs {
 /// `revoke`: the key stops signing at once; its private half is destroyed in the token.
 pub async fn revoke(args: RevokeArgs, ctx: &Context) -> Result<Value, Error> {
     let key = ctx.appliance.revoke(&ctx.caller, &args.key_id).await?;
-    Ok(json!({
-        "key_id": key.key_id,
-        "status": "revoked",
-        "revoked_at": key.revoked_at.map(time::rfc3339),
+    Ok(to_value(&RevokedKey {
+        key_id: key.key_id.clone(),
+        status: KeyStatus::Revoked,
+        revoked_at: key.revoked_at.map(time::rfc3339),
     }))
 }

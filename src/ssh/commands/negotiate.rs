@@ -1,11 +1,11 @@
 //! `log-offer` and `history`, with the seed's flags.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::{Context, json_object};
 use crate::appliance::{Error, MAX_METADATA};
-use crate::negotiation::{NegotiationRecord, OfferRecord, OfferType, Proposal};
-use crate::time;
+use crate::negotiation::{OfferRecord, OfferType, Proposal};
+use crate::views::{HistoryView, LoggedOffer, NegotiationView, OfferView, to_value};
 
 #[derive(Debug, clap::Args)]
 pub struct LogOfferArgs {
@@ -27,33 +27,6 @@ pub struct LogOfferArgs {
     /// The hash of the offer you answer; refused if another offer came in first.
     #[arg(long)]
     pub previous_hash: Option<String>,
-}
-
-fn negotiation_json(n: &NegotiationRecord) -> Value {
-    json!({
-        "negotiation_id": n.negotiation_id,
-        "status": n.status,
-        "parties": n.parties.iter().map(|p| json!({"name": p.name, "user_id": p.user_id})).collect::<Vec<_>>(),
-        "next_round": n.next_round,
-        "last_from": n.last_from,
-        "head": n.head,
-        "created_at": time::rfc3339(n.created_at),
-        "updated_at": time::rfc3339(n.updated_at),
-    })
-}
-
-fn offer_json(o: &OfferRecord) -> Value {
-    json!({
-        "negotiation_id": o.negotiation_id,
-        "round": o.round,
-        "from": o.from,
-        "speaker": o.speaker,
-        "type": o.offer_type,
-        "metadata": o.metadata,
-        "previous_hash": o.previous_hash,
-        "hash": o.hash,
-        "time": time::rfc3339(o.time),
-    })
 }
 
 pub async fn log_offer(args: LogOfferArgs, ctx: &Context) -> Result<Value, Error> {
@@ -90,9 +63,10 @@ pub async fn log_offer(args: LogOfferArgs, ctx: &Context) -> Result<Value, Error
         previous_hash: args.previous_hash,
     };
     let (negotiation, offer) = ctx.appliance.log_offer(&ctx.caller, proposal).await?;
-    let mut reply = offer_json(&offer);
-    reply["negotiation"] = negotiation_json(&negotiation);
-    Ok(reply)
+    Ok(to_value(&LoggedOffer {
+        offer: OfferView::from(&offer),
+        negotiation: NegotiationView::from(&negotiation),
+    }))
 }
 
 #[derive(Debug, clap::Args)]
@@ -104,9 +78,9 @@ pub struct HistoryArgs {
 
 pub fn history(args: HistoryArgs, ctx: &Context) -> Result<Value, Error> {
     let (negotiation, offers) = ctx.appliance.history(&ctx.caller, &args.negotiation_id)?;
-    Ok(json!({
-        "negotiation": negotiation_json(&negotiation),
-        "offers": offers.iter().map(offer_json).collect::<Vec<_>>(),
-        "chain_intact": offers.iter().all(OfferRecord::hash_holds),
+    Ok(to_value(&HistoryView {
+        negotiation: NegotiationView::from(&negotiation),
+        offers: offers.iter().map(OfferView::from).collect(),
+        chain_intact: offers.iter().all(OfferRecord::hash_holds),
     }))
 }

@@ -2,11 +2,12 @@
 //! [--ttl DURATION]`: an SSHSIG over the payload on stdin, made by the token, or a request
 //! waiting for its principal when the authorization is co-signed.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::{Context, json_object};
 use crate::appliance::{self, Error, MAX_METADATA, SignInput, SignOutcome};
 use crate::time;
+use crate::views::{PendingCosignView, SignedView, to_value};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -65,29 +66,19 @@ pub async fn run(args: Args, ctx: &Context) -> Result<Value, Error> {
             authorization_id,
             signature,
             warnings,
-        } => Ok(json!({
-            "status": "signed",
-            "key_id": key.key_id,
-            "authorization_id": authorization_id,
-            "namespace": signature.namespace(),
-            "public_key": appliance::public_key_line(&key),
-            "fingerprint": appliance::public_key_fingerprint(&key),
-            "signature": signature.to_armored(),
-            "warnings": warnings,
+        } => Ok(to_value(&SignedView {
+            status: "signed",
+            key_id: key.key_id.clone(),
+            authorization_id,
+            namespace: signature.namespace().to_owned(),
+            public_key: appliance::public_key_line(&key),
+            fingerprint: appliance::public_key_fingerprint(&key),
+            signature: signature.to_armored(),
+            warnings,
         })),
         SignOutcome::Pending {
             request,
             approval_url,
-        } => Ok(json!({
-            "status": "pending_cosign",
-            "pending_id": request.pending_id,
-            "approval_url": approval_url,
-            "key_id": request.key_id,
-            "authorization_id": request.authorization_id,
-            "principal": request.principal,
-            "require_signature": request.require_signature,
-            "expires_at": time::rfc3339(request.expires_at),
-            "warnings": request.warnings,
-        })),
+        } => Ok(to_value(&PendingCosignView::new(&request, approval_url))),
     }
 }

@@ -2,11 +2,12 @@
 //! on stdin. Any valid SSHSIG verifies; the reply says whether one of this appliance's keys made
 //! it. With `--key-id`, the signature must come from that key.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Context;
 use crate::appliance::Error;
 use crate::pubkey;
+use crate::views::{VerifiedView, to_value};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -30,12 +31,12 @@ pub fn run(args: Args, ctx: &Context) -> Result<Value, Error> {
         return Err(Error::WrongKey(wanted));
     }
     let public_key = verified.signature.public_key();
-    Ok(json!({
-        "valid": true,
-        "namespace": verified.signature.namespace(),
-        "public_key": pubkey::openssh(public_key, key_id.as_deref().unwrap_or("")),
-        "fingerprint": pubkey::fingerprint(public_key),
-        "key_id": key_id,
-        "key_status": verified.key.as_ref().map(|k| k.status()),
+    Ok(to_value(&VerifiedView {
+        valid: true,
+        namespace: verified.signature.namespace().to_owned(),
+        public_key: pubkey::openssh(public_key, key_id.as_deref().unwrap_or("")),
+        fingerprint: pubkey::fingerprint(public_key),
+        key_id,
+        key_status: verified.key.as_ref().map(|k| k.status()),
     }))
 }

@@ -3,12 +3,13 @@
 //! hear of requests waiting for you (a Slack incoming webhook or an ntfy topic takes the JSON
 //! as it is).
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Context;
 use crate::appliance::Error;
-use crate::store::WebhookEndpoint;
-use crate::time;
+use crate::views::{
+    EndpointList, EndpointReply, EndpointView, NotifyView, WebhookSigning, to_value,
+};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum WebhookCommand {
@@ -38,22 +39,16 @@ pub enum NotifyCommand {
     Show,
 }
 
-fn endpoint_json(endpoint: &WebhookEndpoint) -> Value {
-    json!({
-        "id": endpoint.id,
-        "url": endpoint.url,
-        "created_at": time::rfc3339(endpoint.created_at),
-    })
-}
-
 /// How receivers check what they are sent.
-fn signing_json(ctx: &Context) -> Value {
+fn signing(ctx: &Context) -> WebhookSigning {
     let key = ctx.appliance.decision_keys().into_iter().next();
-    json!({
-        "scheme": "Standard Webhooks v1a (Ed25519 over webhook-id.webhook-timestamp.body)",
-        "public_key": key.as_ref().map(|(_, k)| crate::webhook::public_key_text(k)),
-        "key_id": key.map(|(kid, _)| kid),
-    })
+    WebhookSigning {
+        scheme: "Standard Webhooks v1a (Ed25519 over webhook-id.webhook-timestamp.body)",
+        public_key: key
+            .as_ref()
+            .map(|(_, k)| crate::webhook::public_key_text(k)),
+        key_id: key.map(|(kid, _)| kid),
+    }
 }
 
 pub async fn run(command: WebhookCommand, ctx: &Context) -> Result<Value, Error> {
@@ -69,19 +64,23 @@ pub async fn run(command: WebhookCommand, ctx: &Context) -> Result<Value, Error>
                 .await?
         }
     };
-    let mut reply = endpoint_json(&endpoint);
-    reply["signing"] = signing_json(ctx);
-    Ok(reply)
+    Ok(to_value(&EndpointReply {
+        endpoint: EndpointView::from(&endpoint),
+        signing: signing(ctx),
+    }))
 }
 
 pub fn list(ctx: &Context) -> Result<Value, Error> {
-    let endpoints: Vec<Value> = ctx
+    let webhooks = ctx
         .appliance
         .webhook_endpoints(&ctx.caller)?
         .iter()
-        .map(endpoint_json)
+        .map(EndpointView::from)
         .collect();
-    Ok(json!({ "webhooks": endpoints, "signing": signing_json(ctx) }))
+    Ok(to_value(&EndpointList {
+        webhooks,
+        signing: signing(ctx),
+    }))
 }
 
 pub async fn notify(command: NotifyCommand, ctx: &Context) -> Result<Value, Error> {
@@ -94,9 +93,5 @@ pub async fn notify(command: NotifyCommand, ctx: &Context) -> Result<Value, Erro
         NotifyCommand::Clear => ctx.appliance.set_notify_target(&ctx.caller, None).await?,
         NotifyCommand::Show => ctx.appliance.notify_target(&ctx.caller)?,
     };
-    Ok(json!({
-        "url": target.as_ref().map(|t| t.url.clone()),
-        "updated_at": target.map(|t| time::rfc3339(t.updated_at)),
-        "signing": signing_json(ctx),
-    }))
+    Ok(to_value(&NotifyView::new(target.as_ref(), signing(ctx))))
 }

@@ -253,7 +253,7 @@ fn signature(view: &RequestPage, r: &PendingRequest, addressed: Option<&str>) ->
                 (agreed_terms(agreed, &r.requester))
             }
             h2 { "Authorized range" }
-            (json_block("authorized", &terms.authorized))
+            (json_block("authorized", &authorized(terms.authorized.as_ref())))
             @if view.deciders.is_empty() {
                 p class="closed" id="closed" { (closed) }
             } @else {
@@ -275,6 +275,13 @@ fn signature(view: &RequestPage, r: &PendingRequest, addressed: Option<&str>) ->
             }
         }
     }
+}
+
+/// An authorization's terms, as `authorizations` shows them over SSH.
+fn authorized(authorization: Option<&crate::policy::Authorization>) -> Value {
+    authorization.map_or(Value::Null, |a| {
+        crate::views::to_value(&crate::views::AuthorizationView::from(a))
+    })
 }
 
 /// A signing key as its page names it: its id and fingerprint.

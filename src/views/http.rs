@@ -1,0 +1,64 @@
+//! The rest of the REST API's replies: the decision keys, errors, health, the appliance's keys.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::approval::decision::Jwk;
+
+/// The decision keys, as a JWK set.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+/// An error: a stable code to match on, and a message for people.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorView {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// The token's state, for health checks.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Health)]
+pub struct HealthView {
+    /// `ok`, or `token_unavailable` (with 503).
+    pub status: &'static str,
+    /// What the token says it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<crate::hsm::TokenDescription>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_usage: Option<TokenUsageView>,
+}
+
+/// How busy the token has been since start-up.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = TokenUsage)]
+pub struct TokenUsageView {
+    pub calls: u64,
+    pub busy_seconds: f64,
+}
+
+/// The appliance's public keys: its SSH host key and its own keys.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ApplianceKeys)]
+pub struct ApplianceView {
+    pub ssh_host_key: HostKeyView,
+    /// The decision, checkpoint and seal keys.
+    pub keys: Vec<crate::provision::ApplianceKey>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = HostKey)]
+pub struct HostKeyView {
+    /// OpenSSH one-line form.
+    pub public_key: String,
+    /// `SHA256:…`
+    pub fingerprint: String,
+}
