@@ -34,6 +34,12 @@
 //! | `consents` | `user_id` `\0` `from` | [`ConsentRecord`], sealed: whom a user accepts requests and grants from |
 //! | `meta` | name | small settings, such as the encrypted data key |
 //!
+//! Each record kind is declared once in [`table`]: its tree, its key and the index entries it
+//! makes; [`Store::create`], [`Store::read`], [`Store::change`] and [`Store::listed`] are the
+//! operations on records the appliance uses, in place of sled calls. The kinds that write
+//! several records at once (a user with its first SSH key, a signing key with its first
+//! authorization, an offer with its negotiation) keep their own transactions.
+//!
 //! Sequence numbers come from sled's monotonic id generator, so an index scan yields records in
 //! creation order. Writes that touch several trees run in one transaction. sled keeps writes in
 //! memory and flushes in the background; a caller whose reply depends on a write calls
@@ -47,6 +53,7 @@ mod keys;
 mod negotiation;
 mod pending;
 pub mod records;
+pub mod table;
 mod webhooks;
 
 use std::path::Path;

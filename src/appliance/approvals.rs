@@ -99,7 +99,7 @@ impl Appliance {
         let mut entry = self.entry(caller, Action::ApiKeyCreate, Outcome::Done);
         entry.api_key_id = Some(record.id.clone());
         self.record(entry).await?;
-        self.store.insert_api_key(&record)?;
+        self.store.create(&record)?;
         self.store.flush().await?;
         Ok((record, secret))
     }
@@ -255,7 +255,7 @@ impl Appliance {
         entry.api_key_id = Some(key.id.clone());
         entry.metadata_sha256 = Some(super::metadata_hash(&record.metadata));
         self.record(entry).await?;
-        self.store.insert_approval(&record)?;
+        self.store.create(&record)?;
         self.store.flush().await?;
         let urls: Vec<(String, String)> = record
             .approvers

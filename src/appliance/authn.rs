@@ -149,7 +149,7 @@ impl Appliance {
         };
         self.record(self.entry(caller, Action::EnrollmentLink, Outcome::Issued))
             .await?;
-        self.store.insert_enrollment(&enrollment)?;
+        self.store.create(&enrollment)?;
         self.store.flush().await?;
         let url = format!("{}/enroll/{token}", self.settings.approval_base);
         Ok((enrollment, url))
@@ -261,14 +261,12 @@ impl Appliance {
                 e.used_at = Some(now);
                 Ok(e)
             })?;
-        self.store
-            .insert_authenticator(&record)
-            .map_err(|e| match e {
-                crate::store::Error::Exists { .. } => {
-                    Error::InvalidArgument("this passkey is already registered".into())
-                }
-                other => other.into(),
-            })?;
+        self.store.create(&record).map_err(|e| match e {
+            crate::store::Error::Exists { .. } => {
+                Error::InvalidArgument("this passkey is already registered".into())
+            }
+            other => other.into(),
+        })?;
         self.store.flush().await?;
         Ok(record)
     }
@@ -304,7 +302,7 @@ impl Appliance {
             created_at: time::now(),
             last_used_at: None,
         };
-        self.store.insert_authenticator(&record)?;
+        self.store.create(&record)?;
         self.store.flush().await?;
         let issuer = self
             .settings

@@ -142,7 +142,7 @@ impl Appliance {
         entry.authorization_id = Some(authorization.authorization_id.clone());
         entry.readers.push(authorization.grantee.clone());
         self.record(entry).await?;
-        self.store.insert_authorization(&authorization)?;
+        self.store.create(&authorization)?;
         self.store.flush().await?;
         Ok(authorization)
     }

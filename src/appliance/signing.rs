@@ -186,7 +186,7 @@ impl Appliance {
                 entry.pending_id = Some(pending_id.clone());
                 entry.readers.push(principal);
                 self.record(entry).await?;
-                self.store.insert_pending(&request)?;
+                self.store.create(&request)?;
                 self.store.flush().await?;
                 let approval_url = self.page_url(&pending_id, None);
                 let request = HumanRequest::Signature(request);

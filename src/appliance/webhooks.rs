@@ -72,7 +72,7 @@ impl Appliance {
         let mut entry = self.entry(caller, Action::WebhookEndpointAdd, Outcome::Done);
         entry.reason = Some(endpoint.id.clone());
         self.record(entry).await?;
-        self.store.insert_webhook_endpoint(&endpoint)?;
+        self.store.create(&endpoint)?;
         self.store.flush().await?;
         Ok(endpoint)
     }
@@ -164,7 +164,7 @@ impl Appliance {
             last_result: None,
             finished_at: None,
         };
-        self.store.insert_delivery(&delivery)?;
+        self.store.create(&delivery)?;
         self.store.flush().await?;
         self.deliveries_due.notify_one();
         Ok(())

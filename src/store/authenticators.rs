@@ -1,26 +1,11 @@
 //! Authenticators (passkeys, TOTP) and the one-time links that enroll them.
 
 use sled::Transactional as _;
-use sled::transaction::ConflictableTransactionError;
 
 use super::records::{AuthenticatorKind, AuthenticatorRecord, EnrollmentRecord};
-use super::{Error, Record, Result, Store, index_key, settle};
+use super::{Error, Result, Store, settle};
 
 impl Store {
-    pub fn insert_enrollment(&self, enrollment: &EnrollmentRecord) -> Result<()> {
-        let bytes = self.encode(&enrollment.token_sha256, enrollment)?;
-        self.enrollments
-            .compare_and_swap(
-                enrollment.token_sha256.as_bytes(),
-                None as Option<&[u8]>,
-                Some(bytes),
-            )?
-            .map_err(|_| Error::Exists {
-                kind: EnrollmentRecord::KIND,
-                key: enrollment.token_sha256.clone(),
-            })
-    }
-
     /// The enrollment whose token hashes to `sha256` (hex).
     pub fn enrollment(&self, sha256: &str) -> Result<Option<EnrollmentRecord>> {
         self.get(&self.enrollments, sha256)
@@ -33,37 +18,6 @@ impl Store {
         change: impl FnMut(EnrollmentRecord) -> Result<EnrollmentRecord, E>,
     ) -> Result<EnrollmentRecord, E> {
         self.modify(&self.enrollments, sha256, change)
-    }
-
-    /// Records a new authenticator; a passkey is also findable by its credential id, which
-    /// must not be registered already.
-    pub fn insert_authenticator(&self, record: &AuthenticatorRecord) -> Result<()> {
-        let bytes = self.encode(&record.id, record)?;
-        let sequence = self.db.generate_id()?;
-        let credential = match &record.kind {
-            AuthenticatorKind::Passkey { credential_id, .. } => Some(credential_id.clone()),
-            AuthenticatorKind::Totp { .. } => None,
-        };
-        let trees = (
-            &self.authenticators,
-            &self.authenticators_by_user,
-            &self.passkeys_by_credential,
-        );
-        let outcome = trees.transaction(|(records, by_user, by_credential)| {
-            if let Some(credential) = &credential {
-                if by_credential.get(credential.as_bytes())?.is_some() {
-                    return Err(ConflictableTransactionError::Abort(Error::Exists {
-                        kind: "passkey credential",
-                        key: credential.clone(),
-                    }));
-                }
-                by_credential.insert(credential.as_bytes(), record.id.as_bytes())?;
-            }
-            records.insert(record.id.as_bytes(), bytes.clone())?;
-            by_user.insert(index_key(&record.user_id, sequence), record.id.as_bytes())?;
-            Ok(())
-        });
-        settle(outcome)
     }
 
     pub fn authenticator(&self, id: &str) -> Result<Option<AuthenticatorRecord>> {

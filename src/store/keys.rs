@@ -141,31 +141,6 @@ impl Store {
         )
     }
 
-    /// Adds an authorization to an existing key.
-    pub fn insert_authorization(&self, authorization: &AuthorizationRecord) -> Result<()> {
-        let bytes = self.encode(&authorization.authorization_id, authorization)?;
-        let sequence = self.db.generate_id()?;
-        let trees = (
-            &self.authorizations,
-            &self.authorizations_by_key,
-            &self.authorizations_by_grantee,
-        );
-        let outcome = trees.transaction(|(auths, by_key, by_grantee)| {
-            let az = authorization.authorization_id.as_bytes();
-            if auths.get(az)?.is_some() {
-                return Err(ConflictableTransactionError::Abort(Error::Exists {
-                    kind: AuthorizationRecord::KIND,
-                    key: authorization.authorization_id.clone(),
-                }));
-            }
-            auths.insert(az, bytes.clone())?;
-            by_key.insert(index_key(&authorization.key_id, sequence), az)?;
-            by_grantee.insert(index_key(&authorization.grantee, sequence), az)?;
-            Ok(())
-        });
-        settle(outcome)
-    }
-
     /// Revokes one authorization; refuses with `already` if it was revoked before.
     pub fn revoke_authorization<E: From<Error>>(
         &self,

@@ -85,9 +85,7 @@ fn keys_and_authorizations_are_indexed_in_creation_order() {
             &grant("az_2", "ak_2", "usr_b"),
         )
         .unwrap();
-    store
-        .insert_authorization(&grant("az_3", "ak_1", "usr_b"))
-        .unwrap();
+    store.create(&grant("az_3", "ak_1", "usr_b")).unwrap();
     let ids = |keys: Vec<SigningKeyRecord>| keys.into_iter().map(|k| k.key_id).collect::<Vec<_>>();
     assert_eq!(
         ids(store.signing_keys_of("usr_a").unwrap()),
@@ -137,9 +135,7 @@ fn authorizations_are_sealed_and_bound_to_their_id() {
             &grant("az_1", "ak_1", "usr_a"),
         )
         .unwrap();
-    store
-        .insert_authorization(&grant("az_2", "ak_1", "usr_a"))
-        .unwrap();
+    store.create(&grant("az_2", "ak_1", "usr_a")).unwrap();
     let raw = store.authorizations.get("az_1").unwrap().unwrap();
     let text = String::from_utf8_lossy(&raw);
     assert!(
@@ -167,7 +163,7 @@ fn sealed_records_need_the_data_key() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     assert!(matches!(
-        store.insert_authorization(&grant("az_1", "ak_1", "usr_a")),
+        store.create(&grant("az_1", "ak_1", "usr_a")),
         Err(Error::NotUnsealed)
     ));
 }
@@ -279,4 +275,50 @@ fn version_1_keys_migrate_to_keys_with_an_authorization() {
         Some(100),
         "invalid terms are kept revoked, not dropped"
     );
+}
+
+fn api_key(id: &str, owner: &str, hash: &str) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: id.into(),
+        owner: owner.into(),
+        label: "ci".into(),
+        scopes: vec![ApiScope::ApprovalCreate],
+        prefix: "sshsign_abcd".into(),
+        key_sha256: hash.into(),
+        created_at: 1,
+        last_used_at: None,
+        revoked_at: None,
+    }
+}
+
+#[test]
+fn a_record_and_its_index_entries_are_created_together_or_not_at_all() {
+    let (_dir, store) = store();
+    store.create(&api_key("apk_1", "usr_a", "h1")).unwrap();
+    store.create(&api_key("apk_2", "usr_a", "h2")).unwrap();
+    // A taken key, or a taken unique index entry, refuses the whole record.
+    let same_id = store.create(&api_key("apk_1", "usr_b", "h3"));
+    assert!(matches!(same_id, Err(Error::Exists { .. })), "{same_id:?}");
+    let same_hash = store.create(&api_key("apk_3", "usr_b", "h1"));
+    assert!(matches!(same_hash, Err(Error::Exists { .. })), "{same_hash:?}");
+    assert!(store.api_key("apk_3").unwrap().is_none());
+    assert!(store.api_keys_of("usr_b").unwrap().is_empty());
+    // Listed in creation order; found by the unique entry.
+    let ids: Vec<String> = store
+        .api_keys_of("usr_a")
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(ids, ["apk_1", "apk_2"]);
+    assert_eq!(store.api_key_by_hash("h2").unwrap().unwrap().id, "apk_2");
+    // A change is a compare-and-swap on the one record.
+    let revoked = store
+        .change::<ApiKeyRecord, Error>("apk_2", |mut k| {
+            k.revoked_at = Some(5);
+            Ok(k)
+        })
+        .unwrap();
+    assert_eq!(revoked.revoked_at, Some(5));
+    assert_eq!(store.read::<ApiKeyRecord>("apk_2").unwrap(), Some(revoked));
 }

@@ -3,32 +3,16 @@
 use sled::Transactional as _;
 
 use super::records::{Delivery, DeliveryState, NotifyTarget, WebhookEndpoint};
-use super::{Result, Store, index_key, settle};
+use super::{Result, Store, settle};
 
 /// The schedule's key: when, then which.
-fn due_key(delivery: &Delivery) -> Vec<u8> {
-    let mut key = delivery.next_attempt_at.to_be_bytes().to_vec();
-    key.extend_from_slice(delivery.id.as_bytes());
+pub(super) fn due_key(at: i64, id: &str) -> Vec<u8> {
+    let mut key = at.to_be_bytes().to_vec();
+    key.extend_from_slice(id.as_bytes());
     key
 }
 
 impl Store {
-    pub fn insert_webhook_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<()> {
-        let bytes = self.encode(&endpoint.id, endpoint)?;
-        let sequence = self.db.generate_id()?;
-        let outcome = (&self.webhook_endpoints, &self.webhook_endpoints_by_user).transaction(
-            |(endpoints, by_user)| {
-                endpoints.insert(endpoint.id.as_bytes(), bytes.clone())?;
-                by_user.insert(
-                    index_key(&endpoint.user_id, sequence),
-                    endpoint.id.as_bytes(),
-                )?;
-                Ok(())
-            },
-        );
-        settle(outcome)
-    }
-
     /// `user_id`'s endpoints, oldest first.
     pub fn webhook_endpoints_of(&self, user_id: &str) -> Result<Vec<WebhookEndpoint>> {
         self.indexed(
@@ -64,27 +48,6 @@ impl Store {
         Ok(())
     }
 
-    /// Records a delivery and schedules its first attempt.
-    pub fn insert_delivery(&self, delivery: &Delivery) -> Result<()> {
-        let bytes = self.encode(&delivery.id, delivery)?;
-        let sequence = self.db.generate_id()?;
-        let trees = (
-            &self.deliveries,
-            &self.deliveries_due,
-            &self.deliveries_by_request,
-        );
-        let outcome = trees.transaction(|(deliveries, due, by_request)| {
-            deliveries.insert(delivery.id.as_bytes(), bytes.clone())?;
-            due.insert(due_key(delivery), delivery.id.as_bytes())?;
-            by_request.insert(
-                index_key(&delivery.request_id, sequence),
-                delivery.id.as_bytes(),
-            )?;
-            Ok(())
-        });
-        settle(outcome)
-    }
-
     /// Pending deliveries due at or before `now`, soonest first, at most `limit`.
     pub fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>> {
         let mut found = Vec::new();
@@ -118,10 +81,13 @@ impl Store {
     pub fn update_delivery(&self, before: &Delivery, after: &Delivery) -> Result<()> {
         let bytes = self.encode(&after.id, after)?;
         let outcome = (&self.deliveries, &self.deliveries_due).transaction(|(deliveries, due)| {
-            due.remove(due_key(before))?;
+            due.remove(due_key(before.next_attempt_at, &before.id))?;
             deliveries.insert(after.id.as_bytes(), bytes.clone())?;
             if after.state == DeliveryState::Pending {
-                due.insert(due_key(after), after.id.as_bytes())?;
+                due.insert(
+                    due_key(after.next_attempt_at, &after.id),
+                    after.id.as_bytes(),
+                )?;
             }
             Ok(())
         });

@@ -1,0 +1,304 @@
+//! Record kinds declared once: the tree a kind lives in, each record's key, and the index
+//! entries it makes when it is created. On top of that, the operations the appliance uses:
+//! [`Store::create`], [`Store::read`], [`Store::change`] (compare-and-swap) and
+//! [`Store::listed`] (scan an index). They say what happens to records, not how sled does it,
+//! so a second engine can offer the same operations.
+
+use sled::Transactional as _;
+use sled::Tree;
+use sled::transaction::ConflictableTransactionError;
+
+use super::records::{
+    ApiKeyRecord, ApprovalRecord, AuthenticatorKind, AuthenticatorRecord, AuthorizationRecord,
+    Delivery, EnrollmentRecord, PendingRequest, Record, WebhookEndpoint,
+};
+use super::{Error, Result, Store, expiry_key, index_key, settle};
+
+/// The trees records and their indexes live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeName {
+    Authorizations,
+    AuthorizationsByKey,
+    AuthorizationsByGrantee,
+    Pending,
+    PendingByUser,
+    ApiKeys,
+    ApiKeysByHash,
+    ApiKeysByOwner,
+    Approvals,
+    ApprovalsByUser,
+    /// Open requests of either kind, by expiry.
+    RequestsExpiring,
+    Enrollments,
+    Authenticators,
+    AuthenticatorsByUser,
+    PasskeysByCredential,
+    WebhookEndpoints,
+    WebhookEndpointsByUser,
+    Deliveries,
+    DeliveriesDue,
+    DeliveriesByRequest,
+}
+
+/// One entry a new record puts in an index.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// Listed under `owner`, in creation order (`owner ‖ 0 ‖ sequence → key`).
+    Under(TreeName, String),
+    /// `key → record key`, refused if another record has it; `kind` names it in the error.
+    Unique(TreeName, Vec<u8>, &'static str),
+    /// `key → record key`, in the order of `key` (a schedule).
+    At(TreeName, Vec<u8>),
+}
+
+impl Entry {
+    fn tree(&self) -> TreeName {
+        match self {
+            Entry::Under(tree, _) | Entry::Unique(tree, _, _) | Entry::At(tree, _) => *tree,
+        }
+    }
+}
+
+/// A record kind and where it lives.
+pub trait Table: Record {
+    const TREE: TreeName;
+    /// The record's key in its tree.
+    fn key(&self) -> String;
+    /// The index entries it makes when created.
+    fn entries(&self) -> Vec<Entry> {
+        Vec::new()
+    }
+}
+
+impl Store {
+    fn tree(&self, name: TreeName) -> &Tree {
+        match name {
+            TreeName::Authorizations => &self.authorizations,
+            TreeName::AuthorizationsByKey => &self.authorizations_by_key,
+            TreeName::AuthorizationsByGrantee => &self.authorizations_by_grantee,
+            TreeName::Pending => &self.pending,
+            TreeName::PendingByUser => &self.pending_by_user,
+            TreeName::ApiKeys => &self.api_keys,
+            TreeName::ApiKeysByHash => &self.api_keys_by_hash,
+            TreeName::ApiKeysByOwner => &self.api_keys_by_owner,
+            TreeName::Approvals => &self.approvals,
+            TreeName::ApprovalsByUser => &self.approvals_by_user,
+            TreeName::RequestsExpiring => &self.requests_expiring,
+            TreeName::Enrollments => &self.enrollments,
+            TreeName::Authenticators => &self.authenticators,
+            TreeName::AuthenticatorsByUser => &self.authenticators_by_user,
+            TreeName::PasskeysByCredential => &self.passkeys_by_credential,
+            TreeName::WebhookEndpoints => &self.webhook_endpoints,
+            TreeName::WebhookEndpointsByUser => &self.webhook_endpoints_by_user,
+            TreeName::Deliveries => &self.deliveries,
+            TreeName::DeliveriesDue => &self.deliveries_due,
+            TreeName::DeliveriesByRequest => &self.deliveries_by_request,
+        }
+    }
+
+    /// Records a new record and its index entries, in one transaction; refuses one whose key,
+    /// or a unique index entry, is taken.
+    pub fn create<R: Table>(&self, record: &R) -> Result<()> {
+        let key = record.key();
+        let bytes = self.encode(&key, record)?;
+        let entries = record.entries();
+        let sequence = self.db.generate_id()?;
+        let mut names = vec![R::TREE];
+        for entry in &entries {
+            if !names.contains(&entry.tree()) {
+                names.push(entry.tree());
+            }
+        }
+        let trees: Vec<&Tree> = names.iter().map(|name| self.tree(*name)).collect();
+        let at = |name: TreeName| names.iter().position(|n| *n == name).unwrap_or(0);
+        let taken = |kind: &'static str, key: String| {
+            ConflictableTransactionError::Abort(Error::Exists { kind, key })
+        };
+        let outcome = trees.as_slice().transaction(|views| {
+            let records = &views[0];
+            if records.get(key.as_bytes())?.is_some() {
+                return Err(taken(R::KIND, key.clone()));
+            }
+            for entry in &entries {
+                let index = &views[at(entry.tree())];
+                match entry {
+                    Entry::Under(_, owner) => {
+                        index.insert(index_key(owner, sequence), key.as_bytes())?;
+                    }
+                    Entry::Unique(_, unique, kind) => {
+                        if index.get(unique)?.is_some() {
+                            return Err(taken(kind, String::from_utf8_lossy(unique).into()));
+                        }
+                        index.insert(unique.as_slice(), key.as_bytes())?;
+                    }
+                    Entry::At(_, at) => {
+                        index.insert(at.as_slice(), key.as_bytes())?;
+                    }
+                }
+            }
+            records.insert(key.as_bytes(), bytes.clone())?;
+            Ok(())
+        });
+        settle(outcome)
+    }
+
+    /// The record of kind `R` under `key`.
+    pub fn read<R: Table>(&self, key: &str) -> Result<Option<R>> {
+        self.get(self.tree(R::TREE), key)
+    }
+
+    /// Changes the record of kind `R` under `key` by compare-and-swap (see [`Store::modify`]):
+    /// `change` may run more than once, and sees the latest record each time.
+    pub fn change<R: Table, E: From<Error>>(
+        &self,
+        key: &str,
+        change: impl FnMut(R) -> Result<R, E>,
+    ) -> Result<R, E> {
+        self.modify(self.tree(R::TREE), key, change)
+    }
+
+    /// The records of kind `R` that index `index` lists under `owner`, in creation order.
+    pub fn listed<R: Table>(&self, index: TreeName, owner: &str) -> Result<Vec<R>> {
+        self.indexed(self.tree(index), self.tree(R::TREE), owner)
+    }
+}
+
+impl Table for PendingRequest {
+    const TREE: TreeName = TreeName::Pending;
+    fn key(&self) -> String {
+        self.pending_id.clone()
+    }
+    /// Listed under its requester and its principal, and watched for its expiry.
+    fn entries(&self) -> Vec<Entry> {
+        let mut entries = vec![Entry::Under(
+            TreeName::PendingByUser,
+            self.requester.clone(),
+        )];
+        if self.principal != self.requester {
+            entries.push(Entry::Under(
+                TreeName::PendingByUser,
+                self.principal.clone(),
+            ));
+        }
+        entries.push(Entry::At(
+            TreeName::RequestsExpiring,
+            expiry_key(self.expires_at, &self.pending_id),
+        ));
+        entries
+    }
+}
+
+impl Table for ApprovalRecord {
+    const TREE: TreeName = TreeName::Approvals;
+    fn key(&self) -> String {
+        self.request_id.clone()
+    }
+    /// Listed under its owner and each approver (once each), and watched for its expiry.
+    fn entries(&self) -> Vec<Entry> {
+        let mut listed: Vec<&String> = self.approvers.iter().chain([&self.owner]).collect();
+        listed.sort();
+        listed.dedup();
+        let mut entries: Vec<Entry> = listed
+            .into_iter()
+            .map(|user| Entry::Under(TreeName::ApprovalsByUser, user.clone()))
+            .collect();
+        entries.push(Entry::At(
+            TreeName::RequestsExpiring,
+            expiry_key(self.expires_at, &self.request_id),
+        ));
+        entries
+    }
+}
+
+impl Table for ApiKeyRecord {
+    const TREE: TreeName = TreeName::ApiKeys;
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+    /// Findable by the SHA-256 of its secret, and listed under its owner.
+    fn entries(&self) -> Vec<Entry> {
+        vec![
+            Entry::Unique(
+                TreeName::ApiKeysByHash,
+                self.key_sha256.as_bytes().to_vec(),
+                ApiKeyRecord::KIND,
+            ),
+            Entry::Under(TreeName::ApiKeysByOwner, self.owner.clone()),
+        ]
+    }
+}
+
+impl Table for AuthorizationRecord {
+    const TREE: TreeName = TreeName::Authorizations;
+    fn key(&self) -> String {
+        self.authorization_id.clone()
+    }
+    /// Listed under its key and its grantee.
+    fn entries(&self) -> Vec<Entry> {
+        vec![
+            Entry::Under(TreeName::AuthorizationsByKey, self.key_id.clone()),
+            Entry::Under(TreeName::AuthorizationsByGrantee, self.grantee.clone()),
+        ]
+    }
+}
+
+impl Table for EnrollmentRecord {
+    const TREE: TreeName = TreeName::Enrollments;
+    /// Kept under the SHA-256 of its link's token; the token is only in the link.
+    fn key(&self) -> String {
+        self.token_sha256.clone()
+    }
+}
+
+impl Table for AuthenticatorRecord {
+    const TREE: TreeName = TreeName::Authenticators;
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+    /// Listed under its user; a passkey is also findable by its credential id, which must not
+    /// be registered already.
+    fn entries(&self) -> Vec<Entry> {
+        let mut entries = vec![Entry::Under(
+            TreeName::AuthenticatorsByUser,
+            self.user_id.clone(),
+        )];
+        if let AuthenticatorKind::Passkey { credential_id, .. } = &self.kind {
+            entries.push(Entry::Unique(
+                TreeName::PasskeysByCredential,
+                credential_id.as_bytes().to_vec(),
+                "passkey credential",
+            ));
+        }
+        entries
+    }
+}
+
+impl Table for WebhookEndpoint {
+    const TREE: TreeName = TreeName::WebhookEndpoints;
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+    fn entries(&self) -> Vec<Entry> {
+        vec![Entry::Under(
+            TreeName::WebhookEndpointsByUser,
+            self.user_id.clone(),
+        )]
+    }
+}
+
+impl Table for Delivery {
+    const TREE: TreeName = TreeName::Deliveries;
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+    /// Scheduled for its first attempt, and listed under its request.
+    fn entries(&self) -> Vec<Entry> {
+        vec![
+            Entry::At(
+                TreeName::DeliveriesDue,
+                super::webhooks::due_key(self.next_attempt_at, &self.id),
+            ),
+            Entry::Under(TreeName::DeliveriesByRequest, self.request_id.clone()),
+        ]
+    }
+}
