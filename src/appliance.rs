@@ -12,7 +12,8 @@
 //!   expiry, one `decide`, page addresses;
 //! - [`cosign`](self::cosign): what a verdict does to a signature request (re-check, sign,
 //!   seal the evidence);
-//! - [`approvals`](self::approvals): API keys, approval requests, votes, signed decisions;
+//! - [`api_keys`](self::api_keys): API keys for the REST API;
+//! - [`approvals`](self::approvals): approval requests, votes, signed decisions;
 //! - [`negotiate`](self::negotiate): negotiation offers and history;
 //! - [`authn`](self::authn): approvers' passkeys and TOTP secrets, and their ceremonies;
 //! - [`consent`](self::consent): whom each user accepts requests and grants from;
@@ -21,6 +22,7 @@
 //! - [`audit_view`](self::audit_view): checkpoints, proofs and entries, as each caller may see
 //!   them.
 
+mod api_keys;
 mod approvals;
 mod audit_view;
 mod authn;
@@ -40,8 +42,9 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
+pub use self::api_keys::API_KEY_PREFIX;
 pub use self::approvals::{
-    API_KEY_PREFIX, ApprovalInput, DEFAULT_TTL, MAX_ACTION, MAX_APPROVAL_METADATA, VerifiedDecision,
+    ApprovalInput, DEFAULT_TTL, MAX_ACTION, MAX_APPROVAL_METADATA, VerifiedDecision,
 };
 pub use self::authn::{Authenticated, ENROLLMENT_TTL};
 pub use self::browser::{AgreedTerms, RequestPage, SigningTerms};

@@ -300,7 +300,10 @@ fn a_record_and_its_index_entries_are_created_together_or_not_at_all() {
     let same_id = store.create(&api_key("apk_1", "usr_b", "h3"));
     assert!(matches!(same_id, Err(Error::Exists { .. })), "{same_id:?}");
     let same_hash = store.create(&api_key("apk_3", "usr_b", "h1"));
-    assert!(matches!(same_hash, Err(Error::Exists { .. })), "{same_hash:?}");
+    assert!(
+        matches!(same_hash, Err(Error::Exists { .. })),
+        "{same_hash:?}"
+    );
     assert!(store.api_key("apk_3").unwrap().is_none());
     assert!(store.api_keys_of("usr_b").unwrap().is_empty());
     // Listed in creation order; found by the unique entry.
