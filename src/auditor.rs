@@ -232,3 +232,181 @@ pub fn advance(
     }
     Ok(new)
 }
+
+/// What checking a saved reply found (`sshsign audit verify`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "verified", rename_all = "lowercase")]
+pub enum SavedReport {
+    /// An `audit-proof` reply: the entry is in the log the checkpoint signs.
+    Inclusion {
+        size: u64,
+        index: Value,
+        entry: Box<AuditEntry>,
+    },
+    /// An `audit-consistency` reply: the older checkpoint is a prefix of the newer.
+    Consistency { from: u64, to: u64 },
+    /// An `audit-checkpoint` reply: the checkpoint's signature holds.
+    Checkpoint { origin: String, size: u64 },
+}
+
+/// Why a saved reply could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum SavedError {
+    #[error(transparent)]
+    Audit(#[from] AuditorError),
+    /// A consistency proof is checked from the older checkpoint it starts at.
+    #[error("a consistency proof is checked from its older checkpoint")]
+    NeedsOld,
+}
+
+/// Checks a saved `audit-checkpoint`, `audit-proof` or `audit-consistency` reply under `vkey`;
+/// a consistency proof needs the saved reply of its older checkpoint, `old`.
+pub fn check_saved(
+    reply: &Value,
+    old: Option<&Value>,
+    vkey: &str,
+) -> Result<SavedReport, SavedError> {
+    let note = |reply: &Value| reply["checkpoint"].as_str().unwrap_or_default().to_owned();
+    if reply.get("entry").is_some() {
+        let (checkpoint, entry) = check_inclusion(reply, vkey)?;
+        return Ok(SavedReport::Inclusion {
+            size: checkpoint.size,
+            index: reply["index"].clone(),
+            entry: Box::new(entry),
+        });
+    }
+    if reply.get("from").is_some() {
+        let old = check_checkpoint(&note(old.ok_or(SavedError::NeedsOld)?), vkey)?;
+        let new = check_consistency(reply, &old, vkey)?;
+        return Ok(SavedReport::Consistency {
+            from: old.size,
+            to: new.size,
+        });
+    }
+    let checkpoint = check_checkpoint(&note(reply), vkey)?;
+    Ok(SavedReport::Checkpoint {
+        origin: checkpoint.origin,
+        size: checkpoint.size,
+    })
+}
+
+/// What checking the live log found (`sshsign audit check`, `audit prove`).
+#[derive(Debug, Clone, Serialize)]
+pub struct OnlineReport {
+    pub verified: bool,
+    pub origin: String,
+    pub size: u64,
+    /// The size of the checkpoint seen before, which this one extends (0: none).
+    pub previously_seen: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<AuditEntry>,
+}
+
+/// Checks the live log: fetches its checkpoint (and, with `index`, that entry's inclusion
+/// proof) through `fetch`, which runs an SSH command and returns its reply. The checkpoint must
+/// verify under `pinned` (or the key remembered for its origin, or, the first time, the key
+/// offered), and extend the checkpoint `memory` saw before, proven by a consistency proof; it
+/// is remembered only once all of that holds.
+pub async fn check_online<E: From<AuditorError>>(
+    memory: &Memory,
+    pinned: Option<String>,
+    index: Option<u64>,
+    fetch: impl AsyncFn(Vec<String>) -> Result<Value, E>,
+) -> Result<OnlineReport, E> {
+    let words = |list: &[&str]| list.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
+    let reply = match index {
+        Some(index) => fetch(words(&["audit-proof", "--index", &index.to_string()])).await?,
+        None => fetch(words(&["audit-checkpoint"])).await?,
+    };
+    let note = reply["checkpoint"].as_str().unwrap_or_default().to_owned();
+    let offered = reply["verifier_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let origin = check_checkpoint(&note, &offered)?.origin;
+    let vkey = match pinned {
+        Some(key) => key,
+        None => memory.pinned_key(&origin, &offered)?,
+    };
+    let seen = memory.seen(&origin)?;
+    let old_size = match &seen {
+        Some(seen) => check_checkpoint(&seen.checkpoint, &vkey)?.size,
+        None => 0,
+    };
+    let new_size = check_checkpoint(&note, &vkey)?.size;
+    let consistency = if old_size > 0 && new_size > old_size {
+        let (from, to) = (old_size.to_string(), new_size.to_string());
+        let command = words(&["audit-consistency", "--from", &from, "--to", &to]);
+        Some(fetch(command).await?)
+    } else {
+        None
+    };
+    let checkpoint = advance(seen.as_ref(), &note, &vkey, |_| {
+        consistency.ok_or(AuditorError::Shape("consistency proof"))
+    })?;
+    let seen = Seen {
+        verifier_key: vkey.clone(),
+        checkpoint: note,
+    };
+    memory.remember(&origin, &seen)?;
+    let mut report = OnlineReport {
+        verified: true,
+        origin: checkpoint.origin,
+        size: checkpoint.size,
+        previously_seen: old_size,
+        index: None,
+        entry: None,
+    };
+    if index.is_some() {
+        let (_, entry) = check_inclusion(&reply, &vkey)?;
+        report.index = Some(reply["index"].clone());
+        report.entry = Some(entry);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::{Signer as _, SigningKey};
+
+    use super::*;
+
+    /// A checkpoint of an empty-rooted log of `size` entries, signed by `key`.
+    fn checkpoint(size: u64, key: &SigningKey) -> String {
+        let body = Checkpoint {
+            origin: "log.example/audit".into(),
+            size,
+            root: [0; 32],
+        }
+        .body();
+        let public = key.verifying_key().to_bytes();
+        let signature = key.sign(body.as_bytes()).to_bytes();
+        note::signed_note(&body, "log.example/audit", &public, &signature)
+    }
+
+    #[test]
+    fn saved_checkpoints_are_checked_and_a_consistency_proof_needs_its_start() {
+        let key = SigningKey::from_bytes(&[4; 32]);
+        let vkey = note::verifier_key("log.example/audit", &key.verifying_key().to_bytes());
+        let saved = serde_json::json!({ "checkpoint": checkpoint(7, &key) });
+        let report = check_saved(&saved, None, &vkey).unwrap();
+        let shown = serde_json::to_value(&report).unwrap();
+        assert_eq!(shown["verified"], "checkpoint");
+        assert_eq!(shown["size"], 7);
+        // Under another key, refused.
+        let other = SigningKey::from_bytes(&[5; 32]);
+        let other = note::verifier_key("log.example/audit", &other.verifying_key().to_bytes());
+        assert!(matches!(
+            check_saved(&saved, None, &other),
+            Err(SavedError::Audit(_))
+        ));
+        // A consistency proof without the checkpoint it starts from cannot be checked.
+        let consistency = serde_json::json!({ "from": 3, "to": 7, "proof": [] });
+        assert!(matches!(
+            check_saved(&consistency, None, &vkey),
+            Err(SavedError::NeedsOld)
+        ));
+    }
+}

@@ -294,6 +294,13 @@ pub fn allowed_signers_line(principal: &str, public_key_line: &str, options: &[S
     format!("{principal} {} {}", options.join(","), key.join(" "))
 }
 
+/// A failed audit check, as the CLI reports it.
+impl From<crate::auditor::AuditorError> for Error {
+    fn from(error: crate::auditor::AuditorError) -> Self {
+        Error::Usage(format!("audit: {error}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

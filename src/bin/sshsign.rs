@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Parser, Subcommand};
-use serde_json::{Value, json};
-use sshsign::auditor::{self, Memory, Seen};
+use serde_json::Value;
+use sshsign::auditor::{self, Memory};
 use sshsign::client::{ClientConfig, Connection};
 use sshsign::shim::{self, Error};
 use sshsign::verifier::{self, Refusal};
@@ -277,10 +277,6 @@ fn print(value: &Value) {
     );
 }
 
-fn audit_failed(e: auditor::AuditorError) -> Error {
-    Error::Usage(format!("audit: {e}"))
-}
-
 /// `sshsign audit check | prove --index N | verify --key VKEY [--old FILE] FILE`.
 async fn audit(command: AuditCommand) -> Result<i32, Error> {
     match command {
@@ -301,109 +297,28 @@ async fn audit_online(index: Option<u64>) -> Result<i32, Error> {
 async fn audit_online_over(connection: &Connection, index: Option<u64>) -> Result<i32, Error> {
     let memory = Memory::default_location()
         .ok_or_else(|| Error::Usage("set HOME or XDG_STATE_HOME to keep audit state".into()))?;
-    let run =
-        |words: Vec<String>| async move { shim::accepted(connection.run(&words, &[]).await?) };
-    let reply = match index {
-        Some(index) => {
-            run(vec![
-                "audit-proof".into(),
-                "--index".into(),
-                index.to_string(),
-            ])
-            .await?
-        }
-        None => run(vec!["audit-checkpoint".into()]).await?,
+    let pinned = std::env::var("SSHSIGN_AUDIT_KEY")
+        .ok()
+        .filter(|key| !key.is_empty());
+    let fetch = async |words: Vec<String>| -> Result<Value, Error> {
+        shim::accepted(connection.run(&words, &[]).await?)
     };
-    let note = reply["checkpoint"].as_str().unwrap_or_default().to_owned();
-    let offered = reply["verifier_key"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let origin = auditor::check_checkpoint(&note, &offered)
-        .map_err(audit_failed)?
-        .origin;
-    let vkey = match std::env::var("SSHSIGN_AUDIT_KEY") {
-        Ok(key) if !key.is_empty() => key,
-        _ => memory.pinned_key(&origin, &offered).map_err(audit_failed)?,
-    };
-    let seen = memory.seen(&origin).map_err(audit_failed)?;
-    let old_size = match &seen {
-        Some(seen) => {
-            auditor::check_checkpoint(&seen.checkpoint, &vkey)
-                .map_err(audit_failed)?
-                .size
-        }
-        None => 0,
-    };
-    let new_size = auditor::check_checkpoint(&note, &vkey)
-        .map_err(audit_failed)?
-        .size;
-    let consistency = if old_size > 0 && new_size > old_size {
-        let to = new_size.to_string();
-        Some(
-            run(vec![
-                "audit-consistency".into(),
-                "--from".into(),
-                old_size.to_string(),
-                "--to".into(),
-                to,
-            ])
-            .await?,
-        )
-    } else {
-        None
-    };
-    let checkpoint = auditor::advance(seen.as_ref(), &note, &vkey, |_| {
-        consistency.ok_or(auditor::AuditorError::Shape("consistency proof"))
-    })
-    .map_err(audit_failed)?;
-    memory
-        .remember(
-            &origin,
-            &Seen {
-                verifier_key: vkey.clone(),
-                checkpoint: note.clone(),
-            },
-        )
-        .map_err(audit_failed)?;
-    let mut out = json!({
-        "verified": true,
-        "origin": checkpoint.origin,
-        "size": checkpoint.size,
-        "previously_seen": old_size,
-    });
-    if index.is_some() {
-        let (_, entry) = auditor::check_inclusion(&reply, &vkey).map_err(audit_failed)?;
-        out["index"] = reply["index"].clone();
-        out["entry"] = serde_json::to_value(entry).unwrap_or_default();
-    }
-    print(&out);
+    let report = auditor::check_online(&memory, pinned, index, fetch).await?;
+    print(&serde_json::to_value(report).unwrap_or_default());
     Ok(0)
 }
 
 /// Offline: checks a saved `audit-checkpoint`, `audit-proof` or `audit-consistency` reply.
 fn audit_verify(vkey: &str, old: Option<&Path>, file: &Path) -> Result<i32, Error> {
     let reply = read_json(file)?;
-    let out = if reply.get("entry").is_some() {
-        let (checkpoint, entry) = auditor::check_inclusion(&reply, vkey).map_err(audit_failed)?;
-        json!({ "verified": "inclusion", "size": checkpoint.size, "index": reply["index"], "entry": entry })
-    } else if reply.get("from").is_some() {
-        let old_file = old.ok_or_else(|| {
+    let old = old.map(read_json).transpose()?;
+    let report = auditor::check_saved(&reply, old.as_ref(), vkey).map_err(|e| match e {
+        auditor::SavedError::NeedsOld => {
             Error::Usage("a consistency proof is checked from --old CHECKPOINT_FILE".into())
-        })?;
-        let old_reply = read_json(old_file)?;
-        let old =
-            auditor::check_checkpoint(old_reply["checkpoint"].as_str().unwrap_or_default(), vkey)
-                .map_err(audit_failed)?;
-        let new = auditor::check_consistency(&reply, &old, vkey).map_err(audit_failed)?;
-        json!({ "verified": "consistency", "from": old.size, "to": new.size })
-    } else {
-        let checkpoint =
-            auditor::check_checkpoint(reply["checkpoint"].as_str().unwrap_or_default(), vkey)
-                .map_err(audit_failed)?;
-        json!({ "verified": "checkpoint", "origin": checkpoint.origin, "size": checkpoint.size })
-    };
-    print(&out);
+        }
+        auditor::SavedError::Audit(e) => Error::from(e),
+    })?;
+    print(&serde_json::to_value(report).unwrap_or_default());
     Ok(0)
 }
 
