@@ -106,14 +106,25 @@ fn the_rest_contract_answers_each_status_code() {
     let appliance = Appliance::start();
     let alice = appliance.user("alice");
     let key = api_key(&alice, "approval:create,approval:read");
+    let id = created_in_the_seeds_shape(&appliance, &alice, &key);
+    read_while_pending(&appliance, &key, &id);
+    bad_bodies_are_400(&appliance, &key);
+    missing_keys_are_401_and_missing_scopes_403(&appliance, &alice, &id);
+    unknown_and_other_peoples_requests_are_404(&appliance, &key, &id);
+    wrong_methods_sizes_and_types_are_405_413_415(&appliance, &key, &id);
+    a_decided_request_is_409_over_ssh(&appliance, &alice, &key);
+    // After all that, the server still serves.
+    assert_eq!(appliance.http_get("/healthz").0, 200);
+}
 
+fn created_in_the_seeds_shape(appliance: &Appliance, alice: &User, key: &str) -> String {
     // 201: the seed's shape.
     let body = json!({"action": "Deploy v2.1.0 to production", "ttl_seconds": 3600,
                       "metadata": {"env": "prod", "sha": "abc123"}});
-    let made = post(&appliance, &key, &body);
+    let made = post(appliance, key, &body);
     assert_eq!(made.status, 201, "{:?}", made.json);
     assert_eq!(made.header("content-type"), Some("application/json"));
-    let id = made.json["id"].as_str().unwrap();
+    let id = made.json["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("apr_"));
     assert_eq!(made.json["status"], "pending");
     assert_eq!(made.json["action"], "Deploy v2.1.0 to production");
@@ -122,7 +133,7 @@ fn the_rest_contract_answers_each_status_code() {
     // Addresses, not credentials: the approver's page and where to poll.
     let url = made.json["approval_url"].as_str().unwrap();
     assert!(
-        url.ends_with(&format!("/approve/{id}?as={}", user_id(&alice))),
+        url.ends_with(&format!("/approve/{id}?as={}", user_id(alice))),
         "{url}"
     );
     assert!(
@@ -139,9 +150,12 @@ fn the_rest_contract_answers_each_status_code() {
     let created = made.json["created_at"].as_str().unwrap();
     let expires = made.json["expires_at"].as_str().unwrap();
     assert!(expires > created);
+    id
+}
 
+fn read_while_pending(appliance: &Appliance, key: &str, id: &str) {
     // 200: its status, to its owner.
-    let status = get(&appliance, &key, &format!("/api/v1/approvals/{id}"));
+    let status = get(appliance, key, &format!("/api/v1/approvals/{id}"));
     assert_eq!(status.status, 200);
     assert_eq!(status.json["status"], "pending");
     assert!(status.json["decision"].is_null());
@@ -149,7 +163,9 @@ fn the_rest_contract_answers_each_status_code() {
     // The public verify endpoint says there is nothing to verify yet.
     let (code, verify) = appliance.http_get(&format!("/api/v1/approvals/{id}/verify"));
     assert_eq!((code, verify["valid"].as_bool()), (200, Some(false)));
+}
 
+fn bad_bodies_are_400(appliance: &Appliance, key: &str) {
     // 400: each bad body, with a message that names the problem.
     for (body, needle) in [
         (json!({"action": ""}), "action"),
@@ -177,7 +193,7 @@ fn the_rest_contract_answers_each_status_code() {
         (json!({"action": "x", "colour": "red"}), "colour"),
         (json!({"ttl_seconds": 60}), "action"),
     ] {
-        let refused = post(&appliance, &key, &body);
+        let refused = post(appliance, key, &body);
         assert_eq!(refused.status, 400, "{body}: {:?}", refused.json);
         let message = refused.json["error"]["message"].as_str().unwrap();
         assert!(message.contains(needle), "{body}: {message}");
@@ -197,15 +213,17 @@ fn the_rest_contract_answers_each_status_code() {
         (400, "invalid_argument")
     );
     let unknown_approver = post(
-        &appliance,
-        &key,
+        appliance,
+        key,
         &json!({"action": "x", "approvers": ["usr_nobody"]}),
     );
     assert_eq!(
         (unknown_approver.status, unknown_approver.code()),
         (400, "unknown_user")
     );
+}
 
+fn missing_keys_are_401_and_missing_scopes_403(appliance: &Appliance, alice: &User, id: &str) {
     // 401: no key, a malformed header, a key that does not exist.
     for header in [
         "",
@@ -235,29 +253,36 @@ fn the_rest_contract_answers_each_status_code() {
         assert!(!String::from_utf8_lossy(&refused.body).contains("AAAA"));
     }
     // 403: a key without the scope.
-    let read_only = api_key(&alice, "approval:read");
-    let refused = post(&appliance, &read_only, &json!({"action": "x"}));
+    let read_only = api_key(alice, "approval:read");
+    let refused = post(appliance, &read_only, &json!({"action": "x"}));
     assert_eq!((refused.status, refused.code()), (403, "forbidden"));
-    let create_only = api_key(&alice, "approval:create");
-    let refused = get(&appliance, &create_only, &format!("/api/v1/approvals/{id}"));
+    let create_only = api_key(alice, "approval:create");
+    let refused = get(appliance, &create_only, &format!("/api/v1/approvals/{id}"));
     assert_eq!((refused.status, refused.code()), (403, "forbidden"));
+}
+
+fn unknown_and_other_peoples_requests_are_404(appliance: &Appliance, key: &str, id: &str) {
     // 404: an unknown id, and someone else's request (indistinguishable from unknown).
     let bob = appliance.user("bob");
     let bobs = api_key(&bob, "approval:create,approval:read");
     for (key, path) in [
         (
-            &key,
+            key,
             "/api/v1/approvals/apr_aaaaaaaaaaaaaaaaaaaaaaaaaa".to_owned(),
         ),
-        (&bobs, format!("/api/v1/approvals/{id}")),
-        (&key, "/api/v1/nothing".to_owned()),
+        (bobs.as_str(), format!("/api/v1/approvals/{id}")),
+        (key, "/api/v1/nothing".to_owned()),
     ] {
-        let refused = get(&appliance, key, &path);
+        let refused = get(appliance, key, &path);
         assert_eq!(refused.status, 404, "{path}");
         assert!(!refused.code().is_empty());
     }
     let (code, _) = appliance.http_get("/api/v1/approvals/apr_aaaaaaaaaaaaaaaaaaaaaaaaaa/verify");
     assert_eq!(code, 404);
+}
+
+fn wrong_methods_sizes_and_types_are_405_413_415(appliance: &Appliance, key: &str, id: &str) {
+    let auth = format!("Bearer {key}");
     // 405, 413 and 415, as JSON too.
     let wrong = appliance.http(
         "DELETE",
@@ -273,28 +298,27 @@ fn the_rest_contract_answers_each_status_code() {
         r#"{{"action":"x","metadata":{{"a":"{}"}}}}"#,
         "b".repeat(20_000)
     );
-    let too_big = post_raw(&appliance, &auth, "application/json", huge.as_bytes());
+    let too_big = post_raw(appliance, &auth, "application/json", huge.as_bytes());
     assert_eq!((too_big.status, too_big.code()), (413, "payload_too_large"));
     let form = post_raw(
-        &appliance,
+        appliance,
         &auth,
         "application/x-www-form-urlencoded",
         b"action=x",
     );
     assert_eq!((form.status, form.code()), (415, "unsupported_media_type"));
+}
 
+fn a_decided_request_is_409_over_ssh(appliance: &Appliance, alice: &User, key: &str) {
     // 409: deciding a decided request (over SSH, where the request allows it).
     let ssh_ok = request(
-        &appliance,
-        &key,
+        appliance,
+        key,
         json!({"action": "rotate keys", "methods": ["ssh"]}),
     );
     alice.cmd(&format!("approve --id {ssh_ok}")).ok();
     let again = alice.cmd(&format!("approve --id {ssh_ok}"));
     again.failed_with("already_resolved");
-
-    // After all that, the server still serves.
-    assert_eq!(appliance.http_get("/healthz").0, 200);
 }
 
 fn post_raw(appliance: &Appliance, auth: &str, content_type: &str, body: &[u8]) -> HttpReply {
@@ -312,19 +336,34 @@ fn an_ssh_decision_is_signed_by_the_token_and_verifies_offline() {
     let alice = appliance.user("alice");
     let key = api_key(&alice, "approval:create,approval:read");
     let action = "Merge PR #42 into main";
+    ssh_is_refused_where_the_request_does_not_allow_it(&appliance, &alice, &key, action);
+    let id = approved_over_ssh(&appliance, &alice, &key, action);
+    let (status, text) = the_decision_is_the_seeds_payload(&appliance, &alice, &key, &id, action);
+    let verified = the_appliance_verifies_it(&appliance, &id);
+    it_verifies_offline_and_nothing_else_does(&appliance, &id, action, &status, &text, &verified);
+    the_log_has_request_vote_and_signing(&alice, &id);
+}
 
+fn ssh_is_refused_where_the_request_does_not_allow_it(
+    appliance: &Appliance,
+    alice: &User,
+    key: &str,
+    action: &str,
+) {
     // Not allowed over SSH unless the request lists ssh; the refusal points at the page.
-    let web_only = request(&appliance, &key, json!({"action": action}));
+    let web_only = request(appliance, key, json!({"action": action}));
     let refused = alice.cmd(&format!("approve --id {web_only}"));
     let message = refused.failed_with("method_not_allowed");
     assert!(
         message.contains(&format!("/approve/{web_only}")),
         "{message}"
     );
+}
 
+fn approved_over_ssh(appliance: &Appliance, alice: &User, key: &str, action: &str) -> String {
     let id = request(
-        &appliance,
-        &key,
+        appliance,
+        key,
         json!({"action": action, "methods": ["passkey", "ssh"]}),
     );
     let pending = alice.cmd("pending");
@@ -339,8 +378,17 @@ fn an_ssh_decision_is_signed_by_the_token_and_verifies_offline() {
     );
     let approved = alice.cmd(&format!("approve --id {id}"));
     assert_eq!(approved.ok()["status"], "approved");
+    id
+}
 
-    let status = get(&appliance, &key, &format!("/api/v1/approvals/{id}"));
+fn the_decision_is_the_seeds_payload(
+    appliance: &Appliance,
+    alice: &User,
+    key: &str,
+    id: &str,
+    action: &str,
+) -> (HttpReply, String) {
+    let status = get(appliance, key, &format!("/api/v1/approvals/{id}"));
     let decision = &status.json["decision"];
     assert_eq!(decision["decision"], "approved");
     assert_eq!(decision["method"], "ssh");
@@ -352,16 +400,16 @@ fn an_ssh_decision_is_signed_by_the_token_and_verifies_offline() {
         .unwrap();
     let text = String::from_utf8(payload.clone()).unwrap();
     let parsed: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(parsed["rid"], id.as_str());
+    assert_eq!(parsed["rid"], id);
     assert_eq!(parsed["v"], 2);
     assert_eq!(parsed["nonce"].as_str().unwrap().len(), 32);
     // The seed's 64-bit fields stay; version 2 adds full SHA-256 bindings.
     let short = |t: &str| sshsign::approval::decision::short_hash(t);
     let full = |t: &str| sshsign::approval::decision::full_hash(t);
     assert_eq!(parsed["action"], short(action));
-    assert_eq!(parsed["approver"], short(&user_id(&alice)));
+    assert_eq!(parsed["approver"], short(&user_id(alice)));
     assert_eq!(parsed["action_sha256"], full(action));
-    assert_eq!(parsed["approver_sha256"], full(&user_id(&alice)));
+    assert_eq!(parsed["approver_sha256"], full(&user_id(alice)));
     assert_eq!(
         parsed["metadata_sha256"],
         sshsign::approval::decision::metadata_sha256(&Default::default())
@@ -371,15 +419,29 @@ fn an_ssh_decision_is_signed_by_the_token_and_verifies_offline() {
         text.starts_with(r#"{"action":"#) && !text.contains(' '),
         "{text}"
     );
+    (status, text)
+}
 
+fn the_appliance_verifies_it(appliance: &Appliance, id: &str) -> Value {
     // The public endpoint checks it against the appliance's key.
     let (code, verified) = appliance.http_get(&format!("/api/v1/approvals/{id}/verify"));
     assert_eq!(code, 200);
     assert_eq!(verified["valid"], true, "{verified}");
     assert_eq!(verified["approved"], true, "{verified}");
     assert_eq!(verified["decision"], "approved");
-    assert_eq!(verified["payload"]["rid"], id.as_str());
+    assert_eq!(verified["payload"]["rid"], id);
+    verified
+}
 
+fn it_verifies_offline_and_nothing_else_does(
+    appliance: &Appliance,
+    id: &str,
+    action: &str,
+    status: &HttpReply,
+    text: &str,
+    verified: &Value,
+) {
+    use base64::Engine as _;
     // Offline, from the JWKS: passes, then fails on any change and on the wrong checks.
     let dir = tempfile::tempdir().unwrap();
     let jwks_file = appliance.save_jwks(dir.path());
@@ -393,7 +455,7 @@ fn an_ssh_decision_is_signed_by_the_token_and_verifies_offline() {
         &decision_file,
         &[
             "--request-id",
-            &id,
+            id,
             "--action",
             action,
             "--metadata",
@@ -412,7 +474,7 @@ fn an_ssh_decision_is_signed_by_the_token_and_verifies_offline() {
     assert_eq!(printed["checked"].as_array().unwrap().len(), 8, "{printed}");
     let verify_reply = write_file(dir.path(), "verify.json", verified.to_string());
     assert!(
-        verify(&verify_reply, &["--request-id", &id])
+        verify(&verify_reply, &["--request-id", id])
             .status
             .success()
     );
@@ -423,7 +485,7 @@ fn an_ssh_decision_is_signed_by_the_token_and_verifies_offline() {
         assert!(stderr.contains(needle), "{extra:?}: {stderr}");
     };
     refused_with(
-        &["--request-id", &id, "--method", "passkey"],
+        &["--request-id", id, "--method", "passkey"],
         1,
         "not passkey",
     );
@@ -445,13 +507,13 @@ fn an_ssh_decision_is_signed_by_the_token_and_verifies_offline() {
     );
     refused_with(&["--request-id", "apr_other"], 1, "not apr_other");
     refused_with(
-        &["--request-id", &id, "--approver", "usr_someoneelse"],
+        &["--request-id", id, "--approver", "usr_someoneelse"],
         1,
         "another approver",
     );
     // A mistyped flag, a stray argument, or no binding at all is a usage error, never a pass.
-    refused_with(&["--request-id", &id, "--aprover", "bob"], 2, "--aprover");
-    refused_with(&["--request-id", &id, "stray"], 2, "unexpected argument");
+    refused_with(&["--request-id", id, "--aprover", "bob"], 2, "--aprover");
+    refused_with(&["--request-id", id, "stray"], 2, "unexpected argument");
     refused_with(&[], 2, "--request-id");
     refused_with(&["--action", action], 2, "--metadata");
     let mut tampered = status.json.clone();
@@ -460,10 +522,12 @@ fn an_ssh_decision_is_signed_by_the_token_and_verifies_offline() {
         .encode(forged)
         .into();
     let tampered_file = write_file(dir.path(), "tampered.json", tampered.to_string());
-    let refused = verify(&tampered_file, &["--request-id", &id]);
+    let refused = verify(&tampered_file, &["--request-id", id]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("does not verify"));
+}
 
+fn the_log_has_request_vote_and_signing(alice: &User, id: &str) {
     // The audit log has the request, the vote and the signing.
     let entries = alice.cmd("audit-entries");
     let actions: Vec<&str> = entries.ok()["entries"]
@@ -471,7 +535,7 @@ fn an_ssh_decision_is_signed_by_the_token_and_verifies_offline() {
         .unwrap()
         .iter()
         .map(|e| &e["entry"])
-        .filter(|e| e["request_id"] == id.as_str())
+        .filter(|e| e["request_id"] == id)
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert_eq!(
