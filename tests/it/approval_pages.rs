@@ -661,6 +661,30 @@ fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline()
     let c = cosign_request();
     let mut browser = Browser::start();
     enroll_passkey(&mut browser, &c.human, "founder's laptop");
+    over_ssh_the_drawing_is_required(&c);
+    bad_drawings_are_refused_before_a_code_is_spent(&c);
+    browser.open(&c.url);
+    let digest = the_page_shows_the_document_the_terms_and_the_range(&mut browser, &c);
+    the_principal_draws_and_approves(&mut browser);
+    let dir = tempfile::tempdir().unwrap();
+    let (envelope, bytes) =
+        the_agent_collects_a_signature_and_its_envelope(&c, dir.path(), &digest);
+    the_envelope_verifies_offline_and_a_forgery_does_not(&c, dir.path(), &envelope, &bytes);
+    let _ = &c.key;
+}
+
+/// A grayscale PNG of `width` × `height` `pixels`.
+fn grayscale_png(width: u32, height: u32, pixels: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Grayscale);
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_image_data(pixels).unwrap();
+    writer.finish().unwrap();
+    out
+}
+
+fn over_ssh_the_drawing_is_required(c: &Cosign) {
     // Over SSH the approval is refused: it needs the drawn signature.
     let refused = c.human.cmd(&format!("approve --id {}", c.pending_id));
     assert!(
@@ -668,21 +692,15 @@ fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline()
             .failed_with("signature_required")
             .contains(&format!("/approve/{}", c.pending_id))
     );
+}
 
+fn bad_drawings_are_refused_before_a_code_is_spent(c: &Cosign) {
     // A drawing that is not a PNG, or has no ink, is refused before the code is spent.
     let secret = enroll_totp(&c.human);
     let code = code_at(&secret, 0);
     let approver = user_id(&c.human);
     use base64::Engine as _;
-    let blank = {
-        let mut out = Vec::new();
-        let mut encoder = png::Encoder::new(&mut out, 60, 20);
-        encoder.set_color(png::ColorType::Grayscale);
-        let mut writer = encoder.write_header().unwrap();
-        writer.write_image_data(&[255; 60 * 20]).unwrap();
-        writer.finish().unwrap();
-        out
-    };
+    let blank = grayscale_png(60, 20, &[255; 60 * 20]);
     // A detailed drawing is far larger than an API request may be, and still reaches the check
     // of the code (wrong here); one beyond what an envelope takes is refused unread.
     let noise = |width: u32, height: u32| {
@@ -695,13 +713,7 @@ fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline()
                 state as u8
             })
             .collect();
-        let mut out = Vec::new();
-        let mut encoder = png::Encoder::new(&mut out, width, height);
-        encoder.set_color(png::ColorType::Grayscale);
-        let mut writer = encoder.write_header().unwrap();
-        writer.write_image_data(&pixels).unwrap();
-        writer.finish().unwrap();
-        out
+        grayscale_png(width, height, &pixels)
     };
     for ((width, height), expected) in [
         ((600, 200), (401, "authentication_failed")),
@@ -743,8 +755,13 @@ fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline()
                 .contains(needle)
         );
     }
+}
 
-    browser.open(&c.url);
+/// Checks what the page shows; returns the document's SHA-512, hex.
+fn the_page_shows_the_document_the_terms_and_the_range(
+    browser: &mut Browser,
+    c: &Cosign,
+) -> String {
     // The page shows the document, the agreed terms and the authorized range.
     assert_eq!(browser.text("#document"), "safe-agreement");
     let digest = sshsign::hex::encode(&<sha2::Sha512 as sha2::Digest>::digest(SAFE));
@@ -779,6 +796,10 @@ fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline()
             .unwrap()
             .contains("12000000")
     );
+    digest
+}
+
+fn the_principal_draws_and_approves(browser: &mut Browser) {
     // Approving without drawing is stopped in the page.
     browser.click("#approve-passkey");
     assert!(browser.message().contains("Draw your signature first"));
@@ -799,7 +820,15 @@ fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline()
     browser.screenshot("cosign-signature-drawn");
     browser.decide("#approve-passkey", "Recorded: approved", "approved");
     browser.screenshot("cosign-approved");
+}
 
+/// The agent's `get-envelope` reply, and the envelope's exact bytes.
+fn the_agent_collects_a_signature_and_its_envelope(
+    c: &Cosign,
+    dir: &std::path::Path,
+    digest: &str,
+) -> (crate::common::Reply, Vec<u8>) {
+    use base64::Engine as _;
     // The agent collects the signature and the envelope.
     let envelope = c.agent.cmd(&format!("get-envelope --id {}", c.pending_id));
     let reply = envelope.ok();
@@ -807,9 +836,8 @@ fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline()
     let evidence = &reply["evidence"];
     assert!(evidence["seal"].is_string(), "{reply}");
     // The SSHSIG verifies with stock ssh-keygen.
-    let dir = tempfile::tempdir().unwrap();
     let checked = crate::common::ssh_keygen_verify(
-        dir.path(),
+        dir,
         "founder@example.com",
         &c.public_key,
         "safe-agreement",
@@ -845,12 +873,20 @@ fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline()
         .appliance
         .stored_text(&[&image[..40], &image[image.len() - 40..]]);
     assert!(found.is_empty(), "{found:?}");
+    (envelope, bytes)
+}
 
+fn the_envelope_verifies_offline_and_a_forgery_does_not(
+    c: &Cosign,
+    dir: &std::path::Path,
+    envelope: &crate::common::Reply,
+    bytes: &[u8],
+) {
+    use base64::Engine as _;
     // Offline: verify-envelope checks the seal, the hashes and the SSHSIG.
-    let jwks_file = c.appliance.save_jwks(dir.path());
-    let reply_file =
-        crate::common::write_file(dir.path(), "envelope.json", envelope.stdout.clone());
-    let png = dir.path().join("signature.png");
+    let jwks_file = c.appliance.save_jwks(dir);
+    let reply_file = crate::common::write_file(dir, "envelope.json", envelope.stdout.clone());
+    let png = dir.join("signature.png");
     let verify = |file: &std::path::Path, extra: &[&str]| {
         crate::common::offline_check("verify-envelope", &jwks_file, extra, file)
     };
@@ -873,14 +909,13 @@ fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline()
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
     // One changed character anywhere in the envelope, or another signer key, is refused.
     let mut tampered: Value = serde_json::from_str(&envelope.stdout).unwrap();
-    let forged = String::from_utf8(bytes.clone())
+    let forged = String::from_utf8(bytes.to_vec())
         .unwrap()
         .replace("127.0.0.1", "127.0.0.2");
     tampered["evidence"]["envelope"] = base64::engine::general_purpose::STANDARD
         .encode(forged)
         .into();
-    let tampered_file =
-        crate::common::write_file(dir.path(), "tampered.json", tampered.to_string());
+    let tampered_file = crate::common::write_file(dir, "tampered.json", tampered.to_string());
     let refused = verify(&tampered_file, &[]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("envelope refused"));
@@ -893,5 +928,4 @@ fn a_drawn_signature_is_sealed_into_an_evidence_envelope_that_verifies_offline()
             .status
             .success()
     );
-    let _ = &c.key;
 }

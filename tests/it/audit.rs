@@ -358,22 +358,49 @@ async fn when_the_log_cannot_be_written_nothing_is_signed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_log_cannot_be_written_no_state_changes() {
-    use sshsign::appliance::{ApprovalInput, Grant, SignInput, SignOutcome};
-    use sshsign::approval::decision::{Method, Verdict};
-    use sshsign::request::RequestStatus;
-    use sshsign::store::ApiScope;
     let InProcess { core, sink, .. } = in_process();
-    let store = core.store().clone();
-    let (alice, bob, carol) = (
-        caller(&core, 5).await,
-        caller(&core, 6).await,
-        caller(&core, 7).await,
-    );
-    let grant = |tier: &str, grantee: Option<&str>| Grant {
+    let made = what_the_failing_log_will_be_asked_to_change(&core).await;
+    sink.failing.store(true, Ordering::SeqCst);
+    let size = core.audit().head().size;
+    every_change_is_refused(&core, &made).await;
+    assert_eq!(core.audit().head().size, size, "nothing was logged");
+    nothing_changed(&core, &made);
+    sink.failing.store(false, Ordering::SeqCst);
+    the_same_changes_go_through_each_with_its_entry(&core, &made).await;
+    assert!(core.audit().head().size >= size + 5);
+}
+
+/// What a failing log is asked to change: made while the log works.
+struct Made {
+    alice: sshsign::appliance::Caller,
+    bob: sshsign::appliance::Caller,
+    carol: sshsign::appliance::Caller,
+    key: sshsign::store::SigningKeyRecord,
+    granted: sshsign::policy::Authorization,
+    api_key: sshsign::store::ApiKeyRecord,
+    request: sshsign::store::ApprovalRecord,
+    pending: sshsign::store::PendingRequest,
+    totp: sshsign::store::AuthenticatorRecord,
+}
+
+fn grant(tier: &str, grantee: Option<&str>) -> sshsign::appliance::Grant {
+    sshsign::appliance::Grant {
         terms: terms(tier),
         grantee: grantee.map(str::to_owned),
-    };
-    // What the failing log will be asked to change, made while it works.
+    }
+}
+
+async fn what_the_failing_log_will_be_asked_to_change(
+    core: &sshsign::appliance::Appliance,
+) -> Made {
+    use sshsign::appliance::{ApprovalInput, SignInput, SignOutcome};
+    use sshsign::approval::decision::Method;
+    use sshsign::store::ApiScope;
+    let (alice, bob, carol) = (
+        caller(core, 5).await,
+        caller(core, 6).await,
+        caller(core, 7).await,
+    );
     let (key, _) = core
         .create_key(&alice, grant("autonomous", None))
         .await
@@ -431,53 +458,92 @@ async fn when_the_log_cannot_be_written_no_state_changes() {
         sshsign::approval::totp::code(&secret, (sshsign::time::now() / 30) as u64)
     );
     core.confirm_totp(&bob, &code).await.unwrap();
+    Made {
+        alice,
+        bob,
+        carol,
+        key,
+        granted,
+        api_key,
+        request,
+        pending,
+        totp,
+    }
+}
 
-    sink.failing.store(true, Ordering::SeqCst);
-    let size = core.audit().head().size;
+/// Every change is refused as `audit_unavailable`.
+async fn every_change_is_refused(core: &sshsign::appliance::Appliance, made: &Made) {
+    use sshsign::approval::decision::Verdict;
+    use sshsign::store::ApiScope;
+    let Made {
+        alice,
+        bob,
+        carol,
+        key,
+        granted,
+        api_key,
+        request,
+        pending,
+        totp,
+    } = made;
     let unavailable = |e: sshsign::appliance::Error| assert_eq!(e.code(), "audit_unavailable");
     unavailable(
-        core.authorize(&alice, &key.key_id, grant("autonomous", Some(bob.id())))
+        core.authorize(alice, &key.key_id, grant("autonomous", Some(bob.id())))
             .await
             .unwrap_err(),
     );
     unavailable(
-        core.revoke_authorization(&alice, &granted.authorization_id)
+        core.revoke_authorization(alice, &granted.authorization_id)
             .await
             .unwrap_err(),
     );
-    unavailable(core.revoke(&alice, &key.key_id).await.unwrap_err());
+    unavailable(core.revoke(alice, &key.key_id).await.unwrap_err());
     unavailable(
-        core.create_api_key(&alice, "more", vec![ApiScope::ApprovalRead])
+        core.create_api_key(alice, "more", vec![ApiScope::ApprovalRead])
             .await
             .unwrap_err(),
     );
-    unavailable(core.revoke_api_key(&alice, &api_key.id).await.unwrap_err());
+    unavailable(core.revoke_api_key(alice, &api_key.id).await.unwrap_err());
     unavailable(
-        ssh_decide(&core, &alice, &request.request_id, Verdict::Approved)
-            .await
-            .unwrap_err(),
-    );
-    unavailable(
-        ssh_decide(&core, &alice, &pending.pending_id, Verdict::Approved)
+        ssh_decide(core, alice, &request.request_id, Verdict::Approved)
             .await
             .unwrap_err(),
     );
     unavailable(
-        ssh_decide(&core, &alice, &pending.pending_id, Verdict::Rejected)
+        ssh_decide(core, alice, &pending.pending_id, Verdict::Approved)
             .await
             .unwrap_err(),
     );
-    unavailable(core.remove_authenticator(&bob, &totp.id).await.unwrap_err());
-    unavailable(core.allow_requester(&carol, alice.id()).await.unwrap_err());
-    unavailable(core.revoke_requester(&bob, alice.id()).await.unwrap_err());
     unavailable(
-        core.create_key(&alice, grant("autonomous", None))
+        ssh_decide(core, alice, &pending.pending_id, Verdict::Rejected)
             .await
             .unwrap_err(),
     );
+    unavailable(core.remove_authenticator(bob, &totp.id).await.unwrap_err());
+    unavailable(core.allow_requester(carol, alice.id()).await.unwrap_err());
+    unavailable(core.revoke_requester(bob, alice.id()).await.unwrap_err());
+    unavailable(
+        core.create_key(alice, grant("autonomous", None))
+            .await
+            .unwrap_err(),
+    );
+}
 
-    // Nothing changed, and nothing was logged.
-    assert_eq!(core.audit().head().size, size);
+/// Nothing the refused changes would have touched changed.
+fn nothing_changed(core: &sshsign::appliance::Appliance, made: &Made) {
+    use sshsign::request::RequestStatus;
+    let store = core.store();
+    let Made {
+        alice,
+        bob,
+        carol,
+        key,
+        granted,
+        request,
+        pending,
+        totp,
+        ..
+    } = made;
     assert_eq!(store.authorizations_of_key(&key.key_id).unwrap().len(), 2);
     assert!(
         store
@@ -508,20 +574,31 @@ async fn when_the_log_cannot_be_written_no_state_changes() {
     assert!(store.authenticator(&totp.id).unwrap().is_some());
     assert!(store.consent(carol.id(), alice.id()).unwrap().is_none());
     assert!(store.consent(bob.id(), alice.id()).unwrap().is_some());
+}
 
-    // The log back, the same changes go through, each with its entry.
-    sink.failing.store(false, Ordering::SeqCst);
-    ssh_decide(&core, &alice, &pending.pending_id, Verdict::Approved)
+async fn the_same_changes_go_through_each_with_its_entry(
+    core: &sshsign::appliance::Appliance,
+    made: &Made,
+) {
+    use sshsign::approval::decision::Verdict;
+    let Made {
+        alice,
+        key,
+        granted,
+        request,
+        pending,
+        ..
+    } = made;
+    ssh_decide(core, alice, &pending.pending_id, Verdict::Approved)
         .await
         .unwrap();
-    ssh_decide(&core, &alice, &request.request_id, Verdict::Approved)
+    ssh_decide(core, alice, &request.request_id, Verdict::Approved)
         .await
         .unwrap();
-    core.revoke_authorization(&alice, &granted.authorization_id)
+    core.revoke_authorization(alice, &granted.authorization_id)
         .await
         .unwrap();
-    core.revoke(&alice, &key.key_id).await.unwrap();
-    assert!(core.audit().head().size >= size + 5);
+    core.revoke(alice, &key.key_id).await.unwrap();
 }
 
 #[test]
