@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::approvals::{api_key, create, status, user_id};
-use crate::common::Appliance;
+use crate::common::{Appliance, User};
 
 const ALLOW_LOOPBACK: (&str, &str) = ("SSHSIGN_WEBHOOK_ALLOW", "127.0.0.0/8");
 const FAST_RETRY: (&str, &str) = ("SSHSIGN_WEBHOOK_RETRY_SECONDS", "1");
@@ -165,6 +165,21 @@ fn a_decision_is_posted_signed_to_the_callback_and_the_owners_endpoints() {
     let appliance = Appliance::start_with(&[ALLOW_LOOPBACK]);
     let receiver = Receiver::start();
     let alice = appliance.user("alice");
+    let (added, key, id) = an_endpoint_and_a_request_with_a_callback(&appliance, &receiver, &alice);
+    alice.cmd(&format!("approve --id {id}")).ok();
+    let got =
+        both_get_the_decision_signed_and_addressed(&appliance, &receiver, &alice, &added, &id);
+    the_decision_inside_verifies_on_its_own(&appliance, &got[0], &id);
+    the_owner_sees_the_deliveries_and_the_log_has_them(&appliance, &alice, &key, &id);
+}
+
+/// An endpoint for alice's decisions, and a request of hers with its own callback, not yet
+/// decided: returns `webhook add`'s reply, the API key and the request's id.
+fn an_endpoint_and_a_request_with_a_callback(
+    appliance: &Appliance,
+    receiver: &Receiver,
+    alice: &User,
+) -> (crate::common::Reply, String, String) {
     let added = alice.cmd(&format!("webhook add --url {}", receiver.url("/endpoint")));
     let whpk = added.ok()["signing"]["public_key"]
         .as_str()
@@ -175,21 +190,30 @@ fn a_decision_is_posted_signed_to_the_callback_and_the_owners_endpoints() {
         alice.cmd("webhooks").ok()["webhooks"][0]["url"],
         receiver.url("/endpoint")
     );
-    let key = api_key(&alice, "approval:create,approval:read");
+    let key = api_key(alice, "approval:create,approval:read");
     let made = create(
-        &appliance,
+        appliance,
         &key,
         json!({"action": "Deploy", "methods": ["ssh"], "callback_url": receiver.url("/callback")}),
     );
     let id = made["id"].as_str().unwrap().to_owned();
     assert_eq!(receiver.count(), 0, "nothing is sent before the decision");
-    alice.cmd(&format!("approve --id {id}")).ok();
+    (added, key, id)
+}
 
+fn both_get_the_decision_signed_and_addressed(
+    appliance: &Appliance,
+    receiver: &Receiver,
+    alice: &User,
+    added: &crate::common::Reply,
+    id: &str,
+) -> Vec<Received> {
+    let whpk = added.json["signing"]["public_key"].as_str().unwrap();
     let got = receiver.wait_for(2);
     let mut paths: Vec<&str> = got.iter().map(|g| g.path.as_str()).collect();
     paths.sort();
     assert_eq!(paths, ["/callback", "/endpoint"]);
-    let key_bytes = decision_key(&appliance);
+    let key_bytes = decision_key(appliance);
     use base64::Engine as _;
     assert_eq!(
         whpk,
@@ -204,7 +228,7 @@ fn a_decision_is_posted_signed_to_the_callback_and_the_owners_endpoints() {
         assert!(signature_ok(&key_bytes, delivery), "{delivery:?}");
         let body = delivery.json();
         assert_eq!(body["type"], "approval.decided");
-        assert_eq!(body["data"]["id"], id.as_str());
+        assert_eq!(body["data"]["id"], id);
         assert_eq!(body["data"]["decision"]["decision"], "approved");
         // It names where it was sent and whose endpoint that is, so a receiver can refuse a
         // delivery replayed to it that was meant for another endpoint.
@@ -216,12 +240,12 @@ fn a_decision_is_posted_signed_to_the_callback_and_the_owners_endpoints() {
         };
         assert_eq!(body["destination"]["url"], here.as_str(), "{body}");
         assert_eq!(body["destination"]["endpoint"], endpoint.as_str(), "{body}");
-        assert_eq!(body["owner"], user_id(&alice).as_str());
+        assert_eq!(body["owner"], user_id(alice).as_str());
         assert!(receiver_accepts(
             &key_bytes,
             delivery,
             &here,
-            &user_id(&alice)
+            &user_id(alice)
         ));
         let elsewhere = if delivery.path == "/callback" {
             receiver.url("/endpoint")
@@ -232,7 +256,7 @@ fn a_decision_is_posted_signed_to_the_callback_and_the_owners_endpoints() {
             &key_bytes,
             delivery,
             &elsewhere,
-            &user_id(&alice)
+            &user_id(alice)
         ));
         assert!(!receiver_accepts(
             &key_bytes,
@@ -249,21 +273,33 @@ fn a_decision_is_posted_signed_to_the_callback_and_the_owners_endpoints() {
             .collect();
         assert!(!signature_ok(&key_bytes, &forged));
     }
-    // The decision inside verifies on its own too.
+    got
+}
+
+fn the_decision_inside_verifies_on_its_own(appliance: &Appliance, delivered: &Received, id: &str) {
     let dir = tempfile::tempdir().unwrap();
     let jwks = appliance.save_jwks(dir.path());
-    let file =
-        crate::common::write_file(dir.path(), "hook.json", got[0].json()["data"].to_string());
+    let file = crate::common::write_file(
+        dir.path(),
+        "hook.json",
+        delivered.json()["data"].to_string(),
+    );
     assert!(
-        crate::common::offline_check("verify-approval", &jwks, &["--request-id", &id], &file)
+        crate::common::offline_check("verify-approval", &jwks, &["--request-id", id], &file)
             .status
             .success()
     );
+}
 
-    // The owner sees the deliveries, and the audit log has them.
+fn the_owner_sees_the_deliveries_and_the_log_has_them(
+    appliance: &Appliance,
+    alice: &User,
+    key: &str,
+    id: &str,
+) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let shown = status(&appliance, &key, &id);
+        let shown = status(appliance, key, id);
         let states: Vec<&str> = shown["webhooks"]
             .as_array()
             .unwrap()
