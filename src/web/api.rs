@@ -170,13 +170,23 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(reply)).into_response())
 }
 
+/// The approval request a path names.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ApprovalId {
+    /// `apr_…`
+    #[param(pattern = r"^apr_[a-z2-7]{26}$")]
+    #[allow(dead_code)]
+    id: String,
+}
+
 /// A request made with your keys: its status, votes, decision and webhook deliveries.
 #[utoipa::path(
     get,
     path = "/api/v1/approvals/{id}",
     tag = "approvals",
     operation_id = "getApproval",
-    params(("id" = String, Path, description = "`apr_…`", pattern = r"^apr_[a-z2-7]{26}$")),
+    params(ApprovalId),
     responses((status = 200, description = "The request.", body = TrackedApproval)),
     security(("apiKey" = ["approval:read"])),
 )]
@@ -201,7 +211,7 @@ pub async fn status(
     path = "/api/v1/approvals/{id}/verify",
     tag = "approvals",
     operation_id = "verifyApproval",
-    params(("id" = String, Path, description = "`apr_…`", pattern = r"^apr_[a-z2-7]{26}$")),
+    params(ApprovalId),
     responses((
         status = 200,
         description = "The verification; `valid` is false while there is no decision.",

@@ -11,7 +11,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha512};
 
 use crate::common::{Appliance, SHIM, User, clean_command, write_file};
-use crate::in_process::{InProcess, caller, in_process, ssh_decide, terms};
+use crate::in_process::{InProcess, caller, confirmed_totp, in_process, ssh_decide, terms};
 
 /// `sshsign ARGS` as `user`, with its audit state in `state`.
 fn shim(user: &User, state: &Path, args: &[&str]) -> Output {
@@ -444,20 +444,7 @@ async fn what_the_failing_log_will_be_asked_to_change(
     else {
         panic!("a cosign grant makes a pending request");
     };
-    let (totp, uri) = core.enroll_totp(&bob, "phone").await.unwrap();
-    let secret = uri
-        .split("secret=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
-    let secret = crate::common::base32_decode(secret);
-    let code = format!(
-        "{:06}",
-        sshsign::approval::totp::code(&secret, (sshsign::time::now() / 30) as u64)
-    );
-    core.confirm_totp(&bob, &code).await.unwrap();
+    let (totp, _) = confirmed_totp(core, &bob).await;
     Made {
         alice,
         bob,

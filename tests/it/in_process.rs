@@ -122,6 +122,27 @@ pub async fn ssh_decide(
     core.decide(&id, ruling, Proof::Ssh(caller.clone())).await
 }
 
+/// Enrolls a TOTP secret for `caller` and confirms it with its current code; returns the
+/// record and the secret's bytes.
+pub async fn confirmed_totp(
+    core: &sshsign::appliance::Appliance,
+    caller: &Caller,
+) -> (sshsign::store::AuthenticatorRecord, Vec<u8>) {
+    let (_, uri) = core.enroll_totp(caller, "phone").await.unwrap();
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let secret = crate::common::base32_decode(secret);
+    let step = (sshsign::time::now() / 30) as u64;
+    let code = format!("{:06}", sshsign::approval::totp::code(&secret, step));
+    let confirmed = core.confirm_totp(caller, &code).await.unwrap();
+    (confirmed, secret)
+}
+
 /// `alice`'s key, granted to `bob` in the cosign tier, and a request by `bob` to sign with it
 /// that waits `ttl` seconds for alice (the appliance's default when `None`).
 async fn cosign_request(
@@ -395,18 +416,9 @@ async fn one_page_route_serves_and_decides_both_kinds() {
     );
 
     // A wrong code on either kind counts against that request, through the same route.
-    let (_, uri) = core.enroll_totp(&alice, "phone").await.unwrap();
-    let secret = uri
-        .split("secret=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
-    let secret = crate::common::base32_decode(secret);
+    let (_, secret) = confirmed_totp(&core, &alice).await;
     let step = (sshsign::time::now() / 30) as u64;
     let code = |step: u64| format!("{:06}", sshsign::approval::totp::code(&secret, step));
-    core.confirm_totp(&alice, &code(step)).await.unwrap();
     let valid: Vec<String> = (step - 2..=step + 2).map(code).collect();
     let wrong = (0..)
         .map(|n| format!("{n:06}"))
