@@ -58,7 +58,7 @@ use crate::ids::IdKind;
 use crate::policy::Evaluation;
 use crate::provision::{ApplianceKey, KeyRole};
 use crate::store::{SigningKeyRecord, SshKeyRecord, Store, UserRecord};
-use crate::{pubkey, time};
+use crate::time;
 
 /// The largest payload `sign` and `verify` accept.
 pub const MAX_PAYLOAD: usize = 1024 * 1024;
@@ -295,18 +295,4 @@ fn metadata_hash(metadata: &Map<String, Value>) -> String {
 
 fn corrupt(key: &SigningKeyRecord) -> Error {
     Error::Internal(format!("signing key record {} is corrupt", key.key_id))
-}
-
-/// The OpenSSH line for a signing key: `ssh-ed25519 AAAA... ak_...`.
-pub fn public_key_line(key: &SigningKeyRecord) -> String {
-    key.public_key_bytes()
-        .map(|bytes| pubkey::openssh(&bytes, &key.key_id))
-        .unwrap_or_default()
-}
-
-/// The SHA-256 fingerprint of a signing key.
-pub fn public_key_fingerprint(key: &SigningKeyRecord) -> String {
-    key.public_key_bytes()
-        .map(|bytes| pubkey::fingerprint(&bytes))
-        .unwrap_or_default()
 }

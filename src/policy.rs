@@ -65,6 +65,14 @@ pub struct Terms {
     pub expires_at: Option<i64>,
 }
 
+/// How a caller relates to a key: its owner, or a grantee of one of its authorizations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Grantee,
+}
+
 /// The longest scope name.
 pub const MAX_SCOPE: usize = 64;
 /// The longest a co-signed request may wait for its principal.

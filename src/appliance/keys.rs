@@ -16,13 +16,7 @@ pub struct Grant {
     pub grantee: Option<String>,
 }
 
-/// How a caller relates to a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Owner,
-    Grantee,
-}
+pub use crate::policy::Role;
 
 /// A key as one caller sees it.
 #[derive(Debug, Clone)]

@@ -78,6 +78,20 @@ impl SigningKeyRecord {
         crate::hex::decode(&self.public_key)?.try_into().ok()
     }
 
+    /// The OpenSSH line for the key: `ssh-ed25519 AAAA... ak_...`.
+    pub fn openssh_line(&self) -> String {
+        self.public_key_bytes()
+            .map(|bytes| crate::pubkey::openssh(&bytes, &self.key_id))
+            .unwrap_or_default()
+    }
+
+    /// The key's SHA-256 fingerprint.
+    pub fn fingerprint(&self) -> String {
+        self.public_key_bytes()
+            .map(|bytes| crate::pubkey::fingerprint(&bytes))
+            .unwrap_or_default()
+    }
+
     pub fn facts(&self) -> crate::policy::KeyFacts<'_> {
         crate::policy::KeyFacts {
             key_id: &self.key_id,

@@ -4,8 +4,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::appliance::{self, Role};
-use crate::policy::{Authorization, constraint, rules};
+use crate::policy::{Authorization, Role, constraint, rules};
 use crate::store::{KeyStatus, PendingRequest, SigningKeyRecord};
 use crate::time;
 
@@ -30,8 +29,8 @@ impl From<&SigningKeyRecord> for PublicKeyView {
     fn from(key: &SigningKeyRecord) -> Self {
         PublicKeyView {
             key_id: key.key_id.clone(),
-            public_key: appliance::public_key_line(key),
-            fingerprint: appliance::public_key_fingerprint(key),
+            public_key: key.openssh_line(),
+            fingerprint: key.fingerprint(),
             status: key.status(),
             created_at: time::rfc3339(key.created_at),
             revoked_at: key.revoked_at.map(time::rfc3339),

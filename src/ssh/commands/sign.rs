@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::{Context, json_object};
-use crate::appliance::{self, Error, MAX_METADATA, SignInput, SignOutcome};
+use crate::appliance::{Error, MAX_METADATA, SignInput, SignOutcome};
 use crate::time;
 use crate::views::{PendingCosignView, SignedView, to_value};
 
@@ -71,8 +71,8 @@ pub async fn run(args: Args, ctx: &Context) -> Result<Value, Error> {
             key_id: key.key_id.clone(),
             authorization_id,
             namespace: signature.namespace().to_owned(),
-            public_key: appliance::public_key_line(&key),
-            fingerprint: appliance::public_key_fingerprint(&key),
+            public_key: key.openssh_line(),
+            fingerprint: key.fingerprint(),
             signature: signature.to_armored(),
             warnings,
         })),

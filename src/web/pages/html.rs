@@ -286,11 +286,7 @@ fn authorized(authorization: Option<&crate::policy::Authorization>) -> Value {
 
 /// A signing key as its page names it: its id and fingerprint.
 fn key_line(key: &SigningKeyRecord) -> String {
-    format!(
-        "{} ({})",
-        key.key_id,
-        crate::appliance::public_key_fingerprint(key)
-    )
+    format!("{} ({})", key.key_id, key.fingerprint())
 }
 
 /// The negotiation a co-signed request names: the terms that stand, and who spoke for them.
