@@ -237,41 +237,78 @@ fn totp_guessing_is_cut_off_durably_audited_and_reopened_only_by_the_approver() 
     enroll_passkey(&mut browser, &alice, "alice's laptop");
     let secret = enroll_totp(&alice);
     let key = api_key(&alice, "approval:create,approval:read");
-    let ask = |appliance: &Appliance, action: &str| {
-        create(
-            appliance,
-            &key,
-            json!({"action": action, "methods": ["passkey", "totp"]}),
-        )["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    // Whoever holds a request's address may try codes, but each request takes three wrong ones
-    // and then no code at all, not even the right one.
-    let first = ask(&appliance, "Guess me");
-    for _ in 0..3 {
-        assert_eq!(
-            totp_attempt(&appliance, &first, &alice_id, "000001").code(),
-            "authentication_failed"
-        );
-    }
-    let closed = totp_attempt(&appliance, &first, &alice_id, &code_at(&secret, 0));
-    assert_eq!((closed.status, closed.code()), (403, "request_totp_closed"));
-    assert_eq!(status(&appliance, &key, &first)["totp_failures"], 3);
-    // The approver's own budget is five wrong codes, across requests; then TOTP closes for her.
-    let second = ask(&appliance, "Guess me again");
-    assert_eq!(
-        totp_attempt(&appliance, &second, &alice_id, "000002").code(),
-        "authentication_failed"
-    );
-    let fifth = totp_attempt(&appliance, &second, &alice_id, "000003");
-    assert_eq!((fifth.status, fifth.code()), (403, "totp_closed"));
+    a_request_takes_three_wrong_codes_then_none(&appliance, &key, &alice_id, &secret);
+    the_approver_takes_five_then_her_totp_closes(&appliance, &key, &alice_id);
     // Durably: a restart forgets nothing, and the right code is refused.
     appliance.restart();
     let alice = alice.at(&appliance);
-    let third = ask(&appliance, "After the restart");
-    let refused = totp_attempt(&appliance, &third, &alice_id, &code_at(&secret, 0));
+    let (third, totp_id) =
+        closed_totp_is_refused_shown_and_audited(&appliance, &alice, &key, &alice_id, &secret);
+    her_passkey_still_decides_and_reopens_totp(
+        &mut browser,
+        &appliance,
+        &key,
+        &third,
+        &alice_id,
+        &secret,
+    );
+    thirty_wrong_codes_retire_it_for_good(&appliance, &alice, &key, &alice_id, &secret, &totp_id);
+}
+
+/// A new request, decided by passkey or TOTP.
+fn ask(appliance: &Appliance, key: &str, action: &str) -> String {
+    create(
+        appliance,
+        key,
+        json!({"action": action, "methods": ["passkey", "totp"]}),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn a_request_takes_three_wrong_codes_then_none(
+    appliance: &Appliance,
+    key: &str,
+    alice_id: &str,
+    secret: &[u8],
+) {
+    // Whoever holds a request's address may try codes, but each request takes three wrong ones
+    // and then no code at all, not even the right one.
+    let first = ask(appliance, key, "Guess me");
+    for _ in 0..3 {
+        assert_eq!(
+            totp_attempt(appliance, &first, alice_id, "000001").code(),
+            "authentication_failed"
+        );
+    }
+    let closed = totp_attempt(appliance, &first, alice_id, &code_at(secret, 0));
+    assert_eq!((closed.status, closed.code()), (403, "request_totp_closed"));
+    assert_eq!(status(appliance, key, &first)["totp_failures"], 3);
+}
+
+fn the_approver_takes_five_then_her_totp_closes(appliance: &Appliance, key: &str, alice_id: &str) {
+    // The approver's own budget is five wrong codes, across requests; then TOTP closes for her.
+    let second = ask(appliance, key, "Guess me again");
+    assert_eq!(
+        totp_attempt(appliance, &second, alice_id, "000002").code(),
+        "authentication_failed"
+    );
+    let fifth = totp_attempt(appliance, &second, alice_id, "000003");
+    assert_eq!((fifth.status, fifth.code()), (403, "totp_closed"));
+}
+
+/// After a restart: the closed secret refuses the right code, `authenticators` shows it closed
+/// and the audit log has each wrong code. Returns a request still open and the secret's id.
+fn closed_totp_is_refused_shown_and_audited(
+    appliance: &Appliance,
+    alice: &User,
+    key: &str,
+    alice_id: &str,
+    secret: &[u8],
+) -> (String, String) {
+    let third = ask(appliance, key, "After the restart");
+    let refused = totp_attempt(appliance, &third, alice_id, &code_at(secret, 0));
     assert_eq!(refused.code(), "totp_closed", "{:?}", refused.json);
     assert!(
         refused.json["error"]["message"]
@@ -304,6 +341,17 @@ fn totp_guessing_is_cut_off_durably_audited_and_reopened_only_by_the_approver() 
             .unwrap()
             .contains("from 127.0.0.1")
     );
+    (third, totp["id"].as_str().unwrap().to_owned())
+}
+
+fn her_passkey_still_decides_and_reopens_totp(
+    browser: &mut Browser,
+    appliance: &Appliance,
+    key: &str,
+    third: &str,
+    alice_id: &str,
+    secret: &[u8],
+) {
     // Nobody locks her out of her passkey.
     browser.open(&format!(
         "http://localhost:{}/approve/{third}",
@@ -311,32 +359,39 @@ fn totp_guessing_is_cut_off_durably_audited_and_reopened_only_by_the_approver() 
     ));
     browser.decide("#approve-passkey", "Recorded: approved", "approved");
     // She reopens TOTP with her passkey, logged in, on /requests ...
-    log_in(&mut browser, &appliance);
+    log_in(browser, appliance);
     browser.click("#reopen-totp");
     assert!(
         browser.message().contains("TOTP reopened"),
         "{}",
         browser.message()
     );
-    let fourth = ask(&appliance, "Reopened");
-    let approved = totp_attempt(&appliance, &fourth, &alice_id, &code_at(&secret, 1));
+    let fourth = ask(appliance, key, "Reopened");
+    let approved = totp_attempt(appliance, &fourth, alice_id, &code_at(secret, 1));
     assert_eq!(approved.json["status"], "approved", "{:?}", approved.json);
+}
+
+fn thirty_wrong_codes_retire_it_for_good(
+    appliance: &Appliance,
+    alice: &User,
+    key: &str,
+    alice_id: &str,
+    secret: &[u8],
+    totp_id: &str,
+) {
     // ... or over SSH. Past thirty wrong codes in its life the secret is retired for good.
     let mut wrong = 5;
     while wrong < 30 {
-        let id = ask(&appliance, "Keep guessing");
+        let id = ask(appliance, key, "Keep guessing");
         for _ in 0..3 {
             if wrong == 30 {
                 break;
             }
-            let reply = totp_attempt(&appliance, &id, &alice_id, "000004");
+            let reply = totp_attempt(appliance, &id, alice_id, "000004");
             wrong += 1;
             if reply.code() == "totp_closed" {
                 alice
-                    .cmd(&format!(
-                        "authenticator reopen --id {}",
-                        totp["id"].as_str().unwrap()
-                    ))
+                    .cmd(&format!("authenticator reopen --id {}", totp_id))
                     .ok();
             }
         }
@@ -351,14 +406,11 @@ fn totp_guessing_is_cut_off_durably_audited_and_reopened_only_by_the_approver() 
         .clone();
     assert_eq!(state, "retired");
     alice
-        .cmd(&format!(
-            "authenticator reopen --id {}",
-            totp["id"].as_str().unwrap()
-        ))
+        .cmd(&format!("authenticator reopen --id {}", totp_id))
         .failed_with("totp_retired");
-    let last = ask(&appliance, "Retired");
+    let last = ask(appliance, key, "Retired");
     assert_eq!(
-        totp_attempt(&appliance, &last, &alice_id, &code_at(&secret, 2)).code(),
+        totp_attempt(appliance, &last, alice_id, &code_at(secret, 2)).code(),
         "totp_retired"
     );
 }
