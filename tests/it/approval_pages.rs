@@ -518,22 +518,44 @@ fn the_pages_refuse_replays_cross_site_posts_and_other_peoples_authenticators() 
         url.ends_with(&format!("/approve/{id}?as={}", user_id(&alice))),
         "{url}"
     );
+    another_user_holding_the_page_cannot_decide(
+        &mut browser,
+        &appliance,
+        &bob,
+        &bob_secret,
+        &key,
+        &id,
+        &url,
+    );
+    unknown_or_old_addresses_open_nothing_and_get_changes_nothing(&appliance, &key, &id);
+    cross_site_and_form_posts_are_refused(&appliance, &key, &id);
+    an_assertion_is_bound_to_its_prompt_and_used_once(&appliance, &alice, &key, &id, &url);
+}
 
+fn another_user_holding_the_page_cannot_decide(
+    browser: &mut Browser,
+    appliance: &Appliance,
+    bob: &User,
+    bob_secret: &[u8],
+    key: &str,
+    id: &str,
+    url: &str,
+) {
     // Bob, holding Alice's page, cannot decide with his passkey or his code.
-    browser.open(&url);
+    browser.open(url);
     browser.click("#approve-passkey");
     assert!(browser.message().contains("Not recorded"));
-    browser.open(&url);
-    browser.type_into("#totp-code", &code_at(&bob_secret, 0));
+    browser.open(url);
+    browser.type_into("#totp-code", &code_at(bob_secret, 0));
     browser.click("#approve-totp");
     assert!(browser.message().contains("Not recorded"));
     // Naming himself as the approver does not help: he is not one.
-    let posed = totp_attempt(&appliance, &id, &user_id(&bob), &code_at(&bob_secret, 1));
+    let posed = totp_attempt(appliance, id, &user_id(bob), &code_at(bob_secret, 1));
     assert_eq!(posed.code(), "authentication_failed", "{:?}", posed.json);
     // Logged in as himself, he sees the request but may not decide it.
-    log_in(&mut browser, &appliance);
+    log_in(browser, appliance);
     assert_eq!(browser.eval("location.pathname"), "/requests");
-    browser.open(&url);
+    browser.open(url);
     assert!(
         browser
             .text("#closed")
@@ -545,8 +567,14 @@ fn the_pages_refuse_replays_cross_site_posts_and_other_peoples_authenticators() 
         browser.eval("document.querySelectorAll('button[data-decision]').length"),
         0
     );
-    assert_eq!(status(&appliance, &key, &id)["status"], "pending");
+    assert_eq!(status(appliance, key, id)["status"], "pending");
+}
 
+fn unknown_or_old_addresses_open_nothing_and_get_changes_nothing(
+    appliance: &Appliance,
+    key: &str,
+    id: &str,
+) {
     // An unknown request shows nothing; an old-style token in the address opens nothing.
     for bad in [
         "apr_aaaaaaaaaaaaaaaaaaaaaaaaaa",
@@ -574,8 +602,10 @@ fn the_pages_refuse_replays_cross_site_posts_and_other_peoples_authenticators() 
         // what it must escape is checked in `web::pages::html`.
         assert!(String::from_utf8_lossy(&page.body).contains("Alice's deploy"));
     }
-    assert_eq!(status(&appliance, &key, &id)["status"], "pending");
+    assert_eq!(status(appliance, key, id)["status"], "pending");
+}
 
+fn cross_site_and_form_posts_are_refused(appliance: &Appliance, key: &str, id: &str) {
     // Cross-site POSTs are refused before anything else is looked at.
     let body = json!({"decision": "approved"}).to_string();
     for headers in [
@@ -604,13 +634,21 @@ fn the_pages_refuse_replays_cross_site_posts_and_other_peoples_authenticators() 
         b"decision=approved",
     );
     assert_eq!(form.status, 415);
-    assert_eq!(status(&appliance, &key, &id)["status"], "pending");
+    assert_eq!(status(appliance, key, id)["status"], "pending");
+}
 
+fn an_assertion_is_bound_to_its_prompt_and_used_once(
+    appliance: &Appliance,
+    alice: &User,
+    key: &str,
+    id: &str,
+    url: &str,
+) {
     // An assertion is bound to its prompt: one made for a rejection cannot approve.
     let alice_browser_passkey = {
         let mut alice_browser = Browser::start();
-        enroll_passkey(&mut alice_browser, &alice, "alice");
-        alice_browser.open(&url);
+        enroll_passkey(&mut alice_browser, alice, "alice");
+        alice_browser.open(url);
         alice_browser.eval(&format!(
             "(async () => {{
                 const post = (p, b) => fetch(p, {{method: 'POST', headers: {{'Content-Type': 'application/json'}},
@@ -639,7 +677,7 @@ fn the_pages_refuse_replays_cross_site_posts_and_other_peoples_authenticators() 
     assert_eq!(swapped[1]["error"]["code"], "authentication_failed");
     // The prompt was used up by the refused attempt: replaying it fails too.
     assert_eq!(replayed[0], 401, "{replayed}");
-    assert_eq!(status(&appliance, &key, &id)["status"], "pending");
+    assert_eq!(status(appliance, key, id)["status"], "pending");
 }
 
 /// A human's key granted to an agent in the cosign tier with a drawn signature required, and
