@@ -44,7 +44,16 @@ fn every_action_is_an_entry_and_proofs_verify_offline() {
         .run(&format!("sign --type file --key-id {key}"), b"x")
         .failed_with("scope_denied");
     alice.cmd(&format!("revoke --key-id {key}")).ok();
+    let index = each_action_is_an_entry_without_secrets(&alice);
+    a_stranger_sees_none_of_it(&appliance, index);
+    let dir = appliance.dir.path();
+    let vkey = a_proof_checks_offline_and_a_changed_entry_does_not(&alice, dir, index);
+    a_consistency_proof_checks_offline(&alice, dir, &vkey);
+}
 
+/// Alice's entries are her four actions, with hashes and rule names but no metadata or
+/// document; returns the index of her signature's entry.
+fn each_action_is_an_entry_without_secrets(alice: &User) -> u64 {
     let entries = alice.cmd("audit-entries");
     let list = entries.ok()["entries"].as_array().unwrap().clone();
     let actions: Vec<(String, String)> = list
@@ -78,8 +87,10 @@ fn every_action_is_an_entry_and_proofs_verify_offline() {
             .iter()
             .any(|r| r.as_str().unwrap().ends_with(":scope=pass"))
     );
+    list[1]["index"].as_u64().unwrap()
+}
 
-    // A stranger sees none of it.
+fn a_stranger_sees_none_of_it(appliance: &Appliance, index: u64) {
     let bob = appliance.user("bob");
     assert!(
         bob.cmd("audit-entries").ok()["entries"]
@@ -87,17 +98,21 @@ fn every_action_is_an_entry_and_proofs_verify_offline() {
             .unwrap()
             .is_empty()
     );
-    let index = list[1]["index"].as_u64().unwrap();
     bob.cmd(&format!("audit-proof --index {index}"))
         .failed_with("invalid_argument");
+}
 
-    // Alice's proof checks offline against the audit key alone; a changed entry does not.
-    let dir = appliance.dir.path();
+/// Returns the audit log's verifier key.
+fn a_proof_checks_offline_and_a_changed_entry_does_not(
+    alice: &User,
+    dir: &Path,
+    index: u64,
+) -> String {
     let proof = alice.cmd(&format!("audit-proof --index {index}"));
     let vkey = proof.ok()["verifier_key"].as_str().unwrap().to_owned();
     let saved = write_file(dir, "proof.json", &proof.stdout);
     let verified = shim(
-        &alice,
+        alice,
         dir,
         &["audit", "verify", "--key", &vkey, saved.to_str().unwrap()],
     );
@@ -110,13 +125,16 @@ fn every_action_is_an_entry_and_proofs_verify_offline() {
         .into();
     let forged = write_file(dir, "forged.json", forged.to_string());
     let refused = shim(
-        &alice,
+        alice,
         dir,
         &["audit", "verify", "--key", &vkey, forged.to_str().unwrap()],
     );
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("proof"), "{}", stderr(&refused));
+    vkey
+}
 
+fn a_consistency_proof_checks_offline(alice: &User, dir: &Path, vkey: &str) {
     // Checkpoint, then more entries, then a consistency proof between the two.
     let old = alice.cmd("audit-checkpoint");
     let old_size = old.ok()["size"].as_u64().unwrap();
@@ -130,16 +148,16 @@ fn every_action_is_an_entry_and_proofs_verify_offline() {
         "audit",
         "verify",
         "--key",
-        &vkey,
+        vkey,
         "--old",
         old_file.to_str().unwrap(),
         file.to_str().unwrap(),
     ];
-    let verified = shim(&alice, dir, &args);
+    let verified = shim(alice, dir, &args);
     assert!(verified.status.success(), "{}", stderr(&verified));
     let other_key = write_file(dir, "other.json", alice.cmd("audit-checkpoint").stdout);
     let wrong = shim(
-        &alice,
+        alice,
         dir,
         &[
             "audit",
