@@ -75,15 +75,6 @@ impl HumanRequest {
         }
     }
 
-    /// Who asked: the requester of a signature, the owner of the API key that asked for an
-    /// approval.
-    pub fn requester(&self) -> &str {
-        match self {
-            HumanRequest::Signature(r) => &r.requester,
-            HumanRequest::Approval(r) => &r.owner,
-        }
-    }
-
     /// Who may still decide it: while it is open, its principal (unless they asked for it
     /// themselves) or the approvers who have not voted.
     pub fn waiting_for(&self) -> Vec<String> {
