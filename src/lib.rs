@@ -10,7 +10,8 @@
 //!   views.
 //! - [`web`]: the HTTP front (axum, hyper, rustls): REST API, approval pages (maud templates),
 //!   JWKS, limits, and the OpenAPI document generated from the handlers and views.
-//! - `views` (crate): every reply, as named `Serialize` types, shared by SSH, REST and webhooks.
+//! - [`views`]: every reply and printout, as named `Serialize` types, shared by SSH, REST,
+//!   webhooks and the binaries.
 //!
 //! What the appliance does:
 //! - [`appliance`]: identify callers, keys and grants, sign, requests for a human decision
@@ -74,7 +75,7 @@ pub mod sshsig;
 pub mod store;
 pub mod time;
 pub mod verifier;
-pub(crate) mod views;
+pub mod views;
 pub mod web;
 pub mod webhook;
 pub(crate) mod wire;

@@ -218,6 +218,14 @@ pub fn self_test(hsm: &dyn Hsm, keys: &[ApplianceKey]) -> Result<Vec<SelfTestRep
     Ok(reports)
 }
 
+/// The audit log's verifier key, fixed by the checkpoint key among `keys`: clients can pin it
+/// (`SSHSIGN_AUDIT_KEY`) before they first connect.
+pub fn audit_verifier_key(keys: &[ApplianceKey]) -> Option<String> {
+    keys.iter()
+        .find(|k| k.role == KeyRole::Checkpoint)
+        .map(|k| crate::audit::note::verifier_key(&audit_origin(k), &k.key.public_key))
+}
+
 /// The audit log's origin (the name its checkpoints carry and clients pin): fixed by the
 /// checkpoint key, so it is set when the token is provisioned and changes with nothing else.
 pub fn audit_origin(checkpoint_key: &ApplianceKey) -> String {

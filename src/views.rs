@@ -12,7 +12,8 @@
 //! - [`negotiation`]: negotiations and offers;
 //! - [`events`]: what webhooks carry;
 //! - [`browser`]: what the pages' script is answered;
-//! - [`http`]: JWKS, errors, health, the appliance's own keys.
+//! - [`http`]: JWKS, errors, health, the appliance's own keys;
+//! - [`provisioning`]: what `sshsign-server provision` prints.
 
 pub mod account;
 pub mod audit;
@@ -21,6 +22,7 @@ pub mod events;
 pub mod http;
 pub mod keys;
 pub mod negotiation;
+pub mod provisioning;
 pub mod requests;
 
 pub use self::account::*;
@@ -30,6 +32,7 @@ pub use self::events::*;
 pub use self::http::*;
 pub use self::keys::*;
 pub use self::negotiation::*;
+pub use self::provisioning::*;
 pub use self::requests::*;
 
 /// A view as the JSON an SSH reply carries.

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use serde_json::json;
 use sshsign::config::{RawConfig, ServeConfig};
 use sshsign::hsm::Hsm as _;
 use sshsign::hsm::pkcs11::module::{self, InitSlot};
@@ -175,25 +174,19 @@ fn print_json(value: &serde_json::Value) {
 }
 
 fn provision(command: Provision) -> Result<()> {
-    match command {
+    use sshsign::views as v;
+    let out = match command {
         Provision::Slots(args) => {
             let ctx = module::load(&args.module()?)?;
-            print_json(&json!({ "slots": module::list_slots(&ctx)? }));
+            v::to_value(&v::SlotList {
+                slots: module::list_slots(&ctx)?,
+            })
         }
         Provision::Profiles => {
-            let profiles: Vec<_> = HsmProfile::builtin()?
-                .into_iter()
-                .map(|p| {
-                    json!({
-                        "name": p.name,
-                        "description": p.description,
-                        "installed_module": p.installed_module(),
-                        "tested": p.tested,
-                        "not_tested": p.not_tested,
-                    })
-                })
-                .collect();
-            print_json(&json!({ "profiles": profiles }));
+            let profiles = HsmProfile::builtin()?;
+            v::to_value(&v::ProfileList {
+                profiles: profiles.iter().map(v::ProfileView::from).collect(),
+            })
         }
         Provision::InitToken {
             module: args,
@@ -211,58 +204,46 @@ fn provision(command: Provision) -> Result<()> {
                 None => InitSlot::FirstFree,
             };
             let slot = module::init_token(&ctx, which, &label, &so_pin, &pin)?;
-            print_json(&json!({ "initialized": { "label": label, "slot": slot } }));
+            v::to_value(&v::Initialized {
+                initialized: v::InitializedToken { label, slot },
+            })
         }
         Provision::GenerateApplianceKeys(args) => {
             let hsm = args.open()?;
-            let keys: Vec<_> = provision::generate_appliance_keys(&hsm)?
+            let appliance_keys = provision::generate_appliance_keys(&hsm)?
                 .into_iter()
-                .map(|(key, created)| json!({ "created": created, "key": key }))
+                .map(|(key, created)| v::GeneratedKey { created, key })
                 .collect();
-            print_json(&json!({ "appliance_keys": keys }));
+            v::to_value(&v::GeneratedKeys { appliance_keys })
         }
         Provision::Show(args) => {
             let hsm = args.open()?;
             let keys = provision::appliance_keys(&hsm)?;
-            // The audit log's verifier key is fixed by the checkpoint key: publish it now, and
-            // clients can pin it (SSHSIGN_AUDIT_KEY) before they first connect.
-            let verifier_key = keys
-                .iter()
-                .find(|k| k.role == provision::KeyRole::Checkpoint)
-                .map(|k| {
-                    sshsign::audit::note::verifier_key(
-                        &provision::audit_origin(k),
-                        &k.key.public_key,
-                    )
-                });
-            print_json(&json!({
-                "token": hsm.describe(),
-                "appliance_keys": keys,
-                "audit_verifier_key": verifier_key,
-            }));
+            v::to_value(&v::ShownToken {
+                token: hsm.describe(),
+                audit_verifier_key: provision::audit_verifier_key(&keys),
+                appliance_keys: keys,
+            })
         }
         Provision::Keys(args) => {
             let hsm = args.open()?;
             let keys = hsm
                 .list()?
-                .into_iter()
-                .map(|key| {
-                    Ok(json!({
-                        "label": key.label,
-                        "object_id": key.object_id.to_hex(),
-                        "fingerprint": sshsign::pubkey::fingerprint(&key.public_key),
-                        "attributes": hsm.attributes(&key.object_id)?,
-                    }))
-                })
+                .iter()
+                .map(|key| Ok(v::TokenKeyView::new(key, hsm.attributes(&key.object_id)?)))
                 .collect::<Result<Vec<_>>>()?;
-            print_json(&json!({ "keys": keys }));
+            v::to_value(&v::TokenKeyList { keys })
         }
         Provision::SelfTest(args) => {
             let hsm = args.open()?;
             let keys = provision::appliance_keys(&hsm)?;
-            print_json(&json!({ "self_test": provision::self_test(&hsm, &keys)?, "ok": true }));
+            v::to_value(&v::SelfTestView {
+                self_test: provision::self_test(&hsm, &keys)?,
+                ok: true,
+            })
         }
-    }
+    };
+    print_json(&out);
     Ok(())
 }
 
@@ -287,17 +268,15 @@ async fn serve(config: ConfigArg, print_instructions: bool) -> Result<()> {
     let running = server::start(&config).await?;
     let shutdown = shutdown_signal()?;
     // One line on stdout for whoever started us (tests, supervisors): where we listen.
-    println!(
-        "{}",
-        json!({
-            "event": "listening",
-            "ssh": running.ssh_addr,
-            "http": running.http_addr,
-            "url": running.url,
-            "host_key": running.host_key,
-            "host_key_fingerprint": running.host_key_fingerprint,
-        })
-    );
+    let listening = sshsign::views::Listening {
+        event: "listening",
+        ssh: running.ssh_addr,
+        http: running.http_addr,
+        url: running.url.clone(),
+        host_key: running.host_key.clone(),
+        host_key_fingerprint: running.host_key_fingerprint.clone(),
+    };
+    println!("{}", sshsign::views::to_value(&listening));
     if print_instructions {
         let exe = std::env::current_exe().context("locating this binary")?;
         let bin_dir = exe.parent().unwrap_or(Path::new("."));

@@ -1,0 +1,121 @@
+//! What `sshsign-server provision …` prints: the token's slots, the device profiles, an
+//! initialised token, the appliance's keys and their self-test, every Ed25519 key in the token.
+
+use serde::Serialize;
+
+use crate::hsm::pkcs11::module::SlotReport;
+use crate::hsm::profile::HsmProfile;
+use crate::hsm::{KeyAttributes, TokenDescription, TokenKey};
+use crate::provision::{ApplianceKey, SelfTestReport};
+
+/// `provision slots`.
+#[derive(Debug, Serialize)]
+pub struct SlotList {
+    pub slots: Vec<SlotReport>,
+}
+
+/// A device profile, and whether its module is installed here.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileView {
+    pub name: String,
+    pub description: String,
+    pub installed_module: Option<String>,
+    pub tested: String,
+    pub not_tested: String,
+}
+
+impl From<&HsmProfile> for ProfileView {
+    fn from(p: &HsmProfile) -> Self {
+        ProfileView {
+            name: p.name.clone(),
+            description: p.description.clone(),
+            installed_module: p.installed_module().map(|m| m.display().to_string()),
+            tested: p.tested.clone(),
+            not_tested: p.not_tested.clone(),
+        }
+    }
+}
+
+/// `provision profiles`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileList {
+    pub profiles: Vec<ProfileView>,
+}
+
+/// `provision init-token`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Initialized {
+    pub initialized: InitializedToken,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InitializedToken {
+    pub label: String,
+    pub slot: u64,
+}
+
+/// One appliance key, and whether this run made it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GeneratedKey {
+    pub created: bool,
+    pub key: ApplianceKey,
+}
+
+/// `provision generate-appliance-keys`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GeneratedKeys {
+    pub appliance_keys: Vec<GeneratedKey>,
+}
+
+/// `provision show`: the token, the appliance's keys, and the audit log's verifier key, which
+/// clients can pin (`SSHSIGN_AUDIT_KEY`) before they first connect.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShownToken {
+    pub token: TokenDescription,
+    pub appliance_keys: Vec<ApplianceKey>,
+    pub audit_verifier_key: Option<String>,
+}
+
+/// One Ed25519 key in the token, with its protection attributes.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenKeyView {
+    pub label: String,
+    pub object_id: String,
+    pub fingerprint: String,
+    pub attributes: KeyAttributes,
+}
+
+impl TokenKeyView {
+    pub fn new(key: &TokenKey, attributes: KeyAttributes) -> Self {
+        TokenKeyView {
+            label: key.label.clone(),
+            object_id: key.object_id.to_hex(),
+            fingerprint: crate::pubkey::fingerprint(&key.public_key),
+            attributes,
+        }
+    }
+}
+
+/// `provision keys`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenKeyList {
+    pub keys: Vec<TokenKeyView>,
+}
+
+/// `provision self-test`.
+#[derive(Debug, Serialize)]
+pub struct SelfTestView {
+    pub self_test: Vec<SelfTestReport>,
+    pub ok: bool,
+}
+
+/// The line `sshsign-server serve` prints once it listens, for whoever started it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listening {
+    pub event: &'static str,
+    pub ssh: std::net::SocketAddr,
+    pub http: std::net::SocketAddr,
+    pub url: String,
+    pub host_key: String,
+    pub host_key_fingerprint: String,
+}
