@@ -230,9 +230,10 @@ impl Appliance {
         proof: Proof,
     ) -> Result<HumanRequest, Error> {
         if ruling.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
-            return Err(Error::InvalidArgument(format!(
-                "reason is at most {MAX_REASON} bytes"
-            )));
+            return Err(Error::Invalid {
+                field: "reason",
+                reason: format!("is at most {MAX_REASON} bytes"),
+            });
         }
         if ruling.drawn.is_some() && id.kind() == RequestKind::Approval {
             return Err(Error::InvalidArgument(

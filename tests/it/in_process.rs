@@ -216,6 +216,26 @@ async fn both_kinds_resolve_exactly_once_through_one_decide() {
         matches!(by_requester, Err(Error::NotPrincipal(_))),
         "{by_requester:?}"
     );
+    // A reason past its bound is refused, naming the field, before anything changes.
+    let long = sshsign::appliance::Ruling {
+        verdict: Verdict::Rejected,
+        reason: Some("x".repeat(sshsign::appliance::MAX_REASON + 1)),
+        drawn: None,
+    };
+    let parsed = sshsign::request::RequestId::parse(id).unwrap();
+    let refused = core
+        .decide(&parsed, long, sshsign::appliance::Proof::Ssh(alice.clone()))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Invalid {
+                field: "reason",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
     let denied = ssh_decide(&core, &alice, id, Verdict::Rejected)
         .await
         .unwrap();

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::Context;
-use crate::appliance::{Error, HumanRequest, MAX_REASON, Proof, Ruling};
+use crate::appliance::{Error, HumanRequest, Proof, Ruling};
 use crate::approval::decision::Verdict;
 use crate::request::RequestId;
 use crate::views::{ApprovalView, PagedApproval, PendingList, SignatureRequestView, to_value};
@@ -93,11 +93,6 @@ pub struct DenyArgs {
 }
 
 pub async fn deny(args: DenyArgs, ctx: &Context) -> Result<Value, Error> {
-    if args.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
-        return Err(Error::InvalidArgument(format!(
-            "--reason is at most {MAX_REASON} bytes"
-        )));
-    }
     decide(ctx, &args.id, Verdict::Rejected, args.reason).await
 }
 
