@@ -50,7 +50,7 @@ pub use self::authn::{Authenticated, ENROLLMENT_TTL};
 pub use self::browser::{AgreedTerms, RequestPage, SigningTerms};
 pub use self::error::Error;
 pub use self::keys::{Grant, KeyView, Role};
-pub use self::requests::{Credential, HumanRequest, MAX_REASON, Proof, Ruling};
+pub use self::requests::{Credential, MAX_REASON, Proof, Request, Ruling};
 pub use self::signing::{SignInput, SignOutcome, Verified};
 use crate::audit::{Action, AuditEntry, AuditLog, Outcome};
 use crate::hsm::Token;

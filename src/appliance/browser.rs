@@ -6,17 +6,20 @@
 
 use serde_json::Value;
 
-use super::requests::{Credential, HumanRequest, check_open};
+use super::requests::{Credential, HumanRequest, check_open, view};
 use super::{Appliance, Authenticated, Caller, Error};
 use crate::approval::decision::{Method, Verdict};
 use crate::negotiation::{OfferRecord, OfferType};
-use crate::request::{RequestId, RequestKind};
-use crate::store::{REQUEST_TOTP_BUDGET, SigningKeyRecord};
+use crate::request::{RequestId, RequestKind, RequestStatus};
+use crate::store::REQUEST_TOTP_BUDGET;
+use crate::views::{PublicKeyView, RequestView};
 
 /// A request as its page shows it.
 #[derive(Debug, Clone)]
 pub struct RequestPage {
-    pub request: HumanRequest,
+    pub(super) held: HumanRequest,
+    pub request: RequestView,
+    pub status: RequestStatus,
     /// Who may decide from this page now: those it still waits for (only the viewer, when one
     /// of them is logged in; nobody, when someone else is).
     pub deciders: Vec<String>,
@@ -32,7 +35,7 @@ pub struct RequestPage {
 #[derive(Debug, Clone, Default)]
 pub struct SigningTerms {
     /// The signing key.
-    pub key: Option<SigningKeyRecord>,
+    pub key: Option<PublicKeyView>,
     /// The authorization the request was made under, with its terms.
     pub authorized: Option<crate::policy::Authorization>,
     /// The negotiation the request names (`metadata.negotiation_id`, one its requester is a
@@ -88,7 +91,11 @@ impl Appliance {
                     None => None,
                 };
                 let terms = SigningTerms {
-                    key: self.store.signing_key(&r.key_id)?,
+                    key: self
+                        .store
+                        .signing_key(&r.key_id)?
+                        .as_ref()
+                        .map(PublicKeyView::from),
                     authorized,
                     agreed,
                 };
@@ -96,7 +103,9 @@ impl Appliance {
             }
         };
         Ok(RequestPage {
-            request,
+            request: view(&request, self.page_url(request.id(), None)),
+            status: request.status(),
+            held: request,
             deciders,
             viewer: viewer.map(str::to_owned),
             requested_by,
@@ -133,9 +142,9 @@ impl Appliance {
         method: Method,
     ) -> Result<RequestPage, Error> {
         let page = self.page_of(id, viewer).await?;
-        check_open(&page.request, crate::time::now())?;
+        check_open(&page.held, crate::time::now())?;
         if page.deciders.is_empty() {
-            let request = &page.request;
+            let request = &page.held;
             return Err(match (request, viewer) {
                 (HumanRequest::Signature(_), _) => Error::NotPrincipal(id.to_string()),
                 (HumanRequest::Approval(r), Some(v))
@@ -148,7 +157,7 @@ impl Appliance {
                 _ => Error::AlreadyVoted(id.to_string()),
             });
         }
-        if !page.request.methods().contains(&method) {
+        if !page.held.methods().contains(&method) {
             return Err(Error::MethodNotAllowed {
                 method: method.as_str(),
                 url: self.page_url(id.as_str(), None),
@@ -205,7 +214,7 @@ impl Appliance {
         page: &RequestPage,
         client: &str,
     ) -> Result<Authenticated, Error> {
-        let request = &page.request;
+        let request = &page.held;
         if !page.deciders.iter().any(|d| d == approver) {
             return Err(Error::AuthenticationFailed(format!(
                 "{approver} may not decide this request here"

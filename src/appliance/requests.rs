@@ -19,7 +19,8 @@ use crate::time;
 
 mod human;
 
-pub use self::human::HumanRequest;
+pub use self::human::Request;
+pub(super) use self::human::{HumanRequest, view};
 
 /// The longest reason a decider may give.
 pub const MAX_REASON: usize = 500;
@@ -188,7 +189,7 @@ impl Appliance {
 
     /// The requests of either kind `user` asked for or may decide, oldest first, brought up to
     /// date.
-    pub async fn requests_of(&self, user: &str) -> Result<Vec<HumanRequest>, Error> {
+    pub async fn requests_of(&self, user: &str) -> Result<Vec<Request>, Error> {
         let mut list = Vec::new();
         for r in self.store.pending_of_user(user)? {
             list.push(self.settle(HumanRequest::Signature(r)).await?);
@@ -197,13 +198,13 @@ impl Appliance {
             list.push(self.settle(HumanRequest::Approval(r)).await?);
         }
         list.sort_by_key(HumanRequest::created_at);
-        Ok(list)
+        Ok(list.into_iter().map(Request::from).collect())
     }
 
     /// Request `id` as `caller`, one of its parties, sees it: up to date and, for an approved
     /// signature, with its evidence sealed and its signature made (now, if an earlier attempt
     /// was cut short). Anyone else is told it does not exist.
-    pub async fn request_for(&self, caller: &Caller, id: &str) -> Result<HumanRequest, Error> {
+    pub async fn request_for(&self, caller: &Caller, id: &str) -> Result<Request, Error> {
         let unknown = || Error::UnknownRequest(id.to_owned());
         let parsed = RequestId::parse(id).ok_or_else(unknown)?;
         let request = self.stored(&parsed)?;
@@ -214,8 +215,8 @@ impl Appliance {
             HumanRequest::Signature(r) => self
                 .finish_signature(caller, r)
                 .await
-                .map(HumanRequest::Signature),
-            other => Ok(other),
+                .map(|r| HumanRequest::Signature(r).into()),
+            other => Ok(other.into()),
         }
     }
 
@@ -228,7 +229,7 @@ impl Appliance {
         id: &RequestId,
         ruling: Ruling,
         proof: Proof,
-    ) -> Result<HumanRequest, Error> {
+    ) -> Result<Request, Error> {
         if ruling.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
             return Err(Error::Invalid {
                 field: "reason",
@@ -260,7 +261,7 @@ impl Appliance {
             } => {
                 let method = credential.method();
                 let page = self.page_to_decide(id, viewer.as_deref(), method).await?;
-                if let HumanRequest::Signature(r) = &page.request
+                if let HumanRequest::Signature(r) = &page.held
                     && ruling.verdict == Verdict::Approved
                     && r.require_signature
                     && ruling.drawn.is_none()
@@ -298,6 +299,7 @@ impl Appliance {
                 .await
                 .map(HumanRequest::Approval),
         }
+        .map(Request::from)
     }
 
     /// The appliance's public base URL (`https://sign.example.com`).

@@ -297,6 +297,32 @@ impl SignatureRequestView {
     }
 }
 
+/// A request for a human decision, of either kind, as one reader sees it: the fields of its
+/// kind's seed, and its page.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum RequestView {
+    Signature(SignatureRequestView),
+    Approval(PagedApproval),
+}
+
+impl RequestView {
+    pub fn id(&self) -> &str {
+        match self {
+            RequestView::Signature(r) => &r.pending_id,
+            RequestView::Approval(r) => &r.request.id,
+        }
+    }
+
+    /// Its status in the words of its kind's seed.
+    pub fn status_word(&self) -> &'static str {
+        match self {
+            RequestView::Signature(r) => r.status,
+            RequestView::Approval(r) => r.request.status.word(RequestKind::Approval),
+        }
+    }
+}
+
 /// `pending`: what the caller must decide and what they wait on.
 #[derive(Debug, Clone, Serialize)]
 pub struct PendingList {

@@ -33,13 +33,14 @@ use super::api::{MAX_BODY, json_body};
 use super::guard::ClientAddress;
 use super::session::set_cookie;
 use super::{AppError, WebState};
-use crate::appliance::{Credential, Error, HumanRequest, Proof, Ruling};
+use crate::appliance::{Credential, Error, Proof, Ruling};
 use crate::approval::decision::{Method, Verdict};
 use crate::approval::envelope::MAX_IMAGE_BYTES;
 use crate::request::RequestId;
 use crate::store::TotpState;
 use crate::views::{
     CeremonyView, DecidedView, LoggedInView, LoggedOutView, RegisteredView, ReopenedView,
+    RequestView,
 };
 
 mod html;
@@ -412,9 +413,9 @@ pub async fn approve_decide(
         client,
     };
     let decided = state.appliance.decide(&id, ruling, proof).await?;
-    let (signed, votes) = match &decided {
-        HumanRequest::Signature(r) => (Some(r.signature.is_some()), None),
-        HumanRequest::Approval(r) => (None, Some(r.votes.len())),
+    let (signed, votes) = match decided.view(state.appliance.page_url(decided.id(), None)) {
+        RequestView::Signature(r) => (Some(r.signature.is_some()), None),
+        RequestView::Approval(r) => (None, Some(r.request.votes.len())),
     };
     Ok(Json(DecidedView {
         id: decided.id().to_owned(),

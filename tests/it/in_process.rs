@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sshsign::appliance::{Caller, HumanRequest, SignInput, SignOutcome};
+use sshsign::appliance::{Caller, SignInput, SignOutcome};
 use sshsign::approval::decision::Verdict;
 use sshsign::audit::log::{LogTree, Sink};
 use sshsign::audit::merkle::Hash;
@@ -111,7 +111,7 @@ pub async fn ssh_decide(
     caller: &sshsign::appliance::Caller,
     id: &str,
     verdict: sshsign::approval::decision::Verdict,
-) -> Result<sshsign::appliance::HumanRequest, sshsign::appliance::Error> {
+) -> Result<sshsign::appliance::Request, sshsign::appliance::Error> {
     use sshsign::appliance::{Proof, Ruling};
     let id = sshsign::request::RequestId::parse(id).expect("a request id");
     let ruling = Ruling {
@@ -268,13 +268,10 @@ async fn both_kinds_resolve_exactly_once_through_one_decide() {
         .await
         .unwrap();
     assert_eq!(approved.status_word(), "approved");
-    let HumanRequest::Approval(record) = &approved else {
+    let sshsign::views::RequestView::Approval(record) = approved.view(String::new()) else {
         panic!("an apr_ id decides an approval: {approved:?}");
     };
-    assert!(
-        record.decision_signature.is_some(),
-        "the decision is signed"
-    );
+    assert!(record.request.decision.is_some(), "the decision is signed");
     let again = ssh_decide(&core, &alice, id, Verdict::Rejected).await;
     assert!(
         matches!(

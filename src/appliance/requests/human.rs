@@ -5,13 +5,15 @@ use crate::appliance::Error;
 use crate::approval::decision::Method;
 use crate::request::{RequestKind, RequestStatus};
 use crate::store::{ApprovalRecord, PendingRequest};
+use crate::views::{ApprovalView, PagedApproval, RequestView, SignatureRequestView};
 
 /// How a signature request's principal may prove themselves: their SSH key, or on its page.
 const SIGNATURE_METHODS: &[Method] = &[Method::Ssh, Method::Passkey, Method::Totp];
 
-/// A request for a human decision, as stored.
+/// A request for a human decision, as stored. It stays inside the appliance; the fronts get
+/// a [`Request`].
 #[derive(Debug, Clone)]
-pub enum HumanRequest {
+pub(in crate::appliance) enum HumanRequest {
     /// A co-signed `sign`, waiting for its principal.
     Signature(PendingRequest),
     /// An action an API key asked its approvers about.
@@ -141,5 +143,65 @@ impl HumanRequest {
                 other.id()
             ))),
         }
+    }
+}
+
+/// A request for a human decision, as the appliance hands it to a front: what the front may
+/// ask of it, and its view. The record it holds stays inside the appliance.
+#[derive(Debug, Clone)]
+pub struct Request(HumanRequest);
+
+impl From<HumanRequest> for Request {
+    fn from(held: HumanRequest) -> Self {
+        Request(held)
+    }
+}
+
+impl Request {
+    pub fn id(&self) -> &str {
+        self.0.id()
+    }
+
+    pub fn kind(&self) -> RequestKind {
+        self.0.kind()
+    }
+
+    pub fn status(&self) -> RequestStatus {
+        self.0.status()
+    }
+
+    /// Its status in the words of its kind's seed (`denied` or `rejected`).
+    pub fn status_word(&self) -> &'static str {
+        self.0.status_word()
+    }
+
+    pub fn expires_at(&self) -> i64 {
+        self.0.expires_at()
+    }
+
+    /// Whether it waits for `user`'s decision.
+    pub fn awaits(&self, user: &str) -> bool {
+        self.0.awaits(user)
+    }
+
+    /// What it asks for, in a line.
+    pub fn summary(&self) -> String {
+        self.0.summary()
+    }
+
+    /// How it is shown, with its page at `page`.
+    pub fn view(&self, page: String) -> RequestView {
+        view(&self.0, page)
+    }
+}
+
+/// How `request`, whose page is at `page`, is shown.
+pub(in crate::appliance) fn view(request: &HumanRequest, page: String) -> RequestView {
+    match request {
+        HumanRequest::Signature(r) => RequestView::Signature(SignatureRequestView::new(r, page)),
+        HumanRequest::Approval(r) => RequestView::Approval(PagedApproval {
+            request: ApprovalView::from(r),
+            approval_url: page,
+        }),
     }
 }

@@ -4,22 +4,14 @@
 use serde_json::Value;
 
 use super::Context;
-use crate::appliance::{Error, HumanRequest, Proof, Ruling};
+use crate::appliance::{Error, Proof, Request, Ruling};
 use crate::approval::decision::Verdict;
-use crate::request::RequestId;
-use crate::views::{ApprovalView, PagedApproval, PendingList, SignatureRequestView, to_value};
+use crate::request::{RequestId, RequestKind};
+use crate::views::{PendingList, RequestView, to_value};
 
-/// How SSH replies show a request of either kind to one of its parties; `viewer` gets the page
-/// addressed to them.
-fn request_json(ctx: &Context, request: &HumanRequest, viewer: Option<&str>) -> Value {
-    let page = ctx.appliance.page_url(request.id(), viewer);
-    match request {
-        HumanRequest::Signature(r) => to_value(&SignatureRequestView::new(r, page)),
-        HumanRequest::Approval(r) => to_value(&PagedApproval {
-            request: ApprovalView::from(r),
-            approval_url: page,
-        }),
-    }
+/// How SSH replies show a request of either kind to one of its parties.
+fn request_json(ctx: &Context, request: &Request) -> Value {
+    to_value(&request.view(ctx.appliance.page_url(request.id(), None)))
 }
 
 /// `pending`: requests you must decide and requests you are waiting on.
@@ -31,21 +23,16 @@ pub async fn pending(ctx: &Context) -> Result<Value, Error> {
         approvals: Vec::new(),
     };
     for request in ctx.appliance.requests_of(me).await? {
-        let page = |to| ctx.appliance.page_url(request.id(), to);
-        match &request {
-            HumanRequest::Signature(r) if r.principal == me && r.requester != me => {
-                list.to_decide
-                    .push(SignatureRequestView::new(r, page(None)));
+        // An approver's page is addressed to them; a signature request has one decider.
+        let approver = request.kind() == RequestKind::Approval && request.awaits(me);
+        let to = approver.then_some(me);
+        match request.view(ctx.appliance.page_url(request.id(), to)) {
+            RequestView::Signature(r) if r.principal == me && r.requester != me => {
+                list.to_decide.push(r);
             }
-            HumanRequest::Signature(r) => {
-                list.requested
-                    .push(SignatureRequestView::new(r, page(None)));
-            }
-            HumanRequest::Approval(r) if request.awaits(me) => list.approvals.push(PagedApproval {
-                request: ApprovalView::from(r),
-                approval_url: page(Some(me)),
-            }),
-            HumanRequest::Approval(_) => {}
+            RequestView::Signature(r) => list.requested.push(r),
+            RequestView::Approval(r) if to.is_some() => list.approvals.push(r),
+            RequestView::Approval(_) => {}
         }
     }
     Ok(to_value(&list))
@@ -68,7 +55,7 @@ async fn decide(
         .appliance
         .decide(&parsed, ruling, Proof::Ssh(ctx.caller.clone()))
         .await?;
-    Ok(request_json(ctx, &decided, None))
+    Ok(request_json(ctx, &decided))
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,5 +87,5 @@ pub async fn deny(args: DenyArgs, ctx: &Context) -> Result<Value, Error> {
 /// signature.
 pub async fn envelope(args: IdArgs, ctx: &Context) -> Result<Value, Error> {
     let request = ctx.appliance.request_for(&ctx.caller, &args.id).await?;
-    Ok(request_json(ctx, &request, None))
+    Ok(request_json(ctx, &request))
 }

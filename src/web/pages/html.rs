@@ -9,10 +9,9 @@ use crate::appliance::{AgreedTerms, RequestPage};
 use crate::approval::decision::{Method, Verdict};
 use crate::negotiation::OfferRecord;
 use crate::request::RequestStatus;
-use crate::store::{
-    ApprovalRecord, AuthenticatorRecord, PendingRequest, REQUEST_TOTP_BUDGET, SigningKeyRecord,
-};
+use crate::store::{AuthenticatorRecord, REQUEST_TOTP_BUDGET};
 use crate::time;
+use crate::views::{PagedApproval, PublicKeyView, RequestView, SignatureRequestView};
 
 /// A whole page around `body`.
 pub fn page(title: &str, body: Markup) -> String {
@@ -43,10 +42,14 @@ pub fn notice(title: &str, text: &str) -> String {
     page(title, html! { h1 { (title) } p { (text) } })
 }
 
-/// A time, readable and machine-readable.
-fn when(at: i64) -> Markup {
-    let text = time::rfc3339(at);
+/// A time (RFC 3339), readable and machine-readable.
+fn when(text: &str) -> Markup {
     html! { time datetime=(text) { (text) } }
+}
+
+/// A time in Unix seconds, as [`when`] shows it.
+fn when_at(at: i64) -> Markup {
+    when(&time::rfc3339(at))
 }
 
 /// A pretty JSON block.
@@ -60,7 +63,7 @@ pub fn enroll(token: &str, user: &str, expires_at: i64) -> String {
         section data-page="enroll" data-token=(token) {
             p {
                 "This registers a passkey for " strong { (user) } " on this appliance. You will \
-                 use it to approve requests. The link works once, until " (when(expires_at)) "."
+                 use it to approve requests. The link works once, until " (when_at(expires_at)) "."
             }
             label for="label" { "Name for this passkey" }
             input id="label" maxlength="64" value="passkey";
@@ -103,7 +106,7 @@ pub fn requests(user: &str, waiting: &[Waiting], closed: &[&AuthenticatorRecord]
                 li {
                     a href={ "/approve/" (r.id) } { (r.summary) }
                     br;
-                    small { (r.id) " · expires " (when(r.expires_at)) }
+                    small { (r.id) " · expires " (when_at(r.expires_at)) }
                 }
             }
             @if waiting.is_empty() {
@@ -130,12 +133,8 @@ pub fn requests(user: &str, waiting: &[Waiting], closed: &[&AuthenticatorRecord]
 /// A request's page: its kind's body, and a way to log in for a visitor.
 pub fn request(view: &RequestPage, addressed: Option<&str>, login_next: Option<&str>) -> String {
     let (title, body) = match &view.request {
-        crate::appliance::HumanRequest::Signature(r) => {
-            ("Co-sign request", signature(view, r, addressed))
-        }
-        crate::appliance::HumanRequest::Approval(r) => {
-            ("Approval request", approval(view, r, addressed))
-        }
+        RequestView::Signature(r) => ("Co-sign request", signature(view, r, addressed)),
+        RequestView::Approval(r) => ("Approval request", approval(view, r, addressed)),
     };
     let body = html! {
         (body)
@@ -149,15 +148,16 @@ pub fn request(view: &RequestPage, addressed: Option<&str>, login_next: Option<&
     page(title, body)
 }
 
-fn approval(view: &RequestPage, r: &ApprovalRecord, addressed: Option<&str>) -> Markup {
+fn approval(view: &RequestPage, paged: &PagedApproval, addressed: Option<&str>) -> Markup {
+    let r = &paged.request;
     let approvals = r
         .votes
         .iter()
-        .filter(|v| v.verdict == Verdict::Approved)
+        .filter(|v| v.decision == Verdict::Approved)
         .count();
     let status = view.request.status_word();
     let viewer = view.viewer.as_deref();
-    let closed = match r.status {
+    let closed = match view.status {
         RequestStatus::Pending if r.votes.iter().any(|v| Some(v.approver.as_str()) == viewer) => {
             "You have decided this request; it waits for the others."
         }
@@ -171,16 +171,16 @@ fn approval(view: &RequestPage, r: &ApprovalRecord, addressed: Option<&str>) -> 
     };
     html! {
         h1 { "Approval request" }
-        section data-page="decision" data-id=(r.request_id) {
+        section data-page="decision" data-id=(r.id) {
             p { span class={ "status status-" (status) } id="status" { (status) } }
             dl {
                 dt { "Action" } dd id="action" { (r.action) }
                 dt { "Requested by" } dd { (view.requested_by) }
-                dt { "Requested" } dd { (when(r.created_at)) }
-                dt { "Expires" } dd { (when(r.expires_at)) }
+                dt { "Requested" } dd { (when(&r.created_at)) }
+                dt { "Expires" } dd { (when(&r.expires_at)) }
                 dt { "Approvals" } dd { (approvals) " of " (r.threshold) " needed" }
                 dt { "Approvers" } dd id="approvers" { (r.approvers.join(", ")) }
-                dt { "Request" } dd { code { (r.request_id) } }
+                dt { "Request" } dd { code { (r.id) } }
             }
             h2 { "Details" }
             pre id="metadata" { (serde_json::to_string_pretty(&r.metadata).unwrap_or_default()) }
@@ -204,7 +204,7 @@ fn approval(view: &RequestPage, r: &ApprovalRecord, addressed: Option<&str>) -> 
     }
 }
 
-fn signature(view: &RequestPage, r: &PendingRequest, addressed: Option<&str>) -> Markup {
+fn signature(view: &RequestPage, r: &SignatureRequestView, addressed: Option<&str>) -> Markup {
     let terms = view.signing.clone().unwrap_or_default();
     let document = match r.namespace.as_str() {
         "git" => "git commit or tag",
@@ -216,7 +216,7 @@ fn signature(view: &RequestPage, r: &PendingRequest, addressed: Option<&str>) ->
         None => r.key_id.clone(),
     };
     let status = view.request.status_word();
-    let closed = match r.status {
+    let closed = match view.status {
         RequestStatus::Pending => "This request waits for its principal.",
         RequestStatus::Approved => "This request was approved and signed.",
         RequestStatus::Rejected => "This request was denied.",
@@ -236,8 +236,8 @@ fn signature(view: &RequestPage, r: &PendingRequest, addressed: Option<&str>) ->
                 dt { "SHA-512" } dd { code id="payload-hash" { (r.payload_sha512) } }
                 dt { "Requested by" } dd { (r.requester) }
                 dt { "Key" } dd { (key) }
-                dt { "Requested" } dd { (when(r.created_at)) }
-                dt { "Expires" } dd { (when(r.expires_at)) }
+                dt { "Requested" } dd { (when(&r.created_at)) }
+                dt { "Expires" } dd { (when(&r.expires_at)) }
                 dt { "Request" } dd { code { (r.pending_id) } }
             }
             @for warning in &r.warnings {
@@ -285,8 +285,8 @@ fn authorized(authorization: Option<&crate::policy::Authorization>) -> Value {
 }
 
 /// A signing key as its page names it: its id and fingerprint.
-fn key_line(key: &SigningKeyRecord) -> String {
-    format!("{} ({})", key.key_id, key.fingerprint())
+fn key_line(key: &PublicKeyView) -> String {
+    format!("{} ({})", key.key_id, key.fingerprint)
 }
 
 /// The negotiation a co-signed request names: the terms that stand, and who spoke for them.
