@@ -49,9 +49,11 @@ pub use self::approvals::{
 pub use self::authn::{Authenticated, ENROLLMENT_TTL};
 pub use self::browser::{AgreedTerms, RequestPage, SigningTerms};
 pub use self::error::Error;
-pub use self::keys::{Grant, KeyView, Role};
+pub use self::keys::{Grant, Role};
 pub use self::requests::{Credential, MAX_REASON, Proof, Request, Ruling};
 pub use self::signing::{SignInput, SignOutcome, Verified};
+/// Words the fronts use, defined with the records that keep them.
+pub use crate::store::{ApiScope, DeliveryState, KeyStatus, TotpState};
 use crate::audit::{Action, AuditEntry, AuditLog, Outcome};
 use crate::hsm::Token;
 use crate::ids::IdKind;

@@ -278,5 +278,5 @@ async fn signing_key(
     Path(key_id): Path<String>,
 ) -> Result<Json<PublicKeyView>, AppError> {
     let key = state.appliance.public_key(&key_id)?;
-    Ok(Json(PublicKeyView::from(&key)))
+    Ok(Json(key))
 }

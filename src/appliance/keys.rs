@@ -5,8 +5,9 @@ use crate::audit::{Action, Outcome};
 use crate::hsm::ObjectId;
 use crate::ids::IdKind;
 use crate::policy::{Authorization, Terms};
-use crate::store::SigningKeyRecord;
+use crate::store::{KeyStatus, SigningKeyRecord};
 use crate::time;
+use crate::views::{AuthorizationView, KeyView, ListedKey, PublicKeyView, RevokedKey};
 
 /// An authorization to grant: its terms, and the grantee (`None`: the caller).
 #[derive(Debug, Clone)]
@@ -18,13 +19,12 @@ pub struct Grant {
 
 pub use crate::policy::Role;
 
-/// A key as one caller sees it.
-#[derive(Debug, Clone)]
-pub struct KeyView {
-    pub key: SigningKeyRecord,
-    pub role: Role,
+/// A key as one caller sees it, while [`Appliance::keys`] gathers them.
+struct Listed {
+    key: SigningKeyRecord,
+    role: Role,
     /// The caller's own authorizations on it (all of them, for the owner).
-    pub authorizations: Vec<Authorization>,
+    authorizations: Vec<Authorization>,
 }
 
 impl Appliance {
@@ -63,7 +63,7 @@ impl Appliance {
         &self,
         caller: &Caller,
         grant: Grant,
-    ) -> Result<(SigningKeyRecord, Authorization), Error> {
+    ) -> Result<(KeyView, Authorization), Error> {
         let key_id = self.new_id(IdKind::SigningKey).await?;
         let authorization = self.authorization(caller, &key_id, grant).await?;
         let label = key_id.clone();
@@ -98,18 +98,19 @@ impl Appliance {
             return Err(e);
         }
         tracing::info!(key = %record.key_id, owner = %record.owner, "signing key created");
-        Ok((record, authorization))
+        Ok((KeyView::from(&record), authorization))
     }
 
     /// A key the caller owns; anything else reads as unknown.
     /// A signing key as anyone may see it: its public half and status (the key id is no
     /// secret; it is in every signature's allowed_signers line).
-    pub fn public_key(&self, key_id: &str) -> Result<SigningKeyRecord, Error> {
+    pub fn public_key(&self, key_id: &str) -> Result<PublicKeyView, Error> {
         let unknown = || Error::UnknownKey(key_id.to_owned());
         if !crate::ids::IdKind::SigningKey.matches(key_id) {
             return Err(unknown());
         }
-        self.store.signing_key(key_id)?.ok_or_else(unknown)
+        let key = self.store.signing_key(key_id)?.ok_or_else(unknown)?;
+        Ok(PublicKeyView::from(&key))
     }
 
     fn owned_key(&self, caller: &Caller, key_id: &str) -> Result<SigningKeyRecord, Error> {
@@ -201,11 +202,11 @@ impl Appliance {
     }
 
     /// Every key the caller owns or holds an authorization on, oldest first.
-    pub fn keys(&self, caller: &Caller) -> Result<Vec<KeyView>, Error> {
-        let mut views: Vec<KeyView> = Vec::new();
+    pub fn keys(&self, caller: &Caller) -> Result<Vec<ListedKey>, Error> {
+        let mut views: Vec<Listed> = Vec::new();
         for key in self.store.signing_keys_of(caller.id())? {
             let authorizations = self.store.authorizations_of_key(&key.key_id)?;
-            views.push(KeyView {
+            views.push(Listed {
                 key,
                 role: Role::Owner,
                 authorizations,
@@ -222,19 +223,30 @@ impl Appliance {
                 continue;
             }
             if let Some(key) = self.store.signing_key(&authorization.key_id)? {
-                views.push(KeyView {
+                views.push(Listed {
                     key,
                     role: Role::Grantee,
                     authorizations: vec![authorization],
                 });
             }
         }
-        Ok(views)
+        Ok(views
+            .iter()
+            .map(|listed| ListedKey {
+                key: KeyView::from(&listed.key),
+                role: listed.role,
+                authorizations: listed
+                    .authorizations
+                    .iter()
+                    .map(AuthorizationView::from)
+                    .collect(),
+            })
+            .collect())
     }
 
     /// Revokes a key: its entry, then the revocation, are durable first; then the private half
     /// is destroyed in the token.
-    pub async fn revoke(&self, caller: &Caller, key_id: &str) -> Result<SigningKeyRecord, Error> {
+    pub async fn revoke(&self, caller: &Caller, key_id: &str) -> Result<RevokedKey, Error> {
         let already = || Error::AlreadyRevoked(key_id.to_owned());
         if self.owned_key(caller, key_id)?.revoked_at.is_some() {
             return Err(already());
@@ -259,6 +271,10 @@ impl Appliance {
             tracing::error!(key = %key_id, error = %e, "revoked, but the token object was not destroyed");
         }
         tracing::info!(key = %key_id, "signing key revoked");
-        Ok(revoked)
+        Ok(RevokedKey {
+            key_id: revoked.key_id,
+            status: KeyStatus::Revoked,
+            revoked_at: revoked.revoked_at.map(time::rfc3339),
+        })
     }
 }

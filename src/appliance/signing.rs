@@ -15,6 +15,7 @@ use crate::request::RequestStatus;
 use crate::sshsig::{self, SshSig};
 use crate::store::{PendingRequest, SigningKeyRecord};
 use crate::time;
+use crate::views::{PendingCosignView, SignedView};
 
 /// A request to sign.
 #[derive(Debug, Clone)]
@@ -32,16 +33,10 @@ pub struct SignInput {
 /// What came of it.
 #[derive(Debug)]
 pub enum SignOutcome {
-    Signed {
-        key: SigningKeyRecord,
-        authorization_id: String,
-        signature: SshSig,
-        warnings: Vec<String>,
-    },
-    Pending {
-        request: PendingRequest,
-        approval_url: String,
-    },
+    /// The token signed.
+    Signed(SignedView),
+    /// The request waits for its principal.
+    Pending(PendingCosignView),
 }
 
 /// What `verify` found.
@@ -127,12 +122,16 @@ impl Appliance {
                     .sign_recorded(&key, &authorization_id, &input.namespace, data)
                     .await
                 {
-                    Ok(signature) => Ok(SignOutcome::Signed {
-                        key,
+                    Ok(signature) => Ok(SignOutcome::Signed(SignedView {
+                        status: "signed",
+                        key_id: key.key_id.clone(),
                         authorization_id,
-                        signature,
+                        namespace: signature.namespace().to_owned(),
+                        public_key: key.openssh_line(),
+                        fingerprint: key.fingerprint(),
+                        signature: signature.to_armored(),
                         warnings,
-                    }),
+                    })),
                     Err(error) => {
                         let mut failed = entry;
                         failed.action = Action::SignFailed;
@@ -192,10 +191,10 @@ impl Appliance {
                 let request = HumanRequest::Signature(request);
                 self.notify_deciders(&request).await?;
                 let request = request.into_signature()?;
-                Ok(SignOutcome::Pending {
-                    request,
+                Ok(SignOutcome::Pending(PendingCosignView::new(
+                    &request,
                     approval_url,
-                })
+                )))
             }
         }
     }

@@ -5,11 +5,9 @@ use serde_json::Value;
 use super::Context;
 use super::grants::GrantArgs;
 use crate::appliance::Error;
-use crate::store::KeyStatus;
+use crate::appliance::KeyStatus;
 use crate::time;
-use crate::views::{
-    AuthorizationView, CreatedKey, KeyList, KeyView, ListedKey, RevokedKey, to_value,
-};
+use crate::views::{AuthorizationView, CreatedKey, KeyList, to_value};
 
 /// `create-key`: a new Ed25519 key generated in, and never leaving, the token, with its first
 /// authorization.
@@ -23,7 +21,7 @@ pub async fn create(args: CreateArgs, ctx: &Context) -> Result<Value, Error> {
     let grant = args.grant.into_grant(time::now())?;
     let (key, authorization) = ctx.appliance.create_key(&ctx.caller, grant).await?;
     Ok(to_value(&CreatedKey {
-        key: KeyView::from(&key),
+        key,
         authorization: AuthorizationView::from(&authorization),
     }))
 }
@@ -40,17 +38,8 @@ pub fn list(args: ListArgs, ctx: &Context) -> Result<Value, Error> {
     let keys = ctx
         .appliance
         .keys(&ctx.caller)?
-        .iter()
-        .filter(|view| !args.active || view.key.status() == KeyStatus::Active)
-        .map(|view| ListedKey {
-            key: KeyView::from(&view.key),
-            role: view.role,
-            authorizations: view
-                .authorizations
-                .iter()
-                .map(AuthorizationView::from)
-                .collect(),
-        })
+        .into_iter()
+        .filter(|listed| !args.active || listed.key.key.status == KeyStatus::Active)
         .collect();
     Ok(to_value(&KeyList { keys }))
 }
@@ -64,10 +53,7 @@ pub struct RevokeArgs {
 
 /// `revoke`: the key stops signing at once; its private half is destroyed in the token.
 pub async fn revoke(args: RevokeArgs, ctx: &Context) -> Result<Value, Error> {
-    let key = ctx.appliance.revoke(&ctx.caller, &args.key_id).await?;
-    Ok(to_value(&RevokedKey {
-        key_id: key.key_id.clone(),
-        status: KeyStatus::Revoked,
-        revoked_at: key.revoked_at.map(time::rfc3339),
-    }))
+    Ok(to_value(
+        &ctx.appliance.revoke(&ctx.caller, &args.key_id).await?,
+    ))
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::{Context, json_object};
 use crate::appliance::{Error, MAX_METADATA, SignInput, SignOutcome};
 use crate::time;
-use crate::views::{PendingCosignView, SignedView, to_value};
+use crate::views::to_value;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -61,24 +61,7 @@ pub async fn run(args: Args, ctx: &Context) -> Result<Value, Error> {
         ttl,
     };
     match ctx.appliance.sign(&ctx.caller, input).await? {
-        SignOutcome::Signed {
-            key,
-            authorization_id,
-            signature,
-            warnings,
-        } => Ok(to_value(&SignedView {
-            status: "signed",
-            key_id: key.key_id.clone(),
-            authorization_id,
-            namespace: signature.namespace().to_owned(),
-            public_key: key.openssh_line(),
-            fingerprint: key.fingerprint(),
-            signature: signature.to_armored(),
-            warnings,
-        })),
-        SignOutcome::Pending {
-            request,
-            approval_url,
-        } => Ok(to_value(&PendingCosignView::new(&request, approval_url))),
+        SignOutcome::Signed(signed) => Ok(to_value(&signed)),
+        SignOutcome::Pending(pending) => Ok(to_value(&pending)),
     }
 }
