@@ -42,23 +42,21 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
-pub use self::api_keys::API_KEY_PREFIX;
-pub use self::approvals::{
-    ApprovalInput, DEFAULT_TTL, MAX_ACTION, MAX_APPROVAL_METADATA, VerifiedDecision,
-};
+pub use self::api_keys::{API_KEY_PREFIX, ApiCaller};
+pub use self::approvals::{ApprovalInput, DEFAULT_TTL, MAX_ACTION, MAX_APPROVAL_METADATA};
 pub use self::authn::{Authenticated, ENROLLMENT_TTL};
 pub use self::browser::{AgreedTerms, RequestPage, SigningTerms};
 pub use self::error::Error;
 pub use self::keys::{Grant, Role};
 pub use self::requests::{Credential, MAX_REASON, Proof, Request, Ruling};
 pub use self::signing::{SignInput, SignOutcome, Verified};
-/// Words the fronts use, defined with the records that keep them.
-pub use crate::store::{ApiScope, DeliveryState, KeyStatus, TotpState};
 use crate::audit::{Action, AuditEntry, AuditLog, Outcome};
 use crate::hsm::Token;
 use crate::ids::IdKind;
 use crate::policy::Evaluation;
 use crate::provision::{ApplianceKey, KeyRole};
+/// Words the fronts use, defined with the records that keep them.
+pub use crate::store::{ApiScope, DeliveryState, KeyStatus, REQUEST_TOTP_BUDGET, TotpState};
 use crate::store::{SigningKeyRecord, SshKeyRecord, Store, UserRecord};
 use crate::time;
 
@@ -70,13 +68,18 @@ pub const MAX_METADATA: usize = 64 * 1024;
 /// A user connected with a given SSH key.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub user: UserRecord,
+    pub(crate) user: UserRecord,
     pub fingerprint: String,
 }
 
 impl Caller {
     pub fn id(&self) -> &str {
         &self.user.user_id
+    }
+
+    /// When this user first connected (Unix seconds).
+    pub fn registered_at(&self) -> i64 {
+        self.user.created_at
     }
 }
 

@@ -11,9 +11,27 @@ use crate::audit::{Action, Outcome};
 use crate::ids::IdKind;
 use crate::store::{ApiKeyRecord, ApiScope};
 use crate::time;
+use crate::views::ApiKeyView;
 
 /// The prefix every API key starts with, so a leaked one is recognisable.
 pub const API_KEY_PREFIX: &str = "sshsign_";
+
+/// The API key a REST request authenticated with: who it acts for. What it holds stays
+/// inside the appliance.
+#[derive(Debug, Clone)]
+pub struct ApiCaller(pub(super) ApiKeyRecord);
+
+impl ApiCaller {
+    /// `key_…`
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// The user it acts for.
+    pub fn owner(&self) -> &str {
+        &self.0.owner
+    }
+}
 
 fn sha256_hex(text: &str) -> String {
     crate::hex::encode(&Sha256::digest(text.as_bytes()))
@@ -26,7 +44,7 @@ impl Appliance {
         caller: &Caller,
         label: &str,
         scopes: Vec<ApiScope>,
-    ) -> Result<(ApiKeyRecord, String), Error> {
+    ) -> Result<(ApiKeyView, String), Error> {
         if label.is_empty() || label.len() > 64 {
             return Err(Error::Invalid {
                 field: "label",
@@ -57,15 +75,16 @@ impl Appliance {
         self.record(entry).await?;
         self.store.create(&record)?;
         self.store.flush().await?;
-        Ok((record, secret))
+        Ok((ApiKeyView::from(&record), secret))
     }
 
-    pub fn api_keys(&self, caller: &Caller) -> Result<Vec<ApiKeyRecord>, Error> {
-        Ok(self.store.api_keys_of(caller.id())?)
+    pub fn api_keys(&self, caller: &Caller) -> Result<Vec<ApiKeyView>, Error> {
+        let keys = self.store.api_keys_of(caller.id())?;
+        Ok(keys.iter().map(ApiKeyView::from).collect())
     }
 
     /// Revokes an API key; it stops working at once.
-    pub async fn revoke_api_key(&self, caller: &Caller, id: &str) -> Result<ApiKeyRecord, Error> {
+    pub async fn revoke_api_key(&self, caller: &Caller, id: &str) -> Result<ApiKeyView, Error> {
         let unknown = || Error::UnknownApiKey(id.to_owned());
         match self.store.api_key(id)? {
             Some(key) if key.owner == caller.id() && key.revoked_at.is_some() => {
@@ -85,15 +104,11 @@ impl Appliance {
             Ok(key)
         })?;
         self.store.flush().await?;
-        Ok(revoked)
+        Ok(ApiKeyView::from(&revoked))
     }
 
     /// The API key a bearer secret names, if it is live and carries `scope`.
-    pub fn authenticate_api_key(
-        &self,
-        secret: &str,
-        scope: ApiScope,
-    ) -> Result<ApiKeyRecord, Error> {
+    pub fn authenticate_api_key(&self, secret: &str, scope: ApiScope) -> Result<ApiCaller, Error> {
         if !secret.starts_with(API_KEY_PREFIX) || secret.len() > 128 {
             return Err(Error::Unauthorized);
         }
@@ -117,11 +132,12 @@ impl Appliance {
         // write per request.
         let now = time::now();
         if key.last_used_at.is_none_or(|at| now - at >= 60) {
-            return self.store.update_api_key(&key.id, |mut k| {
+            let used = self.store.update_api_key(&key.id, |mut k| {
                 k.last_used_at = Some(now);
                 Ok::<_, Error>(k)
-            });
+            })?;
+            return Ok(ApiCaller(used));
         }
-        Ok(key)
+        Ok(ApiCaller(key))
     }
 }

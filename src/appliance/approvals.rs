@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
+use super::api_keys::ApiCaller;
 use super::requests::{HumanRequest, closed_error};
 use super::{Appliance, Caller, Error};
 use crate::approval::decision::{
@@ -24,8 +25,11 @@ use crate::audit::{Action, Outcome};
 use crate::ids::IdKind;
 use crate::provision::KeyRole;
 use crate::request::{self, RequestKind, RequestStatus};
-use crate::store::{ApiKeyRecord, ApprovalRecord, Vote};
+use crate::store::{ApprovalRecord, Vote};
 use crate::time;
+use crate::views::{
+    ApprovalView, ApproverPage, CreatedApproval, DeliveryView, TrackedApproval, VerificationView,
+};
 
 /// Longest action text.
 pub const MAX_ACTION: usize = 500;
@@ -37,7 +41,7 @@ pub const DEFAULT_TTL: i64 = 86_400;
 
 /// A decided request's signed decision, and what verifying it found.
 #[derive(Debug)]
-pub struct VerifiedDecision {
+struct VerifiedDecision {
     pub signed: SignedDecision,
     /// The decision key named by `signed.key_id`, if the appliance has it.
     pub public_key: Option<[u8; 32]>,
@@ -58,14 +62,15 @@ pub struct ApprovalInput {
 }
 
 impl Appliance {
-    /// Records a request for a human decision; returns it and each approver's page, in the
-    /// order of `approvers`. A page's address is a pointer: nothing in it stands for the
-    /// approver.
+    /// Records a request for a human decision; returns it, where to poll it, and each
+    /// approver's page, in the order of `approvers` (the first is the seed's `approval_url`).
+    /// A page's address is a pointer: nothing in it stands for the approver.
     pub async fn request_approval(
         &self,
-        key: &ApiKeyRecord,
+        key: &ApiCaller,
         input: ApprovalInput,
-    ) -> Result<(ApprovalRecord, Vec<(String, String)>), Error> {
+    ) -> Result<CreatedApproval, Error> {
+        let key = &key.0;
         let invalid = |m: String| Error::InvalidArgument(m);
         let action = input.action.trim();
         if action.is_empty() || action.chars().count() > MAX_ACTION {
@@ -146,29 +151,43 @@ impl Appliance {
         self.record(entry).await?;
         self.store.create(&record)?;
         self.store.flush().await?;
-        let urls: Vec<(String, String)> = record
+        let pages: Vec<ApproverPage> = record
             .approvers
             .iter()
-            .map(|approver| {
-                let url = self.page_url(&record.request_id, Some(approver));
-                (approver.clone(), url)
+            .map(|approver| ApproverPage {
+                approver: approver.clone(),
+                url: self.page_url(&record.request_id, Some(approver)),
             })
             .collect();
         self.notify_deciders(&HumanRequest::Approval(record.clone()))
             .await?;
-        Ok((record, urls))
+        Ok(CreatedApproval {
+            request: ApprovalView::from(&record),
+            status_url: format!(
+                "{}/api/v1/approvals/{}",
+                self.settings.approval_base, record.request_id
+            ),
+            approval_url: pages.first().map(|page| page.url.clone()),
+            approval_urls: pages,
+        })
     }
 
-    /// A request made through `key`'s owner, marked expired if its time has passed.
+    /// A request made through `key`'s owner, marked expired if its time has passed, with its
+    /// decision's webhook deliveries.
     pub async fn approval_for_key(
         &self,
-        key: &ApiKeyRecord,
+        key: &ApiCaller,
         id: &str,
-    ) -> Result<ApprovalRecord, Error> {
-        match self.store.approval(id)? {
-            Some(r) if r.owner == key.owner => self.settle_approval(r).await,
-            _ => Err(Error::UnknownRequest(id.to_owned())),
-        }
+    ) -> Result<TrackedApproval, Error> {
+        let request = match self.store.approval(id)? {
+            Some(r) if r.owner == key.owner() => self.settle_approval(r).await?,
+            _ => return Err(Error::UnknownRequest(id.to_owned())),
+        };
+        let webhooks = self.decision_deliveries(&request.request_id)?;
+        Ok(TrackedApproval {
+            request: ApprovalView::from(&request),
+            webhooks: webhooks.iter().map(DeliveryView::from).collect(),
+        })
     }
 
     /// Brings an approval request up to date (see [`Appliance::settle`]).
@@ -280,9 +299,68 @@ impl Appliance {
         Ok(signed)
     }
 
+    /// Checks request `id`'s decision against the appliance's own decision keys (never a key
+    /// the request carries). `valid` says the signature checks out (the seed's meaning);
+    /// `approved` says that it does and that what it signs is an approval of this request,
+    /// made before it expired, so a client reading one field cannot take a rejection for an
+    /// approval.
+    pub async fn verify_approval(&self, id: &str) -> Result<VerificationView, Error> {
+        let (request, decision) = self.decision_of(id).await?;
+        let mut reply = VerificationView {
+            id: request.request_id.clone(),
+            valid: false,
+            approved: false,
+            status: request.status,
+            decision: None,
+            method: None,
+            payload: None,
+            signed_payload: None,
+            signature: None,
+            key_id: None,
+            public_key: None,
+            jwks_url: None,
+            reason: None,
+        };
+        let Some(VerifiedDecision {
+            signed,
+            public_key,
+            checked,
+        }) = decision
+        else {
+            let status = request.status.word(RequestKind::Approval);
+            reply.reason = Some(format!("the request is {status} and has no decision"));
+            return Ok(reply);
+        };
+        let payload = BASE64
+            .decode(&signed.signed_payload)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
+        reply.approved = checked.as_ref().is_ok_and(|c| {
+            c.payload.decision == Verdict::Approved
+                && c.payload.rid == request.request_id
+                && c.payload.ts <= c.payload.exp
+        });
+        reply.valid = checked.is_ok();
+        reply.decision = member(&payload, "decision");
+        reply.method = member(&payload, "method");
+        reply.public_key = public_key.map(|k| decision::jwk(&signed.key_id, &k));
+        reply.payload = payload;
+        reply.signed_payload = Some(signed.signed_payload);
+        reply.signature = Some(signed.signature);
+        reply.key_id = Some(signed.key_id);
+        reply.jwks_url = Some(format!(
+            "{}/.well-known/jwks.json",
+            self.settings.approval_base
+        ));
+        if let Err(error) = checked {
+            reply.reason = Some(error.to_string());
+        }
+        Ok(reply)
+    }
+
     /// A request, and its decision with what checking it against the appliance's own decision
     /// keys found (none while it is pending, or if it expired).
-    pub async fn verify_approval(
+    async fn decision_of(
         &self,
         id: &str,
     ) -> Result<(ApprovalRecord, Option<VerifiedDecision>), Error> {
@@ -391,6 +469,13 @@ impl Ballot<'_> {
         }
         Ok(r)
     }
+}
+
+/// Member `name` of a decoded payload, if it has one of the expected type.
+fn member<T: serde::de::DeserializeOwned>(payload: &Option<Value>, name: &str) -> Option<T> {
+    payload
+        .as_ref()
+        .and_then(|p| serde_json::from_value(p[name].clone()).ok())
 }
 
 /// The canonical JSON of a request as its approvers see it, which decisions bind.

@@ -22,6 +22,7 @@ use crate::audit::{Action, Outcome};
 use crate::ids::IdKind;
 use crate::store::{AuthenticatorKind, AuthenticatorRecord, EnrollmentKind, EnrollmentRecord};
 use crate::time;
+use crate::views::{AuthenticatorView, EnrollmentPage, EnrollmentView};
 
 mod totp_secrets;
 
@@ -130,10 +131,7 @@ fn refused(error: impl std::fmt::Display) -> Error {
 
 impl Appliance {
     /// A one-time link that registers a passkey for `caller`.
-    pub async fn enroll_passkey(
-        &self,
-        caller: &Caller,
-    ) -> Result<(EnrollmentRecord, String), Error> {
+    pub async fn enroll_passkey(&self, caller: &Caller) -> Result<EnrollmentView, Error> {
         let token: [u8; 32] = self.token.random().await?;
         let token = URL_SAFE_NO_PAD.encode(token);
         let now = time::now();
@@ -149,12 +147,23 @@ impl Appliance {
             .await?;
         self.store.create(&enrollment)?;
         self.store.flush().await?;
-        let url = format!("{}/enroll/{token}", self.settings.approval_base);
-        Ok((enrollment, url))
+        Ok(EnrollmentView {
+            enrollment_url: format!("{}/enroll/{token}", self.settings.approval_base),
+            expires_at: time::rfc3339(enrollment.expires_at),
+        })
+    }
+
+    /// Whom the live enrollment an enrollment link's token names is for, and until when.
+    pub fn enrollment_page(&self, token: &str) -> Result<EnrollmentPage, Error> {
+        let enrollment = self.enrollment(token)?;
+        Ok(EnrollmentPage {
+            user_id: enrollment.user_id,
+            expires_at: time::rfc3339(enrollment.expires_at),
+        })
     }
 
     /// The live enrollment an enrollment link's token names.
-    pub fn enrollment(&self, token: &str) -> Result<EnrollmentRecord, Error> {
+    fn enrollment(&self, token: &str) -> Result<EnrollmentRecord, Error> {
         match self.store.enrollment(&sha256_hex(token))? {
             Some(e) if e.used_at.is_none() && e.expires_at > time::now() => Ok(e),
             _ => Err(Error::UnknownEnrollment),
@@ -206,7 +215,7 @@ impl Appliance {
         ceremony: &str,
         credential: Value,
         label: Option<String>,
-    ) -> Result<AuthenticatorRecord, Error> {
+    ) -> Result<AuthenticatorView, Error> {
         let enrollment = self.enrollment(token)?;
         let Ceremony::Register {
             enrollment: bound,
@@ -244,7 +253,8 @@ impl Appliance {
             label,
             kind: AuthenticatorKind::Passkey {
                 credential_id,
-                passkey: serde_json::to_value(&passkey).unwrap_or_default(),
+                passkey: serde_json::to_value(&passkey)
+                    .map_err(|e| Error::Internal(format!("a passkey as JSON: {e}")))?,
             },
             created_at: now,
             last_used_at: None,
@@ -266,7 +276,7 @@ impl Appliance {
             other => other.into(),
         })?;
         self.store.flush().await?;
-        Ok(record)
+        Ok(AuthenticatorView::from(&record))
     }
 
     /// Options for `navigator.credentials.get` with the passkeys of `users`, for `purpose` only.
@@ -410,13 +420,14 @@ impl Appliance {
     }
 
     /// `caller`'s authenticators.
-    pub fn authenticators(&self, caller: &Caller) -> Result<Vec<AuthenticatorRecord>, Error> {
+    pub fn authenticators(&self, caller: &Caller) -> Result<Vec<AuthenticatorView>, Error> {
         self.authenticators_of(caller.id())
     }
 
     /// The authenticators of `user`, a logged-in browser's user.
-    pub fn authenticators_of(&self, user: &str) -> Result<Vec<AuthenticatorRecord>, Error> {
-        Ok(self.store.authenticators_of(user)?)
+    pub fn authenticators_of(&self, user: &str) -> Result<Vec<AuthenticatorView>, Error> {
+        let records = self.store.authenticators_of(user)?;
+        Ok(records.iter().map(AuthenticatorView::from).collect())
     }
 
     /// Removes one of `caller`'s authenticators.
@@ -424,7 +435,7 @@ impl Appliance {
         &self,
         caller: &Caller,
         id: &str,
-    ) -> Result<AuthenticatorRecord, Error> {
+    ) -> Result<AuthenticatorView, Error> {
         let record = match self.store.authenticator(id)? {
             Some(r) if r.user_id == caller.id() => r,
             _ => return Err(Error::UnknownAuthenticator(id.to_owned())),
@@ -433,7 +444,7 @@ impl Appliance {
             .await?;
         self.store.remove_authenticator(&record)?;
         self.store.flush().await?;
-        Ok(record)
+        Ok(AuthenticatorView::from(&record))
     }
 
     async fn ceremony_id(&self) -> Result<String, Error> {

@@ -8,6 +8,7 @@ use crate::audit::{Action, Outcome};
 use crate::ids::IdKind;
 use crate::store::ConsentRecord;
 use crate::time;
+use crate::views::ConsentView;
 
 impl Appliance {
     /// A user id from a `usr_` id or an SSH key fingerprint of a registered user.
@@ -36,11 +37,7 @@ impl Appliance {
     }
 
     /// `caller` accepts requests and grants from `from` (a `usr_` id or an SSH fingerprint).
-    pub async fn allow_requester(
-        &self,
-        caller: &Caller,
-        from: &str,
-    ) -> Result<ConsentRecord, Error> {
+    pub async fn allow_requester(&self, caller: &Caller, from: &str) -> Result<ConsentView, Error> {
         let user = self.user_named(from)?;
         if user == caller.id() {
             return Err(Error::InvalidArgument(
@@ -59,12 +56,13 @@ impl Appliance {
         self.record(entry).await?;
         self.store.put_consent(&consent)?;
         self.store.flush().await?;
-        Ok(consent)
+        Ok(ConsentView::from(&consent))
     }
 
     /// Whom `caller` accepts requests and grants from.
-    pub fn consents(&self, caller: &Caller) -> Result<Vec<ConsentRecord>, Error> {
-        Ok(self.store.consents_of(caller.id())?)
+    pub fn consents(&self, caller: &Caller) -> Result<Vec<ConsentView>, Error> {
+        let consents = self.store.consents_of(caller.id())?;
+        Ok(consents.iter().map(ConsentView::from).collect())
     }
 
     /// `caller` stops accepting new requests and grants from `from`; what they accepted before

@@ -21,6 +21,7 @@ use crate::store::{
 };
 use crate::time;
 use crate::views::{ApprovalView, DecisionEvent, DestinationView, RequestedData, RequestedEvent};
+use crate::views::{EndpointView, NotifyTargetView};
 use crate::webhook::client::{self, DeliveryError, Target};
 use crate::webhook::{self as hooks, next_delay};
 
@@ -56,7 +57,7 @@ impl Appliance {
         &self,
         caller: &Caller,
         url: &str,
-    ) -> Result<WebhookEndpoint, Error> {
+    ) -> Result<EndpointView, Error> {
         self.check_destination("url", url).await?;
         if self.store.webhook_endpoints_of(caller.id())?.len() >= MAX_ENDPOINTS {
             return Err(Error::InvalidArgument(format!(
@@ -74,18 +75,19 @@ impl Appliance {
         self.record(entry).await?;
         self.store.create(&endpoint)?;
         self.store.flush().await?;
-        Ok(endpoint)
+        Ok(EndpointView::from(&endpoint))
     }
 
-    pub fn webhook_endpoints(&self, caller: &Caller) -> Result<Vec<WebhookEndpoint>, Error> {
-        Ok(self.store.webhook_endpoints_of(caller.id())?)
+    pub fn webhook_endpoints(&self, caller: &Caller) -> Result<Vec<EndpointView>, Error> {
+        let endpoints = self.store.webhook_endpoints_of(caller.id())?;
+        Ok(endpoints.iter().map(EndpointView::from).collect())
     }
 
     pub async fn remove_webhook_endpoint(
         &self,
         caller: &Caller,
         id: &str,
-    ) -> Result<WebhookEndpoint, Error> {
+    ) -> Result<EndpointView, Error> {
         let endpoint = match self.store.webhook_endpoint(id)? {
             Some(e) if e.user_id == caller.id() => e,
             _ => {
@@ -99,7 +101,7 @@ impl Appliance {
         self.record(entry).await?;
         self.store.remove_webhook_endpoint(id)?;
         self.store.flush().await?;
-        Ok(endpoint)
+        Ok(EndpointView::from(&endpoint))
     }
 
     /// Sets (or, with `None`, clears) where `caller` hears of requests waiting for them.
@@ -107,7 +109,7 @@ impl Appliance {
         &self,
         caller: &Caller,
         url: Option<&str>,
-    ) -> Result<Option<NotifyTarget>, Error> {
+    ) -> Result<NotifyTargetView, Error> {
         if let Some(url) = url {
             self.check_destination("url", url).await?;
         }
@@ -128,11 +130,12 @@ impl Appliance {
             None => self.store.clear_notify_target(caller.id())?,
         }
         self.store.flush().await?;
-        Ok(target)
+        Ok(NotifyTargetView::from(target.as_ref()))
     }
 
-    pub fn notify_target(&self, caller: &Caller) -> Result<Option<NotifyTarget>, Error> {
-        Ok(self.store.notify_target(caller.id())?)
+    pub fn notify_target(&self, caller: &Caller) -> Result<NotifyTargetView, Error> {
+        let target = self.store.notify_target(caller.id())?;
+        Ok(NotifyTargetView::from(target.as_ref()))
     }
 
     /// Stores a delivery of `body` to `url` and wakes the delivery loop. Each body names its
@@ -172,10 +175,10 @@ impl Appliance {
 
     /// The deliveries of an approval request's decision, to its callback and its owner's
     /// endpoints, for the request's owner.
-    pub fn decision_deliveries(&self, request: &ApprovalRecord) -> Result<Vec<Delivery>, Error> {
+    pub(super) fn decision_deliveries(&self, request_id: &str) -> Result<Vec<Delivery>, Error> {
         Ok(self
             .store
-            .deliveries_of_request(&request.request_id)?
+            .deliveries_of_request(request_id)?
             .into_iter()
             .filter(|d| d.kind == DeliveryKind::Decision)
             .collect())

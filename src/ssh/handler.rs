@@ -141,7 +141,7 @@ impl russh::server::Handler for Connection {
         }
         match self.appliance.identify(key.public_key).await {
             Ok(caller) => {
-                tracing::debug!(user = %caller.user.user_id, peer = ?self.peer, "authenticated");
+                tracing::debug!(user = %caller.id(), peer = ?self.peer, "authenticated");
                 self.caller = Some(caller);
                 Ok(Auth::Accept)
             }

@@ -136,6 +136,13 @@ pub struct EnrollmentView {
     pub expires_at: String,
 }
 
+/// The page an enrollment link opens: whom it registers a passkey for, and until when.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnrollmentPage {
+    pub user_id: String,
+    pub expires_at: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AuthenticatorList {
     pub authenticators: Vec<AuthenticatorView>,
@@ -211,22 +218,28 @@ pub struct EndpointList {
     pub signing: WebhookSigning,
 }
 
+/// Where a user hears of requests waiting for them, if anywhere.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotifyTargetView {
+    pub url: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+impl From<Option<&NotifyTarget>> for NotifyTargetView {
+    fn from(target: Option<&NotifyTarget>) -> Self {
+        NotifyTargetView {
+            url: target.map(|t| t.url.clone()),
+            updated_at: target.map(|t| time::rfc3339(t.updated_at)),
+        }
+    }
+}
+
 /// `notify set|clear|show`.
 #[derive(Debug, Clone, Serialize)]
 pub struct NotifyView {
-    pub url: Option<String>,
-    pub updated_at: Option<String>,
+    #[serde(flatten)]
+    pub target: NotifyTargetView,
     pub signing: WebhookSigning,
-}
-
-impl NotifyView {
-    pub fn new(target: Option<&NotifyTarget>, signing: WebhookSigning) -> Self {
-        NotifyView {
-            url: target.map(|t| t.url.clone()),
-            updated_at: target.map(|t| time::rfc3339(t.updated_at)),
-            signing,
-        }
-    }
 }
 
 /// `help`: the commands and their flags.

@@ -14,20 +14,15 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{AppError, WebState};
-use crate::appliance::{ApprovalInput, Error, VerifiedDecision};
-use crate::approval::decision::{Method, Verdict};
-use crate::request::RequestKind;
-use crate::store::{ApiKeyRecord, ApiScope};
-use crate::views::{
-    ApprovalView, ApproverPage, CreatedApproval, DeliveryView, TrackedApproval, VerificationView,
-};
+use crate::appliance::{ApiCaller, ApiScope, ApprovalInput, Error};
+use crate::approval::decision::Method;
+
+use crate::views::{CreatedApproval, TrackedApproval, VerificationView};
 
 /// The largest request body the API reads.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -63,11 +58,7 @@ pub struct RequestBody {
 }
 
 /// The API key a request's `Authorization: Bearer` header carries, checked for `scope`.
-fn api_key(
-    state: &WebState,
-    headers: &HeaderMap,
-    scope: ApiScope,
-) -> Result<ApiKeyRecord, AppError> {
+fn api_key(state: &WebState, headers: &HeaderMap, scope: ApiScope) -> Result<ApiCaller, AppError> {
     let secret = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -77,7 +68,7 @@ fn api_key(
     let key = state
         .appliance
         .authenticate_api_key(secret.expose_secret(), scope)?;
-    if let Err(wait) = state.guard.per_api_key.check(&key.id) {
+    if let Err(wait) = state.guard.per_api_key.check(&key.id().to_owned()) {
         return Err(super::guard::too_many(wait));
     }
     Ok(key)
@@ -151,23 +142,8 @@ pub async fn create(
         threshold: body.threshold,
         methods: body.methods,
     };
-    let (record, urls) = state.appliance.request_approval(&key, input).await?;
-    // Where to poll, the first approver's page (as the seed has it) and every approver's own.
-    // They are addresses, not credentials: each approver proves themselves on the page.
-    let reply = CreatedApproval {
-        request: ApprovalView::from(&record),
-        status_url: format!(
-            "{}/api/v1/approvals/{}",
-            state.appliance.approval_base(),
-            record.request_id
-        ),
-        approval_url: urls.first().map(|(_, url)| url.clone()),
-        approval_urls: urls
-            .into_iter()
-            .map(|(approver, url)| ApproverPage { approver, url })
-            .collect(),
-    };
-    Ok((StatusCode::CREATED, Json(reply)).into_response())
+    let created = state.appliance.request_approval(&key, input).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 /// The approval request a path names.
@@ -196,12 +172,7 @@ pub async fn status(
     headers: HeaderMap,
 ) -> Result<Json<TrackedApproval>, AppError> {
     let key = api_key(&state, &headers, ApiScope::ApprovalRead)?;
-    let record = state.appliance.approval_for_key(&key, &id).await?;
-    let webhooks = state.appliance.decision_deliveries(&record)?;
-    Ok(Json(TrackedApproval {
-        request: ApprovalView::from(&record),
-        webhooks: webhooks.iter().map(DeliveryView::from).collect(),
-    }))
+    Ok(Json(state.appliance.approval_for_key(&key, &id).await?))
 }
 
 /// Public: the decision, checked against the appliance's own decision key (never a key the
@@ -222,65 +193,5 @@ pub async fn verify(
     State(state): State<WebState>,
     Path(id): Path<String>,
 ) -> Result<Json<VerificationView>, AppError> {
-    let (request, decision) = state.appliance.verify_approval(&id).await?;
-    let mut reply = VerificationView {
-        id: request.request_id.clone(),
-        valid: false,
-        approved: false,
-        status: request.status,
-        decision: None,
-        method: None,
-        payload: None,
-        signed_payload: None,
-        signature: None,
-        key_id: None,
-        public_key: None,
-        jwks_url: None,
-        reason: None,
-    };
-    let Some(VerifiedDecision {
-        signed,
-        public_key,
-        checked,
-    }) = decision
-    else {
-        let status = request.status.word(RequestKind::Approval);
-        reply.reason = Some(format!("the request is {status} and has no decision"));
-        return Ok(Json(reply));
-    };
-    let payload = BASE64
-        .decode(&signed.signed_payload)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
-    // `valid` says the signature checks out (the seed's meaning); `approved` says that it does
-    // and that what it signs is an approval of this request, made before it expired, so a
-    // client reading one field cannot take a rejection for an approval.
-    reply.approved = checked.as_ref().is_ok_and(|c| {
-        c.payload.decision == Verdict::Approved
-            && c.payload.rid == request.request_id
-            && c.payload.ts <= c.payload.exp
-    });
-    reply.valid = checked.is_ok();
-    reply.decision = member(&payload, "decision");
-    reply.method = member(&payload, "method");
-    reply.public_key = public_key.map(|k| crate::approval::decision::jwk(&signed.key_id, &k));
-    reply.payload = payload;
-    reply.signed_payload = Some(signed.signed_payload);
-    reply.signature = Some(signed.signature);
-    reply.key_id = Some(signed.key_id);
-    reply.jwks_url = Some(format!(
-        "{}/.well-known/jwks.json",
-        state.appliance.approval_base()
-    ));
-    if let Err(error) = checked {
-        reply.reason = Some(error.to_string());
-    }
-    Ok(Json(reply))
-}
-
-/// Member `name` of a decoded payload, if it has one of the expected type.
-fn member<T: serde::de::DeserializeOwned>(payload: &Option<Value>, name: &str) -> Option<T> {
-    payload
-        .as_ref()
-        .and_then(|p| serde_json::from_value(p[name].clone()).ok())
+    Ok(Json(state.appliance.verify_approval(&id).await?))
 }

@@ -33,11 +33,11 @@ use super::api::{MAX_BODY, json_body};
 use super::guard::ClientAddress;
 use super::session::set_cookie;
 use super::{AppError, WebState};
+use crate::appliance::TotpState;
 use crate::appliance::{Credential, Error, Proof, Ruling};
 use crate::approval::decision::{Method, Verdict};
 use crate::approval::envelope::MAX_IMAGE_BYTES;
 use crate::request::RequestId;
-use crate::store::TotpState;
 use crate::views::{
     CeremonyView, DecidedView, LoggedInView, LoggedOutView, RegisteredView, ReopenedView,
     RequestView,
@@ -132,14 +132,14 @@ async fn browser_body<T: serde::de::DeserializeOwned>(
 // ----- enrollment -----
 
 pub async fn enroll_page(State(state): State<WebState>, Path(token): Path<String>) -> Response {
-    let enrollment = match state.appliance.enrollment(&token) {
+    let enrollment = match state.appliance.enrollment_page(&token) {
         Ok(e) => e,
         Err(e) => return page_error(e),
     };
     Html(html::enroll(
         &token,
         &enrollment.user_id,
-        enrollment.expires_at,
+        &enrollment.expires_at,
     ))
     .into_response()
 }
@@ -284,7 +284,7 @@ pub async fn requests_page(State(state): State<WebState>, headers: HeaderMap) ->
     };
     let closed: Vec<_> = authenticators
         .iter()
-        .filter(|a| a.totp_state() == Some(TotpState::Closed))
+        .filter(|a| a.state == Some(TotpState::Closed))
         .collect();
     Html(html::requests(&user, &waiting, &closed)).into_response()
 }
@@ -459,7 +459,7 @@ pub async fn reopen_totp(
         .reopen_totp_with_passkey(&user, &id, &login.ceremony, login.credential)
         .await?;
     Ok(Json(ReopenedView {
-        state: record.totp_state(),
+        state: record.state,
         id: record.id,
     }))
 }

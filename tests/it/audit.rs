@@ -335,7 +335,7 @@ async fn when_the_log_cannot_be_written_nothing_is_signed() {
     use sshsign::appliance::{Grant, SignInput};
     let InProcess { core, sink, .. } = in_process();
     let caller = caller(&core, 5).await;
-    let (key, _) = core
+    let key = core
         .create_key(
             &caller,
             Grant {
@@ -344,7 +344,9 @@ async fn when_the_log_cannot_be_written_nothing_is_signed() {
             },
         )
         .await
-        .unwrap();
+        .unwrap()
+        .0
+        .key;
     let input = |payload: &[u8]| SignInput {
         key_id: key.key_id.clone(),
         namespace: "git".into(),
@@ -393,12 +395,12 @@ struct Made {
     alice: sshsign::appliance::Caller,
     bob: sshsign::appliance::Caller,
     carol: sshsign::appliance::Caller,
-    key: sshsign::store::SigningKeyRecord,
+    key: sshsign::views::PublicKeyView,
     granted: sshsign::policy::Authorization,
-    api_key: sshsign::store::ApiKeyRecord,
-    request: sshsign::store::ApprovalRecord,
-    pending: sshsign::store::PendingRequest,
-    totp: sshsign::store::AuthenticatorRecord,
+    api_key: sshsign::views::ApiKeyView,
+    request: sshsign::views::ApprovalView,
+    pending: sshsign::views::PendingCosignView,
+    totp: sshsign::views::AuthenticatorView,
 }
 
 fn grant(tier: &str, grantee: Option<&str>) -> sshsign::appliance::Grant {
@@ -411,30 +413,34 @@ fn grant(tier: &str, grantee: Option<&str>) -> sshsign::appliance::Grant {
 async fn what_the_failing_log_will_be_asked_to_change(
     core: &sshsign::appliance::Appliance,
 ) -> Made {
-    use sshsign::appliance::{ApprovalInput, SignInput, SignOutcome};
+    use sshsign::appliance::{ApiScope, ApprovalInput, SignInput, SignOutcome};
     use sshsign::approval::decision::Method;
-    use sshsign::store::ApiScope;
     let (alice, bob, carol) = (
         caller(core, 5).await,
         caller(core, 6).await,
         caller(core, 7).await,
     );
-    let (key, _) = core
+    let key = core
         .create_key(&alice, grant("autonomous", None))
         .await
-        .unwrap();
+        .unwrap()
+        .0
+        .key;
     core.allow_requester(&bob, alice.id()).await.unwrap();
     let granted = core
         .authorize(&alice, &key.key_id, grant("cosign", Some(bob.id())))
         .await
         .unwrap();
-    let (api_key, _) = core
+    let (api_key, secret) = core
         .create_api_key(&alice, "ci", vec![ApiScope::ApprovalCreate])
         .await
         .unwrap();
-    let (request, _) = core
+    let bearer = core
+        .authenticate_api_key(&secret, ApiScope::ApprovalCreate)
+        .unwrap();
+    let request = core
         .request_approval(
-            &api_key,
+            &bearer,
             ApprovalInput {
                 action: "Deploy".into(),
                 methods: Some(vec![Method::Ssh]),
@@ -442,10 +448,9 @@ async fn what_the_failing_log_will_be_asked_to_change(
             },
         )
         .await
-        .unwrap();
-    let SignOutcome::Pending {
-        request: pending, ..
-    } = core
+        .unwrap()
+        .request;
+    let SignOutcome::Pending(pending) = core
         .sign(
             &bob,
             SignInput {
@@ -478,8 +483,8 @@ async fn what_the_failing_log_will_be_asked_to_change(
 
 /// Every change is refused as `audit_unavailable`.
 async fn every_change_is_refused(core: &sshsign::appliance::Appliance, made: &Made) {
+    use sshsign::appliance::ApiScope;
     use sshsign::approval::decision::Verdict;
-    use sshsign::store::ApiScope;
     let Made {
         alice,
         bob,
@@ -510,7 +515,7 @@ async fn every_change_is_refused(core: &sshsign::appliance::Appliance, made: &Ma
     );
     unavailable(core.revoke_api_key(alice, &api_key.id).await.unwrap_err());
     unavailable(
-        ssh_decide(core, alice, &request.request_id, Verdict::Approved)
+        ssh_decide(core, alice, &request.id, Verdict::Approved)
             .await
             .unwrap_err(),
     );
@@ -569,7 +574,7 @@ fn nothing_changed(core: &sshsign::appliance::Appliance, made: &Made) {
     assert_eq!(store.signing_keys_of(alice.id()).unwrap().len(), 1);
     let keys = store.api_keys_of(alice.id()).unwrap();
     assert_eq!((keys.len(), keys[0].revoked_at), (1, None));
-    let request = store.approval(&request.request_id).unwrap().unwrap();
+    let request = store.approval(&request.id).unwrap().unwrap();
     assert_eq!(
         (request.status, request.votes.len()),
         (RequestStatus::Pending, 0)
@@ -597,7 +602,7 @@ async fn the_same_changes_go_through_each_with_its_entry(
     ssh_decide(core, alice, &pending.pending_id, Verdict::Approved)
         .await
         .unwrap();
-    ssh_decide(core, alice, &request.request_id, Verdict::Approved)
+    ssh_decide(core, alice, &request.id, Verdict::Approved)
         .await
         .unwrap();
     core.revoke_authorization(alice, &granted.authorization_id)

@@ -127,7 +127,7 @@ pub async fn ssh_decide(
 pub async fn confirmed_totp(
     core: &sshsign::appliance::Appliance,
     caller: &Caller,
-) -> (sshsign::store::AuthenticatorRecord, Vec<u8>) {
+) -> (sshsign::views::AuthenticatorView, Vec<u8>) {
     let (_, uri) = core.enroll_totp(caller, "phone").await.unwrap();
     let secret = uri
         .split("secret=")
@@ -143,6 +143,9 @@ pub async fn confirmed_totp(
     (confirmed, secret)
 }
 
+/// What [`cosign_request`] asks to sign.
+const COSIGNED: &[u8] = b"tree 4b825dc6\n\nco-signed";
+
 /// `alice`'s key, granted to `bob` in the cosign tier, and a request by `bob` to sign with it
 /// that waits `ttl` seconds for alice (the appliance's default when `None`).
 async fn cosign_request(
@@ -150,9 +153,9 @@ async fn cosign_request(
     alice: &Caller,
     bob: &Caller,
     ttl: Option<i64>,
-) -> sshsign::store::PendingRequest {
+) -> sshsign::views::PendingCosignView {
     use sshsign::appliance::Grant;
-    let (key, _) = core
+    let key = core
         .create_key(
             alice,
             Grant {
@@ -161,7 +164,9 @@ async fn cosign_request(
             },
         )
         .await
-        .unwrap();
+        .unwrap()
+        .0
+        .key;
     core.allow_requester(bob, alice.id()).await.unwrap();
     let grant = Grant {
         terms: terms("cosign"),
@@ -171,14 +176,14 @@ async fn cosign_request(
     let input = SignInput {
         key_id: key.key_id.clone(),
         namespace: "git".into(),
-        payload: b"tree 4b825dc6\n\nco-signed".to_vec(),
+        payload: COSIGNED.to_vec(),
         metadata: Default::default(),
         context: Default::default(),
         ttl,
     };
     match core.sign(bob, input).await.unwrap() {
-        SignOutcome::Pending { request, .. } => request,
-        SignOutcome::Signed { .. } => panic!("a cosign grant makes a pending request"),
+        SignOutcome::Pending(request) => request,
+        SignOutcome::Signed(_) => panic!("a cosign grant makes a pending request"),
     }
 }
 
@@ -186,20 +191,22 @@ async fn cosign_request(
 async fn approval_request(
     core: &sshsign::appliance::Appliance,
     owner: &Caller,
-) -> sshsign::store::ApprovalRecord {
-    use sshsign::appliance::ApprovalInput;
+) -> sshsign::views::ApprovalView {
+    use sshsign::appliance::{ApiScope, ApprovalInput};
     use sshsign::approval::decision::Method;
-    use sshsign::store::ApiScope;
-    let (key, _) = core
+    let (_, secret) = core
         .create_api_key(owner, "ci", vec![ApiScope::ApprovalCreate])
         .await
+        .unwrap();
+    let key = core
+        .authenticate_api_key(&secret, ApiScope::ApprovalCreate)
         .unwrap();
     let input = ApprovalInput {
         action: "Deploy v2 to production".into(),
         methods: Some(vec![Method::Ssh, Method::Passkey, Method::Totp]),
         ..Default::default()
     };
-    core.request_approval(&key, input).await.unwrap().0
+    core.request_approval(&key, input).await.unwrap().request
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,7 +265,7 @@ async fn both_kinds_resolve_exactly_once_through_one_decide() {
 
     // An approval request: its approver decides; the token signs the decision.
     let approval = approval_request(&core, &alice).await;
-    let id = approval.request_id.as_str();
+    let id = approval.id.as_str();
     let stranger = ssh_decide(&core, &bob, id, Verdict::Approved).await;
     assert!(
         matches!(stranger, Err(Error::UnknownRequest(_))),
@@ -284,7 +291,7 @@ async fn both_kinds_resolve_exactly_once_through_one_decide() {
         "{again:?}"
     );
     let rejected = approval_request(&core, &alice).await;
-    let rejected = ssh_decide(&core, &alice, &rejected.request_id, Verdict::Rejected)
+    let rejected = ssh_decide(&core, &alice, &rejected.id, Verdict::Rejected)
         .await
         .unwrap();
     assert_eq!(rejected.status_word(), "rejected");
@@ -301,7 +308,7 @@ async fn both_kinds_resolve_exactly_once_through_one_decide() {
         listed,
         [
             signature.pending_id.clone(),
-            approval.request_id.clone(),
+            approval.id.clone(),
             rejected.id().to_owned()
         ]
     );
@@ -385,6 +392,7 @@ async fn send(
 async fn one_page_route_serves_and_decides_both_kinds() {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
+    use sha2::Digest as _;
     let InProcess { core, .. } = in_process();
     let (alice, bob) = (caller(&core, 1).await, caller(&core, 2).await);
     let signature = cosign_request(&core, &alice, &bob, None).await;
@@ -396,10 +404,10 @@ async fn one_page_route_serves_and_decides_both_kinds() {
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("<h1>Co-sign request</h1>"), "{page}");
     assert!(
-        page.contains(&signature.payload_sha512),
+        page.contains(&sshsign::hex::encode(&sha2::Sha512::digest(COSIGNED))),
         "the page shows the digest"
     );
-    let (status, page) = send(&web, get(format!("/approve/{}", approval.request_id))).await;
+    let (status, page) = send(&web, get(format!("/approve/{}", approval.id))).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Deploy v2 to production"), "{page}");
     for unknown in ["apr_aaaaaaaaaaaaaaaaaaaaaaaaaa", "ak_x", "%00"] {
@@ -419,14 +427,10 @@ async fn one_page_route_serves_and_decides_both_kinds() {
         "decision": "approved", "method": "totp", "approver": alice.id(),
         "code": "000000", "signature_png": "iVBORw0KGgo=",
     });
-    let (status, reply) = send(&web, decide(&approval.request_id, body)).await;
+    let (status, reply) = send(&web, decide(&approval.id, body)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
     assert!(reply.contains("takes no drawn signature"), "{reply}");
-    let stored = core
-        .store()
-        .approval(&approval.request_id)
-        .unwrap()
-        .unwrap();
+    let stored = core.store().approval(&approval.id).unwrap().unwrap();
     assert_eq!(
         (stored.totp_failures, stored.status),
         (0, RequestStatus::Pending)
@@ -441,7 +445,7 @@ async fn one_page_route_serves_and_decides_both_kinds() {
         .map(|n| format!("{n:06}"))
         .find(|c| !valid.contains(c))
         .unwrap();
-    for id in [&signature.pending_id, &approval.request_id] {
+    for id in [&signature.pending_id, &approval.id] {
         let body = serde_json::json!({
             "decision": "approved", "method": "totp", "approver": alice.id(), "code": wrong,
         });
@@ -457,11 +461,7 @@ async fn one_page_route_serves_and_decides_both_kinds() {
         (stored.totp_failures, stored.status),
         (1, RequestStatus::Pending)
     );
-    let stored = core
-        .store()
-        .approval(&approval.request_id)
-        .unwrap()
-        .unwrap();
+    let stored = core.store().approval(&approval.id).unwrap().unwrap();
     assert_eq!(
         (stored.totp_failures, stored.status),
         (1, RequestStatus::Pending)

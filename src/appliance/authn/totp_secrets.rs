@@ -12,6 +12,15 @@ use crate::store::{
     AuthenticatorKind, AuthenticatorRecord, TOTP_FAILURE_BUDGET, TOTP_LIFETIME_FAILURES, TotpState,
 };
 use crate::time;
+use crate::views::AuthenticatorView;
+
+/// A stored TOTP secret's bytes; one that does not decode is refused, never checked as empty
+/// (an empty HMAC key would accept codes anyone can compute).
+fn secret_bytes(secret_hex: &str) -> Result<Vec<u8>, Error> {
+    crate::hex::decode(secret_hex)
+        .filter(|secret| !secret.is_empty())
+        .ok_or_else(|| Error::Internal("a stored TOTP secret is not hex".into()))
+}
 
 impl Appliance {
     /// A new TOTP secret for `caller`, shown once as an `otpauth://` URI; it works once
@@ -22,7 +31,7 @@ impl Appliance {
         &self,
         caller: &Caller,
         label: &str,
-    ) -> Result<(AuthenticatorRecord, String), Error> {
+    ) -> Result<(AuthenticatorView, String), Error> {
         check_label(label)?;
         for old in self.store.authenticators_of(caller.id())? {
             if old.totp_state() == Some(TotpState::Unconfirmed) {
@@ -53,7 +62,7 @@ impl Appliance {
             .split_once("://")
             .map_or("sshsign", |(_, host)| host);
         let uri = totp::otpauth_uri(&format!("sshsign {issuer}"), caller.id(), &secret);
-        Ok((record, uri))
+        Ok((AuthenticatorView::from(&record), uri))
     }
 
     /// Confirms `caller`'s new TOTP secret with a first valid code; it replaces the secret
@@ -62,7 +71,7 @@ impl Appliance {
         &self,
         caller: &Caller,
         code: &str,
-    ) -> Result<AuthenticatorRecord, Error> {
+    ) -> Result<AuthenticatorView, Error> {
         let mine = self.store.authenticators_of(caller.id())?;
         let pending = mine
             .iter()
@@ -75,7 +84,7 @@ impl Appliance {
         let AuthenticatorKind::Totp { secret_hex, .. } = &pending.kind else {
             return Err(Error::Internal("a TOTP enrollment of another kind".into()));
         };
-        let secret = crate::hex::decode(secret_hex).unwrap_or_default();
+        let secret = secret_bytes(secret_hex)?;
         let now = time::now();
         let step = totp::check(&secret, code, now, 0).ok_or_else(|| {
             Error::AuthenticationFailed("the code is wrong, or was already used".into())
@@ -114,7 +123,7 @@ impl Appliance {
             self.store.remove_authenticator(old)?;
         }
         self.store.flush().await?;
-        Ok(confirmed)
+        Ok(AuthenticatorView::from(&confirmed))
     }
 
     /// The TOTP secret decisions are checked against: `user`'s confirmed one (the newest, for a
@@ -171,7 +180,7 @@ impl Appliance {
                 }
                 _ => {}
             }
-            let secret = crate::hex::decode(secret_hex).unwrap_or_default();
+            let secret = secret_bytes(secret_hex)?;
             match totp::check(&secret, code, now, *last_step) {
                 Some(step) => {
                     right.set(true);
@@ -250,7 +259,7 @@ impl Appliance {
         id: &str,
         ceremony: &str,
         credential: Value,
-    ) -> Result<AuthenticatorRecord, Error> {
+    ) -> Result<AuthenticatorView, Error> {
         let who = self
             .authenticate_passkey(ceremony, &format!("reopen-totp:{id}"), credential)
             .await?;
@@ -271,11 +280,7 @@ impl Appliance {
     }
 
     /// Reopens `caller`'s TOTP secret that wrong codes closed (not one retired for good).
-    pub async fn reopen_totp(
-        &self,
-        caller: &Caller,
-        id: &str,
-    ) -> Result<AuthenticatorRecord, Error> {
+    pub async fn reopen_totp(&self, caller: &Caller, id: &str) -> Result<AuthenticatorView, Error> {
         let record = match self.store.authenticator(id)? {
             Some(r) if r.user_id == caller.id() && r.totp_state().is_some() => r,
             _ => return Err(Error::UnknownAuthenticator(id.to_owned())),
@@ -305,6 +310,6 @@ impl Appliance {
             Ok::<_, Error>(r)
         })?;
         self.store.flush().await?;
-        Ok(reopened)
+        Ok(AuthenticatorView::from(&reopened))
     }
 }

@@ -4,9 +4,9 @@
 use serde_json::Value;
 
 use super::Context;
+use crate::appliance::ApiScope;
 use crate::appliance::Error;
-use crate::store::ApiScope;
-use crate::views::{ApiKeyList, ApiKeyView, CreatedApiKey, to_value};
+use crate::views::{ApiKeyList, CreatedApiKey, to_value};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ApiKeyCommand {
@@ -49,23 +49,18 @@ pub async fn run(command: ApiKeyCommand, ctx: &Context) -> Result<Value, Error> 
                 .create_api_key(&ctx.caller, &label, scopes)
                 .await?;
             Ok(to_value(&CreatedApiKey {
-                key: ApiKeyView::from(&key),
+                key,
                 api_key: secret,
                 note: "The key is shown this once; only its hash is kept.",
             }))
         }
-        ApiKeyCommand::Revoke { id } => Ok(to_value(&ApiKeyView::from(
+        ApiKeyCommand::Revoke { id } => Ok(to_value(
             &ctx.appliance.revoke_api_key(&ctx.caller, &id).await?,
-        ))),
+        )),
     }
 }
 
 pub fn list(ctx: &Context) -> Result<Value, Error> {
-    let api_keys = ctx
-        .appliance
-        .api_keys(&ctx.caller)?
-        .iter()
-        .map(ApiKeyView::from)
-        .collect();
+    let api_keys = ctx.appliance.api_keys(&ctx.caller)?;
     Ok(to_value(&ApiKeyList { api_keys }))
 }

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::Context;
 use crate::appliance::Error;
-use crate::views::{ConsentList, ConsentView, RevokedConsent, to_value};
+use crate::views::{ConsentList, RevokedConsent, to_value};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ApproversCommand {
@@ -27,16 +27,11 @@ pub enum ApproversCommand {
 
 pub async fn run(command: ApproversCommand, ctx: &Context) -> Result<Value, Error> {
     match command {
-        ApproversCommand::Allow { from } => Ok(to_value(&ConsentView::from(
+        ApproversCommand::Allow { from } => Ok(to_value(
             &ctx.appliance.allow_requester(&ctx.caller, &from).await?,
-        ))),
+        )),
         ApproversCommand::List => {
-            let accepted = ctx
-                .appliance
-                .consents(&ctx.caller)?
-                .iter()
-                .map(ConsentView::from)
-                .collect();
+            let accepted = ctx.appliance.consents(&ctx.caller)?;
             Ok(to_value(&ConsentList { accepted }))
         }
         ApproversCommand::Revoke { from } => {

@@ -6,8 +6,7 @@ use serde_json::Value;
 
 use super::Context;
 use crate::appliance::{ENROLLMENT_TTL, Error};
-use crate::time;
-use crate::views::{AuthenticatorList, AuthenticatorView, EnrolledTotp, EnrollmentView, to_value};
+use crate::views::{AuthenticatorList, EnrolledTotp, to_value};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum EnrollCommand {
@@ -44,15 +43,13 @@ pub enum AuthenticatorCommand {
 pub async fn enroll(command: EnrollCommand, ctx: &Context) -> Result<Value, Error> {
     match command {
         EnrollCommand::Passkey => {
-            let (enrollment, url) = ctx.appliance.enroll_passkey(&ctx.caller).await?;
+            let enrollment = ctx.appliance.enroll_passkey(&ctx.caller).await?;
             ctx.notice(&format!(
-                "Open this link in your browser within {} minutes to register a passkey:\n\n  {url}\n",
-                ENROLLMENT_TTL / 60
+                "Open this link in your browser within {} minutes to register a passkey:\n\n  {}\n",
+                ENROLLMENT_TTL / 60,
+                enrollment.enrollment_url
             ));
-            Ok(to_value(&EnrollmentView {
-                enrollment_url: url,
-                expires_at: time::rfc3339(enrollment.expires_at),
-            }))
+            Ok(to_value(&enrollment))
         }
         EnrollCommand::Totp { label, code: None } => {
             let (record, uri) = ctx.appliance.enroll_totp(&ctx.caller, &label).await?;
@@ -62,37 +59,32 @@ pub async fn enroll(command: EnrollCommand, ctx: &Context) -> Result<Value, Erro
                 terminal_qr(&uri)
             ));
             Ok(to_value(&EnrolledTotp {
-                authenticator: AuthenticatorView::from(&record),
+                authenticator: record,
                 otpauth_uri: uri,
                 note: "The secret is shown this once. Confirm it with `enroll totp --code CODE`.",
             }))
         }
         EnrollCommand::Totp {
             code: Some(code), ..
-        } => Ok(to_value(&AuthenticatorView::from(
+        } => Ok(to_value(
             &ctx.appliance.confirm_totp(&ctx.caller, &code).await?,
-        ))),
+        )),
     }
 }
 
 pub fn list(ctx: &Context) -> Result<Value, Error> {
-    let authenticators = ctx
-        .appliance
-        .authenticators(&ctx.caller)?
-        .iter()
-        .map(AuthenticatorView::from)
-        .collect();
+    let authenticators = ctx.appliance.authenticators(&ctx.caller)?;
     Ok(to_value(&AuthenticatorList { authenticators }))
 }
 
 pub async fn run(command: AuthenticatorCommand, ctx: &Context) -> Result<Value, Error> {
     match command {
-        AuthenticatorCommand::Remove { id } => Ok(to_value(&AuthenticatorView::from(
+        AuthenticatorCommand::Remove { id } => Ok(to_value(
             &ctx.appliance.remove_authenticator(&ctx.caller, &id).await?,
-        ))),
-        AuthenticatorCommand::Reopen { id } => Ok(to_value(&AuthenticatorView::from(
+        )),
+        AuthenticatorCommand::Reopen { id } => Ok(to_value(
             &ctx.appliance.reopen_totp(&ctx.caller, &id).await?,
-        ))),
+        )),
     }
 }
 

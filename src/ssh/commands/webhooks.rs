@@ -7,9 +7,7 @@ use serde_json::Value;
 
 use super::Context;
 use crate::appliance::Error;
-use crate::views::{
-    EndpointList, EndpointReply, EndpointView, NotifyView, WebhookSigning, to_value,
-};
+use crate::views::{EndpointList, EndpointReply, NotifyView, WebhookSigning, to_value};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum WebhookCommand {
@@ -65,18 +63,13 @@ pub async fn run(command: WebhookCommand, ctx: &Context) -> Result<Value, Error>
         }
     };
     Ok(to_value(&EndpointReply {
-        endpoint: EndpointView::from(&endpoint),
+        endpoint,
         signing: signing(ctx),
     }))
 }
 
 pub fn list(ctx: &Context) -> Result<Value, Error> {
-    let webhooks = ctx
-        .appliance
-        .webhook_endpoints(&ctx.caller)?
-        .iter()
-        .map(EndpointView::from)
-        .collect();
+    let webhooks = ctx.appliance.webhook_endpoints(&ctx.caller)?;
     Ok(to_value(&EndpointList {
         webhooks,
         signing: signing(ctx),
@@ -93,5 +86,8 @@ pub async fn notify(command: NotifyCommand, ctx: &Context) -> Result<Value, Erro
         NotifyCommand::Clear => ctx.appliance.set_notify_target(&ctx.caller, None).await?,
         NotifyCommand::Show => ctx.appliance.notify_target(&ctx.caller)?,
     };
-    Ok(to_value(&NotifyView::new(target.as_ref(), signing(ctx))))
+    Ok(to_value(&NotifyView {
+        target,
+        signing: signing(ctx),
+    }))
 }

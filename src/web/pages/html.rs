@@ -5,13 +5,14 @@
 use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 
-use crate::appliance::{AgreedTerms, RequestPage};
+use crate::appliance::{AgreedTerms, REQUEST_TOTP_BUDGET, RequestPage};
 use crate::approval::decision::{Method, Verdict};
 use crate::negotiation::OfferRecord;
 use crate::request::RequestStatus;
-use crate::store::{AuthenticatorRecord, REQUEST_TOTP_BUDGET};
 use crate::time;
-use crate::views::{PagedApproval, PublicKeyView, RequestView, SignatureRequestView};
+use crate::views::{
+    AuthenticatorView, PagedApproval, PublicKeyView, RequestView, SignatureRequestView,
+};
 
 /// A whole page around `body`.
 pub fn page(title: &str, body: Markup) -> String {
@@ -57,13 +58,13 @@ fn json_block(id: &str, value: &Value) -> Markup {
     html! { pre id=(id) { (serde_json::to_string_pretty(value).unwrap_or_default()) } }
 }
 
-pub fn enroll(token: &str, user: &str, expires_at: i64) -> String {
+pub fn enroll(token: &str, user: &str, expires_at: &str) -> String {
     let body = html! {
         h1 { "Register a passkey" }
         section data-page="enroll" data-token=(token) {
             p {
                 "This registers a passkey for " strong { (user) } " on this appliance. You will \
-                 use it to approve requests. The link works once, until " (when_at(expires_at)) "."
+                 use it to approve requests. The link works once, until " (when(expires_at)) "."
             }
             label for="label" { "Name for this passkey" }
             input id="label" maxlength="64" value="passkey";
@@ -97,7 +98,7 @@ pub struct Waiting {
 }
 
 /// What waits for `user`, and their TOTP secrets that wrong codes closed.
-pub fn requests(user: &str, waiting: &[Waiting], closed: &[&AuthenticatorRecord]) -> String {
+pub fn requests(user: &str, waiting: &[Waiting], closed: &[&AuthenticatorView]) -> String {
     let body = html! {
         h1 { "Waiting for you" }
         p { "Logged in as " strong { (user) } "." }
