@@ -614,7 +614,6 @@ async fn the_same_changes_go_through_each_with_its_entry(
 #[test]
 fn after_kill_9_every_signature_a_client_received_has_its_entry() {
     const CYCLES: usize = 100;
-    const CLIENTS: usize = 3;
     let mut appliance = Appliance::start();
     let alice = appliance.user("alice");
     let created = alice.cmd("create-key");
@@ -629,60 +628,9 @@ fn after_kill_9_every_signature_a_client_received_has_its_entry() {
         if cycle > 0 {
             appliance.restart();
         }
-        let config = appliance.client_config(&alice);
-        let stop = Arc::new(AtomicBool::new(false));
-        let clients = runtime.block_on(async {
-            let clients: Vec<_> = (0..CLIENTS)
-                .map(|client| {
-                    let (config, key, stop) = (config.clone(), key.clone(), Arc::clone(&stop));
-                    tokio::spawn(async move {
-                        let mut signed = Vec::new();
-                        let mut errors = 0;
-                        let Ok(connection) = sshsign::client::Connection::connect(&config).await
-                        else {
-                            return (signed, 1);
-                        };
-                        let words: Vec<String> =
-                            ["sign", "--key-id", &key].map(String::from).to_vec();
-                        let mut n = 0;
-                        while !stop.load(Ordering::Relaxed) {
-                            let payload =
-                                format!("cycle {cycle} client {client} signature {n}").into_bytes();
-                            n += 1;
-                            match connection.run(&words, &payload).await {
-                                Ok(out) if out.exit_status == 0 => {
-                                    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
-                                    signed.push((
-                                        payload,
-                                        reply["signature"].as_str().unwrap().to_owned(),
-                                    ));
-                                }
-                                _ => {
-                                    errors += 1;
-                                    break;
-                                }
-                            }
-                        }
-                        (signed, errors)
-                    })
-                })
-                .collect();
-            // Let the clients sign for a moment; then the plug is pulled mid-flight.
-            tokio::time::sleep(std::time::Duration::from_millis(
-                60 + (cycle as u64 % 5) * 20,
-            ))
-            .await;
-            clients
-        });
-        appliance.kill_hard();
-        stop.store(true, Ordering::Relaxed);
-        runtime.block_on(async {
-            for client in clients {
-                let (signed, errors) = client.await.unwrap();
-                received.extend(signed);
-                cut_short += errors;
-            }
-        });
+        let (signed, errors) = sign_until_killed(&runtime, &mut appliance, &alice, &key, cycle);
+        received.extend(signed);
+        cut_short += errors;
     }
     assert!(
         received.len() > CYCLES,
@@ -694,20 +642,7 @@ fn after_kill_9_every_signature_a_client_received_has_its_entry() {
     // The log survived every crash: it starts, it verifies, and it holds every signature.
     appliance.restart();
     let alice = alice.at(&appliance);
-    let mut logged = HashSet::new();
-    let mut from = 0;
-    loop {
-        let page = alice.cmd(&format!("audit-entries --from {from} --limit 1000"));
-        for item in page.ok()["entries"].as_array().unwrap() {
-            if item["entry"]["action"] == "sign" && item["entry"]["result"] == "signed" {
-                logged.insert(item["entry"]["payload_sha512"].as_str().unwrap().to_owned());
-            }
-        }
-        match page.json["next"].as_u64() {
-            Some(next) => from = next,
-            None => break,
-        }
-    }
+    let logged = signed_digests(&alice);
     for (payload, signature) in &received {
         let signature = sshsign::sshsig::SshSig::from_armored(signature).unwrap();
         signature.verify("git", payload).unwrap();
@@ -722,4 +657,84 @@ fn after_kill_9_every_signature_a_client_received_has_its_entry() {
     let state = appliance.dir.path().join("state");
     let check = shim(&alice, &state, &["audit", "check"]);
     assert!(check.status.success(), "{}", stderr(&check));
+}
+
+/// Three clients sign with `key` as fast as they can until the appliance is killed with
+/// SIGKILL mid-flight; returns every signature they received and how many requests the kill
+/// cut short.
+fn sign_until_killed(
+    runtime: &tokio::runtime::Runtime,
+    appliance: &mut Appliance,
+    alice: &User,
+    key: &str,
+    cycle: usize,
+) -> (Vec<(Vec<u8>, String)>, usize) {
+    const CLIENTS: usize = 3;
+    let config = appliance.client_config(alice);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = runtime.block_on(async {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|client| {
+                let (config, key, stop) = (config.clone(), key.to_owned(), Arc::clone(&stop));
+                tokio::spawn(async move {
+                    let mut signed = Vec::new();
+                    let Ok(connection) = sshsign::client::Connection::connect(&config).await else {
+                        return (signed, 1);
+                    };
+                    let words: Vec<String> = ["sign", "--key-id", &key].map(String::from).to_vec();
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let payload =
+                            format!("cycle {cycle} client {client} signature {n}").into_bytes();
+                        n += 1;
+                        match connection.run(&words, &payload).await {
+                            Ok(out) if out.exit_status == 0 => {
+                                let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+                                let signature = reply["signature"].as_str().unwrap().to_owned();
+                                signed.push((payload, signature));
+                            }
+                            _ => return (signed, 1),
+                        }
+                    }
+                    (signed, 0)
+                })
+            })
+            .collect();
+        // Let the clients sign for a moment; then the plug is pulled mid-flight.
+        tokio::time::sleep(std::time::Duration::from_millis(
+            60 + (cycle as u64 % 5) * 20,
+        ))
+        .await;
+        clients
+    });
+    appliance.kill_hard();
+    stop.store(true, Ordering::Relaxed);
+    runtime.block_on(async {
+        let mut received = Vec::new();
+        let mut cut_short = 0;
+        for client in clients {
+            let (signed, errors) = client.await.unwrap();
+            received.extend(signed);
+            cut_short += errors;
+        }
+        (received, cut_short)
+    })
+}
+
+/// The payload digests of every signature the audit log records, read page by page.
+fn signed_digests(alice: &User) -> HashSet<String> {
+    let mut logged = HashSet::new();
+    let mut from = 0;
+    loop {
+        let page = alice.cmd(&format!("audit-entries --from {from} --limit 1000"));
+        for item in page.ok()["entries"].as_array().unwrap() {
+            if item["entry"]["action"] == "sign" && item["entry"]["result"] == "signed" {
+                logged.insert(item["entry"]["payload_sha512"].as_str().unwrap().to_owned());
+            }
+        }
+        match page.json["next"].as_u64() {
+            Some(next) => from = next,
+            None => return logged,
+        }
+    }
 }
