@@ -196,6 +196,18 @@ impl Appliance {
         Ok((self.token.blocking().describe(), self.token.usage()))
     }
 
+    /// The audit log's size, where its full check stands, and its tile cache's use and budget
+    /// (bytes).
+    pub fn audit_health(&self) -> crate::views::AuditHealthView {
+        let (cache_bytes, cache_budget) = self.audit.tiles().cache_use();
+        crate::views::AuditHealthView {
+            entries: self.audit.head().size,
+            check: self.audit.integrity(),
+            cache_bytes,
+            cache_budget,
+        }
+    }
+
     /// A fresh 256-bit secret from the token's RNG, base64url: a login session's cookie.
     pub async fn session_secret(&self) -> Result<secrecy::SecretString, Error> {
         let random: [u8; 32] = self.token.random().await?;

@@ -4,32 +4,43 @@
 //!
 //! - [`merkle`]: hashing, proofs, verification (used by the client too);
 //! - [`note`]: checkpoints as signed notes;
-//! - [`log`]: storage and the group-committing writer.
+//! - [`tiles`]: storage, as C2SP tlog-tiles on disk; [`checkpoints`]: the signed heads;
+//! - [`log`]: the group-committing writer;
+//! - [`legacy`]: the log as sled kept it before the tiles, read once to move it.
 //!
 //! Fail-closed: [`AuditLog::append`] returns only once the entry is durable, and callers sign
 //! only after it returns. A crash can leave an entry whose signature was never made, never a
 //! signature without its entry. Checkpoints are signed on a cadence and on request, never per
-//! entry (one per tree size at most), so the signing path costs no extra token call. At start-up the whole log is
-//! recomputed from its entries and checked against the stored hashes and the latest signed
-//! checkpoint: an entry edited, deleted or reordered in the database is caught there.
+//! entry (one per tree size at most), so the signing path costs no extra token call.
+//!
+//! Start-up reads the head and the tiles' right edge and checks that the edge hashes to the
+//! head, and that the tree at the latest signed checkpoint's size hashes to its root: O(log n)
+//! reads. Checking every entry against the tiles ([`AuditLog::verify_full`]) is a separate,
+//! O(n) pass.
 
+pub mod checkpoints;
+pub mod legacy;
 pub mod log;
 pub mod merkle;
 pub mod note;
+pub mod tiles;
 pub mod words;
 
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use self::log::{Head, LogTree, Sink, Writer};
-use self::merkle::{Frontier, Hash, Nodes as _};
+use self::checkpoints::Checkpoints;
+use self::legacy::LogTree;
+use self::log::{Head, Sink, Writer};
+use self::merkle::{Frontier, Hash};
 use self::note::Checkpoint;
+use self::tiles::TileStore;
 pub use self::words::{Action, Outcome};
 use crate::hsm::Token;
 use crate::provision::ApplianceKey;
-use crate::store::flusher::Flusher;
 
 /// Audit failures.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +61,12 @@ pub enum Error {
     Token(#[from] crate::hsm::Error),
     #[error("no checkpoint covers size {0}")]
     NoCheckpoint(u64),
+}
+
+impl From<merkle::ProofError> for Error {
+    fn from(e: merkle::ProofError) -> Self {
+        Error::Proof(e)
+    }
 }
 
 /// One thing that happened. Entries hold ids, hashes and rule names, never secrets, metadata
@@ -166,12 +183,26 @@ impl CheckpointSigner {
     }
 }
 
+/// Where the full check of the stored log stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditCheck)]
+pub struct Integrity {
+    /// `pending`, `checking`, `verified` or `tampered`.
+    pub state: &'static str,
+    /// Entries read back and hashed so far.
+    pub checked: u64,
+    /// Entries the check covers (the log's size when it began).
+    pub of: u64,
+    /// What did not match, once it is `tampered`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
 /// The audit log.
 pub struct AuditLog {
-    tree: LogTree,
-    checkpoints: sled::Tree,
-    /// Makes stored checkpoints durable (entries are flushed by the writer thread).
-    flusher: Flusher,
+    integrity: Arc<std::sync::Mutex<Integrity>>,
+    tiles: Arc<TileStore>,
+    checkpoints: Arc<Checkpoints>,
     head: Arc<RwLock<Head>>,
     writer: Writer,
     signer: CheckpointSigner,
@@ -211,38 +242,46 @@ fn b64(hash: &Hash) -> String {
 }
 
 impl AuditLog {
-    /// Opens the log in `db`, checks it end to end against its latest signed checkpoint, and
-    /// starts the writer.
-    pub fn open(db: &sled::Db, signer: CheckpointSigner) -> Result<Self, Error> {
-        let tree = LogTree::open(db)?;
-        Self::open_with_sink(db, tree.clone(), Arc::new(tree), signer)
+    /// Opens the log in `root` (moving a log that `legacy` still holds in sled into it first),
+    /// checks it against its latest signed checkpoint, and starts the writer. At most
+    /// `cache_bytes` of tiles stay in memory.
+    pub fn open(
+        root: &Path,
+        legacy: &sled::Db,
+        signer: CheckpointSigner,
+        cache_bytes: usize,
+    ) -> Result<Self, Error> {
+        let tiles = Arc::new(TileStore::open(root, cache_bytes)?);
+        Self::open_with_sink(
+            root,
+            legacy,
+            Arc::clone(&tiles) as Arc<dyn Sink>,
+            tiles,
+            signer,
+        )
     }
 
-    /// [`Self::open`], writing through `sink` (tests of the failure paths).
+    /// [`Self::open`] over `tiles`, writing through `sink` (tests of the failure paths).
     pub fn open_with_sink(
-        db: &sled::Db,
-        tree: LogTree,
+        root: &Path,
+        legacy: &sled::Db,
         sink: Arc<dyn Sink>,
+        tiles: Arc<TileStore>,
         signer: CheckpointSigner,
     ) -> Result<Self, Error> {
-        let checkpoints = db
-            .open_tree("audit_checkpoints")
-            .map_err(|e| Error::Storage(e.to_string()))?;
-        let frontier = verify_stored(&tree, &checkpoints, &signer.verifier_key())?;
-        let head = Arc::new(RwLock::new(Head {
-            size: frontier.size(),
-            root: frontier.root(),
-        }));
-        let reload_from = tree.clone();
-        let writer = Writer::start(
-            sink,
-            Arc::new(move || Frontier::load(&reload_from, reload_from.size()?)),
-            frontier,
-            Arc::clone(&head),
-        )?;
+        let checkpoints = Arc::new(Checkpoints::open(root)?);
+        migrate(legacy, &tiles, &checkpoints)?;
+        check_against_checkpoint(&tiles, &checkpoints, &signer.verifier_key())?;
+        let head = Arc::new(RwLock::new(tiles.head()));
+        let writer = Writer::start(sink, Arc::clone(&head))?;
         Ok(AuditLog {
-            tree,
-            flusher: Flusher::start(db.clone()).map_err(|e| Error::Storage(e.to_string()))?,
+            integrity: Arc::new(std::sync::Mutex::new(Integrity {
+                state: "pending",
+                checked: 0,
+                of: 0,
+                problem: None,
+            })),
+            tiles,
             checkpoints,
             head,
             writer,
@@ -251,9 +290,80 @@ impl AuditLog {
         })
     }
 
-    /// Checks the stored log end to end (see [`verify_stored`]).
-    pub fn verify(&self) -> Result<Frontier, Error> {
-        verify_stored(&self.tree, &self.checkpoints, &self.signer.verifier_key())
+    /// Reads every entry back and checks that it hashes to the tiles, the head and the latest
+    /// signed checkpoint; `progress` hears how many entries are done. O(n): for `sshsign-server
+    /// audit verify --full` and the background check.
+    pub fn verify_full(&self, progress: impl FnMut(u64)) -> Result<Frontier, Error> {
+        verify_full(
+            &self.tiles,
+            &self.checkpoints,
+            &self.signer.verifier_key(),
+            progress,
+        )
+    }
+
+    /// Starts the full check on a thread of its own. Until it ends the log serves as usual;
+    /// if it finds a mismatch, every append and checkpoint is refused from then on, so nothing
+    /// more is signed over a log that is not what was signed.
+    pub fn check_in_background(self: &Arc<Self>) -> std::io::Result<()> {
+        let log = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("audit-check".to_owned())
+            .spawn(move || {
+                let of = log.head().size;
+                log.set_integrity("checking", 0, of, None);
+                let outcome = log.verify_full(|checked| {
+                    log.set_integrity("checking", checked.min(of), of, None);
+                });
+                match outcome {
+                    Ok(frontier) => {
+                        tracing::info!(entries = frontier.size(), "audit log checked in full");
+                        log.set_integrity("verified", frontier.size(), frontier.size(), None);
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "the audit log's full check failed: signing stops");
+                        let checked = log.integrity().checked;
+                        log.set_integrity("tampered", checked, of, Some(error.to_string()));
+                    }
+                }
+            })
+            .map(|_| ())
+    }
+
+    fn set_integrity(&self, state: &'static str, checked: u64, of: u64, problem: Option<String>) {
+        *self.integrity.lock().unwrap_or_else(|p| p.into_inner()) = Integrity {
+            state,
+            checked,
+            of,
+            problem,
+        };
+    }
+
+    /// Where the full check stands.
+    pub fn integrity(&self) -> Integrity {
+        self.integrity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Refuses when the full check found a mismatch.
+    fn check_intact(&self) -> Result<(), Error> {
+        let integrity = self.integrity();
+        match integrity.problem {
+            Some(problem) if integrity.state == "tampered" => Err(Error::Tampered(problem)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The tiles, as the HTTP front serves them.
+    pub fn tiles(&self) -> &TileStore {
+        &self.tiles
+    }
+
+    /// The latest checkpoint as stored (the specification's `checkpoint`).
+    pub fn latest_note(&self) -> Result<Option<String>, Error> {
+        self.checkpoints.latest_note()
     }
 
     /// The durable head.
@@ -267,12 +377,13 @@ impl AuditLog {
 
     /// Appends an entry and returns its index once it is durable.
     pub async fn append(&self, entry: &AuditEntry) -> Result<u64, Error> {
+        self.check_intact()?;
         self.writer.append(entry.to_bytes()?).await
     }
 
     /// The stored entry at `index`.
     pub fn entry(&self, index: u64) -> Result<Option<AuditEntry>, Error> {
-        self.tree
+        self.tiles
             .entry(index)?
             .map(|bytes| {
                 serde_json::from_slice(&bytes)
@@ -283,7 +394,7 @@ impl AuditLog {
 
     /// Entries from `from` on, at most `limit`.
     pub fn entries(&self, from: u64, limit: usize) -> Result<Vec<(u64, AuditEntry)>, Error> {
-        self.tree
+        self.tiles
             .entries(from, limit)?
             .into_iter()
             .map(|(index, bytes)| {
@@ -295,21 +406,18 @@ impl AuditLog {
     }
 
     fn latest_checkpoint(&self) -> Result<Option<String>, Error> {
-        latest_in(&self.checkpoints)
+        Ok(self.checkpoints.latest()?.map(|(_, note)| note))
     }
 
     fn checkpoint_at(&self, size: u64) -> Result<Option<String>, Error> {
-        Ok(self
-            .checkpoints
-            .get(size.to_be_bytes())
-            .map_err(|e| Error::Storage(e.to_string()))?
-            .map(|note| String::from_utf8_lossy(&note).into_owned()))
+        self.checkpoints.at(size)
     }
 
     /// The latest checkpoint, signing and storing one of the current head first if the log grew
     /// since. Concurrent callers share one signature: at most one checkpoint per tree size.
     pub async fn checkpoint(&self) -> Result<(Checkpoint, String), Error> {
         let _one_at_a_time = self.sign_lock.lock().await;
+        self.check_intact()?;
         let vkey = self.signer.verifier_key();
         let head = self.head();
         if let Some(note) = self.latest_checkpoint()? {
@@ -319,13 +427,11 @@ impl AuditLog {
             }
         }
         let note = self.signer.sign(head).await?;
-        self.checkpoints
-            .insert(head.size.to_be_bytes(), note.as_bytes())
-            .map_err(|e| Error::Storage(e.to_string()))?;
-        self.flusher
-            .flush()
+        let checkpoints = Arc::clone(&self.checkpoints);
+        let kept = note.clone();
+        tokio::task::spawn_blocking(move || checkpoints.append(head.size, &kept))
             .await
-            .map_err(|e| Error::Storage(e.to_string()))?;
+            .map_err(|e| Error::Storage(format!("keeping a checkpoint: {e}")))??;
         Ok((note::verify(&note, &vkey)?, note))
     }
 
@@ -345,13 +451,13 @@ impl AuditLog {
     pub async fn inclusion(&self, index: u64, size: Option<u64>) -> Result<InclusionProof, Error> {
         let (checkpoint, note) = self.signed(size).await?;
         let entry = self
-            .tree
+            .tiles
             .entry(index)?
             .ok_or(merkle::ProofError::IndexOutOfRange {
                 index,
                 size: checkpoint.size,
             })?;
-        let proof = merkle::inclusion_proof(&self.tree, index, checkpoint.size)?;
+        let proof = merkle::inclusion_proof(&*self.tiles, index, checkpoint.size)?;
         Ok(InclusionProof {
             index,
             size: checkpoint.size,
@@ -365,7 +471,7 @@ impl AuditLog {
     /// the latest).
     pub async fn consistency(&self, from: u64, to: Option<u64>) -> Result<ConsistencyProof, Error> {
         let (checkpoint, note) = self.signed(to).await?;
-        let proof = merkle::consistency_proof(&self.tree, from, checkpoint.size)?;
+        let proof = merkle::consistency_proof(&*self.tiles, from, checkpoint.size)?;
         Ok(ConsistencyProof {
             from,
             to: checkpoint.size,
@@ -397,9 +503,6 @@ impl AuditLog {
     }
 }
 
-/// Recomputes the tree from every entry; checks it against the stored subtree hashes and
-/// against the latest checkpoint, whose signature must verify under `vkey`. Returns the right
-/// edge.
 /// Verifies the latest stored checkpoint under `vkey`; one that the same key signed under the
 /// origin an earlier version derived from the HTTP domain is accepted too (the key is the trust
 /// anchor), and the checkpoints signed from now on carry the fixed origin.
@@ -423,34 +526,63 @@ fn verify_latest(note: &str, vkey: &str) -> Result<note::Checkpoint, Error> {
     }
 }
 
-pub fn verify_stored(
-    tree: &LogTree,
-    checkpoints: &sled::Tree,
+/// The tree at the latest signed checkpoint's size hashes to its root (O(log n) tile reads),
+/// and the checkpoint is no larger than the log.
+fn check_against_checkpoint(
+    tiles: &TileStore,
+    checkpoints: &Checkpoints,
     vkey: &str,
+) -> Result<(), Error> {
+    let Some((_, note)) = checkpoints.latest()? else {
+        return Ok(());
+    };
+    let signed = verify_latest(&note, vkey)?;
+    let size = tiles.head().size;
+    if signed.size > size {
+        return Err(Error::Tampered(format!(
+            "the log holds {size} entries but a checkpoint signed {}",
+            signed.size
+        )));
+    }
+    if merkle::subtree_hash(tiles, 0, signed.size)? != signed.root {
+        return Err(Error::Tampered(format!(
+            "the tiles do not hash to the root signed at size {}",
+            signed.size
+        )));
+    }
+    Ok(())
+}
+
+/// Reads every entry, recomputes the tree, and checks each tile hash, the head's root and the
+/// latest checkpoint's root against it.
+fn verify_full(
+    tiles: &TileStore,
+    checkpoints: &Checkpoints,
+    vkey: &str,
+    mut progress: impl FnMut(u64),
 ) -> Result<Frontier, Error> {
-    let size = tree.size()?;
-    let latest = latest_in(checkpoints)?;
-    let signed = latest
-        .as_deref()
-        .map(|note| verify_latest(note, vkey))
+    use self::merkle::Nodes as _;
+    let head = tiles.head();
+    let signed = checkpoints
+        .latest()?
+        .map(|(_, note)| verify_latest(&note, vkey))
         .transpose()?;
     let mut frontier = Frontier::default();
     let mut mismatch = None;
-    let mut next = 0;
-    while next < size {
-        let batch = tree.entries(next, 10_000)?;
+    while frontier.size() < head.size {
+        let batch = tiles.entries(frontier.size(), tiles::path::WIDTH as usize)?;
         if batch.is_empty() {
-            break;
+            return Err(Error::Tampered(format!(
+                "entry {} is missing",
+                frontier.size()
+            )));
         }
-        for (index, entry) in batch {
-            if index != frontier.size() {
-                return Err(Error::Tampered(format!(
-                    "entry {} is missing",
-                    frontier.size()
-                )));
-            }
+        for (_, entry) in batch {
             frontier.push(merkle::leaf_hash(&entry), |level, node, hash| {
-                if mismatch.is_none() && tree.node(level, node).ok() != Some(hash) {
+                if mismatch.is_none()
+                    && level % tiles::path::HEIGHT == 0
+                    && tiles.node(level, node).ok() != Some(hash)
+                {
                     mismatch = Some((level, node));
                 }
             });
@@ -463,31 +595,62 @@ pub fn verify_stored(
                     checkpoint.size
                 )));
             }
-            next = index + 1;
         }
-    }
-    if let Some(checkpoint) = signed.as_ref().filter(|c| c.size > frontier.size()) {
-        return Err(Error::Tampered(format!(
-            "the log holds {} entries but a checkpoint signed {}",
-            frontier.size(),
-            checkpoint.size
-        )));
+        progress(frontier.size());
     }
     if let Some((level, node)) = mismatch {
         return Err(Error::Tampered(format!(
-            "stored subtree hash ({level}, {node}) does not match the entries"
+            "the tile hash ({level}, {node}) does not match the entries"
         )));
+    }
+    if frontier.root() != head.root {
+        return Err(Error::Tampered(
+            "the entries do not hash to the head".into(),
+        ));
     }
     Ok(frontier)
 }
 
-fn latest_in(checkpoints: &sled::Tree) -> Result<Option<String>, Error> {
-    let last = checkpoints
-        .iter()
-        .next_back()
-        .transpose()
-        .map_err(|e| Error::Storage(e.to_string()))?;
-    Ok(last.map(|(_, note)| String::from_utf8_lossy(&note).into_owned()))
+/// Moves a log that sled still holds (versions before the tiles) into the tiles, with the same
+/// leaves, so every checkpoint signed and every proof saved still verifies; then drops it from
+/// sled. A crash midway resumes where the tiles' head stands.
+fn migrate(db: &sled::Db, tiles: &TileStore, checkpoints: &Checkpoints) -> Result<(), Error> {
+    if !db.tree_names().iter().any(|name| name.as_ref() == b"audit") {
+        return Ok(());
+    }
+    let old = LogTree::open(db)?;
+    let size = old.size()?;
+    let mut next = tiles.head().size;
+    if next > size {
+        return Err(Error::Corrupt(format!(
+            "the tiles hold {next} entries, more than the {size} being moved into them"
+        )));
+    }
+    let moved = size - next;
+    while next < size {
+        let batch = old.entries(next, 4096)?;
+        if batch.first().map(|(index, _)| *index) != Some(next) {
+            return Err(Error::Tampered(format!("entry {next} is missing")));
+        }
+        let entries: Vec<Vec<u8>> = batch.into_iter().map(|(_, entry)| entry).collect();
+        tiles.append(next, &entries)?;
+        next += entries.len() as u64;
+    }
+    let kept = checkpoints.latest()?.map(|(size, _)| size);
+    let mut notes = 0;
+    for (size, note) in old.checkpoints()? {
+        if kept.is_none_or(|k| size > k) {
+            checkpoints.append(size, &note)?;
+            notes += 1;
+        }
+    }
+    old.drop_trees()?;
+    tracing::info!(
+        entries = moved,
+        checkpoints = notes,
+        "moved the audit log from sled into tiles"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -38,6 +38,10 @@ pub enum Error {
     Profile(#[from] crate::hsm::profile::Error),
 }
 
+/// The audit log's tile cache by default, MiB: every tile a proof or a page of entries touches
+/// near the right edge, many times over.
+pub const DEFAULT_AUDIT_CACHE_MIB: u64 = 16;
+
 /// Settings as given; every field optional. Field names are the variable names without the
 /// `SSHSIGN_` prefix, in lower case.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -46,6 +50,10 @@ pub struct RawConfig {
     pub listen_addr: Option<String>,
     pub http_addr: Option<String>,
     pub db_path: Option<PathBuf>,
+    /// The audit log's tiles (default: the database path with `.tlog` appended).
+    pub audit_path: Option<PathBuf>,
+    /// Memory for the audit log's tile cache, MiB.
+    pub audit_cache_mib: Option<u64>,
     pub host_key_path: Option<PathBuf>,
     pub http_domain: Option<String>,
     pub hsm_profile: Option<String>,
@@ -86,6 +94,8 @@ impl RawConfig {
             listen_addr: text("SSHSIGN_LISTEN_ADDR"),
             http_addr: text("SSHSIGN_HTTP_ADDR"),
             db_path: text("SSHSIGN_DB_PATH").map(PathBuf::from),
+            audit_path: text("SSHSIGN_AUDIT_PATH").map(PathBuf::from),
+            audit_cache_mib: number("SSHSIGN_AUDIT_CACHE_MIB", text("SSHSIGN_AUDIT_CACHE_MIB"))?,
             host_key_path: text("SSHSIGN_HOST_KEY_PATH").map(PathBuf::from),
             http_domain: text("SSHSIGN_HTTP_DOMAIN"),
             hsm_profile: text("SSHSIGN_HSM_PROFILE"),
@@ -158,6 +168,8 @@ impl RawConfig {
             listen_addr: over.listen_addr.or(self.listen_addr),
             http_addr: over.http_addr.or(self.http_addr),
             db_path: over.db_path.or(self.db_path),
+            audit_path: over.audit_path.or(self.audit_path),
+            audit_cache_mib: over.audit_cache_mib.or(self.audit_cache_mib),
             host_key_path: over.host_key_path.or(self.host_key_path),
             http_domain: over.http_domain.or(self.http_domain),
             hsm_profile: over.hsm_profile.or(self.hsm_profile),
@@ -220,6 +232,10 @@ pub struct ServeConfig {
     pub listen_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub db_path: PathBuf,
+    /// The audit log's tiles.
+    pub audit_path: PathBuf,
+    /// Bytes of tiles the audit log keeps in memory.
+    pub audit_cache_bytes: usize,
     pub host_key_path: PathBuf,
     /// Public host name (or base URL) of the HTTP side, for links the appliance hands out.
     pub http_domain: Option<String>,
@@ -263,6 +279,19 @@ impl ServeConfig {
                 reason: format!("{sessions} is outside 1..=256"),
             });
         }
+        let db_path = raw.db_path.unwrap_or_else(|| PathBuf::from("./sshsign.db"));
+        let audit_path = raw.audit_path.unwrap_or_else(|| {
+            let mut path = db_path.clone().into_os_string();
+            path.push(".tlog");
+            PathBuf::from(path)
+        });
+        let audit_cache_mib = raw.audit_cache_mib.unwrap_or(DEFAULT_AUDIT_CACHE_MIB);
+        if !(1..=4096).contains(&audit_cache_mib) {
+            return Err(Error::Invalid {
+                setting: "SSHSIGN_AUDIT_CACHE_MIB",
+                reason: format!("{audit_cache_mib} is outside 1..=4096"),
+            });
+        }
         Ok(ServeConfig {
             listen_addr: parse_addr(
                 "SSHSIGN_LISTEN_ADDR",
@@ -271,7 +300,9 @@ impl ServeConfig {
             http_addr,
             http,
             webhooks,
-            db_path: raw.db_path.unwrap_or_else(|| PathBuf::from("./sshsign.db")),
+            db_path,
+            audit_path,
+            audit_cache_bytes: usize::try_from(audit_cache_mib << 20).unwrap_or(usize::MAX),
             host_key_path: raw
                 .host_key_path
                 .unwrap_or_else(|| PathBuf::from("./host_key")),
@@ -449,6 +480,8 @@ mod tests {
         assert_eq!(config.hsm.module, PathBuf::from("/m.so"));
         assert_eq!(config.hsm.token_label, "sshsign");
         assert_eq!(config.db_path, PathBuf::from("./sshsign.db"));
+        assert_eq!(config.audit_path, PathBuf::from("./sshsign.db.tlog"));
+        assert_eq!(config.audit_cache_bytes, 16 << 20);
     }
 
     #[test]

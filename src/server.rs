@@ -96,7 +96,7 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
     unseal_store(&store, opened.sealer, opened.new_data_key).map_err(store_error)?;
     let token = Token::new(opened.hsm.clone())?;
     let keys = opened.keys;
-    let audit = open_audit(&store, &token, &keys)?;
+    let audit = open_audit(config, &store, &token, &keys)?;
     let seed = token.random::<32>().await?;
     let host_key = ssh::host_key::load_or_create(&config.host_key_path, &seed)?;
     let host_public = host_key.public_key().clone();
@@ -251,6 +251,7 @@ fn unseal_store(
 /// Opens the audit log under the checkpoint key and checks it against its latest signed
 /// checkpoint.
 fn open_audit(
+    config: &ServeConfig,
     store: &Store,
     token: &Token,
     keys: &[provision::ApplianceKey],
@@ -264,13 +265,20 @@ fn open_audit(
     // nor a restored database gives the log a fresh name that clients would pin anew.
     let origin = provision::audit_origin(&checkpoint_key);
     let audit = Arc::new(AuditLog::open(
+        &config.audit_path,
         store.db(),
         CheckpointSigner::new(token.clone(), checkpoint_key, origin),
+        config.audit_cache_bytes,
     )?);
     tracing::info!(
         entries = audit.head().size,
-        "audit log verified against its checkpoint"
+        "audit log's right edge checked against its signed checkpoint"
     );
+    audit.check_in_background().map_err(|e| {
+        StartError::Audit(crate::audit::Error::Storage(format!(
+            "starting the audit log's full check: {e}"
+        )))
+    })?;
     Ok(audit)
 }
 

@@ -202,26 +202,37 @@ async fn method_not_allowed() -> AppError {
     operation_id = "health",
     responses(
         (status = 200, description = "Healthy.", body = HealthView),
-        (status = 503, description = "The token does not answer.", body = HealthView),
+        (status = 503, description = "The token does not answer, or the audit log's full check found a mismatch.", body = HealthView),
     ),
 )]
 async fn health(State(state): State<WebState>) -> Response {
+    let audit = state.appliance.audit_health();
+    let tampered = audit.check.state == "tampered";
     match state.appliance.token_health().await {
-        Ok((description, usage)) => Json(HealthView {
-            status: "ok",
-            token: Some(description),
-            token_usage: Some(TokenUsageView {
-                calls: usage.calls,
-                busy_seconds: usage.busy.as_secs_f64(),
-            }),
-        })
-        .into_response(),
+        Ok((description, usage)) => {
+            let view = HealthView {
+                status: if tampered { "audit_tampered" } else { "ok" },
+                token: Some(description),
+                token_usage: Some(TokenUsageView {
+                    calls: usage.calls,
+                    busy_seconds: usage.busy.as_secs_f64(),
+                }),
+                audit,
+            };
+            let status = if tampered {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(view)).into_response()
+        }
         Err(error) => {
             tracing::error!(%error, "health check: token unreachable");
             let down = HealthView {
                 status: "token_unavailable",
                 token: None,
                 token_usage: None,
+                audit,
             };
             (StatusCode::SERVICE_UNAVAILABLE, Json(down)).into_response()
         }

@@ -1,156 +1,38 @@
-//! The log's storage and its writer.
-//!
-//! Entries and the perfect-subtree hashes they complete live in one sled tree (`audit`):
-//! `e ‖ index` → entry bytes, `n ‖ level ‖ index` → hash; each batch of appends is one atomic
-//! sled batch, so entries and hashes never disagree after a crash. Signed checkpoints live in
-//! `audit_checkpoints` by tree size.
+//! The log's writer.
 //!
 //! One writer thread owns appends. Callers queue entries and wait; the writer takes everything
-//! queued, writes it as one batch, makes it durable with one flush (group commit), then answers
-//! every caller. A caller is answered only once its entry is on disk; if the write or the flush
-//! fails, every caller in the batch is told so and the writer reloads its state from disk.
+//! queued, hands it to the [`Sink`] (the tiles, [`super::tiles::TileStore`]) as one commit that
+//! is durable when it returns (group commit), then answers every caller. A caller is answered
+//! only once its entry is on disk; if the commit fails, every caller in the batch is told so and
+//! the head stays what is on disk.
 
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, RwLock};
 
-use sled::Tree;
 use tokio::sync::oneshot;
 
 use super::Error;
-use super::merkle::{Frontier, Hash, Nodes, ProofError};
+use super::merkle::Hash;
 
 /// The most entries one batch takes.
 const MAX_BATCH: usize = 4096;
 
-fn entry_key(index: u64) -> [u8; 9] {
-    let mut key = [b'e'; 9];
-    key[1..].copy_from_slice(&index.to_be_bytes());
-    key
-}
-
-fn node_key(level: u32, index: u64) -> [u8; 10] {
-    let mut key = [b'n'; 10];
-    key[1] = u8::try_from(level).unwrap_or(u8::MAX);
-    key[2..].copy_from_slice(&index.to_be_bytes());
-    key
-}
-
-/// Where the log is written: sled in the appliance; a failing stand-in in tests of the writer.
+/// Where the log is written: the tiles in the appliance; a failing stand-in in tests.
 pub trait Sink: Send + Sync + 'static {
-    /// Writes entries from `first` on, and the subtree hashes they complete, atomically.
-    fn write(
-        &self,
-        first: u64,
-        entries: &[Vec<u8>],
-        nodes: &[(u32, u64, Hash)],
-    ) -> Result<(), String>;
-    /// Makes what was written durable.
-    fn sync(&self) -> Result<(), String>;
+    /// Appends `entries` as leaves `first…` and makes them durable with the new head.
+    fn append(&self, first: u64, entries: &[Vec<u8>]) -> Result<Head, String>;
+    /// The durable head.
+    fn committed(&self) -> Head;
 }
 
-/// The sled tree holding entries and hashes.
-#[derive(Debug, Clone)]
-pub struct LogTree {
-    pub(super) db: sled::Db,
-    pub(super) tree: Tree,
-}
-
-impl LogTree {
-    pub fn open(db: &sled::Db) -> Result<Self, Error> {
-        Ok(LogTree {
-            db: db.clone(),
-            tree: db.open_tree("audit").map_err(storage)?,
-        })
+impl Sink for super::tiles::TileStore {
+    fn append(&self, first: u64, entries: &[Vec<u8>]) -> Result<Head, String> {
+        super::tiles::TileStore::append(self, first, entries).map_err(|e| e.to_string())
     }
 
-    /// How many entries the log holds.
-    pub fn size(&self) -> Result<u64, Error> {
-        let last = self
-            .tree
-            .scan_prefix(b"e")
-            .next_back()
-            .transpose()
-            .map_err(storage)?;
-        Ok(match last {
-            Some((key, _)) => {
-                u64::from_be_bytes(key[1..9].try_into().map_err(|_| corrupt("entry key"))?) + 1
-            }
-            None => 0,
-        })
+    fn committed(&self) -> Head {
+        self.head()
     }
-
-    pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self
-            .tree
-            .get(entry_key(index))
-            .map_err(storage)?
-            .map(|v| v.to_vec()))
-    }
-
-    /// Entries from `from` on, at most `limit`, with their indexes.
-    pub fn entries(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
-        self.tree
-            .range(entry_key(from)..entry_key(u64::MAX))
-            .take(limit)
-            .map(|item| {
-                let (key, value) = item.map_err(storage)?;
-                let index =
-                    u64::from_be_bytes(key[1..9].try_into().map_err(|_| corrupt("entry key"))?);
-                Ok((index, value.to_vec()))
-            })
-            .collect()
-    }
-}
-
-impl Nodes for LogTree {
-    type Error = Error;
-    fn node(&self, level: u32, index: u64) -> Result<Hash, Error> {
-        let value = self
-            .tree
-            .get(node_key(level, index))
-            .map_err(storage)?
-            .ok_or_else(|| corrupt("missing subtree hash"))?;
-        value
-            .as_ref()
-            .try_into()
-            .map_err(|_| corrupt("subtree hash"))
-    }
-}
-
-impl From<ProofError> for Error {
-    fn from(e: ProofError) -> Self {
-        Error::Proof(e)
-    }
-}
-
-impl Sink for LogTree {
-    fn write(
-        &self,
-        first: u64,
-        entries: &[Vec<u8>],
-        nodes: &[(u32, u64, Hash)],
-    ) -> Result<(), String> {
-        let mut batch = sled::Batch::default();
-        for (offset, entry) in entries.iter().enumerate() {
-            batch.insert(&entry_key(first + offset as u64)[..], entry.as_slice());
-        }
-        for (level, index, hash) in nodes {
-            batch.insert(&node_key(*level, *index)[..], &hash[..]);
-        }
-        self.tree.apply_batch(batch).map_err(|e| e.to_string())
-    }
-
-    fn sync(&self) -> Result<(), String> {
-        self.db.flush().map(|_| ()).map_err(|e| e.to_string())
-    }
-}
-
-fn storage(e: sled::Error) -> Error {
-    Error::Storage(e.to_string())
-}
-
-fn corrupt(what: &'static str) -> Error {
-    Error::Corrupt(what.to_owned())
 }
 
 /// The size and root every reader sees: what is durable.
@@ -172,18 +54,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread over `sink`, continuing the tree whose right edge is `frontier`;
-    /// it publishes each durable head to `head`.
-    pub fn start(
-        sink: Arc<dyn Sink>,
-        reload: Arc<dyn Fn() -> Result<Frontier, Error> + Send + Sync>,
-        frontier: Frontier,
-        head: Arc<RwLock<Head>>,
-    ) -> Result<Self, Error> {
+    /// Starts the writer thread over `sink`; it publishes each durable head to `head`.
+    pub fn start(sink: Arc<dyn Sink>, head: Arc<RwLock<Head>>) -> Result<Self, Error> {
         let (jobs, queue) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("audit-writer".to_owned())
-            .spawn(move || write_loop(sink.as_ref(), reload.as_ref(), frontier, &head, &queue))
+            .spawn(move || write_loop(sink.as_ref(), &head, &queue))
             .map_err(|e| Error::Storage(format!("starting the audit writer: {e}")))?;
         Ok(Writer { jobs })
     }
@@ -200,13 +76,8 @@ impl Writer {
     }
 }
 
-fn write_loop(
-    sink: &dyn Sink,
-    reload: &(dyn Fn() -> Result<Frontier, Error> + Send + Sync),
-    mut frontier: Frontier,
-    head: &RwLock<Head>,
-    queue: &Receiver<Job>,
-) {
+fn write_loop(sink: &dyn Sink, head: &RwLock<Head>, queue: &Receiver<Job>) {
+    let publish = |now: Head| *head.write().unwrap_or_else(|p| p.into_inner()) = now;
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -215,28 +86,14 @@ fn write_loop(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let start = frontier.size();
-        let mut grown = frontier.clone();
-        let mut nodes = Vec::new();
-        for job in &batch {
-            grown.push(
-                super::merkle::leaf_hash(&job.entry),
-                |level, index, hash| {
-                    nodes.push((level, index, hash));
-                },
-            );
-        }
-        let entries: Vec<Vec<u8>> = batch.iter().map(|job| job.entry.clone()).collect();
-        let outcome = sink
-            .write(start, &entries, &nodes)
-            .and_then(|()| sink.sync());
-        match outcome {
-            Ok(()) => {
-                frontier = grown;
-                *head.write().unwrap_or_else(|p| p.into_inner()) = Head {
-                    size: frontier.size(),
-                    root: frontier.root(),
-                };
+        let start = sink.committed().size;
+        let entries: Vec<Vec<u8>> = batch
+            .iter_mut()
+            .map(|job| std::mem::take(&mut job.entry))
+            .collect();
+        match sink.append(start, &entries) {
+            Ok(now) => {
+                publish(now);
                 for (offset, job) in batch.into_iter().enumerate() {
                     let _ = job.reply.send(Ok(start + offset as u64));
                 }
@@ -247,16 +104,7 @@ fn write_loop(
                     let _ = job.reply.send(Err(Error::Unavailable(reason.clone())));
                 }
                 // Whatever reached the disk is the truth from here on.
-                match reload() {
-                    Ok(reloaded) => {
-                        frontier = reloaded;
-                        *head.write().unwrap_or_else(|p| p.into_inner()) = Head {
-                            size: frontier.size(),
-                            root: frontier.root(),
-                        };
-                    }
-                    Err(error) => tracing::error!(%error, "audit log state could not be reloaded"),
-                }
+                publish(sink.committed());
             }
         }
     }

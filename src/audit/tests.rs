@@ -7,8 +7,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
-use super::log::{LogTree, Sink, Writer};
-use super::merkle::{self, Frontier};
+use super::log::{Sink, Writer};
+use super::merkle;
 use super::*;
 
 /// Every vector file under `tests/vectors/rfc6962/KIND`, however deep.
@@ -98,36 +98,22 @@ fn entry(n: u64) -> Vec<u8> {
     .unwrap()
 }
 
-fn open_tree() -> (tempfile::TempDir, LogTree) {
+fn open_tiles() -> (tempfile::TempDir, Arc<TileStore>, Checkpoints) {
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::Config::new().path(dir.path()).open().unwrap();
-    (dir, LogTree::open(&db).unwrap())
+    let tiles = Arc::new(TileStore::open(dir.path(), 1 << 20).unwrap());
+    let checkpoints = Checkpoints::open(dir.path()).unwrap();
+    (dir, tiles, checkpoints)
 }
 
-fn writer(sink: Arc<dyn Sink>, tree: &LogTree, head: &Arc<RwLock<Head>>) -> Writer {
-    let reload_from = tree.clone();
-    let frontier = Frontier::load(tree, tree.size().unwrap()).unwrap();
-    Writer::start(
-        sink,
-        Arc::new(move || Frontier::load(&reload_from, reload_from.size()?)),
-        frontier,
-        Arc::clone(head),
-    )
-    .unwrap()
-}
-
-fn no_checkpoints(tree: &LogTree) -> sled::Tree {
-    tree.db.open_tree("audit_checkpoints").unwrap()
+fn writer(tiles: &Arc<TileStore>, head: &Arc<RwLock<Head>>) -> Writer {
+    Writer::start(Arc::clone(tiles) as Arc<dyn Sink>, Arc::clone(head)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_get_distinct_indexes_and_a_verifiable_tree() {
-    let (_dir, tree) = open_tree();
-    let head = Arc::new(RwLock::new(Head {
-        size: 0,
-        root: merkle::empty_root(),
-    }));
-    let writer = writer(Arc::new(tree.clone()), &tree, &head);
+    let (_dir, tiles, checkpoints) = open_tiles();
+    let head = Arc::new(RwLock::new(tiles.head()));
+    let writer = writer(&tiles, &head);
     let tasks: Vec<_> = (0..400)
         .map(|n| {
             let writer = writer.clone();
@@ -141,49 +127,58 @@ async fn concurrent_appends_get_distinct_indexes_and_a_verifiable_tree() {
     indexes.sort_unstable();
     assert_eq!(indexes, (0..400).collect::<Vec<_>>());
 
-    let frontier = verify_stored(&tree, &no_checkpoints(&tree), "unused").unwrap();
+    let mut seen = Vec::new();
+    let frontier = verify_full(&tiles, &checkpoints, "unused", |n| seen.push(n)).unwrap();
     assert_eq!(frontier.size(), 400);
+    assert_eq!(seen.last(), Some(&400), "progress reaches the end");
     assert_eq!(head.read().unwrap().root, frontier.root());
     // Every stored entry's inclusion proof checks against the head.
     let root = frontier.root();
     for index in [0, 1, 199, 399] {
-        let path: Vec<Vec<u8>> = merkle::inclusion_proof(&tree, index, 400)
+        let path: Vec<Vec<u8>> = merkle::inclusion_proof(&*tiles, index, 400)
             .unwrap()
             .iter()
             .map(|h| h.to_vec())
             .collect();
-        let leaf = merkle::leaf_hash(&tree.entry(index).unwrap().unwrap());
+        let leaf = merkle::leaf_hash(&tiles.entry(index).unwrap().unwrap());
         merkle::verify_inclusion(index, 400, &leaf, &path, &root).unwrap();
     }
 }
 
 #[tokio::test]
-async fn edited_and_deleted_entries_are_caught() {
-    let (_dir, tree) = open_tree();
-    let head = Arc::new(RwLock::new(Head {
-        size: 0,
-        root: merkle::empty_root(),
-    }));
-    let writer = writer(Arc::new(tree.clone()), &tree, &head);
-    for n in 0..10 {
+async fn edited_entries_and_tiles_are_caught_by_the_full_check() {
+    let (dir, tiles, checkpoints) = open_tiles();
+    let head = Arc::new(RwLock::new(tiles.head()));
+    let writer = writer(&tiles, &head);
+    for n in 0..300 {
         writer.append(entry(n)).await.unwrap();
     }
-    let checkpoints = no_checkpoints(&tree);
-    verify_stored(&tree, &checkpoints, "unused").unwrap();
+    verify_full(&tiles, &checkpoints, "unused", |_| {}).unwrap();
+    drop((writer, tiles));
 
-    let mut key = [b'e'; 9];
-    key[1..].copy_from_slice(&4u64.to_be_bytes());
-    let original = tree.tree.get(key).unwrap().unwrap();
-    tree.tree.insert(key, entry(99)).unwrap();
+    // An entry edited in place in a full bundle, its length kept.
+    let bundle = dir.path().join("tile/entries/000");
+    let original = std::fs::read(&bundle).unwrap();
+    let mut edited = original.clone();
+    let at = edited.len() / 2;
+    edited[at] = edited[at].wrapping_add(1);
+    std::fs::write(&bundle, &edited).unwrap();
+    let tiles = TileStore::open(dir.path(), 0).unwrap();
     assert!(matches!(
-        verify_stored(&tree, &checkpoints, "unused"),
+        verify_full(&tiles, &checkpoints, "unused", |_| {}),
         Err(Error::Tampered(_))
     ));
-    tree.tree.remove(key).unwrap();
+    std::fs::write(&bundle, &original).unwrap();
+    verify_full(&tiles, &checkpoints, "unused", |_| {}).unwrap();
+
+    // A hash edited in a full tile that no proof near the edge reads.
+    let tile = dir.path().join("tile/0/000");
+    let mut edited = std::fs::read(&tile).unwrap();
+    edited[64] ^= 0x80;
+    std::fs::write(&tile, &edited).unwrap();
+    let tiles = TileStore::open(dir.path(), 0).unwrap();
     assert!(matches!(
-        verify_stored(&tree, &checkpoints, "unused"),
+        verify_full(&tiles, &checkpoints, "unused", |_| {}),
         Err(Error::Tampered(_))
     ));
-    tree.tree.insert(key, original).unwrap();
-    verify_stored(&tree, &checkpoints, "unused").unwrap();
 }

@@ -28,13 +28,26 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = Health)]
 pub struct HealthView {
-    /// `ok`, or `token_unavailable` (with 503).
+    /// `ok`; or, with 503, `token_unavailable` or `audit_tampered` (the full check found a
+    /// mismatch: nothing is signed).
     pub status: &'static str,
     /// What the token says it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<crate::hsm::TokenDescription>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_usage: Option<TokenUsageView>,
+    pub audit: AuditHealthView,
+}
+
+/// The audit log: how big, whether its full check passed, and its tile cache.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = AuditHealth)]
+pub struct AuditHealthView {
+    pub entries: u64,
+    pub check: crate::audit::Integrity,
+    /// Bytes of tiles in memory, and the most it keeps (`SSHSIGN_AUDIT_CACHE_MIB`).
+    pub cache_bytes: usize,
+    pub cache_budget: usize,
 }
 
 /// How busy the token has been since start-up.

@@ -185,11 +185,14 @@ fn the_client_catches_a_rolled_back_or_forked_log() {
     let first = shim(&alice, &state, &["audit", "check"]);
     assert!(first.status.success(), "{}", stderr(&first));
 
-    // A copy of the database as it stands, then more history on top.
+    // A copy of the database and the log as they stand, then more history on top.
     appliance.stop();
     let db = appliance.dir.path().join("db");
     let saved = appliance.dir.path().join("db-saved");
     copy_dir(&db, &saved);
+    let tlog = appliance.dir.path().join("db.tlog");
+    let saved_tlog = appliance.dir.path().join("db.tlog-saved");
+    copy_dir(&tlog, &saved_tlog);
     appliance.restart();
     let alice = alice.at(&appliance);
     for _ in 0..3 {
@@ -208,6 +211,8 @@ fn the_client_catches_a_rolled_back_or_forked_log() {
     appliance.stop();
     std::fs::remove_dir_all(&db).unwrap();
     copy_dir(&saved, &db);
+    std::fs::remove_dir_all(&tlog).unwrap();
+    copy_dir(&saved_tlog, &tlog);
     appliance.restart_with(&[("SSHSIGN_HTTP_DOMAIN", "sign.example.com")]);
     let alice = alice.at(&appliance);
     let rolled_back = shim(&alice, &state, &["audit", "check"]);
@@ -240,14 +245,20 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn entry_key(index: u64) -> Vec<u8> {
-    let mut key = vec![b'e'];
-    key.extend_from_slice(&index.to_be_bytes());
-    key
+/// The committed right-edge file of `kind` (`0` for leaf hashes, `entries`) in a log of fewer
+/// than 256 entries: its widest partial tile.
+fn edge_file(tlog: &Path, kind: &str) -> std::path::PathBuf {
+    let partials = tlog.join("tile").join(kind).join("000.p");
+    std::fs::read_dir(&partials)
+        .unwrap()
+        .filter_map(|item| item.unwrap().file_name().to_str()?.parse::<u32>().ok())
+        .max()
+        .map(|width| partials.join(width.to_string()))
+        .unwrap()
 }
 
 #[test]
-fn entries_edited_deleted_or_reordered_at_rest_stop_the_appliance() {
+fn a_log_changed_at_rest_stops_signing_or_the_appliance() {
     let mut appliance = Appliance::start();
     let alice = appliance.user("alice");
     for _ in 0..4 {
@@ -255,62 +266,45 @@ fn entries_edited_deleted_or_reordered_at_rest_stop_the_appliance() {
     }
     alice.cmd("audit-checkpoint").ok();
     appliance.stop();
-    let db_path = appliance.dir.path().join("db");
-    let tamper = |change: &dyn Fn(&sled::Tree)| {
-        let db = sled::open(&db_path).unwrap();
-        change(&db.open_tree("audit").unwrap());
-        db.flush().unwrap();
-    };
-    let original: Vec<_> = {
-        let db = sled::open(&db_path).unwrap();
-        let tree = db.open_tree("audit").unwrap();
-        (0..4)
-            .map(|i| tree.get(entry_key(i)).unwrap().unwrap())
-            .collect()
-    };
+    let tlog = appliance.dir.path().join("db.tlog");
+    let (bundle, hashes) = (edge_file(&tlog, "entries"), edge_file(&tlog, "0"));
+    let (bundle_bytes, hash_bytes) = (
+        std::fs::read(&bundle).unwrap(),
+        std::fs::read(&hashes).unwrap(),
+    );
     let restore = || {
-        tamper(&|tree| {
-            for (i, entry) in original.iter().enumerate() {
-                tree.insert(entry_key(i as u64), entry.clone()).unwrap();
-            }
-        })
+        std::fs::write(&bundle, &bundle_bytes).unwrap();
+        std::fs::write(&hashes, &hash_bytes).unwrap();
     };
-    let edited = String::from_utf8(original[1].to_vec())
-        .unwrap()
-        .replace("create_key", "revoke_key");
-    type Tamper = Box<dyn Fn(&sled::Tree)>;
+
+    // Tiles that do not hash to the head, or a bundle gone: it does not start.
+    let mut edited_hash = hash_bytes.clone();
+    edited_hash[33] ^= 1;
+    type Tamper = Box<dyn Fn()>;
     let cases: Vec<(&str, Tamper)> = vec![
         (
-            "edited",
-            Box::new(move |t| {
-                t.insert(entry_key(1), edited.as_bytes()).unwrap();
-            }),
-        ),
-        (
-            "deleted",
-            Box::new(|t| {
-                t.remove(entry_key(2)).unwrap();
-            }),
-        ),
-        (
-            "reordered",
+            "a leaf hash edited",
             Box::new({
-                let (a, b) = (original[0].clone(), original[1].clone());
-                move |t| {
-                    t.insert(entry_key(0), b.clone()).unwrap();
-                    t.insert(entry_key(1), a.clone()).unwrap();
-                }
+                let hashes = hashes.clone();
+                move || std::fs::write(&hashes, &edited_hash).unwrap()
+            }),
+        ),
+        (
+            "the entry bundle deleted",
+            Box::new({
+                let bundle = bundle.clone();
+                move || std::fs::remove_file(&bundle).unwrap()
             }),
         ),
     ];
     for (name, change) in cases {
-        tamper(change.as_ref());
+        change();
         let started = clean_command(crate::common::SERVER)
             .arg("serve")
             .envs(appliance.store.env())
             .env("SSHSIGN_LISTEN_ADDR", "127.0.0.1:0")
             .env("SSHSIGN_HTTP_ADDR", "127.0.0.1:0")
-            .env("SSHSIGN_DB_PATH", &db_path)
+            .env("SSHSIGN_DB_PATH", appliance.dir.path().join("db"))
             .env(
                 "SSHSIGN_HOST_KEY_PATH",
                 appliance.dir.path().join("host_key"),
@@ -325,9 +319,50 @@ fn entries_edited_deleted_or_reordered_at_rest_stop_the_appliance() {
         );
         restore();
     }
-    // Restored, it starts and serves.
+
+    // An entry edited in place (its tiles untouched): it starts, its full check finds the
+    // entry, and from then on nothing is signed or logged.
+    let edited =
+        String::from_utf8(bundle_bytes.clone())
+            .unwrap()
+            .replacen("create_key", "revoke_key", 1);
+    assert_ne!(edited.as_bytes(), bundle_bytes);
+    std::fs::write(&bundle, edited).unwrap();
     appliance.restart();
-    alice.at(&appliance).cmd("whoami").ok();
+    let health = wait_for_check(&appliance);
+    assert_eq!(health["status"], "audit_tampered", "{health}");
+    assert_eq!(health["audit"]["check"]["state"], "tampered", "{health}");
+    let alice = alice.at(&appliance);
+    alice.cmd("create-key").failed_with("audit_unavailable");
+    alice
+        .cmd("audit-checkpoint")
+        .failed_with("audit_unavailable");
+
+    // Restored, it checks clean and serves.
+    appliance.stop();
+    restore();
+    appliance.restart();
+    let health = wait_for_check(&appliance);
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["audit"]["check"]["state"], "verified", "{health}");
+    assert_eq!(
+        health["audit"]["check"]["checked"], health["audit"]["entries"],
+        "{health}"
+    );
+    alice.at(&appliance).create_key("");
+}
+
+/// `/healthz` once the audit log's full check has ended.
+fn wait_for_check(appliance: &Appliance) -> Value {
+    for _ in 0..200 {
+        let (_, health) = appliance.http_get("/healthz");
+        let state = health["audit"]["check"]["state"].as_str().unwrap_or("");
+        if state == "verified" || state == "tampered" {
+            return health;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the audit log's full check did not end");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

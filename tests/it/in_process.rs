@@ -8,32 +8,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sshsign::appliance::{Caller, SignInput, SignOutcome};
 use sshsign::approval::decision::Verdict;
-use sshsign::audit::log::{LogTree, Sink};
-use sshsign::audit::merkle::Hash;
+use sshsign::audit::log::{Head, Sink};
+use sshsign::audit::tiles::TileStore;
 use sshsign::request::RequestStatus;
 
 use crate::common::in_process_token;
 
-/// Writes through to the real log tree, failing while `failing` is set.
+/// Writes through to the real tiles, failing while `failing` is set.
 pub struct Switch {
-    tree: LogTree,
+    tiles: Arc<TileStore>,
     pub failing: AtomicBool,
 }
 
 impl Sink for Switch {
-    fn write(
-        &self,
-        first: u64,
-        entries: &[Vec<u8>],
-        nodes: &[(u32, u64, Hash)],
-    ) -> Result<(), String> {
+    fn append(&self, first: u64, entries: &[Vec<u8>]) -> Result<Head, String> {
         if self.failing.load(Ordering::SeqCst) {
             return Err("disk full".to_owned());
         }
-        self.tree.write(first, entries, nodes)
+        Sink::append(&*self.tiles, first, entries)
     }
-    fn sync(&self) -> Result<(), String> {
-        self.tree.sync()
+
+    fn committed(&self) -> Head {
+        self.tiles.head()
     }
 }
 
@@ -60,9 +56,10 @@ pub fn in_process() -> InProcess {
     let store = sshsign::store::Store::open(dir.path()).unwrap();
     store.unseal_with(sealer);
     let token = Token::new(Arc::new(hsm)).unwrap();
-    let tree = LogTree::open(store.db()).unwrap();
+    let audit_dir = dir.path().join("audit");
+    let tiles = Arc::new(TileStore::open(&audit_dir, 1 << 20).unwrap());
     let sink = Arc::new(Switch {
-        tree: tree.clone(),
+        tiles: Arc::clone(&tiles),
         failing: AtomicBool::new(false),
     });
     let checkpoint_key = keys
@@ -71,9 +68,10 @@ pub fn in_process() -> InProcess {
         .unwrap()
         .clone();
     let audit = AuditLog::open_with_sink(
+        &audit_dir,
         store.db(),
-        tree,
         sink.clone(),
+        tiles,
         CheckpointSigner::new(token.clone(), checkpoint_key, "test-log".into()),
     )
     .unwrap();
