@@ -773,3 +773,117 @@ fn signed_digests(alice: &User) -> HashSet<String> {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_kept_in_sled_moves_into_tiles_and_every_saved_proof_still_verifies() {
+    use sshsign::audit::legacy::LogTree;
+    use sshsign::audit::merkle::{self, Frontier};
+    use sshsign::audit::{AuditEntry, AuditLog, CheckpointSigner};
+
+    let (hsm, _token_store) = crate::common::in_process_token(1);
+    sshsign::provision::generate_appliance_keys(&hsm).unwrap();
+    let checkpoint_key = sshsign::provision::appliance_keys(&hsm)
+        .unwrap()
+        .into_iter()
+        .find(|k| k.role == sshsign::provision::KeyRole::Checkpoint)
+        .unwrap();
+    let token = sshsign::hsm::Token::new(Arc::new(hsm)).unwrap();
+    let signer = || CheckpointSigner::new(token.clone(), checkpoint_key.clone(), "test-log".into());
+    let entries: Vec<Vec<u8>> = (0..700u64)
+        .map(|n| {
+            AuditEntry {
+                time: n as i64,
+                action: sshsign::audit::Action::Sign,
+                result: sshsign::audit::Outcome::Signed,
+                actor: format!("usr_{n}"),
+                readers: vec![format!("usr_{n}")],
+                ..Default::default()
+            }
+            .to_bytes()
+            .unwrap()
+        })
+        .collect();
+
+    // What a checkpoint over these entries says, signed by the checkpoint key (the note
+    // depends only on the origin, the size and the root).
+    let scratch = tempfile::tempdir().unwrap();
+    let scratch_db = sled::open(scratch.path().join("db")).unwrap();
+    let reference =
+        AuditLog::open(&scratch.path().join("tlog"), &scratch_db, signer(), 1 << 20).unwrap();
+    for entry in &entries[..500] {
+        reference
+            .append(&serde_json::from_slice(entry).unwrap())
+            .await
+            .unwrap();
+    }
+    let (at_500, note_500) = reference.checkpoint().await.unwrap();
+    for entry in &entries[500..] {
+        reference
+            .append(&serde_json::from_slice(entry).unwrap())
+            .await
+            .unwrap();
+    }
+    let (at_700, note_700) = reference.checkpoint().await.unwrap();
+    let saved_proof = reference.inclusion(123, Some(500)).await.unwrap();
+
+    // The log as versions before the tiles kept it: entries, subtree hashes and checkpoints
+    // in sled.
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path().join("db")).unwrap();
+    let old = LogTree::open(&db).unwrap();
+    let mut frontier = Frontier::default();
+    old.write(0, &entries[..500], &mut frontier).unwrap();
+    old.write_checkpoint(500, &note_500).unwrap();
+    old.write(500, &entries[500..], &mut frontier).unwrap();
+    old.write_checkpoint(700, &note_700).unwrap();
+    drop(old);
+
+    let tlog = dir.path().join("db.tlog");
+    let log = AuditLog::open(&tlog, &db, signer(), 1 << 20).unwrap();
+    assert_eq!(log.head().size, 700);
+    assert_eq!(log.head().root, at_700.root);
+    assert!(
+        !db.tree_names().iter().any(|n| n.as_ref() == b"audit"),
+        "the sled log is dropped once moved"
+    );
+    // Both checkpoints came along: proofs against each verify under the signed roots.
+    for (checkpoint, note) in [(&at_500, &note_500), (&at_700, &note_700)] {
+        let proof = log.inclusion(123, Some(checkpoint.size)).await.unwrap();
+        assert_eq!(&proof.checkpoint, note);
+        let hashes: Vec<Vec<u8>> = proof
+            .proof
+            .iter()
+            .map(|p| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, p).unwrap())
+            .collect();
+        let leaf = merkle::leaf_hash(proof.entry.as_bytes());
+        merkle::verify_inclusion(123, checkpoint.size, &leaf, &hashes, &checkpoint.root).unwrap();
+    }
+    // A proof a client saved before the move is the one the tiles give now.
+    assert_eq!(
+        log.inclusion(123, Some(500)).await.unwrap().proof,
+        saved_proof.proof
+    );
+    let consistency = log.consistency(500, Some(700)).await.unwrap();
+    let hashes: Vec<Vec<u8>> = consistency
+        .proof
+        .iter()
+        .map(|p| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, p).unwrap())
+        .collect();
+    merkle::verify_consistency(500, 700, &hashes, &at_500.root, &at_700.root).unwrap();
+    let log = Arc::new(log);
+    log.check_in_background().unwrap();
+    for _ in 0..200 {
+        if log.integrity().state == "verified" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(log.integrity().state, "verified", "{:?}", log.integrity());
+    drop(log);
+
+    // Opened again, nothing moves twice.
+    let log = AuditLog::open(&tlog, &db, signer(), 1 << 20).unwrap();
+    assert_eq!(log.head().root, at_700.root);
+    log.append(&AuditEntry::default()).await.unwrap();
+    assert_eq!(log.head().size, 701);
+}
