@@ -146,6 +146,30 @@ impl AuditEntry {
     }
 }
 
+/// What a stranger may see of an entry: its leaf hash (hex), which anyone can check against
+/// the level-0 tile, and what kind of thing happened; as JSON with sorted keys. Never the
+/// actor, readers, keys, requests, hashes of payloads or metadata: those are for the entry's
+/// readers, over SSH.
+pub fn public_entry(entry: &[u8]) -> Result<Vec<u8>, Error> {
+    #[derive(Serialize)]
+    struct Public<'a> {
+        action: &'a str,
+        leaf_hash: String,
+    }
+    #[derive(Deserialize)]
+    struct Kind {
+        action: Action,
+    }
+    let action = serde_json::from_slice::<Kind>(entry)
+        .map(|k| k.action)
+        .unwrap_or_default();
+    let public = Public {
+        action: action.as_str(),
+        leaf_hash: crate::hex::encode(&merkle::leaf_hash(entry)),
+    };
+    serde_json::to_vec(&public).map_err(|e| Error::Storage(format!("a public entry: {e}")))
+}
+
 /// How checkpoints are named and signed.
 #[derive(Debug, Clone)]
 pub struct CheckpointSigner {
@@ -359,6 +383,29 @@ impl AuditLog {
     /// The tiles, as the HTTP front serves them.
     pub fn tiles(&self) -> &TileStore {
         &self.tiles
+    }
+
+    /// Tile `path` (as the specification names it) as anyone may see it: hash tiles as stored;
+    /// an entry bundle with each entry replaced by its [`public_entry`], since entries name
+    /// users, keys and requests that only their readers see. `None` for a path the
+    /// specification does not name or the log does not hold yet.
+    pub fn served_tile(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
+        let Some(tile) = tiles::Tile::parse(path) else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.tiles.read(tile)? else {
+            return Ok(None);
+        };
+        Ok(Some(match tile {
+            tiles::Tile::Hashes { .. } => bytes.to_vec(),
+            tiles::Tile::Entries { .. } => {
+                let public = tiles::bundle_entries(&bytes)?
+                    .into_iter()
+                    .map(public_entry)
+                    .collect::<Result<Vec<_>, _>>()?;
+                tiles::bundle_bytes(public.iter().map(Vec::as_slice))
+            }
+        }))
     }
 
     /// The latest checkpoint as stored (the specification's `checkpoint`).

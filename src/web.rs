@@ -2,12 +2,13 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /healthz` | 200 when the token answers, 503 when it does not |
+//! | `GET /healthz` | 200 when the token answers, 503 when it does not or the audit log's full check failed |
 //! | `GET /api/v1/appliance` | the SSH host key and the appliance's own public keys |
 //! | `GET /.well-known/jwks.json` | the decision-signing key as an Ed25519 JWK |
 //! | `GET /api/v1/keys/{key_id}` | a signing key's public half and status, for verifiers |
 //! | `/api/v1/approvals/...` | the human-approval REST API ([`api`]) |
 //! | `GET /api/v1/openapi.json` | its OpenAPI 3.1 document (`src/web/openapi.json`) |
+//! | `GET /audit/checkpoint`, `GET /audit/tile/...` | the audit log as C2SP tlog-tiles ([`tlog`]) |
 //! | `/enroll`, `/login`, `/requests`, `/approve/...`, `/account/...`, `/static/...` | the pages ([`pages`]) |
 //!
 //! Every error is `{"error":{"code","message"}}` with a stable code and the status that fits.
@@ -35,6 +36,7 @@ pub mod openapi;
 pub mod pages;
 pub mod serve;
 pub mod session;
+pub mod tlog;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -141,6 +143,8 @@ pub fn router(state: WebState) -> Router {
         .route("/api/v1/approvals/{id}", get(api::status))
         .route("/api/v1/approvals/{id}/verify", get(api::verify))
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/audit/checkpoint", get(tlog::checkpoint))
+        .route("/audit/tile/{*path}", get(tlog::tile))
         .route("/static/sshsign.js", get(pages::script))
         .route("/static/sshsign.css", get(pages::style))
         .route("/enroll/{token}", get(pages::enroll_page))

@@ -12,6 +12,21 @@ pub type EntryPage = (Vec<(u64, AuditEntry)>, Option<u64>);
 pub const MAX_ENTRIES: usize = 1000;
 
 impl Appliance {
+    /// Tile `path` of the log as C2SP tlog-tiles names it, as anyone may see it (see
+    /// [`crate::audit::AuditLog::served_tile`]); `None` if there is no such tile.
+    pub async fn audit_tile(&self, path: String) -> Result<Option<Vec<u8>>, Error> {
+        let audit = std::sync::Arc::clone(&self.audit);
+        tokio::task::spawn_blocking(move || audit.served_tile(&path))
+            .await
+            .map_err(|e| Error::Internal(format!("reading a tile: {e}")))?
+            .map_err(Error::Audit)
+    }
+
+    /// The latest stored checkpoint (the specification's `checkpoint`), if one was signed.
+    pub fn audit_latest_checkpoint(&self) -> Result<Option<String>, Error> {
+        self.audit.latest_note().map_err(Error::Audit)
+    }
+
     /// The latest signed checkpoint, signed now if the log grew since the last one.
     pub async fn audit_checkpoint(
         &self,

@@ -30,6 +30,8 @@ use crate::views;
         super::signing_key,
         super::health,
         super::openapi,
+        super::tlog::checkpoint,
+        super::tlog::tile,
     ),
     components(schemas(views::ErrorView, views::DecisionEvent, views::RequestedEvent)),
     modifiers(&Shared),
@@ -94,6 +96,8 @@ const ANSWERS: &[(&str, HttpMethod, &[&str])] = &[
     ("/api/v1/appliance", HttpMethod::Get, &["429"]),
     ("/healthz", HttpMethod::Get, &["429"]),
     ("/api/v1/openapi.json", HttpMethod::Get, &["429"]),
+    ("/audit/checkpoint", HttpMethod::Get, &["429"]),
+    ("/audit/tile/{path}", HttpMethod::Get, &["429"]),
 ];
 
 /// The webhooks the appliance sends: `(event, summary, body schema, answers)`.
@@ -177,6 +181,10 @@ impl Modify for Shared {
             [
                 ("approvals", "Requests for a human decision"),
                 ("keys", "The appliance's public keys"),
+                (
+                    "audit",
+                    "The audit log as C2SP tlog-tiles, for witnesses and tlog clients",
+                ),
                 ("operations", "Health and this document"),
             ]
             .into_iter()

@@ -887,3 +887,89 @@ async fn a_log_kept_in_sled_moves_into_tiles_and_every_saved_proof_still_verifie
     log.append(&AuditEntry::default()).await.unwrap();
     assert_eq!(log.head().size, 701);
 }
+
+#[test]
+fn the_log_is_served_as_tlog_tiles_that_reveal_no_entry() {
+    use sshsign::audit::merkle::Frontier;
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    alice.create_key("--scope release");
+    alice.create_key("");
+    let signed = alice.cmd("audit-checkpoint");
+    let note = signed.ok()["checkpoint"].as_str().unwrap().to_owned();
+
+    let served = appliance.http("GET", "/audit/checkpoint", &[], b"");
+    assert_eq!(served.status, 200);
+    assert_eq!(String::from_utf8(served.body).unwrap(), note);
+    let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+    let root = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        note.lines().nth(2).unwrap(),
+    )
+    .unwrap();
+    assert!((2..256).contains(&size), "{size}");
+
+    // The level-0 tile at the checkpoint's width hashes to the signed root.
+    let hashes = appliance.http("GET", &format!("/audit/tile/0/000.p/{size}"), &[], b"");
+    assert_eq!(hashes.status, 200);
+    let cache = hashes
+        .headers
+        .iter()
+        .find(|(name, _)| name == "cache-control")
+        .map(|(_, value)| value.clone());
+    assert_eq!(
+        cache.as_deref(),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_eq!(hashes.body.len() as u64, size * 32);
+    let mut frontier = Frontier::default();
+    for leaf in hashes.body.chunks_exact(32) {
+        frontier.push(leaf.try_into().unwrap(), |_, _, _| {});
+    }
+    assert_eq!(frontier.root().to_vec(), root);
+
+    // The entry bundle: each entry's leaf hash and action, and nothing about anyone.
+    let bundle = appliance.http(
+        "GET",
+        &format!("/audit/tile/entries/000.p/{size}"),
+        &[],
+        b"",
+    );
+    assert_eq!(bundle.status, 200);
+    let entries = sshsign::audit::tiles::bundle_entries(&bundle.body).unwrap();
+    assert_eq!(entries.len() as u64, size);
+    let alice_id = alice.cmd("whoami").ok()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (entry, leaf) in entries.iter().zip(hashes.body.chunks_exact(32)) {
+        let public: Value = serde_json::from_slice(entry).unwrap();
+        assert_eq!(public["leaf_hash"], sshsign::hex::encode(leaf), "{public}");
+        assert!(public["action"].is_string(), "{public}");
+        assert_eq!(public.as_object().unwrap().len(), 2, "{public}");
+    }
+    let text = String::from_utf8_lossy(&bundle.body);
+    for secret in [alice_id.as_str(), "release", "SHA256:", "ak_"] {
+        assert!(!text.contains(secret), "the bundle shows {secret}: {text}");
+    }
+    assert!(
+        entries
+            .iter()
+            .any(|e| String::from_utf8_lossy(e).contains("\"create_key\"")),
+        "{text}"
+    );
+
+    // Paths the specification does not name, or past the log, are not found.
+    for path in [
+        format!("/audit/tile/0/000.p/{}", size + 300),
+        "/audit/tile/0/0000".to_owned(),
+        "/audit/tile/0/000".to_owned(),
+        "/audit/tile/entries/001".to_owned(),
+        "/audit/tile/9/000".to_owned(),
+        "/audit/tile/../head".to_owned(),
+        format!("/audit/tile/0/{}", "x123/".repeat(20)),
+    ] {
+        let reply = appliance.http("GET", &path, &[], b"");
+        assert_eq!(reply.status, 404, "{path}: {}", reply.status);
+    }
+}
