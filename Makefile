@@ -4,13 +4,16 @@
 #   make test    install what the tests need and run the whole suite
 #
 # Also: `make bench` (the signing and approval benchmarks, release build; `cargo bench --bench
-# audit` measures the audit log alone).
+# audit` measures the audit log alone, `cargo bench --bench soak` watches memory under load).
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # SoftHSMv2 is the development token; the tests drive the stock OpenSSH client and git, and
 # move the server's clock forward with libfaketime to test expiry; openssl and curl test HTTPS;
-# headless Chromium (with a virtual passkey authenticator) drives the approval pages.
-DEBIAN_PACKAGES := softhsm2 openssh-client git faketime openssl curl chromium
+# headless Chromium (with a virtual passkey authenticator) drives the approval pages; Go's
+# checksum-database client code (golang.org/x/mod/sumdb, built offline from Debian's source
+# package) reads the audit log's served tiles.
+DEBIAN_PACKAGES := softhsm2 openssh-client git faketime openssl curl chromium \
+	golang-go golang-golang-x-mod-dev
 
 .PHONY: deps dev test bench
 

@@ -328,6 +328,13 @@ impl Running {
         if let Err(error) = self.store.flush().await {
             tracing::error!(%error, "flushing the store at shutdown");
         }
+        // Not needed for durability (the write-ahead file has every entry); it saves the next
+        // start the replay.
+        let audit = Arc::clone(&self.audit);
+        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || audit.tiles().sync_now()).await
+        {
+            tracing::error!(%error, "syncing the audit tiles at shutdown");
+        }
         // The token threads finish what is queued and end before the process may exit.
         let (hsm, token) = (self.hsm, self.token);
         let _ = tokio::task::spawn_blocking(move || {

@@ -87,8 +87,18 @@ impl Bench {
 
     /// Starts the appliance with `sessions` token sessions and `env` on top of the defaults.
     pub fn start_server(&self, sessions: usize, env: &[(&str, &str)]) -> Server {
+        self.start_server_binary(None, sessions, env)
+    }
+
+    /// [`Self::start_server`] with another `sshsign-server` binary, if `binary` names one.
+    pub fn start_server_binary(
+        &self,
+        binary: Option<&str>,
+        sessions: usize,
+        env: &[(&str, &str)],
+    ) -> Server {
         let dir = self.dir.path();
-        let mut child = Command::new(SERVER)
+        let mut child = Command::new(binary.unwrap_or(SERVER))
             .arg("serve")
             .envs(self.store.env())
             .env("SSHSIGN_HSM_SESSIONS", sessions.to_string())
@@ -137,6 +147,10 @@ pub struct Server {
 }
 
 impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn cpu_seconds(&self) -> f64 {
         proc_stat::cpu_seconds(&self.child.id().to_string())
     }

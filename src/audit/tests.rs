@@ -154,6 +154,7 @@ async fn edited_entries_and_tiles_are_caught_by_the_full_check() {
         writer.append(entry(n)).await.unwrap();
     }
     verify_full(&tiles, &checkpoints, "unused", |_| {}).unwrap();
+    tiles.sync_now().unwrap();
     drop((writer, tiles));
 
     // An entry edited in place in a full bundle, its length kept.

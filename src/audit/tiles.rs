@@ -4,20 +4,23 @@
 //! - `tile/<L>/<N>[.p/<W>]`: hash tiles, 256 hashes of Merkle level `8L` each (level 0 holds
 //!   the leaf hashes); `tile/entries/<N>[.p/<W>]`: entry bundles, each entry prefixed by its
 //!   length as a big-endian `u16` (see [`path`]).
-//! - `head`: the local tree head, `{"size", "root"}`: how much of the above is committed.
+//! - `head`: `{"size", "root"}`, how much of the above is durable;
+//! - `wal`: the commits since ([`wal`]).
 //!
-//! A full tile or bundle never changes once written; only the right edge (partial tiles, one
-//! per level, and the partial bundle) gets a new file per commit, under its new width. A commit
-//! writes every file to a temporary name, `fdatasync`s it, renames it into place, `fsync`s the
-//! directories, and only then replaces `head` the same way: nothing past the head is ever read,
-//! so a crash mid-commit leaves files that the next commit overwrites and start-up discards.
-//! Older widths of a partial tile stay until the tile is full (a client holding an older
-//! checkpoint may ask for them); then its `.p` directory goes.
+//! A commit (a batch of appends) writes the full tiles and bundles it completes (to a temporary
+//! name, then renamed), then appends one record to `wal` and `fdatasync`s it: that is when the
+//! entries are durable and their callers are answered. Every [`SYNC_EVERY`] entries the tiles
+//! written since are synced, the right edge's partial tiles written and synced, the directories
+//! synced, and only then `head` replaced and `wal` emptied. At open, `wal`'s records past the
+//! head are applied again: start-up reads the head, the edge and at most [`SYNC_EVERY`] entries,
+//! whatever the log's size. Files past the head are never read; a crash can leave some, which
+//! the next sync overwrites or start-up removes.
 //!
-//! Memory: the right edge (at most 255 entries and 255 hashes per level) and a cache of tiles
-//! bounded in bytes. Nothing per entry stays in memory.
+//! Memory: the right edge (at most 255 entries, and 255 hashes per level), served from memory,
+//! and a cache of full tiles bounded in bytes. Nothing per entry stays in memory.
 
 pub mod path;
+pub mod wal;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -37,9 +40,12 @@ use super::merkle::{self, Frontier, Hash, Nodes};
 /// The largest entry a bundle can hold (its length is a `u16`).
 pub const MAX_ENTRY: usize = u16::MAX as usize;
 
+/// Entries between syncs of the tiles (and start-up replays at most this many).
+pub const SYNC_EVERY: u64 = 16_384;
+
 const HEAD: &str = "head";
 
-/// The committed head as `head` stores it.
+/// The durable head as `head` stores it.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HeadFile {
@@ -48,16 +54,36 @@ struct HeadFile {
     root: String,
 }
 
-/// The right edge the writer extends: the tree's frontier, the hashes in the rightmost tile of
-/// each level, the entries in the rightmost bundle.
+/// The right edge: the tree's frontier, the hashes in the rightmost tile of each level, the
+/// entries in the rightmost bundle. Cheap to clone (entries are shared).
 #[derive(Debug, Clone, Default)]
 struct Edge {
     frontier: Frontier,
     rows: Vec<Vec<Hash>>,
-    bundle: Vec<Vec<u8>>,
+    bundle: Vec<Arc<[u8]>>,
 }
 
-/// Bytes of tiles and bundles read lately, bounded in bytes.
+/// What readers see: the committed head and its edge, swapped together.
+#[derive(Debug, Clone)]
+struct View {
+    head: Head,
+    edge: Arc<Edge>,
+}
+
+/// What only the writer touches.
+#[derive(Debug)]
+struct Writing {
+    edge: Edge,
+    wal: wal::Wal,
+    /// Full tiles and bundles written since the last sync, and their directories.
+    unsynced: Vec<PathBuf>,
+    directories: BTreeSet<PathBuf>,
+    /// Tiles completed since the last sync, whose partial widths go at the next one.
+    completed: Vec<Tile>,
+    since_sync: u64,
+}
+
+/// Bytes of full tiles and bundles read lately, bounded in bytes.
 struct Cache {
     tiles: LruCache<Tile, Arc<Vec<u8>>>,
     bytes: usize,
@@ -89,8 +115,8 @@ impl Cache {
 /// The tiles under one directory.
 pub struct TileStore {
     root: PathBuf,
-    head: RwLock<Head>,
-    edge: Mutex<Edge>,
+    view: RwLock<View>,
+    writing: Mutex<Writing>,
     cache: Mutex<Cache>,
 }
 
@@ -163,16 +189,107 @@ fn perfect_root(row: &[Hash]) -> Hash {
     level.first().copied().unwrap_or_else(merkle::empty_root)
 }
 
+impl View {
+    /// How many hashes (or entries) `tile` holds in this tree.
+    fn have(&self, tile: Tile) -> u64 {
+        let size = self.head.size;
+        match tile {
+            Tile::Hashes { level, index, .. } => width_in(size, level, index),
+            Tile::Entries { index, .. } => width_in(size, 0, index),
+        }
+    }
+
+    /// The first `tile.width()` items of the edge's tile at `tile`'s level.
+    fn edge_tile(&self, tile: Tile) -> Result<Vec<u8>, Error> {
+        let width = usize::try_from(tile.width()).unwrap_or(usize::MAX);
+        let missing = || corrupt(format!("{} is not in the edge", tile.path()));
+        match tile {
+            Tile::Hashes { level, .. } => {
+                let row = self.edge.rows.get(level as usize).ok_or_else(missing)?;
+                Ok(row.get(..width).ok_or_else(missing)?.concat())
+            }
+            Tile::Entries { .. } => {
+                let bundle = self.edge.bundle.get(..width).ok_or_else(missing)?;
+                Ok(bundle_bytes(bundle.iter().map(|e| &e[..])))
+            }
+        }
+    }
+
+    /// Where the perfect subtree `(level, index)` is: its tile, and the span of that tile's
+    /// hashes it is the root over.
+    fn locate(&self, level: u32, index: u64) -> Result<(Tile, usize, usize), Error> {
+        let tile_level = level / HEIGHT;
+        let within = level % HEIGHT;
+        let outside = || {
+            corrupt(format!(
+                "subtree ({level}, {index}) is not in a tree of {}",
+                self.head.size
+            ))
+        };
+        let first = index.checked_shl(within).ok_or_else(outside)?;
+        let count = 1u64 << within;
+        if first + count > hashes_at(self.head.size, tile_level) {
+            return Err(outside());
+        }
+        let mut tile = Tile::Hashes {
+            level: tile_level,
+            index: first / WIDTH,
+            width: WIDTH,
+        };
+        let have = self.have(tile);
+        if let Tile::Hashes { width, .. } = &mut tile {
+            *width = have;
+        }
+        Ok((tile, (first % WIDTH) as usize, count as usize))
+    }
+
+    /// A perfect subtree of `2^level` leaves: the root over `2^(level mod 8)` hashes of the tile
+    /// that holds it.
+    fn node(&self, store: &TileStore, level: u32, index: u64) -> Result<Hash, Error> {
+        let (tile, start, count) = self.locate(level, index)?;
+        let bytes = store
+            .read_in(self, tile)?
+            .ok_or_else(|| corrupt(format!("{} is missing", tile.path())))?;
+        span_root(&bytes, start, count, tile)
+    }
+
+    /// [`Self::node`], from the files alone (at open, before the edge is loaded).
+    fn node_from_files(&self, store: &TileStore, level: u32, index: u64) -> Result<Hash, Error> {
+        let (tile, start, count) = self.locate(level, index)?;
+        let bytes = store.read_file(tile)?;
+        span_root(&bytes, start, count, tile)
+    }
+}
+
+fn span_root(bytes: &[u8], start: usize, count: usize, tile: Tile) -> Result<Hash, Error> {
+    let span = bytes
+        .get(start * 32..(start + count) * 32)
+        .ok_or_else(|| corrupt(format!("{} is short", tile.path())))?;
+    Ok(perfect_root(&hashes(span)))
+}
+
 impl TileStore {
-    /// Opens (or creates) the tiles under `root`, keeping at most `cache_bytes` of tiles in
-    /// memory. Files a crash left past the head are discarded.
+    /// Opens (or creates) the tiles under `root`, keeping at most `cache_bytes` of full tiles
+    /// in memory: reads the head and its edge, checks that they agree, removes what a crash left
+    /// past the head, and applies the write-ahead file's records past it again.
     pub fn open(root: &Path, cache_bytes: usize) -> Result<Self, Error> {
         fs::create_dir_all(root).map_err(|e| io("creating", root, e))?;
         let head = read_head(root)?;
+        let (wal, records) = wal::Wal::open(root)?;
         let store = TileStore {
             root: root.to_owned(),
-            head: RwLock::new(head),
-            edge: Mutex::new(Edge::default()),
+            view: RwLock::new(View {
+                head,
+                edge: Arc::default(),
+            }),
+            writing: Mutex::new(Writing {
+                edge: Edge::default(),
+                wal,
+                unsynced: Vec::new(),
+                directories: BTreeSet::new(),
+                completed: Vec::new(),
+                since_sync: 0,
+            }),
             cache: Mutex::new(Cache {
                 tiles: LruCache::unbounded(),
                 bytes: 0,
@@ -180,20 +297,64 @@ impl TileStore {
             }),
         };
         store.discard_past_head()?;
-        let edge = store.load_edge()?;
+        let edge = store.load_edge(head)?;
         if edge.frontier.root() != head.root {
             return Err(Error::Tampered(format!(
                 "the tiles' right edge does not hash to the stored head at size {}",
                 head.size
             )));
         }
-        *store.edge.lock().unwrap_or_else(|p| p.into_inner()) = edge;
+        store.publish(View {
+            head,
+            edge: Arc::new(edge.clone()),
+        });
+        let mut writing = store.lock_writing();
+        writing.edge = edge;
+        let mut replayed = 0;
+        for record in records {
+            let size = writing.edge.frontier.size();
+            if record.first + record.entries.len() as u64 <= size {
+                continue;
+            }
+            if record.first != size {
+                return Err(corrupt(format!(
+                    "the write-ahead file goes on at {} after {size}",
+                    record.first
+                )));
+            }
+            store.apply(&mut writing, &record.entries, false)?;
+            replayed += record.entries.len();
+        }
+        if replayed > 0 {
+            store.sync(&mut writing)?;
+            tracing::info!(
+                replayed,
+                "audit entries applied again from the write-ahead file"
+            );
+        } else if writing.wal.bytes() > 0 {
+            writing.wal.clear()?;
+        }
+        drop(writing);
+        // What lay past the old head and the replay did not overwrite.
+        store.discard_past_head()?;
         Ok(store)
     }
 
-    /// The committed head.
+    fn lock_writing(&self) -> std::sync::MutexGuard<'_, Writing> {
+        self.writing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn view(&self) -> View {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn publish(&self, view: View) {
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = view;
+    }
+
+    /// The committed head: what is durable, in the tiles or the write-ahead file.
     pub fn head(&self) -> Head {
-        *self.head.read().unwrap_or_else(|p| p.into_inner())
+        self.view.read().unwrap_or_else(|p| p.into_inner()).head
     }
 
     /// How many bytes of tiles the cache holds, and may hold.
@@ -202,36 +363,59 @@ impl TileStore {
         (cache.bytes, cache.budget)
     }
 
-    /// A tile's bytes as stored, if it is within the committed tree: a partial tile of a width
-    /// the tile has since outgrown is the full tile's prefix.
+    /// A tile's bytes, if the committed tree holds it at that width: the edge's from memory,
+    /// full ones from disk, and a partial width a tile has outgrown as its full tile's prefix.
     pub fn read(&self, tile: Tile) -> Result<Option<Arc<Vec<u8>>>, Error> {
-        let size = self.head().size;
-        let have = match tile {
-            Tile::Hashes { level, index, .. } => width_in(size, level, index),
-            Tile::Entries { index, .. } => width_in(size, 0, index),
-        };
-        if tile.width() > have {
+        self.read_in(&self.view(), tile)
+    }
+
+    fn read_in(&self, view: &View, tile: Tile) -> Result<Option<Arc<Vec<u8>>>, Error> {
+        let have = view.have(tile);
+        if tile.width() > have || tile.width() == 0 {
             return Ok(None);
         }
-        if let Some(bytes) = self.cache_get(&tile) {
-            return Ok(Some(bytes));
+        if have < WIDTH {
+            return Ok(Some(Arc::new(view.edge_tile(tile)?)));
         }
-        let bytes = match fs::read(self.root.join(tile.path())) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == ErrorKind::NotFound && tile.is_partial() => {
-                // Outgrown since: the tile is full now, or this width was never committed.
-                match fs::read(self.root.join(tile.full().path())) {
-                    Ok(full) => self.prefix(tile, &full)?,
-                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(io("reading", &self.root.join(tile.full().path()), e)),
-                }
-            }
-            Err(e) => return Err(io("reading", &self.root.join(tile.path()), e)),
-        };
-        self.check_length(tile, &bytes)?;
+        let full = self.read_full(tile.full())?;
+        if tile.is_partial() {
+            return Ok(Some(Arc::new(self.prefix(tile, &full)?)));
+        }
+        Ok(Some(full))
+    }
+
+    /// A full tile or bundle, through the cache.
+    fn read_full(&self, tile: Tile) -> Result<Arc<Vec<u8>>, Error> {
+        if let Some(bytes) = self.cache_get(&tile) {
+            return Ok(bytes);
+        }
+        let bytes = self.read_path(tile)?;
         let bytes = Arc::new(bytes);
         self.cache_put(tile, Arc::clone(&bytes));
-        Ok(Some(bytes))
+        Ok(bytes)
+    }
+
+    /// A tile as its file holds it (at open, for the durable head).
+    fn read_file(&self, tile: Tile) -> Result<Vec<u8>, Error> {
+        if !tile.is_partial() {
+            return Ok(self.read_full(tile)?.to_vec());
+        }
+        self.read_path(tile)
+    }
+
+    /// `tile`'s file, which the committed tree needs: missing or the wrong length, the log is
+    /// corrupt.
+    fn read_path(&self, tile: Tile) -> Result<Vec<u8>, Error> {
+        let path = self.root.join(tile.path());
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(corrupt(format!("{} is missing", tile.path())));
+            }
+            Err(e) => return Err(io("reading", &path, e)),
+        };
+        self.check_length(tile, &bytes)?;
+        Ok(bytes)
     }
 
     fn cache_get(&self, tile: &Tile) -> Option<Arc<Vec<u8>>> {
@@ -279,28 +463,14 @@ impl TileStore {
         }
     }
 
-    /// The hashes of tile `index` at `level`, as wide as the tree of `size` leaves has it.
-    fn row(&self, level: u32, index: u64, size: u64) -> Result<Vec<Hash>, Error> {
-        let width = width_in(size, level, index);
-        let tile = Tile::Hashes {
-            level,
-            index,
-            width,
-        };
-        let bytes = self
-            .read(tile)?
-            .ok_or_else(|| corrupt(format!("{} is missing", tile.path())))?;
-        Ok(hashes(&bytes))
-    }
-
-    /// The entries of bundle `index`, as wide as the committed tree has it.
-    fn bundle(&self, index: u64, size: u64) -> Result<Vec<Vec<u8>>, Error> {
+    /// The entries of bundle `index` in `view`'s tree.
+    fn bundle(&self, view: &View, index: u64) -> Result<Vec<Vec<u8>>, Error> {
         let tile = Tile::Entries {
             index,
-            width: width_in(size, 0, index),
+            width: view.have(Tile::Entries { index, width: 1 }),
         };
         let bytes = self
-            .read(tile)?
+            .read_in(view, tile)?
             .ok_or_else(|| corrupt(format!("{} is missing", tile.path())))?;
         Ok(bundle_entries(&bytes)?
             .into_iter()
@@ -310,22 +480,22 @@ impl TileStore {
 
     /// Entry `index`, if the committed tree holds it.
     pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, Error> {
-        let size = self.head().size;
-        if index >= size {
+        let view = self.view();
+        if index >= view.head.size {
             return Ok(None);
         }
-        let bundle = self.bundle(index / WIDTH, size)?;
+        let bundle = self.bundle(&view, index / WIDTH)?;
         let offset = usize::try_from(index % WIDTH).unwrap_or(usize::MAX);
         Ok(bundle.into_iter().nth(offset))
     }
 
     /// Entries from `from` on, at most `limit`, with their indexes.
     pub fn entries(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
-        let size = self.head().size;
+        let view = self.view();
         let mut found = Vec::new();
         let mut next = from;
-        while next < size && found.len() < limit {
-            let bundle = self.bundle(next / WIDTH, size)?;
+        while next < view.head.size && found.len() < limit {
+            let bundle = self.bundle(&view, next / WIDTH)?;
             let first = next / WIDTH * WIDTH;
             for (offset, entry) in bundle.into_iter().enumerate() {
                 let index = first + offset as u64;
@@ -338,23 +508,40 @@ impl TileStore {
         Ok(found)
     }
 
-    /// The right edge of the committed tree, read from its tiles.
-    fn load_edge(&self) -> Result<Edge, Error> {
-        let size = self.head().size;
-        let frontier = Frontier::load(self, size)?;
+    /// The right edge of the durable tree at `head`, read from its files.
+    fn load_edge(&self, head: Head) -> Result<Edge, Error> {
+        let size = head.size;
+        let on_disk = OnDisk {
+            store: self,
+            view: View {
+                head,
+                edge: Arc::default(),
+            },
+        };
+        let frontier = Frontier::load(&on_disk, size)?;
         let mut rows = Vec::new();
         let mut level = 0;
         while hashes_at(size, level) > 0 {
             let count = hashes_at(size, level);
             rows.push(match count % WIDTH {
                 0 => Vec::new(),
-                _ => self.row(level, count / WIDTH, size)?,
+                width => hashes(&self.read_file(Tile::Hashes {
+                    level,
+                    index: count / WIDTH,
+                    width,
+                })?),
             });
             level += 1;
         }
         let bundle = match size % WIDTH {
             0 => Vec::new(),
-            _ => self.bundle(size / WIDTH, size)?,
+            width => {
+                let bytes = self.read_file(Tile::Entries {
+                    index: size / WIDTH,
+                    width,
+                })?;
+                bundle_entries(&bytes)?.into_iter().map(Arc::from).collect()
+            }
         };
         Ok(Edge {
             frontier,
@@ -363,17 +550,16 @@ impl TileStore {
         })
     }
 
-    /// Removes what a crash left past the head: wider partial tiles and full tiles the head
-    /// does not cover, at the right edge of each level.
+    /// Removes what a crash left past the durable head at the right edge of each level: a full
+    /// tile the head does not cover, and wider partial tiles.
     fn discard_past_head(&self) -> Result<(), Error> {
         let size = self.head().size;
         let mut edges: Vec<(Tile, u64)> = Vec::new();
         for level in 0..=(63 / HEIGHT) {
             let count = hashes_at(size, level);
-            let index = count / WIDTH;
             let tile = Tile::Hashes {
                 level,
-                index,
+                index: count / WIDTH,
                 width: WIDTH,
             };
             edges.push((tile, count % WIDTH));
@@ -386,28 +572,16 @@ impl TileStore {
             size % WIDTH,
         ));
         for (full, width) in edges {
-            // The rightmost tile is partial (or absent): no full file, no wider partial.
             let full_path = self.root.join(full.path());
             remove_if_present(&full_path)?;
-            let partials = PathBuf::from(format!("{}.p", full_path.display()));
-            if let Ok(listing) = fs::read_dir(&partials) {
-                for item in listing.flatten() {
-                    let name = item.file_name();
-                    let keep = name
-                        .to_str()
-                        .and_then(|n| n.parse::<u64>().ok())
-                        .is_some_and(|w| w <= width && is_width_name(&name));
-                    if !keep {
-                        remove_if_present(&item.path())?;
-                    }
-                }
-            }
+            remove_widths(&full_path, |w| w > width)?;
         }
         Ok(())
     }
 
-    /// Appends `entries` as leaves `first…` and commits them; returns the new head once every
-    /// file and the head are durable. On failure, the edge is read back from disk.
+    /// Appends `entries` as leaves `first…`: the full tiles they complete are written, then
+    /// one record in the write-ahead file is made durable; returns the new head. On failure
+    /// nothing changes. Every [`SYNC_EVERY`] entries the tiles are synced too.
     pub fn append(&self, first: u64, entries: &[Vec<u8>]) -> Result<Head, Error> {
         if let Some(long) = entries.iter().find(|e| e.len() > MAX_ENTRY) {
             return Err(Error::Unavailable(format!(
@@ -415,33 +589,34 @@ impl TileStore {
                 long.len()
             )));
         }
-        let mut edge = self.edge.lock().unwrap_or_else(|p| p.into_inner());
-        if first != edge.frontier.size() {
+        let mut writing = self.lock_writing();
+        if first != writing.edge.frontier.size() {
             return Err(Error::Unavailable(format!(
                 "append at {first}, but the log holds {}",
-                edge.frontier.size()
+                writing.edge.frontier.size()
             )));
         }
-        let outcome = self.commit(&mut edge, entries);
-        if outcome.is_err() {
-            match self.load_edge() {
-                Ok(reloaded) => *edge = reloaded,
-                Err(error) => tracing::error!(%error, "the audit log's edge could not be reloaded"),
-            }
+        let head = self.apply(&mut writing, entries, true)?;
+        if writing.since_sync >= SYNC_EVERY
+            && let Err(error) = self.sync(&mut writing)
+        {
+            tracing::warn!(%error, "syncing the audit tiles failed; the write-ahead file keeps the entries");
         }
-        outcome
+        Ok(head)
     }
 
-    fn commit(&self, edge: &mut Edge, entries: &[Vec<u8>]) -> Result<Head, Error> {
+    /// Applies `entries` to the edge: writes the full tiles and bundles they complete, logs
+    /// them in the write-ahead file (unless they are being replayed from it), then publishes the
+    /// new head and edge.
+    fn apply(&self, writing: &mut Writing, entries: &[Vec<u8>], log: bool) -> Result<Head, Error> {
+        let first = writing.edge.frontier.size();
+        let mut edge = writing.edge.clone();
         let mut files: Vec<(Tile, Vec<u8>)> = Vec::new();
-        let mut dirty = BTreeSet::new();
-        let mut bundle_dirty = false;
         for entry in entries {
             let index = edge.frontier.size();
-            edge.bundle.push(entry.clone());
-            bundle_dirty = true;
+            edge.bundle.push(Arc::from(entry.as_slice()));
             if edge.bundle.len() as u64 == WIDTH {
-                let bytes = bundle_bytes(edge.bundle.iter().map(Vec::as_slice));
+                let bytes = bundle_bytes(edge.bundle.iter().map(|e| &e[..]));
                 files.push((
                     Tile::Entries {
                         index: index / WIDTH,
@@ -464,7 +639,6 @@ impl TileStore {
                     edge.rows.resize(row + 1, Vec::new());
                 }
                 edge.rows[row].push(hash);
-                dirty.insert(level);
                 if edge.rows[row].len() as u64 == WIDTH {
                     files.push((
                         Tile::Hashes {
@@ -478,59 +652,104 @@ impl TileStore {
                 }
             }
         }
-        let size = edge.frontier.size();
-        for level in dirty {
-            let row = &edge.rows[level as usize];
-            if !row.is_empty() {
-                let tile = Tile::Hashes {
-                    level,
-                    index: hashes_at(size, level) / WIDTH,
-                    width: row.len() as u64,
-                };
-                files.push((tile, row.concat()));
-            }
+        let mut written = Vec::new();
+        let mut directories = BTreeSet::new();
+        for (tile, bytes) in &files {
+            written.push(self.write(&tile.path(), bytes, &mut directories, false)?);
         }
-        if bundle_dirty && !edge.bundle.is_empty() {
+        if log {
+            writing.wal.append(first, entries)?;
+        }
+        let head = Head {
+            size: edge.frontier.size(),
+            root: edge.frontier.root(),
+        };
+        for (tile, bytes) in files {
+            self.cache_put(tile, Arc::new(bytes));
+            writing.completed.push(tile);
+        }
+        writing.unsynced.extend(written);
+        writing.directories.extend(directories);
+        writing.since_sync += entries.len() as u64;
+        writing.edge = edge;
+        self.publish(View {
+            head,
+            edge: Arc::new(writing.edge.clone()),
+        });
+        Ok(head)
+    }
+
+    /// Makes the tiles durable up to the committed head: syncs the full tiles written since the
+    /// last sync, writes and syncs the edge's partial tiles, syncs the directories, replaces
+    /// `head`, and empties the write-ahead file. (Appends do it every [`SYNC_EVERY`] entries;
+    /// a clean shutdown does it too.)
+    fn sync(&self, writing: &mut Writing) -> Result<(), Error> {
+        let edge = &writing.edge;
+        let size = edge.frontier.size();
+        let mut directories = writing.directories.clone();
+        for path in &writing.unsynced {
+            File::open(path)
+                .and_then(|file| file.sync_data())
+                .map_err(|e| io("syncing", path, e))?;
+        }
+        let mut partials = Vec::new();
+        for (level, row) in edge.rows.iter().enumerate() {
+            if row.is_empty() {
+                continue;
+            }
+            let level = level as u32;
+            let tile = Tile::Hashes {
+                level,
+                index: hashes_at(size, level) / WIDTH,
+                width: row.len() as u64,
+            };
+            self.write(&tile.path(), &row.concat(), &mut directories, true)?;
+            partials.push(tile);
+        }
+        if !edge.bundle.is_empty() {
             let tile = Tile::Entries {
                 index: size / WIDTH,
                 width: edge.bundle.len() as u64,
             };
-            files.push((tile, bundle_bytes(edge.bundle.iter().map(Vec::as_slice))));
-        }
-        let mut directories = BTreeSet::new();
-        for (tile, bytes) in &files {
-            self.write(&tile.path(), bytes, &mut directories)?;
+            let bytes = bundle_bytes(edge.bundle.iter().map(|e| &e[..]));
+            self.write(&tile.path(), &bytes, &mut directories, true)?;
+            partials.push(tile);
         }
         sync_directories(&directories)?;
-        let head = Head {
+        self.write_head(Head {
             size,
             root: edge.frontier.root(),
-        };
-        self.write_head(head)?;
-        *self.head.write().unwrap_or_else(|p| p.into_inner()) = head;
-        for (tile, bytes) in files {
-            if !tile.is_partial() {
-                // Clients that ask for an outgrown width get the full tile's prefix.
-                let partials = self.root.join(format!("{}.p", tile.path()));
-                if let Err(error) = fs::remove_dir_all(&partials)
-                    && error.kind() != ErrorKind::NotFound
-                {
-                    tracing::warn!(%error, path = %partials.display(), "an outgrown partial tile stays");
-                }
-            }
-            self.cache_put(tile, Arc::new(bytes));
+        })?;
+        writing.wal.clear()?;
+        // Partial tiles on disk only serve start-up: one width per tile is enough.
+        for tile in writing.completed.drain(..) {
+            remove_widths(&self.root.join(tile.path()), |_| true)?;
         }
-        Ok(head)
+        for tile in partials {
+            let width = tile.width();
+            remove_widths(&self.root.join(tile.full().path()), |w| w != width)?;
+        }
+        writing.unsynced.clear();
+        writing.directories.clear();
+        writing.since_sync = 0;
+        Ok(())
     }
 
-    /// Writes `bytes` at `relative` durably: to a temporary name, synced, renamed. The
-    /// directories to sync before the head names them are added to `directories`.
+    /// [`Self::sync`], from outside the writer (a clean shutdown, tests).
+    pub fn sync_now(&self) -> Result<(), Error> {
+        let mut writing = self.lock_writing();
+        self.sync(&mut writing)
+    }
+
+    /// Writes `bytes` at `relative`: to a temporary name, synced if `durable`, renamed. The
+    /// directories whose listings changed are added to `directories`; returns the path.
     fn write(
         &self,
         relative: &str,
         bytes: &[u8],
         directories: &mut BTreeSet<PathBuf>,
-    ) -> Result<(), Error> {
+        durable: bool,
+    ) -> Result<PathBuf, Error> {
         let path = self.root.join(relative);
         let dir = path
             .parent()
@@ -543,11 +762,11 @@ impl TileStore {
         let temporary = dir.join(format!(".{name}.tmp"));
         let mut file = File::create(&temporary).map_err(|e| io("creating", &temporary, e))?;
         file.write_all(bytes)
-            .and_then(|()| file.sync_data())
+            .and_then(|()| if durable { file.sync_data() } else { Ok(()) })
             .map_err(|e| io("writing", &temporary, e))?;
         fs::rename(&temporary, &path).map_err(|e| io("renaming", &path, e))?;
         directories.insert(dir.to_owned());
-        Ok(())
+        Ok(path)
     }
 
     /// Creates `dir` and the directories above it that are missing, noting each parent whose
@@ -574,9 +793,34 @@ impl TileStore {
         let bytes = serde_json::to_vec(&file)
             .map_err(|e| Error::Storage(format!("encoding the head: {e}")))?;
         let mut directories = BTreeSet::new();
-        self.write(HEAD, &bytes, &mut directories)?;
+        self.write(HEAD, &bytes, &mut directories, true)?;
         sync_directories(&directories)
     }
+}
+
+/// Removes the partial widths of the tile whose full path is `full` that `doomed` names (and
+/// their directory, once empty).
+fn remove_widths(full: &Path, doomed: impl Fn(u64) -> bool) -> Result<(), Error> {
+    let partials = PathBuf::from(format!("{}.p", full.display()));
+    let Ok(listing) = fs::read_dir(&partials) else {
+        return Ok(());
+    };
+    let mut left = 0;
+    for item in listing.flatten() {
+        let name = item.file_name();
+        let width = name
+            .to_str()
+            .filter(|_| is_width_name(&name))
+            .and_then(|n| n.parse::<u64>().ok());
+        match width {
+            Some(width) if !doomed(width) => left += 1,
+            _ => remove_if_present(&item.path())?,
+        }
+    }
+    if left == 0 {
+        let _ = fs::remove_dir(&partials);
+    }
+    Ok(())
 }
 
 /// Whether a partial tile's file name is a width as the specification writes it.
@@ -632,27 +876,23 @@ fn read_head(root: &Path) -> Result<Head, Error> {
 impl Nodes for TileStore {
     type Error = Error;
 
-    /// Read from the tile that holds it: a perfect subtree of `2^level` leaves is the root over
-    /// `2^(level mod 8)` hashes of its tile.
+    /// A perfect subtree of `2^level` leaves, in the committed tree.
     fn node(&self, level: u32, index: u64) -> Result<Hash, Error> {
-        let tile_level = level / HEIGHT;
-        let within = level % HEIGHT;
-        let first = index
-            .checked_shl(within)
-            .ok_or_else(|| corrupt(format!("no subtree ({level}, {index})")))?;
-        let count = 1u64 << within;
-        let size = self.head().size;
-        if first + count > hashes_at(size, tile_level) {
-            return Err(corrupt(format!(
-                "subtree ({level}, {index}) is not in a tree of {size}"
-            )));
-        }
-        let row = self.row(tile_level, first / WIDTH, size)?;
-        let start = usize::try_from(first % WIDTH).unwrap_or(usize::MAX);
-        let span = row
-            .get(start..start + count as usize)
-            .ok_or_else(|| corrupt(format!("subtree ({level}, {index}) is past its tile")))?;
-        Ok(perfect_root(span))
+        self.view().node(self, level, index)
+    }
+}
+
+/// The durable tree's files alone, as [`Nodes`] (at open, before the edge is loaded).
+struct OnDisk<'a> {
+    store: &'a TileStore,
+    view: View,
+}
+
+impl Nodes for OnDisk<'_> {
+    type Error = Error;
+
+    fn node(&self, level: u32, index: u64) -> Result<Hash, Error> {
+        self.view.node_from_files(self.store, level, index)
     }
 }
 

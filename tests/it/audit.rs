@@ -273,8 +273,10 @@ fn a_log_changed_at_rest_stops_signing_or_the_appliance() {
         std::fs::read(&hashes).unwrap(),
     );
     let restore = || {
-        std::fs::write(&bundle, &bundle_bytes).unwrap();
-        std::fs::write(&hashes, &hash_bytes).unwrap();
+        for (path, bytes) in [(&bundle, &bundle_bytes), (&hashes, &hash_bytes)] {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
     };
 
     // Tiles that do not hash to the head, or a bundle gone: it does not start.
@@ -972,4 +974,103 @@ fn the_log_is_served_as_tlog_tiles_that_reveal_no_entry() {
         let reply = appliance.http("GET", &path, &[], b"");
         assert_eq!(reply.status, 404, "{path}: {}", reply.status);
     }
+}
+
+/// Go's checksum-database client code (`golang.org/x/mod/sumdb/note` and `tlog`, Debian's
+/// `golang-golang-x-mod-dev`) reads the served log: the checkpoint verifies under the
+/// appliance's verifier key, and the tiles hash to its root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gos_tlog_client_reads_the_served_tiles_and_gets_the_signed_root() {
+    let InProcess { core, .. } = in_process();
+    // Past 65,536 entries: full tiles at levels 0 and 1, partial ones at 0, 1 and 2.
+    const ENTRIES: u64 = 66_000;
+    let mut appended = 0;
+    while appended < ENTRIES {
+        let wave: Vec<_> = (appended..(appended + 4096).min(ENTRIES))
+            .map(|n| {
+                let core = Arc::clone(&core);
+                tokio::spawn(async move {
+                    let entry = sshsign::audit::AuditEntry {
+                        time: n as i64,
+                        actor: format!("usr_{n}"),
+                        ..Default::default()
+                    };
+                    core.audit().append(&entry).await.unwrap()
+                })
+            })
+            .collect();
+        for task in wave {
+            task.await.unwrap();
+        }
+        appended = (appended + 4096).min(ENTRIES);
+    }
+    let (checkpoint, _) = core.audit_checkpoint().await.unwrap();
+    assert_eq!(checkpoint.size, ENTRIES);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/audit", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(sshsign::web::serve::serve(
+        listener,
+        None,
+        crate::in_process::router(&core),
+        std::time::Duration::from_secs(10),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let vkey = core.audit_verifier_key();
+    let wrong_key = sshsign::audit::note::verifier_key("test-log", &[7; 32]);
+    let (ours, wrong) = tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("verify_tiles");
+        let built = std::process::Command::new("go")
+            .args(["build", "-o"])
+            .arg(&binary)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/tlog/verify_tiles.go"
+            ))
+            .env("GO111MODULE", "off")
+            .env("GOPATH", "/usr/share/gocode")
+            .env("GOCACHE", dir.path().join("cache"))
+            .env("GOFLAGS", "")
+            .output()
+            .expect("go is installed (golang-go, golang-golang-x-mod-dev)");
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let run = |key: &str| {
+            std::process::Command::new(&binary)
+                .args([&base, key])
+                .output()
+                .unwrap()
+        };
+        (run(&vkey), run(&wrong_key))
+    })
+    .await
+    .unwrap();
+    let _ = stop.send(());
+    let _ = server.await;
+
+    let stdout = String::from_utf8_lossy(&ours.stdout);
+    assert!(
+        ours.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    let root = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, checkpoint.root);
+    assert_eq!(stdout.trim(), format!("ok {ENTRIES} {root}"));
+    assert!(
+        !wrong.status.success(),
+        "a checkpoint under another key is refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("checkpoint signature"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
 }

@@ -357,7 +357,7 @@ async fn the_sweep_expires_a_signature_request_nobody_looks_at() {
 }
 
 /// The HTTP side of `core`, as the server mounts it, without a socket.
-fn router(core: &Arc<sshsign::appliance::Appliance>) -> axum::Router {
+pub fn router(core: &Arc<sshsign::appliance::Appliance>) -> axum::Router {
     use sshsign::web::guard::Guard;
     use sshsign::web::limit::Limit;
     let limit = Limit {

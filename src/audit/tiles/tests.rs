@@ -44,6 +44,7 @@ fn appends_write_the_specifications_tiles_and_prove_against_the_definition() {
     fill(&store, 1000, 1024, 24);
     fill(&store, 1024, 66_000, 4096);
     let size = 66_000;
+    store.sync_now().unwrap();
     let expected = reference(size);
     assert_eq!(store.head().root, expected.root());
     assert_eq!(store.head().size, size);
@@ -159,6 +160,7 @@ fn files_a_crash_left_past_the_head_are_discarded_and_never_read() {
     let root = dir.path();
     let store = TileStore::open(root, 1 << 20).unwrap();
     fill(&store, 0, 300, 300);
+    store.sync_now().unwrap();
     drop(store);
     // A commit of more entries got as far as some of its files, not the head.
     let garbage = [
@@ -188,10 +190,11 @@ fn a_failed_commit_changes_nothing_and_the_next_one_goes_through() {
     let root = dir.path();
     let store = TileStore::open(root, 1 << 20).unwrap();
     fill(&store, 0, 250, 250);
-    // Where the next commit renames its level-0 tile, a directory stands in the way.
-    let obstacle = root.join("tile/0/000.p/251");
+    // Where the commit that completes the first tile renames it, a directory stands in the way.
+    let obstacle = root.join("tile/0/000");
     std::fs::create_dir_all(obstacle.join("x")).unwrap();
-    let refused = store.append(250, &[entry(250)]);
+    let batch: Vec<Vec<u8>> = (250..260).map(entry).collect();
+    let refused = store.append(250, &batch);
     assert!(matches!(refused, Err(Error::Storage(_))), "{refused:?}");
     assert_eq!(store.head().size, 250);
     assert_eq!(store.entry(250).unwrap(), None);
@@ -200,9 +203,45 @@ fn a_failed_commit_changes_nothing_and_the_next_one_goes_through() {
     std::fs::remove_dir_all(&obstacle).unwrap();
     fill(&store, 250, 600, 50);
     assert_eq!(store.head().root, reference(600).root());
+    // Nothing of the refused commit is in the write-ahead file either.
     drop(store);
     let store = TileStore::open(root, 1 << 20).unwrap();
     assert_eq!(store.head().root, reference(600).root());
+}
+
+#[test]
+fn a_crash_before_the_tiles_are_synced_loses_no_acknowledged_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = TileStore::open(root, 1 << 20).unwrap();
+    fill(&store, 0, 1000, 7);
+    store.sync_now().unwrap();
+    fill(&store, 1000, 1700, 33);
+    // The process dies: the tiles since the sync were never synced, and the full tiles it
+    // wrote may be torn; the write-ahead file holds every acknowledged commit.
+    drop(store);
+    std::fs::write(root.join("tile/0/005"), b"torn").unwrap();
+    std::fs::remove_file(root.join("tile/entries/004")).unwrap();
+    let store = TileStore::open(root, 1 << 20).unwrap();
+    assert_eq!(store.head().size, 1700);
+    assert_eq!(store.head().root, reference(1700).root());
+    assert_eq!(store.entry(1699).unwrap(), Some(entry(1699)));
+    assert_eq!(store.entry(1100).unwrap(), Some(entry(1100)));
+    let proof: Vec<Vec<u8>> = inclusion_proof(&store, 1300, 1700)
+        .unwrap()
+        .iter()
+        .map(|h| h.to_vec())
+        .collect();
+    verify_inclusion(
+        1300,
+        1700,
+        &merkle::leaf_hash(&entry(1300)),
+        &proof,
+        &reference(1700).root(),
+    )
+    .unwrap();
+    // Replayed and synced: the write-ahead file is empty again.
+    assert_eq!(std::fs::metadata(root.join("wal")).unwrap().len(), 0);
 }
 
 #[test]
@@ -211,6 +250,7 @@ fn a_head_the_tiles_do_not_hash_to_is_refused() {
     let root = dir.path();
     let store = TileStore::open(root, 1 << 20).unwrap();
     fill(&store, 0, 10, 10);
+    store.sync_now().unwrap();
     drop(store);
     let mut tile = std::fs::read(root.join("tile/0/000.p/10")).unwrap();
     tile[40] ^= 1;
