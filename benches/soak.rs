@@ -72,7 +72,7 @@ fn main() {
     let clients = setting("SSHSIGN_SOAK_CLIENTS", 2).max(1);
     let bench = Bench::new("sshsign-soak");
     let server_binary = std::env::var("SSHSIGN_SOAK_SERVER").ok();
-    let server = bench.start_server_binary(server_binary.as_deref(), 2, &[]);
+    let mut server = bench.start_server_binary(server_binary.as_deref(), 2, &[]);
     let pid = server.pid();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let key_id = runtime.block_on(async {
@@ -169,6 +169,7 @@ fn main() {
             let _ = task.await;
         }
     });
+    server.terminate();
     println!(
         "failed requests: {}; RSS moved at most {:.1} MiB after the first report: {}",
         failed.load(Ordering::Relaxed),

@@ -233,6 +233,14 @@ pub struct AuditLog {
     sign_lock: tokio::sync::Mutex<()>,
 }
 
+impl Drop for AuditLog {
+    /// Ends the writer thread, so that nothing holds the tiles once the log is gone.
+    fn drop(&mut self) {
+        let writer = std::mem::replace(&mut self.writer, Writer::closed());
+        writer.stop();
+    }
+}
+
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
@@ -656,6 +664,35 @@ fn verify_full(
         ));
     }
     Ok(frontier)
+}
+
+/// What checking a stopped log's every entry found (`sshsign-server audit verify --full`).
+#[derive(Debug, Clone, Serialize)]
+pub struct FullCheck {
+    pub entries: u64,
+    /// Base64, as checkpoints write it.
+    pub root: String,
+    /// The latest signed checkpoint's size, which the entries were checked against.
+    pub checkpoint_size: Option<u64>,
+}
+
+/// Checks the log under `root` entry by entry against its tiles, its head and its latest
+/// checkpoint, which must verify under `vkey`. It opens the log as start-up does (applying its
+/// write-ahead file), so the appliance must be stopped: the log's lock refuses a second opener.
+pub fn verify_directory(
+    root: &Path,
+    vkey: &str,
+    progress: impl FnMut(u64),
+) -> Result<FullCheck, Error> {
+    let tiles = TileStore::open(root, 16 << 20)?;
+    let checkpoints = Checkpoints::open(root)?;
+    check_against_checkpoint(&tiles, &checkpoints, vkey)?;
+    let frontier = verify_full(&tiles, &checkpoints, vkey, progress)?;
+    Ok(FullCheck {
+        entries: frontier.size(),
+        root: b64(&frontier.root()),
+        checkpoint_size: checkpoints.latest()?.map(|(size, _)| size),
+    })
 }
 
 /// Moves a log that sled still holds (versions before the tiles) into the tiles, with the same

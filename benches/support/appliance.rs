@@ -111,11 +111,17 @@ impl Bench {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let listening: serde_json::Value = serde_json::from_str(&line).unwrap();
+        // The first JSON line (a wrapper such as heaptrack may print lines of its own first).
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let listening: serde_json::Value = loop {
+            let mut line = String::new();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "the server ended");
+            if let Ok(value) = serde_json::from_str(&line) {
+                break value;
+            }
+        };
+        // Keep reading, so that a wrapper's later output never blocks the server.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         let address =
             |name: &str| -> SocketAddr { listening[name].as_str().unwrap().parse().unwrap() };
         Server {
@@ -149,6 +155,15 @@ pub struct Server {
 impl Server {
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Stops it as systemd would (SIGTERM), and waits for it to finish.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
     }
 
     pub fn cpu_seconds(&self) -> f64 {

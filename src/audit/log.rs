@@ -51,17 +51,43 @@ struct Job {
 #[derive(Clone)]
 pub struct Writer {
     jobs: Sender<Job>,
+    /// The thread, joined by [`Writer::stop`].
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl Writer {
     /// Starts the writer thread over `sink`; it publishes each durable head to `head`.
     pub fn start(sink: Arc<dyn Sink>, head: Arc<RwLock<Head>>) -> Result<Self, Error> {
         let (jobs, queue) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("audit-writer".to_owned())
             .spawn(move || write_loop(sink.as_ref(), &head, &queue))
             .map_err(|e| Error::Storage(format!("starting the audit writer: {e}")))?;
-        Ok(Writer { jobs })
+        Ok(Writer {
+            jobs,
+            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+        })
+    }
+
+    /// A writer with no thread behind it, refusing every entry (what a stopped one is
+    /// replaced by).
+    pub(super) fn closed() -> Self {
+        let (jobs, _) = std::sync::mpsc::channel();
+        Writer {
+            jobs,
+            thread: Arc::new(std::sync::Mutex::new(None)),
+        }
+    }
+
+    /// Stops taking entries and waits for the thread to end, having answered every entry
+    /// queued (and let go of the sink, so that the log can be opened again).
+    pub fn stop(self) {
+        let Writer { jobs, thread } = self;
+        drop(jobs);
+        let handle = thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
     }
 
     /// Appends an entry; returns its index once it is durable.

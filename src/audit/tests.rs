@@ -155,7 +155,8 @@ async fn edited_entries_and_tiles_are_caught_by_the_full_check() {
     }
     verify_full(&tiles, &checkpoints, "unused", |_| {}).unwrap();
     tiles.sync_now().unwrap();
-    drop((writer, tiles));
+    writer.stop();
+    drop(tiles);
 
     // An entry edited in place in a full bundle, its length kept.
     let bundle = dir.path().join("tile/entries/000");
@@ -171,6 +172,7 @@ async fn edited_entries_and_tiles_are_caught_by_the_full_check() {
     ));
     std::fs::write(&bundle, &original).unwrap();
     verify_full(&tiles, &checkpoints, "unused", |_| {}).unwrap();
+    drop(tiles);
 
     // A hash edited in a full tile that no proof near the edge reads.
     let tile = dir.path().join("tile/0/000");

@@ -115,6 +115,8 @@ impl Cache {
 /// The tiles under one directory.
 pub struct TileStore {
     root: PathBuf,
+    /// Held (an exclusive `flock` on `lock`) while open: one writer per log.
+    _lock: File,
     view: RwLock<View>,
     writing: Mutex<Writing>,
     cache: Mutex<Cache>,
@@ -274,10 +276,19 @@ impl TileStore {
     /// past the head, and applies the write-ahead file's records past it again.
     pub fn open(root: &Path, cache_bytes: usize) -> Result<Self, Error> {
         fs::create_dir_all(root).map_err(|e| io("creating", root, e))?;
+        let lock_path = root.join("lock");
+        let lock = File::create(&lock_path).map_err(|e| io("creating", &lock_path, e))?;
+        lock.try_lock().map_err(|e| {
+            Error::Unavailable(format!(
+                "{} is in use by another process ({e})",
+                root.display()
+            ))
+        })?;
         let head = read_head(root)?;
         let (wal, records) = wal::Wal::open(root)?;
         let store = TileStore {
             root: root.to_owned(),
+            _lock: lock,
             view: RwLock::new(View {
                 head,
                 edge: Arc::default(),

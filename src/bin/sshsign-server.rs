@@ -46,6 +46,26 @@ enum Command {
     Provision(Provision),
     /// Print the REST API's OpenAPI 3.1 document (what `/api/v1/openapi.json` serves).
     Openapi,
+    /// Check the audit log on disk (the appliance stopped).
+    #[command(subcommand)]
+    Audit(Audit),
+}
+
+#[derive(Debug, Subcommand)]
+enum Audit {
+    /// Read every entry back and check it against the tiles, the head and the latest signed
+    /// checkpoint; prints a JSON report, or fails naming what does not match.
+    Verify {
+        /// Required: the full check is O(n), unlike the start-up check.
+        #[arg(long, required = true)]
+        full: bool,
+        /// The log's directory (`SSHSIGN_AUDIT_PATH`; by default the database path + `.tlog`).
+        #[arg(long)]
+        path: PathBuf,
+        /// The checkpoint verifier key (`origin+keyhash+key`, as `provision show` prints it).
+        #[arg(long)]
+        key: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -327,6 +347,17 @@ fn main() -> Result<()> {
         } => tokio::runtime::Runtime::new()?.block_on(serve(config, print_instructions)),
         Command::Dev { dir } => dev(&dir),
         Command::Provision(command) => provision(command),
+        Command::Audit(Audit::Verify { full: _, path, key }) => {
+            let mut reported = 0;
+            let report = sshsign::audit::verify_directory(&path, &key, |done| {
+                if done >= reported + 1_000_000 {
+                    reported = done;
+                    eprintln!("checked {done} entries");
+                }
+            })?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
         Command::Openapi => {
             print!("{}", sshsign::web::openapi::document_text());
             Ok(())
@@ -334,5 +365,8 @@ fn main() -> Result<()> {
     }
 }
 
+/// mimalloc, except in a build for heap profiling (`--features system-alloc`), where heaptrack
+/// or massif must see every allocation through malloc.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -264,9 +264,25 @@ fn a_log_changed_at_rest_stops_signing_or_the_appliance() {
     for _ in 0..4 {
         alice.create_key("");
     }
-    alice.cmd("audit-checkpoint").ok();
+    let vkey = alice.cmd("audit-checkpoint").ok()["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     appliance.stop();
     let tlog = appliance.dir.path().join("db.tlog");
+    let verify_full = || {
+        clean_command(crate::common::SERVER)
+            .args(["audit", "verify", "--full", "--path"])
+            .arg(&tlog)
+            .args(["--key", &vkey])
+            .output()
+            .unwrap()
+    };
+    let clean = verify_full();
+    assert!(clean.status.success(), "{}", stderr(&clean));
+    let report: Value = serde_json::from_slice(&clean.stdout).unwrap();
+    assert!(report["entries"].as_u64().unwrap() >= 4, "{report}");
+    assert_eq!(report["checkpoint_size"], report["entries"], "{report}");
     let (bundle, hashes) = (edge_file(&tlog, "entries"), edge_file(&tlog, "0"));
     let (bundle_bytes, hash_bytes) = (
         std::fs::read(&bundle).unwrap(),
@@ -330,6 +346,16 @@ fn a_log_changed_at_rest_stops_signing_or_the_appliance() {
             .replacen("create_key", "revoke_key", 1);
     assert_ne!(edited.as_bytes(), bundle_bytes);
     std::fs::write(&bundle, edited).unwrap();
+    let offline = verify_full();
+    assert!(
+        !offline.status.success(),
+        "the offline full check passed an edited entry"
+    );
+    assert!(
+        stderr(&offline).contains("does not match") || stderr(&offline).contains("do not hash"),
+        "{}",
+        stderr(&offline)
+    );
     appliance.restart();
     let health = wait_for_check(&appliance);
     assert_eq!(health["status"], "audit_tampered", "{health}");
@@ -650,7 +676,11 @@ async fn the_same_changes_go_through_each_with_its_entry(
 
 #[test]
 fn after_kill_9_every_signature_a_client_received_has_its_entry() {
-    const CYCLES: usize = 100;
+    // `SSHSIGN_KILL_CYCLES=1000 cargo nextest run after_kill_9` for the long run.
+    let cycles: usize = std::env::var("SSHSIGN_KILL_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let mut appliance = Appliance::start();
     let alice = appliance.user("alice");
     let created = alice.cmd("create-key");
@@ -661,7 +691,7 @@ fn after_kill_9_every_signature_a_client_received_has_its_entry() {
     let mut received: Vec<(Vec<u8>, String)> = Vec::new();
     let mut cut_short = 0;
 
-    for cycle in 0..CYCLES {
+    for cycle in 0..cycles {
         if cycle > 0 {
             appliance.restart();
         }
@@ -670,8 +700,8 @@ fn after_kill_9_every_signature_a_client_received_has_its_entry() {
         cut_short += errors;
     }
     assert!(
-        received.len() > CYCLES,
-        "only {} signatures in {CYCLES} cycles",
+        received.len() > cycles,
+        "only {} signatures in {cycles} cycles",
         received.len()
     );
     assert!(cut_short > 0, "no request was ever cut short by the kill");

@@ -298,3 +298,18 @@ fn the_cache_stays_within_its_budget() {
         assert!(used <= budget, "{used} > {budget}");
     }
 }
+
+#[test]
+fn a_second_opener_is_refused_while_the_log_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TileStore::open(dir.path(), 1 << 20).unwrap();
+    fill(&store, 0, 3, 3);
+    let second = TileStore::open(dir.path(), 1 << 20);
+    assert!(
+        matches!(&second, Err(Error::Unavailable(m)) if m.contains("in use")),
+        "{second:?}"
+    );
+    drop(store);
+    let reopened = TileStore::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(reopened.head().root, reference(3).root());
+}
