@@ -109,11 +109,19 @@ impl Connection {
         channel.eof().await.map_err(ssh_error)?;
         let mut stdout = Vec::new();
         let mut exit_status = None;
+        let mut eof = false;
         while let Some(message) = channel.wait().await {
             match message {
                 ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
                 ChannelMsg::ExitStatus { exit_status: s } => exit_status = Some(s),
+                ChannelMsg::Eof => eof = true,
                 _ => {}
+            }
+            // Answered: close it ourselves, which lets the appliance let go of the channel at
+            // once (see `ssh::channel::CLIENT_CLOSE_GRACE`).
+            if eof && exit_status.is_some() {
+                let _ = channel.close().await;
+                break;
             }
         }
         let exit_status = exit_status.ok_or_else(|| {

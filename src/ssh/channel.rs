@@ -7,10 +7,12 @@
 //! payload run as soon as the exec request arrives, as they would under sshd, so `ssh host keys`
 //! typed at a terminal does not wait for end of input.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use russh::ChannelId;
 use russh::server::Handle;
+use tokio::sync::oneshot;
 
 use super::commands::{self, Context};
 use super::grammar::{self, Command};
@@ -98,7 +100,63 @@ fn parse(line: &[u8]) -> Result<Command, Reply> {
     grammar::parse(words).map_err(|e| Reply::from_clap(&e))
 }
 
-/// Carries out `action` for `channel` and sends the reply, exit status, EOF and close.
+/// Answered channels waiting for their client's close, by channel.
+pub type Closing = Arc<std::sync::Mutex<HashMap<ChannelId, oneshot::Sender<()>>>>;
+
+/// How long an answered channel waits for its client to close it before the appliance does.
+///
+/// Whoever sends the first CHANNEL_CLOSE keeps, in russh 0.65, the channel's message queue for
+/// as long as the connection lives (it drops the peer's answering CLOSE before the cleanup), so
+/// a server that closed every channel itself would grow by a few KiB per command on a persistent
+/// connection. Clients that close once they have the exit status and EOF (`ssh` with stdin from
+/// a file or pipe, as git runs it; the `sshsign` client library) get the clean path at once;
+/// others (`ssh` reading a terminal) wait this long.
+pub const CLIENT_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Notes that `channel` will be answered; the receiver hears when its client closes it.
+pub fn expect_close(closing: &Closing, channel: ChannelId) -> oneshot::Receiver<()> {
+    let (tx, rx) = oneshot::channel();
+    closing
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(channel, tx);
+    rx
+}
+
+/// The client closed `channel`.
+pub fn closed_by_client(closing: &Closing, channel: ChannelId) {
+    let waiting = closing
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&channel);
+    if let Some(tx) = waiting {
+        let _ = tx.send(());
+    }
+}
+
+/// After the answer: waits for the client to close `channel`, and closes it after
+/// [`CLIENT_CLOSE_GRACE`] if it has not.
+pub async fn close(
+    handle: Handle,
+    channel: ChannelId,
+    closed_by_client: oneshot::Receiver<()>,
+    closing: &Closing,
+) {
+    if tokio::time::timeout(CLIENT_CLOSE_GRACE, closed_by_client)
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    closing
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&channel);
+    let _ = handle.close(channel).await;
+}
+
+/// Carries out `action` for `channel` and sends the reply, exit status and EOF (the close
+/// follows, see [`close`]).
 pub async fn perform(
     action: Action,
     handle: Handle,
@@ -125,7 +183,6 @@ pub async fn perform(
     let _ = handle.data(channel, reply.to_bytes()).await;
     let _ = handle.exit_status_request(channel, reply.exit_status).await;
     let _ = handle.eof(channel).await;
-    let _ = handle.close(channel).await;
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ impl russh::server::Server for Server {
             caller: None,
             channels: HashMap::new(),
             running: Arc::new(AtomicUsize::new(0)),
+            closing: Arc::default(),
         }
     }
 
@@ -61,6 +62,8 @@ pub struct Connection {
     channels: HashMap<ChannelId, ChannelState>,
     /// Requests being carried out.
     running: Arc<AtomicUsize>,
+    /// Answered channels waiting for the client to close them (see [`channel::close`]).
+    closing: channel::Closing,
 }
 
 /// Counts a request as running until dropped.
@@ -102,16 +105,20 @@ impl Connection {
         };
         self.channels.remove(&channel);
         let running = Running::start(&self.running);
+        let handle = session.handle();
+        let closed_by_client = channel::expect_close(&self.closing, channel);
         let work = channel::perform(
             action,
-            session.handle(),
+            handle.clone(),
             channel,
             Arc::clone(&self.appliance),
             caller.clone(),
         );
+        let closing = Arc::clone(&self.closing);
         tokio::spawn(async move {
             work.await;
             drop(running);
+            channel::close(handle, channel, closed_by_client, &closing).await;
         });
     }
 }
@@ -219,6 +226,7 @@ impl russh::server::Handler for Connection {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
+        channel::closed_by_client(&self.closing, channel);
         Ok(())
     }
 
