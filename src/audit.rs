@@ -207,12 +207,24 @@ impl CheckpointSigner {
     }
 }
 
+/// How far the full check of the stored log got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckState {
+    /// Not begun.
+    Pending,
+    Checking,
+    /// Every entry matched the tiles, the head and the latest checkpoint.
+    Verified,
+    /// Something did not match: nothing more is signed or logged.
+    Tampered,
+}
+
 /// Where the full check of the stored log stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[schema(as = AuditCheck)]
 pub struct Integrity {
-    /// `pending`, `checking`, `verified` or `tampered`.
-    pub state: &'static str,
+    pub state: CheckState,
     /// Entries read back and hashed so far.
     pub checked: u64,
     /// Entries the check covers (the log's size when it began).
@@ -308,7 +320,7 @@ impl AuditLog {
         let writer = Writer::start(sink, Arc::clone(&head))?;
         Ok(AuditLog {
             integrity: Arc::new(std::sync::Mutex::new(Integrity {
-                state: "pending",
+                state: CheckState::Pending,
                 checked: 0,
                 of: 0,
                 problem: None,
@@ -343,26 +355,36 @@ impl AuditLog {
             .name("audit-check".to_owned())
             .spawn(move || {
                 let of = log.head().size;
-                log.set_integrity("checking", 0, of, None);
+                log.set_integrity(CheckState::Checking, 0, of, None);
                 let outcome = log.verify_full(|checked| {
-                    log.set_integrity("checking", checked.min(of), of, None);
+                    log.set_integrity(CheckState::Checking, checked.min(of), of, None);
                 });
                 match outcome {
                     Ok(frontier) => {
                         tracing::info!(entries = frontier.size(), "audit log checked in full");
-                        log.set_integrity("verified", frontier.size(), frontier.size(), None);
+                        log.set_integrity(
+                            CheckState::Verified,
+                            frontier.size(),
+                            frontier.size(),
+                            None,
+                        );
                     }
                     Err(error) => {
                         tracing::error!(%error, "the audit log's full check failed: signing stops");
                         let checked = log.integrity().checked;
-                        log.set_integrity("tampered", checked, of, Some(error.to_string()));
+                        log.set_integrity(
+                            CheckState::Tampered,
+                            checked,
+                            of,
+                            Some(error.to_string()),
+                        );
                     }
                 }
             })
             .map(|_| ())
     }
 
-    fn set_integrity(&self, state: &'static str, checked: u64, of: u64, problem: Option<String>) {
+    fn set_integrity(&self, state: CheckState, checked: u64, of: u64, problem: Option<String>) {
         *self.integrity.lock().unwrap_or_else(|p| p.into_inner()) = Integrity {
             state,
             checked,
@@ -383,7 +405,9 @@ impl AuditLog {
     fn check_intact(&self) -> Result<(), Error> {
         let integrity = self.integrity();
         match integrity.problem {
-            Some(problem) if integrity.state == "tampered" => Err(Error::Tampered(problem)),
+            Some(problem) if integrity.state == CheckState::Tampered => {
+                Err(Error::Tampered(problem))
+            }
             _ => Ok(()),
         }
     }

@@ -211,7 +211,7 @@ async fn method_not_allowed() -> AppError {
 )]
 async fn health(State(state): State<WebState>) -> Response {
     let audit = state.appliance.audit_health();
-    let tampered = audit.check.state == "tampered";
+    let tampered = audit.check.state == crate::audit::CheckState::Tampered;
     match state.appliance.token_health().await {
         Ok((description, usage)) => {
             let view = HealthView {

@@ -905,12 +905,17 @@ async fn a_log_kept_in_sled_moves_into_tiles_and_every_saved_proof_still_verifie
     let log = Arc::new(log);
     log.check_in_background().unwrap();
     for _ in 0..200 {
-        if log.integrity().state == "verified" {
+        if log.integrity().state == sshsign::audit::CheckState::Verified {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert_eq!(log.integrity().state, "verified", "{:?}", log.integrity());
+    assert_eq!(
+        log.integrity().state,
+        sshsign::audit::CheckState::Verified,
+        "{:?}",
+        log.integrity()
+    );
     drop(log);
 
     // Opened again, nothing moves twice.
