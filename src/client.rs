@@ -99,6 +99,11 @@ impl Connection {
             .channel_open_session()
             .await
             .map_err(ssh_error)?;
+        // We close the channel once answered, which lets the appliance free it at once.
+        channel
+            .set_env(false, crate::ssh::channel::CLIENT_CLOSES_ENV, "1")
+            .await
+            .map_err(ssh_error)?;
         channel
             .exec(true, command_line(words))
             .await
@@ -117,8 +122,7 @@ impl Connection {
                 ChannelMsg::Eof => eof = true,
                 _ => {}
             }
-            // Answered: close it ourselves, which lets the appliance let go of the channel at
-            // once (see `ssh::channel::CLIENT_CLOSE_GRACE`).
+            // Answered: close it ourselves, as we said (see `ssh::channel::CLIENT_CLOSES_ENV`).
             if eof && exit_status.is_some() {
                 let _ = channel.close().await;
                 break;

@@ -103,15 +103,19 @@ fn parse(line: &[u8]) -> Result<Command, Reply> {
 /// Answered channels waiting for their client's close, by channel.
 pub type Closing = Arc<std::sync::Mutex<HashMap<ChannelId, oneshot::Sender<()>>>>;
 
-/// How long an answered channel waits for its client to close it before the appliance does.
+/// The environment variable a client sets on a channel (`env` request, value `1`) to say that it
+/// closes the channel itself once it has the exit status and EOF.
 ///
 /// Whoever sends the first CHANNEL_CLOSE keeps, in russh 0.65, the channel's message queue for
 /// as long as the connection lives (it drops the peer's answering CLOSE before the cleanup), so
-/// a server that closed every channel itself would grow by a few KiB per command on a persistent
-/// connection. Clients that close once they have the exit status and EOF (`ssh` with stdin from
-/// a file or pipe, as git runs it; the `sshsign` client library) get the clean path at once;
-/// others (`ssh` reading a terminal) wait this long.
-pub const CLIENT_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+/// an appliance that closed every channel itself would grow by a few KiB per command on a
+/// persistent connection. For a client that says it closes (the `sshsign` client library), the
+/// appliance waits for its close; for any other (`ssh`, which waits for the server's close), it
+/// closes at once, as before.
+pub const CLIENT_CLOSES_ENV: &str = "SSHSIGN_CLIENT_CLOSES";
+
+/// How long the appliance waits for a client that said it closes before closing itself.
+pub const CLIENT_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Notes that `channel` will be answered; the receiver hears when its client closes it.
 pub fn expect_close(closing: &Closing, channel: ChannelId) -> oneshot::Receiver<()> {
@@ -134,17 +138,18 @@ pub fn closed_by_client(closing: &Closing, channel: ChannelId) {
     }
 }
 
-/// After the answer: waits for the client to close `channel`, and closes it after
-/// [`CLIENT_CLOSE_GRACE`] if it has not.
+/// After the answer: for a client that closes itself (`closed_by_client`), waits for its close
+/// (at most [`CLIENT_CLOSE_TIMEOUT`]); otherwise, or then, closes `channel`.
 pub async fn close(
     handle: Handle,
     channel: ChannelId,
-    closed_by_client: oneshot::Receiver<()>,
+    closed_by_client: Option<oneshot::Receiver<()>>,
     closing: &Closing,
 ) {
-    if tokio::time::timeout(CLIENT_CLOSE_GRACE, closed_by_client)
-        .await
-        .is_ok()
+    if let Some(closed) = closed_by_client
+        && tokio::time::timeout(CLIENT_CLOSE_TIMEOUT, closed)
+            .await
+            .is_ok()
     {
         return;
     }

@@ -1,6 +1,6 @@
 //! Per-connection state for russh: who authenticated, and each open channel's request.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,6 +44,7 @@ impl russh::server::Server for Server {
             channels: HashMap::new(),
             running: Arc::new(AtomicUsize::new(0)),
             closing: Arc::default(),
+            client_closes: HashSet::new(),
         }
     }
 
@@ -64,6 +65,8 @@ pub struct Connection {
     running: Arc<AtomicUsize>,
     /// Answered channels waiting for the client to close them (see [`channel::close`]).
     closing: channel::Closing,
+    /// Channels whose client said it closes them itself ([`channel::CLIENT_CLOSES_ENV`]).
+    client_closes: HashSet<ChannelId>,
 }
 
 /// Counts a request as running until dropped.
@@ -106,7 +109,10 @@ impl Connection {
         self.channels.remove(&channel);
         let running = Running::start(&self.running);
         let handle = session.handle();
-        let closed_by_client = channel::expect_close(&self.closing, channel);
+        let closed_by_client = self
+            .client_closes
+            .remove(&channel)
+            .then(|| channel::expect_close(&self.closing, channel));
         let work = channel::perform(
             action,
             handle.clone(),
@@ -226,7 +232,25 @@ impl russh::server::Handler for Connection {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
+        self.client_closes.remove(&channel);
         channel::closed_by_client(&self.closing, channel);
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        variable_name: &str,
+        variable_value: &str,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Other variables are ignored: commands take flags, not environment.
+        if variable_name == channel::CLIENT_CLOSES_ENV
+            && variable_value == "1"
+            && self.channels.contains_key(&channel)
+        {
+            self.client_closes.insert(channel);
+        }
         Ok(())
     }
 
