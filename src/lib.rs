@@ -23,8 +23,9 @@
 //! - [`request`]: the request model: kinds, ids parsed once, one state machine.
 //! - `negotiation` (crate): negotiation offers: turns, rounds, hash chain.
 //! - [`approval`]: canonical JSON, token-signed decisions, evidence envelopes, TOTP.
-//! - [`audit`]: the tamper-evident log: RFC 6962 Merkle tree, signed checkpoints, proofs, the
-//!   words entries are written in.
+//! - [`audit`]: the tamper-evident log: RFC 6962 Merkle tree on disk as C2SP tlog-tiles behind a
+//!   write-ahead file, signed checkpoints, proofs, the full check, the words entries are written
+//!   in.
 //!
 //! Below:
 //! - [`store`]: sled trees of versioned records, sealed ([`seal`]) where private; no private
