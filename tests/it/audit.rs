@@ -676,7 +676,7 @@ async fn the_same_changes_go_through_each_with_its_entry(
 
 #[test]
 fn after_kill_9_every_signature_a_client_received_has_its_entry() {
-    // `SSHSIGN_KILL_CYCLES=1000 cargo nextest run after_kill_9` for the long run.
+    // `SSHSIGN_KILL_CYCLES=1000 cargo test --test it after_kill_9` for the long run.
     let cycles: usize = std::env::var("SSHSIGN_KILL_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
