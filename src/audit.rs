@@ -649,7 +649,9 @@ fn verify_full(
     let mut frontier = Frontier::default();
     let mut mismatch = None;
     while frontier.size() < head.size {
-        let batch = tiles.entries(frontier.size(), tiles::path::WIDTH as usize)?;
+        // Only up to the head taken at the start: appends go on meanwhile.
+        let left = usize::try_from(head.size - frontier.size()).unwrap_or(usize::MAX);
+        let batch = tiles.entries(frontier.size(), left.min(tiles::path::WIDTH as usize))?;
         if batch.is_empty() {
             return Err(Error::Tampered(format!(
                 "entry {} is missing",

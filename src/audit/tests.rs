@@ -185,3 +185,20 @@ async fn edited_entries_and_tiles_are_caught_by_the_full_check() {
         Err(Error::Tampered(_))
     ));
 }
+
+#[test]
+fn the_full_check_covers_the_log_as_it_began_while_appends_go_on() {
+    let (_dir, tiles, checkpoints) = open_tiles();
+    let entries: Vec<Vec<u8>> = (0..600).map(entry).collect();
+    tiles.append(0, &entries).unwrap();
+    // Each time the check reports progress, more entries arrive.
+    let mut next = 600;
+    let frontier = verify_full(&tiles, &checkpoints, "unused", |_| {
+        let more: Vec<Vec<u8>> = (next..next + 100).map(entry).collect();
+        tiles.append(next, &more).unwrap();
+        next += 100;
+    })
+    .unwrap();
+    assert_eq!(frontier.size(), 600);
+    assert!(tiles.head().size > 600, "appends went on during the check");
+}
