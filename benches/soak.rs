@@ -10,7 +10,8 @@
 //! - `SSHSIGN_SOAK_SERVER`: another `sshsign-server` binary to soak (an older build, to compare).
 //!
 //! Each report prints the signatures so far and their rate, the server's RSS, open files and
-//! threads, and the bytes on disk (database and audit log) per signature. The last line says
+//! threads, the bytes on disk (database and audit log) per signature, and the RSS of this process,
+//! the clients (which reconnect every `client::COMMANDS_PER_CONNECTION` commands). The last line says
 //! whether RSS after the first report stayed within 64 MiB of its level then.
 
 #[path = "support/appliance.rs"]
@@ -131,8 +132,16 @@ fn main() {
             .unwrap_or_default()
     );
     println!(
-        "{:>6} {:>11} {:>8} {:>9} {:>6} {:>7} {:>10} {:>9}",
-        "s", "signatures", "per s", "RSS MiB", "files", "threads", "disk MiB", "B/sig"
+        "{:>6} {:>11} {:>8} {:>9} {:>6} {:>7} {:>10} {:>9} {:>10}",
+        "s",
+        "signatures",
+        "per s",
+        "RSS MiB",
+        "files",
+        "threads",
+        "disk MiB",
+        "B/sig",
+        "client MiB"
     );
     let start = Instant::now();
     let mut last = (0u64, Instant::now());
@@ -152,7 +161,7 @@ fn main() {
             Some(first) => worst = worst.max(rss.abs_diff(first)),
         }
         println!(
-            "{:>6} {:>11} {:>8.0} {:>9.1} {:>6} {:>7} {:>10.1} {:>9.0}",
+            "{:>6} {:>11} {:>8.0} {:>9.1} {:>6} {:>7} {:>10.1} {:>9.0} {:>10.1}",
             start.elapsed().as_secs(),
             count,
             rate,
@@ -161,6 +170,7 @@ fn main() {
             status_field(pid, "Threads"),
             disk as f64 / f64::from(1 << 20),
             disk as f64 / count.max(1) as f64,
+            status_field(std::process::id(), "VmRSS") as f64 / f64::from(1 << 20),
         );
     }
     stop.store(true, Ordering::Relaxed);

@@ -52,9 +52,30 @@ impl Output {
     }
 }
 
-/// An authenticated connection to the appliance; commands may run on it concurrently.
+/// Commands one SSH connection carries before [`Connection`] moves to a fresh one.
+///
+/// In russh 0.65 the side that closes a channel first keeps that channel's message queue for as
+/// long as the connection lives (see [`crate::ssh::channel::CLIENT_CLOSES_ENV`]), and this client
+/// closes first so that the appliance need not. A connection that ran a million commands would
+/// hold some gigabytes; one that runs this many holds a few MiB, and a new connection (a key
+/// exchange and a signature) every thousand commands costs well under a millisecond each.
+pub const COMMANDS_PER_CONNECTION: u64 = 1_024;
+
+/// An authenticated connection to the appliance; commands may run on it concurrently. Past
+/// [`COMMANDS_PER_CONNECTION`] commands it reconnects (the same host key checks, the same keys),
+/// and the old connection ends once the commands still running on it are answered.
 pub struct Connection {
-    handle: Handle<HostCheck>,
+    config: ClientConfig,
+    commands_per_connection: u64,
+    current: tokio::sync::Mutex<Current>,
+}
+
+/// The SSH connection commands go to now.
+struct Current {
+    handle: Arc<Handle<HostCheck>>,
+    commands: u64,
+    /// Connections opened so far, this one included.
+    opened: u64,
 }
 
 fn ssh_error(e: impl std::fmt::Display) -> Error {
@@ -63,86 +84,131 @@ fn ssh_error(e: impl std::fmt::Display) -> Error {
 
 impl Connection {
     pub async fn connect(config: &ClientConfig) -> Result<Self, Error> {
-        let addr = format!("{}:{}", config.host, config.port);
-        let ssh_config = Arc::new(client::Config {
-            inactivity_timeout: Some(Duration::from_secs(120)),
-            nodelay: true,
-            ..Default::default()
-        });
-        let problem = Arc::new(Mutex::new(None));
-        let check = HostCheck::new(config, Arc::clone(&problem));
-        let mut handle =
-            match client::connect(ssh_config, (config.host.as_str(), config.port), check).await {
-                Ok(handle) => handle,
-                Err(e) => {
-                    let recorded = problem
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .take();
-                    return Err(recorded.map(Error::HostKey).unwrap_or(Error::Connect {
-                        addr,
-                        reason: e.to_string(),
-                    }));
-                }
-            };
-        let tried = authenticate(&mut handle, config).await?;
-        if let Some(tried) = tried {
-            return Err(Error::Auth { addr, tried });
+        let handle = open(config).await?;
+        Ok(Connection {
+            config: config.clone(),
+            commands_per_connection: COMMANDS_PER_CONNECTION,
+            current: tokio::sync::Mutex::new(Current {
+                handle: Arc::new(handle),
+                commands: 0,
+                opened: 1,
+            }),
+        })
+    }
+
+    /// Moves to a fresh SSH connection after `commands` commands instead of
+    /// [`COMMANDS_PER_CONNECTION`] (at least 1).
+    pub fn reconnect_after(mut self, commands: u64) -> Self {
+        self.commands_per_connection = commands.max(1);
+        self
+    }
+
+    /// How many SSH connections this has opened, the first included.
+    pub async fn connections_opened(&self) -> u64 {
+        self.current.lock().await.opened
+    }
+
+    /// The connection for the next command, after a fresh one is opened if this one has
+    /// carried its share.
+    async fn handle_for_command(&self) -> Result<Arc<Handle<HostCheck>>, Error> {
+        let mut current = self.current.lock().await;
+        if current.commands >= self.commands_per_connection {
+            let fresh = open(&self.config).await?;
+            // The old handle goes when the commands still on it finish: russh then ends that
+            // session.
+            current.handle = Arc::new(fresh);
+            current.commands = 0;
+            current.opened += 1;
         }
-        Ok(Connection { handle })
+        current.commands += 1;
+        Ok(Arc::clone(&current.handle))
     }
 
     /// Runs one command line with `stdin` as its input.
     pub async fn run(&self, words: &[String], stdin: &[u8]) -> Result<Output, Error> {
-        let mut channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(ssh_error)?;
-        // We close the channel once answered, which lets the appliance free it at once.
-        channel
-            .set_env(false, crate::ssh::channel::CLIENT_CLOSES_ENV, "1")
-            .await
-            .map_err(ssh_error)?;
-        channel
-            .exec(true, command_line(words))
-            .await
-            .map_err(ssh_error)?;
-        if !stdin.is_empty() {
-            channel.data(stdin).await.map_err(ssh_error)?;
-        }
-        channel.eof().await.map_err(ssh_error)?;
-        let mut stdout = Vec::new();
-        let mut exit_status = None;
-        let mut eof = false;
-        while let Some(message) = channel.wait().await {
-            match message {
-                ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
-                ChannelMsg::ExitStatus { exit_status: s } => exit_status = Some(s),
-                ChannelMsg::Eof => eof = true,
-                _ => {}
-            }
-            // Answered: close it ourselves, as we said (see `ssh::channel::CLIENT_CLOSES_ENV`).
-            if eof && exit_status.is_some() {
-                let _ = channel.close().await;
-                break;
-            }
-        }
-        let exit_status = exit_status.ok_or_else(|| {
-            Error::Ssh("the appliance closed the channel without a status".into())
-        })?;
-        Ok(Output {
-            exit_status,
-            stdout,
-        })
+        let handle = self.handle_for_command().await?;
+        run_on(&handle, words, stdin).await
     }
 
     pub async fn close(self) {
-        let _ = self
-            .handle
-            .disconnect(Disconnect::ByApplication, "", "en")
-            .await;
+        let handle = self.current.into_inner().handle;
+        let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
     }
+}
+
+/// Connects to the appliance, checks its host key and authenticates.
+async fn open(config: &ClientConfig) -> Result<Handle<HostCheck>, Error> {
+    let addr = format!("{}:{}", config.host, config.port);
+    let ssh_config = Arc::new(client::Config {
+        inactivity_timeout: Some(Duration::from_secs(120)),
+        nodelay: true,
+        ..Default::default()
+    });
+    let problem = Arc::new(Mutex::new(None));
+    let check = HostCheck::new(config, Arc::clone(&problem));
+    let mut handle =
+        match client::connect(ssh_config, (config.host.as_str(), config.port), check).await {
+            Ok(handle) => handle,
+            Err(e) => {
+                let recorded = problem
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .take();
+                return Err(recorded.map(Error::HostKey).unwrap_or(Error::Connect {
+                    addr,
+                    reason: e.to_string(),
+                }));
+            }
+        };
+    let tried = authenticate(&mut handle, config).await?;
+    if let Some(tried) = tried {
+        return Err(Error::Auth { addr, tried });
+    }
+    Ok(handle)
+}
+
+/// Runs one command line on `handle`'s connection with `stdin` as its input.
+async fn run_on(
+    handle: &Handle<HostCheck>,
+    words: &[String],
+    stdin: &[u8],
+) -> Result<Output, Error> {
+    let mut channel = handle.channel_open_session().await.map_err(ssh_error)?;
+    // We close the channel once answered, which lets the appliance free it at once.
+    channel
+        .set_env(false, crate::ssh::channel::CLIENT_CLOSES_ENV, "1")
+        .await
+        .map_err(ssh_error)?;
+    channel
+        .exec(true, command_line(words))
+        .await
+        .map_err(ssh_error)?;
+    if !stdin.is_empty() {
+        channel.data(stdin).await.map_err(ssh_error)?;
+    }
+    channel.eof().await.map_err(ssh_error)?;
+    let mut stdout = Vec::new();
+    let mut exit_status = None;
+    let mut eof = false;
+    while let Some(message) = channel.wait().await {
+        match message {
+            ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
+            ChannelMsg::ExitStatus { exit_status: s } => exit_status = Some(s),
+            ChannelMsg::Eof => eof = true,
+            _ => {}
+        }
+        // Answered: close it ourselves, as we said (see `ssh::channel::CLIENT_CLOSES_ENV`).
+        if eof && exit_status.is_some() {
+            let _ = channel.close().await;
+            break;
+        }
+    }
+    let exit_status = exit_status
+        .ok_or_else(|| Error::Ssh("the appliance closed the channel without a status".into()))?;
+    Ok(Output {
+        exit_status,
+        stdout,
+    })
 }
 
 /// Joins words into a command line the server splits back into the same words.

@@ -204,3 +204,58 @@ fn shutdown_on_sigterm_is_clean() {
     let status = appliance.stop();
     assert!(status.success(), "{status:?}\n{}", appliance.log());
 }
+
+/// Established TCP connections whose local port is `port` (the server's side of each).
+fn established_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1).is_some_and(|a| a.ends_with(&local)) && fields.get(3) == Some(&"01")
+        })
+        .count()
+}
+
+#[test]
+fn the_client_moves_to_a_fresh_connection_and_the_old_one_ends() {
+    let appliance = Appliance::start();
+    let dave = appliance.user("dave");
+    let user_id = dave.cmd("whoami").ok()["user_id"].clone();
+    let config = appliance.client_config(&dave);
+    let port = config.port;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let connection = sshsign::client::Connection::connect(&config)
+            .await
+            .unwrap()
+            .reconnect_after(4);
+        let connection = std::sync::Arc::new(connection);
+        // Two waves of commands at once, then four one by one: 14 commands, 4 a connection.
+        for wave in [5, 5, 1, 1, 1, 1] {
+            let mut running = tokio::task::JoinSet::new();
+            for _ in 0..wave {
+                let connection = std::sync::Arc::clone(&connection);
+                running.spawn(async move { connection.run(&["whoami".to_owned()], &[]).await });
+            }
+            while let Some(reply) = running.join_next().await {
+                let reply = reply.unwrap().unwrap();
+                assert_eq!(reply.exit_status, 0);
+                assert_eq!(reply.json().unwrap()["user_id"], user_id);
+            }
+        }
+        assert_eq!(connection.connections_opened().await, 4);
+        // The connections that carried their share end once their commands are answered.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while established_to(port) > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(established_to(port), 1);
+        let Ok(connection) = std::sync::Arc::try_unwrap(connection) else {
+            panic!("the connection is still shared");
+        };
+        connection.close().await;
+    });
+}
