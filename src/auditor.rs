@@ -1,7 +1,9 @@
 //! Checking the appliance's audit log from the outside, with nothing but its audit public key:
 //! checkpoint signatures, inclusion proofs and consistency proofs, as the SSH `audit-*` commands
-//! return them. [`Memory`] keeps the last checkpoint seen per log, so a log that was rolled back
+//! return them or as [`tiles`] builds them from the log's served tiles. [`Memory`] keeps the last checkpoint seen per log, so a log that was rolled back
 //! (shrank) or forked (a later checkpoint that does not extend the earlier one) is caught.
+
+pub mod tiles;
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +44,13 @@ pub enum AuditorError {
     },
     #[error("{path}: {reason}")]
     State { path: String, reason: String },
+    #[error("tiles: {0}")]
+    Tiles(String),
+    #[error(
+        "no verifier key for the log {origin:?}: pass it with --key (`sshsign-server provision \
+         show` prints it), or run `sshsign audit check` over SSH once to pin it"
+    )]
+    NoKey { origin: String },
 }
 
 fn proof_hashes(proof: &[String]) -> Vec<Vec<u8>> {
@@ -302,6 +311,9 @@ pub struct OnlineReport {
     pub index: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entry: Option<AuditEntry>,
+    /// From tiles: what is public of the entry (its action and leaf hash).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_entry: Option<Value>,
 }
 
 /// Checks the live log: fetches its checkpoint (and, with `index`, that entry's inclusion
@@ -358,6 +370,7 @@ pub async fn check_online<E: From<AuditorError>>(
         previously_seen: old_size,
         index: None,
         entry: None,
+        public_entry: None,
     };
     if index.is_some() {
         let (_, entry) = check_inclusion(&reply, &vkey)?;

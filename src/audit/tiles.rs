@@ -25,6 +25,7 @@ pub mod wal;
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write as _};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -219,53 +220,37 @@ impl View {
 
     /// Where the perfect subtree `(level, index)` is: its tile, and the span of that tile's
     /// hashes it is the root over.
-    fn locate(&self, level: u32, index: u64) -> Result<(Tile, usize, usize), Error> {
-        let tile_level = level / HEIGHT;
-        let within = level % HEIGHT;
-        let outside = || {
+    fn locate(&self, level: u32, index: u64) -> Result<(Tile, Range<usize>), Error> {
+        path::locate(self.head.size, level, index).ok_or_else(|| {
             corrupt(format!(
                 "subtree ({level}, {index}) is not in a tree of {}",
                 self.head.size
             ))
-        };
-        let first = index.checked_shl(within).ok_or_else(outside)?;
-        let count = 1u64 << within;
-        if first + count > hashes_at(self.head.size, tile_level) {
-            return Err(outside());
-        }
-        let mut tile = Tile::Hashes {
-            level: tile_level,
-            index: first / WIDTH,
-            width: WIDTH,
-        };
-        let have = self.have(tile);
-        if let Tile::Hashes { width, .. } = &mut tile {
-            *width = have;
-        }
-        Ok((tile, (first % WIDTH) as usize, count as usize))
+        })
     }
 
     /// A perfect subtree of `2^level` leaves: the root over `2^(level mod 8)` hashes of the tile
     /// that holds it.
     fn node(&self, store: &TileStore, level: u32, index: u64) -> Result<Hash, Error> {
-        let (tile, start, count) = self.locate(level, index)?;
+        let (tile, span) = self.locate(level, index)?;
         let bytes = store
             .read_in(self, tile)?
             .ok_or_else(|| corrupt(format!("{} is missing", tile.path())))?;
-        span_root(&bytes, start, count, tile)
+        span_root(&bytes, span, tile)
     }
 
     /// [`Self::node`], from the files alone (at open, before the edge is loaded).
     fn node_from_files(&self, store: &TileStore, level: u32, index: u64) -> Result<Hash, Error> {
-        let (tile, start, count) = self.locate(level, index)?;
+        let (tile, span) = self.locate(level, index)?;
         let bytes = store.read_file(tile)?;
-        span_root(&bytes, start, count, tile)
+        span_root(&bytes, span, tile)
     }
 }
 
-fn span_root(bytes: &[u8], start: usize, count: usize, tile: Tile) -> Result<Hash, Error> {
+/// The root over the hashes `span` of `tile`, whose bytes are `bytes` (see [`path::locate`]).
+pub fn span_root(bytes: &[u8], span: Range<usize>, tile: Tile) -> Result<Hash, Error> {
     let span = bytes
-        .get(start * 32..(start + count) * 32)
+        .get(span.start * 32..span.end * 32)
         .ok_or_else(|| corrupt(format!("{} is short", tile.path())))?;
     Ok(perfect_root(&hashes(span)))
 }

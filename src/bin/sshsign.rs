@@ -66,12 +66,18 @@ struct AllowedSignersArgs {
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Fetch and check the checkpoint, and that it extends the last one seen.
-    Check,
-    /// Fetch and check one of your entries against the checkpoint.
+    Check {
+        #[command(flatten)]
+        from: AuditFrom,
+    },
+    /// Fetch and check one of your entries against the checkpoint (from tiles: any entry, by
+    /// its public form).
     Prove {
         /// The entry's index.
         #[arg(long)]
         index: u64,
+        #[command(flatten)]
+        from: AuditFrom,
     },
     /// Check a saved audit-checkpoint, audit-proof or audit-consistency reply.
     Verify {
@@ -84,6 +90,18 @@ enum AuditCommand {
         /// The saved reply.
         file: PathBuf,
     },
+}
+
+/// Where `audit check` and `audit prove` read the log, and the key they hold it to.
+#[derive(Debug, clap::Args)]
+struct AuditFrom {
+    /// Read the log's tiles instead of asking over SSH: the URL of its root
+    /// (`https://appliance.example/audit`), or a directory that holds a copy.
+    #[arg(long, env = "SSHSIGN_AUDIT_TILES", value_name = "URL|DIR")]
+    tiles: Option<String>,
+    /// The log's verifier key (origin+keyhash+key), instead of the one pinned at first use.
+    #[arg(long, env = "SSHSIGN_AUDIT_KEY", value_name = "VKEY")]
+    key: Option<String>,
 }
 
 /// The keys a verifier trusts: the appliance's JWKS, saved, or one public key.
@@ -281,29 +299,32 @@ fn print(value: &Value) {
 async fn audit(command: AuditCommand) -> Result<i32, Error> {
     match command {
         AuditCommand::Verify { key, old, file } => audit_verify(&key, old.as_deref(), &file),
-        AuditCommand::Check => audit_online(None).await,
-        AuditCommand::Prove { index } => audit_online(Some(index)).await,
+        AuditCommand::Check { from } => audit_online(None, from).await,
+        AuditCommand::Prove { index, from } => audit_online(Some(index), from).await,
     }
 }
 
-/// Fetches the checkpoint (and, with `index`, that entry's proof) and checks it.
-async fn audit_online(index: Option<u64>) -> Result<i32, Error> {
-    let connection = Connection::connect(&ClientConfig::load()?).await?;
-    let outcome = audit_online_over(&connection, index).await;
-    connection.close().await;
-    outcome
-}
-
-async fn audit_online_over(connection: &Connection, index: Option<u64>) -> Result<i32, Error> {
+/// Fetches the checkpoint (and, with `index`, that entry's proof), over SSH or from tiles,
+/// and checks it.
+async fn audit_online(index: Option<u64>, from: AuditFrom) -> Result<i32, Error> {
     let memory = Memory::default_location()
         .ok_or_else(|| Error::Usage("set HOME or XDG_STATE_HOME to keep audit state".into()))?;
-    let pinned = std::env::var("SSHSIGN_AUDIT_KEY")
-        .ok()
-        .filter(|key| !key.is_empty());
-    let fetch = async |words: Vec<String>| -> Result<Value, Error> {
-        shim::accepted(connection.run(&words, &[]).await?)
+    let pinned = from.key.filter(|key| !key.is_empty());
+    let report = match from.tiles.filter(|tiles| !tiles.is_empty()) {
+        Some(tiles) => {
+            let source = auditor::tiles::TileSource::parse(&tiles)?;
+            auditor::tiles::check_tiles(&memory, pinned, index, &source).await?
+        }
+        None => {
+            let connection = Connection::connect(&ClientConfig::load()?).await?;
+            let fetch = async |words: Vec<String>| -> Result<Value, Error> {
+                shim::accepted(connection.run(&words, &[]).await?)
+            };
+            let outcome = auditor::check_online(&memory, pinned, index, fetch).await;
+            connection.close().await;
+            outcome?
+        }
     };
-    let report = auditor::check_online(&memory, pinned, index, fetch).await?;
     print(&serde_json::to_value(report).unwrap_or_default());
     Ok(0)
 }

@@ -1,6 +1,7 @@
-//! One webhook POST: the host is resolved and every address checked against the destination
-//! policy; the connection goes to a checked address; HTTPS uses the Mozilla roots; redirects
-//! are not followed (a 3xx is an answer like any other); every step has a time limit.
+//! One outgoing HTTP exchange (a webhook's POST, or the auditor's GET of a tile): the host is
+//! resolved and every address checked against the destination policy; the connection goes to a
+//! checked address; HTTPS uses the Mozilla roots; redirects are not followed (a 3xx is an answer
+//! like any other); every step has a time limit, and only so much of the answer is read.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
@@ -20,10 +21,10 @@ use super::ssrf::Policy;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the whole exchange may take.
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(15);
-/// How much of a response body is read (the rest is dropped).
+/// How much of a webhook receiver's answer is read (the rest is dropped).
 const MAX_RESPONSE: usize = 64 * 1024;
 
-/// Why a delivery attempt did not get an answer.
+/// Why an exchange (a delivery attempt, a fetch) did not get an answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeliveryError {
     #[error("{0}")]
@@ -145,6 +146,15 @@ fn tls_connector() -> TlsConnector {
         .clone()
 }
 
+/// An answer: its status and the first bytes of its body, up to the limit asked for.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Bytes,
+    /// Whether the body went on past the limit, or broke off.
+    pub truncated: bool,
+}
+
 /// POSTs `body` (JSON) with `headers` to `target`; returns the response status.
 pub async fn post(
     target: &Target,
@@ -152,17 +162,56 @@ pub async fn post(
     headers: &[(&str, String)],
     body: Bytes,
 ) -> Result<u16, DeliveryError> {
-    tokio::time::timeout(TOTAL_TIMEOUT, exchange(target, policy, headers, body))
-        .await
-        .map_err(|_| DeliveryError::Timeout)?
+    let mut request =
+        Request::post(target.path.as_str()).header(hyper::header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, value.as_str());
+    }
+    let request = request
+        .body(Full::new(body))
+        .map_err(|e| DeliveryError::Http(e.to_string()))?;
+    Ok(exchange(target, policy, request, MAX_RESPONSE)
+        .await?
+        .status)
 }
 
+/// GETs `target`, reading at most `limit` bytes of the answer's body.
+pub async fn get(target: &Target, policy: &Policy, limit: usize) -> Result<Answer, DeliveryError> {
+    let request = Request::get(target.path.as_str())
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| DeliveryError::Http(e.to_string()))?;
+    exchange(target, policy, request, limit).await
+}
+
+/// Sends `request` to `target` (adding `Host` and `User-Agent`), within [`TOTAL_TIMEOUT`].
 async fn exchange(
     target: &Target,
     policy: &Policy,
-    headers: &[(&str, String)],
-    body: Bytes,
-) -> Result<u16, DeliveryError> {
+    mut request: Request<Full<Bytes>>,
+    limit: usize,
+) -> Result<Answer, DeliveryError> {
+    let headers = request.headers_mut();
+    let host = hyper::header::HeaderValue::from_str(&target.host_header())
+        .map_err(|e| DeliveryError::Url(e.to_string()))?;
+    headers.insert(hyper::header::HOST, host);
+    headers.insert(
+        hyper::header::USER_AGENT,
+        hyper::header::HeaderValue::from_static(concat!("sshsign/", env!("CARGO_PKG_VERSION"))),
+    );
+    tokio::time::timeout(
+        TOTAL_TIMEOUT,
+        connect_and_send(target, policy, request, limit),
+    )
+    .await
+    .map_err(|_| DeliveryError::Timeout)?
+}
+
+async fn connect_and_send(
+    target: &Target,
+    policy: &Policy,
+    request: Request<Full<Bytes>>,
+    limit: usize,
+) -> Result<Answer, DeliveryError> {
     let addresses = target.resolve(policy).await?;
     let mut last_error = DeliveryError::Connect("no address".into());
     let mut stream = None;
@@ -177,19 +226,6 @@ async fn exchange(
         }
     }
     let stream = stream.ok_or(last_error)?;
-    let mut request = Request::post(target.path.as_str())
-        .header(hyper::header::HOST, target.host_header())
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(
-            hyper::header::USER_AGENT,
-            concat!("sshsign/", env!("CARGO_PKG_VERSION")),
-        );
-    for (name, value) in headers {
-        request = request.header(*name, value.as_str());
-    }
-    let request = request
-        .body(Full::new(body))
-        .map_err(|e| DeliveryError::Http(e.to_string()))?;
     if target.https {
         let name = ServerName::try_from(target.host.clone())
             .map_err(|e| DeliveryError::Tls(e.to_string()))?;
@@ -197,13 +233,17 @@ async fn exchange(
             .await
             .map_err(|_| DeliveryError::Timeout)?
             .map_err(|e| DeliveryError::Tls(e.to_string()))?;
-        send(TokioIo::new(tls), request).await
+        send(TokioIo::new(tls), request, limit).await
     } else {
-        send(TokioIo::new(stream), request).await
+        send(TokioIo::new(stream), request, limit).await
     }
 }
 
-async fn send<T>(io: TokioIo<T>, request: Request<Full<Bytes>>) -> Result<u16, DeliveryError>
+async fn send<T>(
+    io: TokioIo<T>,
+    request: Request<Full<Bytes>>,
+    limit: usize,
+) -> Result<Answer, DeliveryError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -214,17 +254,31 @@ where
     let driver = tokio::spawn(connection);
     let response = sender.send_request(request).await.map_err(http)?;
     let status = response.status().as_u16();
-    // Read a little of the body, so the receiver sees a clean exchange; ignore the rest.
+    // Read up to the limit (so the other side sees a clean exchange); drop the rest.
     let mut body = response.into_body();
-    let mut read = 0;
-    while read < MAX_RESPONSE {
-        match body.frame().await {
-            Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
-            _ => break,
+    let mut read = Vec::new();
+    let mut truncated = false;
+    while let Some(frame) = body.frame().await {
+        // A body cut short is marked as such; a webhook's status stands regardless.
+        let Ok(frame) = frame else {
+            truncated = true;
+            break;
+        };
+        if let Some(data) = frame.data_ref() {
+            let room = limit - read.len();
+            read.extend_from_slice(&data[..data.len().min(room)]);
+            if data.len() > room {
+                truncated = true;
+                break;
+            }
         }
     }
     driver.abort();
-    Ok(status)
+    Ok(Answer {
+        status,
+        body: Bytes::from(read),
+        truncated,
+    })
 }
 
 #[cfg(test)]

@@ -1109,3 +1109,164 @@ async fn gos_tlog_client_reads_the_served_tiles_and_gets_the_signed_root() {
         String::from_utf8_lossy(&wrong.stderr)
     );
 }
+
+/// `sshsign audit check|prove --tiles`, and what it printed.
+fn from_tiles(user: &User, state: &Path, args: &[&str]) -> (Output, Value) {
+    let output = shim(user, state, args);
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    (output, report)
+}
+
+#[test]
+fn the_client_checks_the_log_from_its_served_tiles_and_from_a_copy() {
+    let mut appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let state = appliance.dir.path().join("state");
+    let key = alice.create_key("");
+    let vkey = alice.cmd("audit-checkpoint").ok()["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!("http://{}/audit", appliance.http_addr);
+
+    // Over HTTP there is no key to pin at first use: it must be given.
+    let (refused, _) = from_tiles(&alice, &state, &["audit", "check", "--tiles", &url]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("--key"), "{}", stderr(&refused));
+    let (first, report) = from_tiles(
+        &alice,
+        &state,
+        &["audit", "check", "--tiles", &url, "--key", &vkey],
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(report["previously_seen"], 0, "{report}");
+    let first_size = report["size"].as_u64().unwrap();
+
+    // Past one tile: 300 signatures, then a checkpoint over them.
+    let config = appliance.client_config(&alice);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let connection = sshsign::client::Connection::connect(&config).await.unwrap();
+        let words: Vec<String> = ["sign", "--key-id", &key].map(String::from).to_vec();
+        for n in 0..300u32 {
+            let signed = connection.run(&words, &n.to_be_bytes()).await.unwrap();
+            assert_eq!(signed.exit_status, 0);
+        }
+        connection.close().await;
+    });
+    let signed_note = alice.cmd("audit-checkpoint").ok()["checkpoint"].clone();
+
+    // The key is pinned now; the new checkpoint is proven to extend the one seen, from tiles.
+    let (grown, report) = from_tiles(&alice, &state, &["audit", "check", "--tiles", &url]);
+    assert!(grown.status.success(), "{}", stderr(&grown));
+    assert_eq!(report["previously_seen"], first_size, "{report}");
+    let size = report["size"].as_u64().unwrap();
+    assert!(size >= first_size + 300, "{report}");
+    assert_eq!(
+        Some(size),
+        signed_note
+            .as_str()
+            .and_then(|n| n.lines().nth(1)?.parse().ok())
+    );
+
+    // One entry, proven from tiles: its public form names the leaf that SSH's proof has.
+    let index = first_size + 150;
+    let (proved, report) = from_tiles(
+        &alice,
+        &state,
+        &[
+            "audit",
+            "prove",
+            "--index",
+            &index.to_string(),
+            "--tiles",
+            &url,
+        ],
+    );
+    assert!(proved.status.success(), "{}", stderr(&proved));
+    let over_ssh = alice.cmd(&format!("audit-proof --index {index}"));
+    let over_ssh = over_ssh.ok();
+    let leaf = sshsign::audit::merkle::leaf_hash(over_ssh["entry"].as_str().unwrap().as_bytes());
+    assert_eq!(
+        report["public_entry"],
+        serde_json::json!({ "action": "sign", "leaf_hash": sshsign::hex::encode(&leaf) }),
+        "{report}"
+    );
+    let (past, _) = from_tiles(
+        &alice,
+        &state,
+        &[
+            "audit",
+            "prove",
+            "--index",
+            &(size + 5).to_string(),
+            "--tiles",
+            &url,
+        ],
+    );
+    assert!(!past.status.success());
+
+    // A copy of the log's directory checks the same way, once the appliance has stopped.
+    appliance.stop();
+    let copy = appliance.dir.path().join("tlog-copy");
+    copy_dir(&appliance.dir.path().join("db.tlog"), &copy);
+    let copy_text = copy.to_str().unwrap();
+    let (offline, report) = from_tiles(&alice, &state, &["audit", "check", "--tiles", copy_text]);
+    assert!(offline.status.success(), "{}", stderr(&offline));
+    assert_eq!(report["size"], size, "{report}");
+    let (offline_proof, _) = from_tiles(
+        &alice,
+        &state,
+        &[
+            "audit",
+            "prove",
+            "--index",
+            &index.to_string(),
+            "--tiles",
+            copy_text,
+        ],
+    );
+    assert!(offline_proof.status.success(), "{}", stderr(&offline_proof));
+
+    // One leaf hash changed in a full tile: the entry's inclusion proof no longer leads to the
+    // signed root.
+    let tile = copy.join("tile/0/000");
+    let mut bytes = std::fs::read(&tile).unwrap();
+    bytes[(index as usize) * 32] ^= 1;
+    std::fs::write(&tile, bytes).unwrap();
+    let (tampered, _) = from_tiles(
+        &alice,
+        &state,
+        &[
+            "audit",
+            "prove",
+            "--index",
+            &index.to_string(),
+            "--tiles",
+            copy_text,
+        ],
+    );
+    assert!(!tampered.status.success());
+    assert!(
+        stderr(&tampered).contains("does not lead to the root"),
+        "{}",
+        stderr(&tampered)
+    );
+    // One hash changed on the right edge, which the root is computed from: the check fails.
+    let edge = std::fs::read_dir(copy.join("tile/0/001.p"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&edge).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&edge, bytes).unwrap();
+    let (tampered, _) = from_tiles(&alice, &state, &["audit", "check", "--tiles", copy_text]);
+    assert!(!tampered.status.success());
+    assert!(
+        stderr(&tampered).contains("do not hash to the root"),
+        "{}",
+        stderr(&tampered)
+    );
+}

@@ -166,6 +166,28 @@ pub fn width_in(size: u64, level: u32, index: u64) -> u64 {
         .min(WIDTH)
 }
 
+/// Where the perfect subtree of `2^level` leaves that starts at leaf `index << level` lies in a
+/// tree of `size` leaves: the hash tile that holds it (at its width in that tree), and the span
+/// of that tile's hashes it is the root over. `None` when the tree does not hold all of it.
+pub fn locate(size: u64, level: u32, index: u64) -> Option<(Tile, std::ops::Range<usize>)> {
+    let tile_level = level / HEIGHT;
+    let within = level % HEIGHT;
+    let first = index.checked_shl(within)?;
+    let count = 1u64 << within;
+    if first.checked_add(count)? > hashes_at(size, tile_level) {
+        return None;
+    }
+    let tile_index = first / WIDTH;
+    let tile = Tile::Hashes {
+        level: tile_level,
+        index: tile_index,
+        width: width_in(size, tile_level, tile_index),
+    };
+    // Both below 256: `first % WIDTH + count` is at most a tile.
+    let start = (first % WIDTH) as usize;
+    Some((tile, start..start + count as usize))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
