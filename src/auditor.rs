@@ -316,6 +316,46 @@ pub struct OnlineReport {
     pub public_entry: Option<Value>,
 }
 
+/// The size of the checkpoint seen before (0: none), under `vkey`.
+fn seen_size(seen: Option<&Seen>, vkey: &str) -> Result<u64, AuditorError> {
+    match seen {
+        Some(seen) => Ok(check_checkpoint(&seen.checkpoint, vkey)?.size),
+        None => Ok(0),
+    }
+}
+
+/// Takes `note` as the log's latest checkpoint if it may follow what was `seen` ([`advance`],
+/// with `consistency` the proof from the seen size when it grew), remembers it in `memory`, and
+/// reports it.
+fn accept(
+    memory: &Memory,
+    seen: Option<&Seen>,
+    note: String,
+    vkey: String,
+    consistency: Option<Value>,
+) -> Result<OnlineReport, AuditorError> {
+    let previously_seen = seen_size(seen, &vkey)?;
+    let checkpoint = advance(seen, &note, &vkey, |_| {
+        consistency.ok_or(AuditorError::Shape("consistency proof"))
+    })?;
+    memory.remember(
+        &checkpoint.origin,
+        &Seen {
+            verifier_key: vkey,
+            checkpoint: note,
+        },
+    )?;
+    Ok(OnlineReport {
+        verified: true,
+        origin: checkpoint.origin,
+        size: checkpoint.size,
+        previously_seen,
+        index: None,
+        entry: None,
+        public_entry: None,
+    })
+}
+
 /// Checks the live log: fetches its checkpoint (and, with `index`, that entry's inclusion
 /// proof) through `fetch`, which runs an SSH command and returns its reply. The checkpoint must
 /// verify under `pinned` (or the key remembered for its origin, or, the first time, the key
@@ -343,10 +383,7 @@ pub async fn check_online<E: From<AuditorError>>(
         None => memory.pinned_key(&origin, &offered)?,
     };
     let seen = memory.seen(&origin)?;
-    let old_size = match &seen {
-        Some(seen) => check_checkpoint(&seen.checkpoint, &vkey)?.size,
-        None => 0,
-    };
+    let old_size = seen_size(seen.as_ref(), &vkey)?;
     let new_size = check_checkpoint(&note, &vkey)?.size;
     let consistency = if old_size > 0 && new_size > old_size {
         let (from, to) = (old_size.to_string(), new_size.to_string());
@@ -355,23 +392,7 @@ pub async fn check_online<E: From<AuditorError>>(
     } else {
         None
     };
-    let checkpoint = advance(seen.as_ref(), &note, &vkey, |_| {
-        consistency.ok_or(AuditorError::Shape("consistency proof"))
-    })?;
-    let seen = Seen {
-        verifier_key: vkey.clone(),
-        checkpoint: note,
-    };
-    memory.remember(&origin, &seen)?;
-    let mut report = OnlineReport {
-        verified: true,
-        origin: checkpoint.origin,
-        size: checkpoint.size,
-        previously_seen: old_size,
-        index: None,
-        entry: None,
-        public_entry: None,
-    };
+    let mut report = accept(memory, seen.as_ref(), note, vkey.clone(), consistency)?;
     if index.is_some() {
         let (_, entry) = check_inclusion(&reply, &vkey)?;
         report.index = Some(reply["index"].clone());

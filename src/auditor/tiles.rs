@@ -14,7 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
-use super::{AuditorError, Memory, OnlineReport, Seen, advance, check_checkpoint};
+use super::{AuditorError, Memory, OnlineReport, accept, check_checkpoint, seen_size};
 use crate::audit::merkle::{self, Hash, Nodes, ProofError};
 use crate::audit::tiles::path::{self, Tile, WIDTH};
 use crate::audit::tiles::{bundle_bytes, bundle_entries, span_root};
@@ -337,34 +337,13 @@ pub async fn check_tiles(
             checkpoint.size
         )));
     }
-    let old_size = match &seen {
-        Some(seen) => check_checkpoint(&seen.checkpoint, &vkey)?.size,
-        None => 0,
-    };
+    let old_size = seen_size(seen.as_ref(), &vkey)?;
     let consistency = if old_size > 0 && checkpoint.size > old_size {
         Some(tree.consistency(old_size, &note).await?)
     } else {
         None
     };
-    let checkpoint = advance(seen.as_ref(), &note, &vkey, |_| {
-        consistency.ok_or(AuditorError::Shape("consistency proof"))
-    })?;
-    memory.remember(
-        &origin,
-        &Seen {
-            verifier_key: vkey,
-            checkpoint: note,
-        },
-    )?;
-    let mut report = OnlineReport {
-        verified: true,
-        origin: checkpoint.origin,
-        size: checkpoint.size,
-        previously_seen: old_size,
-        index: None,
-        entry: None,
-        public_entry: None,
-    };
+    let mut report = accept(memory, seen.as_ref(), note, vkey, consistency)?;
     if let Some(index) = index {
         let (leaf, proof) = tree.inclusion(index).await?;
         let proof: Vec<Vec<u8>> = proof.iter().map(|hash| hash.to_vec()).collect();

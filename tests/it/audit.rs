@@ -1117,6 +1117,16 @@ fn from_tiles(user: &User, state: &Path, args: &[&str]) -> (Output, Value) {
     (output, report)
 }
 
+/// `sshsign audit prove --index INDEX --tiles SOURCE`, and what it printed.
+fn prove_from_tiles(user: &User, state: &Path, index: u64, source: &str) -> (Output, Value) {
+    let index = index.to_string();
+    from_tiles(
+        user,
+        state,
+        &["audit", "prove", "--index", &index, "--tiles", source],
+    )
+}
+
 #[test]
 fn the_client_checks_the_log_from_its_served_tiles_and_from_a_copy() {
     let mut appliance = Appliance::start();
@@ -1171,18 +1181,7 @@ fn the_client_checks_the_log_from_its_served_tiles_and_from_a_copy() {
 
     // One entry, proven from tiles: its public form names the leaf that SSH's proof has.
     let index = first_size + 150;
-    let (proved, report) = from_tiles(
-        &alice,
-        &state,
-        &[
-            "audit",
-            "prove",
-            "--index",
-            &index.to_string(),
-            "--tiles",
-            &url,
-        ],
-    );
+    let (proved, report) = prove_from_tiles(&alice, &state, index, &url);
     assert!(proved.status.success(), "{}", stderr(&proved));
     let over_ssh = alice.cmd(&format!("audit-proof --index {index}"));
     let over_ssh = over_ssh.ok();
@@ -1192,18 +1191,7 @@ fn the_client_checks_the_log_from_its_served_tiles_and_from_a_copy() {
         serde_json::json!({ "action": "sign", "leaf_hash": sshsign::hex::encode(&leaf) }),
         "{report}"
     );
-    let (past, _) = from_tiles(
-        &alice,
-        &state,
-        &[
-            "audit",
-            "prove",
-            "--index",
-            &(size + 5).to_string(),
-            "--tiles",
-            &url,
-        ],
-    );
+    let (past, _) = prove_from_tiles(&alice, &state, size + 5, &url);
     assert!(!past.status.success());
 
     // A copy of the log's directory checks the same way, once the appliance has stopped.
@@ -1214,18 +1202,7 @@ fn the_client_checks_the_log_from_its_served_tiles_and_from_a_copy() {
     let (offline, report) = from_tiles(&alice, &state, &["audit", "check", "--tiles", copy_text]);
     assert!(offline.status.success(), "{}", stderr(&offline));
     assert_eq!(report["size"], size, "{report}");
-    let (offline_proof, _) = from_tiles(
-        &alice,
-        &state,
-        &[
-            "audit",
-            "prove",
-            "--index",
-            &index.to_string(),
-            "--tiles",
-            copy_text,
-        ],
-    );
+    let (offline_proof, _) = prove_from_tiles(&alice, &state, index, copy_text);
     assert!(offline_proof.status.success(), "{}", stderr(&offline_proof));
 
     // One leaf hash changed in a full tile: the entry's inclusion proof no longer leads to the
@@ -1234,18 +1211,7 @@ fn the_client_checks_the_log_from_its_served_tiles_and_from_a_copy() {
     let mut bytes = std::fs::read(&tile).unwrap();
     bytes[(index as usize) * 32] ^= 1;
     std::fs::write(&tile, bytes).unwrap();
-    let (tampered, _) = from_tiles(
-        &alice,
-        &state,
-        &[
-            "audit",
-            "prove",
-            "--index",
-            &index.to_string(),
-            "--tiles",
-            copy_text,
-        ],
-    );
+    let (tampered, _) = prove_from_tiles(&alice, &state, index, copy_text);
     assert!(!tampered.status.success());
     assert!(
         stderr(&tampered).contains("does not lead to the root"),
