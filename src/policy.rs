@@ -123,6 +123,13 @@ impl Terms {
                 "needs the cosign tier: only a human approver can draw a signature".to_owned(),
             ));
         }
+        let furthest = crate::time::now().saturating_add(crate::time::MAX_EXPIRY.as_secs() as i64);
+        if self.expires_at.is_some_and(|at| at > furthest) {
+            return Err(refuse(
+                "expires_at",
+                "is more than 10 years away".to_owned(),
+            ));
+        }
         Ok(self)
     }
 }

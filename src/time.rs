@@ -20,15 +20,26 @@ pub fn until(unix: i64) -> Duration {
     }
 }
 
-/// `2026-11-23T19:40:00Z`.
+/// The last second RFC 3339 can write: 9999-12-31T23:59:59Z.
+const LAST_RFC3339: i64 = 253_402_300_799;
+
+/// The furthest an expiry may lie: ten years (of 365.25 days, as `10y` reads).
+pub const MAX_EXPIRY: Duration = Duration::from_secs(10 * 31_557_600);
+
+/// `2026-11-23T19:40:00Z`. Never panics: a time before 1970 shows as 1970-01-01T00:00:00Z and
+/// one past the year 9999 (which only a record stored before expiries were bounded can hold)
+/// as 9999-12-31T23:59:59Z.
 pub fn rfc3339(unix: i64) -> String {
-    let time = UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0));
-    humantime::format_rfc3339_seconds(time).to_string()
+    let secs = u64::try_from(unix.clamp(0, LAST_RFC3339)).unwrap_or(0);
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
 /// Parses an expiry given relative to `now` (`90d`, `12h`, `1h 30m`) or as an RFC 3339
-/// timestamp; it must lie in the future.
+/// timestamp; it must lie in the future, and at most [`MAX_EXPIRY`] away.
 pub fn parse_expiry(text: &str, now: i64) -> Result<i64, String> {
+    if text.len() > 64 {
+        return Err("expiry is longer than 64 bytes".to_owned());
+    }
     let at = if let Ok(duration) = humantime::parse_duration(text) {
         let secs = i64::try_from(duration.as_secs()).map_err(|_| "expiry is too far away")?;
         now.checked_add(secs).ok_or("expiry is too far away")?
@@ -45,6 +56,13 @@ pub fn parse_expiry(text: &str, now: i64) -> Result<i64, String> {
     };
     if at <= now {
         return Err(format!("expiry {text:?} is not in the future"));
+    }
+    let furthest = now.saturating_add(MAX_EXPIRY.as_secs() as i64);
+    if at > furthest {
+        return Err(format!(
+            "expiry {text:?} is more than 10 years away; the furthest is {}",
+            rfc3339(furthest)
+        ));
     }
     Ok(at)
 }
@@ -63,6 +81,30 @@ mod tests {
         assert!(parse_expiry("2020-01-01T00:00:00Z", now).is_err());
         assert!(parse_expiry("-5d", now).is_err());
         assert!(parse_expiry("soon", now).is_err());
+        // At most ten years: no year 10000, however it is written.
+        assert_eq!(parse_expiry("10y", now), Ok(now + 315_576_000));
+        let refused = parse_expiry("8000y", now).unwrap_err();
+        assert!(refused.contains("more than 10 years away"), "{refused}");
+        for too_far in [
+            "10y 1s",
+            "8000y",
+            "7974y",
+            "9999-12-31T23:59:59Z",
+            "584942417355y",
+        ] {
+            assert!(parse_expiry(too_far, now).is_err(), "{too_far}");
+        }
+        assert!(parse_expiry(&"1d ".repeat(40), now).is_err());
+    }
+
+    #[test]
+    fn every_stored_time_can_be_shown() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(-5), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(LAST_RFC3339), "9999-12-31T23:59:59Z");
+        // The year 10000 made humantime panic; it shows as the last second RFC 3339 can write.
+        assert_eq!(rfc3339(253_402_300_800), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
     }
 
     #[test]

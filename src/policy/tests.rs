@@ -396,6 +396,11 @@ fn terms_are_checked_as_granted() {
             "require_signature",
             "cosign tier",
         ),
+        (
+            json!({"expires_at": 253_402_300_800_i64}),
+            "expires_at",
+            "10 years",
+        ),
     ];
     for (extra, field, words) in refused {
         let refusal = terms(extra.clone()).checked().unwrap_err();

@@ -160,6 +160,24 @@ pub async fn close(
     let _ = handle.close(channel).await;
 }
 
+/// The reply to a command run by `work` in a task of its own: a panic in it (a bug) answers
+/// `internal` and leaves the server and the channel going.
+async fn caught<F>(work: F) -> Reply
+where
+    F: Future<Output = Result<serde_json::Value, crate::appliance::Error>> + Send + 'static,
+{
+    match tokio::spawn(work).await {
+        Ok(Ok(body)) => Reply::ok(body),
+        Ok(Err(error)) => Reply::from_error(&error),
+        Err(failed) => {
+            tracing::error!(error = %failed, "a command failed unexpectedly");
+            Reply::from_error(&crate::appliance::Error::Internal(
+                "the command failed unexpectedly".into(),
+            ))
+        }
+    }
+}
+
 /// Carries out `action` for `channel` and sends the reply, exit status and EOF (the close
 /// follows, see [`close`]).
 pub async fn perform(
@@ -172,11 +190,11 @@ pub async fn perform(
     let reply = match action {
         Action::Answer(reply) => reply,
         Action::Run(command, stdin) => {
-            let ctx = Context::new(appliance, caller, stdin);
-            let reply = match commands::execute(command, &ctx).await {
-                Ok(body) => Reply::ok(body),
-                Err(error) => Reply::from_error(&error),
-            };
+            let ctx = Arc::new(Context::new(appliance, caller, stdin));
+            // In a task of its own, so that a panic (a bug) answers `internal` instead of
+            // leaving the channel without a reply.
+            let running = Arc::clone(&ctx);
+            let reply = caught(async move { commands::execute(command, &running).await }).await;
             let notice = std::mem::take(&mut *ctx.stderr.lock().unwrap_or_else(|e| e.into_inner()));
             if !notice.is_empty() {
                 let _ = handle.extended_data(channel, 1, notice.into_bytes()).await;
@@ -193,6 +211,15 @@ pub async fn perform(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_command_that_panics_is_answered_internal() {
+        let reply = caught(async { panic!("a bug") }).await;
+        assert_eq!(reply.body["error"]["code"], "internal");
+        assert_ne!(reply.exit_status, 0);
+        let reply = caught(async { Ok(serde_json::json!({"fine": true})) }).await;
+        assert_eq!(reply.body["fine"], true);
+    }
 
     #[test]
     fn commands_without_input_run_at_once() {

@@ -48,6 +48,20 @@ fn bad_requests_get_clear_errors_and_the_server_goes_on() {
     alice
         .cmd("create-key --expiry 0s")
         .failed_with("invalid_argument");
+    // Ten years at most: the year 10000 once made formatting the key panic, and `keys` hang.
+    for too_far in ["8000y", "7974y", "11y", "9999-12-31T23:59:59Z"] {
+        let reply = alice.cmd(&format!("create-key --scope far --expiry {too_far}"));
+        assert!(
+            reply
+                .failed_with("invalid_argument")
+                .contains("more than 10 years away"),
+            "{too_far}"
+        );
+    }
+    let far = alice.cmd(&format!(
+        "authorize --key-id {key} --grantee SHA256:x --expiry 8000y"
+    ));
+    assert_eq!(far.status, 1, "{far:?}");
     alice
         .cmd("create-key --require-signature")
         .failed_with("invalid_argument");
