@@ -35,17 +35,43 @@ fn internal_v4(ip: Ipv4Addr) -> bool {
         || a >= 240 // reserved
 }
 
+/// IPv6 blocks refused whole. The transition forms carry or reach an IPv4 address (6to4 and
+/// NAT64 embed it, Teredo obfuscates it, SIIT translates it), so a relay or translator could
+/// take a webhook to an internal IPv4 host; no webhook receiver needs them.
+const INTERNAL_V6: &[(u128, u32, &str)] = &[
+    (
+        0x0064_ff9b << 96,
+        32,
+        "NAT64, 64:ff9b::/96 and 64:ff9b:1::/48 (RFC 6052, 8215)",
+    ),
+    (
+        0x0000_0000_0000_0000_ffff_0000 << 32,
+        96,
+        "IPv4-translated, ::ffff:0:0:0/96 (RFC 2765)",
+    ),
+    (0x0100 << 112, 64, "discard-only, 100::/64 (RFC 6666)"),
+    (0x2001_0000 << 96, 32, "Teredo, 2001::/32 (RFC 4380)"),
+    (
+        0x2001_0002 << 96,
+        48,
+        "benchmarking, 2001:2::/48 (RFC 5180)",
+    ),
+    (0x2001_0db8 << 96, 32, "documentation, 2001:db8::/32"),
+    (0x2002 << 112, 16, "6to4, 2002::/16 (RFC 3056)"),
+    (0xfc00 << 112, 7, "unique local, fc00::/7"),
+    (0xfe80 << 112, 10, "link-local, fe80::/10"),
+    (0xfec0 << 112, 10, "site-local, fec0::/10 (deprecated)"),
+];
+
 fn internal_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let bits = u128::from(ip);
     ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00 // unique local
-        || (first & 0xffc0) == 0xfe80 // link-local
-        || (first & 0xffc0) == 0xfec0 // site-local (deprecated)
-        || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
-        || first == 0x0064 && ip.segments()[1] == 0xff9b // NAT64 (embeds IPv4)
-        || ip.to_ipv4().is_some_and(internal_v4) // IPv4-compatible
+        || INTERNAL_V6
+            .iter()
+            .any(|&(prefix, length, _)| bits >> (128 - length) == prefix >> (128 - length))
+        || ip.to_ipv4().is_some_and(internal_v4) // IPv4-compatible, ::a.b.c.d
 }
 
 /// The operator's exceptions.
@@ -103,6 +129,18 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
+            // Every IPv6 form that carries or reaches an IPv4 address.
+            "64:ff9b:1::a9fe:a9fe",
+            "::ffff:0:7f00:1",
+            "::ffff:0:808:808",
+            "2002:7f00:1::",
+            "2002:808:808::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "::127.0.0.1",
+            "100::1",
+            "2001:2::1",
+            "2001:db8::1",
+            "fec0::1",
         ] {
             assert!(is_internal(ip(internal)), "{internal}");
         }
@@ -111,6 +149,9 @@ mod tests {
             "1.1.1.1",
             "2606:4700:4700::1111",
             "::ffff:8.8.8.8",
+            "2001:4860:4860::8888",
+            "2003::1",
+            "64:ff9a::1",
         ] {
             assert!(!is_internal(ip(public)), "{public}");
         }
