@@ -11,9 +11,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # move the server's clock forward with libfaketime to test expiry; openssl and curl test HTTPS;
 # headless Chromium (with a virtual passkey authenticator) drives the approval pages; Go's
 # checksum-database client code (golang.org/x/mod/sumdb, built offline from Debian's source
-# package) reads the audit log's served tiles.
+# package) reads the audit log's served tiles; python3-venv holds the PyPI tools below.
 DEBIAN_PACKAGES := softhsm2 openssh-client git faketime openssl curl chromium \
-	golang-go golang-golang-x-mod-dev
+	golang-go golang-golang-x-mod-dev python3-venv
+
+# Third-party tools from PyPI the tests run against the appliance, in a virtual environment of
+# their own (reinstalled when this list changes): ssh-audit checks the SSH algorithms.
+TOOLS := target/tools
+PYPI_TOOLS := ssh-audit==3.9.*
 
 .PHONY: deps dev test bench
 
@@ -26,6 +31,12 @@ deps:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	@cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
+	@set -f; if [ "$$(cat $(TOOLS)/installed 2>/dev/null)" != "$(PYPI_TOOLS)" ]; then \
+		echo "installing from PyPI: $(PYPI_TOOLS)"; \
+		rm -rf $(TOOLS) && python3 -m venv $(TOOLS) && \
+		$(TOOLS)/bin/pip install -q $(PYPI_TOOLS) && \
+		echo "$(PYPI_TOOLS)" > $(TOOLS)/installed; \
+	fi
 
 dev: deps
 	cargo build --release --bins

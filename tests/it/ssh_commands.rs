@@ -259,3 +259,76 @@ fn the_client_moves_to_a_fresh_connection_and_the_old_one_ends() {
         connection.close().await;
     });
 }
+
+/// A tool the tests install from PyPI into `target/tools` (`make deps`).
+pub fn python_tool(name: &str) -> std::path::PathBuf {
+    let tool = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/tools/bin")
+        .join(name);
+    assert!(
+        tool.exists(),
+        "{} is missing: `make deps` installs it",
+        tool.display()
+    );
+    tool
+}
+
+/// ssh-audit's note that a key exchange is classical: true of X25519, which OpenSSH 9.2 (no
+/// ML-KEM hybrid before 9.9) needs, and nothing weak.
+const CLASSICAL_ONLY: &str = "does not provide protection against post-quantum attacks";
+
+#[test]
+fn ssh_audit_finds_nothing_weak_and_stock_ssh_still_connects() {
+    let appliance = Appliance::start();
+    let audit = std::process::Command::new(python_tool("ssh-audit"))
+        .args([
+            "-j",
+            "-p",
+            &appliance.ssh_addr.port().to_string(),
+            "127.0.0.1",
+        ])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&audit.stdout).unwrap_or_else(|_| {
+        panic!(
+            "ssh-audit: {}{}",
+            String::from_utf8_lossy(&audit.stdout),
+            String::from_utf8_lossy(&audit.stderr)
+        )
+    });
+    let mut findings = Vec::new();
+    for kind in ["kex", "key", "enc", "mac"] {
+        for algorithm in report[kind].as_array().unwrap() {
+            let notes = &algorithm["notes"];
+            for fail in notes["fail"].as_array().into_iter().flatten() {
+                findings.push(format!("{kind} {}: fail {fail}", algorithm["algorithm"]));
+            }
+            for warn in notes["warn"].as_array().into_iter().flatten() {
+                if warn.as_str() != Some(CLASSICAL_ONLY) {
+                    findings.push(format!("{kind} {}: warn {warn}", algorithm["algorithm"]));
+                }
+            }
+        }
+    }
+    assert!(findings.is_empty(), "{findings:#?}");
+    assert_eq!(report["kex"][0]["algorithm"], "mlkem768x25519-sha256");
+    assert_eq!(
+        report["compression"],
+        serde_json::json!(["none"]),
+        "{}",
+        report["compression"]
+    );
+    // Stock OpenSSH 9.2 still connects (through X25519), as the `sshsign` client does (the
+    // hybrid).
+    let alice = appliance.user("alice");
+    alice.cmd("whoami").ok();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let connection = sshsign::client::Connection::connect(&appliance.client_config(&alice))
+            .await
+            .unwrap();
+        let reply = connection.run(&["whoami".to_owned()], &[]).await.unwrap();
+        assert_eq!(reply.exit_status, 0);
+        connection.close().await;
+    });
+}
