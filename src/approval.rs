@@ -9,4 +9,5 @@
 pub mod canonical;
 pub mod decision;
 pub mod envelope;
+pub mod png_chunks;
 pub mod totp;

@@ -241,9 +241,10 @@ impl Appliance {
                 "this request takes no drawn signature".into(),
             ));
         }
-        // A bad drawing is refused before a proof is spent.
+        // A drawing that is not a well-formed PNG is refused before a proof is spent; it is
+        // decoded only after the proof, by the evidence envelope.
         if let Some(png) = &ruling.drawn {
-            crate::approval::envelope::check_image(png)
+            crate::approval::envelope::check_image_structure(png)
                 .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         }
         let (caller, method, page_proof) = match proof {

@@ -80,16 +80,32 @@ pub enum EnvelopeError {
     BadSeal(String),
 }
 
-/// Checks a drawn signature: a PNG no larger than the limits, decodable in full, with ink on
-/// it. Returns its width and height.
-pub fn check_image(png_bytes: &[u8]) -> Result<(u32, u32), EnvelopeError> {
-    let bad = |e: &dyn std::fmt::Display| EnvelopeError::Image(e.to_string());
+/// Checks a drawn signature's bytes without decoding them: no larger than the limits, and a PNG
+/// chunk by chunk ([`png_chunks`](super::png_chunks)). Cheap; run before an approver's proof is
+/// spent. Returns its width and height.
+pub fn check_image_structure(png_bytes: &[u8]) -> Result<(u32, u32), EnvelopeError> {
     if png_bytes.len() > MAX_IMAGE_BYTES {
         return Err(EnvelopeError::Image(format!(
             "{} bytes is over the {MAX_IMAGE_BYTES}-byte limit",
             png_bytes.len()
         )));
     }
+    super::png_chunks::check_structure(png_bytes, MAX_IMAGE_SIDE).map_err(EnvelopeError::Image)
+}
+
+/// Checks a drawn signature: [`check_image_structure`], then decodable in full, with ink on it.
+/// Returns its width and height. A panic in the decoder (a bug of its own) is a refused image.
+pub fn check_image(png_bytes: &[u8]) -> Result<(u32, u32), EnvelopeError> {
+    check_image_structure(png_bytes)?;
+    std::panic::catch_unwind(|| decode_image(png_bytes)).unwrap_or_else(|_| {
+        Err(EnvelopeError::Image(
+            "the image could not be decoded".to_owned(),
+        ))
+    })
+}
+
+fn decode_image(png_bytes: &[u8]) -> Result<(u32, u32), EnvelopeError> {
+    let bad = |e: &dyn std::fmt::Display| EnvelopeError::Image(e.to_string());
     let mut decoder = png::Decoder::new_with_limits(
         std::io::Cursor::new(png_bytes),
         png::Limits {
@@ -267,6 +283,20 @@ mod tests {
             check_image(&vec![0; MAX_IMAGE_BYTES + 1]),
             Err(EnvelopeError::Image(_))
         ));
+        // Found by fuzzing: an indexed PNG with a 4-byte PLTE panics png 0.18.1's decoder.
+        let palette_panic = crate::hex::decode(
+            "89504e470d0a1a0a0000000d4948445200000063000002200403000000815467c700000004504c54\
+             45000000fffffffc0080b3001649444154789c630cffffffff6082",
+        )
+        .unwrap();
+        assert!(matches!(
+            check_image(&palette_panic),
+            Err(EnvelopeError::Image(_))
+        ));
+        assert!(check_image_structure(&palette_panic).is_err());
+        // Past the structure check, a decoder panic would still be a refused image.
+        let decoded = std::panic::catch_unwind(|| decode_image(&palette_panic));
+        assert!(!matches!(decoded, Ok(Ok(_))));
     }
 
     #[test]
