@@ -41,10 +41,13 @@ fn write(value: &Value, out: &mut String) -> Result<(), CanonicalError> {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Number(n) => {
-            let magnitude = n.as_i64().map(i64::unsigned_abs).or_else(|| n.as_u64());
-            match magnitude {
+            // Written from the integer, not the text it was read from (`-0` is `0`).
+            match n
+                .as_i64()
+                .or_else(|| n.as_u64().and_then(|u| i64::try_from(u).ok()))
+            {
                 // I-JSON: integers beyond 2^53 do not survive other parsers.
-                Some(m) if m <= 1 << 53 => out.push_str(&n.to_string()),
+                Some(i) if i.unsigned_abs() <= 1 << 53 => out.push_str(&i.to_string()),
                 _ => return Err(CanonicalError::NotInteger(n.to_string())),
             }
         }
@@ -133,6 +136,9 @@ mod tests {
         assert!(to_vec(&json!(9007199254740993u64)).is_err());
         assert!(to_vec(&json!(u64::MAX)).is_err());
         assert_eq!(canonical(json!(-9007199254740992i64)), "-9007199254740992");
+        // RFC 8785 writes negative zero as 0.
+        let zero: Value = serde_json::from_str(r#"{"z": -0, "a": [-0]}"#).unwrap();
+        assert_eq!(canonical(zero), r#"{"a":[0],"z":0}"#);
     }
 
     #[test]
