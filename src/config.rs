@@ -295,7 +295,9 @@ impl ServeConfig {
         Ok(ServeConfig {
             listen_addr: parse_addr(
                 "SSHSIGN_LISTEN_ADDR",
-                raw.listen_addr.as_deref().unwrap_or(":2222"),
+                // Loopback unless an address is configured: an appliance is put on a network
+                // on purpose.
+                raw.listen_addr.as_deref().unwrap_or("127.0.0.1:2222"),
             )?,
             http_addr,
             http,
@@ -496,6 +498,9 @@ mod tests {
             config.hsm.pin_file,
             PathBuf::from("/run/credentials/x/pkcs11-pin")
         );
+        // Nothing configured: both listeners on loopback.
+        assert_eq!(config.listen_addr, "127.0.0.1:2222".parse().unwrap());
+        assert_eq!(config.http_addr, "127.0.0.1:8443".parse().unwrap());
     }
 
     #[test]
