@@ -2,6 +2,8 @@
 //! trusted proxies and webhook exceptions. The prefix arithmetic is `ipnet`'s; this adds bare
 //! addresses and matches IPv4-mapped IPv6 addresses as the IPv4 address they carry.
 
+pub mod slots;
+
 use std::net::IpAddr;
 use std::str::FromStr;
 

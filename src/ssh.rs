@@ -24,12 +24,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use russh::MethodKind;
-use russh::server::Server as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use russh::{Disconnect, MethodKind};
 use ssh_key::PrivateKey;
 use tokio::net::TcpListener;
 
 use crate::appliance::Appliance;
+use crate::net::slots::Slots;
 
 /// How long every authentication rejection takes, whatever the reason.
 const REJECTION_TIME: Duration = Duration::from_secs(1);
@@ -37,6 +39,13 @@ const REJECTION_TIME: Duration = Duration::from_secs(1);
 const MAX_AUTH_ATTEMPTS: usize = 6;
 /// An idle connection is closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// A connection must have authenticated this long after it was accepted (sshd's
+/// LoginGraceTime), or it is closed.
+pub const LOGIN_GRACE: Duration = Duration::from_secs(10);
+/// SSH connections open at once; past it a new one is closed at once.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// SSH connections open at once from one source (an IPv4 address or an IPv6 /64).
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 64;
 
 /// The set of SSH key fingerprints allowed to connect, from an authorized_keys file.
 #[derive(Debug, Clone)]
@@ -118,7 +127,10 @@ fn russh_config(settings: &SshSettings) -> russh::server::Config {
     }
 }
 
-/// Serves SSH on `listener` until `shutdown` resolves, then stops accepting and returns.
+/// Serves SSH on `listener` until `shutdown` resolves, then stops accepting, tells every
+/// client the appliance is shutting down, and returns. A connection past
+/// [`MAX_CONNECTIONS`] or [`MAX_CONNECTIONS_PER_SOURCE`] is closed at once; one that has not
+/// authenticated within [`LOGIN_GRACE`] is closed then.
 pub async fn serve(
     listener: TcpListener,
     appliance: Arc<Appliance>,
@@ -126,12 +138,78 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let config = Arc::new(russh_config(&settings));
-    let mut server = handler::Server::new(appliance, settings.allowed_keys);
-    let running = server.run_on_socket(config, &listener);
-    let handle = running.handle();
-    tokio::spawn(async move {
-        shutdown.await;
-        handle.shutdown("the appliance is shutting down".to_owned());
-    });
-    running.await
+    let server = handler::Server::new(appliance, settings.allowed_keys);
+    let slots = Slots::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE);
+    let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
+    tokio::pin!(shutdown);
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(%error, "SSH accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let slot = match slots.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(full) => {
+                tracing::warn!(%peer, %full, "SSH connection refused");
+                continue;
+            }
+        };
+        let authenticated = Arc::new(AtomicBool::new(false));
+        let connection = server.connection(peer, Arc::clone(&authenticated));
+        let (config, mut stopping) = (Arc::clone(&config), stop.subscribe());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _ = socket.set_nodelay(true);
+            // The grace time runs from accept: the client's banner and key exchange count.
+            let deadline = tokio::time::Instant::now() + LOGIN_GRACE;
+            let setup = russh::server::run_stream(config, socket, connection);
+            let session = match tokio::time::timeout_at(deadline, setup).await {
+                Ok(Ok(session)) => session,
+                Ok(Err(error)) => return tracing::debug!(%peer, %error, "SSH setup failed"),
+                Err(_) => return tracing::debug!(%peer, "SSH login grace time is over"),
+            };
+            let handle = session.handle();
+            let grace = tokio::time::sleep_until(deadline);
+            tokio::pin!(session, grace);
+            let mut graced = false;
+            loop {
+                tokio::select! {
+                    ended = &mut session => {
+                        if let Err(error) = ended {
+                            tracing::debug!(%peer, %error, "SSH connection ended with an error");
+                        }
+                        return;
+                    }
+                    () = &mut grace, if !graced => {
+                        graced = true;
+                        if !authenticated.load(Ordering::Acquire) {
+                            // Dropped, not asked to disconnect: a client that never sent its
+                            // banner is not listening for one.
+                            tracing::debug!(%peer, "SSH login grace time is over");
+                            return;
+                        }
+                    }
+                    _ = stopping.recv() => {
+                        let reason = "the appliance is shutting down".to_owned();
+                        let _ = handle
+                            .disconnect(Disconnect::ByApplication, reason, String::new())
+                            .await;
+                        // Let the message go out before the connection is dropped.
+                        let _ = tokio::time::timeout(Duration::from_secs(5), &mut session).await;
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    let _ = stop.send(());
+    Ok(())
 }

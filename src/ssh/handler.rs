@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure};
@@ -32,24 +32,21 @@ impl Server {
     }
 }
 
-impl russh::server::Server for Server {
-    type Handler = Connection;
-
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
+impl Server {
+    /// The state of a new connection from `peer`; `authenticated` is raised once its client
+    /// has authenticated.
+    pub fn connection(&self, peer: SocketAddr, authenticated: Arc<AtomicBool>) -> Connection {
         Connection {
             appliance: Arc::clone(&self.appliance),
             allowed_keys: self.allowed_keys.clone(),
-            peer,
+            peer: Some(peer),
             caller: None,
+            authenticated,
             channels: HashMap::new(),
             running: Arc::new(AtomicUsize::new(0)),
             closing: Arc::default(),
             client_closes: HashSet::new(),
         }
-    }
-
-    fn handle_session_error(&mut self, error: russh::Error) {
-        tracing::debug!(%error, "SSH connection ended with an error");
     }
 }
 
@@ -59,6 +56,8 @@ pub struct Connection {
     allowed_keys: Option<Arc<AllowedKeys>>,
     peer: Option<SocketAddr>,
     caller: Option<Caller>,
+    /// Raised when `caller` is set (the login grace timer reads it).
+    authenticated: Arc<AtomicBool>,
     /// Channels whose request is still being read.
     channels: HashMap<ChannelId, ChannelState>,
     /// Requests being carried out.
@@ -156,6 +155,7 @@ impl russh::server::Handler for Connection {
             Ok(caller) => {
                 tracing::debug!(user = %caller.id(), peer = ?self.peer, "authenticated");
                 self.caller = Some(caller);
+                self.authenticated.store(true, Ordering::Release);
                 Ok(Auth::Accept)
             }
             Err(error) => {

@@ -332,3 +332,59 @@ fn ssh_audit_finds_nothing_weak_and_stock_ssh_still_connects() {
         connection.close().await;
     });
 }
+
+/// What a raw TCP connection to `addr` reads first (up to a line), within a few seconds.
+fn first_bytes(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read as _;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut buffer = [0; 64];
+    let n = stream.read(&mut buffer).unwrap_or(0);
+    buffer[..n].to_vec()
+}
+
+/// The appliance's SSH connections per source, and its login grace time (README, "Security
+/// model").
+const PER_SOURCE: usize = 64;
+const LOGIN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[test]
+fn connections_are_capped_per_source_and_must_authenticate_in_time() {
+    use std::io::Read as _;
+    let appliance = Appliance::start();
+    let started = std::time::Instant::now();
+    // A source's share of connections, each sent the banner and then nothing.
+    let mut held: Vec<std::net::TcpStream> = (0..PER_SOURCE)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(appliance.ssh_addr).unwrap();
+            assert!(first_bytes(&mut stream).starts_with(b"SSH-2.0-sshsign"));
+            stream
+        })
+        .collect();
+    // One more from the same source is closed at once, without a banner.
+    let mut refused = std::net::TcpStream::connect(appliance.ssh_addr).unwrap();
+    assert_eq!(first_bytes(&mut refused), b"");
+    // A slot given back is a slot free again.
+    held.pop();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut again = std::net::TcpStream::connect(appliance.ssh_addr).unwrap();
+    assert!(first_bytes(&mut again).starts_with(b"SSH-2.0-sshsign"));
+    // Meanwhile a client that authenticates is served as ever... once slots free up.
+    drop(held.split_off(8));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    appliance.user("alice").cmd("whoami").ok();
+    // None of the silent ones authenticated: each is closed once the login grace time is over.
+    let mut rest = [0; 256];
+    for stream in &mut held {
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        while stream.read(&mut rest).unwrap_or(0) > 0 {}
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= LOGIN_GRACE && waited < LOGIN_GRACE * 2,
+        "{waited:?}"
+    );
+}
