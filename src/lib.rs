@@ -22,7 +22,8 @@
 //!   values; which terms may be granted.
 //! - [`request`]: the request model: kinds, ids parsed once, one state machine.
 //! - `negotiation` (crate): negotiation offers: turns, rounds, hash chain.
-//! - [`approval`]: canonical JSON, token-signed decisions, evidence envelopes, TOTP.
+//! - [`approval`]: canonical JSON, token-signed decisions, evidence envelopes (the drawn
+//!   signature's PNG read chunk by chunk before any decoder), TOTP.
 //! - [`audit`]: the tamper-evident log: RFC 6962 Merkle tree on disk as C2SP tlog-tiles behind a
 //!   write-ahead file, signed checkpoints, proofs, the full check, the words entries are written
 //!   in.
@@ -34,20 +35,23 @@
 //! - [`provision`]: the appliance's own keys: manifest, generation, self-test.
 //! - [`server`]: start-up in named steps (store, token, sealed records, audit log, host key,
 //!   listeners) and graceful shutdown.
-//! - [`webhook`]: outgoing webhooks: signed POSTs to checked destinations, retried.
+//! - [`webhook`]: outgoing webhooks: signed POSTs to checked destinations, retried; the
+//!   outgoing HTTP client (also the auditor's tile fetches).
 //!
 //! Clients and offline checks:
 //! - [`client`]: the SSH client the `sshsign` shim and the benchmark use; host key checking.
 //! - [`shim`]: `sshsign` as git's `gpg.ssh.program`.
 //! - [`verifier`]: offline checks of signed decisions and evidence envelopes, as typed reports.
-//! - [`auditor`]: checking the audit log from outside: checkpoints, proofs, rollback and forks.
+//! - [`auditor`]: checking the audit log from outside, over SSH or from its tiles (HTTP or a
+//!   directory): checkpoints, proofs, rollback and forks.
 //!
 //! Settings and small formats:
 //! - [`config`]: server settings from the environment and a config file.
 //! - [`dev`], [`softhsm`]: the one-command development appliance and SoftHSMv2 token stores.
 //! - [`secret`]: PINs and other secrets read from 0600 files into zeroizing types.
 //! - [`sshsig`]: OpenSSH's SSHSIG format: signed data, armor, parsing, verification.
-//! - [`pubkey`], [`hex`], [`time`]; and, inside the crate, `ids`, `wire`, `net`.
+//! - [`pubkey`], [`hex`], [`time`]; and, inside the crate, `ids`, `wire`, `net` (address blocks,
+//!   connection slots per source).
 #![forbid(unsafe_code)]
 
 pub mod appliance;
