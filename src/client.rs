@@ -8,6 +8,7 @@
 
 pub mod config;
 mod host_check;
+pub mod known_hosts;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

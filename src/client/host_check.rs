@@ -1,5 +1,6 @@
 //! Checking the appliance's host key: a pinned fingerprint wins; otherwise the key must be in
-//! known_hosts for `[host]:port`. Refusals say what was presented and how to pin it.
+//! known_hosts for `[host]:port`, read as OpenSSH reads it ([`known_hosts`]: patterns, hashed
+//! names, `@revoked`). Refusals say what was presented and how to pin it.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,7 @@ use russh::keys::PublicKeyOrCertificate;
 use ssh_key::HashAlg;
 
 use super::ClientConfig;
+use super::known_hosts::{self, Verdict};
 
 /// The russh client handler: it only judges the host key, and records why it refused.
 pub struct HostCheck {
@@ -68,16 +70,32 @@ impl HostCheck {
                     self.host_pattern()
                 ));
         }
-        match russh::keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts) {
-            Ok(true) => true,
-            Ok(false) => self.refuse(format!(
+        let text = match std::fs::read_to_string(&self.known_hosts) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return self.refuse(format!(
+                    "host key refused: cannot read {}: {e}",
+                    self.known_hosts.display()
+                ));
+            }
+        };
+        match known_hosts::judge(&text, &self.host, self.port, key) {
+            Verdict::Known => true,
+            Verdict::Unknown => self.refuse(format!(
                 "host key refused: the appliance at {} presented {fingerprint} ({}), which is not \
                  in {}.\n{how_to_pin}",
                 self.host_pattern(),
                 key.algorithm(),
                 self.known_hosts.display()
             )),
-            Err(russh::keys::Error::KeyChanged { line: number }) => self.refuse(format!(
+            Verdict::Revoked { line: number } => self.refuse(format!(
+                "host key refused: the appliance at {} presented {fingerprint}, which line \
+                 {number} of {} marks @revoked. It must not be trusted again.",
+                self.host_pattern(),
+                self.known_hosts.display()
+            )),
+            Verdict::Changed { line: number } => self.refuse(format!(
                 "host key refused: the appliance at {} presented {fingerprint}, but line {number} \
                  of {} records a DIFFERENT key for it. Someone may be in the middle. If the \
                  appliance was re-keyed on purpose, remove the old entry with\n  ssh-keygen -R \
@@ -85,10 +103,6 @@ impl HostCheck {
                 self.host_pattern(),
                 self.known_hosts.display(),
                 self.host_pattern(),
-                self.known_hosts.display()
-            )),
-            Err(e) => self.refuse(format!(
-                "host key refused: cannot read {}: {e}",
                 self.known_hosts.display()
             )),
         }

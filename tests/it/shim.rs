@@ -87,6 +87,45 @@ fn unknown_and_changed_host_keys_are_refused_with_how_to_pin() {
     assert!(message.contains("DIFFERENT"), "{message}");
     assert!(message.contains("ssh-keygen -R"), "{message}");
 
+    // The right key, listed plainly, hashed by stock ssh-keygen and also marked @revoked:
+    // refused, as OpenSSH refuses it. Without the @revoked line the hashed entry is accepted.
+    let hashed = write_file(dir, "hashed_known_hosts", format!("{pin_line}\n"));
+    let hashing = Command::new("ssh-keygen")
+        .args(["-q", "-H", "-f"])
+        .arg(&hashed)
+        .status()
+        .unwrap();
+    assert!(hashing.success());
+    assert!(
+        !std::fs::read_to_string(&hashed)
+            .unwrap()
+            .contains("127.0.0.1")
+    );
+    let accepted = shim(
+        &alice,
+        &["whoami"],
+        b"",
+        &[("SSHSIGN_KNOWN_HOSTS", hashed.to_str().unwrap())],
+    );
+    assert!(accepted.status.success(), "{}", stderr(&accepted));
+    let revoked = write_file(
+        dir,
+        "revoked_known_hosts",
+        format!("{pin_line}\n@revoked * {}\n", appliance.host_key),
+    );
+    let refused = shim(
+        &alice,
+        &["whoami"],
+        b"",
+        &[("SSHSIGN_KNOWN_HOSTS", revoked.to_str().unwrap())],
+    );
+    assert_eq!(refused.status.code(), Some(255));
+    assert!(
+        stderr(&refused).contains("@revoked"),
+        "{}",
+        stderr(&refused)
+    );
+
     // A pinned fingerprint replaces known_hosts; a wrong pin is refused.
     let pinned = shim(
         &alice,
