@@ -9,6 +9,23 @@ use std::str::FromStr;
 
 use ipnet::IpNet;
 
+/// The next connection on `listener` (the `what` listener, in logs). A failed accept (out of
+/// file descriptors and the like) is logged and retried after a pause, never spun on.
+pub async fn accept(
+    listener: &tokio::net::TcpListener,
+    what: &str,
+) -> (tokio::net::TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(error) => {
+                tracing::warn!(%error, "{what} accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// An address block, or a single address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AddressBlock(IpNet);

@@ -144,15 +144,7 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: wait, do not spin.
-                    tracing::warn!(%error, "SSH accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            accepted = crate::net::accept(&listener, "SSH") => accepted,
             () = &mut shutdown => break,
         };
         let slot = match slots.admit(peer.ip()) {
