@@ -150,7 +150,8 @@ pub async fn serve(
         let slot = match slots.admit(peer.ip()) {
             Ok(slot) => slot,
             Err(full) => {
-                tracing::warn!(%peer, %full, "SSH connection refused");
+                // Not a warning each: a flood of refusals would flood the log.
+                tracing::debug!(%peer, %full, "SSH connection refused");
                 continue;
             }
         };
