@@ -23,8 +23,11 @@ use crate::webhook::ssrf::Policy;
 
 /// The most a checkpoint may take.
 const MAX_CHECKPOINT: usize = 16 * 1024;
-/// The most an entry bundle may take: served entries are a leaf hash and an action each.
+/// The most a served entry bundle may take: served entries are a leaf hash and an action each.
 const MAX_BUNDLE: usize = 1 << 20;
+/// The most any entry bundle can take (256 entries of at most 65,535 bytes, each after its
+/// length): the appliance's own directory holds whole entries.
+const MAX_WHOLE_BUNDLE: usize = 256 * (2 + 65_535);
 /// The most tiles one check fetches (a proof needs a few per level: a log of 2^64 entries has 8).
 const MAX_TILES: usize = 256;
 
@@ -75,13 +78,16 @@ impl TileSource {
                 let file = root.join(relative);
                 let failed =
                     |why: String| AuditorError::Tiles(format!("{}: {why}", file.display()));
-                let bytes = tokio::fs::read(&file)
+                let length = tokio::fs::metadata(&file)
                     .await
-                    .map_err(|e| failed(e.to_string()))?;
-                if bytes.len() > limit {
+                    .map_err(|e| failed(e.to_string()))?
+                    .len();
+                if length > limit as u64 {
                     return Err(failed(format!("longer than {limit} bytes")));
                 }
-                Ok(bytes)
+                tokio::fs::read(&file)
+                    .await
+                    .map_err(|e| failed(e.to_string()))
             }
         }
     }
@@ -102,14 +108,21 @@ impl TileSource {
                 let length = usize::try_from(width * 32).unwrap_or(usize::MAX);
                 (length, Some(length))
             }
-            Tile::Entries { .. } => (MAX_BUNDLE, None),
+            Tile::Entries { .. } => match self {
+                TileSource::Http(_) => (MAX_BUNDLE, None),
+                TileSource::Directory(_) => (MAX_WHOLE_BUNDLE, None),
+            },
         };
         let bytes = match self {
             TileSource::Directory(root) if !root.join(tile.path()).exists() => {
                 let wider = wider_copy(root, tile).ok_or_else(|| {
                     AuditorError::Tiles(format!("{} is not in {}", tile.path(), root.display()))
                 })?;
-                let bytes = self.get(&wider.path(), limit.max(MAX_BUNDLE)).await?;
+                let most = match tile {
+                    Tile::Hashes { .. } => WIDTH as usize * 32,
+                    Tile::Entries { .. } => MAX_WHOLE_BUNDLE,
+                };
+                let bytes = self.get(&wider.path(), most).await?;
                 cut_to_width(&bytes, tile)?
             }
             _ => self.get(&tile.path(), limit).await?,
