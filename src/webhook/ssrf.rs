@@ -169,5 +169,9 @@ mod tests {
             Some(ip("10.0.0.1"))
         );
         assert!(Policy::default().refused(&[ip("127.0.0.1")]).is_some());
+        // The auditor's policy: wherever its user points it.
+        for anywhere in ["127.0.0.1", "::1", "10.0.0.1", "fd00::1", "93.184.216.34"] {
+            assert!(Policy::anywhere().permits(ip(anywhere)), "{anywhere}");
+        }
     }
 }
