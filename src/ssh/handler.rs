@@ -39,7 +39,7 @@ impl Server {
         Connection {
             appliance: Arc::clone(&self.appliance),
             allowed_keys: self.allowed_keys.clone(),
-            peer: Some(peer),
+            peer,
             caller: None,
             authenticated,
             channels: HashMap::new(),
@@ -54,7 +54,7 @@ impl Server {
 pub struct Connection {
     appliance: Arc<Appliance>,
     allowed_keys: Option<Arc<AllowedKeys>>,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
     caller: Option<Caller>,
     /// Raised when `caller` is set (the login grace timer reads it).
     authenticated: Arc<AtomicBool>,
@@ -153,7 +153,7 @@ impl russh::server::Handler for Connection {
         }
         match self.appliance.identify(key.public_key).await {
             Ok(caller) => {
-                tracing::debug!(user = %caller.id(), peer = ?self.peer, "authenticated");
+                tracing::debug!(user = %caller.id(), peer = %self.peer, "authenticated");
                 self.caller = Some(caller);
                 self.authenticated.store(true, Ordering::Release);
                 Ok(Auth::Accept)
