@@ -292,6 +292,7 @@ impl Running {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        let trusted_proxies = self.guard.trusted_proxies.clone();
         let web_state = WebState {
             appliance: Arc::clone(&self.appliance),
             host_key: self.host_key.clone(),
@@ -304,6 +305,7 @@ impl Running {
             self.tls,
             web::router(web_state),
             self.header_timeout,
+            trusted_proxies,
             stopped(stop_rx.clone()),
         );
         let checkpoints = tokio::spawn(

@@ -110,6 +110,7 @@ fn status_of(error: &appliance::Error) -> StatusCode {
         E::Unauthorized | E::AuthenticationFailed(_) => StatusCode::UNAUTHORIZED,
         E::TotpClosed { .. } | E::TotpRetired(_) | E::RequestTotpClosed(_) => StatusCode::FORBIDDEN,
         E::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+        E::OverQuota(_) => StatusCode::TOO_MANY_REQUESTS,
         E::Forbidden(_)
         | E::NotPrincipal(_)
         | E::SelfApproval(_)

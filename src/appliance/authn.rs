@@ -1,9 +1,11 @@
 //! Approvers' authenticators: passkeys (WebAuthn, user verification required) enrolled through
 //! a one-time link printed over SSH, and TOTP secrets enrolled over SSH and confirmed by a first
 //! code. Passkey ceremonies are bound to what they are for (an enrollment, a decision on one
-//! request, a login) and held in memory for five minutes.
+//! request, a login) and held in memory for five minutes, at most [`MAX_CEREMONIES_PER_SOURCE`]
+//! from one source address at a time.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,7 @@ use super::{Appliance, Caller, Error};
 use crate::audit::AuditEntry;
 use crate::audit::{Action, Outcome};
 use crate::ids::IdKind;
+use crate::net::slots::Source;
 use crate::store::{AuthenticatorKind, AuthenticatorRecord, EnrollmentKind, EnrollmentRecord};
 use crate::time;
 use crate::views::{AuthenticatorView, EnrollmentPage, EnrollmentView};
@@ -32,6 +35,9 @@ pub const ENROLLMENT_TTL: i64 = 15 * 60;
 const CEREMONY_TTL: Duration = Duration::from_secs(5 * 60);
 /// Ceremonies under way at once, across all users.
 const MAX_CEREMONIES: usize = 10_000;
+/// Ceremonies under way at once from one source (an IPv4 address or an IPv6 /64): a person
+/// needs one at a time; the rest is room for an office behind one NAT.
+pub const MAX_CEREMONIES_PER_SOURCE: usize = 32;
 
 /// What a passkey ceremony was started for; the browser's answer counts only for that.
 #[derive(Debug)]
@@ -49,12 +55,20 @@ enum Ceremony {
     },
 }
 
+/// A ceremony under way: until when, started from where.
+#[derive(Debug)]
+struct Held {
+    expires: Instant,
+    source: Source,
+    ceremony: Ceremony,
+}
+
 /// WebAuthn and the ceremonies under way. (Wrong TOTP codes are counted in the store, so a
 /// restart forgets none of them.)
 #[derive(Debug)]
 pub struct Authn {
     webauthn: Webauthn,
-    ceremonies: Mutex<HashMap<String, (Instant, Ceremony)>>,
+    ceremonies: Mutex<HashMap<String, Held>>,
 }
 
 impl Authn {
@@ -65,15 +79,32 @@ impl Authn {
         }
     }
 
-    /// Holds a ceremony under a fresh id.
-    fn hold(&self, id: String, ceremony: Ceremony) -> Result<String, Error> {
+    /// Holds a ceremony started from `from` under a fresh id. A source holding its share is
+    /// refused; when the table is full, the oldest ceremony of the source holding the most
+    /// makes room, so sources that flood it evict their own prompts, not other people's.
+    fn hold(&self, id: String, from: IpAddr, ceremony: Ceremony) -> Result<String, Error> {
+        let source = Source::of(from);
         let mut held = self.ceremonies.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        held.retain(|_, (expires, _)| *expires > now);
-        if held.len() >= MAX_CEREMONIES {
-            return Err(Error::Busy("too many passkey ceremonies under way".into()));
+        held.retain(|_, h| h.expires > now);
+        if held.values().filter(|h| h.source == source).count() >= MAX_CEREMONIES_PER_SOURCE {
+            return Err(Error::OverQuota(format!(
+                "at most {MAX_CEREMONIES_PER_SOURCE} passkey prompts may be open at once from \
+                 one address; finish one, or wait {} minutes",
+                CEREMONY_TTL.as_secs() / 60
+            )));
         }
-        held.insert(id.clone(), (now + CEREMONY_TTL, ceremony));
+        if held.len() >= MAX_CEREMONIES {
+            evict_from_largest_holder(&mut held);
+        }
+        held.insert(
+            id.clone(),
+            Held {
+                expires: now + CEREMONY_TTL,
+                source,
+                ceremony,
+            },
+        );
         Ok(id)
     }
 
@@ -81,11 +112,30 @@ impl Authn {
     fn take(&self, id: &str) -> Result<Ceremony, Error> {
         let mut held = self.ceremonies.lock().unwrap_or_else(|e| e.into_inner());
         match held.remove(id) {
-            Some((expires, ceremony)) if expires > Instant::now() => Ok(ceremony),
+            Some(h) if h.expires > Instant::now() => Ok(h.ceremony),
             _ => Err(Error::AuthenticationFailed(
                 "the passkey prompt expired or was already used; try again".into(),
             )),
         }
+    }
+}
+
+/// Drops the oldest ceremony of the source that holds the most.
+fn evict_from_largest_holder(held: &mut HashMap<String, Held>) {
+    let mut counts: HashMap<Source, usize> = HashMap::new();
+    for h in held.values() {
+        *counts.entry(h.source).or_default() += 1;
+    }
+    let Some((largest, _)) = counts.into_iter().max_by_key(|(_, n)| *n) else {
+        return;
+    };
+    let oldest = held
+        .iter()
+        .filter(|(_, h)| h.source == largest)
+        .min_by_key(|(_, h)| h.expires)
+        .map(|(id, _)| id.clone());
+    if let Some(id) = oldest {
+        held.remove(&id);
     }
 }
 
@@ -175,6 +225,7 @@ impl Appliance {
     pub async fn passkey_registration_options(
         &self,
         token: &str,
+        from: IpAddr,
     ) -> Result<(String, Value), Error> {
         let enrollment = self.enrollment(token)?;
         let existing: Vec<_> = self
@@ -200,6 +251,7 @@ impl Appliance {
         let ceremony = self.ceremony_id().await?;
         let ceremony = self.authn.hold(
             ceremony,
+            from,
             Ceremony::Register {
                 enrollment: enrollment.token_sha256,
                 state,
@@ -284,6 +336,7 @@ impl Appliance {
         &self,
         users: &[String],
         purpose: &str,
+        from: IpAddr,
     ) -> Result<(String, Value), Error> {
         let mut passkeys = Vec::new();
         for user in users {
@@ -305,6 +358,7 @@ impl Appliance {
         let ceremony = self.ceremony_id().await?;
         let ceremony = self.authn.hold(
             ceremony,
+            from,
             Ceremony::Authenticate {
                 purpose: purpose.to_owned(),
                 state,
@@ -346,7 +400,7 @@ impl Appliance {
     }
 
     /// Options for a login with any discoverable passkey.
-    pub async fn login_options(&self) -> Result<(String, Value), Error> {
+    pub async fn login_options(&self, from: IpAddr) -> Result<(String, Value), Error> {
         let (mut options, state) = self
             .authn
             .webauthn
@@ -355,7 +409,7 @@ impl Appliance {
         // A button press, not autofill.
         options.mediation = None;
         let ceremony = self.ceremony_id().await?;
-        let ceremony = self.authn.hold(ceremony, Ceremony::Login { state })?;
+        let ceremony = self.authn.hold(ceremony, from, Ceremony::Login { state })?;
         Ok((ceremony, serde_json::to_value(options).unwrap_or_default()))
     }
 
@@ -463,5 +517,52 @@ fn authenticator_entry(record: &AuthenticatorRecord, action: Action) -> AuditEnt
         readers: vec![record.user_id.clone()],
         reason: Some(record.label.clone()),
         ..AuditEntry::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(authn: &Authn) -> Ceremony {
+        let (_, state) = authn.webauthn.start_discoverable_authentication().unwrap();
+        Ceremony::Login { state }
+    }
+
+    fn held_from(authn: &Authn, ip: IpAddr) -> usize {
+        let source = Source::of(ip);
+        let held = authn.ceremonies.lock().unwrap();
+        held.values().filter(|h| h.source == source).count()
+    }
+
+    #[test]
+    fn a_full_table_makes_room_from_the_source_holding_most() {
+        let authn = Authn::new(super::super::webauthn("http://localhost:8443").unwrap());
+        let flooder = IpAddr::from([192, 0, 2, 1]);
+        for i in 0..MAX_CEREMONIES_PER_SOURCE {
+            authn.hold(format!("f{i}"), flooder, login(&authn)).unwrap();
+        }
+        assert!(matches!(
+            authn.hold("one-more".into(), flooder, login(&authn)),
+            Err(Error::OverQuota(_))
+        ));
+        // Many other sources fill the rest of the table, a few prompts each.
+        let mut n = MAX_CEREMONIES_PER_SOURCE;
+        for i in 0u32.. {
+            if n == MAX_CEREMONIES {
+                break;
+            }
+            let other = IpAddr::from((0x0a00_0000 + i / 4).to_be_bytes());
+            authn.hold(format!("o{i}"), other, login(&authn)).unwrap();
+            n += 1;
+        }
+        // A newcomer still gets a prompt: the flooder's oldest makes room.
+        let newcomer = IpAddr::from([198, 51, 100, 7]);
+        authn.hold("new".into(), newcomer, login(&authn)).unwrap();
+        assert_eq!(held_from(&authn, newcomer), 1);
+        assert_eq!(held_from(&authn, flooder), MAX_CEREMONIES_PER_SOURCE - 1);
+        assert!(authn.take("f0").is_err(), "the oldest was evicted");
+        assert!(authn.take("new").is_ok());
+        assert_eq!(authn.ceremonies.lock().unwrap().len(), MAX_CEREMONIES - 1);
     }
 }

@@ -121,6 +121,7 @@ impl Appliance {
         viewer: Option<&str>,
         approver: Option<&str>,
         verdict: Verdict,
+        from: std::net::IpAddr,
     ) -> Result<(String, Value), Error> {
         let parsed = RequestId::parse(id).ok_or_else(|| Error::UnknownRequest(id.to_owned()))?;
         let mut deciders = self
@@ -130,7 +131,7 @@ impl Appliance {
         if let Some(approver) = approver {
             deciders.retain(|d| d == approver);
         }
-        self.passkey_options(&deciders, &purpose(&parsed, verdict))
+        self.passkey_options(&deciders, &purpose(&parsed, verdict), from)
             .await
     }
 

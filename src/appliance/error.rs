@@ -79,6 +79,9 @@ pub enum Error {
     UnknownAuthenticator(String),
     #[error("{0}")]
     Busy(String),
+    /// A quota or a per-source limit reached; the message names the limit.
+    #[error("{0}")]
+    OverQuota(String),
     #[error("{0}")]
     InvalidArgument(String),
     /// A field out of bounds. `field` is the domain's name for it (`label`, `ttl`,
@@ -157,6 +160,7 @@ impl Error {
             Error::UnknownEnrollment => "unknown_enrollment",
             Error::UnknownAuthenticator(_) => "unknown_authenticator",
             Error::Busy(_) => "busy",
+            Error::OverQuota(_) => "quota_exceeded",
             Error::InvalidArgument(_) | Error::Invalid { .. } => "invalid_argument",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::AuditUnavailable(_) => "audit_unavailable",

@@ -149,8 +149,12 @@ pub async fn enroll_options(
     Path(token): Path<String>,
     request: Request<Body>,
 ) -> Result<Json<CeremonyView>, AppError> {
+    let from = client_ip(&request);
     let (_, Empty {}) = browser_body(&state, request).await?;
-    let (ceremony, options) = state.appliance.passkey_registration_options(&token).await?;
+    let (ceremony, options) = state
+        .appliance
+        .passkey_registration_options(&token, from)
+        .await?;
     Ok(Json(CeremonyView { ceremony, options }))
 }
 
@@ -212,8 +216,9 @@ pub async fn login_options(
     State(state): State<WebState>,
     request: Request<Body>,
 ) -> Result<Json<CeremonyView>, AppError> {
+    let from = client_ip(&request);
     let (_, Empty {}) = browser_body(&state, request).await?;
-    let (ceremony, options) = state.appliance.login_options().await?;
+    let (ceremony, options) = state.appliance.login_options(from).await?;
     Ok(Json(CeremonyView { ceremony, options }))
 }
 
@@ -340,6 +345,7 @@ pub async fn approve_options(
     Path(id): Path<String>,
     request: Request<Body>,
 ) -> Result<Json<CeremonyView>, AppError> {
+    let from = client_ip(&request);
     let (headers, body): (_, OptionsBody) = browser_body(&state, request).await?;
     let session = state.sessions.user(&headers);
     let (ceremony, options) = state
@@ -349,6 +355,7 @@ pub async fn approve_options(
             session.as_deref(),
             body.approver.as_deref(),
             body.decision,
+            from,
         )
         .await?;
     Ok(Json(CeremonyView { ceremony, options }))
@@ -441,9 +448,13 @@ pub async fn reopen_options(
     Path(id): Path<String>,
     request: Request<Body>,
 ) -> Result<Json<CeremonyView>, AppError> {
+    let from = client_ip(&request);
     let (headers, Empty {}) = browser_body(&state, request).await?;
     let user = logged_in(&state, &headers)?;
-    let (ceremony, options) = state.appliance.reopen_totp_options(&user, &id).await?;
+    let (ceremony, options) = state
+        .appliance
+        .reopen_totp_options(&user, &id, from)
+        .await?;
     Ok(Json(CeremonyView { ceremony, options }))
 }
 
@@ -465,6 +476,16 @@ pub async fn reopen_totp(
 }
 
 /// The client's address, as the guard found it (the socket's, or a trusted proxy's).
+fn client_ip(request: &Request<Body>) -> std::net::IpAddr {
+    request
+        .extensions()
+        .get::<ClientAddress>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |ClientAddress(ip)| {
+            *ip
+        })
+}
+
+/// [`client_ip`], written out for the evidence of a decision.
 fn client_address(request: &Request<Body>) -> String {
     request
         .extensions()

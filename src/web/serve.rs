@@ -1,6 +1,7 @@
 //! The HTTP listener: TLS (rustls) when certificate files are configured, plain HTTP otherwise;
-//! HTTP/1.1 with a header-read timeout, a header size limit and a cap on open connections, so a
-//! silent or trickling client is dropped and cannot hold the appliance's sockets.
+//! HTTP/1.1 with a header-read timeout, a header size limit and caps on open connections, overall
+//! and per source address, so a silent or trickling client is dropped and one source cannot hold
+//! the appliance's sockets.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,10 +20,17 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+use crate::net::AddressBlock;
+use crate::net::slots::Slots;
+
 /// The largest request head (request line and headers) read, in bytes.
 pub const MAX_HEAD: usize = 32 * 1024;
 /// Connections open at once; the next waits in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Connections open at once from one source (an IPv4 address or an IPv6 /64); the next is
+/// closed at once. A browser opens about six; the rest is room for an office behind one NAT.
+/// Trusted proxies are not counted per source: they carry everyone's connections.
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 64;
 /// How long open connections get to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -61,16 +69,20 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets open requests finish. A
 /// client gets `header_timeout` to send a request's headers (and, with TLS, to finish its
-/// handshake) before its connection is dropped.
+/// handshake) before its connection is dropped. A connection from a source that already holds
+/// [`MAX_CONNECTIONS_PER_SOURCE`] is closed at once, unless it comes from one of
+/// `trusted_proxies`.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     router: Router,
     header_timeout: Duration,
+    trusted_proxies: Vec<AddressBlock>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let sources = Slots::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
@@ -86,6 +98,18 @@ pub async fn serve(
             accepted = crate::net::accept(&listener, "HTTP") => accepted,
             () = &mut shutdown => break,
         };
+        let source_slot = if trusted_proxies.iter().any(|p| p.contains(peer.ip())) {
+            None
+        } else {
+            match sources.admit(peer.ip()) {
+                Ok(slot) => Some(slot),
+                Err(full) => {
+                    // Not a warning each: a flood of refusals would flood the log.
+                    tracing::debug!(%peer, %full, "HTTP connection refused");
+                    continue;
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone().map_request(
             move |mut request: axum::http::Request<hyper::body::Incoming>| {
@@ -97,7 +121,7 @@ pub async fn serve(
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, source_slot);
             let result = match tls {
                 Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
                     Ok(Ok(stream)) => {

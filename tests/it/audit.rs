@@ -1050,6 +1050,7 @@ async fn gos_tlog_client_reads_the_served_tiles_and_gets_the_signed_root() {
         None,
         crate::in_process::router(&core),
         std::time::Duration::from_secs(10),
+        Vec::new(),
         async {
             let _ = stopped.await;
         },

@@ -223,7 +223,36 @@ impl Appliance {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> HttpReply {
-        let mut stream = TcpStream::connect(self.http_addr).unwrap();
+        self.http_over(
+            TcpStream::connect(self.http_addr).unwrap(),
+            method,
+            path,
+            headers,
+            body,
+        )
+    }
+
+    /// [`Appliance::http`] from another loopback address, as another client.
+    pub fn http_from(
+        &self,
+        from: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpReply {
+        let stream = connect_from(from, self.http_addr);
+        self.http_over(stream, method, path, headers, body)
+    }
+
+    fn http_over(
+        &self,
+        mut stream: TcpStream,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpReply {
         // A server that stops answering fails the test instead of hanging it.
         stream
             .set_read_timeout(Some(std::time::Duration::from_secs(60)))
@@ -622,4 +651,14 @@ pub fn base32_decode(text: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A TCP connection to `to` from the loopback address `from` (127.0.0.0/8 is all loopback on
+/// Linux), to play a second client address.
+pub fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let from: SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&from.into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    socket.into()
 }

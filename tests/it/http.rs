@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use crate::common::{Appliance, clean_command, provision};
+use crate::common::{Appliance, clean_command, connect_from, provision};
 
 #[test]
 fn health_keys_and_jwks() {
@@ -162,6 +162,77 @@ fn rate_limits_apply_per_address_and_forwarded_addresses_only_from_trusted_proxi
         assert_eq!(statuses[..10], [200; 10], "{client}");
         assert_eq!(statuses[10], 429, "{client}");
     }
+}
+
+/// The appliance's HTTP connections per source (README, "Security model").
+const HTTP_PER_SOURCE: usize = 64;
+
+/// Whether the server answers a request on `stream` (false: it closed the connection unread).
+fn answers(stream: &mut TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    reply.starts_with(b"HTTP/1.1 200")
+}
+
+#[test]
+fn connections_are_capped_per_source_except_from_trusted_proxies() {
+    let appliance = Appliance::start_with(&[("SSHSIGN_HTTP_HEADER_TIMEOUT", "30")]);
+    // One source takes its share of connections and sends nothing.
+    let mut held: Vec<TcpStream> = (0..HTTP_PER_SOURCE)
+        .map(|_| TcpStream::connect(appliance.http_addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // One more from it is closed unanswered...
+    let mut refused = TcpStream::connect(appliance.http_addr).unwrap();
+    assert!(!answers(&mut refused));
+    // ...while another source is served,
+    assert!(answers(&mut connect_from("127.0.0.2", appliance.http_addr)));
+    // and a slot given back is free again.
+    held.pop();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(answers(
+        &mut TcpStream::connect(appliance.http_addr).unwrap()
+    ));
+    drop(held);
+
+    // A trusted proxy carries everyone's connections: it is not capped per source.
+    let proxied = Appliance::start_with(&[
+        ("SSHSIGN_HTTP_HEADER_TIMEOUT", "30"),
+        ("SSHSIGN_TRUSTED_PROXIES", "127.0.0.1"),
+    ]);
+    let _held: Vec<TcpStream> = (0..HTTP_PER_SOURCE)
+        .map(|_| TcpStream::connect(proxied.http_addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(answers(&mut TcpStream::connect(proxied.http_addr).unwrap()));
+}
+
+/// Passkey prompts open at once from one source (README, "Security model").
+const CEREMONIES_PER_SOURCE: usize = 32;
+
+#[test]
+fn passkey_prompts_are_counted_per_source() {
+    let appliance = Appliance::start();
+    let json = [("Content-Type", "application/json")];
+    let login = |from: &str| appliance.http_from(from, "POST", "/login/options", &json, b"{}");
+    for _ in 0..CEREMONIES_PER_SOURCE {
+        let opened = login("127.0.0.1");
+        assert_eq!(opened.status, 200, "{}", opened.json);
+        assert!(opened.json["options"]["publicKey"]["challenge"].is_string());
+    }
+    // One source has all its prompts open: the next is refused, with the limit in words.
+    let refused = login("127.0.0.1");
+    assert_eq!((refused.status, refused.code()), (429, "quota_exceeded"));
+    let message = refused.json["error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("at most 32 passkey prompts"), "{message}");
+    // Another source still gets its prompt.
+    assert_eq!(login("127.0.0.2").status, 200);
 }
 
 #[test]

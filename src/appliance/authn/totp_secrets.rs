@@ -243,12 +243,13 @@ impl Appliance {
         &self,
         user: &str,
         id: &str,
+        from: std::net::IpAddr,
     ) -> Result<(String, Value), Error> {
         match self.store.authenticator(id)? {
             Some(r) if r.user_id == user && r.totp_state() == Some(TotpState::Closed) => {}
             _ => return Err(Error::UnknownAuthenticator(id.to_owned())),
         }
-        self.passkey_options(&[user.to_owned()], &format!("reopen-totp:{id}"))
+        self.passkey_options(&[user.to_owned()], &format!("reopen-totp:{id}"), from)
             .await
     }
 
