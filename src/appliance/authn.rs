@@ -547,14 +547,9 @@ mod tests {
             Err(Error::OverQuota(_))
         ));
         // Many other sources fill the rest of the table, a few prompts each.
-        let mut n = MAX_CEREMONIES_PER_SOURCE;
-        for i in 0u32.. {
-            if n == MAX_CEREMONIES {
-                break;
-            }
+        for i in 0..(MAX_CEREMONIES - MAX_CEREMONIES_PER_SOURCE) as u32 {
             let other = IpAddr::from((0x0a00_0000 + i / 4).to_be_bytes());
             authn.hold(format!("o{i}"), other, login(&authn)).unwrap();
-            n += 1;
         }
         // A newcomer still gets a prompt: the flooder's oldest makes room.
         let newcomer = IpAddr::from([198, 51, 100, 7]);
