@@ -32,6 +32,7 @@ mod cosign;
 mod error;
 mod keys;
 mod negotiate;
+pub mod quota;
 mod requests;
 mod signing;
 mod webhooks;
@@ -94,6 +95,29 @@ pub struct Settings {
     pub webhook_policy: crate::webhook::ssrf::Policy,
     /// The wait before a failed webhook's first retry (it doubles after each).
     pub webhook_retry: std::time::Duration,
+    /// Quotas per identity and in all.
+    pub quotas: quota::QuotaSettings,
+    /// How many objects the token holds, when it has a fixed number.
+    pub token_objects: Option<TokenObjects>,
+}
+
+/// A token's fixed room for objects (a YubiHSM 2 holds 256), and how many of them one signing
+/// key takes (a PKCS#11 key pair is two objects in most tokens, one on a YubiHSM 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenObjects {
+    pub capacity: usize,
+    pub per_key: usize,
+}
+
+impl TokenObjects {
+    /// Signing keys the appliance may create: the capacity, less room for its own keys (its
+    /// `own_keys` Ed25519 keys and its seal key) twice over, to rotate each one, and one object
+    /// for the token's login (a YubiHSM 2 authentication key).
+    pub fn key_limit(self, own_keys: usize) -> usize {
+        let per_key = self.per_key.max(1);
+        let reserved = 2 * (own_keys * per_key + 1) + 1;
+        self.capacity.saturating_sub(reserved) / per_key
+    }
 }
 
 /// The WebAuthn relying party for the appliance's public URL: its host is the RP id, the URL
@@ -124,6 +148,7 @@ pub struct Appliance {
     /// Serialises the changes to one request, so each change's audit entry, written before the
     /// change, says what the change will be.
     request_locks: RecordLocks,
+    quotas: quota::Quotas,
 }
 
 /// A fixed set of locks, one taken per record id (ids hash onto them), so changes to one
@@ -154,6 +179,15 @@ impl Appliance {
         settings: Settings,
     ) -> Result<Arc<Self>, Error> {
         let webauthn = webauthn(&settings.approval_base)?;
+        let key_limit = settings
+            .token_objects
+            .map(|t| t.key_limit(appliance_keys.len()));
+        let quotas = quota::Quotas::new(
+            settings.quotas.clone(),
+            store.count_users(),
+            store.count_live_signing_keys()?,
+            key_limit,
+        );
         Ok(Arc::new(Appliance {
             token,
             store,
@@ -163,6 +197,7 @@ impl Appliance {
             authn: authn::Authn::new(webauthn),
             deliveries_due: tokio::sync::Notify::new(),
             request_locks: RecordLocks::new(),
+            quotas,
         }))
     }
 
@@ -216,8 +251,18 @@ impl Appliance {
         ))
     }
 
-    /// The user an SSH key belongs to, registering a new user the first time a key connects.
-    pub async fn identify(&self, key: &ssh_key::PublicKey) -> Result<Caller, Error> {
+    /// Live signing keys, and the most the token may hold (None: the token sets no limit).
+    pub fn key_usage(&self) -> (usize, Option<usize>) {
+        self.quotas.key_usage()
+    }
+
+    /// The user an SSH key belongs to, registering a new user (connected from `from`) the
+    /// first time a key connects.
+    pub async fn identify(
+        &self,
+        key: &ssh_key::PublicKey,
+        from: std::net::IpAddr,
+    ) -> Result<Caller, Error> {
         let fingerprint = key.fingerprint(ssh_key::HashAlg::Sha256).to_string();
         if let Some(known) = self.store.ssh_key(&fingerprint)? {
             let user = self.store.user(&known.user_id)?.ok_or_else(|| {
@@ -225,6 +270,7 @@ impl Appliance {
             })?;
             return Ok(Caller { user, fingerprint });
         }
+        self.quotas.register(from)?;
         let now = time::now();
         let user = UserRecord {
             user_id: self.new_id(IdKind::User).await?,

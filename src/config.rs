@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::hsm::profile::{EcParamsForm, HsmProfile, ObjectIdForm};
+use crate::limit::Limit;
 use crate::net::AddressBlock;
-use crate::web::limit::Limit;
 
 /// Configuration errors, each naming the setting at fault.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +70,10 @@ pub struct RawConfig {
     pub http_header_timeout: Option<u64>,
     pub webhook_allow: Option<String>,
     pub webhook_retry_seconds: Option<u64>,
+    /// Quota changes: `signatures=100/min, keys=10` (see `appliance::quota`).
+    pub quotas: Option<String>,
+    /// Objects the token holds in all, when the profile does not say (or to say less).
+    pub token_objects: Option<usize>,
 }
 
 impl RawConfig {
@@ -121,6 +125,8 @@ impl RawConfig {
                 "SSHSIGN_WEBHOOK_RETRY_SECONDS",
                 text("SSHSIGN_WEBHOOK_RETRY_SECONDS"),
             )?,
+            quotas: text("SSHSIGN_QUOTAS"),
+            token_objects: number("SSHSIGN_TOKEN_OBJECTS", text("SSHSIGN_TOKEN_OBJECTS"))?,
         })
     }
 
@@ -186,6 +192,8 @@ impl RawConfig {
             http_header_timeout: over.http_header_timeout.or(self.http_header_timeout),
             webhook_allow: over.webhook_allow.or(self.webhook_allow),
             webhook_retry_seconds: over.webhook_retry_seconds.or(self.webhook_retry_seconds),
+            quotas: over.quotas.or(self.quotas),
+            token_objects: over.token_objects.or(self.token_objects),
         }
     }
 }
@@ -244,6 +252,9 @@ pub struct ServeConfig {
     pub hsm: HsmSettings,
     /// When set, only the SSH keys in this authorized_keys file may connect.
     pub authorized_keys: Option<PathBuf>,
+    pub quotas: crate::appliance::quota::QuotaSettings,
+    /// The token's fixed room for objects, when it has one.
+    pub token_objects: Option<crate::appliance::TokenObjects>,
 }
 
 impl ServeConfig {
@@ -292,7 +303,32 @@ impl ServeConfig {
                 reason: format!("{audit_cache_mib} is outside 1..=4096"),
             });
         }
+        let quotas = crate::appliance::quota::QuotaSettings::parse(
+            raw.quotas.as_deref().unwrap_or_default(),
+        )
+        .map_err(|reason| Error::Invalid {
+            setting: "SSHSIGN_QUOTAS",
+            reason,
+        })?;
+        let token_objects = match raw
+            .token_objects
+            .or(profile.as_ref().and_then(|p| p.objects))
+        {
+            None => None,
+            Some(capacity @ 1..=1_000_000_000) => Some(crate::appliance::TokenObjects {
+                capacity,
+                per_key: profile.as_ref().map_or(2, |p| p.objects_per_key.max(1)),
+            }),
+            Some(_) => {
+                return Err(Error::Invalid {
+                    setting: "SSHSIGN_TOKEN_OBJECTS",
+                    reason: "is 1 to 1000000000".into(),
+                });
+            }
+        };
         Ok(ServeConfig {
+            quotas,
+            token_objects,
             listen_addr: parse_addr(
                 "SSHSIGN_LISTEN_ADDR",
                 // Loopback unless an address is configured: an appliance is put on a network
@@ -529,6 +565,47 @@ mod tests {
             RawConfig::from_env(|n| (n == "SSHSIGN_HSM_SESSIONS").then(|| "many".into())).is_err()
         );
         assert!(toml::from_str::<RawConfig>("pin = \"1234\"").is_err());
+    }
+
+    #[test]
+    fn quotas_and_token_room_are_read_and_checked() {
+        let base = [
+            ("SSHSIGN_PKCS11_MODULE", "/m.so"),
+            ("SSHSIGN_PKCS11_PIN_FILE", "/pin"),
+        ];
+        let with = |extra: &[(&str, &str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            ServeConfig::from_raw(env(&pairs), None)
+        };
+        let config = with(&[
+            ("SSHSIGN_QUOTAS", "keys=7"),
+            ("SSHSIGN_TOKEN_OBJECTS", "64"),
+        ]);
+        let config = config.unwrap();
+        assert_eq!(
+            config
+                .quotas
+                .count(crate::appliance::quota::Counted::Keys)
+                .1,
+            7
+        );
+        let room = config.token_objects.unwrap();
+        assert_eq!((room.capacity, room.per_key), (64, 2));
+        // A YubiHSM 2: 256 objects, one per key; two Ed25519 keys and a seal key of the
+        // appliance's own, twice over, and an authentication key: 249 signing keys.
+        let yubihsm = with(&[("SSHSIGN_HSM_PROFILE", "yubihsm2-pkcs11")]).unwrap();
+        assert_eq!(yubihsm.token_objects.unwrap().key_limit(2), 249);
+        assert!(with(&[]).unwrap().token_objects.is_none());
+        for (setting, value) in [
+            ("SSHSIGN_QUOTAS", "signatures=lots"),
+            ("SSHSIGN_QUOTAS", "keys=0"),
+            ("SSHSIGN_QUOTAS", "nonsense=1"),
+            ("SSHSIGN_TOKEN_OBJECTS", "0"),
+        ] {
+            let err = with(&[(setting, value)]).unwrap_err().to_string();
+            assert!(err.starts_with(setting), "{setting}={value}: {err}");
+        }
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub mod dev;
 pub mod hex;
 pub mod hsm;
 pub(crate) mod ids;
+pub mod limit;
 pub(crate) mod negotiation;
 pub(crate) mod net;
 pub mod policy;

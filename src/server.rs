@@ -127,6 +127,8 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
         webhook_policy: config.webhooks.policy.clone(),
         webhook_retry: config.webhooks.retry,
         pending_ttl: PENDING_TTL,
+        quotas: config.quotas.clone(),
+        token_objects: config.token_objects,
     };
     Ok(Running {
         ssh_addr,

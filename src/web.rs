@@ -26,12 +26,11 @@ use axum::{Json, Router};
 use crate::appliance::{self, Appliance};
 use crate::views::{
     ApplianceView, ErrorBody, ErrorView, HealthView, HostKeyView, Jwks, PublicKeyView,
-    TokenUsageView,
+    SigningKeysView, TokenUsageView,
 };
 
 pub mod api;
 pub mod guard;
-pub mod limit;
 pub mod openapi;
 pub mod pages;
 pub mod serve;
@@ -222,6 +221,7 @@ async fn health(State(state): State<WebState>) -> Response {
                     calls: usage.calls,
                     busy_seconds: usage.busy.as_secs_f64(),
                 }),
+                signing_keys: SigningKeysView::new(state.appliance.key_usage()),
                 audit,
             };
             let status = if tampered {
@@ -237,6 +237,7 @@ async fn health(State(state): State<WebState>) -> Response {
                 status: "token_unavailable",
                 token: None,
                 token_usage: None,
+                signing_keys: SigningKeysView::new(state.appliance.key_usage()),
                 audit,
             };
             (StatusCode::SERVICE_UNAVAILABLE, Json(down)).into_response()

@@ -6,6 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
+use super::quota::{Counted, Rated};
 use super::{Appliance, Caller, Error};
 use crate::audit::{Action, Outcome};
 use crate::ids::IdKind;
@@ -57,6 +58,14 @@ impl Appliance {
                 reason: "names at least one scope".into(),
             });
         }
+        let live = self
+            .store
+            .api_keys_of(caller.id())?
+            .iter()
+            .filter(|k| k.revoked_at.is_none())
+            .count();
+        self.quotas.check_count(Counted::ApiKeys, live)?;
+        self.quotas.charge(caller.id(), Rated::ApiKeyCreations)?;
         let random: [u8; 20] = self.token.random().await?;
         let secret = format!("{API_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(random));
         let record = ApiKeyRecord {

@@ -92,6 +92,8 @@ impl Appliance {
         if let Some(url) = &input.callback_url {
             self.check_destination("callback_url", url).await?;
         }
+        self.quotas
+            .charge(&key.owner, super::quota::Rated::ApprovalRequests)?;
         let mut approvers = Vec::new();
         for name in input.approvers.unwrap_or_else(|| vec![key.owner.clone()]) {
             let user = self.user_named(&name)?;

@@ -18,6 +18,7 @@ use webauthn_rs::prelude::{
     PublicKeyCredential, RegisterPublicKeyCredential, Uuid, Webauthn,
 };
 
+use super::quota::Rated;
 use super::{Appliance, Caller, Error};
 use crate::audit::AuditEntry;
 use crate::audit::{Action, Outcome};
@@ -182,6 +183,7 @@ fn refused(error: impl std::fmt::Display) -> Error {
 impl Appliance {
     /// A one-time link that registers a passkey for `caller`.
     pub async fn enroll_passkey(&self, caller: &Caller) -> Result<EnrollmentView, Error> {
+        self.quotas.charge(caller.id(), Rated::EnrollmentLinks)?;
         let token: [u8; 32] = self.token.random().await?;
         let token = URL_SAFE_NO_PAD.encode(token);
         let now = time::now();

@@ -1,5 +1,6 @@
 //! Keys and their authorizations: create, grant, list, revoke.
 
+use super::quota::{Counted, Rated};
 use super::{Appliance, Caller, Error};
 use crate::audit::{Action, Outcome};
 use crate::hsm::ObjectId;
@@ -66,11 +67,23 @@ impl Appliance {
     ) -> Result<(KeyView, Authorization), Error> {
         let key_id = self.new_id(IdKind::SigningKey).await?;
         let authorization = self.authorization(caller, &key_id, grant).await?;
+        let owned = self.store.signing_keys_of(caller.id())?;
+        let live = owned.iter().filter(|k| k.revoked_at.is_none()).count();
+        self.quotas.check_count(Counted::Keys, live)?;
+        self.quotas.charge(caller.id(), Rated::KeyCreations)?;
+        self.quotas.take_key_room()?;
         let label = key_id.clone();
-        let token_key = self
+        let generated = self
             .token
             .call(move |hsm| hsm.generate_ed25519(&label))
-            .await?;
+            .await;
+        let token_key = match generated {
+            Ok(key) => key,
+            Err(e) => {
+                self.quotas.key_gone();
+                return Err(e.into());
+            }
+        };
         let record = SigningKeyRecord {
             key_id,
             owner: caller.id().to_owned(),
@@ -90,6 +103,7 @@ impl Appliance {
             Ok::<_, Error>(())
         };
         if let Err(e) = recorded.await {
+            self.quotas.key_gone();
             // Unrecorded or unstored, the key would be an orphan in the token: remove it.
             let id = token_key.object_id.clone();
             if let Err(cleanup) = self.token.call(move |hsm| hsm.destroy(&id)).await {
@@ -132,6 +146,14 @@ impl Appliance {
             return Err(Error::AlreadyRevoked(key.key_id));
         }
         let authorization = self.authorization(caller, key_id, grant).await?;
+        let live = self
+            .store
+            .authorizations_of_key(key_id)?
+            .iter()
+            .filter(|a| a.revoked_at.is_none())
+            .count();
+        self.quotas.check_count(Counted::GrantsPerKey, live)?;
+        self.quotas.charge(caller.id(), Rated::Grants)?;
         let mut entry = self.entry(caller, Action::Authorize, Outcome::Done);
         entry.key_id = Some(key.key_id.clone());
         entry.authorization_id = Some(authorization.authorization_id.clone());
@@ -264,6 +286,7 @@ impl Appliance {
             .store
             .revoke_signing_key(key_id, time::now(), already)?;
         self.store.flush().await?;
+        self.quotas.key_gone();
         let object_id =
             ObjectId::from_hex(&revoked.token_object_id).ok_or_else(|| super::corrupt(&revoked))?;
         if let Err(e) = self.token.call(move |hsm| hsm.destroy(&object_id)).await {

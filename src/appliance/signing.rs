@@ -5,6 +5,7 @@
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha512};
 
+use super::quota::Rated;
 use super::requests::HumanRequest;
 use super::{Appliance, Caller, Error, MAX_PAYLOAD, metadata_hash, rules_summary};
 use crate::audit::{Action, Outcome};
@@ -68,6 +69,7 @@ impl Appliance {
                 reason: "is at most 30 days".into(),
             });
         }
+        self.quotas.charge(caller.id(), Rated::Signatures)?;
         let key = self
             .store
             .signing_key(&input.key_id)?

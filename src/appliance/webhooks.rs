@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 
+use super::quota::{Counted, Rated};
 use super::requests::HumanRequest;
 use super::{Appliance, Caller, Error};
 use crate::audit::AuditEntry;
@@ -25,8 +26,6 @@ use crate::views::{EndpointView, NotifyTargetView};
 use crate::webhook::client::{self, DeliveryError, Target};
 use crate::webhook::{self as hooks, next_delay};
 
-/// Endpoints one user may register.
-const MAX_ENDPOINTS: usize = 10;
 /// Deliveries attempted at once.
 const BATCH: usize = 16;
 /// The longest the delivery loop sleeps without looking (expiries are found this way too).
@@ -59,11 +58,9 @@ impl Appliance {
         url: &str,
     ) -> Result<EndpointView, Error> {
         self.check_destination("url", url).await?;
-        if self.store.webhook_endpoints_of(caller.id())?.len() >= MAX_ENDPOINTS {
-            return Err(Error::InvalidArgument(format!(
-                "at most {MAX_ENDPOINTS} endpoints; remove one first"
-            )));
-        }
+        let held = self.store.webhook_endpoints_of(caller.id())?.len();
+        self.quotas.check_count(Counted::Webhooks, held)?;
+        self.quotas.charge(caller.id(), Rated::WebhookChanges)?;
         let endpoint = WebhookEndpoint {
             id: self.new_id(IdKind::WebhookEndpoint).await?,
             user_id: caller.id().to_owned(),
@@ -113,6 +110,7 @@ impl Appliance {
         if let Some(url) = url {
             self.check_destination("url", url).await?;
         }
+        self.quotas.charge(caller.id(), Rated::WebhookChanges)?;
         let target = url.map(|url| NotifyTarget {
             user_id: caller.id().to_owned(),
             url: url.to_owned(),

@@ -167,6 +167,11 @@ impl ModuleArgs {
 
 impl TokenArgs {
     fn open(&self) -> Result<Pkcs11Hsm> {
+        Ok(self.open_with_room()?.0)
+    }
+
+    /// The token, and its fixed room for objects if it has one.
+    fn open_with_room(&self) -> Result<(Pkcs11Hsm, Option<sshsign::appliance::TokenObjects>)> {
         let flags = self.module.raw()?.overlaid_with(RawConfig {
             pkcs11_token: self.token.clone(),
             pkcs11_pin_file: self.pin_file.clone(),
@@ -182,7 +187,7 @@ impl TokenArgs {
             ec_params: config.hsm.ec_params,
             object_id: config.hsm.object_id,
         })?;
-        Ok(hsm)
+        Ok((hsm, config.token_objects))
     }
 }
 
@@ -237,9 +242,15 @@ fn provision(command: Provision) -> Result<()> {
             v::to_value(&v::GeneratedKeys { appliance_keys })
         }
         Provision::Show(args) => {
-            let hsm = args.open()?;
+            let (hsm, room) = args.open_with_room()?;
             let keys = provision::appliance_keys(&hsm)?;
+            // Every Ed25519 key in the token that is not the appliance's own is a signing key.
+            let in_token = hsm.list()?.len().saturating_sub(keys.len());
             v::to_value(&v::ShownToken {
+                signing_keys: v::SigningKeysView::new((
+                    in_token,
+                    room.map(|r| r.key_limit(keys.len())),
+                )),
                 token: hsm.describe(),
                 audit_verifier_key: provision::audit_verifier_key(&keys),
                 appliance_keys: keys,

@@ -68,11 +68,22 @@ pub struct HsmProfile {
     pub sessions: usize,
     pub ec_params: EcParamsForm,
     pub object_id: ObjectIdForm,
+    /// Objects the device holds in all, when it has a fixed number.
+    #[serde(default)]
+    pub objects: Option<usize>,
+    /// Objects one Ed25519 key pair takes (two in most PKCS#11 tokens: a public and a private
+    /// object).
+    #[serde(default = "two")]
+    pub objects_per_key: usize,
     /// What goes in the PIN file for this device.
     pub pin_format: String,
     pub quirks: Vec<String>,
     pub tested: String,
     pub not_tested: String,
+}
+
+fn two() -> usize {
+    2
 }
 
 /// Why a profile could not be loaded.

@@ -151,12 +151,21 @@ impl russh::server::Handler for Connection {
         if !self.may_connect(key.public_key) {
             return Ok(Auth::reject());
         }
-        match self.appliance.identify(key.public_key).await {
+        match self
+            .appliance
+            .identify(key.public_key, self.peer.ip())
+            .await
+        {
             Ok(caller) => {
                 tracing::debug!(user = %caller.id(), peer = %self.peer, "authenticated");
                 self.caller = Some(caller);
                 self.authenticated.store(true, Ordering::Release);
                 Ok(Auth::Accept)
+            }
+            Err(error @ crate::appliance::Error::OverQuota(_)) => {
+                // SSH has no way to say why; the operator's log does.
+                tracing::warn!(%error, peer = %self.peer, "new identity refused");
+                Ok(Auth::reject())
             }
             Err(error) => {
                 tracing::error!(%error, "could not identify a verified key");

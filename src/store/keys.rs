@@ -47,6 +47,22 @@ impl Store {
         }
     }
 
+    /// Identities registered (a scan: for start-up).
+    pub fn count_users(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Signing keys not revoked, across all owners (a scan: for start-up).
+    pub fn count_live_signing_keys(&self) -> Result<usize> {
+        let mut live = 0;
+        for item in self.signing_keys.iter() {
+            let (key, bytes) = item?;
+            let record: SigningKeyRecord = self.decode(&key, &bytes)?;
+            live += usize::from(record.revoked_at.is_none());
+        }
+        Ok(live)
+    }
+
     pub fn signing_key(&self, key_id: &str) -> Result<Option<SigningKeyRecord>> {
         self.get(&self.signing_keys, key_id)
     }

@@ -36,7 +36,29 @@ pub struct HealthView {
     pub token: Option<crate::hsm::TokenDescription>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_usage: Option<TokenUsageView>,
+    pub signing_keys: SigningKeysView,
     pub audit: AuditHealthView,
+}
+
+/// Signing keys in the token, and the most it may hold.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = SigningKeys)]
+pub struct SigningKeysView {
+    /// Keys not revoked.
+    pub live: u64,
+    /// Room for signing keys: the token's fixed capacity less what is kept for the appliance's
+    /// own keys; `null` when the token sets no fixed limit (SoftHSMv2, NetHSM).
+    pub limit: Option<u64>,
+}
+
+impl SigningKeysView {
+    pub fn new((live, limit): (usize, Option<usize>)) -> Self {
+        let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        SigningKeysView {
+            live: wide(live),
+            limit: limit.map(wide),
+        }
+    }
 }
 
 /// The audit log: how big, whether its full check passed, and its tile cache.

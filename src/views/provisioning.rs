@@ -74,6 +74,8 @@ pub struct ShownToken {
     pub token: TokenDescription,
     pub appliance_keys: Vec<ApplianceKey>,
     pub audit_verifier_key: Option<String>,
+    /// Signing keys in the token, and its room for them.
+    pub signing_keys: super::SigningKeysView,
 }
 
 /// One Ed25519 key in the token, with its protection attributes.

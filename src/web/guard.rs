@@ -10,8 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 
-use super::limit::{Limit, Limiter, address_key};
 use super::{AppError, WebState};
+use crate::limit::{Limit, Limiter, address_key};
 use crate::net::AddressBlock;
 
 /// The HTTP side's protections, shared by every request.

@@ -685,6 +685,7 @@ fn concurrent_creates_and_decisions_all_complete() {
     let appliance = Appliance::start_with(&[
         ("SSHSIGN_HTTP_RATE_PER_IP", "1000000"),
         ("SSHSIGN_HTTP_RATE_PER_KEY", "1000000"),
+        ("SSHSIGN_QUOTAS", "approval_requests=1000000/h"),
     ]);
     let alice = appliance.user("alice");
     let key = api_key(&alice, "approval:create,approval:read");

@@ -80,6 +80,8 @@ pub fn in_process() -> InProcess {
         pending_ttl: 60,
         webhook_policy: Default::default(),
         webhook_retry: std::time::Duration::from_secs(10),
+        quotas: Default::default(),
+        token_objects: None,
     };
     let core = Core::new(token, store, keys, Arc::new(audit), settings).unwrap();
     InProcess {
@@ -92,7 +94,9 @@ pub fn in_process() -> InProcess {
 
 pub async fn caller(core: &sshsign::appliance::Appliance, seed: u8) -> sshsign::appliance::Caller {
     let key = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]));
-    core.identify(key.public_key()).await.unwrap()
+    core.identify(key.public_key(), std::net::IpAddr::from([127, 0, 0, 1]))
+        .await
+        .unwrap()
 }
 
 pub fn terms(tier: &str) -> sshsign::policy::Terms {
@@ -358,12 +362,9 @@ async fn the_sweep_expires_a_signature_request_nobody_looks_at() {
 
 /// The HTTP side of `core`, as the server mounts it, without a socket.
 pub fn router(core: &Arc<sshsign::appliance::Appliance>) -> axum::Router {
+    use sshsign::limit::Limit;
     use sshsign::web::guard::Guard;
-    use sshsign::web::limit::Limit;
-    let limit = Limit {
-        per_minute: 6000,
-        burst: 100,
-    };
+    let limit = Limit::per(6000, std::time::Duration::from_secs(60));
     sshsign::web::router(sshsign::web::WebState {
         appliance: Arc::clone(core),
         host_key: "ssh-ed25519 AAAA test".into(),

@@ -42,6 +42,7 @@ mod http;
 mod in_process;
 mod negotiation;
 mod provisioning;
+mod quotas;
 mod shim;
 mod ssh_commands;
 mod token;

@@ -33,6 +33,8 @@ impl Appliance {
         label: &str,
     ) -> Result<(AuthenticatorView, String), Error> {
         check_label(label)?;
+        self.quotas
+            .charge(caller.id(), super::super::quota::Rated::EnrollmentLinks)?;
         for old in self.store.authenticators_of(caller.id())? {
             if old.totp_state() == Some(TotpState::Unconfirmed) {
                 self.store.remove_authenticator(&old)?;

@@ -1,8 +1,9 @@
 //! Rate limits (GCRA, the leaky bucket as a single timestamp per key): per client address
-//! before anything else runs, and per API key once the key is known.
+//! before anything else runs, per API key once the key is known, and per identity for what it
+//! may do (the appliance's quotas).
 //!
-//! A limit of `rate` requests a minute allows bursts of [`Limit::burst`] requests, then one every
-//! `60 / rate` seconds. Memory is bounded: idle keys are dropped when the table grows.
+//! A limit of `n` a window allows bursts of [`Limit::burst`], then one every `window / n`.
+//! Memory is bounded: idle keys are dropped when the table grows.
 //!
 //! Hand-written rather than `governor` because the state is one timestamp per key, which is what
 //! appliances sharing a database will have to store there (issue #15); `governor` keeps its
@@ -17,19 +18,28 @@ use std::time::{Duration, Instant};
 /// How many keys a table holds before idle ones are swept.
 const SWEEP_AT: usize = 10_000;
 
-/// A limit: `per_minute` requests a minute, with bursts of `burst`.
+/// A limit: one every `every`, with bursts of `burst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
-    pub per_minute: u32,
+    pub every: Duration,
     pub burst: u32,
 }
 
 impl Limit {
-    /// `per_minute` with a burst of ten seconds' worth (at least 10).
-    pub fn per_minute(per_minute: u32) -> Self {
+    /// `n` a minute, with a burst of ten seconds' worth (at least 10).
+    pub fn per_minute(n: u32) -> Self {
         Limit {
-            per_minute,
-            burst: (per_minute / 6).max(10),
+            every: Duration::from_secs(60) / n.max(1),
+            burst: (n / 6).max(10),
+        }
+    }
+
+    /// `n` in each `window`, with a burst of a sixth of them (at least ten, or all `n` if
+    /// fewer).
+    pub fn per(n: u32, window: Duration) -> Self {
+        Limit {
+            every: window / n.max(1),
+            burst: (n / 6).max(n.min(10)).max(1),
         }
     }
 }
@@ -45,7 +55,7 @@ pub struct Limiter<K> {
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
     pub fn new(limit: Limit) -> Self {
-        let interval = Duration::from_secs(60) / limit.per_minute.max(1);
+        let interval = limit.every;
         Limiter {
             interval,
             tolerance: interval * limit.burst.max(1).saturating_sub(1),
@@ -96,7 +106,7 @@ mod tests {
     #[test]
     fn a_burst_passes_then_the_rate_holds() {
         let limiter = Limiter::new(Limit {
-            per_minute: 60,
+            every: Duration::from_secs(1),
             burst: 5,
         });
         let start = Instant::now();
