@@ -46,6 +46,8 @@ pub enum StartError {
     AllowedKeys(String),
     #[error("SSHSIGN_HTTP_DOMAIN: {0}")]
     PublicUrl(String),
+    #[error("starting the appliance: {0}")]
+    Appliance(String),
     #[error("HTTPS: {0}")]
     Tls(#[from] web::serve::TlsError),
     #[error("cannot listen on {addr}: {source}")]
@@ -130,6 +132,23 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
         quotas: config.quotas.clone(),
         token_objects: config.token_objects,
     };
+    let appliance = Appliance::new(
+        token.clone(),
+        store.clone(),
+        keys,
+        Arc::clone(&audit),
+        settings,
+    )
+    .map_err(|e| match e {
+        crate::appliance::Error::InvalidArgument(reason) => StartError::PublicUrl(reason),
+        other => StartError::Appliance(other.to_string()),
+    })?;
+    // What a crash or a token error left half-done: objects of revoked or unmade keys.
+    match appliance.finish_token_chores().await {
+        Ok(0) => {}
+        Ok(done) => tracing::info!(done, "destroyed token objects left by a failure"),
+        Err(error) => tracing::error!(%error, "could not read the token chores"),
+    }
     Ok(Running {
         ssh_addr,
         http_addr,
@@ -138,14 +157,7 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
         host_key_fingerprint: host_public
             .fingerprint(ssh_key::HashAlg::Sha256)
             .to_string(),
-        appliance: Appliance::new(
-            token.clone(),
-            store.clone(),
-            keys,
-            Arc::clone(&audit),
-            settings,
-        )
-        .map_err(|e| StartError::PublicUrl(e.to_string()))?,
+        appliance,
         token,
         audit,
         hsm: opened.hsm,

@@ -32,6 +32,7 @@
 //! | `deliveries_due` | next attempt (i64 BE) ‖ message id | message id, while pending |
 //! | `deliveries_by_request` | request id `\0` sequence | message id |
 //! | `consents` | `user_id` `\0` `from` | [`ConsentRecord`], sealed: whom a user accepts requests and grants from |
+//! | `token_chores` | `key_id` | empty: the key's token object may need destroying (a creation under way, a revocation not yet carried out in the token) |
 //! | `meta` | name | small settings, such as the encrypted data key |
 //!
 //! Each record kind is declared once in [`table`]: its tree, its key and the index entries it
@@ -173,6 +174,7 @@ pub struct Store {
     deliveries_due: Tree,
     deliveries_by_request: Tree,
     consents: Tree,
+    token_chores: Tree,
     meta: Tree,
 }
 
@@ -213,6 +215,7 @@ impl Store {
             deliveries_due: db.open_tree("deliveries_due")?,
             deliveries_by_request: db.open_tree("deliveries_by_request")?,
             consents: db.open_tree("consents")?,
+            token_chores: db.open_tree("token_chores")?,
             meta: db.open_tree("meta")?,
             db,
         })

@@ -72,6 +72,16 @@ impl Appliance {
         self.quotas.check_count(Counted::Keys, live)?;
         self.quotas.charge(caller.id(), Rated::KeyCreations)?;
         self.quotas.take_key_room()?;
+        // Should the process die between the token and the store, start-up finds the object
+        // by this note and destroys it.
+        let noted = async {
+            self.store.put_token_chore(&key_id)?;
+            self.store.flush().await
+        };
+        if let Err(e) = noted.await {
+            self.quotas.key_gone();
+            return Err(e.into());
+        }
         let label = key_id.clone();
         let generated = self
             .token
@@ -81,6 +91,7 @@ impl Appliance {
             Ok(key) => key,
             Err(e) => {
                 self.quotas.key_gone();
+                self.settle_key_object(&key_id).await;
                 return Err(e.into());
             }
         };
@@ -96,20 +107,27 @@ impl Appliance {
         entry.key_id = Some(record.key_id.clone());
         entry.authorization_id = Some(authorization.authorization_id.clone());
         entry.readers.push(authorization.grantee.clone());
+        let mut inserted = false;
         let recorded = async {
             self.record(entry).await?;
             self.store.insert_signing_key(&record, &authorization)?;
+            inserted = true;
             self.store.flush().await?;
             Ok::<_, Error>(())
         };
         if let Err(e) = recorded.await {
             self.quotas.key_gone();
-            // Unrecorded or unstored, the key would be an orphan in the token: remove it.
-            let id = token_key.object_id.clone();
-            if let Err(cleanup) = self.token.call(move |hsm| hsm.destroy(&id)).await {
-                tracing::error!(error = %cleanup, object = %token_key.object_id, "orphan key left in token");
+            // Unrecorded or unstored, the key would be an orphan in the token, and a record
+            // without its flush one that may not last: remove both.
+            if inserted && let Err(undo) = self.store.remove_signing_key(&record, &authorization) {
+                tracing::error!(error = %undo, key = %record.key_id, "a failed key creation left its record");
             }
+            self.settle_key_object(&record.key_id).await;
             return Err(e);
+        }
+        if let Err(e) = self.store.drop_token_chore(&record.key_id) {
+            // Harmless: start-up finds the key live and only drops the note.
+            tracing::warn!(error = %e, key = %record.key_id, "key creation note left");
         }
         tracing::info!(key = %record.key_id, owner = %record.owner, "signing key created");
         Ok((KeyView::from(&record), authorization))
@@ -223,6 +241,56 @@ impl Appliance {
         Ok(revoked)
     }
 
+    /// Carries out every token chore a failure or a crash left: returns how many were done.
+    /// Run at start-up, before the appliance serves.
+    pub async fn finish_token_chores(&self) -> Result<usize, Error> {
+        let chores = self.store.token_chores()?;
+        for key_id in &chores {
+            self.settle_key_object(key_id).await;
+        }
+        let left = self.store.token_chores()?.len();
+        if left > 0 {
+            tracing::error!(
+                left,
+                "token objects of revoked or unmade keys could not be destroyed"
+            );
+        }
+        Ok(chores.len() - left.min(chores.len()))
+    }
+
+    /// Makes the token agree with the store about `key_id`: a live key keeps its object; a
+    /// revoked key's object, or the object of a key that has no record, is destroyed. The
+    /// note is dropped once that holds; on failure it stays for the next start.
+    async fn settle_key_object(&self, key_id: &str) {
+        let settled = async {
+            let objects = match self.store.signing_key(key_id)? {
+                Some(key) if key.revoked_at.is_none() => Vec::new(),
+                Some(key) => vec![
+                    ObjectId::from_hex(&key.token_object_id).ok_or_else(|| super::corrupt(&key))?,
+                ],
+                None => {
+                    let label = key_id.to_owned();
+                    self.token
+                        .call(move |hsm| hsm.find_by_label(&label))
+                        .await?
+                        .into_iter()
+                        .map(|k| k.object_id)
+                        .collect()
+                }
+            };
+            for object_id in objects {
+                self.token.call(move |hsm| hsm.destroy(&object_id)).await?;
+            }
+            self.store.drop_token_chore(key_id)?;
+            Ok::<_, Error>(())
+        };
+        if let Err(e) = settled.await {
+            // The store already refuses every signature with it; the object is dead weight
+            // until the next start tries again.
+            tracing::error!(key = %key_id, error = %e, "a token object to destroy was left");
+        }
+    }
+
     /// Every key the caller owns or holds an authorization on, oldest first.
     pub fn keys(&self, caller: &Caller) -> Result<Vec<ListedKey>, Error> {
         let mut views: Vec<Listed> = Vec::new();
@@ -282,17 +350,15 @@ impl Appliance {
                 .map(|a| a.grantee),
         );
         self.record(entry).await?;
+        // The note and the revocation are durable together; should the object outlive this
+        // call (a token error, a crash), start-up destroys it.
+        self.store.put_token_chore(key_id)?;
         let revoked = self
             .store
             .revoke_signing_key(key_id, time::now(), already)?;
         self.store.flush().await?;
         self.quotas.key_gone();
-        let object_id =
-            ObjectId::from_hex(&revoked.token_object_id).ok_or_else(|| super::corrupt(&revoked))?;
-        if let Err(e) = self.token.call(move |hsm| hsm.destroy(&object_id)).await {
-            // The record already refuses every signature; the token object is only dead weight.
-            tracing::error!(key = %key_id, error = %e, "revoked, but the token object was not destroyed");
-        }
+        self.settle_key_object(key_id).await;
         tracing::info!(key = %key_id, "signing key revoked");
         Ok(RevokedKey {
             key_id: revoked.key_id,

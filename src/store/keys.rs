@@ -123,6 +123,76 @@ impl Store {
         settle(outcome)
     }
 
+    /// Notes that `key_id`'s token object may need destroying, until [`Store::drop_token_chore`].
+    pub fn put_token_chore(&self, key_id: &str) -> Result<()> {
+        self.token_chores.insert(key_id.as_bytes(), &[])?;
+        Ok(())
+    }
+
+    pub fn drop_token_chore(&self, key_id: &str) -> Result<()> {
+        self.token_chores.remove(key_id.as_bytes())?;
+        Ok(())
+    }
+
+    /// The key ids whose token objects may need destroying.
+    pub fn token_chores(&self) -> Result<Vec<String>> {
+        self.token_chores
+            .iter()
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+            .collect()
+    }
+
+    /// Undoes [`Store::insert_signing_key`]: the key, its first authorization, and their
+    /// index entries, in one transaction (for a creation that failed after the insert).
+    pub fn remove_signing_key(
+        &self,
+        record: &SigningKeyRecord,
+        authorization: &AuthorizationRecord,
+    ) -> Result<()> {
+        let key_id = record.key_id.as_bytes();
+        let az = authorization.authorization_id.as_bytes();
+        // The index entry under `owner` that names `value`.
+        let entry_naming = |tree: &sled::Tree, owner: &str, value: &[u8]| -> Result<_> {
+            let prefix = [owner.as_bytes(), &[0]].concat();
+            for item in tree.scan_prefix(prefix) {
+                let (key, named) = item?;
+                if named == value {
+                    return Ok(Some(key));
+                }
+            }
+            Ok(None)
+        };
+        let by_owner = entry_naming(&self.keys_by_owner, &record.owner, key_id)?;
+        let by_key = entry_naming(&self.authorizations_by_key, &record.key_id, az)?;
+        let by_grantee = entry_naming(&self.authorizations_by_grantee, &authorization.grantee, az)?;
+        let trees = (
+            &self.signing_keys,
+            &self.keys_by_owner,
+            &self.keys_by_public,
+            &self.authorizations,
+            &self.authorizations_by_key,
+            &self.authorizations_by_grantee,
+        );
+        let public = record.public_key_bytes().unwrap_or_default();
+        let outcome = trees.transaction(|(keys, owners, publics, auths, by_keys, grantees)| {
+            keys.remove(key_id)?;
+            publics.remove(&public[..])?;
+            auths.remove(az)?;
+            for (tree, entry) in [
+                (owners, &by_owner),
+                (by_keys, &by_key),
+                (grantees, &by_grantee),
+            ] {
+                if let Some(entry) = entry {
+                    tree.remove(entry)?;
+                }
+            }
+            Ok(())
+        });
+        settle(outcome)
+    }
+
     /// Revokes a key; refuses with `already` if it was revoked before.
     pub fn revoke_signing_key<E: From<Error>>(
         &self,

@@ -38,6 +38,8 @@ impl Sink for Switch {
 pub struct InProcess {
     pub core: Arc<sshsign::appliance::Appliance>,
     pub sink: Arc<Switch>,
+    /// The core's token, to look at it behind the core's back.
+    pub token: sshsign::hsm::Token,
     _dir: tempfile::TempDir,
     _token: sshsign::softhsm::SoftHsmStore,
 }
@@ -83,10 +85,11 @@ pub fn in_process() -> InProcess {
         quotas: Default::default(),
         token_objects: None,
     };
-    let core = Core::new(token, store, keys, Arc::new(audit), settings).unwrap();
+    let core = Core::new(token.clone(), store, keys, Arc::new(audit), settings).unwrap();
     InProcess {
         core,
         sink,
+        token,
         _dir: dir,
         _token: token_store,
     }
@@ -465,4 +468,83 @@ async fn one_page_route_serves_and_decides_both_kinds() {
         (stored.totp_failures, stored.status),
         (1, RequestStatus::Pending)
     );
+}
+
+/// The signing keys in the token (the appliance's own two left out), by label.
+fn signing_keys_in(token: &sshsign::hsm::Token) -> Vec<String> {
+    let mut labels: Vec<String> = token
+        .blocking()
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|k| k.label)
+        .filter(|l| l.starts_with("ak_"))
+        .collect();
+    labels.sort();
+    labels
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_or_interrupted_key_changes_leave_no_token_object_behind() {
+    use sshsign::appliance::{Error, Grant};
+    let InProcess {
+        core, sink, token, ..
+    } = in_process();
+    let alice = caller(&core, 1).await;
+    let grant = || Grant {
+        terms: terms("autonomous"),
+        grantee: None,
+    };
+    let store = core.store();
+
+    // A creation whose audit entry cannot be written leaves neither a record nor an object.
+    sink.failing.store(true, Ordering::SeqCst);
+    let failed = core.create_key(&alice, grant()).await;
+    assert!(
+        matches!(failed, Err(Error::AuditUnavailable(_))),
+        "{failed:?}"
+    );
+    sink.failing.store(false, Ordering::SeqCst);
+    assert!(signing_keys_in(&token).is_empty());
+    assert!(store.signing_keys_of(alice.id()).unwrap().is_empty());
+    assert!(store.token_chores().unwrap().is_empty());
+    assert_eq!(core.key_usage().0, 0);
+
+    // A crash between the token and the store (the note made, the key generated, no record):
+    // start-up finds the object by its label and destroys it.
+    let orphan = "ak_orphanorphanorphanorphan";
+    store.put_token_chore(orphan).unwrap();
+    token.blocking().generate_ed25519(orphan).unwrap();
+    // A crash between a revocation and the token (revoked and noted, the object still there).
+    let (revoked, _) = core.create_key(&alice, grant()).await.unwrap();
+    let revoked = revoked.key.key_id;
+    store.put_token_chore(&revoked).unwrap();
+    store
+        .revoke_signing_key(&revoked, sshsign::time::now(), || {
+            sshsign::store::Error::Corrupt {
+                kind: "signing key",
+                key: revoked.clone(),
+                reason: "revoked twice".into(),
+            }
+        })
+        .unwrap();
+    // A live key with a note left over (a crash after its record was made durable) keeps its
+    // object.
+    let (live, _) = core.create_key(&alice, grant()).await.unwrap();
+    let live = live.key.key_id;
+    store.put_token_chore(&live).unwrap();
+    let mut expected = vec![orphan.to_owned(), revoked.clone(), live.clone()];
+    expected.sort();
+    assert_eq!(signing_keys_in(&token), expected);
+
+    assert_eq!(core.finish_token_chores().await.unwrap(), 3);
+    assert_eq!(signing_keys_in(&token), vec![live.clone()]);
+    assert!(store.token_chores().unwrap().is_empty());
+    let revoked_record = store.signing_key(&revoked).unwrap().unwrap();
+    assert!(revoked_record.revoked_at.is_some());
+
+    // A revocation through the appliance destroys the object at once and leaves no note.
+    core.revoke(&alice, &live).await.unwrap();
+    assert!(signing_keys_in(&token).is_empty());
+    assert!(store.token_chores().unwrap().is_empty());
 }
