@@ -66,6 +66,68 @@ pub const MAX_PAYLOAD: usize = 1024 * 1024;
 /// The largest `--metadata` document.
 pub const MAX_METADATA: usize = 64 * 1024;
 
+/// The most one page of a listing holds.
+pub const MAX_PAGE: usize = 1000;
+
+/// A page of a listing: positions `from` to `from + limit` (a reply's `next` is the position
+/// of the page after it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub from: usize,
+    pub limit: usize,
+}
+
+impl Page {
+    /// A page of at most [`MAX_PAGE`].
+    pub fn new(from: usize, limit: usize) -> Result<Self, Error> {
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(Error::Invalid {
+                field: "limit",
+                reason: format!("is 1 to {MAX_PAGE}"),
+            });
+        }
+        Ok(Page { from, limit })
+    }
+
+    /// The first page, as large as pages go.
+    pub fn first() -> Self {
+        Page {
+            from: 0,
+            limit: MAX_PAGE,
+        }
+    }
+
+    /// Pages over two listings one after the other, the first `first_len` positions long and
+    /// the second `second_len`; each reads only its own part of the page.
+    fn two_part<A, B>(
+        self,
+        (first_len, first): (usize, impl FnOnce(usize, usize) -> Listing<A>),
+        (second_len, second): (usize, impl FnOnce(usize, usize) -> Listing<B>),
+    ) -> TwoPart<A, B> {
+        let mut a = Vec::new();
+        if self.from < first_len {
+            let (items, next) = first(self.from, self.limit)?;
+            if next.is_some() {
+                return Ok((items, Vec::new(), next));
+            }
+            a = items;
+        }
+        let room = self.limit - first_len.saturating_sub(self.from).min(self.limit);
+        let from = self.from.saturating_sub(first_len);
+        if room == 0 {
+            return Ok((a, Vec::new(), (from < second_len).then_some(first_len)));
+        }
+        let (b, next) = second(from, room)?;
+        Ok((a, b, next.map(|n| first_len + n)))
+    }
+}
+
+/// One page read from the store, and where the next starts.
+type Listing<T> = Result<(Vec<T>, Option<usize>), crate::store::Error>;
+
+/// A page over two listings: the first's part, the second's, and where the next page starts.
+type TwoPart<A, B> = Result<(Vec<A>, Vec<B>, Option<usize>), Error>;
+
 /// A user connected with a given SSH key.
 #[derive(Debug, Clone)]
 pub struct Caller {

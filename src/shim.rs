@@ -257,13 +257,28 @@ pub fn accepted(output: Output) -> Result<serde_json::Value, Error> {
     })
 }
 
+/// Every key the caller owns or is granted, page after page.
+pub async fn all_keys(connection: &Connection) -> Result<Vec<serde_json::Value>, Error> {
+    let mut keys = Vec::new();
+    let mut from = 0;
+    loop {
+        let command = ["keys".to_owned(), "--from".to_owned(), from.to_string()];
+        let mut reply = accepted(connection.run(&command, &[]).await?)?;
+        if let Some(page) = reply["keys"].as_array_mut() {
+            keys.append(page);
+        }
+        match reply["next"].as_u64() {
+            Some(next) if next > from => from = next,
+            _ => return Ok(keys),
+        }
+    }
+}
+
 async fn find_key_id(connection: &Connection, public: &[u8; 32]) -> Result<String, Error> {
     let wanted = pubkey::openssh(public, "");
-    let reply = accepted(connection.run(&["keys".to_owned()], &[]).await?)?;
-    reply["keys"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    all_keys(connection)
+        .await?
+        .iter()
         .find(|key| {
             key["public_key"]
                 .as_str()

@@ -326,6 +326,39 @@ impl Store {
     }
 
     /// The records an index lists under `owner`, in creation order.
+    /// One page of [`Store::indexed`]: the records of index positions `from` to `from + limit`,
+    /// and the position of the next page if there is one. Entries before `from` are skipped
+    /// without reading their records.
+    fn indexed_page<R: Record>(
+        &self,
+        index: &Tree,
+        records: &Tree,
+        owner: &str,
+        from: usize,
+        limit: usize,
+    ) -> Result<(Vec<R>, Option<usize>)> {
+        let mut prefix = owner.as_bytes().to_vec();
+        prefix.push(0);
+        let mut found = Vec::new();
+        for (position, entry) in index.scan_prefix(&prefix).enumerate().skip(from) {
+            if position - from == limit {
+                return Ok((found, Some(position)));
+            }
+            let (_, id) = entry?;
+            if let Some(record) = self.get(records, &String::from_utf8_lossy(&id))? {
+                found.push(record);
+            }
+        }
+        Ok((found, None))
+    }
+
+    /// How many entries `owner` has in `index` (keys only: no record is read or unsealed).
+    fn index_len(&self, index: &Tree, owner: &str) -> usize {
+        let mut prefix = owner.as_bytes().to_vec();
+        prefix.push(0);
+        index.scan_prefix(&prefix).keys().count()
+    }
+
     fn indexed<R: Record>(&self, index: &Tree, records: &Tree, owner: &str) -> Result<Vec<R>> {
         let mut prefix = owner.as_bytes().to_vec();
         prefix.push(0);

@@ -10,6 +10,10 @@ pub type EntryPage = (Vec<(u64, AuditEntry)>, Option<u64>);
 
 /// The most entries one `audit-entries` reply holds.
 pub const MAX_ENTRIES: usize = 1000;
+/// The most entries one call of [`Appliance::audit_entries`] looks at: a caller with few
+/// entries in a long log gets a page that may hold fewer than they asked for (even none), and
+/// `next` to go on from, rather than a scan of the whole log.
+pub const MAX_SCANNED: u64 = 50_000;
 
 impl Appliance {
     /// Tile `path` of the log as C2SP tlog-tiles names it, as anyone may see it (see
@@ -73,8 +77,12 @@ impl Appliance {
         let mut mine = Vec::new();
         let mut next = from;
         let size = self.audit.head().size;
-        while next < size && mine.len() < limit {
-            let batch = self.audit.entries(next, 1000).map_err(Error::Audit)?;
+        let stop = size.min(from.saturating_add(MAX_SCANNED));
+        while next < stop && mine.len() < limit {
+            let batch = self
+                .audit
+                .entries(next, usize::try_from(stop - next).unwrap_or(1000).min(1000))
+                .map_err(Error::Audit)?;
             let Some(&(last, _)) = batch.last() else {
                 break;
             };

@@ -291,10 +291,46 @@ impl Appliance {
         }
     }
 
-    /// Every key the caller owns or holds an authorization on, oldest first.
+    /// Every key the caller owns or holds an authorization on, oldest first (for counts; a
+    /// listing goes a page at a time with [`Appliance::keys_page`]).
     pub fn keys(&self, caller: &Caller) -> Result<Vec<ListedKey>, Error> {
+        let owned = self.store.signing_keys_of(caller.id())?;
+        let granted = self.store.authorizations_of_grantee(caller.id())?;
+        self.listed_keys(caller, owned, granted)
+    }
+
+    /// One page of the keys the caller owns (first) and is granted (then, one per
+    /// authorization's position: a key granted twice may show on two pages), and where the next
+    /// page starts.
+    pub fn keys_page(
+        &self,
+        caller: &Caller,
+        page: super::Page,
+    ) -> Result<(Vec<ListedKey>, Option<usize>), Error> {
+        let me = caller.id();
+        let (owned, granted, next) = page.two_part(
+            (self.store.signing_keys_count(me), |from, limit| {
+                self.store.signing_keys_page(me, from, limit)
+            }),
+            (
+                self.store
+                    .listed_len(crate::store::table::TreeName::AuthorizationsByGrantee, me),
+                |from, limit| self.store.authorizations_of_grantee_page(me, from, limit),
+            ),
+        )?;
+        Ok((self.listed_keys(caller, owned, granted)?, next))
+    }
+
+    /// Views of `owned` keys (with all their authorizations) and of the keys `granted` names
+    /// (with the caller's own authorizations on them).
+    fn listed_keys(
+        &self,
+        caller: &Caller,
+        owned: Vec<SigningKeyRecord>,
+        granted: Vec<Authorization>,
+    ) -> Result<Vec<ListedKey>, Error> {
         let mut views: Vec<Listed> = Vec::new();
-        for key in self.store.signing_keys_of(caller.id())? {
+        for key in owned {
             let authorizations = self.store.authorizations_of_key(&key.key_id)?;
             views.push(Listed {
                 key,
@@ -302,7 +338,7 @@ impl Appliance {
                 authorizations,
             });
         }
-        for authorization in self.store.authorizations_of_grantee(caller.id())? {
+        for authorization in granted {
             if let Some(view) = views
                 .iter_mut()
                 .find(|v| v.key.key_id == authorization.key_id)
@@ -312,12 +348,15 @@ impl Appliance {
                 }
                 continue;
             }
-            if let Some(key) = self.store.signing_key(&authorization.key_id)? {
-                views.push(Listed {
+            match self.store.signing_key(&authorization.key_id)? {
+                // The caller's own key, listed with the keys they own.
+                Some(key) if key.owner == caller.id() => {}
+                Some(key) => views.push(Listed {
                     key,
                     role: Role::Grantee,
                     authorizations: vec![authorization],
-                });
+                }),
+                None => {}
             }
         }
         Ok(views

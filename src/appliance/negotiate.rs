@@ -81,7 +81,8 @@ impl Appliance {
         &self,
         caller: &Caller,
         negotiation_id: &str,
-    ) -> Result<(NegotiationRecord, Vec<OfferRecord>), Error> {
+        page: super::Page,
+    ) -> Result<(NegotiationRecord, Vec<OfferRecord>, Option<usize>), Error> {
         let unknown = || Error::Negotiation(Refusal::Unknown(negotiation_id.to_owned()));
         let (_, record) = self
             .store
@@ -92,6 +93,9 @@ impl Appliance {
                 "only the parties read a negotiation's history".to_owned(),
             )));
         }
-        Ok((record, self.store.offers(negotiation_id)?))
+        let (offers, next) = self
+            .store
+            .offers_page(negotiation_id, page.from, page.limit)?;
+        Ok((record, offers, next))
     }
 }

@@ -187,18 +187,40 @@ impl Appliance {
         Ok(())
     }
 
-    /// The requests of either kind `user` asked for or may decide, oldest first, brought up to
-    /// date.
-    pub async fn requests_of(&self, user: &str) -> Result<Vec<Request>, Error> {
+    /// One page of the requests of either kind `user` asked for or may decide (signature
+    /// requests first, then approval requests, each oldest first), brought up to date; and
+    /// where the next page starts.
+    pub async fn requests_of(
+        &self,
+        user: &str,
+        page: super::Page,
+    ) -> Result<(Vec<Request>, Option<usize>), Error> {
+        use crate::store::table::TreeName;
+        let (signatures, approvals, next) = page.two_part(
+            (
+                self.store.listed_len(TreeName::PendingByUser, user),
+                |from, limit| {
+                    self.store
+                        .listed_page(TreeName::PendingByUser, user, from, limit)
+                },
+            ),
+            (
+                self.store.listed_len(TreeName::ApprovalsByUser, user),
+                |from, limit| {
+                    self.store
+                        .listed_page(TreeName::ApprovalsByUser, user, from, limit)
+                },
+            ),
+        )?;
         let mut list = Vec::new();
-        for r in self.store.pending_of_user(user)? {
+        for r in signatures {
             list.push(self.settle(HumanRequest::Signature(r)).await?);
         }
-        for r in self.store.approvals_of_user(user)? {
+        for r in approvals {
             list.push(self.settle(HumanRequest::Approval(r)).await?);
         }
         list.sort_by_key(HumanRequest::created_at);
-        Ok(list.into_iter().map(Request::from).collect())
+        Ok((list.into_iter().map(Request::from).collect(), next))
     }
 
     /// Request `id` as `caller`, one of its parties, sees it: up to date and, for an approved

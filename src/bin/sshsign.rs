@@ -253,12 +253,10 @@ async fn passthrough(words: &[String]) -> Result<i32, Error> {
 
 async fn allowed_signers(args: AllowedSignersArgs) -> Result<i32, Error> {
     let connection = Connection::connect(&ClientConfig::load()?).await?;
-    let reply = shim::accepted(connection.run(&["keys".to_owned()], &[]).await?)?;
+    let keys = shim::all_keys(&connection).await?;
     connection.close().await;
-    let key = reply["keys"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let key = keys
+        .iter()
         .find(|k| k["key_id"] == args.key_id.as_str())
         .ok_or_else(|| Error::Usage(format!("you hold no key {}", args.key_id)))?;
     // The namespaces the caller's active authorizations on the key cover.

@@ -67,37 +67,64 @@ impl Context {
 /// Runs `command`; the value is the reply document.
 pub async fn execute(command: Command, ctx: &Context) -> Result<Value, Error> {
     match command {
-        Command::Whoami => whoami::run(ctx),
+        Command::Whoami => scan(|| whoami::run(ctx)),
         Command::CreateKey(args) => keys::create(args, ctx).await,
-        Command::Keys(args) => keys::list(args, ctx),
+        Command::Keys(args) => scan(|| keys::list(args, ctx)),
         Command::Revoke(args) => keys::revoke(args, ctx).await,
         Command::Authorize(args) => grants::authorize(args, ctx).await,
-        Command::Authorizations(args) => grants::list(args, ctx),
+        Command::Authorizations(args) => scan(|| grants::list(args, ctx)),
         Command::RevokeAuthorization(args) => grants::revoke(args, ctx).await,
         Command::Sign(args) => sign::run(args, ctx).await,
         Command::Verify(args) => verify::run(args, ctx),
-        Command::Pending => cosign::pending(ctx).await,
+        Command::Pending(args) => cosign::pending(args, ctx).await,
         Command::Approve(args) => cosign::approve(args, ctx).await,
         Command::Deny(args) => cosign::deny(args, ctx).await,
         Command::GetEnvelope(args) => cosign::envelope(args, ctx).await,
         Command::LogOffer(args) => negotiate::log_offer(args, ctx).await,
-        Command::History(args) => negotiate::history(args, ctx),
+        Command::History(args) => scan(|| negotiate::history(args, ctx)),
         Command::AuditCheckpoint => audit::checkpoint(ctx).await,
         Command::AuditProof(args) => audit::proof(args, ctx).await,
         Command::AuditConsistency(args) => audit::consistency(args, ctx).await,
-        Command::AuditEntries(args) => audit::entries(args, ctx),
+        Command::AuditEntries(args) => scan(|| audit::entries(args, ctx)),
         Command::ApiKey(command) => api_keys::run(command, ctx).await,
-        Command::ApiKeys => api_keys::list(ctx),
+        Command::ApiKeys => scan(|| api_keys::list(ctx)),
         Command::Enroll(command) => enroll::enroll(command, ctx).await,
-        Command::Authenticators => enroll::list(ctx),
+        Command::Authenticators => scan(|| enroll::list(ctx)),
         Command::Authenticator(command) => enroll::run(command, ctx).await,
         Command::Webhook(command) => webhooks::run(command, ctx).await,
-        Command::Webhooks => webhooks::list(ctx),
+        Command::Webhooks => scan(|| webhooks::list(ctx)),
         Command::Notify(command) => webhooks::notify(command, ctx).await,
         Command::Approvers(command) => consent::run(command, ctx).await,
         Command::Help => Ok(crate::views::to_value(&crate::views::HelpView {
             help: grammar::help(),
         })),
+    }
+}
+
+/// `--from N --limit L`: one page of a listing.
+#[derive(Debug, clap::Args)]
+pub struct PageArgs {
+    /// The position to start at (a reply's `next`).
+    #[arg(long, default_value_t = 0)]
+    pub from: usize,
+    /// How many at most (1 to 1000).
+    #[arg(long, default_value_t = crate::appliance::MAX_PAGE)]
+    pub limit: usize,
+}
+
+impl PageArgs {
+    pub fn page(&self) -> Result<crate::appliance::Page, Error> {
+        crate::appliance::Page::new(self.from, self.limit)
+    }
+}
+
+/// Runs a command that reads the store without awaiting (a listing) where it may block: off
+/// the async worker's queue, so a long scan never stalls other connections' tasks.
+fn scan<T>(read: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(read),
+        _ => read(),
     }
 }
 

@@ -153,7 +153,7 @@ pub enum Command {
     /// Verify an SSHSIG over the payload on stdin.
     Verify(verify::Args),
     /// List co-signed requests you must decide or are waiting on.
-    Pending,
+    Pending(super::commands::PageArgs),
     /// Approve a co-signed request (pnd_) or an approval request (apr_) that allows ssh.
     Approve(cosign::IdArgs),
     /// Deny a co-signed request (pnd_) or reject an approval request (apr_).

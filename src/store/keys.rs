@@ -80,6 +80,20 @@ impl Store {
         self.indexed(&self.keys_by_owner, &self.signing_keys, owner)
     }
 
+    /// One page of [`Store::signing_keys_of`], and how many `owner` holds in all.
+    pub fn signing_keys_page(
+        &self,
+        owner: &str,
+        from: usize,
+        limit: usize,
+    ) -> Result<(Vec<SigningKeyRecord>, Option<usize>)> {
+        self.indexed_page(&self.keys_by_owner, &self.signing_keys, owner, from, limit)
+    }
+
+    pub fn signing_keys_count(&self, owner: &str) -> usize {
+        self.index_len(&self.keys_by_owner, owner)
+    }
+
     /// Adds a new signing key with its first authorization, and their indexes, in one
     /// transaction.
     pub fn insert_signing_key(
@@ -219,6 +233,22 @@ impl Store {
     }
 
     /// Every authorization granted to a user, in the order granted.
+    /// One page of [`Store::authorizations_of_grantee`].
+    pub fn authorizations_of_grantee_page(
+        &self,
+        user_id: &str,
+        from: usize,
+        limit: usize,
+    ) -> Result<(Vec<AuthorizationRecord>, Option<usize>)> {
+        self.indexed_page(
+            &self.authorizations_by_grantee,
+            &self.authorizations,
+            user_id,
+            from,
+            limit,
+        )
+    }
+
     pub fn authorizations_of_grantee(&self, user_id: &str) -> Result<Vec<AuthorizationRecord>> {
         self.indexed(
             &self.authorizations_by_grantee,

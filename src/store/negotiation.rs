@@ -50,6 +50,26 @@ impl Store {
     }
 
     /// Every offer of a negotiation, by round.
+    /// Offers `from` to `from + limit` (rounds in order), and the next page's position.
+    pub fn offers_page(
+        &self,
+        negotiation_id: &str,
+        from: usize,
+        limit: usize,
+    ) -> Result<(Vec<OfferRecord>, Option<usize>)> {
+        let mut prefix = negotiation_id.as_bytes().to_vec();
+        prefix.push(0);
+        let mut found = Vec::new();
+        for (position, item) in self.offers.scan_prefix(&prefix).enumerate().skip(from) {
+            if position - from == limit {
+                return Ok((found, Some(position)));
+            }
+            let (key, raw) = item?;
+            found.push(self.decode(&key, &raw)?);
+        }
+        Ok((found, None))
+    }
+
     pub fn offers(&self, negotiation_id: &str) -> Result<Vec<OfferRecord>> {
         let mut prefix = negotiation_id.as_bytes().to_vec();
         prefix.push(0);

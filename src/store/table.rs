@@ -161,6 +161,23 @@ impl Store {
     pub fn listed<R: Table>(&self, index: TreeName, owner: &str) -> Result<Vec<R>> {
         self.indexed(self.tree(index), self.tree(R::TREE), owner)
     }
+
+    /// One page of [`Store::listed`]: positions `from` to `from + limit`, and the next page's
+    /// position if there is one.
+    pub fn listed_page<R: Table>(
+        &self,
+        index: TreeName,
+        owner: &str,
+        from: usize,
+        limit: usize,
+    ) -> Result<(Vec<R>, Option<usize>)> {
+        self.indexed_page(self.tree(index), self.tree(R::TREE), owner, from, limit)
+    }
+
+    /// How many records `owner` has listed in `index` (nothing is read or unsealed).
+    pub fn listed_len(&self, index: TreeName, owner: &str) -> usize {
+        self.index_len(self.tree(index), owner)
+    }
 }
 
 impl Table for PendingRequest {

@@ -75,6 +75,8 @@ pub struct ListedKey {
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyList {
     pub keys: Vec<ListedKey>,
+    /// `--from` for the next page; null on the last.
+    pub next: Option<usize>,
 }
 
 /// `revoke`.

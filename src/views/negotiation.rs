@@ -93,5 +93,8 @@ pub struct LoggedOffer {
 pub struct HistoryView {
     pub negotiation: NegotiationView,
     pub offers: Vec<OfferView>,
+    /// Whether each offer on this page holds its own hash.
     pub chain_intact: bool,
+    /// `--from` for the next page of offers; null on the last.
+    pub next: Option<usize>,
 }

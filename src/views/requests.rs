@@ -332,4 +332,6 @@ pub struct PendingList {
     pub requested: Vec<SignatureRequestView>,
     /// Approval requests waiting for the caller's vote, with the page addressed to them.
     pub approvals: Vec<PagedApproval>,
+    /// `--from` for the next page; null on the last.
+    pub next: Option<usize>,
 }

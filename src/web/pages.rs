@@ -270,8 +270,13 @@ pub async fn requests_page(State(state): State<WebState>, headers: HeaderMap) ->
     let Some(user) = state.sessions.user(&headers) else {
         return Redirect::to("/login?next=/requests").into_response();
     };
-    let requests = match state.appliance.requests_of(&user).await {
-        Ok(list) => list,
+    // The first page (a thousand): a person's queue, not an archive.
+    let requests = match state
+        .appliance
+        .requests_of(&user, crate::appliance::Page::first())
+        .await
+    {
+        Ok((list, _)) => list,
         Err(e) => return page_error(e),
     };
     let waiting: Vec<html::Waiting> = requests

@@ -1043,6 +1043,15 @@ async fn gos_tlog_client_reads_the_served_tiles_and_gets_the_signed_root() {
     let (checkpoint, _) = core.audit_checkpoint().await.unwrap();
     assert_eq!(checkpoint.size, ENTRIES);
 
+    // A caller with no entry in this long log gets bounded scans: an empty page and where to go
+    // on from, never a walk over the whole log in one call.
+    let stranger = crate::in_process::caller(&core, 9).await;
+    let (mine, next) = core.audit_entries(&stranger, 0, 10).unwrap();
+    assert!(mine.is_empty());
+    assert_eq!(next, Some(50_000));
+    let (mine, next) = core.audit_entries(&stranger, 50_000, 10).unwrap();
+    assert!(mine.is_empty() && next.is_none(), "{next:?}");
+
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/audit", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -302,13 +302,12 @@ async fn both_kinds_resolve_exactly_once_through_one_decide() {
     assert_eq!(rejected.status_word(), "rejected");
 
     // Both kinds are listed to the one who decided them, in the order they were made.
-    let listed: Vec<String> = core
-        .requests_of(alice.id())
+    let (listed, next) = core
+        .requests_of(alice.id(), sshsign::appliance::Page::first())
         .await
-        .unwrap()
-        .iter()
-        .map(|r| r.id().to_owned())
-        .collect();
+        .unwrap();
+    assert_eq!(next, None);
+    let listed: Vec<String> = listed.iter().map(|r| r.id().to_owned()).collect();
     assert_eq!(
         listed,
         [

@@ -388,3 +388,100 @@ fn connections_are_capped_per_source_and_must_authenticate_in_time() {
         "{waited:?}"
     );
 }
+
+/// Follows `next` from `command`'s first page; returns every page's `field`.
+fn every_page(
+    user: &crate::common::User,
+    command: &str,
+    field: &str,
+    limit: usize,
+) -> Vec<Vec<Value>> {
+    let mut pages = Vec::new();
+    let mut from = 0;
+    loop {
+        let reply = user.cmd(&format!("{command} --limit {limit} --from {from}"));
+        let page = reply.ok()[field].as_array().unwrap().clone();
+        assert!(page.len() <= limit, "{page:?}");
+        pages.push(page);
+        match reply.json["next"].as_u64() {
+            Some(next) => {
+                assert!(next > from as u64);
+                from = next as usize;
+            }
+            None => return pages,
+        }
+    }
+}
+
+#[test]
+fn listings_go_a_page_at_a_time() {
+    let appliance = Appliance::start();
+    let (alice, bob) = (appliance.user("alice"), appliance.user("bob"));
+    let bob_id = bob.cmd("whoami").ok()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bob.accept(&alice);
+    let keys: Vec<String> = (0..3).map(|_| alice.create_key("--scope git")).collect();
+    alice
+        .cmd(&format!(
+            "authorize --key-id {} --scope git --grantee {bob_id}",
+            keys[1]
+        ))
+        .ok();
+
+    // One page holds what it is asked to, and says where the next starts.
+    let first = alice.cmd("keys --limit 2");
+    assert_eq!(first.ok()["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(first.json["next"], 2);
+    // Page after page, every key once, in order.
+    let listed: Vec<String> = every_page(&alice, "keys", "keys", 2)
+        .concat()
+        .iter()
+        .map(|k| k["key_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, keys);
+    let granted = every_page(&bob, "keys", "keys", 1).concat();
+    assert_eq!(granted.len(), 1);
+    assert_eq!(granted[0]["key_id"], keys[1].as_str());
+    assert_eq!(granted[0]["role"], "grantee");
+    // The default page holds everything here; no next.
+    assert!(alice.cmd("keys").ok()["next"].is_null());
+
+    // A negotiation's history, by pages of offers.
+    let opened = alice.cmd("log-offer --round 0 --from alice --type offer");
+    let id = opened.ok()["negotiation_id"].as_str().unwrap().to_owned();
+    for round in 1..4 {
+        let (who, name) = if round % 2 == 1 {
+            (&bob, "bob")
+        } else {
+            (&alice, "alice")
+        };
+        who.cmd(&format!(
+            "log-offer --negotiation-id {id} --round {round} --from {name} --type counter"
+        ))
+        .ok();
+    }
+    let pages = every_page(
+        &alice,
+        &format!("history --negotiation-id {id}"),
+        "offers",
+        3,
+    );
+    let rounds: Vec<u64> = pages
+        .concat()
+        .iter()
+        .map(|o| o["round"].as_u64().unwrap())
+        .collect();
+    assert_eq!((pages.len(), rounds), (2, vec![0, 1, 2, 3]));
+
+    // Pages are bounded.
+    for bad in [
+        "keys --limit 0",
+        "keys --limit 1001",
+        "pending --limit 5000",
+    ] {
+        let message = alice.cmd(bad).failed_with("invalid_argument").to_owned();
+        assert!(message.contains("1 to 1000"), "{bad}: {message}");
+    }
+}

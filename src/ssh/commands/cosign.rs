@@ -15,14 +15,16 @@ fn request_json(ctx: &Context, request: &Request) -> Value {
 }
 
 /// `pending`: requests you must decide and requests you are waiting on.
-pub async fn pending(ctx: &Context) -> Result<Value, Error> {
+pub async fn pending(args: super::PageArgs, ctx: &Context) -> Result<Value, Error> {
     let me = ctx.caller.id();
+    let (requests, next) = ctx.appliance.requests_of(me, args.page()?).await?;
     let mut list = PendingList {
         to_decide: Vec::new(),
         requested: Vec::new(),
         approvals: Vec::new(),
+        next,
     };
-    for request in ctx.appliance.requests_of(me).await? {
+    for request in requests {
         // An approver's page is addressed to them; a signature request has one decider.
         let approver = request.kind() == RequestKind::Approval && request.awaits(me);
         let to = approver.then_some(me);

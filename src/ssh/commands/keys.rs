@@ -31,17 +31,18 @@ pub struct ListArgs {
     /// Only keys that are not revoked.
     #[arg(long)]
     pub active: bool,
+    #[command(flatten)]
+    pub page: super::PageArgs,
 }
 
 /// `keys`: the keys you own and the keys you are granted, oldest first.
 pub fn list(args: ListArgs, ctx: &Context) -> Result<Value, Error> {
-    let keys = ctx
-        .appliance
-        .keys(&ctx.caller)?
+    let (keys, next) = ctx.appliance.keys_page(&ctx.caller, args.page.page()?)?;
+    let keys = keys
         .into_iter()
         .filter(|listed| !args.active || listed.key.key.status == KeyStatus::Active)
         .collect();
-    Ok(to_value(&KeyList { keys }))
+    Ok(to_value(&KeyList { keys, next }))
 }
 
 #[derive(Debug, clap::Args)]

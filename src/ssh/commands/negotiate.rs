@@ -74,13 +74,18 @@ pub struct HistoryArgs {
     /// The negotiation (neg_...).
     #[arg(long)]
     pub negotiation_id: String,
+    #[command(flatten)]
+    pub page: super::PageArgs,
 }
 
 pub fn history(args: HistoryArgs, ctx: &Context) -> Result<Value, Error> {
-    let (negotiation, offers) = ctx.appliance.history(&ctx.caller, &args.negotiation_id)?;
+    let (negotiation, offers, next) =
+        ctx.appliance
+            .history(&ctx.caller, &args.negotiation_id, args.page.page()?)?;
     Ok(to_value(&HistoryView {
         negotiation: NegotiationView::from(&negotiation),
         offers: offers.iter().map(OfferView::from).collect(),
         chain_intact: offers.iter().all(OfferRecord::hash_holds),
+        next,
     }))
 }
