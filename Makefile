@@ -18,7 +18,7 @@ DEBIAN_PACKAGES := softhsm2 openssh-client git faketime openssl curl chromium \
 # Third-party tools from PyPI the tests run against the appliance, in a virtual environment of
 # their own (reinstalled when this list changes): ssh-audit checks the SSH algorithms.
 TOOLS := target/tools
-PYPI_TOOLS := ssh-audit==3.9.*
+PYPI_TOOLS := ssh-audit==3.9.* schemathesis==4.32.*
 
 .PHONY: deps dev test bench
 

@@ -129,6 +129,8 @@ fn status_of(error: &appliance::Error) -> StatusCode {
         | E::ApiKeyRevoked(_)
         | E::AlreadyVoted(_) => StatusCode::CONFLICT,
         E::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        E::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        E::UnknownUser(_) => StatusCode::NOT_FOUND,
         _ => StatusCode::BAD_REQUEST,
     }
 }

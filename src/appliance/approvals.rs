@@ -85,17 +85,25 @@ impl Appliance {
             )));
         }
         if serde_json::to_vec(&input.metadata).map_or(0, |v| v.len()) > MAX_APPROVAL_METADATA {
-            return Err(invalid(format!(
-                "metadata is at most {MAX_APPROVAL_METADATA} bytes"
-            )));
+            return Err(Error::Unprocessable {
+                field: "metadata",
+                reason: format!("is at most {MAX_APPROVAL_METADATA} bytes"),
+            });
         }
         if let Some(url) = &input.callback_url {
             self.check_destination("callback_url", url).await?;
         }
         self.quotas
             .charge(&key.owner, super::quota::Rated::ApprovalRequests)?;
+        let named = input.approvers.unwrap_or_else(|| vec![key.owner.clone()]);
+        if let Some(bad) = named.iter().find(|n| !is_user_name(n)) {
+            return Err(invalid(format!(
+                "approvers names {bad:?}, which is neither a user id (usr_…) nor an SSH key \
+                 fingerprint (SHA256:…)"
+            )));
+        }
         let mut approvers = Vec::new();
-        for name in input.approvers.unwrap_or_else(|| vec![key.owner.clone()]) {
+        for name in named {
             let user = self.user_named(&name)?;
             self.check_consent(&user, &key.owner)?;
             if !approvers.contains(&user) {
@@ -107,10 +115,10 @@ impl Appliance {
         }
         let threshold = input.threshold.unwrap_or(1);
         if threshold == 0 || threshold as usize > approvers.len() {
-            return Err(invalid(format!(
-                "threshold is 1 to {} here",
-                approvers.len()
-            )));
+            return Err(Error::Unprocessable {
+                field: "threshold",
+                reason: format!("is 1 to {} here (the number of approvers)", approvers.len()),
+            });
         }
         let mut methods = input
             .methods
@@ -523,4 +531,16 @@ fn approval_entry(
         request_id: Some(request.request_id.clone()),
         ..AuditEntry::default()
     }
+}
+
+/// A user id (`usr_` and 26 base32 characters) or an SSH key fingerprint (`SHA256:` and 43
+/// unpadded base64 characters), as the API's schema states them.
+fn is_user_name(name: &str) -> bool {
+    IdKind::User.matches(name)
+        || name.strip_prefix("SHA256:").is_some_and(|b64| {
+            b64.len() == 43
+                && b64
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        })
 }

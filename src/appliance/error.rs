@@ -89,6 +89,13 @@ pub enum Error {
     /// field its own way: a flag over SSH (`--label`), the JSON member over REST.
     #[error("{field} {reason}")]
     Invalid { field: &'static str, reason: String },
+    /// Well-formed input that a rule the request's schema cannot state refuses (one field
+    /// against another, a size in bytes, where an address leads): HTTP 422 where [`Invalid`]
+    /// is 400.
+    ///
+    /// [`Invalid`]: Error::Invalid
+    #[error("{field} {reason}")]
+    Unprocessable { field: &'static str, reason: String },
     #[error("the payload is larger than the {limit}-byte limit")]
     PayloadTooLarge { limit: usize },
     #[error("audit log unavailable; nothing was signed")]
@@ -161,7 +168,9 @@ impl Error {
             Error::UnknownAuthenticator(_) => "unknown_authenticator",
             Error::Busy(_) => "busy",
             Error::OverQuota(_) => "quota_exceeded",
-            Error::InvalidArgument(_) | Error::Invalid { .. } => "invalid_argument",
+            Error::InvalidArgument(_) | Error::Invalid { .. } | Error::Unprocessable { .. } => {
+                "invalid_argument"
+            }
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::AuditUnavailable(_) => "audit_unavailable",
             Error::Audit(crate::audit::Error::NoCheckpoint(_)) => "no_checkpoint",

@@ -47,7 +47,11 @@ impl Appliance {
             Ok(_) => Ok(()),
             // A name that does not resolve today may tomorrow; the delivery will say.
             Err(DeliveryError::Dns(_)) => Ok(()),
-            Err(e) => Err(invalid(e)),
+            // A well-formed URL that leads where webhooks may not go.
+            Err(e) => Err(Error::Unprocessable {
+                field,
+                reason: format!("is refused: {e}"),
+            }),
         }
     }
 

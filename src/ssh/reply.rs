@@ -97,7 +97,9 @@ fn in_flags(error: &Error) -> String {
     use crate::negotiation::Refusal;
     let flag = |field: &str| format!("--{}", field.replace('_', "-"));
     match error {
-        Error::Invalid { field, reason } => format!("{} {reason}", flag(field)),
+        Error::Invalid { field, reason } | Error::Unprocessable { field, reason } => {
+            format!("{} {reason}", flag(field))
+        }
         Error::Negotiation(Refusal::Unknown(id)) => format!(
             "unknown negotiation {id} (a new negotiation starts without {}: the appliance \
              assigns its id)",

@@ -34,27 +34,63 @@ const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 #[serde(deny_unknown_fields)]
 #[schema(as = ApprovalInput)]
 pub struct RequestBody {
-    /// What the approvers are asked to approve.
-    #[schema(min_length = 1, max_length = 500)]
+    /// What the approvers are asked to approve: at least one character that is not white
+    /// space (the text is trimmed).
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     action: String,
-    /// How long the request waits (default 86400).
+    /// How long the request waits (default 86400). A whole number (`3600.0` is 3600).
+    #[serde(default, deserialize_with = "whole_number")]
     #[schema(minimum = 60, maximum = 604800)]
     ttl_seconds: Option<i64>,
-    /// Up to 4 KB of JSON, shown to the approvers.
+    /// Up to 4 KB of JSON (serialized), shown to the approvers; more is refused with 422.
     #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
-    /// Receives the decision; internal addresses are refused.
-    #[schema(format = Uri)]
+    /// Receives the decision over HTTP(S); a URL whose host is or resolves to an internal
+    /// address is refused with 422.
+    #[schema(format = Uri, max_length = 2048, pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\s]+")]
     callback_url: Option<String>,
-    /// User ids (`usr_…`) or SSH key fingerprints; default: the key's owner. Each must have
-    /// accepted the key's owner (`approvers allow --from`).
-    #[schema(min_items = 1, max_items = 20)]
+    /// User ids (`usr_…`) or SSH key fingerprints (`SHA256:…`); default: the key's owner.
+    /// Each must exist (404 `unknown_user`) and have accepted the key's owner (`approvers
+    /// allow --from`; 403 `not_accepted`).
+    #[schema(min_items = 1, max_items = 20, inline, value_type = Option<Vec<ApproverName>>)]
     approvers: Option<Vec<String>>,
-    /// Approvals needed (m of n); default 1. One rejection closes the request.
-    #[schema(minimum = 1)]
+    /// Approvals needed (m of n); default 1, at most the number of approvers (422 past it).
+    /// One rejection closes the request. A whole number.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 20)]
     threshold: Option<u32>,
     /// How approvers may prove themselves; default passkey and totp.
+    #[schema(min_items = 1)]
     methods: Option<Vec<Method>>,
+}
+
+/// An approver: a user id or an SSH key fingerprint.
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = r"^(usr_[a-z2-7]{26}|SHA256:[A-Za-z0-9+/]{43})$")]
+#[allow(dead_code)]
+struct ApproverName(String);
+
+/// A JSON Schema integer: `3600` or `3600.0` (JSON numbers do not tell them apart), never a
+/// fraction, and within the field's type.
+fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    use serde::de::Error as _;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = number.as_i64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0)
+            .map(|f| f as i64)
+    });
+    let whole = whole.ok_or_else(|| D::Error::custom(format!("{number} is not a whole number")))?;
+    T::try_from(whole)
+        .map(Some)
+        .map_err(|_| D::Error::custom(format!("{number} is out of range")))
 }
 
 /// The API key a request's `Authorization: Bearer` header carries, checked for `scope`.

@@ -43,7 +43,7 @@ const ERRORS: &[(&str, &str, &str)] = &[
     (
         "400",
         "BadRequest",
-        "The body or a value is invalid (`invalid_argument`, `unknown_user`).",
+        "The body is not JSON of the request's schema (`invalid_argument`).",
     ),
     ("401", "Unauthorized", "No valid API key (`unauthorized`)."),
     (
@@ -55,7 +55,16 @@ const ERRORS: &[(&str, &str, &str)] = &[
     (
         "404",
         "NotFound",
-        "No such request or key, or not yours (`unknown_request`, `unknown_key`).",
+        "No such request, key or approver, or not yours (`unknown_request`, `unknown_key`, \
+         `unknown_user`).",
+    ),
+    (
+        "422",
+        "Unprocessable",
+        "Well-formed, but refused by a rule the schema cannot state (`invalid_argument`): a \
+         threshold above the number of approvers, metadata over 4 KB once serialized, a \
+         callback_url that is not a usable HTTP(S) URL or whose host is or resolves to an \
+         internal address.",
     ),
     (
         "413",
@@ -70,7 +79,8 @@ const ERRORS: &[(&str, &str, &str)] = &[
     (
         "429",
         "RateLimited",
-        "Too many requests from this address or with this key (`rate_limited`).",
+        "Too many requests from this address or with this key (`rate_limited`), or over a \
+         quota of the key's owner (`quota_exceeded`).",
     ),
 ];
 
@@ -79,7 +89,7 @@ const ANSWERS: &[(&str, HttpMethod, &[&str])] = &[
     (
         "/api/v1/approvals/request",
         HttpMethod::Post,
-        &["400", "401", "403", "413", "415", "429"],
+        &["400", "401", "403", "404", "413", "415", "422", "429"],
     ),
     (
         "/api/v1/approvals/{id}",

@@ -30,7 +30,7 @@ fn missing(what: &str) -> AppError {
     operation_id = "auditCheckpoint",
     responses(
         (status = 200, description = "The latest checkpoint, a signed note.", content_type = "text/plain; charset=utf-8", body = String),
-        (status = 404, description = "No checkpoint was signed yet.", body = crate::views::ErrorBody),
+        (status = 404, description = "No checkpoint was signed yet.", body = crate::views::ErrorView),
     ),
 )]
 pub async fn checkpoint(State(state): State<WebState>) -> Result<Response, AppError> {
@@ -57,7 +57,7 @@ pub async fn checkpoint(State(state): State<WebState>) -> Result<Response, AppEr
     params(("path" = String, Path, description = "`<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`, as C2SP tlog-tiles names tiles")),
     responses(
         (status = 200, description = "The tile's bytes: 32-byte hashes, or entries each after its big-endian u16 length.", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 404, description = "No such tile in the log.", body = crate::views::ErrorBody),
+        (status = 404, description = "No such tile in the log.", body = crate::views::ErrorView),
     ),
 )]
 pub async fn tile(

@@ -325,7 +325,7 @@ fn the_openapi_document_is_served_and_matches_what_the_api_answers() {
     };
     assert_eq!(
         documented("/api/v1/approvals/request", "post"),
-        [201, 400, 401, 403, 413, 415, 429]
+        [201, 400, 401, 403, 404, 413, 415, 422, 429]
     );
     // Every documented GET answers with a documented status, with and without a key.
     let alice = appliance.user("alice");

@@ -34,6 +34,7 @@ mod authorizations;
 mod bad_input;
 mod browser;
 mod common;
+mod conformance;
 mod consent;
 mod cosign;
 mod dev;

@@ -433,7 +433,8 @@ fn internal_destinations_are_refused_unless_allowed() {
             &key,
             &json!({"action": "x", "callback_url": url}),
         );
-        assert_eq!(refused.status, 400, "{url}");
+        // Well-formed, refused for where it leads: 422.
+        assert_eq!(refused.status, 422, "{url}");
         assert!(
             refused.json["error"]["message"]
                 .as_str()
