@@ -4,23 +4,27 @@
 #   make test    install what the tests need and run the whole suite
 #
 # Also: `make bench` (the signing and approval benchmarks, release build; `cargo bench --bench
-# audit` measures the audit log alone, `cargo bench --bench soak` watches memory under load).
+# audit` measures the audit log alone, `cargo bench --bench soak` watches memory under load), and
+# `make fuzz` (every fuzz target for FUZZ_SECONDS each, 20 by default, as CI runs it).
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # SoftHSMv2 is the development token; the tests drive the stock OpenSSH client and git, and
 # move the server's clock forward with libfaketime to test expiry; openssl and curl test HTTPS;
 # headless Chromium (with a virtual passkey authenticator) drives the approval pages; Go's
 # checksum-database client code (golang.org/x/mod/sumdb, built offline from Debian's source
-# package) reads the audit log's served tiles; python3-venv holds the PyPI tools below.
+# package) reads the audit log's served tiles; python3-venv holds the PyPI tools below; iproute2
+# brings up loopback in the network namespace the API conformance test runs in.
 DEBIAN_PACKAGES := softhsm2 openssh-client git faketime openssl curl chromium \
-	golang-go golang-golang-x-mod-dev python3-venv
+	golang-go golang-golang-x-mod-dev python3-venv iproute2
 
 # Third-party tools from PyPI the tests run against the appliance, in a virtual environment of
-# their own (reinstalled when this list changes): ssh-audit checks the SSH algorithms.
+# their own (reinstalled when this list changes): ssh-audit checks the SSH algorithms,
+# schemathesis the REST API against its OpenAPI document.
 TOOLS := target/tools
 PYPI_TOOLS := ssh-audit==3.9.* schemathesis==4.32.*
 
-.PHONY: deps dev test bench
+.PHONY: deps dev test bench fuzz
+FUZZ_SECONDS := 20
 
 deps:
 	@missing=""; \
@@ -44,6 +48,12 @@ dev: deps
 
 test: deps
 	cargo nextest run
+
+# The fuzz targets (fuzz/): libFuzzer through cargo-fuzz, on the nightly toolchain.
+fuzz:
+	@cargo +nightly --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
+	@cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 bench: deps
 	cargo bench --bench throughput

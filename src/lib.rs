@@ -61,6 +61,8 @@ pub mod auditor;
 pub mod client;
 pub mod config;
 pub mod dev;
+#[cfg(any(test, fuzzing))]
+pub mod fuzzing;
 pub mod hex;
 pub mod hsm;
 pub(crate) mod ids;

@@ -128,6 +128,35 @@ fn scan<T>(read: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Runs the parsers a command's flags go through before the appliance sees them (grant terms,
+/// expiries, metadata), as the fuzz target for the command line does.
+#[cfg(any(test, fuzzing))]
+pub fn exercise_flags(command: Command) {
+    let now = crate::time::now();
+    match command {
+        Command::CreateKey(args) => {
+            let _ = args.grant.into_grant(now);
+        }
+        Command::Authorize(args) => {
+            let _ = args.grant.into_grant(now);
+        }
+        Command::Sign(args) => {
+            if let Some(text) = &args.metadata {
+                let _ = json_object("--metadata", text, crate::appliance::MAX_METADATA);
+            }
+            if let Some(text) = &args.ttl {
+                let _ = crate::time::parse_expiry(text, now);
+            }
+        }
+        Command::LogOffer(args) => {
+            if let Some(text) = &args.metadata {
+                let _ = json_object("--metadata", text, crate::appliance::MAX_METADATA);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Parses a flag's JSON object, refusing anything else and anything past `limit` bytes.
 pub fn json_object(flag: &str, text: &str, limit: usize) -> Result<Map<String, Value>, Error> {
     let invalid = |message: String| Error::InvalidArgument(message);

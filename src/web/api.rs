@@ -64,6 +64,26 @@ pub struct RequestBody {
     methods: Option<Vec<Method>>,
 }
 
+impl From<RequestBody> for ApprovalInput {
+    fn from(body: RequestBody) -> Self {
+        ApprovalInput {
+            action: body.action,
+            ttl_seconds: body.ttl_seconds,
+            metadata: body.metadata.unwrap_or_default(),
+            callback_url: body.callback_url,
+            approvers: body.approvers,
+            threshold: body.threshold,
+            methods: body.methods,
+        }
+    }
+}
+
+/// A request body's bytes as the handler reads them (for the fuzz target).
+#[cfg(any(test, fuzzing))]
+pub fn parse_request_body(bytes: &[u8]) -> Result<ApprovalInput, AppError> {
+    parse_json::<RequestBody>(bytes).map(ApprovalInput::from)
+}
+
 /// An approver: a user id or an SSH key fingerprint.
 #[derive(utoipa::ToSchema)]
 #[schema(pattern = r"^(usr_[a-z2-7]{26}|SHA256:[A-Za-z0-9+/]{43})$")]
@@ -139,7 +159,12 @@ pub(super) async fn json_body<T: serde::de::DeserializeOwned>(
             )
         })?
         .map_err(|_| Error::PayloadTooLarge { limit })?;
-    let reader = &mut serde_json::Deserializer::from_slice(&bytes);
+    parse_json(&bytes)
+}
+
+/// Parses JSON as `T`, naming where it went wrong.
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let reader = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(reader).map_err(|e| {
         let at = match e.path().to_string().as_str() {
             "." => String::new(),
@@ -169,15 +194,7 @@ pub async fn create(
 ) -> Result<Response, AppError> {
     let key = api_key(&state, request.headers(), ApiScope::ApprovalCreate)?;
     let body: RequestBody = json_body(request, MAX_BODY).await?;
-    let input = ApprovalInput {
-        action: body.action,
-        ttl_seconds: body.ttl_seconds,
-        metadata: body.metadata.unwrap_or_default(),
-        callback_url: body.callback_url,
-        approvers: body.approvers,
-        threshold: body.threshold,
-        methods: body.methods,
-    };
+    let input = ApprovalInput::from(body);
     let created = state.appliance.request_approval(&key, input).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }

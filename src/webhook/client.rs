@@ -102,6 +102,11 @@ impl Target {
         }
     }
 
+    /// The host as written (lower case, an IPv6 address without brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// The host's addresses, each permitted by `policy`.
     pub async fn resolve(&self, policy: &Policy) -> Result<Vec<SocketAddr>, DeliveryError> {
         let addresses: Vec<SocketAddr> = match self.host.parse::<IpAddr>() {

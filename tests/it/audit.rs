@@ -682,8 +682,16 @@ fn after_kill_9_every_signature_a_client_received_has_its_entry() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
     // Signing flat out, as fast as the token goes: past one identity's quota.
-    let mut appliance = Appliance::start_with(&[("SSHSIGN_QUOTAS", "signatures=1000000/min")]);
+    let mut appliance = Appliance::start_with(&[
+        (
+            "SSHSIGN_QUOTAS",
+            "signatures=1000000/min, approval_requests=1000000/min",
+        ),
+        ("SSHSIGN_HTTP_RATE_PER_IP", "1000000"),
+        ("SSHSIGN_HTTP_RATE_PER_KEY", "1000000"),
+    ]);
     let alice = appliance.user("alice");
+    let api_key = crate::approvals::api_key(&alice, "approval:create,approval:read");
     let created = alice.cmd("create-key");
     let key = created.ok()["key_id"].as_str().unwrap().to_owned();
     let public_key =
@@ -691,12 +699,21 @@ fn after_kill_9_every_signature_a_client_received_has_its_entry() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut received: Vec<(Vec<u8>, String)> = Vec::new();
     let mut cut_short = 0;
+    let mut approvals = Approvals::default();
 
     for cycle in 0..cycles {
         if cycle > 0 {
             appliance.restart();
         }
-        let (signed, errors) = sign_until_killed(&runtime, &mut appliance, &alice, &key, cycle);
+        let (signed, errors) = sign_until_killed(
+            &runtime,
+            &mut appliance,
+            &alice,
+            &key,
+            &api_key,
+            cycle,
+            &mut approvals,
+        );
         received.extend(signed);
         cut_short += errors;
     }
@@ -725,21 +742,105 @@ fn after_kill_9_every_signature_a_client_received_has_its_entry() {
     let state = appliance.dir.path().join("state");
     let check = shim(&alice, &state, &["audit", "check"]);
     assert!(check.status.success(), "{}", stderr(&check));
+
+    // Every approval request a client was told was made exists; every one it was told was
+    // approved is approved, by one vote, with a decision that verifies.
+    assert!(!approvals.approved.is_empty(), "no approval went through");
+    for id in &approvals.created {
+        let status =
+            crate::approvals::get(&appliance, &api_key, &format!("/api/v1/approvals/{id}"));
+        assert_eq!(status.status, 200, "{id}: {:?}", status.json);
+        if approvals.approved.contains(id) {
+            assert_eq!(status.json["status"], "approved", "{id}");
+            assert_eq!(status.json["votes"].as_array().unwrap().len(), 1, "{id}");
+            let (code, verified) = appliance.http_get(&format!("/api/v1/approvals/{id}/verify"));
+            assert_eq!(
+                (code, verified["valid"].as_bool()),
+                (200, Some(true)),
+                "{id}"
+            );
+        }
+    }
 }
 
-/// Three clients sign with `key` as fast as they can until the appliance is killed with
-/// SIGKILL mid-flight; returns every signature they received and how many requests the kill
-/// cut short.
+/// The approval requests clients were told were made, and those they were told were approved.
+#[derive(Default)]
+struct Approvals {
+    created: Vec<String>,
+    approved: HashSet<String>,
+}
+
+/// POSTs an approval request that may be decided over SSH, over a plain socket (the test's
+/// HTTP helper wants the appliance itself, which the signing loop holds); its id if made.
+fn request_approval(addr: std::net::SocketAddr, key: &str, action: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let body = serde_json::json!({"action": action, "methods": ["ssh"]}).to_string();
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    let head = format!(
+        "POST /api/v1/approvals/request HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Authorization: Bearer {key}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).ok()?;
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    if !reply.starts_with(b"HTTP/1.1 201") {
+        return None;
+    }
+    let at = reply.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let json: Value = serde_json::from_slice(&reply[at + 4..]).ok()?;
+    json["id"].as_str().map(str::to_owned)
+}
+
+/// Three clients sign with `key` as fast as they can, and a fourth makes approval requests
+/// over REST and approves them over SSH, until the appliance is killed with SIGKILL
+/// mid-flight; returns every signature they received and how many requests the kill cut short,
+/// and adds to `approvals` what the fourth was told.
 fn sign_until_killed(
     runtime: &tokio::runtime::Runtime,
     appliance: &mut Appliance,
     alice: &User,
     key: &str,
+    api_key: &str,
     cycle: usize,
+    approvals: &mut Approvals,
 ) -> (Vec<(Vec<u8>, String)>, usize) {
     const CLIENTS: usize = 3;
     let config = appliance.client_config(alice);
     let stop = Arc::new(AtomicBool::new(false));
+    let approver = {
+        let (config, stop, api_key) = (config.clone(), Arc::clone(&stop), api_key.to_owned());
+        let addr = appliance.http_addr;
+        runtime.spawn(async move {
+            let mut told = Approvals::default();
+            let Ok(connection) = sshsign::client::Connection::connect(&config).await else {
+                return told;
+            };
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let (key, action) = (api_key.clone(), format!("cycle {cycle} deploy {n}"));
+                n += 1;
+                let made =
+                    tokio::task::spawn_blocking(move || request_approval(addr, &key, &action));
+                let Ok(Some(id)) = made.await else {
+                    break;
+                };
+                told.created.push(id.clone());
+                let words: Vec<String> = ["approve", "--id", &id].map(String::from).to_vec();
+                match connection.run(&words, &[]).await {
+                    Ok(out) if out.exit_status == 0 => {
+                        told.approved.insert(id);
+                    }
+                    _ => break,
+                }
+            }
+            told
+        })
+    };
     let clients = runtime.block_on(async {
         let clients: Vec<_> = (0..CLIENTS)
             .map(|client| {
@@ -777,6 +878,9 @@ fn sign_until_killed(
     });
     appliance.kill_hard();
     stop.store(true, Ordering::Relaxed);
+    let told = runtime.block_on(approver).unwrap();
+    approvals.created.extend(told.created);
+    approvals.approved.extend(told.approved);
     runtime.block_on(async {
         let mut received = Vec::new();
         let mut cut_short = 0;
