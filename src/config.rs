@@ -567,17 +567,18 @@ mod tests {
         assert!(toml::from_str::<RawConfig>("pin = \"1234\"").is_err());
     }
 
-    #[test]
-    fn quotas_and_token_room_are_read_and_checked() {
-        let base = [
+    /// A configuration with a module and a PIN file, and `extra`.
+    fn with(extra: &[(&str, &str)]) -> Result<ServeConfig, Error> {
+        let mut pairs = vec![
             ("SSHSIGN_PKCS11_MODULE", "/m.so"),
             ("SSHSIGN_PKCS11_PIN_FILE", "/pin"),
         ];
-        let with = |extra: &[(&str, &str)]| {
-            let mut pairs = base.to_vec();
-            pairs.extend_from_slice(extra);
-            ServeConfig::from_raw(env(&pairs), None)
-        };
+        pairs.extend_from_slice(extra);
+        ServeConfig::from_raw(env(&pairs), None)
+    }
+
+    #[test]
+    fn quotas_and_token_room_are_read_and_checked() {
         let config = with(&[
             ("SSHSIGN_QUOTAS", "keys=7"),
             ("SSHSIGN_TOKEN_OBJECTS", "64"),
@@ -610,15 +611,6 @@ mod tests {
 
     #[test]
     fn plain_http_stays_on_loopback_unless_a_proxy_or_tls_covers_it() {
-        let base = [
-            ("SSHSIGN_PKCS11_MODULE", "/m.so"),
-            ("SSHSIGN_PKCS11_PIN_FILE", "/pin"),
-        ];
-        let with = |extra: &[(&str, &str)]| {
-            let mut pairs = base.to_vec();
-            pairs.extend_from_slice(extra);
-            ServeConfig::from_raw(env(&pairs), None)
-        };
         let config = with(&[]).unwrap();
         assert_eq!(config.http_addr, "127.0.0.1:8443".parse().unwrap());
         assert_eq!(

@@ -1,6 +1,7 @@
 //! Users, their SSH keys, signing keys and authorizations.
 
 use sled::Transactional as _;
+use sled::Tree;
 use sled::transaction::ConflictableTransactionError;
 
 use super::records::SigningKeyRecordV1;
@@ -94,6 +95,18 @@ impl Store {
         self.index_len(&self.keys_by_owner, owner)
     }
 
+    /// The trees a signing key and its first authorization are written to together.
+    fn key_trees(&self) -> (&Tree, &Tree, &Tree, &Tree, &Tree, &Tree) {
+        (
+            &self.signing_keys,
+            &self.keys_by_owner,
+            &self.keys_by_public,
+            &self.authorizations,
+            &self.authorizations_by_key,
+            &self.authorizations_by_grantee,
+        )
+    }
+
     /// Adds a new signing key with its first authorization, and their indexes, in one
     /// transaction.
     pub fn insert_signing_key(
@@ -109,14 +122,7 @@ impl Store {
         let key_bytes = self.encode(&record.key_id, record)?;
         let auth_bytes = self.encode(&authorization.authorization_id, authorization)?;
         let (key_seq, auth_seq) = (self.db.generate_id()?, self.db.generate_id()?);
-        let trees = (
-            &self.signing_keys,
-            &self.keys_by_owner,
-            &self.keys_by_public,
-            &self.authorizations,
-            &self.authorizations_by_key,
-            &self.authorizations_by_grantee,
-        );
+        let trees = self.key_trees();
         let outcome =
             trees.transaction(|(keys, by_owner, by_public, auths, by_key, by_grantee)| {
                 if keys.get(record.key_id.as_bytes())?.is_some() {
@@ -180,14 +186,7 @@ impl Store {
         let by_owner = entry_naming(&self.keys_by_owner, &record.owner, key_id)?;
         let by_key = entry_naming(&self.authorizations_by_key, &record.key_id, az)?;
         let by_grantee = entry_naming(&self.authorizations_by_grantee, &authorization.grantee, az)?;
-        let trees = (
-            &self.signing_keys,
-            &self.keys_by_owner,
-            &self.keys_by_public,
-            &self.authorizations,
-            &self.authorizations_by_key,
-            &self.authorizations_by_grantee,
-        );
+        let trees = self.key_trees();
         let public = record.public_key_bytes().unwrap_or_default();
         let outcome = trees.transaction(|(keys, owners, publics, auths, by_keys, grantees)| {
             keys.remove(key_id)?;
