@@ -114,7 +114,9 @@ impl Connection {
     /// carried its share.
     async fn handle_for_command(&self) -> Result<Arc<Handle<HostCheck>>, Error> {
         let mut current = self.current.lock().await;
-        if current.commands >= self.commands_per_connection {
+        // A share carried, or a connection the appliance closed (it closes one that has served
+        // its own share of commands, once idle).
+        if current.commands >= self.commands_per_connection || current.handle.is_closed() {
             let fresh = open(&self.config).await?;
             // The old handle goes when the commands still on it finish: russh then ends that
             // session.

@@ -15,6 +15,11 @@ use crate::appliance::{Appliance, Caller};
 /// Requests one connection may have under way at once (being read or being carried out); more
 /// channels are refused until some finish.
 pub const MAX_CHANNELS: usize = 64;
+/// Commands one connection serves; past them it is closed once idle, with a message saying to
+/// reconnect. russh keeps a few KiB for every channel the server closed first until the
+/// connection ends, so a long-lived multiplexed connection (an OpenSSH `ControlMaster`) is not
+/// left to grow without end; the `sshsign` client reconnects sooner on its own.
+pub const MAX_COMMANDS_PER_CONNECTION: usize = 4096;
 
 /// Makes a [`Connection`] for each client.
 #[derive(Debug, Clone)]
@@ -44,6 +49,8 @@ impl Server {
             authenticated,
             channels: HashMap::new(),
             running: Arc::new(AtomicUsize::new(0)),
+            open: Arc::new(AtomicUsize::new(0)),
+            served: Arc::new(AtomicUsize::new(0)),
             closing: Arc::default(),
             client_closes: HashSet::new(),
         }
@@ -62,6 +69,10 @@ pub struct Connection {
     channels: HashMap<ChannelId, ChannelState>,
     /// Requests being carried out.
     running: Arc<AtomicUsize>,
+    /// Session channels accepted and not yet finished.
+    open: Arc<AtomicUsize>,
+    /// Commands this connection has served.
+    served: Arc<AtomicUsize>,
     /// Answered channels waiting for the client to close them (see [`channel::close`]).
     closing: channel::Closing,
     /// Channels whose client said it closes them itself ([`channel::CLIENT_CLOSES_ENV`]).
@@ -120,10 +131,20 @@ impl Connection {
             caller.clone(),
         );
         let closing = Arc::clone(&self.closing);
+        let (open, served) = (Arc::clone(&self.open), Arc::clone(&self.served));
         tokio::spawn(async move {
             work.await;
             drop(running);
-            channel::close(handle, channel, closed_by_client, &closing).await;
+            channel::close(handle.clone(), channel, closed_by_client, &closing).await;
+            let served = served.fetch_add(1, Ordering::AcqRel) + 1;
+            let still_open = open.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+            if served >= MAX_COMMANDS_PER_CONNECTION && still_open == 0 {
+                let reason =
+                    format!("this connection has served {served} commands; reconnect to go on");
+                let _ = handle
+                    .disconnect(russh::Disconnect::ByApplication, reason, String::new())
+                    .await;
+            }
         });
     }
 }
@@ -190,6 +211,7 @@ impl russh::server::Handler for Connection {
             // The channel's messages reach us through the callbacks below; the `Channel` object
             // is not needed.
             self.channels.insert(channel.id(), ChannelState::default());
+            self.open.fetch_add(1, Ordering::AcqRel);
             reply.accept().await;
         }
         Ok(())
@@ -240,7 +262,10 @@ impl russh::server::Handler for Connection {
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.channels.remove(&channel);
+        if self.channels.remove(&channel).is_some() {
+            // Closed before it asked for anything.
+            self.open.fetch_sub(1, Ordering::AcqRel);
+        }
         self.client_closes.remove(&channel);
         channel::closed_by_client(&self.closing, channel);
         Ok(())

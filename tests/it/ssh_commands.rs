@@ -485,3 +485,33 @@ fn listings_go_a_page_at_a_time() {
         assert!(message.contains("1 to 1000"), "{bad}: {message}");
     }
 }
+
+/// Commands one SSH connection serves before the appliance closes it once idle (README,
+/// "Security model").
+const COMMANDS_PER_CONNECTION: usize = 4096;
+
+#[test]
+fn a_long_lived_connection_is_closed_once_idle_after_its_share_of_commands() {
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config = appliance.client_config(&alice);
+    runtime.block_on(async {
+        // A client that never reconnects on its own, as a multiplexing OpenSSH master does not.
+        let connection = sshsign::client::Connection::connect(&config)
+            .await
+            .unwrap()
+            .reconnect_after(u64::MAX);
+        let whoami = ["whoami".to_owned()];
+        for n in 0..COMMANDS_PER_CONNECTION {
+            let out = connection.run(&whoami, &[]).await.unwrap();
+            assert_eq!(out.exit_status, 0, "command {n}");
+        }
+        // Its share served and nothing open: the appliance ends the connection...
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        // ...and the next command goes over a fresh one.
+        let out = connection.run(&whoami, &[]).await.unwrap();
+        assert_eq!(out.exit_status, 0);
+        assert_eq!(connection.connections_opened().await, 2);
+    });
+}
