@@ -72,8 +72,9 @@ impl Appliance {
     ) -> Result<CreatedApproval, Error> {
         let key = &key.0;
         let invalid = |m: String| Error::InvalidArgument(m);
+        // Counted as sent (as the schema's maxLength counts), then trimmed.
         let action = input.action.trim();
-        if action.is_empty() || action.chars().count() > MAX_ACTION {
+        if action.is_empty() || input.action.chars().count() > MAX_ACTION {
             return Err(invalid(format!("action is 1 to {MAX_ACTION} characters")));
         }
         let ttl = input.ttl_seconds.unwrap_or(DEFAULT_TTL);
@@ -91,7 +92,14 @@ impl Appliance {
             });
         }
         if let Some(url) = &input.callback_url {
-            self.check_destination("callback_url", url).await?;
+            // A URL the delivery could not use (a port past 65535, say) is refused like one that
+            // leads inside: no pattern states every such rule.
+            self.check_destination("callback_url", url)
+                .await
+                .map_err(|e| match e {
+                    Error::Invalid { field, reason } => Error::Unprocessable { field, reason },
+                    other => other,
+                })?;
         }
         self.quotas
             .charge(&key.owner, super::quota::Rated::ApprovalRequests)?;

@@ -35,8 +35,9 @@ const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 #[schema(as = ApprovalInput)]
 pub struct RequestBody {
     /// What the approvers are asked to approve: at least one character that is not white
-    /// space (the text is trimmed).
-    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
+    /// space (the text is trimmed of Unicode `White_Space`: the regex `\s` with U+0085 and
+    /// without U+FEFF).
+    #[schema(min_length = 1, max_length = 500, pattern = r"[^\s\u0085]|\uFEFF")]
     action: String,
     /// How long the request waits (default 86400). A whole number (`3600.0` is 3600).
     #[serde(default, deserialize_with = "whole_number")]
@@ -45,8 +46,8 @@ pub struct RequestBody {
     /// Up to 4 KB of JSON (serialized), shown to the approvers; more is refused with 422.
     #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
-    /// Receives the decision over HTTP(S); a URL whose host is or resolves to an internal
-    /// address is refused with 422.
+    /// Receives the decision over HTTP(S); a URL the delivery cannot use, or whose host is or
+    /// resolves to an internal address, is refused with 422.
     #[schema(format = Uri, max_length = 2048, pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\s]+")]
     callback_url: Option<String>,
     /// User ids (`usr_…`) or SSH key fingerprints (`SHA256:…`); default: the key's owner.

@@ -63,8 +63,8 @@ const ERRORS: &[(&str, &str, &str)] = &[
         "Unprocessable",
         "Well-formed, but refused by a rule the schema cannot state (`invalid_argument`): a \
          threshold above the number of approvers, metadata over 4 KB once serialized, a \
-         callback_url that is not a usable HTTP(S) URL or whose host is or resolves to an \
-         internal address.",
+         callback_url the delivery cannot use (not HTTP(S), a port past 65535) or whose host \
+         is or resolves to an internal address.",
     ),
     (
         "413",

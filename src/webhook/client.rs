@@ -77,6 +77,11 @@ impl Target {
         if host.is_empty() {
             return Err(bad("has no host"));
         }
+        // `http` reads a port it cannot parse as no port: 99999 would become the default port.
+        let after_host = authority.as_str().rsplit(']').next().unwrap_or_default();
+        if after_host.contains(':') && authority.port_u16().is_none_or(|p| p == 0) {
+            return Err(bad("has a port outside 1 to 65535"));
+        }
         Ok(Target {
             https,
             host: host.to_ascii_lowercase(),
@@ -314,6 +319,10 @@ mod tests {
             "example.com/hook",
             "https://user:pw@example.com/",
             "http:///nohost",
+            "http://example.com:99999/",
+            "http://example.com:0/",
+            "http://[2001:db8::1]:65536/",
+            "http://example.com:/",
         ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }

@@ -176,11 +176,11 @@ fn bad_bodies_are_400(appliance: &Appliance, key: &str) {
             "ttl_seconds",
         ),
         (json!({"action": "x", "metadata": [1]}), "metadata"),
-        (
-            json!({"action": "x", "callback_url": "ftp://example.com/"}),
-            "callback_url",
-        ),
         (json!({"action": "   "}), "action"),
+        (
+            json!({"action": format!("  {}", "x".repeat(499))}),
+            "action",
+        ),
         (json!({"action": "x", "threshold": 1.5}), "threshold"),
         (
             json!({"action": "x", "ttl_seconds": 3600.25}),
@@ -233,6 +233,14 @@ fn bad_bodies_are_400(appliance: &Appliance, key: &str) {
         (json!({"action": "x", "threshold": 2}), "threshold"),
         (
             json!({"action": "x", "callback_url": "http://127.0.0.1:9/hook"}),
+            "callback_url",
+        ),
+        (
+            json!({"action": "x", "callback_url": "ftp://example.com/"}),
+            "callback_url",
+        ),
+        (
+            json!({"action": "x", "callback_url": "http://93.184.216.34:99999/"}),
             "callback_url",
         ),
     ] {
