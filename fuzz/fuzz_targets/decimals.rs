@@ -15,6 +15,10 @@ fn rational(text: &str) -> Option<BigRational> {
     };
     let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     let digits: BigInt = format!("{integer}{fraction}").parse().ok()?;
+    if digits == BigInt::ZERO {
+        // Zero whatever the exponent (`0e-957032`): no power of ten to build.
+        return Some(BigRational::from_integer(digits));
+    }
     let scale = exponent - i64::try_from(fraction.len()).ok()?;
     let ten = BigInt::from(10);
     let power = ten.pow(u32::try_from(scale.unsigned_abs()).ok()?);

@@ -723,6 +723,14 @@ fn after_kill_9_every_signature_a_client_received_has_its_entry() {
         received.len()
     );
     assert!(cut_short > 0, "no request was ever cut short by the kill");
+    // The figures the README quotes (seen with --nocapture).
+    eprintln!(
+        "{cycles} cycles: {} signatures received, {cut_short} requests cut short, {} approval \
+         requests made, {} approved",
+        received.len(),
+        approvals.created.len(),
+        approvals.approved.len()
+    );
 
     // The log survived every crash: it starts, it verifies, and it holds every signature.
     appliance.restart();
