@@ -122,6 +122,26 @@ fn settle<T>(outcome: std::result::Result<T, TransactionError<Error>>) -> Result
     })
 }
 
+/// Positions `from` to `from + limit` of a tree scan, each entry made an item by `read` (`None`:
+/// an index entry whose record is gone), and the position of the next page if there is one.
+/// Entries before `from` are passed over without `read`.
+fn page_of<T>(
+    entries: sled::Iter,
+    from: usize,
+    limit: usize,
+    mut read: impl FnMut(sled::IVec, sled::IVec) -> Result<Option<T>>,
+) -> Result<(Vec<T>, Option<usize>)> {
+    let mut found = Vec::new();
+    for (position, entry) in entries.enumerate().skip(from) {
+        if position - from == limit {
+            return Ok((found, Some(position)));
+        }
+        let (key, value) = entry?;
+        found.extend(read(key, value)?);
+    }
+    Ok((found, None))
+}
+
 /// `owner ‖ 0 ‖ sequence`: scanning an owner's prefix yields entries in creation order.
 fn index_key(owner: &str, sequence: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(owner.len() + 9);
@@ -325,7 +345,6 @@ impl Store {
             .transpose()
     }
 
-    /// The records an index lists under `owner`, in creation order.
     /// One page of [`Store::indexed`]: the records of index positions `from` to `from + limit`,
     /// and the position of the next page if there is one. Entries before `from` are skipped
     /// without reading their records.
@@ -339,17 +358,9 @@ impl Store {
     ) -> Result<(Vec<R>, Option<usize>)> {
         let mut prefix = owner.as_bytes().to_vec();
         prefix.push(0);
-        let mut found = Vec::new();
-        for (position, entry) in index.scan_prefix(&prefix).enumerate().skip(from) {
-            if position - from == limit {
-                return Ok((found, Some(position)));
-            }
-            let (_, id) = entry?;
-            if let Some(record) = self.get(records, &String::from_utf8_lossy(&id))? {
-                found.push(record);
-            }
-        }
-        Ok((found, None))
+        page_of(index.scan_prefix(&prefix), from, limit, |_, id| {
+            self.get(records, &String::from_utf8_lossy(&id))
+        })
     }
 
     /// How many entries `owner` has in `index` (keys only: no record is read or unsealed).
@@ -359,6 +370,7 @@ impl Store {
         index.scan_prefix(&prefix).keys().count()
     }
 
+    /// The records an index lists under `owner`, in creation order.
     fn indexed<R: Record>(&self, index: &Tree, records: &Tree, owner: &str) -> Result<Vec<R>> {
         let mut prefix = owner.as_bytes().to_vec();
         prefix.push(0);

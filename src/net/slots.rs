@@ -6,19 +6,16 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-/// Where connections come from, for counting.
+use crate::limit::address_key;
+
+/// Where connections come from, for counting: the key the rate limits use too
+/// ([`address_key`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Source(u128);
+pub struct Source(IpAddr);
 
 impl Source {
     pub fn of(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(v4) => Source(u128::from(u32::from(v4))),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Source(u128::from(u32::from(v4))),
-                None => Source(u128::from(v6) & !((1u128 << 64) - 1)),
-            },
-        }
+        Source(address_key(ip))
     }
 }
 

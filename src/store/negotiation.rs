@@ -59,15 +59,9 @@ impl Store {
     ) -> Result<(Vec<OfferRecord>, Option<usize>)> {
         let mut prefix = negotiation_id.as_bytes().to_vec();
         prefix.push(0);
-        let mut found = Vec::new();
-        for (position, item) in self.offers.scan_prefix(&prefix).enumerate().skip(from) {
-            if position - from == limit {
-                return Ok((found, Some(position)));
-            }
-            let (key, raw) = item?;
-            found.push(self.decode(&key, &raw)?);
-        }
-        Ok((found, None))
+        super::page_of(self.offers.scan_prefix(&prefix), from, limit, |key, raw| {
+            self.decode(&key, &raw).map(Some)
+        })
     }
 
     pub fn offers(&self, negotiation_id: &str) -> Result<Vec<OfferRecord>> {
