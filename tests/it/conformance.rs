@@ -59,6 +59,8 @@ fn schemathesis_finds_the_api_conforms_to_its_document() {
         ),
     );
     let output = Command::new(python_tool("schemathesis"))
+        // Its cache of crashes goes in the test's directory, not the checkout.
+        .current_dir(appliance.dir.path())
         .arg("--config-file")
         .arg(&config)
         .arg("run")
