@@ -13,9 +13,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # headless Chromium (with a virtual passkey authenticator) drives the approval pages; Go's
 # checksum-database client code (golang.org/x/mod/sumdb, built offline from Debian's source
 # package) reads the audit log's served tiles; python3-venv holds the PyPI tools below; iproute2
-# brings up loopback in the network namespace the API conformance test runs in.
+# brings up loopback in the network namespace the API conformance test runs in; kryoptic, the
+# second PKCS#11 implementation, is built with clang (bindgen), from sources checked with gpgv
+# and xz; libusb is for the native YubiHSM backend's USB connector.
 DEBIAN_PACKAGES := softhsm2 openssh-client git faketime openssl curl chromium \
-	golang-go golang-golang-x-mod-dev python3-venv iproute2
+	golang-go golang-golang-x-mod-dev python3-venv iproute2 \
+	libclang-dev gpgv xz-utils debian-archive-keyring libusb-1.0-0-dev
 
 # Third-party tools from PyPI the tests run against the appliance, in a virtual environment of
 # their own (reinstalled when this list changes): ssh-audit checks the SSH algorithms,
@@ -23,7 +26,7 @@ DEBIAN_PACKAGES := softhsm2 openssh-client git faketime openssl curl chromium \
 TOOLS := target/tools
 PYPI_TOOLS := ssh-audit==3.9.* schemathesis==4.32.*
 
-.PHONY: deps dev test bench fuzz
+.PHONY: deps dev test bench fuzz kryoptic
 FUZZ_SECONDS := 20
 
 deps:
@@ -41,6 +44,12 @@ deps:
 		$(TOOLS)/bin/pip install -q $(PYPI_TOOLS) && \
 		echo "$(PYPI_TOOLS)" > $(TOOLS)/installed; \
 	fi
+	@$(MAKE) -s kryoptic
+
+# kryoptic (crates.io), the second PKCS#11 implementation the backend and end-to-end tests run
+# against, built once into target/kryoptic (about 8 minutes on two cores, most of it OpenSSL).
+kryoptic:
+	@tools/kryoptic/build.sh target/kryoptic
 
 dev: deps
 	cargo build --release --bins

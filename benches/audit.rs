@@ -84,14 +84,12 @@ fn main() {
         SoftHsmStore::create(&dir.path().join("hsm"), "sshsign-bench", Path::new(SERVER)).unwrap();
     // SAFETY: single-threaded here, before the PKCS#11 module is loaded in this process.
     unsafe { std::env::set_var("SOFTHSM2_CONF", store.conf()) };
-    let hsm = Pkcs11Hsm::open(Pkcs11Config {
-        module: store.module.clone(),
-        token_label: store.label.clone(),
-        pin: sshsign::secret::read_secret_file(&store.pin_file()).unwrap(),
-        sessions: 1,
-        ec_params: Default::default(),
-        object_id: Default::default(),
-    })
+    let hsm = Pkcs11Hsm::open(Pkcs11Config::new(
+        store.module.clone(),
+        store.label.clone(),
+        sshsign::secret::read_secret_file(&store.pin_file()).unwrap(),
+        1,
+    ))
     .unwrap();
     sshsign::provision::generate_appliance_keys(&hsm).unwrap();
     let keys = sshsign::provision::appliance_keys(&hsm).unwrap();

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::hsm::profile::{EcParamsForm, HsmProfile, ObjectIdForm};
+use crate::hsm::profile::{BackendKind, EcParamsForm, HsmProfile, KeyLogin, ObjectIdForm};
+use crate::hsm::yubihsm::ConnectorAddress;
+use crate::hsm::{BackendConfig, DeviceLimits};
 use crate::limit::Limit;
 use crate::net::AddressBlock;
 
@@ -60,6 +62,11 @@ pub struct RawConfig {
     pub pkcs11_module: Option<PathBuf>,
     pub pkcs11_token: Option<String>,
     pub pkcs11_pin_file: Option<PathBuf>,
+    /// The security officer's (NetHSM: Administrator's) PIN, for profiles whose keys are made
+    /// by that login.
+    pub hsm_admin_pin_file: Option<PathBuf>,
+    /// Where a native YubiHSM 2 is reached: `http://HOST:PORT`, `usb` or `usb:SERIAL`.
+    pub yubihsm_connector: Option<String>,
     pub hsm_sessions: Option<usize>,
     pub authorized_keys: Option<PathBuf>,
     pub http_tls_cert: Option<PathBuf>,
@@ -106,6 +113,8 @@ impl RawConfig {
             pkcs11_module: text("SSHSIGN_PKCS11_MODULE").map(PathBuf::from),
             pkcs11_token: text("SSHSIGN_PKCS11_TOKEN"),
             pkcs11_pin_file: text("SSHSIGN_PKCS11_PIN_FILE").map(PathBuf::from),
+            hsm_admin_pin_file: text("SSHSIGN_HSM_ADMIN_PIN_FILE").map(PathBuf::from),
+            yubihsm_connector: text("SSHSIGN_YUBIHSM_CONNECTOR"),
             hsm_sessions: sessions,
             authorized_keys: text("SSHSIGN_AUTHORIZED_KEYS").map(PathBuf::from),
             http_tls_cert: text("SSHSIGN_HTTP_TLS_CERT").map(PathBuf::from),
@@ -182,6 +191,8 @@ impl RawConfig {
             pkcs11_module: over.pkcs11_module.or(self.pkcs11_module),
             pkcs11_token: over.pkcs11_token.or(self.pkcs11_token),
             pkcs11_pin_file: over.pkcs11_pin_file.or(self.pkcs11_pin_file),
+            hsm_admin_pin_file: over.hsm_admin_pin_file.or(self.hsm_admin_pin_file),
+            yubihsm_connector: over.yubihsm_connector.or(self.yubihsm_connector),
             hsm_sessions: over.hsm_sessions.or(self.hsm_sessions),
             authorized_keys: over.authorized_keys.or(self.authorized_keys),
             http_tls_cert: over.http_tls_cert.or(self.http_tls_cert),
@@ -202,12 +213,66 @@ impl RawConfig {
 #[derive(Debug, Clone)]
 pub struct HsmSettings {
     pub profile: Option<String>,
-    pub module: PathBuf,
+    pub backend: HsmBackend,
     pub token_label: String,
+    /// The PIN (PKCS#11) or the authentication key id and password (native YubiHSM).
     pub pin_file: PathBuf,
     pub sessions: usize,
-    pub ec_params: EcParamsForm,
-    pub object_id: ObjectIdForm,
+    pub limits: DeviceLimits,
+}
+
+/// Which code reaches the token, with what it needs.
+#[derive(Debug, Clone)]
+pub enum HsmBackend {
+    Pkcs11 {
+        module: PathBuf,
+        ec_params: EcParamsForm,
+        object_id: ObjectIdForm,
+        /// The security officer's PIN file, when that login makes and destroys keys.
+        admin_pin_file: Option<PathBuf>,
+        label_is_id: bool,
+    },
+    Yubihsm {
+        connector: ConnectorAddress,
+    },
+}
+
+impl HsmSettings {
+    /// Reads the secret files and says how to open the token, with `sessions` sessions.
+    pub fn backend_config(&self, sessions: usize) -> Result<BackendConfig, crate::secret::Error> {
+        let pin = crate::secret::read_secret_file(&self.pin_file)?;
+        Ok(match &self.backend {
+            HsmBackend::Pkcs11 {
+                module,
+                ec_params,
+                object_id,
+                admin_pin_file,
+                label_is_id,
+            } => BackendConfig::Pkcs11(crate::hsm::pkcs11::Pkcs11Config {
+                module: module.clone(),
+                token_label: self.token_label.clone(),
+                pin,
+                sessions,
+                ec_params: *ec_params,
+                object_id: *object_id,
+                admin_pin: admin_pin_file
+                    .as_deref()
+                    .map(crate::secret::read_secret_file)
+                    .transpose()?,
+                label_is_id: *label_is_id,
+                limits: self.limits,
+            }),
+            HsmBackend::Yubihsm { connector } => {
+                BackendConfig::Yubihsm(crate::hsm::yubihsm::YubiHsmConfig {
+                    connector: connector.clone(),
+                    credentials: pin,
+                    label: self.token_label.clone(),
+                    sessions,
+                    limits: self.limits,
+                })
+            }
+        })
+    }
 }
 
 /// The HTTP side's settings.
@@ -261,7 +326,7 @@ impl ServeConfig {
     /// Validates raw settings. `credentials_dir` is systemd's `$CREDENTIALS_DIRECTORY`.
     pub fn from_raw(raw: RawConfig, credentials_dir: Option<&Path>) -> Result<Self, Error> {
         let profile = raw.profile()?;
-        let module = raw.module(profile.as_ref())?;
+        let backend = hsm_backend(&raw, profile.as_ref(), credentials_dir)?;
         // Every interface with TLS; loopback (for a TLS proxy in front) without.
         let tls = raw.http_tls_cert.is_some() || raw.http_tls_key.is_some();
         let http_addr = parse_addr(
@@ -347,16 +412,61 @@ impl ServeConfig {
             http_domain: raw.http_domain,
             hsm: HsmSettings {
                 profile: profile.as_ref().map(|p| p.name.clone()),
-                module,
+                backend,
                 token_label,
                 pin_file,
                 sessions,
-                ec_params: profile.as_ref().map(|p| p.ec_params).unwrap_or_default(),
-                object_id: profile.as_ref().map(|p| p.object_id).unwrap_or_default(),
+                limits: DeviceLimits {
+                    message: profile.as_ref().and_then(|p| p.message_limit),
+                    objects: token_objects.map(|room| (room.capacity, room.per_key)),
+                },
             },
             authorized_keys: raw.authorized_keys,
         })
     }
+}
+
+/// The backend the profile names, with the module or connector and, where the profile's keys
+/// are made by the security officer, that login's PIN file.
+fn hsm_backend(
+    raw: &RawConfig,
+    profile: Option<&HsmProfile>,
+    credentials_dir: Option<&Path>,
+) -> Result<HsmBackend, Error> {
+    if profile.is_some_and(|p| p.backend == BackendKind::Yubihsm) {
+        let text = raw
+            .yubihsm_connector
+            .clone()
+            .or_else(|| profile.and_then(|p| p.connector.clone()))
+            .unwrap_or_default();
+        let connector = text.parse().map_err(|reason| Error::Invalid {
+            setting: "SSHSIGN_YUBIHSM_CONNECTOR",
+            reason,
+        })?;
+        return Ok(HsmBackend::Yubihsm { connector });
+    }
+    let admin_pin_file = match profile.map(|p| p.key_login) {
+        Some(KeyLogin::So) => Some(
+            raw.hsm_admin_pin_file
+                .clone()
+                .or_else(|| credentials_dir.map(|dir| dir.join("hsm-admin-pin")))
+                .ok_or(Error::Invalid {
+                    setting: "SSHSIGN_HSM_ADMIN_PIN_FILE",
+                    reason: "this HSM profile makes and destroys keys with the security \
+                             officer's (administrator's) login: name the file that holds its \
+                             PIN, or run under systemd with a credential named hsm-admin-pin"
+                        .into(),
+                })?,
+        ),
+        _ => None,
+    };
+    Ok(HsmBackend::Pkcs11 {
+        module: raw.module(profile)?,
+        ec_params: profile.map(|p| p.ec_params).unwrap_or_default(),
+        object_id: profile.map(|p| p.object_id).unwrap_or_default(),
+        admin_pin_file,
+        label_is_id: profile.is_some_and(|p| p.label_is_id),
+    })
 }
 
 /// TLS files, trusted proxies and rate limits. Plain HTTP is served on loopback (development, or
@@ -515,7 +625,9 @@ mod tests {
         let config = ServeConfig::from_raw(raw, None).unwrap();
         assert_eq!(config.listen_addr, "0.0.0.0:2200".parse().unwrap());
         assert_eq!(config.http_addr, "127.0.0.1:2".parse().unwrap());
-        assert_eq!(config.hsm.module, PathBuf::from("/m.so"));
+        assert!(
+            matches!(&config.hsm.backend, HsmBackend::Pkcs11 { module, admin_pin_file: None, .. } if module == Path::new("/m.so"))
+        );
         assert_eq!(config.hsm.token_label, "sshsign");
         assert_eq!(config.db_path, PathBuf::from("./sshsign.db"));
         assert_eq!(config.audit_path, PathBuf::from("./sshsign.db.tlog"));
@@ -537,6 +649,59 @@ mod tests {
         // Nothing configured: both listeners on loopback.
         assert_eq!(config.listen_addr, "127.0.0.1:2222".parse().unwrap());
         assert_eq!(config.http_addr, "127.0.0.1:8443".parse().unwrap());
+    }
+
+    #[test]
+    fn the_profile_chooses_the_backend_and_its_logins() {
+        // NetHSM makes keys as the Administrator: its PIN file is required, from a setting or
+        // a systemd credential.
+        let nethsm = [
+            ("SSHSIGN_HSM_PROFILE", "nitrokey-nethsm"),
+            ("SSHSIGN_PKCS11_MODULE", "/m.so"),
+            ("SSHSIGN_PKCS11_PIN_FILE", "/pin"),
+        ];
+        let err = ServeConfig::from_raw(env(&nethsm), None).unwrap_err();
+        assert!(
+            err.to_string().starts_with("SSHSIGN_HSM_ADMIN_PIN_FILE"),
+            "{err}"
+        );
+        let config =
+            ServeConfig::from_raw(env(&nethsm), Some(Path::new("/run/credentials/x"))).unwrap();
+        match &config.hsm.backend {
+            HsmBackend::Pkcs11 {
+                admin_pin_file,
+                ec_params,
+                label_is_id,
+                ..
+            } => {
+                assert_eq!(
+                    admin_pin_file.as_deref(),
+                    Some(Path::new("/run/credentials/x/hsm-admin-pin"))
+                );
+                assert_eq!(*ec_params, EcParamsForm::Oid);
+                assert!(label_is_id);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // The native YubiHSM profile: a connector, the device's limits, no module.
+        let mut native = vec![
+            ("SSHSIGN_HSM_PROFILE", "yubihsm2-native"),
+            ("SSHSIGN_PKCS11_PIN_FILE", "/auth"),
+        ];
+        let config = ServeConfig::from_raw(env(&native), None).unwrap();
+        assert!(matches!(
+            &config.hsm.backend,
+            HsmBackend::Yubihsm { connector } if connector.to_string() == "http://127.0.0.1:12345"
+        ));
+        assert_eq!(config.hsm.limits.message, Some(2047));
+        assert_eq!(config.hsm.limits.objects, Some((256, 1)));
+        native.push(("SSHSIGN_YUBIHSM_CONNECTOR", "ftp://x"));
+        let err = ServeConfig::from_raw(env(&native), None).unwrap_err();
+        assert!(
+            err.to_string().starts_with("SSHSIGN_YUBIHSM_CONNECTOR"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,14 +5,19 @@
 //! [`Token`], which runs each call on a dedicated pool of token threads. Key objects are named by their
 //! `CKA_ID` ([`ObjectId`]); the store keeps that id and the public key, never anything private.
 //!
-//! Backends: [`pkcs11`] (SoftHSMv2, YubiHSM 2 through `yubihsm_pkcs11.so`, Nitrokey NetHSM).
-//! Which device and how it is reached is described by an [`profile::HsmProfile`].
+//! Backends: [`pkcs11`] (SoftHSMv2, kryoptic, YubiHSM 2 through `yubihsm_pkcs11.so`, Nitrokey
+//! NetHSM) and [`yubihsm`] (YubiHSM 2's own protocol). Which device and how it is reached is
+//! described by an [`profile::HsmProfile`]; [`open`] opens either.
 
 pub mod pkcs11;
 pub mod profile;
 mod token;
+pub mod yubihsm;
 
 use std::fmt;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
 
 pub use self::token::{Token, TokenUsage};
 
@@ -124,6 +129,20 @@ pub enum Error {
     Pin(#[from] crate::secret::Error),
     #[error("PKCS#11 {0}")]
     Pkcs11(String),
+    #[error("YubiHSM: {0}")]
+    Device(String),
+    #[error(
+        "the message is {len} bytes; this device signs at most {limit} bytes with Ed25519 (see \
+         its profile's message_limit)"
+    )]
+    MessageTooLong { len: usize, limit: usize },
+    #[error(
+        "the token is full: it holds {held} objects of {capacity}; revoke keys to make room, or \
+         add a token"
+    )]
+    TokenFull { held: usize, capacity: usize },
+    #[error("the label {0:?} is longer than the device allows")]
+    Label(String),
     #[error("the token worker stopped: {0}")]
     Worker(String),
 }
@@ -145,26 +164,101 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     fn sign(&self, id: &ObjectId, message: &[u8]) -> Result<[u8; 64]>;
     /// Destroys both halves of a key pair.
     fn destroy(&self, id: &ObjectId) -> Result<()>;
-    /// Generates a non-extractable AES-256 key labelled `label` that may only encrypt and
-    /// decrypt.
-    fn generate_aes256(&self, label: &str) -> Result<ObjectId>;
-    /// Finds the AES keys labelled `label`.
-    fn find_secret_keys(&self, label: &str) -> Result<Vec<ObjectId>>;
-    /// AES-CBC with PKCS#7 padding (`CKM_AES_CBC_PAD`) under a token AES key.
-    fn encrypt(&self, id: &ObjectId, iv: [u8; 16], plaintext: &[u8]) -> Result<Vec<u8>>;
-    /// The inverse of [`Hsm::encrypt`].
-    fn decrypt(&self, id: &ObjectId, iv: [u8; 16], ciphertext: &[u8]) -> Result<Vec<u8>>;
+    /// Generates the non-extractable seal key labelled `label`, which protects the data key
+    /// that seals records (PKCS#11: AES-256 for `CKM_AES_CBC_PAD`; YubiHSM: HMAC-SHA256).
+    fn generate_seal_key(&self, label: &str) -> Result<ObjectId>;
+    /// Finds the seal keys labelled `label`.
+    fn find_seal_keys(&self, label: &str) -> Result<Vec<ObjectId>>;
+    /// Makes a new data key of [`DATA_KEY_LEN`] bytes under the seal key: the key, and what to
+    /// store so that [`Hsm::open_data_key`] gives it back (nothing that reveals it).
+    fn new_data_key(&self, seal: &ObjectId) -> Result<(DataKey, Vec<u8>)>;
+    /// The data key that [`Hsm::new_data_key`] stored as `stored`.
+    fn open_data_key(&self, seal: &ObjectId, stored: &[u8]) -> Result<DataKey>;
     /// Fills `out` from the token's random number generator.
     fn random(&self, out: &mut [u8]) -> Result<()>;
     /// Reads the private key object's protection attributes.
     fn attributes(&self, id: &ObjectId) -> Result<KeyAttributes>;
     /// Describes the token.
     fn describe(&self) -> TokenDescription;
+    /// Ends the appliance's login to the token (at shutdown); a later call logs in again.
+    fn close(&self) -> Result<()>;
+}
+
+/// Bytes in the data key that seals records.
+pub const DATA_KEY_LEN: usize = 32;
+
+/// A data key in memory, wiped when dropped.
+pub type DataKey = Zeroizing<Vec<u8>>;
+
+/// How to reach a token: which backend, with its settings.
+#[derive(Debug)]
+pub enum BackendConfig {
+    Pkcs11(pkcs11::Pkcs11Config),
+    Yubihsm(yubihsm::YubiHsmConfig),
+}
+
+/// Opens the token `config` names and logs in.
+pub fn open(config: BackendConfig) -> Result<Arc<dyn Hsm>> {
+    Ok(match config {
+        BackendConfig::Pkcs11(config) => Arc::new(pkcs11::Pkcs11Hsm::open(config)?),
+        BackendConfig::Yubihsm(config) => Arc::new(yubihsm::YubiHsm::open(config)?),
+    })
+}
+
+/// What a backend is told about the device's limits, from its profile.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeviceLimits {
+    /// The longest message the device signs, in bytes.
+    pub message: Option<usize>,
+    /// Objects the device holds in all, and objects one key pair takes.
+    pub objects: Option<(usize, usize)>,
+}
+
+impl DeviceLimits {
+    /// Refuses a message the device would refuse, before it is asked.
+    pub fn check_message(&self, message: &[u8]) -> Result<()> {
+        match self.message {
+            Some(limit) if message.len() > limit => Err(Error::MessageTooLong {
+                len: message.len(),
+                limit,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a new key pair when `held` objects leave no room for it.
+    pub fn check_room(&self, held: usize) -> Result<()> {
+        match self.objects {
+            Some((capacity, per_key)) if held + per_key > capacity => {
+                Err(Error::TokenFull { held, capacity })
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_limits_refuse_before_the_device_is_asked() {
+        let limits = DeviceLimits {
+            message: Some(4),
+            objects: Some((10, 2)),
+        };
+        assert!(limits.check_message(b"1234").is_ok());
+        let long = limits.check_message(b"12345").unwrap_err();
+        assert!(
+            matches!(long, Error::MessageTooLong { len: 5, limit: 4 }),
+            "{long}"
+        );
+        assert!(limits.check_room(8).is_ok());
+        let full = limits.check_room(9).unwrap_err();
+        assert!(full.to_string().contains("holds 9 objects of 10"), "{full}");
+        let none = DeviceLimits::default();
+        assert!(none.check_message(&[0; 100_000]).is_ok() && none.check_room(1 << 30).is_ok());
+    }
 
     #[test]
     fn object_id_hex_round_trip() {

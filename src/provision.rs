@@ -132,7 +132,7 @@ pub fn generate_appliance_keys(hsm: &dyn Hsm) -> Result<Vec<(ApplianceKey, bool)
     for spec in manifest()? {
         if spec.kind == KeyKind::Aes256 {
             if find_secret(hsm, &spec)?.is_none() {
-                hsm.generate_aes256(&spec.label)?;
+                hsm.generate_seal_key(&spec.label)?;
             }
             continue;
         }
@@ -146,7 +146,7 @@ pub fn generate_appliance_keys(hsm: &dyn Hsm) -> Result<Vec<(ApplianceKey, bool)
 }
 
 fn find_secret(hsm: &dyn Hsm, spec: &ApplianceKeySpec) -> Result<Option<ObjectId>, Error> {
-    at_most_one(hsm.find_secret_keys(&spec.label)?, spec)
+    at_most_one(hsm.find_seal_keys(&spec.label)?, spec)
 }
 
 /// The token's seal key; a missing one is an error that says how to make it.

@@ -16,9 +16,9 @@ use std::fmt;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::hmac;
 use ring::rand::{SecureRandom as _, SystemRandom};
-use zeroize::Zeroizing;
 
-const DATA_KEY_LEN: usize = 32;
+#[cfg(test)]
+use crate::hsm::DATA_KEY_LEN;
 const CHECK_LABEL: &[u8] = b"sshsign data key check v1";
 
 /// Seal failures. None of them says anything about the plaintext.
@@ -44,13 +44,11 @@ impl fmt::Debug for Sealer {
     }
 }
 
-/// The data key, in memory only while it is being set up.
-pub type DataKey = Zeroizing<[u8; DATA_KEY_LEN]>;
-
 /// What the store keeps of the data key: encrypted under the seal key, and its check value.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WrappedDataKey {
-    /// `iv (16) ‖ AES-CBC-PAD ciphertext`, hex.
+    /// What the token's backend keeps to give the data key back, hex: for PKCS#11,
+    /// `iv (16) ‖ AES-CBC-PAD ciphertext`; for the native YubiHSM, the HMAC input.
     pub wrapped: String,
     /// HMAC-SHA256(data key, fixed label), hex: catches a wrong seal key at start-up.
     pub check: String,
@@ -147,41 +145,32 @@ pub enum SetupError {
     Malformed,
 }
 
-/// Draws a new data key from the token's RNG and encrypts it under the token's seal key.
+/// Has the token make a new data key under its seal key; returns the sealer and what to store.
 pub fn new_data_key(
     hsm: &dyn crate::hsm::Hsm,
     seal_key: &crate::hsm::ObjectId,
 ) -> Result<(Sealer, WrappedDataKey), SetupError> {
-    let mut data_key: DataKey = Zeroizing::new([0u8; DATA_KEY_LEN]);
-    hsm.random(data_key.as_mut())?;
-    let mut iv = [0u8; 16];
-    hsm.random(&mut iv)?;
-    let ciphertext = hsm.encrypt(seal_key, iv, data_key.as_ref())?;
-    let mut wrapped = iv.to_vec();
-    wrapped.extend_from_slice(&ciphertext);
+    let (data_key, wrapped) = hsm.new_data_key(seal_key)?;
     let stored = WrappedDataKey {
         wrapped: crate::hex::encode(&wrapped),
-        check: check_value(data_key.as_ref()),
+        check: check_value(&data_key),
     };
-    Ok((Sealer::new(data_key.as_ref(), &stored.check)?, stored))
+    Ok((Sealer::new(&data_key, &stored.check)?, stored))
 }
 
-/// Decrypts the stored data key with the token's seal key: one token call, at start-up.
+/// Opens the stored data key with the token's seal key: one token call, at start-up.
 pub fn open_data_key(
     hsm: &dyn crate::hsm::Hsm,
     seal_key: &crate::hsm::ObjectId,
     stored: &WrappedDataKey,
 ) -> Result<Sealer, SetupError> {
     let wrapped = crate::hex::decode(&stored.wrapped).ok_or(SetupError::Malformed)?;
-    if wrapped.len() <= 16 {
+    if wrapped.is_empty() {
         return Err(SetupError::Malformed);
     }
-    let (iv, ciphertext) = wrapped.split_at(16);
-    let iv: [u8; 16] = iv.try_into().map_err(|_| SetupError::Malformed)?;
-    let data_key = Zeroizing::new(
-        hsm.decrypt(seal_key, iv, ciphertext)
-            .map_err(|_| SetupError::Seal(Error::DataKeyCheck))?,
-    );
+    let data_key = hsm
+        .open_data_key(seal_key, &wrapped)
+        .map_err(|_| SetupError::Seal(Error::DataKeyCheck))?;
     Ok(Sealer::new(&data_key, &stored.check)?)
 }
 

@@ -14,8 +14,7 @@ use tokio::sync::watch;
 use crate::appliance::{Appliance, Settings};
 use crate::audit::{AuditLog, CheckpointSigner};
 use crate::config::ServeConfig;
-use crate::hsm::pkcs11::{Pkcs11Config, Pkcs11Hsm};
-use crate::hsm::{Hsm as _, Token};
+use crate::hsm::{Hsm, Token};
 use crate::ssh::{self, AllowedKeys, SshSettings};
 use crate::store::Store;
 use crate::web::guard::Guard;
@@ -67,7 +66,7 @@ pub struct Running {
     /// The SSH host key, OpenSSH one-line form, and its fingerprint.
     pub host_key: String,
     pub host_key_fingerprint: String,
-    hsm: Arc<Pkcs11Hsm>,
+    hsm: Arc<dyn Hsm>,
     token: Token,
     store: Store,
     ssh_listener: TcpListener,
@@ -184,7 +183,7 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
 
 /// What opening the token yields.
 struct OpenedToken {
-    hsm: Arc<Pkcs11Hsm>,
+    hsm: Arc<dyn Hsm>,
     keys: Vec<provision::ApplianceKey>,
     sealer: seal::Sealer,
     /// The data key made now, to be stored, if the store had none.
@@ -202,33 +201,25 @@ fn open_store(config: &ServeConfig) -> Result<Store, StartError> {
 /// Logs in to the token, finds and self-tests the appliance's keys, and opens the data key
 /// that seals records (making one if the store has none), all on a blocking thread.
 async fn open_token(config: &ServeConfig, store: &Store) -> Result<OpenedToken, StartError> {
-    let pin = secret::read_secret_file(&config.hsm.pin_file)?;
-    let pkcs11 = Pkcs11Config {
-        module: config.hsm.module.clone(),
-        token_label: config.hsm.token_label.clone(),
-        pin,
-        sessions: config.hsm.sessions,
-        ec_params: config.hsm.ec_params,
-        object_id: config.hsm.object_id,
-    };
+    let backend = config.hsm.backend_config(config.hsm.sessions)?;
     let stored_data_key = store.data_key().map_err(|source| StartError::Store {
         path: config.db_path.display().to_string(),
         source,
     })?;
     let opened = tokio::task::spawn_blocking(move || {
-        let hsm = Pkcs11Hsm::open(pkcs11)?;
-        let keys = provision::appliance_keys(&hsm)?;
-        provision::self_test(&hsm, &keys)?;
-        let seal_key = provision::seal_key(&hsm)?;
+        let hsm = crate::hsm::open(backend)?;
+        let keys = provision::appliance_keys(hsm.as_ref())?;
+        provision::self_test(hsm.as_ref(), &keys)?;
+        let seal_key = provision::seal_key(hsm.as_ref())?;
         let (sealer, new_data_key) = match stored_data_key {
-            Some(stored) => (seal::open_data_key(&hsm, &seal_key, &stored)?, None),
+            Some(stored) => (seal::open_data_key(hsm.as_ref(), &seal_key, &stored)?, None),
             None => {
-                let (sealer, stored) = seal::new_data_key(&hsm, &seal_key)?;
+                let (sealer, stored) = seal::new_data_key(hsm.as_ref(), &seal_key)?;
                 (sealer, Some(stored))
             }
         };
         Ok::<_, StartError>(OpenedToken {
-            hsm: Arc::new(hsm),
+            hsm,
             keys,
             sealer,
             new_data_key,
@@ -355,7 +346,7 @@ impl Running {
         let (hsm, token) = (self.hsm, self.token);
         let _ = tokio::task::spawn_blocking(move || {
             token.stop();
-            hsm.logout()
+            hsm.close()
         })
         .await;
         ssh.and(http)

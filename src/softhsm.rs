@@ -1,9 +1,11 @@
-//! Private SoftHSMv2 token stores for development and tests, made by the scripts in
-//! `softhsm-fixtures/` (built into the binary, so `sshsign-server dev` needs no checkout).
+//! Private software token stores for development and tests: SoftHSMv2, made by the scripts in
+//! `softhsm-fixtures/` (built into the binary, so `sshsign-server dev` needs no checkout), and
+//! kryoptic, the second PKCS#11 implementation the tests run against.
 //!
-//! A store is a directory: `softhsm2.conf` (from the template), `tokens/`, and the 0600 PIN files
-//! `user-pin` and `so-pin`. SoftHSM reads `SOFTHSM2_CONF` once, at `C_Initialize`, so a process
-//! uses one store; [`SoftHsmStore::env`] gives the variables a child process needs.
+//! A store is a directory: the module's configuration (`softhsm2.conf` from the template, or
+//! `kryoptic.conf`), `tokens/`, and the 0600 PIN files `user-pin` and `so-pin`. Both modules read
+//! their configuration variable once, at `C_Initialize`, so a process uses one store;
+//! [`SoftHsmStore::env`] gives the variables a child process needs.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -31,12 +33,23 @@ pub enum Error {
     Script { status: String, stderr: String },
 }
 
-/// A SoftHSMv2 token store in a directory.
+/// Which software token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoftToken {
+    SoftHsm,
+    Kryoptic,
+}
+
+/// Slots a kryoptic store offers: one for the first token, the rest for tests that add tokens.
+const KRYOPTIC_SLOTS: u32 = 8;
+
+/// A software token store in a directory.
 #[derive(Debug, Clone)]
 pub struct SoftHsmStore {
     pub dir: PathBuf,
     pub label: String,
     pub module: PathBuf,
+    pub kind: SoftToken,
 }
 
 /// The installed libsofthsm2.so, found through the softhsm2 profile.
@@ -88,12 +101,81 @@ impl SoftHsmStore {
         Ok(Self::existing(dir, label, module))
     }
 
+    /// Makes a kryoptic store in `dir` (eight SQLite-backed slots) with a token labelled
+    /// `label` in the first, initialised through `server_exe`, kryoptic being `module`.
+    pub fn create_kryoptic(
+        dir: &Path,
+        label: &str,
+        server_exe: &Path,
+        module: &Path,
+    ) -> Result<Self, Error> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let io = |source| Error::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(dir.join("tokens")).map_err(io)?;
+        let dir = dir.canonicalize().map_err(io)?;
+        let mut conf = String::new();
+        for slot in 1..=KRYOPTIC_SLOTS {
+            let db = dir.join("tokens").join(format!("{slot}.sql"));
+            conf.push_str(&format!(
+                "[[slots]]\nslot = {slot}\ndbtype = \"sqlite\"\ndbargs = \"{}\"\n\n",
+                db.display()
+            ));
+        }
+        let store = SoftHsmStore {
+            dir: dir.clone(),
+            label: label.to_owned(),
+            module: module.to_owned(),
+            kind: SoftToken::Kryoptic,
+        };
+        std::fs::write(store.conf(), conf).map_err(io)?;
+        for pin in [store.pin_file(), store.so_pin_file()] {
+            let mut random = [0u8; 16];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
+                .map_err(|_| io(std::io::Error::other("no random bytes")))?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&pin)
+                .and_then(|mut file| file.write_all(crate::hex::encode(&random).as_bytes()))
+                .map_err(io)?;
+        }
+        let output = Command::new(server_exe)
+            .args([
+                "provision",
+                "init-token",
+                "--profile",
+                "kryoptic",
+                "--module",
+            ])
+            .arg(module)
+            .args(["--label", label, "--so-pin-file"])
+            .arg(store.so_pin_file())
+            .arg("--pin-file")
+            .arg(store.pin_file())
+            .env("KRYOPTIC_CONF", store.conf())
+            .output()
+            .map_err(io)?;
+        if !output.status.success() {
+            return Err(Error::Script {
+                status: output.status.to_string(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
+        }
+        Ok(store)
+    }
+
     /// A store made earlier.
     pub fn existing(dir: &Path, label: &str, module: PathBuf) -> Self {
         SoftHsmStore {
             dir: dir.to_owned(),
             label: label.to_owned(),
             module,
+            kind: SoftToken::SoftHsm,
         }
     }
 
@@ -102,8 +184,20 @@ impl SoftHsmStore {
         dir.join("softhsm2.conf").is_file() && dir.join("user-pin").is_file()
     }
 
+    /// The module's configuration file.
     pub fn conf(&self) -> PathBuf {
-        self.dir.join("softhsm2.conf")
+        self.dir.join(match self.kind {
+            SoftToken::SoftHsm => "softhsm2.conf",
+            SoftToken::Kryoptic => "kryoptic.conf",
+        })
+    }
+
+    /// The variable that points the module at [`Self::conf`].
+    pub fn conf_variable(&self) -> &'static str {
+        match self.kind {
+            SoftToken::SoftHsm => "SOFTHSM2_CONF",
+            SoftToken::Kryoptic => "KRYOPTIC_CONF",
+        }
     }
 
     pub fn pin_file(&self) -> PathBuf {
@@ -117,9 +211,13 @@ impl SoftHsmStore {
     /// The environment a process needs to use this store's token through the appliance's
     /// settings.
     pub fn env(&self) -> Vec<(&'static str, OsString)> {
+        let profile = match self.kind {
+            SoftToken::SoftHsm => "softhsm2",
+            SoftToken::Kryoptic => "kryoptic",
+        };
         vec![
-            ("SOFTHSM2_CONF", self.conf().into()),
-            ("SSHSIGN_HSM_PROFILE", "softhsm2".into()),
+            (self.conf_variable(), self.conf().into()),
+            ("SSHSIGN_HSM_PROFILE", profile.into()),
             ("SSHSIGN_PKCS11_MODULE", self.module.clone().into()),
             ("SSHSIGN_PKCS11_TOKEN", self.label.clone().into()),
             ("SSHSIGN_PKCS11_PIN_FILE", self.pin_file().into()),

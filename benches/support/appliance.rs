@@ -194,14 +194,12 @@ pub struct RawToken {
 impl RawToken {
     pub fn open(store: &SoftHsmStore, sessions: usize) -> Self {
         let hsm = Arc::new(
-            Pkcs11Hsm::open(Pkcs11Config {
-                module: store.module.clone(),
-                token_label: store.label.clone(),
-                pin: sshsign::secret::read_secret_file(&store.pin_file()).unwrap(),
+            Pkcs11Hsm::open(Pkcs11Config::new(
+                store.module.clone(),
+                store.label.clone(),
+                sshsign::secret::read_secret_file(&store.pin_file()).unwrap(),
                 sessions,
-                ec_params: Default::default(),
-                object_id: Default::default(),
-            })
+            ))
             .unwrap(),
         );
         let key = hsm.generate_ed25519("bench-raw").unwrap();

@@ -4,13 +4,13 @@
 
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use sshsign::config::{RawConfig, ServeConfig};
-use sshsign::hsm::Hsm as _;
+use sshsign::hsm::Hsm;
 use sshsign::hsm::pkcs11::module::{self, InitSlot};
-use sshsign::hsm::pkcs11::{Pkcs11Config, Pkcs11Hsm};
 use sshsign::hsm::profile::HsmProfile;
 use sshsign::{dev, provision, secret, server};
 
@@ -166,12 +166,12 @@ impl ModuleArgs {
 }
 
 impl TokenArgs {
-    fn open(&self) -> Result<Pkcs11Hsm> {
+    fn open(&self) -> Result<Arc<dyn Hsm>> {
         Ok(self.open_with_room()?.0)
     }
 
     /// The token, and its fixed room for objects if it has one.
-    fn open_with_room(&self) -> Result<(Pkcs11Hsm, Option<sshsign::appliance::TokenObjects>)> {
+    fn open_with_room(&self) -> Result<(Arc<dyn Hsm>, Option<sshsign::appliance::TokenObjects>)> {
         let flags = self.module.raw()?.overlaid_with(RawConfig {
             pkcs11_token: self.token.clone(),
             pkcs11_pin_file: self.pin_file.clone(),
@@ -179,14 +179,7 @@ impl TokenArgs {
         });
         let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
         let config = ServeConfig::from_raw(flags, credentials.as_deref())?;
-        let hsm = Pkcs11Hsm::open(Pkcs11Config {
-            module: config.hsm.module,
-            token_label: config.hsm.token_label,
-            pin: secret::read_secret_file(&config.hsm.pin_file)?,
-            sessions: 1,
-            ec_params: config.hsm.ec_params,
-            object_id: config.hsm.object_id,
-        })?;
+        let hsm = sshsign::hsm::open(config.hsm.backend_config(1)?)?;
         Ok((hsm, config.token_objects))
     }
 }
@@ -235,7 +228,7 @@ fn provision(command: Provision) -> Result<()> {
         }
         Provision::GenerateApplianceKeys(args) => {
             let hsm = args.open()?;
-            let appliance_keys = provision::generate_appliance_keys(&hsm)?
+            let appliance_keys = provision::generate_appliance_keys(hsm.as_ref())?
                 .into_iter()
                 .map(|(key, created)| v::GeneratedKey { created, key })
                 .collect();
@@ -243,7 +236,7 @@ fn provision(command: Provision) -> Result<()> {
         }
         Provision::Show(args) => {
             let (hsm, room) = args.open_with_room()?;
-            let keys = provision::appliance_keys(&hsm)?;
+            let keys = provision::appliance_keys(hsm.as_ref())?;
             // Every Ed25519 key in the token that is not the appliance's own is a signing key.
             let in_token = hsm.list()?.len().saturating_sub(keys.len());
             v::to_value(&v::ShownToken {
@@ -267,9 +260,9 @@ fn provision(command: Provision) -> Result<()> {
         }
         Provision::SelfTest(args) => {
             let hsm = args.open()?;
-            let keys = provision::appliance_keys(&hsm)?;
+            let keys = provision::appliance_keys(hsm.as_ref())?;
             v::to_value(&v::SelfTestView {
-                self_test: provision::self_test(&hsm, &keys)?,
+                self_test: provision::self_test(hsm.as_ref(), &keys)?,
                 ok: true,
             })
         }

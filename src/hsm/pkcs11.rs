@@ -6,6 +6,10 @@
 //! (`CKM_EDDSA`, one shot). Private-key object handles are cached per `CKA_ID` (PKCS#11 handles
 //! are shared by all of an application's sessions); a stale handle found at `C_SignInit`, before
 //! anything was signed, is looked up again once.
+//!
+//! Where the profile says keys are made by the security officer (NetHSM's Administrator), key
+//! generation and destruction run on a session of their own logged in with the administrator's
+//! PIN; signing stays on the user's sessions.
 
 pub mod module;
 mod pool;
@@ -19,13 +23,17 @@ use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, SessionState};
+use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::types::AuthPin;
+use zeroize::Zeroizing;
 
 use self::module::{ck, failed_before_signing, is_session_loss};
 use self::pool::{Lease, SessionPool};
 use super::profile::{EcParamsForm, ObjectIdForm};
-use super::{Error, Hsm, KeyAttributes, ObjectId, Result, TokenDescription, TokenKey};
+use super::{
+    DATA_KEY_LEN, DataKey, DeviceLimits, Error, Hsm, KeyAttributes, ObjectId, Result,
+    TokenDescription, TokenKey,
+};
 
 /// How many fresh ids are drawn before giving up on finding a free one (only short ids collide).
 const OBJECT_ID_ATTEMPTS: usize = 8;
@@ -39,15 +47,42 @@ pub struct Pkcs11Config {
     pub sessions: usize,
     pub ec_params: EcParamsForm,
     pub object_id: ObjectIdForm,
+    /// The security officer's PIN, when the profile says the SO makes and destroys keys.
+    pub admin_pin: Option<AuthPin>,
+    /// The module shows `CKA_ID` as `CKA_LABEL`: use the label as the id.
+    pub label_is_id: bool,
+    pub limits: DeviceLimits,
+}
+
+impl Pkcs11Config {
+    /// A token that takes the PKCS#11 defaults: the PrintableString curve name, 16-byte random
+    /// ids, the user's login for everything, no device limits (as SoftHSMv2 and kryoptic do).
+    pub fn new(module: PathBuf, token_label: String, pin: AuthPin, sessions: usize) -> Self {
+        Pkcs11Config {
+            module,
+            token_label,
+            pin,
+            sessions,
+            ec_params: EcParamsForm::default(),
+            object_id: ObjectIdForm::default(),
+            admin_pin: None,
+            label_is_id: false,
+            limits: DeviceLimits::default(),
+        }
+    }
 }
 
 /// A token reached through a PKCS#11 module, with a pool of logged-in sessions.
 #[derive(Debug)]
 pub struct Pkcs11Hsm {
     pool: SessionPool,
+    /// The administrator's session, for key generation and destruction, when the profile asks.
+    admin: Option<SessionPool>,
     description: TokenDescription,
     ec_params: EcParamsForm,
     object_id: ObjectIdForm,
+    label_is_id: bool,
+    limits: DeviceLimits,
     handles: RwLock<HashMap<ObjectId, ObjectHandle>>,
 }
 
@@ -65,12 +100,25 @@ impl Pkcs11Hsm {
             serial: info.serial_number().trim_end().to_owned(),
             sessions: config.sessions.max(1),
         };
-        let pool = SessionPool::new(ctx, &config.token_label, config.pin, config.sessions)?;
+        let admin = config
+            .admin_pin
+            .map(|pin| SessionPool::new(ctx.clone(), &config.token_label, UserType::So, pin, 1))
+            .transpose()?;
+        let pool = SessionPool::new(
+            ctx,
+            &config.token_label,
+            UserType::User,
+            config.pin,
+            config.sessions,
+        )?;
         Ok(Pkcs11Hsm {
             pool,
+            admin,
             description,
             ec_params: config.ec_params,
             object_id: config.object_id,
+            label_is_id: config.label_is_id,
+            limits: config.limits,
             handles: RwLock::new(HashMap::new()),
         })
     }
@@ -78,16 +126,36 @@ impl Pkcs11Hsm {
     /// Logs out of the token; used at shutdown.
     pub fn logout(&self) -> Result<()> {
         self.clear_handles();
+        if let Some(admin) = &self.admin {
+            admin.logout()?;
+        }
         self.pool.logout()
     }
 
     /// Runs `f` on a leased session. A session loss closes the session, reconnects and is
     /// reported; it is never retried here, so a call that may have had an effect happens once.
     fn with_session<T>(&self, f: impl FnOnce(&Session) -> Result<T, CkError>) -> Result<T> {
-        let lease = self.pool.lease()?;
+        self.on(&self.pool, f)
+    }
+
+    /// Like [`Self::with_session`], on the session that makes and destroys keys: the
+    /// administrator's where the profile says so, else the user's.
+    fn with_key_session<T>(&self, f: impl FnOnce(&Session) -> Result<T, CkError>) -> Result<T> {
+        self.on(self.admin.as_ref().unwrap_or(&self.pool), f)
+    }
+
+    fn on<T>(
+        &self,
+        pool: &SessionPool,
+        f: impl FnOnce(&Session) -> Result<T, CkError>,
+    ) -> Result<T> {
+        let lease = pool.lease()?;
         match f(&lease) {
             Ok(value) => Ok(value),
-            Err(e) if is_session_loss(&e) => Err(self.lost(lease, &e)),
+            Err(e) if is_session_loss(&e) => {
+                self.clear_handles();
+                Err(pool.invalidate(lease, &e))
+            }
             Err(e) => Err(ck(e)),
         }
     }
@@ -135,23 +203,60 @@ impl Pkcs11Hsm {
             .remove(id);
     }
 
-    /// A random `CKA_ID` in the device's form that no object on the token uses yet.
-    fn free_object_id(&self) -> Result<ObjectId> {
+    /// A `CKA_ID` for a new object labelled `label` that no object on the token uses yet: the
+    /// label itself where the module shows ids as labels, else random in the device's form.
+    /// Refuses when the profile's object budget leaves no room.
+    fn free_object_id(&self, label: &str) -> Result<ObjectId> {
+        if self.limits.objects.is_some() {
+            self.limits.check_room(self.stored_objects()?)?;
+        }
+        let taken = |id: &ObjectId| {
+            self.read(|session| {
+                let objects = session.find_objects(&[Attribute::Id(id.as_bytes().to_vec())])?;
+                Ok(!objects.is_empty())
+            })
+        };
+        if self.label_is_id {
+            let id = ObjectId::new(label.as_bytes().to_vec());
+            if taken(&id)? {
+                return Err(Error::Pkcs11(format!(
+                    "an object with the id {label:?} is already on the token"
+                )));
+            }
+            return Ok(id);
+        }
         let mut random = vec![0u8; self.object_id.random_len()];
         for _ in 0..OBJECT_ID_ATTEMPTS {
             self.random(&mut random)?;
             let id = ObjectId::new(self.object_id.encode(&random));
-            let taken = self.read(|session| {
-                let objects = session.find_objects(&[Attribute::Id(id.as_bytes().to_vec())])?;
-                Ok(!objects.is_empty())
-            })?;
-            if !taken {
+            if !taken(&id)? {
                 return Ok(id);
             }
         }
         Err(Error::Pkcs11(
             "could not find a free CKA_ID on the token; is it full?".to_owned(),
         ))
+    }
+
+    /// Objects the token stores: keys, certificates and data. Not "every object": PKCS#11 3
+    /// tokens such as kryoptic also show mechanism, profile and validation objects (kryoptic
+    /// 1.5: about 150), which take no room.
+    fn stored_objects(&self) -> Result<usize> {
+        self.read(|session| {
+            let mut held = 0;
+            for class in [
+                ObjectClass::PRIVATE_KEY,
+                ObjectClass::PUBLIC_KEY,
+                ObjectClass::SECRET_KEY,
+                ObjectClass::CERTIFICATE,
+                ObjectClass::DATA,
+            ] {
+                held += session
+                    .find_objects(&[Attribute::Token(true), Attribute::Class(class)])?
+                    .len();
+            }
+            Ok(held)
+        })
     }
 
     fn ec_params(&self) -> Vec<u8> {
@@ -271,7 +376,7 @@ pub fn parse_ec_point(point: &[u8]) -> Result<[u8; 32]> {
 
 impl Hsm for Pkcs11Hsm {
     fn generate_ed25519(&self, label: &str) -> Result<TokenKey> {
-        let object_id = self.free_object_id()?;
+        let object_id = self.free_object_id(label)?;
         let public_template = [
             Attribute::Token(true),
             Attribute::Private(false),
@@ -291,7 +396,7 @@ impl Hsm for Pkcs11Hsm {
             Attribute::Id(object_id.as_bytes().to_vec()),
             Attribute::Label(label.as_bytes().to_vec()),
         ];
-        let (private, public) = self.with_session(|session| {
+        let (private, public) = self.with_key_session(|session| {
             let (public, private) = session.generate_key_pair(
                 &Mechanism::EccEdwardsKeyPairGen,
                 &public_template,
@@ -323,6 +428,7 @@ impl Hsm for Pkcs11Hsm {
     }
 
     fn sign(&self, id: &ObjectId, message: &[u8]) -> Result<[u8; 64]> {
+        self.limits.check_message(message)?;
         let mechanism = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
         let lease = self.pool.lease()?;
         let mut looked_up = false;
@@ -361,7 +467,7 @@ impl Hsm for Pkcs11Hsm {
 
     fn destroy(&self, id: &ObjectId) -> Result<()> {
         self.forget_handle(id);
-        self.with_session(|session| {
+        self.with_key_session(|session| {
             for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
                 if let Some(handle) = find_one(session, class, id)? {
                     session.destroy_object(handle)?;
@@ -371,8 +477,8 @@ impl Hsm for Pkcs11Hsm {
         })
     }
 
-    fn generate_aes256(&self, label: &str) -> Result<ObjectId> {
-        let object_id = self.free_object_id()?;
+    fn generate_seal_key(&self, label: &str) -> Result<ObjectId> {
+        let object_id = self.free_object_id(label)?;
         let template = [
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(KeyType::AES),
@@ -391,11 +497,11 @@ impl Hsm for Pkcs11Hsm {
             Attribute::Id(object_id.as_bytes().to_vec()),
             Attribute::Label(label.as_bytes().to_vec()),
         ];
-        self.with_session(|session| session.generate_key(&Mechanism::AesKeyGen, &template))?;
+        self.with_key_session(|session| session.generate_key(&Mechanism::AesKeyGen, &template))?;
         Ok(object_id)
     }
 
-    fn find_secret_keys(&self, label: &str) -> Result<Vec<ObjectId>> {
+    fn find_seal_keys(&self, label: &str) -> Result<Vec<ObjectId>> {
         self.read(|session| {
             let handles = session.find_objects(&[
                 Attribute::Class(ObjectClass::SECRET_KEY),
@@ -414,24 +520,23 @@ impl Hsm for Pkcs11Hsm {
         })
     }
 
-    fn encrypt(&self, id: &ObjectId, iv: [u8; 16], plaintext: &[u8]) -> Result<Vec<u8>> {
-        self.with_session(|session| {
-            let key = find_one(session, ObjectClass::SECRET_KEY, id)?.ok_or(CkError::Pkcs11(
-                RvError::KeyHandleInvalid,
-                Function::EncryptInit,
-            ))?;
-            session.encrypt(&Mechanism::AesCbcPad(iv), key, plaintext)
-        })
+    /// A data key from the token's RNG, stored as `iv ‖ AES-CBC-PAD(seal key, iv, data key)`.
+    fn new_data_key(&self, seal: &ObjectId) -> Result<(DataKey, Vec<u8>)> {
+        let mut data_key = Zeroizing::new(vec![0u8; DATA_KEY_LEN]);
+        self.random(&mut data_key)?;
+        let mut iv = [0u8; 16];
+        self.random(&mut iv)?;
+        let mut stored = iv.to_vec();
+        stored.extend_from_slice(&self.encrypt(seal, iv, &data_key)?);
+        Ok((data_key, stored))
     }
 
-    fn decrypt(&self, id: &ObjectId, iv: [u8; 16], ciphertext: &[u8]) -> Result<Vec<u8>> {
-        self.with_session(|session| {
-            let key = find_one(session, ObjectClass::SECRET_KEY, id)?.ok_or(CkError::Pkcs11(
-                RvError::KeyHandleInvalid,
-                Function::DecryptInit,
-            ))?;
-            session.decrypt(&Mechanism::AesCbcPad(iv), key, ciphertext)
-        })
+    fn open_data_key(&self, seal: &ObjectId, stored: &[u8]) -> Result<DataKey> {
+        let (iv, ciphertext) = stored
+            .split_first_chunk::<16>()
+            .filter(|(_, ciphertext)| !ciphertext.is_empty())
+            .ok_or_else(|| Error::Pkcs11("the stored data key is too short".to_owned()))?;
+        Ok(Zeroizing::new(self.decrypt(seal, *iv, ciphertext)?))
     }
 
     fn random(&self, out: &mut [u8]) -> Result<()> {
@@ -445,6 +550,42 @@ impl Hsm for Pkcs11Hsm {
     }
 
     fn attributes(&self, id: &ObjectId) -> Result<KeyAttributes> {
+        self.key_attributes(id)
+    }
+
+    fn describe(&self) -> TokenDescription {
+        self.description.clone()
+    }
+
+    fn close(&self) -> Result<()> {
+        self.logout()
+    }
+}
+
+impl Pkcs11Hsm {
+    /// AES-CBC with PKCS#7 padding (`CKM_AES_CBC_PAD`) under a token AES key.
+    fn encrypt(&self, id: &ObjectId, iv: [u8; 16], plaintext: &[u8]) -> Result<Vec<u8>> {
+        self.with_session(|session| {
+            let key = find_one(session, ObjectClass::SECRET_KEY, id)?.ok_or(CkError::Pkcs11(
+                RvError::KeyHandleInvalid,
+                Function::EncryptInit,
+            ))?;
+            session.encrypt(&Mechanism::AesCbcPad(iv), key, plaintext)
+        })
+    }
+
+    /// The inverse of [`Self::encrypt`].
+    fn decrypt(&self, id: &ObjectId, iv: [u8; 16], ciphertext: &[u8]) -> Result<Vec<u8>> {
+        self.with_session(|session| {
+            let key = find_one(session, ObjectClass::SECRET_KEY, id)?.ok_or(CkError::Pkcs11(
+                RvError::KeyHandleInvalid,
+                Function::DecryptInit,
+            ))?;
+            session.decrypt(&Mechanism::AesCbcPad(iv), key, ciphertext)
+        })
+    }
+
+    fn key_attributes(&self, id: &ObjectId) -> Result<KeyAttributes> {
         let values = self.read(|session| {
             let Some(handle) = find_one(session, ObjectClass::PRIVATE_KEY, id)? else {
                 return Ok(None);
@@ -488,10 +629,6 @@ impl Hsm for Pkcs11Hsm {
             }
         }
         Ok(attributes)
-    }
-
-    fn describe(&self) -> TokenDescription {
-        self.description.clone()
     }
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 /// How `CKA_EC_PARAMS` names edwards25519 when generating a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum EcParamsForm {
     /// DER PrintableString `"edwards25519"` (PKCS#11 3.0); YubiHSM's module accepts only this.
@@ -20,8 +20,42 @@ pub enum EcParamsForm {
     Oid,
 }
 
+/// Which code speaks to the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// A PKCS#11 module (`cryptoki`).
+    #[default]
+    Pkcs11,
+    /// YubiHSM 2's own protocol (the `yubihsm` crate), through `yubihsm-connector` or USB.
+    Yubihsm,
+}
+
+/// Which login generates and destroys keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyLogin {
+    /// The user (operator) login that signs.
+    #[default]
+    User,
+    /// The security officer (NetHSM: Administrator), from its own secret file.
+    So,
+}
+
+/// Where each device fact of a profile comes from: a file and function in the vendor module's
+/// source, or the vendor's document. Every profile must say.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSources {
+    pub ec_params: String,
+    pub key_login: String,
+    pub objects: String,
+    pub message_limit: String,
+    pub verify: String,
+}
+
 /// How a generated key's `CKA_ID` is written, which devices constrain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ObjectIdForm {
     /// 16 random bytes.
@@ -60,14 +94,34 @@ impl ObjectIdForm {
 pub struct HsmProfile {
     pub name: String,
     pub description: String,
-    /// Candidate module paths, tried in order.
+    #[serde(default)]
+    pub backend: BackendKind,
+    /// Candidate module paths, tried in order (PKCS#11 profiles).
+    #[serde(default)]
     pub module: Vec<PathBuf>,
+    /// Where the device is reached (native YubiHSM profiles): `http://HOST:PORT` for
+    /// `yubihsm-connector`, `usb` or `usb:SERIAL`.
+    #[serde(default)]
+    pub connector: Option<String>,
     /// Token label used when the configuration names none.
     pub token_label: String,
     /// Size of the session pool.
     pub sessions: usize,
     pub ec_params: EcParamsForm,
     pub object_id: ObjectIdForm,
+    /// Which login generates and destroys keys.
+    #[serde(default)]
+    pub key_login: KeyLogin,
+    /// The longest message the device signs with Ed25519, in bytes, when it has a limit.
+    #[serde(default)]
+    pub message_limit: Option<usize>,
+    /// Whether the module offers `C_Verify` (the appliance verifies in software either way).
+    pub verify: bool,
+    /// The module shows each key's `CKA_ID` as its `CKA_LABEL` and ignores the label given at
+    /// generation (NetHSM): the appliance then uses the label as the id, so that its own keys
+    /// are found again by label.
+    #[serde(default)]
+    pub label_is_id: bool,
     /// Objects the device holds in all, when it has a fixed number.
     #[serde(default)]
     pub objects: Option<usize>,
@@ -80,6 +134,7 @@ pub struct HsmProfile {
     pub quirks: Vec<String>,
     pub tested: String,
     pub not_tested: String,
+    pub sources: ProfileSources,
 }
 
 fn two() -> usize {
@@ -105,6 +160,11 @@ const BUILTIN: &[(&str, &str)] = &[
         "nitrokey-nethsm",
         include_str!("../../hsm-profiles/nitrokey-nethsm.toml"),
     ),
+    (
+        "yubihsm2-native",
+        include_str!("../../hsm-profiles/yubihsm2-native.toml"),
+    ),
+    ("kryoptic", include_str!("../../hsm-profiles/kryoptic.toml")),
 ];
 
 impl HsmProfile {
@@ -133,10 +193,26 @@ impl HsmProfile {
     }
 
     fn parse(origin: &str, text: &str) -> Result<Self, Error> {
-        toml::from_str(text).map_err(|e| Error::Invalid {
+        let profile: Self = toml::from_str(text).map_err(|e| Error::Invalid {
             path: origin.to_owned(),
             reason: e.to_string(),
-        })
+        })?;
+        let invalid = |reason: &str| Error::Invalid {
+            path: origin.to_owned(),
+            reason: reason.to_owned(),
+        };
+        match profile.backend {
+            BackendKind::Pkcs11 if profile.module.is_empty() => {
+                Err(invalid("a pkcs11 profile lists at least one module path"))
+            }
+            BackendKind::Yubihsm if profile.connector.is_none() => {
+                Err(invalid("a yubihsm profile names its connector"))
+            }
+            BackendKind::Yubihsm if profile.key_login == KeyLogin::So => Err(invalid(
+                "a yubihsm profile has one authentication key: key_login is user",
+            )),
+            _ => Ok(profile),
+        }
     }
 
     /// The first candidate module path that exists on this machine.
@@ -155,9 +231,23 @@ mod tests {
     #[test]
     fn builtin_profiles_parse_and_say_what_was_tested() {
         let profiles = HsmProfile::builtin().unwrap();
-        assert_eq!(profiles.len(), 3);
+        assert_eq!(profiles.len(), 5);
         for profile in &profiles {
-            assert!(!profile.module.is_empty(), "{}", profile.name);
+            assert!(
+                !profile.module.is_empty() || profile.connector.is_some(),
+                "{}",
+                profile.name
+            );
+            let cited = &profile.sources;
+            for source in [
+                &cited.ec_params,
+                &cited.key_login,
+                &cited.objects,
+                &cited.message_limit,
+                &cited.verify,
+            ] {
+                assert!(source.len() > 10, "{}: {source:?}", profile.name);
+            }
             assert!(!profile.tested.is_empty(), "{}", profile.name);
             assert!(!profile.not_tested.is_empty(), "{}", profile.name);
             assert!(profile.sessions >= 1, "{}", profile.name);
@@ -166,6 +256,17 @@ mod tests {
         assert_eq!(yubi.ec_params, EcParamsForm::Printable);
         assert!(yubi.module[0].ends_with("yubihsm_pkcs11.so"));
         assert_eq!(yubi.object_id, ObjectIdForm::Raw2);
+        assert_eq!(yubi.message_limit, Some(2047));
+        assert_eq!(yubi.key_login, KeyLogin::User);
+        // nethsm-pkcs11 reads CKA_EC_PARAMS only as a DER OID, and generates keys as the
+        // Administrator (pkcs11/src/backend/key.rs).
+        let nethsm = HsmProfile::load("nitrokey-nethsm").unwrap();
+        assert_eq!(nethsm.ec_params, EcParamsForm::Oid);
+        assert_eq!(nethsm.key_login, KeyLogin::So);
+        assert!(!nethsm.verify);
+        let native = HsmProfile::load("yubihsm2-native").unwrap();
+        assert_eq!(native.backend, BackendKind::Yubihsm);
+        assert_eq!(native.objects, Some(256));
         assert_eq!(ObjectIdForm::Hex16.encode(&[0xab, 0x01]), b"ab01");
         assert_eq!(ObjectIdForm::Raw2.random_len(), 2);
     }

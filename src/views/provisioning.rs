@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::hsm::pkcs11::module::SlotReport;
-use crate::hsm::profile::HsmProfile;
+use crate::hsm::profile::{BackendKind, EcParamsForm, HsmProfile, KeyLogin, ProfileSources};
 use crate::hsm::{KeyAttributes, TokenDescription, TokenKey};
 use crate::provision::{ApplianceKey, SelfTestReport};
 
@@ -19,9 +19,17 @@ pub struct SlotList {
 pub struct ProfileView {
     pub name: String,
     pub description: String,
+    pub backend: BackendKind,
     pub installed_module: Option<String>,
+    pub connector: Option<String>,
+    pub ec_params: EcParamsForm,
+    pub key_login: KeyLogin,
+    pub objects: Option<usize>,
+    pub message_limit: Option<usize>,
+    pub verify: bool,
     pub tested: String,
     pub not_tested: String,
+    pub sources: ProfileSources,
 }
 
 impl From<&HsmProfile> for ProfileView {
@@ -29,9 +37,17 @@ impl From<&HsmProfile> for ProfileView {
         ProfileView {
             name: p.name.clone(),
             description: p.description.clone(),
+            backend: p.backend,
             installed_module: p.installed_module().map(|m| m.display().to_string()),
+            connector: p.connector.clone(),
+            ec_params: p.ec_params,
+            key_login: p.key_login,
+            objects: p.objects,
+            message_limit: p.message_limit,
+            verify: p.verify,
             tested: p.tested.clone(),
             not_tested: p.not_tested.clone(),
+            sources: p.sources.clone(),
         }
     }
 }

@@ -10,8 +10,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
+use sshsign::hsm::DeviceLimits;
 use sshsign::hsm::pkcs11::{Pkcs11Config, Pkcs11Hsm, module};
-use sshsign::softhsm::SoftHsmStore;
+use sshsign::hsm::profile::EcParamsForm;
+use sshsign::softhsm::{SoftHsmStore, SoftToken};
 use tempfile::TempDir;
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_sshsign-server");
@@ -28,7 +30,15 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     command
 }
 
-/// A fresh token store with one token, made by the fixture script.
+/// A fresh token store with one token: the software token of [`test_token`].
+pub fn test_token_store(dir: &Path) -> SoftHsmStore {
+    match test_token() {
+        SoftToken::SoftHsm => token_store(dir),
+        SoftToken::Kryoptic => kryoptic_store(dir),
+    }
+}
+
+/// A fresh SoftHSMv2 token store with one token, made by the fixture script.
 pub fn token_store(dir: &Path) -> SoftHsmStore {
     SoftHsmStore::create(&dir.join("hsm"), "sshsign-test", Path::new(SERVER))
         .expect("making a SoftHSMv2 token with softhsm-fixtures/init-token.sh")
@@ -122,16 +132,29 @@ impl Appliance {
 
     /// Starts with extra environment variables for `serve`.
     pub fn start_with(env: &[(&str, &str)]) -> Self {
+        Self::start_on(&[], env)
+    }
+
+    /// Starts on the token that `token`'s settings name (in place of the software token's own,
+    /// which stays for anything they leave out), provisioned through them, with `env` for
+    /// `serve`.
+    pub fn start_on(token: &[(&str, &str)], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = token_store(dir.path());
-        let keys = provision(&store, &["generate-appliance-keys"]);
+        let store = test_token_store(dir.path());
+        let keys = clean_command(SERVER)
+            .args(["provision", "generate-appliance-keys"])
+            .envs(store.env())
+            .envs(token.iter().copied())
+            .output()
+            .expect("running sshsign-server provision");
         assert!(
             keys.status.success(),
             "{}",
             String::from_utf8_lossy(&keys.stderr)
         );
-        let env: Vec<(String, String)> = env
+        let env: Vec<(String, String)> = token
             .iter()
+            .chain(env)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let (child, log, listening) = spawn(dir.path(), &store, &env);
@@ -515,24 +538,72 @@ pub fn ssh_keygen_verify(
     run_with_stdin(&mut command, payload)
 }
 
-/// A token opened in this process through the PKCS#11 backend, with `sessions` sessions.
+/// A token of [`test_token`]'s kind opened in this process through the PKCS#11 backend, with
+/// `sessions` sessions.
 ///
-/// SoftHSM reads `SOFTHSM2_CONF` once per process, and cargo-nextest runs each test in its own
-/// process, so the first call makes a token store with the fixture script and points this process
-/// at it. Under plain `cargo test` later tests share the process: they get their own token in the
-/// same store, made through the same PKCS#11 call the script uses.
+/// SoftHSM and kryoptic read their configuration once per process, and cargo-nextest runs each
+/// test in its own process, so the first call makes a token store and points this process at it.
+/// Under plain `cargo test` later tests share the process: they get their own token in the same
+/// store, made through the same PKCS#11 call the fixture script uses.
 pub fn in_process_token(sessions: usize) -> (Pkcs11Hsm, SoftHsmStore) {
-    static STORE: OnceLock<(TempDir, SoftHsmStore)> = OnceLock::new();
-    static COUNT: Mutex<usize> = Mutex::new(0);
-    let (_, store) = STORE.get_or_init(|| {
+    soft_token(
+        test_token(),
+        sessions,
+        EcParamsForm::default(),
+        DeviceLimits::default(),
+    )
+}
+
+/// The software token the appliance tests run on: SoftHSMv2, or kryoptic when
+/// `SSHSIGN_TEST_TOKEN=kryoptic` (`make test` runs the suite a second time that way).
+pub fn test_token() -> SoftToken {
+    match std::env::var("SSHSIGN_TEST_TOKEN").as_deref() {
+        Ok("kryoptic") => SoftToken::Kryoptic,
+        Ok("softhsm2") | Err(_) => SoftToken::SoftHsm,
+        Ok(other) => panic!("SSHSIGN_TEST_TOKEN={other}: softhsm2 or kryoptic"),
+    }
+}
+
+/// kryoptic's module, built by `make kryoptic` (`make test` does it first).
+pub fn kryoptic_module() -> PathBuf {
+    let module = std::env::var_os("SSHSIGN_KRYOPTIC_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/kryoptic/libkryoptic_pkcs11.so")
+        });
+    assert!(
+        module.is_file(),
+        "{} is missing: run `make kryoptic` (make test does)",
+        module.display()
+    );
+    module
+}
+
+/// A fresh token on a `kind` store private to this process, opened in this process with
+/// `sessions` sessions, curve encoding `ec_params` and `limits`. Each call initialises a new
+/// token in the store, so each caller starts with an empty one.
+pub fn soft_token(
+    kind: SoftToken,
+    sessions: usize,
+    ec_params: EcParamsForm,
+    limits: DeviceLimits,
+) -> (Pkcs11Hsm, SoftHsmStore) {
+    // One store per kind and process: each module reads its configuration once.
+    static STORES: [OnceLock<(TempDir, SoftHsmStore)>; 2] = [OnceLock::new(), OnceLock::new()];
+    static COUNTS: [Mutex<usize>; 2] = [Mutex::new(0), Mutex::new(0)];
+    let which = kind as usize;
+    let (_, store) = STORES[which].get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let store = token_store(dir.path());
+        let store = match kind {
+            SoftToken::SoftHsm => token_store(dir.path()),
+            SoftToken::Kryoptic => kryoptic_store(dir.path()),
+        };
         // SAFETY: set before the PKCS#11 module is loaded and read only by it; the test harness
         // runs nothing else that reads the environment concurrently at this point.
-        unsafe { std::env::set_var("SOFTHSM2_CONF", store.conf()) };
+        unsafe { std::env::set_var(store.conf_variable(), store.conf()) };
         (dir, store)
     });
-    let mut count = COUNT.lock().unwrap();
+    let mut count = COUNTS[which].lock().unwrap();
     let label = if *count == 0 {
         store.label.clone()
     } else {
@@ -545,17 +616,30 @@ pub fn in_process_token(sessions: usize) -> (Pkcs11Hsm, SoftHsmStore) {
     };
     *count += 1;
     let hsm = Pkcs11Hsm::open(Pkcs11Config {
-        module: store.module.clone(),
-        token_label: label.clone(),
-        pin: sshsign::secret::read_secret_file(&store.pin_file()).unwrap(),
-        sessions,
-        ec_params: Default::default(),
-        object_id: Default::default(),
+        ec_params,
+        limits,
+        ..Pkcs11Config::new(
+            store.module.clone(),
+            label.clone(),
+            sshsign::secret::read_secret_file(&store.pin_file()).unwrap(),
+            sessions,
+        )
     })
     .unwrap();
     let mut store = store.clone();
     store.label = label;
     (hsm, store)
+}
+
+/// A fresh kryoptic store with one token.
+pub fn kryoptic_store(dir: &Path) -> SoftHsmStore {
+    SoftHsmStore::create_kryoptic(
+        &dir.join("hsm"),
+        "sshsign-test",
+        Path::new(SERVER),
+        &kryoptic_module(),
+    )
+    .expect("making a kryoptic token")
 }
 
 /// Runs `sshsign VERB --jwks JWKS EXTRA... FILE`: an offline check against saved keys.

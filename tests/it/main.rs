@@ -19,7 +19,9 @@
 //! | [`bad_input`] | every kind of bad request gets a clear error and a non-zero status; the server keeps serving |
 //! | [`git_signing`] | `git commit -S` through the shim, `git verify-commit` with stock `ssh-keygen`, tampering |
 //! | [`shim`] | the `sshsign` client: host key pinning and refusal, stdin mode, the CLI |
-//! | [`token`] | the PKCS#11 backend on a token: attributes, find, destroy, concurrency, session loss |
+//! | [`backends`] | one conformance suite for every backend: SoftHSMv2 and kryoptic (both curve encodings), the native YubiHSM backend on MockHsm |
+//! | [`token`] | the token threads; PKCS#11 device settings: object id forms, the administrator's login, labels as ids |
+//! | [`yubihsm_mock`] | the harness: a yubihsm-connector-compatible front for the yubihsm crate's MockHsm |
 //! | [`provisioning`] | `sshsign-server provision ...`: slots, init-token, appliance keys, self-test, PINs |
 //! | [`dev`] | `sshsign-server dev`: a working appliance from nothing, reused on the next start |
 //! | [`http`] | health, the appliance's public keys, JWKS, key lookup |
@@ -31,6 +33,7 @@ mod approval_pages;
 mod approvals;
 mod audit;
 mod authorizations;
+mod backends;
 mod bad_input;
 mod browser;
 mod common;
@@ -49,3 +52,4 @@ mod ssh_commands;
 mod token;
 mod vectors;
 mod webhooks;
+mod yubihsm_mock;

@@ -208,6 +208,32 @@ fn profiles_are_listed_with_what_was_tested() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["softhsm2", "yubihsm2-pkcs11", "nitrokey-nethsm"]);
+    assert_eq!(
+        names,
+        [
+            "softhsm2",
+            "yubihsm2-pkcs11",
+            "nitrokey-nethsm",
+            "yubihsm2-native",
+            "kryoptic"
+        ]
+    );
     assert!(profiles["profiles"][0]["installed_module"].is_string());
+    // Each profile says which curve encoding it sends, which login makes keys, its limits, and
+    // where in the vendor's source each of those comes from.
+    let nethsm = &profiles["profiles"][2];
+    assert_eq!(nethsm["ec_params"], "oid", "{nethsm}");
+    assert_eq!(nethsm["key_login"], "so", "{nethsm}");
+    assert_eq!(nethsm["verify"], false, "{nethsm}");
+    assert!(
+        nethsm["sources"]["ec_params"]
+            .as_str()
+            .unwrap()
+            .contains("pkcs11/src/backend/key.rs"),
+        "{nethsm}"
+    );
+    let native = &profiles["profiles"][3];
+    assert_eq!(native["backend"], "yubihsm", "{native}");
+    assert_eq!(native["message_limit"], 2047, "{native}");
+    assert_eq!(native["connector"], "http://127.0.0.1:12345", "{native}");
 }

@@ -29,6 +29,7 @@ const LEASE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct SessionPool {
     ctx: Pkcs11,
     token_label: String,
+    user: UserType,
     pin: AuthPin,
     size: usize,
     state: Mutex<State>,
@@ -67,11 +68,19 @@ impl Drop for Lease<'_> {
 }
 
 impl SessionPool {
-    /// Makes a pool and opens its first session, so a wrong label or PIN shows at start-up.
-    pub fn new(ctx: Pkcs11, token_label: &str, pin: AuthPin, size: usize) -> Result<Self> {
+    /// Makes a pool of sessions logged in as `user` and opens its first session, so a wrong
+    /// label or PIN shows at start-up.
+    pub fn new(
+        ctx: Pkcs11,
+        token_label: &str,
+        user: UserType,
+        pin: AuthPin,
+        size: usize,
+    ) -> Result<Self> {
         let pool = SessionPool {
             ctx,
             token_label: token_label.to_owned(),
+            user,
             pin,
             size: size.max(1),
             state: Mutex::new(State::default()),
@@ -197,8 +206,17 @@ impl SessionPool {
             .ctx
             .open_rw_session(slot)
             .map_err(|e| Error::Pkcs11(describe(&e)))?;
-        match session.login(UserType::User, Some(&self.pin)) {
+        match session.login(self.user, Some(&self.pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
+            Err(e @ CkError::Pkcs11(RvError::UserAnotherAlreadyLoggedIn, _)) => {
+                Err(Error::Login(format!(
+                    "{}: this module shares one login among all of an application's sessions, \
+                     so it cannot hold the operator's and the administrator's logins at once; \
+                     key_login = \"so\" suits modules with a login per session, such as \
+                     nethsm-pkcs11",
+                    describe(&e)
+                )))
+            }
             Err(e) => Err(Error::Login(describe(&e))),
         }
     }
