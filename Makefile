@@ -55,8 +55,11 @@ dev: deps
 	cargo build --release --bins
 	./target/release/sshsign-server dev
 
+# The whole suite on SoftHSMv2, then the appliance's integration tests again on kryoptic (the
+# backend conformance suite runs every backend in both passes' first).
 test: deps
 	cargo nextest run
+	SSHSIGN_TEST_TOKEN=kryoptic cargo nextest run -E 'binary(it) and not test(/^backends::/)'
 
 # The fuzz targets (fuzz/): libFuzzer through cargo-fuzz, on the nightly toolchain.
 fuzz:

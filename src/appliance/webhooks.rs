@@ -355,26 +355,37 @@ impl Appliance {
         entry.reason = Some(format!("attempt {attempt}"));
         self.record(entry).await?;
         let content = hooks::signed_content(&delivery.id, now, delivery.body.as_bytes());
-        let (signature, _) = self.sign_with_decision_key(content).await?;
-        let headers = [
-            ("webhook-id", delivery.id.clone()),
-            ("webhook-timestamp", now.to_string()),
-            ("webhook-signature", format!("v1a,{signature}")),
-        ];
-        let outcome = match Target::parse(&delivery.url) {
-            Ok(target) => {
-                let body = Bytes::from(delivery.body.clone());
-                client::post(&target, &self.settings.webhook_policy, &headers, body).await
+        let outcome = match self.sign_with_decision_key(content).await {
+            Ok((signature, _)) => {
+                let headers = [
+                    ("webhook-id", delivery.id.clone()),
+                    ("webhook-timestamp", now.to_string()),
+                    ("webhook-signature", format!("v1a,{signature}")),
+                ];
+                match Target::parse(&delivery.url) {
+                    Ok(target) => {
+                        let body = Bytes::from(delivery.body.clone());
+                        client::post(&target, &self.settings.webhook_policy, &headers, body).await
+                    }
+                    Err(e) => Err(e),
+                }
             }
-            Err(e) => Err(e),
+            // Standard Webhooks signs the whole body: a device with a message limit never will.
+            Err(Error::Token(e @ crate::hsm::Error::MessageTooLong { .. })) => {
+                Err(DeliveryError::Unsignable(e.to_string()))
+            }
+            Err(Error::Token(e)) => Err(DeliveryError::Unsigned(e.to_string())),
+            Err(other) => return Err(other),
         };
         let (state, result) = match &outcome {
             Ok(status @ 200..=299) => (DeliveryState::Delivered, status.to_string()),
             Ok(410) => (DeliveryState::Gone, "410".to_owned()),
             Ok(status) => (DeliveryState::Pending, status.to_string()),
-            Err(e @ (DeliveryError::Refused { .. } | DeliveryError::Url(_))) => {
-                (DeliveryState::Failed, e.to_string())
-            }
+            Err(
+                e @ (DeliveryError::Refused { .. }
+                | DeliveryError::Url(_)
+                | DeliveryError::Unsignable(_)),
+            ) => (DeliveryState::Failed, e.to_string()),
             Err(e) => (DeliveryState::Pending, e.to_string()),
         };
         let mut after = delivery.clone();

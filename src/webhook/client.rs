@@ -41,6 +41,12 @@ pub enum DeliveryError {
     Http(String),
     #[error("timed out")]
     Timeout,
+    /// The token could not sign the delivery now (a lost session, a busy token): retried.
+    #[error("the token could not sign the delivery: {0}")]
+    Unsigned(String),
+    /// The token can never sign this delivery (a body over the device's message limit).
+    #[error("the token cannot sign this delivery: {0}")]
+    Unsignable(String),
 }
 
 /// Where a webhook goes.

@@ -16,6 +16,11 @@ fn health_keys_and_jwks() {
     assert_eq!(status, 200);
     assert_eq!(health["status"], "ok");
     assert_eq!(health["token"]["label"], appliance.store.label.as_str());
+    // The module of the pass: SoftHSMv2, or kryoptic under SSHSIGN_TEST_TOKEN=kryoptic.
+    assert_eq!(
+        health["token"]["module"],
+        appliance.store.module.display().to_string()
+    );
     // Token usage counts every call, the health check's own random draw included.
     let calls = health["token_usage"]["calls"].as_u64().unwrap();
     let (_, again) = appliance.http_get("/healthz");

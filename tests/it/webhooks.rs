@@ -531,3 +531,68 @@ fn approvers_hear_of_new_requests_and_callers_of_expiry() {
     assert_eq!(expired["data"]["status"], "expired");
     bob.at(&appliance).cmd("notify clear").ok();
 }
+
+/// On a device that signs short messages only (YubiHSM 2: 2,047 bytes), a delivery whose body is
+/// longer can never be signed, since Standard Webhooks signs the whole body: it fails once, with
+/// the reason, instead of being retried; a short one goes through, and the decision itself (a
+/// few hundred bytes of hashes) is signed either way.
+#[test]
+fn a_body_over_the_devices_message_limit_fails_once_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("short-messages.toml");
+    let softhsm = include_str!("../../hsm-profiles/softhsm2.toml")
+        .replace("verify = true\n", "verify = true\nmessage_limit = 2047\n");
+    assert!(softhsm.contains("message_limit = 2047"));
+    std::fs::write(&profile, softhsm).unwrap();
+    let appliance = Appliance::start_with(&[
+        ALLOW_LOOPBACK,
+        FAST_RETRY,
+        ("SSHSIGN_HSM_PROFILE", profile.to_str().unwrap()),
+    ]);
+    let receiver = Receiver::start();
+    let alice = appliance.user("alice");
+    let key = api_key(&alice, "approval:create,approval:read");
+    let request = |metadata: Value| {
+        let made = create(
+            &appliance,
+            &key,
+            json!({"action": "Deploy", "methods": ["ssh"], "metadata": metadata,
+                   "callback_url": receiver.url("/callback")}),
+        );
+        let id = made["id"].as_str().unwrap().to_owned();
+        alice.cmd(&format!("approve --id {id}")).ok();
+        id
+    };
+    let wait_for_state = |id: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let shown = status(&appliance, &key, id);
+            let state = shown["webhooks"][0]["state"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            if state != "pending" && !state.is_empty() {
+                return shown;
+            }
+            assert!(Instant::now() < deadline, "{shown}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    let long = request(json!({"notes": "x".repeat(4000)}));
+    let shown = wait_for_state(&long);
+    assert_eq!(shown["webhooks"][0]["state"], "failed", "{shown}");
+    assert_eq!(shown["webhooks"][0]["attempts"], 1, "{shown}");
+    let reason = shown["webhooks"][0]["last_result"].as_str().unwrap();
+    assert!(
+        reason.contains("cannot sign") && reason.contains("at most 2047 bytes"),
+        "{reason}"
+    );
+    // The decision itself was signed and verifies.
+    assert_eq!(shown["status"], "approved", "{shown}");
+    assert!(shown["decision"]["signature"].is_string(), "{shown}");
+
+    let short = request(json!({"ticket": "OPS-1"}));
+    assert_eq!(wait_for_state(&short)["webhooks"][0]["state"], "delivered");
+    assert_eq!(receiver.count(), 1, "only the short one was sent");
+}
