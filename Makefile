@@ -70,3 +70,4 @@ fuzz:
 bench: deps
 	cargo bench --bench throughput
 	cargo bench --bench approvals
+	cargo bench --bench tokens

@@ -284,13 +284,20 @@ impl Appliance {
         self.audit.verifier_key()
     }
 
-    /// Whether the token answers (one live call: a random draw), with what it is and how busy
-    /// it has been.
+    /// Whether each token answers (one live call each: a random draw), with what the primary
+    /// is and how busy the tokens have been.
     pub async fn token_health(
         &self,
-    ) -> Result<(crate::hsm::TokenDescription, crate::hsm::TokenUsage), Error> {
-        self.token.random::<8>().await?;
-        Ok((self.token.blocking().describe(), self.token.usage()))
+    ) -> Result<
+        (
+            crate::hsm::TokenDescription,
+            Vec<crate::hsm::TokenHealth>,
+            crate::hsm::TokenUsage,
+        ),
+        Error,
+    > {
+        let tokens = self.token.call(|hsm| Ok(hsm.health())).await?;
+        Ok((self.token.blocking().describe(), tokens, self.token.usage()))
     }
 
     /// The audit log's size, where its full check stands, and its tile cache's use and budget

@@ -209,16 +209,26 @@ impl RawConfig {
     }
 }
 
-/// How to reach the token.
+/// How to reach the tokens: one, or several used as one pool (the first holds the appliance's
+/// own keys; see [`crate::hsm::pool`]).
 #[derive(Debug, Clone)]
 pub struct HsmSettings {
     pub profile: Option<String>,
     pub backend: HsmBackend,
-    pub token_label: String,
-    /// The PIN (PKCS#11) or the authentication key id and password (native YubiHSM).
-    pub pin_file: PathBuf,
+    pub tokens: Vec<TokenSettings>,
+    /// Sessions per token.
     pub sessions: usize,
     pub limits: DeviceLimits,
+}
+
+/// One token of the appliance.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub label: String,
+    /// The PIN (PKCS#11) or the authentication key id and password (native YubiHSM).
+    pub pin_file: PathBuf,
+    /// Where a native YubiHSM is reached.
+    pub connector: Option<ConnectorAddress>,
 }
 
 /// Which code reaches the token, with what it needs.
@@ -232,15 +242,27 @@ pub enum HsmBackend {
         admin_pin_file: Option<PathBuf>,
         label_is_id: bool,
     },
-    Yubihsm {
-        connector: ConnectorAddress,
-    },
+    Yubihsm,
 }
 
 impl HsmSettings {
-    /// Reads the secret files and says how to open the token, with `sessions` sessions.
-    pub fn backend_config(&self, sessions: usize) -> Result<BackendConfig, crate::secret::Error> {
-        let pin = crate::secret::read_secret_file(&self.pin_file)?;
+    /// Reads the secret files and says how to open each token, with `sessions` sessions each.
+    pub fn backend_configs(
+        &self,
+        sessions: usize,
+    ) -> Result<Vec<BackendConfig>, crate::secret::Error> {
+        self.tokens
+            .iter()
+            .map(|token| self.backend_config(token, sessions))
+            .collect()
+    }
+
+    fn backend_config(
+        &self,
+        token: &TokenSettings,
+        sessions: usize,
+    ) -> Result<BackendConfig, crate::secret::Error> {
+        let pin = crate::secret::read_secret_file(&token.pin_file)?;
         Ok(match &self.backend {
             HsmBackend::Pkcs11 {
                 module,
@@ -250,7 +272,7 @@ impl HsmSettings {
                 label_is_id,
             } => BackendConfig::Pkcs11(crate::hsm::pkcs11::Pkcs11Config {
                 module: module.clone(),
-                token_label: self.token_label.clone(),
+                token_label: token.label.clone(),
                 pin,
                 sessions,
                 ec_params: *ec_params,
@@ -262,15 +284,16 @@ impl HsmSettings {
                 label_is_id: *label_is_id,
                 limits: self.limits,
             }),
-            HsmBackend::Yubihsm { connector } => {
-                BackendConfig::Yubihsm(crate::hsm::yubihsm::YubiHsmConfig {
-                    connector: connector.clone(),
-                    credentials: pin,
-                    label: self.token_label.clone(),
-                    sessions,
-                    limits: self.limits,
-                })
-            }
+            HsmBackend::Yubihsm => BackendConfig::Yubihsm(crate::hsm::yubihsm::YubiHsmConfig {
+                connector: token
+                    .connector
+                    .clone()
+                    .unwrap_or(ConnectorAddress::Usb { serial: None }),
+                credentials: pin,
+                label: token.label.clone(),
+                sessions,
+                limits: self.limits,
+            }),
         })
     }
 }
@@ -337,14 +360,8 @@ impl ServeConfig {
         )?;
         let http = http_settings(&raw, http_addr)?;
         let webhooks = webhook_settings(&raw)?;
-        let pin_file = raw
-            .pkcs11_pin_file
-            .or_else(|| credentials_dir.map(|dir| dir.join("pkcs11-pin")))
-            .ok_or(Error::NoPin)?;
-        let token_label = raw
-            .pkcs11_token
-            .or_else(|| profile.as_ref().map(|p| p.token_label.clone()))
-            .unwrap_or_else(|| "sshsign".to_owned());
+        let tokens = token_settings(&raw, profile.as_ref(), credentials_dir)?;
+        let token_count = tokens.len();
         let sessions = raw
             .hsm_sessions
             .or_else(|| profile.as_ref().map(|p| p.sessions))
@@ -375,13 +392,14 @@ impl ServeConfig {
             setting: "SSHSIGN_QUOTAS",
             reason,
         })?;
-        let token_objects = match raw
+        let per_token = raw
             .token_objects
-            .or(profile.as_ref().and_then(|p| p.objects))
-        {
+            .or(profile.as_ref().and_then(|p| p.objects));
+        let token_objects = match per_token {
             None => None,
+            // The appliance's budget is every token's room; each token checks its own.
             Some(capacity @ 1..=1_000_000_000) => Some(crate::appliance::TokenObjects {
-                capacity,
+                capacity: capacity * tokens.len(),
                 per_key: profile.as_ref().map_or(2, |p| p.objects_per_key.max(1)),
             }),
             Some(_) => {
@@ -413,12 +431,12 @@ impl ServeConfig {
             hsm: HsmSettings {
                 profile: profile.as_ref().map(|p| p.name.clone()),
                 backend,
-                token_label,
-                pin_file,
+                tokens,
                 sessions,
                 limits: DeviceLimits {
                     message: profile.as_ref().and_then(|p| p.message_limit),
-                    objects: token_objects.map(|room| (room.capacity, room.per_key)),
+                    // Each token checks its own room.
+                    objects: token_objects.map(|room| (room.capacity / token_count, room.per_key)),
                 },
             },
             authorized_keys: raw.authorized_keys,
@@ -434,16 +452,7 @@ fn hsm_backend(
     credentials_dir: Option<&Path>,
 ) -> Result<HsmBackend, Error> {
     if profile.is_some_and(|p| p.backend == BackendKind::Yubihsm) {
-        let text = raw
-            .yubihsm_connector
-            .clone()
-            .or_else(|| profile.and_then(|p| p.connector.clone()))
-            .unwrap_or_default();
-        let connector = text.parse().map_err(|reason| Error::Invalid {
-            setting: "SSHSIGN_YUBIHSM_CONNECTOR",
-            reason,
-        })?;
-        return Ok(HsmBackend::Yubihsm { connector });
+        return Ok(HsmBackend::Yubihsm);
     }
     let admin_pin_file = match profile.map(|p| p.key_login) {
         Some(KeyLogin::So) => Some(
@@ -467,6 +476,99 @@ fn hsm_backend(
         admin_pin_file,
         label_is_id: profile.is_some_and(|p| p.label_is_id),
     })
+}
+
+/// `text` split at commas, each part trimmed; empty parts dropped.
+fn list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The appliance's tokens: one per label in `SSHSIGN_PKCS11_TOKEN` (PKCS#11) or per address in
+/// `SSHSIGN_YUBIHSM_CONNECTOR` (native YubiHSM), comma-separated; with one PIN file for all or
+/// one each, in the same order.
+fn token_settings(
+    raw: &RawConfig,
+    profile: Option<&HsmProfile>,
+    credentials_dir: Option<&Path>,
+) -> Result<Vec<TokenSettings>, Error> {
+    let native = profile.is_some_and(|p| p.backend == BackendKind::Yubihsm);
+    let default_label = profile.map_or("sshsign", |p| p.token_label.as_str());
+    let labels = raw.pkcs11_token.as_deref().map(list).unwrap_or_default();
+    let connectors = if native {
+        let text = raw
+            .yubihsm_connector
+            .clone()
+            .or_else(|| profile.and_then(|p| p.connector.clone()))
+            .unwrap_or_default();
+        list(&text)
+            .iter()
+            .map(|one| {
+                one.parse().map_err(|reason| Error::Invalid {
+                    setting: "SSHSIGN_YUBIHSM_CONNECTOR",
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<ConnectorAddress>, Error>>()?
+    } else {
+        Vec::new()
+    };
+    let count = labels.len().max(connectors.len()).max(1);
+    if native && !labels.is_empty() && labels.len() != connectors.len() {
+        return Err(Error::Invalid {
+            setting: "SSHSIGN_PKCS11_TOKEN",
+            reason: format!(
+                "{} labels for {} YubiHSM connectors: give one each, or none",
+                labels.len(),
+                connectors.len()
+            ),
+        });
+    }
+    let pin_files: Vec<PathBuf> = match raw.pkcs11_pin_file.as_deref() {
+        Some(files) => list(&files.to_string_lossy())
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+        None => vec![
+            credentials_dir
+                .map(|dir| dir.join("pkcs11-pin"))
+                .ok_or(Error::NoPin)?,
+        ],
+    };
+    if pin_files.is_empty() {
+        return Err(Error::NoPin);
+    }
+    if pin_files.len() != 1 && pin_files.len() != count {
+        return Err(Error::Invalid {
+            setting: "SSHSIGN_PKCS11_PIN_FILE",
+            reason: format!(
+                "{} PIN files for {count} tokens: give one for all, or one each",
+                pin_files.len()
+            ),
+        });
+    }
+    if count > 64 {
+        return Err(Error::Invalid {
+            setting: "SSHSIGN_PKCS11_TOKEN",
+            reason: format!("{count} tokens; an appliance uses at most 64"),
+        });
+    }
+    Ok((0..count)
+        .map(|n| TokenSettings {
+            label: labels.get(n).cloned().unwrap_or_else(|| {
+                if count == 1 {
+                    default_label.to_owned()
+                } else {
+                    format!("{default_label}-{}", n + 1)
+                }
+            }),
+            pin_file: pin_files[if pin_files.len() == 1 { 0 } else { n }].clone(),
+            connector: connectors.get(n).cloned(),
+        })
+        .collect())
 }
 
 /// TLS files, trusted proxies and rate limits. Plain HTTP is served on loopback (development, or
@@ -628,7 +730,8 @@ mod tests {
         assert!(
             matches!(&config.hsm.backend, HsmBackend::Pkcs11 { module, admin_pin_file: None, .. } if module == Path::new("/m.so"))
         );
-        assert_eq!(config.hsm.token_label, "sshsign");
+        assert_eq!(config.hsm.tokens.len(), 1);
+        assert_eq!(config.hsm.tokens[0].label, "sshsign");
         assert_eq!(config.db_path, PathBuf::from("./sshsign.db"));
         assert_eq!(config.audit_path, PathBuf::from("./sshsign.db.tlog"));
         assert_eq!(config.audit_cache_bytes, 16 << 20);
@@ -643,7 +746,7 @@ mod tests {
         ));
         let config = ServeConfig::from_raw(raw, Some(Path::new("/run/credentials/x"))).unwrap();
         assert_eq!(
-            config.hsm.pin_file,
+            config.hsm.tokens[0].pin_file,
             PathBuf::from("/run/credentials/x/pkcs11-pin")
         );
         // Nothing configured: both listeners on loopback.
@@ -690,10 +793,11 @@ mod tests {
             ("SSHSIGN_PKCS11_PIN_FILE", "/auth"),
         ];
         let config = ServeConfig::from_raw(env(&native), None).unwrap();
-        assert!(matches!(
-            &config.hsm.backend,
-            HsmBackend::Yubihsm { connector } if connector.to_string() == "http://127.0.0.1:12345"
-        ));
+        assert!(matches!(&config.hsm.backend, HsmBackend::Yubihsm));
+        assert_eq!(
+            config.hsm.tokens[0].connector.as_ref().unwrap().to_string(),
+            "http://127.0.0.1:12345"
+        );
         assert_eq!(config.hsm.limits.message, Some(2047));
         assert_eq!(config.hsm.limits.objects, Some((256, 1)));
         native.push(("SSHSIGN_YUBIHSM_CONNECTOR", "ftp://x"));
@@ -702,6 +806,55 @@ mod tests {
             err.to_string().starts_with("SSHSIGN_YUBIHSM_CONNECTOR"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn several_tokens_are_listed_with_one_pin_file_or_one_each() {
+        let config = with(&[("SSHSIGN_PKCS11_TOKEN", "a, b,c")]).unwrap();
+        let labels: Vec<_> = config.hsm.tokens.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(labels, ["a", "b", "c"]);
+        assert!(
+            config
+                .hsm
+                .tokens
+                .iter()
+                .all(|t| t.pin_file == Path::new("/pin"))
+        );
+        let pins = |tokens| {
+            ServeConfig::from_raw(
+                env(&[
+                    ("SSHSIGN_PKCS11_MODULE", "/m.so"),
+                    ("SSHSIGN_PKCS11_TOKEN", tokens),
+                    ("SSHSIGN_PKCS11_PIN_FILE", "/pa,/pb"),
+                ]),
+                None,
+            )
+        };
+        let config = pins("a,b").unwrap();
+        assert_eq!(config.hsm.tokens[1].pin_file, Path::new("/pb"));
+        let err = pins("a,b,c").unwrap_err();
+        assert!(
+            err.to_string().contains("2 PIN files for 3 tokens"),
+            "{err}"
+        );
+
+        // Two YubiHSMs: the budget is both devices' room, each device checks its own.
+        let config = ServeConfig::from_raw(
+            env(&[
+                ("SSHSIGN_HSM_PROFILE", "yubihsm2-native"),
+                ("SSHSIGN_PKCS11_PIN_FILE", "/auth"),
+                (
+                    "SSHSIGN_YUBIHSM_CONNECTOR",
+                    "http://127.0.0.1:12345,usb:0012345678",
+                ),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(config.hsm.tokens.len(), 2);
+        assert_eq!(config.hsm.tokens[1].label, "YubiHSM-2");
+        assert_eq!(config.token_objects.unwrap().capacity, 512);
+        assert_eq!(config.hsm.limits.objects, Some((256, 1)));
     }
 
     #[test]

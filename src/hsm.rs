@@ -10,6 +10,7 @@
 //! described by an [`profile::HsmProfile`]; [`open`] opens either.
 
 pub mod pkcs11;
+pub mod pool;
 pub mod profile;
 mod token;
 pub mod yubihsm;
@@ -182,6 +183,25 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     fn describe(&self) -> TokenDescription;
     /// Ends the appliance's login to the token (at shutdown); a later call logs in again.
     fn close(&self) -> Result<()>;
+    /// Whether each token answers now (one live call each), for health reports.
+    fn health(&self) -> Vec<TokenHealth> {
+        let mut probe = [0u8; 8];
+        vec![TokenHealth {
+            token: self.describe(),
+            error: self.random(&mut probe).err().map(|e| e.to_string()),
+        }]
+    }
+    /// The token that holds the appliance's own keys (this one, unless it is a pool).
+    fn primary(&self) -> &dyn Hsm;
+}
+
+/// One token's answer to a health check.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TokenHealth {
+    pub token: TokenDescription,
+    /// Why it did not answer; absent when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Bytes in the data key that seals records.
@@ -203,6 +223,16 @@ pub fn open(config: BackendConfig) -> Result<Arc<dyn Hsm>> {
         BackendConfig::Pkcs11(config) => Arc::new(pkcs11::Pkcs11Hsm::open(config)?),
         BackendConfig::Yubihsm(config) => Arc::new(yubihsm::YubiHsm::open(config)?),
     })
+}
+
+/// Opens every token `configs` names: the one token, or a [`pool::TokenPool`] of them, the first
+/// being the primary.
+pub fn open_all(configs: Vec<BackendConfig>) -> Result<Arc<dyn Hsm>> {
+    let mut tokens = configs.into_iter().map(open).collect::<Result<Vec<_>>>()?;
+    if tokens.len() == 1 {
+        return Ok(tokens.remove(0));
+    }
+    Ok(Arc::new(pool::TokenPool::new(tokens)?))
 }
 
 /// What a backend is told about the device's limits, from its profile.

@@ -201,16 +201,16 @@ fn open_store(config: &ServeConfig) -> Result<Store, StartError> {
 /// Logs in to the token, finds and self-tests the appliance's keys, and opens the data key
 /// that seals records (making one if the store has none), all on a blocking thread.
 async fn open_token(config: &ServeConfig, store: &Store) -> Result<OpenedToken, StartError> {
-    let backend = config.hsm.backend_config(config.hsm.sessions)?;
+    let backends = config.hsm.backend_configs(config.hsm.sessions)?;
     let stored_data_key = store.data_key().map_err(|source| StartError::Store {
         path: config.db_path.display().to_string(),
         source,
     })?;
     let opened = tokio::task::spawn_blocking(move || {
-        let hsm = crate::hsm::open(backend)?;
-        let keys = provision::appliance_keys(hsm.as_ref())?;
-        provision::self_test(hsm.as_ref(), &keys)?;
-        let seal_key = provision::seal_key(hsm.as_ref())?;
+        let hsm = crate::hsm::open_all(backends)?;
+        let keys = provision::appliance_keys(hsm.primary())?;
+        provision::self_test(hsm.primary(), &keys)?;
+        let seal_key = provision::seal_key(hsm.primary())?;
         let (sealer, new_data_key) = match stored_data_key {
             Some(stored) => (seal::open_data_key(hsm.as_ref(), &seal_key, &stored)?, None),
             None => {

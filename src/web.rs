@@ -208,17 +208,25 @@ async fn method_not_allowed() -> AppError {
     operation_id = "health",
     responses(
         (status = 200, description = "Healthy.", body = HealthView),
-        (status = 503, description = "The token does not answer, or the audit log's full check found a mismatch.", body = HealthView),
+        (status = 503, description = "No token answers, or the audit log's full check found a mismatch.", body = HealthView),
     ),
 )]
 async fn health(State(state): State<WebState>) -> Response {
     let audit = state.appliance.audit_health();
     let tampered = audit.check.state == crate::audit::CheckState::Tampered;
     match state.appliance.token_health().await {
-        Ok((description, usage)) => {
+        Ok((description, tokens, usage)) if tokens.iter().any(|t| t.error.is_none()) => {
+            let degraded = tokens.iter().any(|t| t.error.is_some());
             let view = HealthView {
-                status: if tampered { "audit_tampered" } else { "ok" },
+                status: if tampered {
+                    "audit_tampered"
+                } else if degraded {
+                    "token_degraded"
+                } else {
+                    "ok"
+                },
                 token: Some(description),
+                tokens,
                 token_usage: Some(TokenUsageView {
                     calls: usage.calls,
                     busy_seconds: usage.busy.as_secs_f64(),
@@ -233,11 +241,18 @@ async fn health(State(state): State<WebState>) -> Response {
             };
             (status, Json(view)).into_response()
         }
-        Err(error) => {
-            tracing::error!(%error, "health check: token unreachable");
+        answer => {
+            let tokens = match answer {
+                Ok((_, tokens, _)) => tokens,
+                Err(error) => {
+                    tracing::error!(%error, "health check: token unreachable");
+                    Vec::new()
+                }
+            };
             let down = HealthView {
                 status: "token_unavailable",
                 token: None,
+                tokens,
                 token_usage: None,
                 signing_keys: SigningKeysView::new(state.appliance.key_usage()),
                 audit,

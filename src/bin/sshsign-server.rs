@@ -179,7 +179,7 @@ impl TokenArgs {
         });
         let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
         let config = ServeConfig::from_raw(flags, credentials.as_deref())?;
-        let hsm = sshsign::hsm::open(config.hsm.backend_config(1)?)?;
+        let hsm = sshsign::hsm::open_all(config.hsm.backend_configs(1)?)?;
         Ok((hsm, config.token_objects))
     }
 }
@@ -228,7 +228,7 @@ fn provision(command: Provision) -> Result<()> {
         }
         Provision::GenerateApplianceKeys(args) => {
             let hsm = args.open()?;
-            let appliance_keys = provision::generate_appliance_keys(hsm.as_ref())?
+            let appliance_keys = provision::generate_appliance_keys(hsm.primary())?
                 .into_iter()
                 .map(|(key, created)| v::GeneratedKey { created, key })
                 .collect();
@@ -236,7 +236,7 @@ fn provision(command: Provision) -> Result<()> {
         }
         Provision::Show(args) => {
             let (hsm, room) = args.open_with_room()?;
-            let keys = provision::appliance_keys(hsm.as_ref())?;
+            let keys = provision::appliance_keys(hsm.primary())?;
             // Every Ed25519 key in the token that is not the appliance's own is a signing key.
             let in_token = hsm.list()?.len().saturating_sub(keys.len());
             v::to_value(&v::ShownToken {
@@ -260,9 +260,9 @@ fn provision(command: Provision) -> Result<()> {
         }
         Provision::SelfTest(args) => {
             let hsm = args.open()?;
-            let keys = provision::appliance_keys(hsm.as_ref())?;
+            let keys = provision::appliance_keys(hsm.primary())?;
             v::to_value(&v::SelfTestView {
-                self_test: provision::self_test(hsm.as_ref(), &keys)?,
+                self_test: provision::self_test(hsm.primary(), &keys)?,
                 ok: true,
             })
         }

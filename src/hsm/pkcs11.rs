@@ -557,6 +557,10 @@ impl Hsm for Pkcs11Hsm {
         self.description.clone()
     }
 
+    fn primary(&self) -> &dyn Hsm {
+        self
+    }
+
     fn close(&self) -> Result<()> {
         self.logout()
     }

@@ -514,6 +514,10 @@ impl Hsm for YubiHsm {
         self.description.clone()
     }
 
+    fn primary(&self) -> &dyn Hsm {
+        self
+    }
+
     /// Sessions on the device end by themselves after 30 s idle; the clients keep nothing else.
     fn close(&self) -> Result<()> {
         Ok(())

@@ -28,12 +28,15 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = Health)]
 pub struct HealthView {
-    /// `ok`; or, with 503, `token_unavailable` or `audit_tampered` (the full check found a
-    /// mismatch: nothing is signed).
+    /// `ok`; `token_degraded` when some of several tokens do not answer (keys on the others
+    /// go on signing); or, with 503, `token_unavailable` (no token answers) or `audit_tampered`
+    /// (the full check found a mismatch: nothing is signed).
     pub status: &'static str,
-    /// What the token says it is.
+    /// What the token (the primary, with several) says it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<crate::hsm::TokenDescription>,
+    /// Each token's answer to this check.
+    pub tokens: Vec<crate::hsm::TokenHealth>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_usage: Option<TokenUsageView>,
     pub signing_keys: SigningKeysView,

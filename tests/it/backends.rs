@@ -435,3 +435,201 @@ fn the_appliance_runs_end_to_end_on_the_native_yubihsm_backend() {
         "revocation deletes the device object: {listing}"
     );
 }
+
+/// Several tokens as one, of different backends: a SoftHSMv2 token (the primary) and the native
+/// YubiHSM backend on MockHsm. New keys go to the tokens in turn; each key signs on its own
+/// token; a token that stops answering is reported by the health check and skipped by placement
+/// while keys on the other go on signing; once it is back, so are its keys.
+#[test]
+fn a_pool_of_tokens_places_keys_in_turn_and_survives_a_failing_token() {
+    use sshsign::hsm::pool::TokenPool;
+
+    let soft = Arc::new(
+        soft_token(
+            SoftToken::SoftHsm,
+            2,
+            EcParamsForm::Printable,
+            DeviceLimits::default(),
+        )
+        .0,
+    );
+    let device = MockConnector::start();
+    let yubi: Arc<dyn Hsm> = Arc::new(
+        YubiHsm::open(YubiHsmConfig {
+            connector: device.url().parse().unwrap(),
+            credentials: "0001password".into(),
+            label: "YubiHSM".into(),
+            sessions: 1,
+            limits: DeviceLimits::default(),
+        })
+        .unwrap(),
+    );
+    let pool = TokenPool::new(vec![soft.clone(), Arc::clone(&yubi)]).unwrap();
+    assert_eq!(
+        pool.describe().sessions,
+        3,
+        "token threads for every session"
+    );
+    assert!(std::ptr::addr_eq(pool.primary(), soft.as_ref() as &dyn Hsm));
+
+    let keys: Vec<_> = (0..6)
+        .map(|n| pool.generate_ed25519(&format!("ak_{n}")).unwrap())
+        .collect();
+    let on_soft = soft.list().unwrap().len();
+    let on_yubi = yubi.list().unwrap().len();
+    assert_eq!((on_soft, on_yubi), (3, 3), "placed in turn");
+    for key in &keys {
+        let signature = pool.sign(&key.object_id, b"pooled").unwrap();
+        assert!(verify(&key.public_key, b"pooled", &signature));
+        assert!(pool.attributes(&key.object_id).unwrap().is_non_exportable());
+    }
+    assert_eq!(pool.list().unwrap().len(), 6);
+    assert_eq!(pool.find_by_label("ak_4").unwrap(), vec![keys[4].clone()]);
+    // The seal key and random bytes come from the primary.
+    let seal = pool.generate_seal_key("sshsign-seal").unwrap();
+    assert_eq!(
+        soft.find_seal_keys("sshsign-seal").unwrap(),
+        vec![seal.clone()]
+    );
+    let (data_key, stored) = pool.new_data_key(&seal).unwrap();
+    assert_eq!(*pool.open_data_key(&seal, &stored).unwrap(), *data_key);
+    assert!(pool.health().iter().all(|t| t.error.is_none()));
+
+    // The YubiHSM is unplugged.
+    device.set_down(true);
+    let health = pool.health();
+    assert!(health[0].error.is_none(), "{health:?}");
+    assert!(health[1].error.is_some(), "{health:?}");
+    let (soft_keys, yubi_keys): (Vec<_>, Vec<_>) = keys
+        .iter()
+        .partition(|k| soft.find(&k.object_id).unwrap().is_some());
+    for key in &soft_keys {
+        let signature = pool.sign(&key.object_id, b"still").unwrap();
+        assert!(verify(&key.public_key, b"still", &signature));
+    }
+    let refused = pool.sign(&yubi_keys[0].object_id, b"down").unwrap_err();
+    assert!(!matches!(refused, Error::KeyNotFound(_)), "{refused}");
+    // New keys go to the token that answers.
+    for n in 0..3 {
+        let key = pool.generate_ed25519(&format!("ak_down_{n}")).unwrap();
+        assert!(soft.find(&key.object_id).unwrap().is_some());
+    }
+    // Listing shows what the answering token holds.
+    assert_eq!(pool.list().unwrap().len(), 6);
+
+    // Plugged in again: its keys sign, and placement takes it back.
+    device.set_down(false);
+    assert!(pool.health().iter().all(|t| t.error.is_none()));
+    let signature = pool.sign(&yubi_keys[0].object_id, b"back").unwrap();
+    assert!(verify(&yubi_keys[0].public_key, b"back", &signature));
+    let more: Vec<_> = (0..2)
+        .map(|n| pool.generate_ed25519(&format!("ak_back_{n}")).unwrap())
+        .collect();
+    assert!(
+        more.iter()
+            .any(|k| yubi.find(&k.object_id).unwrap().is_some()),
+        "the YubiHSM gets keys again"
+    );
+}
+
+/// The appliance on two tokens: its own keys on the first, users' keys placed in turn across
+/// both, every signature checked by stock `ssh-keygen`, and `/healthz` listing both.
+#[test]
+fn the_appliance_runs_on_two_tokens() {
+    use crate::common::{Appliance, SERVER, clean_command, ssh_keygen_verify};
+
+    let appliance = Appliance::start_on(&[], &[]);
+    // A second token in the same store, then the appliance restarted on both.
+    let store = appliance.store.clone();
+    let init = clean_command(SERVER)
+        .args([
+            "provision",
+            "init-token",
+            "--label",
+            "second",
+            "--so-pin-file",
+        ])
+        .arg(store.so_pin_file())
+        .arg("--pin-file")
+        .arg(store.pin_file())
+        .envs(store.env())
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let both = format!("{},second", store.label);
+    let mut appliance = appliance;
+    appliance.restart_with(&[("SSHSIGN_PKCS11_TOKEN", both.as_str())]);
+
+    let (status, health) = appliance.http_get("/healthz");
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["status"], "ok", "{health}");
+    let labels: Vec<_> = health["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["token"]["label"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(labels, [store.label.clone(), "second".to_owned()]);
+
+    let alice = appliance.user("alice");
+    let payload = b"tree 0123\nauthor alice\n\ntwo tokens\n";
+    let mut made = Vec::new();
+    for _ in 0..4 {
+        let key = alice.cmd("create-key --scope git").ok().clone();
+        let key_id = key["key_id"].as_str().unwrap().to_owned();
+        let signed = alice.run(&format!("sign --type git --key-id {key_id}"), payload);
+        let signature = signed.ok()["signature"].as_str().unwrap().to_owned();
+        let good = ssh_keygen_verify(
+            appliance.dir.path(),
+            "alice@example.com",
+            key["public_key"].as_str().unwrap(),
+            "git",
+            &signature,
+            payload,
+        );
+        assert!(
+            good.status.success(),
+            "{}",
+            String::from_utf8_lossy(&good.stderr)
+        );
+        made.push(key_id);
+    }
+    // Each token's own listing: two of alice's keys each; the appliance's keys on the first.
+    let on = |label: &str| {
+        let output = clean_command(SERVER)
+            .args(["provision", "keys"])
+            .envs(store.env())
+            .env("SSHSIGN_PKCS11_TOKEN", label)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let listing: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        listing["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["label"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let first = on(&store.label);
+    let second = on("second");
+    let users = |labels: &[String]| labels.iter().filter(|l| made.contains(l)).count();
+    assert_eq!(
+        (users(&first), users(&second)),
+        (2, 2),
+        "{first:?} {second:?}"
+    );
+    assert!(first.iter().any(|l| l == "sshsign-decision"), "{first:?}");
+    assert!(
+        !second.iter().any(|l| l.starts_with("sshsign-")),
+        "{second:?}"
+    );
+}

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub struct MockConnector {
     pub port: u16,
     drop_next_reply: Arc<AtomicBool>,
+    down: Arc<AtomicBool>,
     commands: Arc<AtomicUsize>,
 }
 
@@ -23,18 +24,28 @@ impl MockConnector {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let drop_next_reply = Arc::new(AtomicBool::new(false));
+        let down = Arc::new(AtomicBool::new(false));
         let commands = Arc::new(AtomicUsize::new(0));
-        let (dropping, counted) = (Arc::clone(&drop_next_reply), Arc::clone(&commands));
+        let (dropping, unplugged, counted) = (
+            Arc::clone(&drop_next_reply),
+            Arc::clone(&down),
+            Arc::clone(&commands),
+        );
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
-                let (device, dropping, counted) =
-                    (device.clone(), Arc::clone(&dropping), Arc::clone(&counted));
-                std::thread::spawn(move || serve(stream, &device, &dropping, &counted));
+                let link = Link {
+                    device: device.clone(),
+                    drop_next_reply: Arc::clone(&dropping),
+                    down: Arc::clone(&unplugged),
+                    commands: Arc::clone(&counted),
+                };
+                std::thread::spawn(move || link.serve(stream));
             }
         });
         MockConnector {
             port,
             drop_next_reply,
+            down,
             commands,
         }
     }
@@ -49,72 +60,92 @@ impl MockConnector {
         self.drop_next_reply.store(true, Ordering::SeqCst);
     }
 
+    /// Unplugs the device (`true`): every request is cut off unanswered until it is plugged in
+    /// again (`false`).
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
     /// Commands carried to the device so far.
     pub fn commands(&self) -> usize {
         self.commands.load(Ordering::SeqCst)
     }
 }
 
-/// One HTTP/1.1 connection: `POST /connector/api` carries a command to the device, `GET
-/// /connector/status` answers as yubihsm-connector does.
-fn serve(
-    stream: TcpStream,
-    device: &yubihsm::Connector,
-    drop_next_reply: &AtomicBool,
-    commands: &AtomicUsize,
-) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut length = 0usize;
+/// What one connection to the front shares with the others.
+struct Link {
+    device: yubihsm::Connector,
+    drop_next_reply: Arc<AtomicBool>,
+    down: Arc<AtomicBool>,
+    commands: Arc<AtomicUsize>,
+}
+
+impl Link {
+    /// One HTTP/1.1 connection: `POST /connector/api` carries a command to the device, `GET
+    /// /connector/status` answers as yubihsm-connector does.
+    fn serve(&self, stream: TcpStream) {
+        let (device, drop_next_reply, down, commands) = (
+            &self.device,
+            &*self.drop_next_reply,
+            &*self.down,
+            &*self.commands,
+        );
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
         loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
                 return;
             }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
+            let mut length = 0usize;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                    return;
+                }
+                let header = header.trim_end();
+                if header.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
             }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0u8; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let reply: Vec<u8> = if request_line.starts_with("POST /connector/api ") {
-            commands.fetch_add(1, Ordering::SeqCst);
-            let answer = device.send_message(uuid::Uuid::new_v4(), body.into());
-            if drop_next_reply.swap(false, Ordering::SeqCst) {
-                // The device acted; the caller never hears of it.
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_err() {
                 return;
             }
-            match answer {
-                Ok(message) => message.into(),
-                Err(_) => return,
+            if down.load(Ordering::SeqCst) {
+                return;
             }
-        } else {
-            b"status=OK\nserial=*\nversion=2.0.0\n".to_vec()
-        };
-        // One write: the crate's HTTP reader (yubihsm 0.42 src/connector/http/client/response/
-        // reader.rs, fill_buffer) reads each chunk to the start of its buffer, so a reply that
-        // arrives in two reads loses its head; yubihsm-connector answers in one.
-        let mut response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
-            reply.len()
-        )
-        .into_bytes();
-        response.extend_from_slice(&reply);
-        if writer.write_all(&response).is_err() {
-            return;
+            let reply: Vec<u8> = if request_line.starts_with("POST /connector/api ") {
+                commands.fetch_add(1, Ordering::SeqCst);
+                let answer = device.send_message(uuid::Uuid::new_v4(), body.into());
+                if drop_next_reply.swap(false, Ordering::SeqCst) {
+                    // The device acted; the caller never hears of it.
+                    return;
+                }
+                match answer {
+                    Ok(message) => message.into(),
+                    Err(_) => return,
+                }
+            } else {
+                b"status=OK\nserial=*\nversion=2.0.0\n".to_vec()
+            };
+            // One write: the crate's HTTP reader (yubihsm 0.42 src/connector/http/client/response/
+            // reader.rs, fill_buffer) reads each chunk to the start of its buffer, so a reply that
+            // arrives in two reads loses its head; yubihsm-connector answers in one.
+            let mut response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+                reply.len()
+            )
+            .into_bytes();
+            response.extend_from_slice(&reply);
+            if writer.write_all(&response).is_err() {
+                return;
+            }
         }
     }
 }

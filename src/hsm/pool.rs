@@ -1,0 +1,336 @@
+//! Several tokens behind one [`Hsm`]: how an appliance goes past one device's rate (a YubiHSM 2
+//! signs about 8 times a second) and keeps signing when one device fails.
+//!
+//! The first token is the **primary**: it holds the appliance's own keys and the seal key, and
+//! draws random bytes. New signing keys are **placed in turn** (round robin) among the tokens,
+//! skipping a token that is failing or full; each key signs on the token that made it, found by
+//! its id (a token's own id, so a key keeps its id whichever pool it is in; the pool checks that
+//! no other token uses an id it hands out). A token whose calls fail is marked failing, and
+//! [`Hsm::health`] reports each token, so `/healthz` names the one that is down while the others
+//! go on.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::{
+    DataKey, Error, Hsm, KeyAttributes, ObjectId, Result, TokenDescription, TokenHealth, TokenKey,
+};
+
+/// How many times a placement is tried before giving up (a token's id can clash with another's).
+const PLACEMENT_ATTEMPTS: usize = 4;
+
+/// Tokens used as one.
+pub struct TokenPool {
+    members: Vec<Member>,
+    next: AtomicUsize,
+    /// Which token holds each key found or made so far.
+    placed: RwLock<HashMap<ObjectId, usize>>,
+}
+
+struct Member {
+    hsm: Arc<dyn Hsm>,
+    /// The last failure, until a call succeeds again.
+    failing: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for TokenPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenPool")
+            .field(
+                "members",
+                &self.members.iter().map(|m| &m.hsm).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors that say nothing about the token's health: the request was wrong, not the device.
+fn is_the_callers(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::KeyNotFound(_)
+            | Error::MessageTooLong { .. }
+            | Error::TokenFull { .. }
+            | Error::Label(_)
+    )
+}
+
+impl Member {
+    /// Runs `f`, keeping the member's health up to date.
+    fn call<T>(&self, f: impl FnOnce(&dyn Hsm) -> Result<T>) -> Result<T> {
+        let result = f(self.hsm.as_ref());
+        let mut failing = self
+            .failing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &result {
+            Ok(_) => *failing = None,
+            Err(error) if is_the_callers(error) => {}
+            Err(error) => {
+                if failing.is_none() {
+                    let token = self.hsm.describe();
+                    tracing::error!(label = %token.label, serial = %token.serial, %error, "a token of the pool is failing");
+                }
+                *failing = Some(error.to_string());
+            }
+        }
+        result
+    }
+
+    fn is_failing(&self) -> bool {
+        self.failing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some()
+    }
+}
+
+impl TokenPool {
+    /// A pool of `tokens`, the first being the primary. At least one.
+    pub fn new(tokens: Vec<Arc<dyn Hsm>>) -> Result<Self> {
+        if tokens.is_empty() {
+            return Err(Error::Worker("a token pool needs a token".to_owned()));
+        }
+        Ok(TokenPool {
+            members: tokens
+                .into_iter()
+                .map(|hsm| Member {
+                    hsm,
+                    failing: Mutex::new(None),
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
+            placed: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn first(&self) -> &Member {
+        &self.members[0]
+    }
+
+    fn remember(&self, id: &ObjectId, member: usize) {
+        self.placed
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(id.clone(), member);
+    }
+
+    /// The token that holds `id`: the one remembered, else the first that has it.
+    fn holder(&self, id: &ObjectId) -> Result<Option<usize>> {
+        let known = self
+            .placed
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(id)
+            .copied();
+        if known.is_some() {
+            return Ok(known);
+        }
+        let mut unreachable = None;
+        for (n, member) in self.members.iter().enumerate() {
+            match member.call(|hsm| hsm.find(id)) {
+                Ok(Some(_)) => {
+                    self.remember(id, n);
+                    return Ok(Some(n));
+                }
+                Ok(None) => {}
+                Err(error) => unreachable = Some(error),
+            }
+        }
+        // A key on a token that does not answer is not "not found".
+        match unreachable {
+            Some(error) => Err(error),
+            None => Ok(None),
+        }
+    }
+
+    fn on_holder<T>(&self, id: &ObjectId, f: impl FnOnce(&dyn Hsm) -> Result<T>) -> Result<T> {
+        match self.holder(id)? {
+            Some(n) => self.members[n].call(f),
+            None => Err(Error::KeyNotFound(id.clone())),
+        }
+    }
+
+    /// Every token's answer to `f`, skipping (and marking) tokens that fail; fails only when
+    /// every token does.
+    fn gather<T>(&self, f: impl Fn(&dyn Hsm) -> Result<Vec<T>>) -> Result<Vec<T>> {
+        let mut all = Vec::new();
+        let mut last = None;
+        let mut answered = false;
+        for member in &self.members {
+            match member.call(&f) {
+                Ok(found) => {
+                    answered = true;
+                    all.extend(found);
+                }
+                Err(error) => last = Some(error),
+            }
+        }
+        match (answered, last) {
+            (false, Some(error)) => Err(error),
+            _ => Ok(all),
+        }
+    }
+
+    /// Makes a key on the next token in turn that answers and has room, with an id no other
+    /// token uses.
+    fn place(&self, label: &str) -> Result<TokenKey> {
+        let count = self.members.len();
+        let mut last = None;
+        for _ in 0..PLACEMENT_ATTEMPTS {
+            let start = self.next.fetch_add(1, Ordering::Relaxed);
+            let chosen = (0..count)
+                .map(|k| (start + k) % count)
+                .find(|&n| !self.members[n].is_failing());
+            // All failing: try the turn's token anyway, which clears its mark if it is back.
+            let n = chosen.unwrap_or(start % count);
+            let member = &self.members[n];
+            let key = match member.call(|hsm| hsm.generate_ed25519(label)) {
+                Ok(key) => key,
+                Err(error @ Error::TokenFull { .. }) => {
+                    // Full: the others are tried in turn before the pool says it is full.
+                    let elsewhere = (1..count)
+                        .map(|k| (n + k) % count)
+                        .filter(|&m| !self.members[m].is_failing())
+                        .find_map(|m| {
+                            self.members[m]
+                                .call(|hsm| hsm.generate_ed25519(label))
+                                .ok()
+                                .map(|key| (m, key))
+                        });
+                    match elsewhere {
+                        Some((m, key)) => return self.unique(m, key, label),
+                        None => return Err(error),
+                    }
+                }
+                Err(error) => {
+                    last = Some(error);
+                    continue;
+                }
+            };
+            return self.unique(n, key, label);
+        }
+        Err(last.unwrap_or_else(|| Error::Worker("no token could make the key".to_owned())))
+    }
+
+    /// `key`, made on token `n`, if no other token uses its id; else it is destroyed and another
+    /// is made (short device ids, such as YubiHSM's 16 bits, can clash across devices).
+    fn unique(&self, n: usize, key: TokenKey, label: &str) -> Result<TokenKey> {
+        for (m, other) in self.members.iter().enumerate() {
+            if m != n && other.call(|hsm| hsm.find(&key.object_id))?.is_some() {
+                self.members[n].call(|hsm| hsm.destroy(&key.object_id))?;
+                return self.place(label);
+            }
+        }
+        self.remember(&key.object_id, n);
+        Ok(key)
+    }
+}
+
+impl Hsm for TokenPool {
+    fn generate_ed25519(&self, label: &str) -> Result<TokenKey> {
+        self.place(label)
+    }
+
+    fn find(&self, id: &ObjectId) -> Result<Option<TokenKey>> {
+        match self.holder(id)? {
+            Some(n) => self.members[n].call(|hsm| hsm.find(id)),
+            None => Ok(None),
+        }
+    }
+
+    fn find_by_label(&self, label: &str) -> Result<Vec<TokenKey>> {
+        self.gather(|hsm| hsm.find_by_label(label))
+    }
+
+    fn list(&self) -> Result<Vec<TokenKey>> {
+        self.gather(|hsm| hsm.list())
+    }
+
+    fn sign(&self, id: &ObjectId, message: &[u8]) -> Result<[u8; 64]> {
+        self.on_holder(id, |hsm| hsm.sign(id, message))
+    }
+
+    fn destroy(&self, id: &ObjectId) -> Result<()> {
+        match self.holder(id)? {
+            Some(n) => {
+                self.members[n].call(|hsm| hsm.destroy(id))?;
+                self.placed
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .remove(id);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn generate_seal_key(&self, label: &str) -> Result<ObjectId> {
+        self.first().call(|hsm| hsm.generate_seal_key(label))
+    }
+
+    fn find_seal_keys(&self, label: &str) -> Result<Vec<ObjectId>> {
+        self.first().call(|hsm| hsm.find_seal_keys(label))
+    }
+
+    fn new_data_key(&self, seal: &ObjectId) -> Result<(DataKey, Vec<u8>)> {
+        self.first().call(|hsm| hsm.new_data_key(seal))
+    }
+
+    fn open_data_key(&self, seal: &ObjectId, stored: &[u8]) -> Result<DataKey> {
+        self.first().call(|hsm| hsm.open_data_key(seal, stored))
+    }
+
+    /// From the primary; from the next token that answers when it does not.
+    fn random(&self, out: &mut [u8]) -> Result<()> {
+        let mut last = None;
+        for member in &self.members {
+            match member.call(|hsm| hsm.random(out)) {
+                Ok(()) => return Ok(()),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Worker("no token".to_owned())))
+    }
+
+    fn attributes(&self, id: &ObjectId) -> Result<KeyAttributes> {
+        self.on_holder(id, |hsm| hsm.attributes(id))
+    }
+
+    /// The primary's description; `sessions` counts every token's, which sets how many token
+    /// threads the appliance runs.
+    fn describe(&self) -> TokenDescription {
+        let mut description = self.first().hsm.describe();
+        description.sessions = self.members.iter().map(|m| m.hsm.describe().sessions).sum();
+        description
+    }
+
+    fn health(&self) -> Vec<TokenHealth> {
+        self.members
+            .iter()
+            .map(|member| {
+                let mut probe = [0u8; 8];
+                let error = member.call(|hsm| hsm.random(&mut probe)).err();
+                TokenHealth {
+                    token: member.hsm.describe(),
+                    error: error.map(|e| e.to_string()),
+                }
+            })
+            .collect()
+    }
+
+    fn primary(&self) -> &dyn Hsm {
+        self.members[0].hsm.as_ref()
+    }
+
+    fn close(&self) -> Result<()> {
+        let mut result = Ok(());
+        for member in &self.members {
+            if let Err(error) = member.hsm.close() {
+                result = Err(error);
+            }
+        }
+        result
+    }
+}
