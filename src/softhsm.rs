@@ -33,6 +33,17 @@ pub enum Error {
     Script { status: String, stderr: String },
 }
 
+/// The initialising command's failure, with what it said, as an error.
+fn succeeded(output: &std::process::Output) -> Result<(), Error> {
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(Error::Script {
+        status: output.status.to_string(),
+        stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+    })
+}
+
 /// Which software token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SoftToken {
@@ -92,12 +103,7 @@ impl SoftHsmStore {
             .env("SSHSIGN_PKCS11_MODULE", &module)
             .output()
             .map_err(io)?;
-        if !output.status.success() {
-            return Err(Error::Script {
-                status: output.status.to_string(),
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            });
-        }
+        succeeded(&output)?;
         Ok(Self::existing(dir, label, module))
     }
 
@@ -160,12 +166,7 @@ impl SoftHsmStore {
             .env("KRYOPTIC_CONF", store.conf())
             .output()
             .map_err(io)?;
-        if !output.status.success() {
-            return Err(Error::Script {
-                status: output.status.to_string(),
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            });
-        }
+        succeeded(&output)?;
         Ok(store)
     }
 

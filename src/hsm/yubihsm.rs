@@ -278,6 +278,19 @@ impl YubiHsm {
         }
     }
 
+    /// Runs a call that changes the device, once: an error the device gave is reported as
+    /// such, a lost reply as [`Error::SessionLost`].
+    fn act<T>(&self, f: impl FnOnce(&Client) -> Result<T, yubihsm::client::Error>) -> Result<T> {
+        let client = self.client();
+        f(client).map_err(|e| {
+            if device_answered(&e) {
+                device(e)
+            } else {
+                self.lost(client, &e)
+            }
+        })
+    }
+
     /// Objects of `kind` labelled `label` (any label when `None`).
     fn objects(&self, kind: Type, label_text: Option<&str>) -> Result<Vec<u16>> {
         let mut filters = vec![Filter::Type(kind)];
@@ -372,18 +385,15 @@ impl Hsm for YubiHsm {
     fn generate_ed25519(&self, label_text: &str) -> Result<TokenKey> {
         let label = label(label_text)?;
         let id = self.free_id(Type::AsymmetricKey)?;
-        let client = self.client();
-        match client.generate_asymmetric_key(
-            id,
-            label,
-            Domain::DOM1,
-            Capability::SIGN_EDDSA,
-            yubihsm::asymmetric::Algorithm::Ed25519,
-        ) {
-            Ok(_) => {}
-            Err(e) if device_answered(&e) => return Err(device(e)),
-            Err(e) => return Err(self.lost(client, &e)),
-        }
+        self.act(|client| {
+            client.generate_asymmetric_key(
+                id,
+                label,
+                Domain::DOM1,
+                Capability::SIGN_EDDSA,
+                yubihsm::asymmetric::Algorithm::Ed25519,
+            )
+        })?;
         self.key(id)?
             .ok_or_else(|| Error::Device(format!("the key {id:04x} just made is not there")))
     }
@@ -431,18 +441,16 @@ impl Hsm for YubiHsm {
     fn generate_seal_key(&self, label_text: &str) -> Result<ObjectId> {
         let label = label(label_text)?;
         let id = self.free_id(Type::HmacKey)?;
-        let client = self.client();
-        match client.generate_hmac_key(
-            id,
-            label,
-            Domain::DOM1,
-            Capability::SIGN_HMAC,
-            yubihsm::hmac::Algorithm::Sha256,
-        ) {
-            Ok(_) => Ok(object_id(id)),
-            Err(e) if device_answered(&e) => Err(device(e)),
-            Err(e) => Err(self.lost(client, &e)),
-        }
+        self.act(|client| {
+            client.generate_hmac_key(
+                id,
+                label,
+                Domain::DOM1,
+                Capability::SIGN_HMAC,
+                yubihsm::hmac::Algorithm::Sha256,
+            )
+        })?;
+        Ok(object_id(id))
     }
 
     fn find_seal_keys(&self, label: &str) -> Result<Vec<ObjectId>> {

@@ -340,7 +340,7 @@ every_backend!(
 fn the_appliance_runs_end_to_end_on_the_native_yubihsm_backend() {
     use std::os::unix::fs::PermissionsExt as _;
 
-    use crate::common::{Appliance, SERVER, clean_command, ssh_keygen_verify};
+    use crate::common::{Appliance, assert_git_signature, token_keys};
 
     let device = MockConnector::start();
     let auth_dir = tempfile::tempdir().unwrap();
@@ -373,40 +373,11 @@ fn the_appliance_runs_end_to_end_on_the_native_yubihsm_backend() {
     let signed = alice.run(&format!("sign --type git --key-id {key_id}"), payload);
     let signature = signed.ok()["signature"].as_str().unwrap().to_owned();
     assert!(device.commands() > before, "the device made the signature");
-    let good = ssh_keygen_verify(
-        appliance.dir.path(),
-        "alice@example.com",
-        &public_key,
-        "git",
-        &signature,
-        payload,
-    );
-    assert!(
-        good.status.success(),
-        "{}",
-        String::from_utf8_lossy(&good.stderr)
-    );
+    assert_git_signature(appliance.dir.path(), &public_key, &signature, payload);
 
     // The device's own account of the key.
     let store = appliance.store.clone();
-    let provision_keys = || {
-        let output = clean_command(SERVER)
-            .args(["provision", "keys"])
-            .envs(store.env())
-            .envs(token)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
-    };
-    let listing = provision_keys();
-    let in_device = listing["keys"]
-        .as_array()
-        .unwrap()
+    let in_device = token_keys(&store, &token)
         .iter()
         .find(|k| k["label"] == key_id.as_str())
         .expect("the key is on the device")
@@ -425,14 +396,10 @@ fn the_appliance_runs_end_to_end_on_the_native_yubihsm_backend() {
         alice.cmd(&format!("revoke --key-id {key_id}")).ok()["status"],
         "revoked"
     );
-    let listing = provision_keys();
+    let listing = token_keys(&store, &token);
     assert!(
-        !listing["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|k| k["label"] == key_id.as_str()),
-        "revocation deletes the device object: {listing}"
+        !listing.iter().any(|k| k["label"] == key_id.as_str()),
+        "revocation deletes the device object: {listing:?}"
     );
 }
 
@@ -536,7 +503,7 @@ fn a_pool_of_tokens_places_keys_in_turn_and_survives_a_failing_token() {
 /// both, every signature checked by stock `ssh-keygen`, and `/healthz` listing both.
 #[test]
 fn the_appliance_runs_on_two_tokens() {
-    use crate::common::{Appliance, SERVER, clean_command, ssh_keygen_verify};
+    use crate::common::{Appliance, SERVER, assert_git_signature, clean_command, token_keys};
 
     let appliance = Appliance::start_on(&[], &[]);
     // A second token in the same store, then the appliance restarted on both.
@@ -583,38 +550,13 @@ fn the_appliance_runs_on_two_tokens() {
         let key_id = key["key_id"].as_str().unwrap().to_owned();
         let signed = alice.run(&format!("sign --type git --key-id {key_id}"), payload);
         let signature = signed.ok()["signature"].as_str().unwrap().to_owned();
-        let good = ssh_keygen_verify(
-            appliance.dir.path(),
-            "alice@example.com",
-            key["public_key"].as_str().unwrap(),
-            "git",
-            &signature,
-            payload,
-        );
-        assert!(
-            good.status.success(),
-            "{}",
-            String::from_utf8_lossy(&good.stderr)
-        );
+        let public_key = key["public_key"].as_str().unwrap();
+        assert_git_signature(appliance.dir.path(), public_key, &signature, payload);
         made.push(key_id);
     }
     // Each token's own listing: two of alice's keys each; the appliance's keys on the first.
     let on = |label: &str| {
-        let output = clean_command(SERVER)
-            .args(["provision", "keys"])
-            .envs(store.env())
-            .env("SSHSIGN_PKCS11_TOKEN", label)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let listing: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-        listing["keys"]
-            .as_array()
-            .unwrap()
+        token_keys(&store, &[("SSHSIGN_PKCS11_TOKEN", label)])
             .iter()
             .map(|k| k["label"].as_str().unwrap().to_owned())
             .collect::<Vec<_>>()

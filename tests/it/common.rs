@@ -46,10 +46,16 @@ pub fn token_store(dir: &Path) -> SoftHsmStore {
 
 /// Runs `sshsign-server provision ARGS` against `store`'s token.
 pub fn provision(store: &SoftHsmStore, args: &[&str]) -> Output {
+    provision_with(store, &[], args)
+}
+
+/// [`provision`] with `env` on top of the store's settings.
+pub fn provision_with(store: &SoftHsmStore, env: &[(&str, &str)], args: &[&str]) -> Output {
     clean_command(SERVER)
         .arg("provision")
         .args(args)
         .envs(store.env())
+        .envs(env.iter().copied())
         .output()
         .expect("running sshsign-server provision")
 }
@@ -141,12 +147,7 @@ impl Appliance {
     pub fn start_on(token: &[(&str, &str)], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = test_token_store(dir.path());
-        let keys = clean_command(SERVER)
-            .args(["provision", "generate-appliance-keys"])
-            .envs(store.env())
-            .envs(token.iter().copied())
-            .output()
-            .expect("running sshsign-server provision");
+        let keys = provision_with(&store, token, &["generate-appliance-keys"]);
         assert!(
             keys.status.success(),
             "{}",
@@ -536,6 +537,37 @@ pub fn ssh_keygen_verify(
         .arg("-s")
         .arg(&sig);
     run_with_stdin(&mut command, payload)
+}
+
+/// Asserts that stock `ssh-keygen -Y verify` accepts `signature` over `payload` in the `git`
+/// namespace from `public_key`.
+pub fn assert_git_signature(dir: &Path, public_key: &str, signature: &str, payload: &[u8]) {
+    let good = ssh_keygen_verify(
+        dir,
+        "alice@example.com",
+        public_key,
+        "git",
+        signature,
+        payload,
+    );
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+}
+
+/// `sshsign-server provision keys` on `store`'s token, with `env` on top of its settings: every
+/// key the token holds, as the token reports it.
+pub fn token_keys(store: &SoftHsmStore, env: &[(&str, &str)]) -> Vec<Value> {
+    let output = provision_with(store, env, &["keys"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listing: Value = serde_json::from_slice(&output.stdout).unwrap();
+    listing["keys"].as_array().unwrap().clone()
 }
 
 /// A token of [`test_token`]'s kind opened in this process through the PKCS#11 backend, with

@@ -2,23 +2,13 @@
 
 use serde_json::Value;
 
-use crate::common::{Appliance, provision, ssh_keygen_verify};
+use crate::common::{Appliance, assert_git_signature, ssh_keygen_verify, token_keys};
 
 /// The token's own account of the key labelled `label`, if it holds one.
 fn token_key(appliance: &Appliance, label: &str) -> Option<Value> {
-    let output = provision(&appliance.store, &["keys"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let listing: Value = serde_json::from_slice(&output.stdout).unwrap();
-    listing["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
+    token_keys(&appliance.store, &[])
+        .into_iter()
         .find(|key| key["label"] == label)
-        .cloned()
 }
 
 #[test]
@@ -62,19 +52,7 @@ fn create_sign_verify_revoke_then_signing_fails() {
 
     // Stock OpenSSH accepts the token's signature, and only for the payload and namespace signed.
     let dir = appliance.dir.path();
-    let good = ssh_keygen_verify(
-        dir,
-        "alice@example.com",
-        &public_key,
-        "git",
-        &signature,
-        payload,
-    );
-    assert!(
-        good.status.success(),
-        "{}",
-        String::from_utf8_lossy(&good.stderr)
-    );
+    assert_git_signature(dir, &public_key, &signature, payload);
     let other = ssh_keygen_verify(
         dir,
         "alice@example.com",
