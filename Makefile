@@ -44,7 +44,6 @@ deps:
 		$(TOOLS)/bin/pip install -q $(PYPI_TOOLS) && \
 		echo "$(PYPI_TOOLS)" > $(TOOLS)/installed; \
 	fi
-	@$(MAKE) -s kryoptic
 
 # kryoptic (crates.io), the second PKCS#11 implementation the backend and end-to-end tests run
 # against, built once into target/kryoptic (about 8 minutes on two cores, most of it OpenSSL).
@@ -57,7 +56,7 @@ dev: deps
 
 # The whole suite on SoftHSMv2, then the appliance's integration tests again on kryoptic (the
 # backend conformance suite runs every backend in both passes' first).
-test: deps
+test: deps kryoptic
 	cargo nextest run
 	SSHSIGN_TEST_TOKEN=kryoptic cargo nextest run -E 'binary(it) and not test(/^backends::/)'
 
