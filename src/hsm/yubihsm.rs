@@ -189,32 +189,36 @@ fn device(error: yubihsm::client::Error) -> Error {
 }
 
 impl YubiHsm {
-    /// Connects, authenticates every session, and reads what the device is.
+    /// Connects, authenticates every session, and reads what the device is. Over HTTP each
+    /// session has a connection of its own to yubihsm-connector, so their transfers overlap;
+    /// over USB they share the one device handle (a second would find the device busy).
     pub fn open(config: YubiHsmConfig) -> Result<Self> {
-        let connector = match &config.connector {
-            ConnectorAddress::Http { host, port } => Connector::http(&HttpConfig {
-                addr: host.clone(),
-                port: *port,
-                timeout_ms: 5_000,
-            }),
-            ConnectorAddress::Usb { serial } => Connector::usb(&UsbConfig {
-                serial: serial
-                    .as_deref()
-                    .map(str::parse)
-                    .transpose()
-                    .map_err(|e| Error::Device(format!("serial number: {e}")))?,
-                timeout_ms: UsbConfig::DEFAULT_TIMEOUT_MILLIS,
-            }),
+        let connector = || -> Result<Connector> {
+            Ok(match &config.connector {
+                ConnectorAddress::Http { host, port } => Connector::http(&HttpConfig {
+                    addr: host.clone(),
+                    port: *port,
+                    timeout_ms: 5_000,
+                }),
+                ConnectorAddress::Usb { serial } => Connector::usb(&UsbConfig {
+                    serial: serial
+                        .as_deref()
+                        .map(str::parse)
+                        .transpose()
+                        .map_err(|e| Error::Device(format!("serial number: {e}")))?,
+                    timeout_ms: UsbConfig::DEFAULT_TIMEOUT_MILLIS,
+                }),
+            })
         };
-        Self::connect(connector, &config)
-    }
-
-    /// Like [`Self::open`], over a connector the caller made.
-    pub fn connect(connector: Connector, config: &YubiHsmConfig) -> Result<Self> {
+        let shared = connector()?;
         let credentials = parse_credentials(&config.credentials)?;
         let clients = (0..config.sessions.clamp(1, 16))
-            .map(|_| {
-                Client::open(connector.clone(), credentials.clone(), true).map_err(|e| {
+            .map(|n| {
+                let link = match (&config.connector, n) {
+                    (ConnectorAddress::Http { .. }, 1..) => connector()?,
+                    _ => shared.clone(),
+                };
+                Client::open(link, credentials.clone(), true).map_err(|e| {
                     Error::Login(format!(
                         "YubiHSM at {}: {}",
                         config.connector,
