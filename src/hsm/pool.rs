@@ -19,6 +19,8 @@ use super::{
 
 /// How many times a placement is tried before giving up (a token's id can clash with another's).
 const PLACEMENT_ATTEMPTS: usize = 4;
+/// Ids at least this long are random enough never to clash across tokens.
+const LONG_ID: usize = 8;
 
 /// Tokens used as one.
 pub struct TokenPool {
@@ -128,20 +130,30 @@ impl TokenPool {
             return Ok(known);
         }
         let mut unreachable = None;
+        let mut holders = Vec::new();
         for (n, member) in self.members.iter().enumerate() {
             match member.call(|hsm| hsm.find(id)) {
-                Ok(Some(_)) => {
-                    self.remember(id, n);
-                    return Ok(Some(n));
-                }
+                Ok(Some(_)) => holders.push(n),
                 Ok(None) => {}
                 Err(error) => unreachable = Some(error),
             }
         }
-        // A key on a token that does not answer is not "not found".
-        match unreachable {
-            Some(error) => Err(error),
-            None => Ok(None),
+        match (holders.as_slice(), unreachable) {
+            // Placement keeps ids unique across the pool (see `unique`), so a token that does
+            // not answer cannot hold this id too.
+            ([n], _) => {
+                self.remember(id, *n);
+                Ok(Some(*n))
+            }
+            // Never guess: signing with the other token's key would sign with someone else's.
+            ([_, _, ..], _) => Err(Error::Worker(format!(
+                "the key {id} is on {} tokens of the pool; remove the copies that are not the \
+                 appliance's",
+                holders.len()
+            ))),
+            // A key on a token that does not answer is not "not found".
+            ([], Some(error)) => Err(error),
+            ([], None) => Ok(None),
         }
     }
 
@@ -216,14 +228,34 @@ impl TokenPool {
 
     /// `key`, made on token `n`, if no other token uses its id; else it is destroyed and another
     /// is made (short device ids, such as YubiHSM's 16 bits, can clash across devices).
+    ///
+    /// A token that does not answer cannot be asked. A 16-byte random id clashes with nothing in
+    /// practice, so it is kept; a short one (YubiHSM: 16 bits, a clash in a few hundred keys) is
+    /// not, and the key is not made until every token answers.
     fn unique(&self, n: usize, key: TokenKey, label: &str) -> Result<TokenKey> {
+        let id = &key.object_id;
         for (m, other) in self.members.iter().enumerate() {
-            if m != n && other.call(|hsm| hsm.find(&key.object_id))?.is_some() {
-                self.members[n].call(|hsm| hsm.destroy(&key.object_id))?;
+            if m == n {
+                continue;
+            }
+            let clash = match other.call(|hsm| hsm.find(id)) {
+                Ok(found) => found.is_some(),
+                Err(_) if id.as_bytes().len() >= LONG_ID => false,
+                Err(error) => {
+                    self.members[n].call(|hsm| hsm.destroy(id))?;
+                    return Err(Error::Worker(format!(
+                        "a new key's id cannot be checked against {} ({error}), and short ids \
+                         can clash across tokens: try again when every token answers",
+                        other.hsm.describe().label
+                    )));
+                }
+            };
+            if clash {
+                self.members[n].call(|hsm| hsm.destroy(id))?;
                 return self.place(label);
             }
         }
-        self.remember(&key.object_id, n);
+        self.remember(id, n);
         Ok(key)
     }
 }

@@ -575,3 +575,74 @@ fn the_appliance_runs_on_two_tokens() {
         "{second:?}"
     );
 }
+
+/// Two YubiHSMs, whose 16-bit ids can clash: the pool never hands out an id another token uses,
+/// makes no key while a token cannot be asked, and refuses to guess when two tokens hold the
+/// same id (signing with the wrong one would sign with someone else's key).
+#[test]
+fn a_pool_of_devices_with_short_ids_never_mixes_up_their_keys() {
+    use sshsign::hsm::pool::TokenPool;
+
+    let open = |device: &MockConnector| -> Arc<dyn Hsm> {
+        Arc::new(
+            YubiHsm::open(YubiHsmConfig {
+                connector: device.url().parse().unwrap(),
+                credentials: "0001password".into(),
+                label: format!("YubiHSM-{}", device.port),
+                sessions: 1,
+                limits: DeviceLimits::default(),
+            })
+            .unwrap(),
+        )
+    };
+    let (a, b) = (MockConnector::start(), MockConnector::start());
+    let (on_a, on_b) = (open(&a), open(&b));
+    let pool = TokenPool::new(vec![Arc::clone(&on_a), Arc::clone(&on_b)]).unwrap();
+    let key = pool.generate_ed25519("ak_one").unwrap();
+
+    // While the other device cannot be asked, no key is made (and none is left behind).
+    b.set_down(true);
+    let before = on_a.list().unwrap().len();
+    for n in 0..3 {
+        let refused = pool
+            .generate_ed25519(&format!("ak_wait_{n}"))
+            .expect_err("a key was made while its id could not be checked");
+        if n > 0 {
+            // Once the down device is known to be failing, the answer says why.
+            assert!(refused.to_string().contains("try again"), "{refused}");
+        }
+    }
+    assert_eq!(on_a.list().unwrap().len(), before);
+    b.set_down(false);
+
+    // The same id on both devices (put there behind the pool's back): a pool that has not yet
+    // seen the key refuses to pick one.
+    let holder = if on_a.find(&key.object_id).unwrap().is_some() {
+        &b
+    } else {
+        &a
+    };
+    let id = u16::from_be_bytes(key.object_id.as_bytes().try_into().unwrap());
+    let direct = yubihsm::Client::open(
+        yubihsm::Connector::http(&yubihsm::HttpConfig {
+            addr: "127.0.0.1".into(),
+            port: holder.port,
+            timeout_ms: 5_000,
+        }),
+        yubihsm::Credentials::default(),
+        false,
+    )
+    .unwrap();
+    direct
+        .generate_asymmetric_key(
+            id,
+            yubihsm::object::Label::from("impostor"),
+            yubihsm::Domain::DOM1,
+            yubihsm::Capability::SIGN_EDDSA,
+            yubihsm::asymmetric::Algorithm::Ed25519,
+        )
+        .unwrap();
+    let fresh = TokenPool::new(vec![on_a, on_b]).unwrap();
+    let ambiguous = fresh.sign(&key.object_id, b"which?").unwrap_err();
+    assert!(ambiguous.to_string().contains("on 2 tokens"), "{ambiguous}");
+}
