@@ -516,6 +516,13 @@ fn token_settings(
     } else {
         Vec::new()
     };
+    if native && connectors.is_empty() {
+        return Err(Error::Invalid {
+            setting: "SSHSIGN_YUBIHSM_CONNECTOR",
+            reason: "name the YubiHSM: http://HOST:PORT of yubihsm-connector, usb, or usb:SERIAL"
+                .into(),
+        });
+    }
     let count = labels.len().max(connectors.len()).max(1);
     if native && !labels.is_empty() && labels.len() != connectors.len() {
         return Err(Error::Invalid {
@@ -800,6 +807,10 @@ mod tests {
         );
         assert_eq!(config.hsm.limits.message, Some(2047));
         assert_eq!(config.hsm.limits.objects, Some((256, 1)));
+        let mut blank = native.clone();
+        blank.push(("SSHSIGN_YUBIHSM_CONNECTOR", " , "));
+        let err = ServeConfig::from_raw(env(&blank), None).unwrap_err();
+        assert!(err.to_string().contains("name the YubiHSM"), "{err}");
         native.push(("SSHSIGN_YUBIHSM_CONNECTOR", "ftp://x"));
         let err = ServeConfig::from_raw(env(&native), None).unwrap_err();
         assert!(
