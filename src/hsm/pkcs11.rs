@@ -152,10 +152,7 @@ impl Pkcs11Hsm {
         let lease = pool.lease()?;
         match f(&lease) {
             Ok(value) => Ok(value),
-            Err(e) if is_session_loss(&e) => {
-                self.clear_handles();
-                Err(pool.invalidate(lease, &e))
-            }
+            Err(e) if is_session_loss(&e) => Err(self.lost(pool, lease, &e)),
             Err(e) => Err(ck(e)),
         }
     }
@@ -169,9 +166,10 @@ impl Pkcs11Hsm {
         }
     }
 
-    fn lost(&self, lease: Lease<'_>, cause: &CkError) -> Error {
+    /// Reports a session of `pool` lost: cached handles are forgotten and the pool reconnects.
+    fn lost(&self, pool: &SessionPool, lease: Lease<'_>, cause: &CkError) -> Error {
         self.clear_handles();
-        self.pool.invalidate(lease, cause)
+        pool.invalidate(lease, cause)
     }
 
     fn clear_handles(&self) {
@@ -443,14 +441,16 @@ impl Hsm for Pkcs11Hsm {
                             handle
                         }
                         Ok(None) => return Err(Error::KeyNotFound(id.clone())),
-                        Err(e) if is_session_loss(&e) => return Err(self.lost(lease, &e)),
+                        Err(e) if is_session_loss(&e) => {
+                            return Err(self.lost(&self.pool, lease, &e));
+                        }
                         Err(e) => return Err(ck(e)),
                     }
                 }
             };
             match lease.sign(&mechanism, handle, message) {
                 Ok(signature) => break signature,
-                Err(e) if is_session_loss(&e) => return Err(self.lost(lease, &e)),
+                Err(e) if is_session_loss(&e) => return Err(self.lost(&self.pool, lease, &e)),
                 // A stale cached handle fails at C_SignInit, before anything is signed: look the
                 // key up again, once.
                 Err(e) if !looked_up && failed_before_signing(&e) && is_stale_handle(&e) => {
