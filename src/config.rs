@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::hsm::profile::{BackendKind, EcParamsForm, HsmProfile, KeyLogin, ObjectIdForm};
+use crate::hsm::profile::{
+    BackendKind, EcParamsForm, HsmProfile, KeyLogin, ObjectIdForm, WrapMechanism, WrapSupport,
+};
 use crate::hsm::yubihsm::ConnectorAddress;
-use crate::hsm::{BackendConfig, DeviceLimits};
+use crate::hsm::{BackendConfig, DeviceLimits, KeyExport};
 use crate::limit::Limit;
 use crate::net::AddressBlock;
 
@@ -67,6 +69,9 @@ pub struct RawConfig {
     pub hsm_admin_pin_file: Option<PathBuf>,
     /// Where a native YubiHSM 2 is reached: `http://HOST:PORT`, `usb` or `usb:SERIAL`.
     pub yubihsm_connector: Option<String>,
+    /// Whether keys may leave the token wrapped: `never` (default), `wrapped`,
+    /// `wrapped-untrusted`.
+    pub key_export: Option<String>,
     pub hsm_sessions: Option<usize>,
     pub authorized_keys: Option<PathBuf>,
     pub http_tls_cert: Option<PathBuf>,
@@ -115,6 +120,7 @@ impl RawConfig {
             pkcs11_pin_file: text("SSHSIGN_PKCS11_PIN_FILE").map(PathBuf::from),
             hsm_admin_pin_file: text("SSHSIGN_HSM_ADMIN_PIN_FILE").map(PathBuf::from),
             yubihsm_connector: text("SSHSIGN_YUBIHSM_CONNECTOR"),
+            key_export: text("SSHSIGN_KEY_EXPORT"),
             hsm_sessions: sessions,
             authorized_keys: text("SSHSIGN_AUTHORIZED_KEYS").map(PathBuf::from),
             http_tls_cert: text("SSHSIGN_HTTP_TLS_CERT").map(PathBuf::from),
@@ -192,6 +198,7 @@ impl RawConfig {
             pkcs11_token: over.pkcs11_token.or(self.pkcs11_token),
             pkcs11_pin_file: over.pkcs11_pin_file.or(self.pkcs11_pin_file),
             hsm_admin_pin_file: over.hsm_admin_pin_file.or(self.hsm_admin_pin_file),
+            key_export: over.key_export.or(self.key_export),
             yubihsm_connector: over.yubihsm_connector.or(self.yubihsm_connector),
             hsm_sessions: over.hsm_sessions.or(self.hsm_sessions),
             authorized_keys: over.authorized_keys.or(self.authorized_keys),
@@ -219,6 +226,10 @@ pub struct HsmSettings {
     /// Sessions per token.
     pub sessions: usize,
     pub limits: DeviceLimits,
+    /// Whether keys may leave the tokens wrapped, for backup.
+    pub key_export: KeyExport,
+    /// The security officer's PIN file, where one is configured: it makes a trusted wrap key.
+    pub so_pin_file: Option<PathBuf>,
 }
 
 /// One token of the appliance.
@@ -241,6 +252,7 @@ pub enum HsmBackend {
         /// The security officer's PIN file, when that login makes and destroys keys.
         admin_pin_file: Option<PathBuf>,
         label_is_id: bool,
+        wrap_mechanism: Option<WrapMechanism>,
     },
     Yubihsm,
 }
@@ -270,6 +282,7 @@ impl HsmSettings {
                 object_id,
                 admin_pin_file,
                 label_is_id,
+                wrap_mechanism,
             } => BackendConfig::Pkcs11(crate::hsm::pkcs11::Pkcs11Config {
                 module: module.clone(),
                 token_label: token.label.clone(),
@@ -283,6 +296,8 @@ impl HsmSettings {
                     .transpose()?,
                 label_is_id: *label_is_id,
                 limits: self.limits,
+                export: self.key_export,
+                wrap_mechanism: *wrap_mechanism,
             }),
             HsmBackend::Yubihsm => BackendConfig::Yubihsm(crate::hsm::yubihsm::YubiHsmConfig {
                 connector: token
@@ -350,6 +365,12 @@ impl ServeConfig {
     pub fn from_raw(raw: RawConfig, credentials_dir: Option<&Path>) -> Result<Self, Error> {
         let profile = raw.profile()?;
         let backend = hsm_backend(&raw, profile.as_ref(), credentials_dir)?;
+        let key_export = key_export(&raw, profile.as_ref())?;
+        let so_pin_file = raw.hsm_admin_pin_file.clone().or_else(|| {
+            credentials_dir
+                .map(|dir| dir.join("hsm-admin-pin"))
+                .filter(|path| path.exists())
+        });
         // Every interface with TLS; loopback (for a TLS proxy in front) without.
         let tls = raw.http_tls_cert.is_some() || raw.http_tls_key.is_some();
         let http_addr = parse_addr(
@@ -438,6 +459,8 @@ impl ServeConfig {
                     // Each token checks its own room.
                     objects: token_objects.map(|room| (room.capacity / token_count, room.per_key)),
                 },
+                key_export,
+                so_pin_file,
             },
             authorized_keys: raw.authorized_keys,
         })
@@ -475,7 +498,39 @@ fn hsm_backend(
         object_id: profile.map(|p| p.object_id).unwrap_or_default(),
         admin_pin_file,
         label_is_id: profile.is_some_and(|p| p.label_is_id),
+        wrap_mechanism: profile.and_then(|p| p.wrap_mechanism),
     })
+}
+
+/// `SSHSIGN_KEY_EXPORT`, checked against what the profile's device can do.
+fn key_export(raw: &RawConfig, profile: Option<&HsmProfile>) -> Result<KeyExport, Error> {
+    let Some(text) = raw.key_export.as_deref() else {
+        return Ok(KeyExport::Never);
+    };
+    let export = KeyExport::parse(text).ok_or_else(|| Error::Invalid {
+        setting: "SSHSIGN_KEY_EXPORT",
+        reason: format!("{text:?} is not never, wrapped or wrapped-untrusted"),
+    })?;
+    let wrap = profile.map_or(WrapSupport::None, |p| p.wrap);
+    let refused = |why: &str| Error::Invalid {
+        setting: "SSHSIGN_KEY_EXPORT",
+        reason: format!(
+            "{text} is not possible with the HSM profile {}: {why}",
+            profile.map_or("(none)", |p| p.name.as_str())
+        ),
+    };
+    match (export, wrap) {
+        (KeyExport::Never, _) => Ok(export),
+        (_, WrapSupport::None) => Err(refused(
+            "its device cannot wrap Ed25519 keys for a backup, or no profile names one (see \
+             the profile's wrap source)",
+        )),
+        (KeyExport::Wrapped, WrapSupport::Untrusted) => Err(refused(
+            "its token cannot mark a wrap key trusted; wrapped-untrusted says that you accept \
+             keys leaving under any wrap key the user login makes",
+        )),
+        _ => Ok(export),
+    }
 }
 
 /// `text` split at commas, each part trimmed; empty parts dropped.

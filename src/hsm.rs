@@ -77,6 +77,8 @@ pub struct KeyAttributes {
     pub always_sensitive: bool,
     pub never_extractable: bool,
     pub sign: bool,
+    /// The key leaves only under a wrap key the security officer marked trusted.
+    pub wrap_with_trusted: bool,
 }
 
 impl KeyAttributes {
@@ -89,6 +91,71 @@ impl KeyAttributes {
             && self.always_sensitive
             && self.never_extractable
     }
+
+    /// Whether the key is protected as `export` promises: sensitive (never readable in the
+    /// clear), and unable to leave the token at all (`never`), or only wrapped under a trusted
+    /// wrap key (`wrapped`), or only wrapped (`wrapped-untrusted`). A restored key was wrapped
+    /// once, so its history attributes (`CKA_NEVER_EXTRACTABLE`, `CKA_ALWAYS_SENSITIVE`) are
+    /// false: what counts is what it can do now.
+    pub fn meets(&self, export: KeyExport) -> bool {
+        let sealed = self.token && self.private && self.sensitive;
+        sealed
+            && match export {
+                KeyExport::Never => !self.extractable,
+                KeyExport::Wrapped => !self.extractable || self.wrap_with_trusted,
+                KeyExport::WrappedUntrusted => true,
+            }
+    }
+}
+
+/// Whether the appliance's keys may leave its tokens, chosen per appliance at provisioning
+/// (`SSHSIGN_KEY_EXPORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyExport {
+    /// Keys never leave the token (`CKA_EXTRACTABLE` false): a dead token takes them with it,
+    /// and nobody, the operator included, can copy them.
+    #[default]
+    Never,
+    /// Keys leave only wrapped under a wrap key the security officer marked trusted
+    /// (`CKA_EXTRACTABLE` and `CKA_WRAP_WITH_TRUSTED`), for a backup into the group's tokens.
+    Wrapped,
+    /// Keys leave wrapped under any wrap key on the token, for tokens that cannot mark one
+    /// trusted (kryoptic): whoever holds the user PIN can export them under a key of their own.
+    WrappedUntrusted,
+}
+
+impl KeyExport {
+    /// Parses the setting's value.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "never" => Some(KeyExport::Never),
+            "wrapped" => Some(KeyExport::Wrapped),
+            "wrapped-untrusted" => Some(KeyExport::WrappedUntrusted),
+            _ => None,
+        }
+    }
+}
+
+/// Which kind of token object a backup holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WrappedKind {
+    /// An Ed25519 key pair (the private half wrapped, the public half as it is).
+    Ed25519,
+    /// The AES-256 (PKCS#11) seal key.
+    Seal,
+}
+
+/// One key as a backup holds it: wrapped under the group's wrap key, with what names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub kind: WrappedKind,
+    pub object_id: ObjectId,
+    pub label: String,
+    /// The Ed25519 public key, checked against the token after the key is unwrapped.
+    pub public_key: Option<[u8; 32]>,
+    pub wrapped: Vec<u8>,
 }
 
 /// What the token is, for logs and health reports.
@@ -144,6 +211,16 @@ pub enum Error {
     TokenFull { held: usize, capacity: usize },
     #[error("the label {0:?} is longer than the device allows")]
     Label(String),
+    #[error(
+        "{0} cannot wrap keys for a backup; its profile says why (wrap), and \
+         `sshsign-server provision profiles` lists the ones that can"
+    )]
+    NoWrap(String),
+    #[error(
+        "this token has no wrap key {0}: import the group's wrap key first with \
+         `sshsign-server provision wrap-key --from FILE`"
+    )]
+    NoWrapKey(ObjectId),
     #[error("the token worker stopped: {0}")]
     Worker(String),
 }
@@ -193,7 +270,36 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     }
     /// The token that holds the appliance's own keys (this one, unless it is a pool).
     fn primary(&self) -> &dyn Hsm;
+    /// The wrap keys (labelled [`WRAP_KEY_LABEL`], named by [`wrap_key_id`]) on every token.
+    fn wrap_keys(&self) -> Result<Vec<ObjectId>> {
+        Ok(Vec::new())
+    }
+    /// The key `id` of `kind`, wrapped under the wrap key `wrap`.
+    fn wrap_key(&self, wrap: &ObjectId, kind: WrappedKind, id: &ObjectId) -> Result<Vec<u8>> {
+        let _ = (wrap, kind, id);
+        Err(Error::NoWrap(self.describe().module))
+    }
+    /// Brings `key` back into the token from under the wrap key `wrap`, with its id and label,
+    /// protected as [`KeyExport`] `export` says.
+    fn unwrap_key(&self, wrap: &ObjectId, key: &WrappedKey, export: KeyExport) -> Result<()> {
+        let _ = (wrap, key, export);
+        Err(Error::NoWrap(self.describe().module))
+    }
 }
+
+/// A wrap key's `CKA_ID`: the first 16 bytes of SHA-256 over a fixed prefix and the key, so
+/// that every token of a group names the same key alike and a backup names the key it needs.
+pub fn wrap_key_id(key: &[u8; 32]) -> ObjectId {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"sshsign backup wrap key v1\0")
+        .chain_update(key)
+        .finalize();
+    ObjectId::new(digest[..16].to_vec())
+}
+
+/// The wrap key's label on every token.
+pub const WRAP_KEY_LABEL: &str = "sshsign-wrap";
 
 /// One token's answer to a health check.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]

@@ -58,6 +58,7 @@ pub mod appliance;
 pub mod approval;
 pub mod audit;
 pub mod auditor;
+pub mod backup;
 pub mod client;
 pub mod config;
 pub mod dev;

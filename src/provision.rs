@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::hsm::{Hsm, KeyAttributes, ObjectId, TokenKey};
+use crate::hsm::{Hsm, KeyAttributes, KeyExport, ObjectId, TokenKey};
 use crate::pubkey;
 
 const MANIFEST: &str = include_str!("../provisioning/appliance-keys.toml");
@@ -187,8 +187,13 @@ pub struct SelfTestReport {
 }
 
 /// Signs a fresh random challenge with each key and verifies the signature against the public
-/// key read from the token; checks that each private key is non-exportable.
-pub fn self_test(hsm: &dyn Hsm, keys: &[ApplianceKey]) -> Result<Vec<SelfTestReport>, Error> {
+/// key read from the token; checks that each private key is protected as `export` says
+/// (non-exportable, unless the appliance lets keys leave wrapped).
+pub fn self_test(
+    hsm: &dyn Hsm,
+    keys: &[ApplianceKey],
+    export: KeyExport,
+) -> Result<Vec<SelfTestReport>, Error> {
     let mut reports = Vec::new();
     for key in keys {
         let failed = |reason: &str| Error::SelfTest {
@@ -196,9 +201,14 @@ pub fn self_test(hsm: &dyn Hsm, keys: &[ApplianceKey]) -> Result<Vec<SelfTestRep
             reason: reason.to_owned(),
         };
         let attributes = hsm.attributes(&key.key.object_id)?;
-        if !attributes.is_non_exportable() {
+        if !attributes.meets(export) {
             return Err(failed(&format!(
-                "the private key is exportable or not sensitive: {attributes:?}"
+                "the private key is not protected as SSHSIGN_KEY_EXPORT={} says: \
+                 {attributes:?}",
+                serde_json::to_value(export)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
             )));
         }
         let mut challenge = [0u8; 32];

@@ -206,10 +206,11 @@ async fn open_token(config: &ServeConfig, store: &Store) -> Result<OpenedToken, 
         path: config.db_path.display().to_string(),
         source,
     })?;
+    let export = config.hsm.key_export;
     let opened = tokio::task::spawn_blocking(move || {
         let hsm = crate::hsm::open_all(backends)?;
         let keys = provision::appliance_keys(hsm.primary())?;
-        provision::self_test(hsm.primary(), &keys)?;
+        provision::self_test(hsm.primary(), &keys, export)?;
         let seal_key = provision::seal_key(hsm.primary())?;
         let (sealer, new_data_key) = match stored_data_key {
             Some(stored) => (seal::open_data_key(hsm.as_ref(), &seal_key, &stored)?, None),

@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use sshsign::config::{RawConfig, ServeConfig};
-use sshsign::hsm::Hsm;
+use sshsign::config::{HsmBackend, RawConfig, ServeConfig};
 use sshsign::hsm::pkcs11::module::{self, InitSlot};
+use sshsign::hsm::pkcs11::{self};
 use sshsign::hsm::profile::HsmProfile;
-use sshsign::{dev, provision, secret, server};
+use sshsign::hsm::{BackendConfig, Hsm, KeyExport, ObjectId};
+use sshsign::{backup, dev, provision, secret, server};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -100,8 +101,48 @@ enum Provision {
     Show(TokenArgs),
     /// List every Ed25519 key in the token with its protection attributes.
     Keys(TokenArgs),
-    /// Sign and verify with each appliance key; check that none is exportable.
+    /// Sign and verify with each appliance key; check that each is protected as
+    /// SSHSIGN_KEY_EXPORT says.
     SelfTest(TokenArgs),
+    /// Put the backup group's wrap key (AES-256) into the token: a new one from the token's
+    /// random number generator, written to a new 0600 file that the operator keeps offline, or
+    /// one from such a file, to join another token to the group.
+    WrapKey {
+        #[command(flatten)]
+        token: TokenArgs,
+        /// Make a new wrap key and write it to this new file.
+        #[arg(long, conflicts_with = "from", required_unless_present = "from")]
+        new: Option<PathBuf>,
+        /// Import the wrap key held in this file (mode 0600).
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
+    /// Write every key of the appliance, wrapped under the group's wrap key, to a new file
+    /// whose manifest the checkpoint key signs (needs SSHSIGN_KEY_EXPORT=wrapped or
+    /// wrapped-untrusted from the start).
+    Backup {
+        #[command(flatten)]
+        token: TokenArgs,
+        /// The new backup file.
+        #[arg(long)]
+        to: PathBuf,
+        /// The wrap key's id (hex), when the token holds more than one.
+        #[arg(long)]
+        wrap_key: Option<String>,
+    },
+    /// Bring the keys of a backup into this token (which holds the group's wrap key), under
+    /// their ids and labels; run again after an interruption, it finishes the job.
+    Restore {
+        #[command(flatten)]
+        token: TokenArgs,
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Refuse a backup that is not of the appliance with this audit verifier key (as
+        /// `provision show` prints it).
+        #[arg(long)]
+        expect_audit_key: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -170,15 +211,20 @@ impl TokenArgs {
         Ok(self.open_with_room()?.0)
     }
 
-    /// The token, and its fixed room for objects if it has one.
-    fn open_with_room(&self) -> Result<(Arc<dyn Hsm>, Option<sshsign::appliance::TokenObjects>)> {
+    /// The appliance's settings, with these flags over them.
+    fn settings(&self) -> Result<ServeConfig> {
         let flags = self.module.raw()?.overlaid_with(RawConfig {
             pkcs11_token: self.token.clone(),
             pkcs11_pin_file: self.pin_file.clone(),
             ..RawConfig::default()
         });
         let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
-        let config = ServeConfig::from_raw(flags, credentials.as_deref())?;
+        Ok(ServeConfig::from_raw(flags, credentials.as_deref())?)
+    }
+
+    /// The token, and its fixed room for objects if it has one.
+    fn open_with_room(&self) -> Result<(Arc<dyn Hsm>, Option<sshsign::appliance::TokenObjects>)> {
+        let config = self.settings()?;
         let hsm = sshsign::hsm::open_all(config.hsm.backend_configs(1)?)?;
         Ok((hsm, config.token_objects))
     }
@@ -259,16 +305,119 @@ fn provision(command: Provision) -> Result<()> {
             v::to_value(&v::TokenKeyList { keys })
         }
         Provision::SelfTest(args) => {
+            let export = args.settings()?.hsm.key_export;
             let hsm = args.open()?;
             let keys = provision::appliance_keys(hsm.primary())?;
             v::to_value(&v::SelfTestView {
-                self_test: provision::self_test(hsm.primary(), &keys)?,
+                self_test: provision::self_test(hsm.primary(), &keys, export)?,
                 ok: true,
             })
+        }
+        Provision::WrapKey { token, new, from } => wrap_key(&token, new, from)?,
+        Provision::Backup {
+            token,
+            to,
+            wrap_key,
+        } => {
+            let settings = token.settings()?;
+            let mechanism = match &settings.hsm.backend {
+                HsmBackend::Pkcs11 {
+                    wrap_mechanism: Some(mechanism),
+                    ..
+                } => mechanism.name(),
+                _ => "none",
+            };
+            let chosen = wrap_key
+                .map(|hex| ObjectId::from_hex(&hex).context("--wrap-key is not hex"))
+                .transpose()?;
+            let hsm = token.open()?;
+            let file = backup::backup(
+                hsm.as_ref(),
+                settings.hsm.key_export,
+                mechanism,
+                chosen.as_ref(),
+                sshsign::time::now(),
+            )?;
+            backup::write(&to, &file)?;
+            v::to_value(&v::BackupWritten {
+                backup: to.display().to_string(),
+                keys: file.keys.len(),
+                wrap_key: file.wrap_key,
+                audit_key: file.audit_key,
+            })
+        }
+        Provision::Restore {
+            token,
+            from,
+            expect_audit_key,
+        } => {
+            let export = token.settings()?.hsm.key_export;
+            let file = backup::read(&from)?;
+            let hsm = token.open()?;
+            let report = backup::restore(hsm.as_ref(), &file, export, expect_audit_key.as_deref())?;
+            v::to_value(&v::Restored { restored: report })
         }
     };
     print_json(&out);
     Ok(())
+}
+
+/// `provision wrap-key`: the group's wrap key into every token of the appliance.
+fn wrap_key(
+    token: &TokenArgs,
+    new: Option<PathBuf>,
+    from: Option<PathBuf>,
+) -> Result<serde_json::Value> {
+    use secrecy::ExposeSecret as _;
+    use zeroize::Zeroizing;
+    let settings = token.settings()?;
+    let key = match (new, from) {
+        (Some(path), _) => {
+            let hsm = token.open()?;
+            let mut key = Zeroizing::new([0u8; 32]);
+            hsm.random(key.as_mut())?;
+            hsm.close()?;
+            let text = secrecy::SecretString::from(sshsign::hex::encode(key.as_ref()));
+            secret::write_secret_file(&path, &text)?;
+            key
+        }
+        (None, Some(path)) => {
+            let text = secret::read_secret_file(&path)?;
+            let bytes = Zeroizing::new(
+                sshsign::hex::decode(text.expose_secret().trim())
+                    .with_context(|| format!("{}: not hex", path.display()))?,
+            );
+            let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                anyhow::anyhow!("{}: a wrap key is 32 bytes (64 hex digits)", path.display())
+            })?;
+            Zeroizing::new(key)
+        }
+        (None, None) => bail!("give --new FILE or --from FILE"),
+    };
+    let so_pin = settings
+        .hsm
+        .so_pin_file
+        .as_deref()
+        .map(secret::read_secret_file)
+        .transpose()?;
+    let mut tokens = Vec::new();
+    for config in settings.hsm.backend_configs(1)? {
+        let BackendConfig::Pkcs11(config) = config else {
+            bail!(sshsign::hsm::Error::NoWrap(
+                "the native YubiHSM backend".to_owned()
+            ));
+        };
+        let (id, existed) = pkcs11::import_wrap_key(&config, so_pin.as_ref(), &key)?;
+        tokens.push(sshsign::views::WrapKeyToken {
+            token: config.token_label.clone(),
+            wrap_key: id.to_hex(),
+            already_there: existed,
+        });
+    }
+    Ok(sshsign::views::to_value(&sshsign::views::WrapKeyImported {
+        trusted: settings.hsm.key_export == KeyExport::Wrapped,
+        tokens,
+    }))
 }
 
 /// A future that resolves on SIGTERM or SIGINT. The handlers are installed when this is called,

@@ -29,10 +29,10 @@ use zeroize::Zeroizing;
 
 use self::module::{ck, failed_before_signing, is_session_loss};
 use self::pool::{Lease, SessionPool};
-use super::profile::{EcParamsForm, ObjectIdForm};
+use super::profile::{EcParamsForm, ObjectIdForm, WrapMechanism};
 use super::{
-    DATA_KEY_LEN, DataKey, DeviceLimits, Error, Hsm, KeyAttributes, ObjectId, Result,
-    TokenDescription, TokenKey,
+    DATA_KEY_LEN, DataKey, DeviceLimits, Error, Hsm, KeyAttributes, KeyExport, ObjectId, Result,
+    TokenDescription, TokenKey, WRAP_KEY_LABEL, WrappedKey, WrappedKind,
 };
 
 /// How many fresh ids are drawn before giving up on finding a free one (only short ids collide).
@@ -52,6 +52,10 @@ pub struct Pkcs11Config {
     /// The module shows `CKA_ID` as `CKA_LABEL`: use the label as the id.
     pub label_is_id: bool,
     pub limits: DeviceLimits,
+    /// Whether new keys may leave the token wrapped.
+    pub export: KeyExport,
+    /// The mechanism that wraps them, where the profile has one.
+    pub wrap_mechanism: Option<WrapMechanism>,
 }
 
 impl Pkcs11Config {
@@ -68,6 +72,8 @@ impl Pkcs11Config {
             admin_pin: None,
             label_is_id: false,
             limits: DeviceLimits::default(),
+            export: KeyExport::Never,
+            wrap_mechanism: None,
         }
     }
 }
@@ -83,6 +89,8 @@ pub struct Pkcs11Hsm {
     object_id: ObjectIdForm,
     label_is_id: bool,
     limits: DeviceLimits,
+    export: KeyExport,
+    wrap_mechanism: Option<WrapMechanism>,
     handles: RwLock<HashMap<ObjectId, ObjectHandle>>,
 }
 
@@ -119,6 +127,8 @@ impl Pkcs11Hsm {
             object_id: config.object_id,
             label_is_id: config.label_is_id,
             limits: config.limits,
+            export: config.export,
+            wrap_mechanism: config.wrap_mechanism,
             handles: RwLock::new(HashMap::new()),
         })
     }
@@ -383,17 +393,17 @@ impl Hsm for Pkcs11Hsm {
             Attribute::Id(object_id.as_bytes().to_vec()),
             Attribute::Label(label.as_bytes().to_vec()),
         ];
-        let private_template = [
+        let mut private_template = vec![
             Attribute::Token(true),
             Attribute::Private(true),
             Attribute::Sensitive(true),
-            Attribute::Extractable(false),
             Attribute::Sign(true),
             Attribute::Decrypt(false),
             Attribute::Derive(false),
             Attribute::Id(object_id.as_bytes().to_vec()),
             Attribute::Label(label.as_bytes().to_vec()),
         ];
+        private_template.extend(export_attributes(self.export));
         let (private, public) = self.with_key_session(|session| {
             let (public, private) = session.generate_key_pair(
                 &Mechanism::EccEdwardsKeyPairGen,
@@ -479,24 +489,8 @@ impl Hsm for Pkcs11Hsm {
 
     fn generate_seal_key(&self, label: &str) -> Result<ObjectId> {
         let object_id = self.free_object_id(label)?;
-        let template = [
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::AES),
-            Attribute::ValueLen(32.into()),
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-            Attribute::Encrypt(true),
-            Attribute::Decrypt(true),
-            Attribute::Sign(false),
-            Attribute::Verify(false),
-            Attribute::Wrap(false),
-            Attribute::Unwrap(false),
-            Attribute::Derive(false),
-            Attribute::Id(object_id.as_bytes().to_vec()),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ];
+        let mut template = vec![Attribute::ValueLen(32.into())];
+        template.extend(seal_key_template(&object_id, label, self.export));
         self.with_key_session(|session| session.generate_key(&Mechanism::AesKeyGen, &template))?;
         Ok(object_id)
     }
@@ -564,9 +558,227 @@ impl Hsm for Pkcs11Hsm {
     fn close(&self) -> Result<()> {
         self.logout()
     }
+
+    fn wrap_keys(&self) -> Result<Vec<ObjectId>> {
+        self.find_seal_keys(WRAP_KEY_LABEL)
+    }
+
+    fn wrap_key(&self, wrap: &ObjectId, kind: WrappedKind, id: &ObjectId) -> Result<Vec<u8>> {
+        let mechanism = self.wrap_mechanism()?;
+        let class = match kind {
+            WrappedKind::Ed25519 => ObjectClass::PRIVATE_KEY,
+            WrappedKind::Seal => ObjectClass::SECRET_KEY,
+        };
+        let handles = self.read(|session| {
+            Ok((
+                find_one(session, ObjectClass::SECRET_KEY, wrap)?,
+                find_one(session, class, id)?,
+            ))
+        })?;
+        let wrapping = handles.0.ok_or_else(|| Error::NoWrapKey(wrap.clone()))?;
+        let key = handles.1.ok_or_else(|| Error::KeyNotFound(id.clone()))?;
+        // Wrapping has no effect on the token: it may be asked again after a reconnect.
+        self.read(|session| session.wrap_key(&mechanism, wrapping, key))
+            .map_err(|e| wrap_refused(e, id))
+    }
+
+    fn unwrap_key(&self, wrap: &ObjectId, key: &WrappedKey, export: KeyExport) -> Result<()> {
+        let mechanism = self.wrap_mechanism()?;
+        let wrapping = self
+            .read(|session| find_one(session, ObjectClass::SECRET_KEY, wrap))?
+            .ok_or_else(|| Error::NoWrapKey(wrap.clone()))?;
+        let (id, label) = (&key.object_id, key.label.as_str());
+        match (key.kind, key.public_key) {
+            (WrappedKind::Seal, _) => {
+                let template = seal_key_template(id, label, export);
+                self.with_key_session(|session| {
+                    session.unwrap_key(&mechanism, wrapping, &key.wrapped, &template)
+                })?;
+            }
+            (WrappedKind::Ed25519, Some(public_key)) => {
+                let mut private = vec![
+                    Attribute::Class(ObjectClass::PRIVATE_KEY),
+                    Attribute::KeyType(KeyType::EC_EDWARDS),
+                    Attribute::Token(true),
+                    Attribute::Private(true),
+                    Attribute::Sensitive(true),
+                    Attribute::Sign(true),
+                    Attribute::Decrypt(false),
+                    Attribute::Derive(false),
+                    Attribute::Id(id.as_bytes().to_vec()),
+                    Attribute::Label(label.as_bytes().to_vec()),
+                ];
+                private.extend(export_attributes(export));
+                let mut point = vec![0x04, 0x20];
+                point.extend_from_slice(&public_key);
+                let public = [
+                    Attribute::Class(ObjectClass::PUBLIC_KEY),
+                    Attribute::KeyType(KeyType::EC_EDWARDS),
+                    Attribute::Token(true),
+                    Attribute::Private(false),
+                    Attribute::Verify(true),
+                    Attribute::EcParams(self.ec_params()),
+                    Attribute::EcPoint(point),
+                    Attribute::Id(id.as_bytes().to_vec()),
+                    Attribute::Label(label.as_bytes().to_vec()),
+                ];
+                // Both halves or neither: a private half whose public half could not be made is
+                // destroyed again.
+                self.with_key_session(|session| {
+                    let handle =
+                        session.unwrap_key(&mechanism, wrapping, &key.wrapped, &private)?;
+                    if let Err(e) = session.create_object(&public) {
+                        let _ = session.destroy_object(handle);
+                        return Err(e);
+                    }
+                    Ok(())
+                })?;
+            }
+            (WrappedKind::Ed25519, None) => {
+                return Err(Error::Pkcs11(format!(
+                    "the backup gives no public key for {id}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The attributes that say whether a new key may leave the token, and how.
+fn export_attributes(export: KeyExport) -> Vec<Attribute> {
+    match export {
+        KeyExport::Never => vec![Attribute::Extractable(false)],
+        KeyExport::Wrapped => vec![
+            Attribute::Extractable(true),
+            Attribute::WrapWithTrusted(true),
+        ],
+        KeyExport::WrappedUntrusted => vec![Attribute::Extractable(true)],
+    }
+}
+
+/// The seal key's template (less its length, which generation alone gives).
+fn seal_key_template(id: &ObjectId, label: &str, export: KeyExport) -> Vec<Attribute> {
+    let mut template = vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Encrypt(true),
+        Attribute::Decrypt(true),
+        Attribute::Sign(false),
+        Attribute::Verify(false),
+        Attribute::Wrap(false),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
+        Attribute::Id(id.as_bytes().to_vec()),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ];
+    template.extend(export_attributes(export));
+    template
+}
+
+/// A wrap refused because of the key's own protection, said in words.
+fn wrap_refused(error: Error, id: &ObjectId) -> Error {
+    match error {
+        Error::Pkcs11(text)
+            if [
+                "KeyUnextractable",
+                "KeyNotWrappable",
+                "KeyFunctionNotPermitted",
+            ]
+            .iter()
+            .any(|code| text.contains(code)) =>
+        {
+            Error::Pkcs11(format!(
+                "the key {id} cannot leave the token ({text}): it was made with \
+                 SSHSIGN_KEY_EXPORT=never, or this token cannot wrap its kind"
+            ))
+        }
+        other => other,
+    }
+}
+
+/// Puts the backup group's wrap key (AES-256, `key`) into the token `config` names, under the id
+/// [`super::wrap_key_id`] gives: logged in as the security officer with `so_pin` when the key
+/// is to be trusted (only that login may set `CKA_TRUSTED`; such a key is a public object, as
+/// the SO cannot make private ones, but it is sensitive and never extractable), else as the
+/// user. Returns the id and whether the key was already there.
+pub fn import_wrap_key(
+    config: &Pkcs11Config,
+    so_pin: Option<&AuthPin>,
+    key: &Zeroizing<[u8; 32]>,
+) -> Result<(ObjectId, bool)> {
+    let id = super::wrap_key_id(key);
+    let ctx = module::load(&config.module)?;
+    let slot = module::find_token(&ctx, &config.token_label)?;
+    let session = ctx.open_rw_session(slot).map_err(ck)?;
+    let trusted = config.export == KeyExport::Wrapped;
+    let (user, pin) = match (trusted, so_pin) {
+        (true, Some(pin)) => (UserType::So, pin),
+        (true, None) => {
+            return Err(Error::Login(
+                "a trusted wrap key is made by the security officer: name its PIN file with \
+                 SSHSIGN_HSM_ADMIN_PIN_FILE"
+                    .to_owned(),
+            ));
+        }
+        (false, _) => (UserType::User, &config.pin),
+    };
+    session
+        .login(user, Some(pin))
+        .map_err(|e| Error::Login(e.to_string()))?;
+    let result = (|| {
+        if !session
+            .find_objects(&[Attribute::Id(id.as_bytes().to_vec())])
+            .map_err(ck)?
+            .is_empty()
+        {
+            return Ok(true);
+        }
+        let mut template = vec![
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Value(key.to_vec()),
+            Attribute::Token(true),
+            Attribute::Private(!trusted),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Wrap(true),
+            Attribute::Unwrap(true),
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(false),
+            Attribute::Sign(false),
+            Attribute::Verify(false),
+            Attribute::Derive(false),
+            Attribute::Id(id.as_bytes().to_vec()),
+            Attribute::Label(WRAP_KEY_LABEL.as_bytes().to_vec()),
+        ];
+        if trusted {
+            template.push(Attribute::Trusted(true));
+        }
+        let created = session.create_object(&template).map_err(ck);
+        // The template held the key: wipe the copy.
+        for attribute in &mut template {
+            if let Attribute::Value(value) = attribute {
+                zeroize::Zeroize::zeroize(value);
+            }
+        }
+        created.map(|_| false)
+    })();
+    let _ = session.logout();
+    result.map(|existed| (id, existed))
 }
 
 impl Pkcs11Hsm {
+    fn wrap_mechanism(&self) -> Result<Mechanism<'static>> {
+        match self.wrap_mechanism {
+            Some(WrapMechanism::AesKeyWrap) => Ok(Mechanism::AesKeyWrap),
+            Some(WrapMechanism::AesKeyWrapPad) => Ok(Mechanism::AesKeyWrapPad),
+            None => Err(Error::NoWrap(self.description.module.clone())),
+        }
+    }
+
     /// AES-CBC with PKCS#7 padding (`CKM_AES_CBC_PAD`) under a token AES key.
     fn encrypt(&self, id: &ObjectId, iv: [u8; 16], plaintext: &[u8]) -> Result<Vec<u8>> {
         self.with_session(|session| {
@@ -605,6 +817,7 @@ impl Pkcs11Hsm {
                         AttributeType::AlwaysSensitive,
                         AttributeType::NeverExtractable,
                         AttributeType::Sign,
+                        AttributeType::WrapWithTrusted,
                     ],
                 )
                 .map(Some)
@@ -619,6 +832,7 @@ impl Pkcs11Hsm {
             always_sensitive: false,
             never_extractable: false,
             sign: false,
+            wrap_with_trusted: false,
         };
         for value in values {
             match value {
@@ -629,6 +843,7 @@ impl Pkcs11Hsm {
                 Attribute::AlwaysSensitive(v) => attributes.always_sensitive = v,
                 Attribute::NeverExtractable(v) => attributes.never_extractable = v,
                 Attribute::Sign(v) => attributes.sign = v,
+                Attribute::WrapWithTrusted(v) => attributes.wrap_with_trusted = v,
                 _ => {}
             }
         }

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::{
-    DataKey, Error, Hsm, KeyAttributes, ObjectId, Result, TokenDescription, TokenHealth, TokenKey,
+    DataKey, Error, Hsm, KeyAttributes, KeyExport, ObjectId, Result, TokenDescription, TokenHealth,
+    TokenKey, WrappedKey, WrappedKind,
 };
 
 /// How many times a placement is tried before giving up (a token's id can clash with another's).
@@ -354,6 +355,29 @@ impl Hsm for TokenPool {
 
     fn primary(&self) -> &dyn Hsm {
         self.members[0].hsm.as_ref()
+    }
+
+    /// The wrap keys every token of the pool holds.
+    fn wrap_keys(&self) -> Result<Vec<ObjectId>> {
+        let mut common = self.first().call(|hsm| hsm.wrap_keys())?;
+        for member in &self.members[1..] {
+            let held = member.call(|hsm| hsm.wrap_keys())?;
+            common.retain(|id| held.contains(id));
+        }
+        Ok(common)
+    }
+
+    /// Each key from the token that holds it; the seal key from the primary.
+    fn wrap_key(&self, wrap: &ObjectId, kind: WrappedKind, id: &ObjectId) -> Result<Vec<u8>> {
+        match kind {
+            WrappedKind::Ed25519 => self.on_holder(id, |hsm| hsm.wrap_key(wrap, kind, id)),
+            WrappedKind::Seal => self.first().call(|hsm| hsm.wrap_key(wrap, kind, id)),
+        }
+    }
+
+    /// A restore brings every key into the primary token.
+    fn unwrap_key(&self, wrap: &ObjectId, key: &WrappedKey, export: KeyExport) -> Result<()> {
+        self.first().call(|hsm| hsm.unwrap_key(wrap, key, export))
     }
 
     fn close(&self) -> Result<()> {

@@ -42,6 +42,42 @@ pub enum KeyLogin {
     So,
 }
 
+/// Whether, and how, the device lets a key leave wrapped under a wrap key (`provision backup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WrapSupport {
+    /// Ed25519 keys cannot leave the device wrapped, or the appliance does not drive it.
+    #[default]
+    None,
+    /// Keys can be bound to trusted wrap keys only (`CKA_WRAP_WITH_TRUSTED`, with `CKA_TRUSTED`
+    /// set by the security officer).
+    Trusted,
+    /// Keys can leave wrapped, but no wrap key can be marked trusted: an extractable key
+    /// leaves under any wrap key a user login makes.
+    Untrusted,
+}
+
+/// The PKCS#11 mechanism that wraps keys for a backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WrapMechanism {
+    /// `CKM_AES_KEY_WRAP` (RFC 3394): inputs a multiple of 8 bytes, which an Ed25519 PKCS#8
+    /// key (48 bytes) and an AES-256 key are.
+    AesKeyWrap,
+    /// `CKM_AES_KEY_WRAP_PAD` (0x210A; RFC 5649 in SoftHSMv2).
+    AesKeyWrapPad,
+}
+
+impl WrapMechanism {
+    /// The name a backup file gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            WrapMechanism::AesKeyWrap => "CKM_AES_KEY_WRAP",
+            WrapMechanism::AesKeyWrapPad => "CKM_AES_KEY_WRAP_PAD",
+        }
+    }
+}
+
 /// Where each device fact of a profile comes from: a file and function in the vendor module's
 /// source, or the vendor's document. Every profile must say.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -52,6 +88,7 @@ pub struct ProfileSources {
     pub objects: String,
     pub message_limit: String,
     pub verify: String,
+    pub wrap: String,
 }
 
 /// How a generated key's `CKA_ID` is written, which devices constrain.
@@ -122,6 +159,12 @@ pub struct HsmProfile {
     /// are found again by label.
     #[serde(default)]
     pub label_is_id: bool,
+    /// Whether keys can leave the device wrapped, for backup and restore.
+    #[serde(default)]
+    pub wrap: WrapSupport,
+    /// The mechanism that wraps them (PKCS#11 profiles whose `wrap` is not `none`).
+    #[serde(default)]
+    pub wrap_mechanism: Option<WrapMechanism>,
     /// Objects the device holds in all, when it has a fixed number.
     #[serde(default)]
     pub objects: Option<usize>,
@@ -211,6 +254,13 @@ impl HsmProfile {
             BackendKind::Yubihsm if profile.key_login == KeyLogin::So => Err(invalid(
                 "a yubihsm profile has one authentication key: key_login is user",
             )),
+            BackendKind::Pkcs11
+                if profile.wrap != WrapSupport::None && profile.wrap_mechanism.is_none() =>
+            {
+                Err(invalid(
+                    "a pkcs11 profile that wraps keys names its wrap_mechanism",
+                ))
+            }
             _ => Ok(profile),
         }
     }
@@ -245,6 +295,7 @@ mod tests {
                 &cited.objects,
                 &cited.message_limit,
                 &cited.verify,
+                &cited.wrap,
             ] {
                 assert!(source.len() > 10, "{}: {source:?}", profile.name);
             }
@@ -268,6 +319,15 @@ mod tests {
         assert_eq!(native.backend, BackendKind::Yubihsm);
         assert_eq!(native.objects, Some(256));
         assert_eq!(ObjectIdForm::Hex16.encode(&[0xab, 0x01]), b"ab01");
+        // SoftHSMv2 2.6.1 cannot wrap Ed25519 keys; kryoptic cannot mark a wrap key trusted.
+        assert_eq!(
+            HsmProfile::load("softhsm2").unwrap().wrap,
+            WrapSupport::None
+        );
+        let kryoptic = HsmProfile::load("kryoptic").unwrap();
+        assert_eq!(kryoptic.wrap, WrapSupport::Untrusted);
+        assert_eq!(kryoptic.wrap_mechanism, Some(WrapMechanism::AesKeyWrap));
+        assert_eq!(nethsm.wrap, WrapSupport::None);
         assert_eq!(ObjectIdForm::Raw2.random_len(), 2);
     }
 

@@ -519,6 +519,8 @@ impl Hsm for YubiHsm {
             always_sensitive: true,
             never_extractable: !exportable && info.origin == Origin::Generated,
             sign: info.capabilities.contains(Capability::SIGN_EDDSA),
+            // The device exports only under wrap keys whose delegated capabilities allow it.
+            wrap_with_trusted: exportable,
         })
     }
 

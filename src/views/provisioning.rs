@@ -4,7 +4,9 @@
 use serde::Serialize;
 
 use crate::hsm::pkcs11::module::SlotReport;
-use crate::hsm::profile::{BackendKind, EcParamsForm, HsmProfile, KeyLogin, ProfileSources};
+use crate::hsm::profile::{
+    BackendKind, EcParamsForm, HsmProfile, KeyLogin, ProfileSources, WrapSupport,
+};
 use crate::hsm::{KeyAttributes, TokenDescription, TokenKey};
 use crate::provision::{ApplianceKey, SelfTestReport};
 
@@ -27,6 +29,8 @@ pub struct ProfileView {
     pub objects: Option<usize>,
     pub message_limit: Option<usize>,
     pub verify: bool,
+    /// Whether keys can leave the device wrapped, for `provision backup`.
+    pub wrap: WrapSupport,
     pub tested: String,
     pub not_tested: String,
     pub sources: ProfileSources,
@@ -45,6 +49,7 @@ impl From<&HsmProfile> for ProfileView {
             objects: p.objects,
             message_limit: p.message_limit,
             verify: p.verify,
+            wrap: p.wrap,
             tested: p.tested.clone(),
             not_tested: p.not_tested.clone(),
             sources: p.sources.clone(),
@@ -125,6 +130,37 @@ pub struct TokenKeyList {
 pub struct SelfTestView {
     pub self_test: Vec<SelfTestReport>,
     pub ok: bool,
+}
+
+/// `provision wrap-key`: the wrap key's id on each token.
+#[derive(Debug, Serialize)]
+pub struct WrapKeyImported {
+    /// Whether the key was marked trusted (`CKA_TRUSTED`, by the security officer).
+    pub trusted: bool,
+    pub tokens: Vec<WrapKeyToken>,
+}
+
+/// One token's wrap key.
+#[derive(Debug, Serialize)]
+pub struct WrapKeyToken {
+    pub token: String,
+    pub wrap_key: String,
+    pub already_there: bool,
+}
+
+/// `provision backup`.
+#[derive(Debug, Serialize)]
+pub struct BackupWritten {
+    pub backup: String,
+    pub keys: usize,
+    pub wrap_key: String,
+    pub audit_key: String,
+}
+
+/// `provision restore`.
+#[derive(Debug, Serialize)]
+pub struct Restored {
+    pub restored: crate::backup::RestoreReport,
 }
 
 /// The line `sshsign-server serve` prints once it listens, for whoever started it.

@@ -147,6 +147,16 @@ impl Appliance {
     pub fn start_on(token: &[(&str, &str)], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = test_token_store(dir.path());
+        Self::start_in(dir, store, token, env)
+    }
+
+    /// [`Appliance::start_on`] with the state in `dir` and the token of `store`.
+    pub fn start_in(
+        dir: TempDir,
+        store: SoftHsmStore,
+        token: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> Self {
         let keys = provision_with(&store, token, &["generate-appliance-keys"]);
         assert!(
             keys.status.success(),

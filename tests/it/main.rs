@@ -19,6 +19,7 @@
 //! | [`bad_input`] | every kind of bad request gets a clear error and a non-zero status; the server keeps serving |
 //! | [`git_signing`] | `git commit -S` through the shim, `git verify-commit` with stock `ssh-keygen`, tampering |
 //! | [`shim`] | the `sshsign` client: host key pinning and refusal, stdin mode, the CLI |
+//! | [`backup`] | backup and restore between tokens: every key wrapped, the manifest signed, a fresh token that signs and verifies as before; refusals |
 //! | [`backends`] | one conformance suite for every backend: SoftHSMv2 and kryoptic (both curve encodings), the native YubiHSM backend on MockHsm |
 //! | [`token`] | the token threads; PKCS#11 device settings: object id forms, the administrator's login, labels as ids |
 //! | [`yubihsm_mock`] | the harness: a yubihsm-connector-compatible front for the yubihsm crate's MockHsm |
@@ -34,6 +35,7 @@ mod approvals;
 mod audit;
 mod authorizations;
 mod backends;
+mod backup;
 mod bad_input;
 mod browser;
 mod common;

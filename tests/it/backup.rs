@@ -1,0 +1,324 @@
+//! Backup and restore between tokens: `provision wrap-key`, `provision backup` and `provision
+//! restore` through the `sshsign-server` binary, on kryoptic (the one token here that wraps
+//! Ed25519 keys: SoftHSMv2 2.6.1 cannot, see its profile), and the refusals: a device or a
+//! choice that keeps keys in, a tampered or foreign file, a token without the wrap key.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use sshsign::softhsm::SoftHsmStore;
+
+use crate::approvals::{api_key, create, get};
+use crate::common::{
+    Appliance, assert_git_signature, kryoptic_store, offline_check, provision_with, token_keys,
+    token_store, write_file,
+};
+
+const KRYOPTIC_WRAPPED: [(&str, &str); 2] = [
+    ("SSHSIGN_HSM_PROFILE", "kryoptic"),
+    ("SSHSIGN_KEY_EXPORT", "wrapped-untrusted"),
+];
+
+/// Runs `provision ARGS` and returns its JSON, asserting that it succeeded.
+#[track_caller]
+fn provisioned(store: &SoftHsmStore, env: &[(&str, &str)], args: &[&str]) -> Value {
+    let out = provision_with(store, env, args);
+    assert!(
+        out.status.success(),
+        "provision {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs `provision ARGS` and returns what it printed on stderr, asserting that it failed.
+#[track_caller]
+fn refused(store: &SoftHsmStore, env: &[(&str, &str)], args: &[&str]) -> String {
+    let out = provision_with(store, env, args);
+    assert!(
+        !out.status.success(),
+        "provision {args:?} succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Initialises another token, labelled `label`, in `store`.
+fn second_token(store: &SoftHsmStore, label: &str) {
+    let so_pin = store.so_pin_file();
+    let pin = store.pin_file();
+    provisioned(
+        store,
+        &[],
+        &[
+            "init-token",
+            "--label",
+            label,
+            "--so-pin-file",
+            so_pin.to_str().unwrap(),
+            "--pin-file",
+            pin.to_str().unwrap(),
+        ],
+    );
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn a_backup_restored_into_a_fresh_token_signs_and_verifies_as_before() {
+    let kept = tempfile::tempdir().unwrap();
+    let wrap_file = kept.path().join("wrap.key");
+    let backup_file = kept.path().join("backup.json");
+    let dir = tempfile::tempdir().unwrap();
+    let store = kryoptic_store(dir.path());
+    let made = provisioned(
+        &store,
+        &KRYOPTIC_WRAPPED,
+        &["wrap-key", "--new", path(&wrap_file)],
+    );
+    let wrap_key = made["tokens"][0]["wrap_key"].as_str().unwrap().to_owned();
+    assert_eq!(made["trusted"], false, "{made}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&wrap_file.metadata().unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    let mut appliance = Appliance::start_in(dir, store, &KRYOPTIC_WRAPPED, &[]);
+    let alice = appliance.user("alice");
+    let key = alice.cmd("create-key --scope git").ok().clone();
+    let key_id = key["key_id"].as_str().unwrap().to_owned();
+    let public_key = key["public_key"].as_str().unwrap().to_owned();
+    // The keys may leave, but only wrapped: sensitive, extractable.
+    for listed in token_keys(&appliance.store, &KRYOPTIC_WRAPPED) {
+        assert_eq!(listed["attributes"]["sensitive"], true, "{listed}");
+        assert_eq!(listed["attributes"]["extractable"], true, "{listed}");
+    }
+    let api = api_key(&alice, "approval:create,approval:read");
+    let id = create(
+        &appliance,
+        &api,
+        json!({"action": "deploy v2", "methods": ["ssh"]}),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        alice.cmd(&format!("approve --id {id}")).ok()["status"],
+        "approved"
+    );
+    let decided = get(&appliance, &api, &format!("/api/v1/approvals/{id}"));
+    let (_, appliance_keys) = appliance.http_get("/api/v1/appliance");
+
+    let written = provisioned(
+        &appliance.store,
+        &KRYOPTIC_WRAPPED,
+        &["backup", "--to", path(&backup_file)],
+    );
+    // The decision and checkpoint keys, alice's key, and the seal key.
+    assert_eq!(written["keys"], 4, "{written}");
+    assert_eq!(written["wrap_key"], wrap_key.as_str());
+    let file: Value = serde_json::from_slice(&std::fs::read(&backup_file).unwrap()).unwrap();
+    assert_eq!(file["format"], "sshsign-backup/1");
+    assert_eq!(file["mechanism"], "CKM_AES_KEY_WRAP");
+    appliance.stop();
+
+    // A fresh token: without the group's wrap key, nothing can be restored.
+    second_token(&appliance.store, "second");
+    let second = [
+        KRYOPTIC_WRAPPED[0],
+        KRYOPTIC_WRAPPED[1],
+        ("SSHSIGN_PKCS11_TOKEN", "second"),
+    ];
+    let why = refused(
+        &appliance.store,
+        &second,
+        &["restore", "--from", path(&backup_file)],
+    );
+    assert!(why.contains("wrap-key"), "{why}");
+    assert!(token_keys(&appliance.store, &second).is_empty());
+    let joined = provisioned(
+        &appliance.store,
+        &second,
+        &["wrap-key", "--from", path(&wrap_file)],
+    );
+    assert_eq!(joined["tokens"][0]["wrap_key"], wrap_key.as_str());
+    let restored = provisioned(
+        &appliance.store,
+        &second,
+        &[
+            "restore",
+            "--from",
+            path(&backup_file),
+            "--expect-audit-key",
+            file["audit_key"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(restored["restored"]["restored"], 4, "{restored}");
+    assert_eq!(restored["restored"]["verified"], 3, "{restored}");
+    // Run again (after an interruption, say), it finds everything there.
+    let again = provisioned(
+        &appliance.store,
+        &second,
+        &["restore", "--from", path(&backup_file)],
+    );
+    assert_eq!(again["restored"]["restored"], 0, "{again}");
+    assert_eq!(again["restored"]["present"], 4, "{again}");
+    let self_test = provisioned(&appliance.store, &second, &["self-test"]);
+    assert_eq!(self_test["ok"], true);
+
+    // The appliance on the new token: same keys, records still open, old proofs still hold.
+    appliance.restart_with(&[("SSHSIGN_PKCS11_TOKEN", "second")]);
+    let (_, health) = appliance.http_get("/healthz");
+    assert_eq!(health["token"]["label"], "second", "{health}");
+    let (_, after) = appliance.http_get("/api/v1/appliance");
+    assert_eq!(after["keys"], appliance_keys["keys"]);
+    let alice = alice.at(&appliance);
+    let payload = b"tree 4567\nauthor alice\n\nsigned after a restore\n";
+    let signed = alice.run(&format!("sign --type git --key-id {key_id}"), payload);
+    let signature = signed.ok()["signature"].as_str().unwrap().to_owned();
+    assert_git_signature(appliance.dir.path(), &public_key, &signature, payload);
+    let now = get(&appliance, &api, &format!("/api/v1/approvals/{id}"));
+    assert_eq!(now.json["status"], "approved", "{:?}", now.json);
+    let jwks = appliance.save_jwks(kept.path());
+    let decision = write_file(kept.path(), "decision.json", decided.body.clone());
+    let out = offline_check("verify-approval", &jwks, &["--request-id", &id], &decision);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_tampered_or_foreign_backup_restores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = kryoptic_store(dir.path());
+    let wrap_file = dir.path().join("wrap.key");
+    let backup_file = dir.path().join("backup.json");
+    provisioned(&store, &KRYOPTIC_WRAPPED, &["generate-appliance-keys"]);
+    provisioned(
+        &store,
+        &KRYOPTIC_WRAPPED,
+        &["wrap-key", "--new", path(&wrap_file)],
+    );
+    provisioned(
+        &store,
+        &KRYOPTIC_WRAPPED,
+        &["backup", "--to", path(&backup_file)],
+    );
+    // A backup never overwrites a file.
+    let why = refused(
+        &store,
+        &KRYOPTIC_WRAPPED,
+        &["backup", "--to", path(&backup_file)],
+    );
+    assert!(why.contains("exists"), "{why}");
+
+    second_token(&store, "second");
+    let second = [
+        KRYOPTIC_WRAPPED[0],
+        KRYOPTIC_WRAPPED[1],
+        ("SSHSIGN_PKCS11_TOKEN", "second"),
+    ];
+    provisioned(&store, &second, &["wrap-key", "--from", path(&wrap_file)]);
+    let original: Value = serde_json::from_slice(&std::fs::read(&backup_file).unwrap()).unwrap();
+
+    // A label changed: the checkpoint key's signature no longer holds.
+    let mut tampered = original.clone();
+    tampered["keys"][0]["label"] = json!("sshsign-renamed");
+    let tampered_file = write_file(dir.path(), "tampered.json", tampered.to_string());
+    let why = refused(
+        &store,
+        &second,
+        &["restore", "--from", path(&tampered_file)],
+    );
+    assert!(why.contains("signature does not verify"), "{why}");
+    // Another appliance's backup, by its audit key.
+    let why = refused(
+        &store,
+        &second,
+        &[
+            "restore",
+            "--from",
+            path(&backup_file),
+            "--expect-audit-key",
+            "sshsign-audit-00000000+00000000+AQ==",
+        ],
+    );
+    assert!(why.contains("--expect-audit-key"), "{why}");
+    // Not a backup at all.
+    let junk = write_file(dir.path(), "junk.json", "{\"format\": 1}");
+    let why = refused(&store, &second, &["restore", "--from", path(&junk)]);
+    assert!(why.contains("not valid"), "{why}");
+    assert!(token_keys(&store, &second).is_empty());
+
+    // A token of another group (another wrap key) cannot open it.
+    second_token(&store, "third");
+    let third = [
+        KRYOPTIC_WRAPPED[0],
+        KRYOPTIC_WRAPPED[1],
+        ("SSHSIGN_PKCS11_TOKEN", "third"),
+    ];
+    let other = dir.path().join("other.key");
+    provisioned(&store, &third, &["wrap-key", "--new", path(&other)]);
+    let why = refused(&store, &third, &["restore", "--from", path(&backup_file)]);
+    assert!(why.contains("no wrap key"), "{why}");
+    assert!(token_keys(&store, &third).is_empty());
+
+    // The untouched file restores.
+    let restored = provisioned(&store, &second, &["restore", "--from", path(&backup_file)]);
+    assert_eq!(restored["restored"]["restored"], 3, "{restored}");
+}
+
+#[test]
+fn keys_that_may_not_leave_are_never_backed_up() {
+    // SoftHSMv2 2.6.1 cannot wrap Ed25519 keys: the choice is refused before anything is made.
+    let dir = tempfile::tempdir().unwrap();
+    let softhsm = token_store(dir.path());
+    let why = refused(
+        &softhsm,
+        &[
+            ("SSHSIGN_HSM_PROFILE", "softhsm2"),
+            ("SSHSIGN_KEY_EXPORT", "wrapped"),
+        ],
+        &["generate-appliance-keys"],
+    );
+    assert!(
+        why.contains("SSHSIGN_KEY_EXPORT") && why.contains("softhsm2"),
+        "{why}"
+    );
+    // kryoptic cannot mark a wrap key trusted: `wrapped` is refused, naming the alternative.
+    let dir = tempfile::tempdir().unwrap();
+    let store = kryoptic_store(dir.path());
+    let kryoptic = [("SSHSIGN_HSM_PROFILE", "kryoptic")];
+    let why = refused(
+        &store,
+        &[kryoptic[0], ("SSHSIGN_KEY_EXPORT", "wrapped")],
+        &["generate-appliance-keys"],
+    );
+    assert!(why.contains("wrapped-untrusted"), "{why}");
+    let why = refused(
+        &store,
+        &[kryoptic[0], ("SSHSIGN_KEY_EXPORT", "sometimes")],
+        &["generate-appliance-keys"],
+    );
+    assert!(why.contains("never, wrapped or wrapped-untrusted"), "{why}");
+
+    // Keys made with the default (never) stay in, even with a wrap key on the token.
+    provisioned(&store, &kryoptic, &["generate-appliance-keys"]);
+    let wrap_file = dir.path().join("wrap.key");
+    provisioned(&store, &kryoptic, &["wrap-key", "--new", path(&wrap_file)]);
+    let backup_file = dir.path().join("backup.json");
+    let why = refused(&store, &kryoptic, &["backup", "--to", path(&backup_file)]);
+    assert!(why.contains("cannot leave the token"), "{why}");
+    assert!(!backup_file.exists());
+    for listed in token_keys(&store, &kryoptic) {
+        assert_eq!(listed["attributes"]["extractable"], false, "{listed}");
+    }
+    // And an appliance that says keys may leave finds keys that cannot: its self-test says so
+    // only if they are weaker than promised, which never-extractable keys are not.
+    let self_test = provisioned(&store, &KRYOPTIC_WRAPPED, &["self-test"]);
+    assert_eq!(self_test["ok"], true);
+}
