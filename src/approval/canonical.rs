@@ -9,7 +9,14 @@ use serde_json::Value;
 pub enum CanonicalError {
     #[error("{0} is not an integer; canonical decisions hold integers only")]
     NotInteger(String),
+    #[error("the key {0:?} is reserved by the JSON parser and cannot be signed")]
+    ReservedKey(String),
 }
+
+/// Keys that `serde_json` (with its `arbitrary_precision` and `raw_value` features, which this
+/// crate uses) reads as a number or as raw JSON when they come first in an object: a document
+/// holding one would not read back as what was signed.
+const RESERVED_KEY_PREFIX: &str = "$serde_json::private::";
 
 /// `value` with every number canonical JSON cannot hold here (fractions, integers past 2^53)
 /// written as its exact decimal text, so a document with amounts can still be made canonical
@@ -63,6 +70,9 @@ fn write(value: &Value, out: &mut String) -> Result<(), CanonicalError> {
             out.push(']');
         }
         Value::Object(map) => {
+            if let Some(key) = map.keys().find(|k| k.starts_with(RESERVED_KEY_PREFIX)) {
+                return Err(CanonicalError::ReservedKey(key.clone()));
+            }
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
             out.push('{');
@@ -139,6 +149,18 @@ mod tests {
         // RFC 8785 writes negative zero as 0.
         let zero: Value = serde_json::from_str(r#"{"z": -0, "a": [-0]}"#).unwrap();
         assert_eq!(canonical(zero), r#"{"a":[0],"z":0}"#);
+    }
+
+    #[test]
+    fn the_parsers_own_keys_are_refused() {
+        // Sorted first, this key makes serde_json read the object back as the number 5.
+        let value: Value =
+            serde_json::from_str(r#"{"b": 1, "$serde_json::private::Number": "5"}"#).unwrap();
+        let err = to_vec(&value).unwrap_err();
+        assert!(err.to_string().contains("reserved"), "{err}");
+        let nested = json!({"a": [{"$serde_json::private::RawValue": "[1]", "c": 2}]});
+        assert!(to_vec(&nested).is_err());
+        assert!(to_vec(&json!({"$serde_json": 1})).is_ok());
     }
 
     #[test]
