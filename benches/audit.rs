@@ -43,7 +43,7 @@ fn open(
     key: &sshsign::provision::ApplianceKey,
 ) -> (sled::Db, Arc<AuditLog>) {
     let db = sled::Config::new().path(dir.join("db")).open().unwrap();
-    let signer = CheckpointSigner::new(token.clone(), key.clone(), "bench/audit".into());
+    let signer = CheckpointSigner::new(token.clone(), std::slice::from_ref(key)).unwrap();
     let log = Arc::new(AuditLog::open(&dir.join("tlog"), &db, signer, 16 << 20).unwrap());
     (db, log)
 }

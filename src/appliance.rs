@@ -284,6 +284,11 @@ impl Appliance {
         self.audit.verifier_key()
     }
 
+    /// The notes handing the audit log from each checkpoint key to the next.
+    pub fn audit_handovers(&self) -> Vec<String> {
+        self.audit.handovers().to_vec()
+    }
+
     /// Whether each token answers (one live call each: a random draw), with what the primary
     /// is and how busy the tokens have been.
     pub async fn token_health(
@@ -363,10 +368,7 @@ impl Appliance {
     /// Has the token sign `message` with the decision key (whose audit entry the caller has
     /// made durable); returns the signature, base64, and the key's id.
     async fn sign_with_decision_key(&self, message: Vec<u8>) -> Result<(String, String), Error> {
-        let key = self
-            .appliance_keys
-            .iter()
-            .find(|k| k.role == KeyRole::Decision)
+        let key = crate::provision::active(&self.appliance_keys, KeyRole::Decision)
             .ok_or_else(|| Error::Internal("no decision key".into()))?;
         let object_id = key.key.object_id.clone();
         let signature = self

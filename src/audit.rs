@@ -170,22 +170,60 @@ pub fn public_entry(entry: &[u8]) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(&public).map_err(|e| Error::Storage(format!("a public entry: {e}")))
 }
 
-/// How checkpoints are named and signed.
+/// How checkpoints are named and signed: by the active checkpoint key, under the origin the
+/// first one fixed; a stored checkpoint verifies under any generation of the key.
 #[derive(Debug, Clone)]
 pub struct CheckpointSigner {
     token: Token,
     key: ApplianceKey,
     origin: String,
+    /// The verifier keys of every generation, the active one first.
+    verifiers: Vec<String>,
+    /// The notes handing the log from each generation to the next, oldest first.
+    handovers: Vec<String>,
 }
 
 impl CheckpointSigner {
-    pub fn new(token: Token, key: ApplianceKey, origin: String) -> Self {
-        CheckpointSigner { token, key, origin }
+    /// The signer for the checkpoint keys among `keys`; `None` without an active one.
+    pub fn new(token: Token, keys: &[ApplianceKey]) -> Option<Self> {
+        let key = crate::provision::active(keys, crate::provision::KeyRole::Checkpoint)?.clone();
+        let origin = crate::provision::audit_origin(keys)?;
+        let mut verifiers = vec![note::verifier_key(&origin, &key.key.public_key)];
+        verifiers.extend(
+            keys.iter()
+                .filter(|k| {
+                    k.role == crate::provision::KeyRole::Checkpoint && k.object_id != key.object_id
+                })
+                .map(|k| note::verifier_key(&origin, &k.key.public_key)),
+        );
+        Some(CheckpointSigner {
+            token,
+            key,
+            origin,
+            verifiers,
+            handovers: Vec::new(),
+        })
     }
 
-    /// `origin+keyhash+key`: what verifiers pin.
+    /// With the notes that hand the log from one generation of the key to the next
+    /// ([`crate::provision::handovers`]), which clients follow from the key they pinned.
+    pub fn with_handovers(self, handovers: Vec<String>) -> Self {
+        CheckpointSigner { handovers, ..self }
+    }
+
+    /// The handover notes, oldest first.
+    pub fn handovers(&self) -> &[String] {
+        &self.handovers
+    }
+
+    /// `origin+keyhash+key` of the active key: what verifiers pin.
     pub fn verifier_key(&self) -> String {
-        note::verifier_key(&self.origin, &self.key.key.public_key)
+        self.verifiers[0].clone()
+    }
+
+    /// Every generation's verifier key, the active one first.
+    pub fn verifier_keys(&self) -> &[String] {
+        &self.verifiers
     }
 
     async fn sign(&self, head: Head) -> Result<String, Error> {
@@ -315,7 +353,7 @@ impl AuditLog {
     ) -> Result<Self, Error> {
         let checkpoints = Arc::new(Checkpoints::open(root)?);
         migrate(legacy, &tiles, &checkpoints)?;
-        check_against_checkpoint(&tiles, &checkpoints, &signer.verifier_key())?;
+        check_against_checkpoint(&tiles, &checkpoints, signer.verifier_keys())?;
         let head = Arc::new(RwLock::new(tiles.head()));
         let writer = Writer::start(sink, Arc::clone(&head))?;
         Ok(AuditLog {
@@ -341,7 +379,7 @@ impl AuditLog {
         verify_full(
             &self.tiles,
             &self.checkpoints,
-            &self.signer.verifier_key(),
+            self.signer.verifier_keys(),
             progress,
         )
     }
@@ -454,6 +492,11 @@ impl AuditLog {
         self.signer.verifier_key()
     }
 
+    /// The notes that hand the log from each checkpoint key to the next, oldest first.
+    pub fn handovers(&self) -> &[String] {
+        self.signer.handovers()
+    }
+
     /// Appends an entry and returns its index once it is durable.
     pub async fn append(&self, entry: &AuditEntry) -> Result<u64, Error> {
         self.check_intact()?;
@@ -500,8 +543,9 @@ impl AuditLog {
         let vkey = self.signer.verifier_key();
         let head = self.head();
         if let Some(note) = self.latest_checkpoint()? {
-            let checkpoint = note::verify(&note, &vkey)?;
-            if checkpoint.size == head.size {
+            let checkpoint = verify_latest(&note, self.signer.verifier_keys())?;
+            // One signed by the key before a rotation is signed again by the active key.
+            if checkpoint.size == head.size && note::verify(&note, &vkey).is_ok() {
                 return Ok((checkpoint, note));
             }
         }
@@ -520,7 +564,7 @@ impl AuditLog {
             None => self.checkpoint().await,
             Some(size) => {
                 let note = self.checkpoint_at(size)?.ok_or(Error::NoCheckpoint(size))?;
-                Ok((note::verify(&note, &self.signer.verifier_key())?, note))
+                Ok((verify_latest(&note, self.signer.verifier_keys())?, note))
             }
         }
     }
@@ -582,10 +626,25 @@ impl AuditLog {
     }
 }
 
-/// Verifies the latest stored checkpoint under `vkey`; one that the same key signed under the
-/// origin an earlier version derived from the HTTP domain is accepted too (the key is the trust
-/// anchor), and the checkpoints signed from now on carry the fixed origin.
-fn verify_latest(note: &str, vkey: &str) -> Result<note::Checkpoint, Error> {
+/// Verifies a stored checkpoint under the first of `vkeys` (every generation of the checkpoint
+/// key) that signed it.
+fn verify_latest(note: &str, vkeys: &[String]) -> Result<note::Checkpoint, Error> {
+    let mut first_error = None;
+    for vkey in vkeys {
+        match verify_under(note, vkey) {
+            Ok(checkpoint) => return Ok(checkpoint),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.unwrap_or(Error::Note(note::NoteError::Malformed("no verifier key"))))
+}
+
+/// Verifies a stored checkpoint under `vkey`; one that the same key signed under the origin an
+/// earlier version derived from the HTTP domain is accepted too (the key is the trust anchor),
+/// and the checkpoints signed from now on carry the fixed origin.
+fn verify_under(note: &str, vkey: &str) -> Result<note::Checkpoint, Error> {
     match note::verify(note, vkey) {
         Err(note::NoteError::Unsigned(_)) => {
             let (_, public_key) = note::parse_verifier_key(vkey)?;
@@ -610,12 +669,12 @@ fn verify_latest(note: &str, vkey: &str) -> Result<note::Checkpoint, Error> {
 fn check_against_checkpoint(
     tiles: &TileStore,
     checkpoints: &Checkpoints,
-    vkey: &str,
+    vkeys: &[String],
 ) -> Result<(), Error> {
     let Some((_, note)) = checkpoints.latest()? else {
         return Ok(());
     };
-    let signed = verify_latest(&note, vkey)?;
+    let signed = verify_latest(&note, vkeys)?;
     let size = tiles.head().size;
     if signed.size > size {
         return Err(Error::Tampered(format!(
@@ -637,14 +696,14 @@ fn check_against_checkpoint(
 fn verify_full(
     tiles: &TileStore,
     checkpoints: &Checkpoints,
-    vkey: &str,
+    vkeys: &[String],
     mut progress: impl FnMut(u64),
 ) -> Result<Frontier, Error> {
     use self::merkle::Nodes as _;
     let head = tiles.head();
     let signed = checkpoints
         .latest()?
-        .map(|(_, note)| verify_latest(&note, vkey))
+        .map(|(_, note)| verify_latest(&note, vkeys))
         .transpose()?;
     let mut frontier = Frontier::default();
     let mut mismatch = None;
@@ -712,8 +771,9 @@ pub fn verify_directory(
 ) -> Result<FullCheck, Error> {
     let tiles = TileStore::open(root, 16 << 20)?;
     let checkpoints = Checkpoints::open(root)?;
-    check_against_checkpoint(&tiles, &checkpoints, vkey)?;
-    let frontier = verify_full(&tiles, &checkpoints, vkey, progress)?;
+    let vkeys = [vkey.to_owned()];
+    check_against_checkpoint(&tiles, &checkpoints, &vkeys)?;
+    let frontier = verify_full(&tiles, &checkpoints, &vkeys, progress)?;
     Ok(FullCheck {
         entries: frontier.size(),
         root: b64(&frontier.root()),

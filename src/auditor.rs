@@ -185,14 +185,26 @@ impl Memory {
             .map_err(|e| state(e.to_string()))
     }
 
-    /// The key a log is pinned to, or `offered` pinned now on first use.
-    pub fn pinned_key(&self, origin: &str, offered: &str) -> Result<String, AuditorError> {
+    /// The key a log is pinned to, or `offered` pinned now on first use. A pinned key that
+    /// `handovers` lead from to `offered` (each signed by the key before) is still the pinned
+    /// one: the caller follows them.
+    pub fn pinned_key(
+        &self,
+        origin: &str,
+        offered: &str,
+        handovers: &[String],
+    ) -> Result<String, AuditorError> {
         match self.seen(origin)? {
-            Some(seen) if seen.verifier_key != offered => Err(AuditorError::KeyChanged {
-                pinned: seen.verifier_key,
-                offered: offered.to_owned(),
-                path: self.path(origin).display().to_string(),
-            }),
+            Some(seen)
+                if seen.verifier_key != offered
+                    && note::follow_handovers(&seen.verifier_key, handovers) != offered =>
+            {
+                Err(AuditorError::KeyChanged {
+                    pinned: seen.verifier_key,
+                    offered: offered.to_owned(),
+                    path: self.path(origin).display().to_string(),
+                })
+            }
             Some(seen) => Ok(seen.verifier_key),
             None => Ok(offered.to_owned()),
         }
@@ -211,7 +223,9 @@ pub fn advance(
     let Some(seen) = seen else {
         return Ok(new);
     };
-    let old = check_checkpoint(&seen.checkpoint, vkey)?;
+    // The checkpoint seen before, under the key it was seen with (an earlier generation, if
+    // the key was handed over since).
+    let old = check_checkpoint(&seen.checkpoint, &seen.verifier_key)?;
     if new.size < old.size {
         return Err(AuditorError::RolledBack {
             seen: old.size,
@@ -299,6 +313,9 @@ pub fn check_saved(
     })
 }
 
+/// The most handover notes a reply is read for (a rotation a day for decades is fewer).
+const MAX_HANDOVERS: usize = 10_000;
+
 /// What checking the live log found (`sshsign audit check`, `audit prove`).
 #[derive(Debug, Clone, Serialize)]
 pub struct OnlineReport {
@@ -316,10 +333,10 @@ pub struct OnlineReport {
     pub public_entry: Option<Value>,
 }
 
-/// The size of the checkpoint seen before (0: none), under `vkey`.
-fn seen_size(seen: Option<&Seen>, vkey: &str) -> Result<u64, AuditorError> {
+/// The size of the checkpoint seen before (0: none), under the key it was seen with.
+fn seen_size(seen: Option<&Seen>) -> Result<u64, AuditorError> {
     match seen {
-        Some(seen) => Ok(check_checkpoint(&seen.checkpoint, vkey)?.size),
+        Some(seen) => Ok(check_checkpoint(&seen.checkpoint, &seen.verifier_key)?.size),
         None => Ok(0),
     }
 }
@@ -334,7 +351,7 @@ fn accept(
     vkey: String,
     consistency: Option<Value>,
 ) -> Result<OnlineReport, AuditorError> {
-    let previously_seen = seen_size(seen, &vkey)?;
+    let previously_seen = seen_size(seen)?;
     let checkpoint = advance(seen, &note, &vkey, |_| {
         consistency.ok_or(AuditorError::Shape("consistency proof"))
     })?;
@@ -377,13 +394,25 @@ pub async fn check_online<E: From<AuditorError>>(
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    let handovers: Vec<String> = reply["handovers"]
+        .as_array()
+        .map(|notes| {
+            notes
+                .iter()
+                .take(MAX_HANDOVERS)
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
     let origin = check_checkpoint(&note, &offered)?.origin;
-    let vkey = match pinned {
+    let pinned = match pinned {
         Some(key) => key,
-        None => memory.pinned_key(&origin, &offered)?,
+        None => memory.pinned_key(&origin, &offered, &handovers)?,
     };
+    // From the pinned key to the one that signs now, each handover signed by the key before.
+    let vkey = note::follow_handovers(&pinned, &handovers);
     let seen = memory.seen(&origin)?;
-    let old_size = seen_size(seen.as_ref(), &vkey)?;
+    let old_size = seen_size(seen.as_ref())?;
     let new_size = check_checkpoint(&note, &vkey)?.size;
     let consistency = if old_size > 0 && new_size > old_size {
         let (from, to) = (old_size.to_string(), new_size.to_string());

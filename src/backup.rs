@@ -72,7 +72,8 @@ pub struct FileKey {
     /// Ed25519 keys: the public key, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
-    /// The key wrapped under the wrap key, hex.
+    /// The key wrapped under the wrap key, hex; empty for a retired key, whose private half is
+    /// gone and whose public half is kept so that what it signed stays checkable.
     pub wrapped: String,
 }
 
@@ -143,7 +144,7 @@ impl FileKey {
                 WrappedKind::Seal => None,
             },
             wrapped: crate::hex::decode(&self.wrapped)
-                .filter(|w| !w.is_empty())
+                .filter(|w| !w.is_empty() || self.kind == WrappedKind::Ed25519)
                 .ok_or_else(|| invalid("wrapped is not hex"))?,
         })
     }
@@ -180,6 +181,17 @@ pub fn backup(
         .ok_or_else(|| Error::Invalid("the token has no checkpoint key".to_owned()))?;
     let mut keys = Vec::new();
     for key in hsm.list()? {
+        if hsm.find(&key.object_id)?.is_none() {
+            // Retired: the public half alone.
+            keys.push(FileKey {
+                kind: WrappedKind::Ed25519,
+                id: key.object_id.to_hex(),
+                label: key.label.clone(),
+                public_key: Some(crate::hex::encode(&key.public_key)),
+                wrapped: String::new(),
+            });
+            continue;
+        }
         if !hsm.attributes(&key.object_id)?.extractable {
             return Err(Error::KeyStaysIn {
                 id: key.object_id,
@@ -262,6 +274,10 @@ pub fn restore(
     };
     for key in &checked {
         let present = match key.kind {
+            WrappedKind::Ed25519 if key.wrapped.is_empty() => hsm
+                .find_by_label(&key.label)?
+                .iter()
+                .any(|k| k.object_id == key.object_id),
             WrappedKind::Ed25519 => match hsm.find(&key.object_id)? {
                 Some(found) if Some(found.public_key) == key.public_key => true,
                 Some(_) => return Err(Error::Conflict(key.object_id.clone())),
@@ -277,7 +293,7 @@ pub fn restore(
         }
     }
     for key in &checked {
-        let Some(public_key) = key.public_key else {
+        let Some(public_key) = key.public_key.filter(|_| !key.wrapped.is_empty()) else {
             continue;
         };
         let mut challenge = [0u8; 32];

@@ -155,6 +155,7 @@ pub struct WrappedKey {
     pub label: String,
     /// The Ed25519 public key, checked against the token after the key is unwrapped.
     pub public_key: Option<[u8; 32]>,
+    /// Empty for a retired Ed25519 key: its public half alone is restored.
     pub wrapped: Vec<u8>,
 }
 
@@ -211,6 +212,11 @@ pub enum Error {
     TokenFull { held: usize, capacity: usize },
     #[error("the label {0:?} is longer than the device allows")]
     Label(String),
+    #[error(
+        "{0} keeps a key pair as one object, so its private half cannot be destroyed alone; keep \
+         the previous key (it is never used to sign) instead of retiring it"
+    )]
+    CannotRetire(String),
     #[error(
         "{0} cannot wrap keys for a backup; its profile says why (wrap), and \
          `sshsign-server provision profiles` lists the ones that can"
@@ -270,6 +276,12 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     }
     /// The token that holds the appliance's own keys (this one, unless it is a pool).
     fn primary(&self) -> &dyn Hsm;
+    /// Destroys the private half of a key pair and keeps its public half, so that the key signs
+    /// nothing more and what it signed stays checkable.
+    fn retire(&self, id: &ObjectId) -> Result<()> {
+        let _ = id;
+        Err(Error::CannotRetire(self.describe().module))
+    }
     /// The wrap keys (labelled [`WRAP_KEY_LABEL`], named by [`wrap_key_id`]) on every token.
     fn wrap_keys(&self) -> Result<Vec<ObjectId>> {
         Ok(Vec::new())

@@ -97,7 +97,7 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
     unseal_store(&store, opened.sealer, opened.new_data_key).map_err(store_error)?;
     let token = Token::new(opened.hsm.clone())?;
     let keys = opened.keys;
-    let audit = open_audit(config, &store, &token, &keys)?;
+    let audit = open_audit(config, &store, &token, &keys, opened.handovers)?;
     let seed = token.random::<32>().await?;
     let host_key = ssh::host_key::load_or_create(&config.host_key_path, &seed)?;
     let host_public = host_key.public_key().clone();
@@ -185,6 +185,8 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
 struct OpenedToken {
     hsm: Arc<dyn Hsm>,
     keys: Vec<provision::ApplianceKey>,
+    /// The notes handing the audit log from each checkpoint key to the next.
+    handovers: Vec<String>,
     sealer: seal::Sealer,
     /// The data key made now, to be stored, if the store had none.
     new_data_key: Option<seal::WrappedDataKey>,
@@ -207,10 +209,12 @@ async fn open_token(config: &ServeConfig, store: &Store) -> Result<OpenedToken, 
         source,
     })?;
     let export = config.hsm.key_export;
+    let audit_dir = config.audit_path.clone();
     let opened = tokio::task::spawn_blocking(move || {
         let hsm = crate::hsm::open_all(backends)?;
         let keys = provision::appliance_keys(hsm.primary())?;
         provision::self_test(hsm.primary(), &keys, export)?;
+        let handovers = provision::handovers(hsm.primary(), &keys, &audit_dir)?;
         let seal_key = provision::seal_key(hsm.primary())?;
         let (sealer, new_data_key) = match stored_data_key {
             Some(stored) => (seal::open_data_key(hsm.as_ref(), &seal_key, &stored)?, None),
@@ -222,6 +226,7 @@ async fn open_token(config: &ServeConfig, store: &Store) -> Result<OpenedToken, 
         Ok::<_, StartError>(OpenedToken {
             hsm,
             keys,
+            handovers,
             sealer,
             new_data_key,
         })
@@ -261,19 +266,17 @@ fn open_audit(
     store: &Store,
     token: &Token,
     keys: &[provision::ApplianceKey],
+    handovers: Vec<String>,
 ) -> Result<Arc<AuditLog>, StartError> {
-    let checkpoint_key = keys
-        .iter()
-        .find(|k| k.role == provision::KeyRole::Checkpoint)
-        .cloned()
-        .ok_or_else(|| provision::Error::Manifest("no checkpoint key is listed".to_owned()))?;
-    // Fixed by the checkpoint key, made when the token was provisioned: neither a new domain
-    // nor a restored database gives the log a fresh name that clients would pin anew.
-    let origin = provision::audit_origin(&checkpoint_key);
+    // The origin is fixed by the first checkpoint key, made when the token was provisioned:
+    // neither a new domain, nor a restored database, nor a rotation gives the log a fresh name.
+    let signer = CheckpointSigner::new(token.clone(), keys)
+        .ok_or_else(|| provision::Error::Manifest("no checkpoint key is listed".to_owned()))?
+        .with_handovers(handovers);
     let audit = Arc::new(AuditLog::open(
         &config.audit_path,
         store.db(),
-        CheckpointSigner::new(token.clone(), checkpoint_key, origin),
+        signer,
         config.audit_cache_bytes,
     )?);
     tracing::info!(

@@ -415,7 +415,8 @@ impl Appliance {
         Ok((request, Some(verified)))
     }
 
-    /// The decision keys, as `(kid, public key)`.
+    /// The decision keys, as `(kid, public key)`: every generation, retired ones included, so
+    /// that decisions made before a rotation still verify.
     pub fn decision_keys(&self) -> Vec<(String, [u8; 32])> {
         self.appliance_keys
             .iter()

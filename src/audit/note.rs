@@ -129,8 +129,104 @@ pub fn signed_note(body: &str, name: &str, public_key: &[u8; 32], signature: &[u
     format!("{body}\n{DASH}{name} {}\n", BASE64.encode(blob))
 }
 
+/// Adds a signature line by `name`'s key to a signed note.
+pub fn add_signature(
+    note: &str,
+    name: &str,
+    public_key: &[u8; 32],
+    signature: &[u8; 64],
+) -> String {
+    let mut blob = key_hash(name, public_key).to_vec();
+    blob.extend_from_slice(signature);
+    format!("{note}{DASH}{name} {}\n", BASE64.encode(blob))
+}
+
+/// What a checkpoint key hands over to its successor: the log `origin` is signed from now on by
+/// the key of generation `generation`, whose verifier key is `next`. The outgoing key signs it
+/// (so a client that trusts it may trust the next), and so does the incoming one (so it is
+/// known to be held).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    pub origin: String,
+    pub generation: u32,
+    pub next: String,
+}
+
+const HANDOVER: &str = "sshsign checkpoint key handover";
+
+impl Handover {
+    /// The note body that is signed.
+    pub fn body(&self) -> String {
+        format!(
+            "{}\n{HANDOVER}\n{}\n{}\n",
+            self.origin, self.generation, self.next
+        )
+    }
+
+    fn parse_body(body: &str) -> Result<Self, NoteError> {
+        let mut lines = body.lines();
+        let mut line = || lines.next().ok_or(NoteError::Malformed("short handover"));
+        let origin = line()?.to_owned();
+        if line()? != HANDOVER {
+            return Err(NoteError::Malformed("not a handover"));
+        }
+        let generation = line()?
+            .parse()
+            .map_err(|_| NoteError::Malformed("bad generation"))?;
+        let next = line()?.to_owned();
+        parse_verifier_key(&next)?;
+        Ok(Handover {
+            origin,
+            generation,
+            next,
+        })
+    }
+}
+
+/// Verifies a handover note under the outgoing key `vkey`, and that the incoming key it names
+/// signed it too; returns what it says.
+pub fn verify_handover(note: &str, vkey: &str) -> Result<Handover, NoteError> {
+    let body = verify_body(note, vkey)?;
+    let handover = Handover::parse_body(&body)?;
+    verify_body(note, &handover.next)?;
+    let (name, _) = parse_verifier_key(vkey)?;
+    if handover.origin != name || parse_verifier_key(&handover.next)?.0 != name {
+        return Err(NoteError::Origin {
+            expected: name,
+            found: handover.origin,
+        });
+    }
+    Ok(handover)
+}
+
+/// Follows `handovers` from the trusted verifier key `vkey`: each note the key trusted so far
+/// signed hands the trust on to the key it names. Returns the last key reached.
+pub fn follow_handovers(vkey: &str, handovers: &[String]) -> String {
+    let mut trusted = vkey.to_owned();
+    for note in handovers {
+        if let Ok(handover) = verify_handover(note, &trusted) {
+            trusted = handover.next;
+        }
+    }
+    trusted
+}
+
 /// Verifies a signed checkpoint against a verifier key, and returns what it says.
 pub fn verify(note: &str, vkey: &str) -> Result<Checkpoint, NoteError> {
+    let body = verify_body(note, vkey)?;
+    let (name, _) = parse_verifier_key(vkey)?;
+    let checkpoint = Checkpoint::parse_body(&body)?;
+    if checkpoint.origin != name {
+        return Err(NoteError::Origin {
+            expected: name,
+            found: checkpoint.origin,
+        });
+    }
+    Ok(checkpoint)
+}
+
+/// The body of a signed note, once `vkey`'s signature on it verifies.
+fn verify_body(note: &str, vkey: &str) -> Result<String, NoteError> {
     let (name, public) = parse_verifier_key(vkey)?;
     let (body, signatures) = note
         .split_once("\n\n")
@@ -158,14 +254,7 @@ pub fn verify(note: &str, vkey: &str) -> Result<Checkpoint, NoteError> {
     if !found {
         return Err(NoteError::Unsigned(name));
     }
-    let checkpoint = Checkpoint::parse_body(&body)?;
-    if checkpoint.origin != name {
-        return Err(NoteError::Origin {
-            expected: name,
-            found: checkpoint.origin,
-        });
-    }
-    Ok(checkpoint)
+    Ok(body)
 }
 
 #[cfg(test)]

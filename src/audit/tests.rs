@@ -128,7 +128,7 @@ async fn concurrent_appends_get_distinct_indexes_and_a_verifiable_tree() {
     assert_eq!(indexes, (0..400).collect::<Vec<_>>());
 
     let mut seen = Vec::new();
-    let frontier = verify_full(&tiles, &checkpoints, "unused", |n| seen.push(n)).unwrap();
+    let frontier = verify_full(&tiles, &checkpoints, &[], |n| seen.push(n)).unwrap();
     assert_eq!(frontier.size(), 400);
     assert_eq!(seen.last(), Some(&400), "progress reaches the end");
     assert_eq!(head.read().unwrap().root, frontier.root());
@@ -153,7 +153,7 @@ async fn edited_entries_and_tiles_are_caught_by_the_full_check() {
     for n in 0..300 {
         writer.append(entry(n)).await.unwrap();
     }
-    verify_full(&tiles, &checkpoints, "unused", |_| {}).unwrap();
+    verify_full(&tiles, &checkpoints, &[], |_| {}).unwrap();
     tiles.sync_now().unwrap();
     writer.stop();
     drop(tiles);
@@ -167,11 +167,11 @@ async fn edited_entries_and_tiles_are_caught_by_the_full_check() {
     std::fs::write(&bundle, &edited).unwrap();
     let tiles = TileStore::open(dir.path(), 0).unwrap();
     assert!(matches!(
-        verify_full(&tiles, &checkpoints, "unused", |_| {}),
+        verify_full(&tiles, &checkpoints, &[], |_| {}),
         Err(Error::Tampered(_))
     ));
     std::fs::write(&bundle, &original).unwrap();
-    verify_full(&tiles, &checkpoints, "unused", |_| {}).unwrap();
+    verify_full(&tiles, &checkpoints, &[], |_| {}).unwrap();
     drop(tiles);
 
     // A hash edited in a full tile that no proof near the edge reads.
@@ -181,7 +181,7 @@ async fn edited_entries_and_tiles_are_caught_by_the_full_check() {
     std::fs::write(&tile, &edited).unwrap();
     let tiles = TileStore::open(dir.path(), 0).unwrap();
     assert!(matches!(
-        verify_full(&tiles, &checkpoints, "unused", |_| {}),
+        verify_full(&tiles, &checkpoints, &[], |_| {}),
         Err(Error::Tampered(_))
     ));
 }
@@ -193,7 +193,7 @@ fn the_full_check_covers_the_log_as_it_began_while_appends_go_on() {
     tiles.append(0, &entries).unwrap();
     // Each time the check reports progress, more entries arrive.
     let mut next = 600;
-    let frontier = verify_full(&tiles, &checkpoints, "unused", |_| {
+    let frontier = verify_full(&tiles, &checkpoints, &[], |_| {
         let more: Vec<Vec<u8>> = (next..next + 100).map(entry).collect();
         tiles.append(next, &more).unwrap();
         next += 100;

@@ -350,7 +350,7 @@ pub async fn check_tiles(
             checkpoint.size
         )));
     }
-    let old_size = seen_size(seen.as_ref(), &vkey)?;
+    let old_size = seen_size(seen.as_ref())?;
     let consistency = if old_size > 0 && checkpoint.size > old_size {
         Some(tree.consistency(old_size, &note).await?)
     } else {

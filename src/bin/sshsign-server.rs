@@ -130,6 +130,26 @@ enum Provision {
         #[arg(long)]
         wrap_key: Option<String>,
     },
+    /// Make the next generation of the decision or checkpoint key, which signs from the
+    /// appliance's next start; the one it replaces stays published (and, for the checkpoint
+    /// key, signs a note handing the audit log over to the new one).
+    Rotate {
+        #[command(flatten)]
+        token: TokenArgs,
+        #[arg(long, value_parser = ["decision", "checkpoint"])]
+        role: String,
+    },
+    /// Destroy the private half of an earlier generation of a key: it signs nothing more, and
+    /// stays published as retired so that what it signed stays checkable.
+    Retire {
+        #[command(flatten)]
+        token: TokenArgs,
+        #[arg(long, value_parser = ["decision", "checkpoint"])]
+        role: String,
+        /// The generation to retire (`provision show` lists them).
+        #[arg(long)]
+        generation: u32,
+    },
     /// Bring the keys of a backup into this token (which holds the group's wrap key), under
     /// their ids and labels; run again after an interruption, it finishes the job.
     Restore {
@@ -314,6 +334,32 @@ fn provision(command: Provision) -> Result<()> {
             })
         }
         Provision::WrapKey { token, new, from } => wrap_key(&token, new, from)?,
+        Provision::Rotate { token, role } => {
+            let settings = token.settings()?;
+            let hsm = token.open()?;
+            let rotated = provision::rotate(hsm.primary(), role_named(&role))?;
+            let keys = provision::appliance_keys(hsm.primary())?;
+            let handovers = provision::handovers(hsm.primary(), &keys, &settings.audit_path)?;
+            v::to_value(&v::Rotated {
+                rotated,
+                audit_verifier_key: provision::audit_verifier_key(&keys),
+                handovers: handovers.len(),
+                takes_effect: "at the appliance's next start",
+            })
+        }
+        Provision::Retire {
+            token,
+            role,
+            generation,
+        } => {
+            let settings = token.settings()?;
+            let hsm = token.open()?;
+            // The handover to the next generation is made first, while this key can sign it.
+            let keys = provision::appliance_keys(hsm.primary())?;
+            provision::handovers(hsm.primary(), &keys, &settings.audit_path)?;
+            let retired = provision::retire(hsm.primary(), role_named(&role), generation)?;
+            v::to_value(&v::Retired { retired })
+        }
         Provision::Backup {
             token,
             to,
@@ -360,6 +406,14 @@ fn provision(command: Provision) -> Result<()> {
     };
     print_json(&out);
     Ok(())
+}
+
+/// The role `provision rotate` and `retire` name (clap has checked the word).
+fn role_named(role: &str) -> provision::KeyRole {
+    match role {
+        "checkpoint" => provision::KeyRole::Checkpoint,
+        _ => provision::KeyRole::Decision,
+    }
 }
 
 /// `provision wrap-key`: the group's wrap key into every token of the appliance.

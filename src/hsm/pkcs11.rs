@@ -559,6 +559,16 @@ impl Hsm for Pkcs11Hsm {
         self.logout()
     }
 
+    fn retire(&self, id: &ObjectId) -> Result<()> {
+        self.forget_handle(id);
+        self.with_key_session(|session| {
+            if let Some(handle) = find_one(session, ObjectClass::PRIVATE_KEY, id)? {
+                session.destroy_object(handle)?;
+            }
+            Ok(())
+        })
+    }
+
     fn wrap_keys(&self) -> Result<Vec<ObjectId>> {
         self.find_seal_keys(WRAP_KEY_LABEL)
     }
@@ -622,6 +632,11 @@ impl Hsm for Pkcs11Hsm {
                     Attribute::Id(id.as_bytes().to_vec()),
                     Attribute::Label(label.as_bytes().to_vec()),
                 ];
+                if key.wrapped.is_empty() {
+                    // A retired key: its public half alone.
+                    self.with_key_session(|session| session.create_object(&public))?;
+                    return Ok(());
+                }
                 // Both halves or neither: a private half whose public half could not be made is
                 // destroyed again.
                 self.with_key_session(|session| {

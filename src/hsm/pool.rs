@@ -357,6 +357,10 @@ impl Hsm for TokenPool {
         self.members[0].hsm.as_ref()
     }
 
+    fn retire(&self, id: &ObjectId) -> Result<()> {
+        self.on_holder(id, |hsm| hsm.retire(id))
+    }
+
     /// The wrap keys every token of the pool holds.
     fn wrap_keys(&self) -> Result<Vec<ObjectId>> {
         let mut common = self.first().call(|hsm| hsm.wrap_keys())?;

@@ -14,6 +14,10 @@ pub struct CheckpointView {
     /// The signed note.
     pub checkpoint: String,
     pub verifier_key: String,
+    /// Notes handing the log from each checkpoint key to the next, oldest first: a client that
+    /// pinned an earlier key follows them to `verifier_key`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub handovers: Vec<String>,
 }
 
 /// A proof, with the key that verifies the checkpoint it is against.
@@ -22,6 +26,8 @@ pub struct ProofView<P> {
     #[serde(flatten)]
     pub proof: P,
     pub verifier_key: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub handovers: Vec<String>,
 }
 
 /// One entry and its index.

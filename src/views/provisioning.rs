@@ -148,6 +148,22 @@ pub struct WrapKeyToken {
     pub already_there: bool,
 }
 
+/// `provision rotate`.
+#[derive(Debug, Serialize)]
+pub struct Rotated {
+    pub rotated: ApplianceKey,
+    pub audit_verifier_key: Option<String>,
+    /// Checkpoint key handover notes on disk.
+    pub handovers: usize,
+    pub takes_effect: &'static str,
+}
+
+/// `provision retire`.
+#[derive(Debug, Serialize)]
+pub struct Retired {
+    pub retired: ApplianceKey,
+}
+
 /// `provision backup`.
 #[derive(Debug, Serialize)]
 pub struct BackupWritten {

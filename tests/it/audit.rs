@@ -7,8 +7,9 @@ use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest as _, Sha512};
+use sshsign::audit::note;
 
 use crate::common::{Appliance, SHIM, User, clean_command, write_file};
 use crate::in_process::{InProcess, caller, confirmed_totp, in_process, ssh_decide, terms};
@@ -933,7 +934,8 @@ async fn a_log_kept_in_sled_moves_into_tiles_and_every_saved_proof_still_verifie
         .find(|k| k.role == sshsign::provision::KeyRole::Checkpoint)
         .unwrap();
     let token = sshsign::hsm::Token::new(Arc::new(hsm)).unwrap();
-    let signer = || CheckpointSigner::new(token.clone(), checkpoint_key.clone(), "test-log".into());
+    let signer =
+        || CheckpointSigner::new(token.clone(), std::slice::from_ref(&checkpoint_key)).unwrap();
     let entries: Vec<Vec<u8>> = (0..700u64)
         .map(|n| {
             AuditEntry {
@@ -1359,4 +1361,183 @@ fn the_client_checks_the_log_from_its_served_tiles_and_from_a_copy() {
         "{}",
         stderr(&tampered)
     );
+}
+
+#[test]
+fn rotated_keys_take_over_and_what_the_old_ones_signed_still_verifies() {
+    use crate::approvals::{api_key, create, get};
+    use crate::common::offline_check;
+
+    let mut appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let state = appliance.dir.path().join("state");
+    let api = api_key(&alice, "approval:create,approval:read");
+    let approve = |alice: &User, appliance: &Appliance| {
+        let id = create(
+            appliance,
+            &api,
+            json!({"action": "deploy", "methods": ["ssh"]}),
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            alice.cmd(&format!("approve --id {id}")).ok()["status"],
+            "approved"
+        );
+        let decided = get(appliance, &api, &format!("/api/v1/approvals/{id}"));
+        (id, decided)
+    };
+    let (first_id, first) = approve(&alice, &appliance);
+    // The client pins the first checkpoint key.
+    let pinned = shim(&alice, &state, &["audit", "check"]);
+    assert!(pinned.status.success(), "{}", stderr(&pinned));
+    let (_, before) = appliance.http_get("/api/v1/appliance");
+
+    // Both keys rotate; the appliance picks the new ones up at its next start.
+    let audit_dir = appliance.dir.path().join("db.tlog");
+    let env_audit = [("SSHSIGN_AUDIT_PATH", audit_dir.to_str().unwrap())];
+    for role in ["decision", "checkpoint"] {
+        let out = crate::common::provision_with(
+            &appliance.store,
+            &env_audit,
+            &["rotate", "--role", role],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(rotated["rotated"]["generation"], 2, "{rotated}");
+        assert_eq!(rotated["rotated"]["label"], format!("sshsign-{role}.2"));
+    }
+    assert!(audit_dir.join("handovers/2.note").is_file());
+    appliance.restart();
+    let alice = alice.at(&appliance);
+    let (_, after) = appliance.http_get("/api/v1/appliance");
+    let keys = after["keys"].as_array().unwrap();
+    let state_of = |role: &str, generation: u64| {
+        keys.iter()
+            .find(|k| k["role"] == role && k["generation"] == generation)
+            .map(|k| k["state"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        state_of("decision", 1).as_deref(),
+        Some("previous"),
+        "{after}"
+    );
+    assert_eq!(
+        state_of("decision", 2).as_deref(),
+        Some("active"),
+        "{after}"
+    );
+    assert_eq!(
+        state_of("checkpoint", 2).as_deref(),
+        Some("active"),
+        "{after}"
+    );
+    assert_ne!(after["keys"], before["keys"]);
+
+    // New decisions carry the new kid; the JWKS has both; the old decision still verifies.
+    let (second_id, second) = approve(&alice, &appliance);
+    assert_ne!(
+        first.json["decision"]["key_id"], second.json["decision"]["key_id"],
+        "{:?}",
+        second.json
+    );
+    let (_, jwks) = appliance.http_get("/.well-known/jwks.json");
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
+    let dir = tempfile::tempdir().unwrap();
+    let jwks_file = appliance.save_jwks(dir.path());
+    for (id, decided) in [(&first_id, &first), (&second_id, &second)] {
+        let file = write_file(dir.path(), "decision.json", decided.body.clone());
+        let out = offline_check("verify-approval", &jwks_file, &["--request-id", id], &file);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+
+    // The client that pinned the first checkpoint key follows the handover to the second.
+    let followed = shim(&alice, &state, &["audit", "check"]);
+    assert!(followed.status.success(), "{}", stderr(&followed));
+    let report: Value = serde_json::from_slice(&followed.stdout).unwrap();
+    assert!(report["previously_seen"].as_u64().unwrap() > 0, "{report}");
+    let checkpoint = alice.cmd("audit-checkpoint").ok().clone();
+    assert_eq!(
+        checkpoint["handovers"].as_array().map(Vec::len),
+        Some(1),
+        "{checkpoint}"
+    );
+    let origin_before = checkpoint["origin"].clone();
+
+    // Retiring the first decision key: it signs nothing more, stays published.
+    let active = crate::common::provision_with(
+        &appliance.store,
+        &env_audit,
+        &["retire", "--role", "decision", "--generation", "2"],
+    );
+    assert!(!active.status.success());
+    assert!(
+        stderr(&active).contains("rotate first"),
+        "{}",
+        stderr(&active)
+    );
+    appliance.stop();
+    for role in ["decision", "checkpoint"] {
+        let out = crate::common::provision_with(
+            &appliance.store,
+            &env_audit,
+            &["retire", "--role", role, "--generation", "1"],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()["retired"]["state"],
+            "retired"
+        );
+    }
+    appliance.restart();
+    let alice = alice.at(&appliance);
+    let (_, after) = appliance.http_get("/api/v1/appliance");
+    assert!(
+        after["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["role"] == "decision" && k["generation"] == 1 && k["state"] == "retired"),
+        "{after}"
+    );
+    let jwks_file = appliance.save_jwks(dir.path());
+    let file = write_file(dir.path(), "first.json", first.body.clone());
+    let out = offline_check(
+        "verify-approval",
+        &jwks_file,
+        &["--request-id", &first_id],
+        &file,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The log keeps its name, and a client that never saw the second key still follows.
+    let checkpoint = alice.cmd("audit-checkpoint").ok().clone();
+    assert_eq!(checkpoint["origin"], origin_before);
+    let fresh_state = appliance.dir.path().join("state-2");
+    let first_vkey = note::verifier_key(
+        origin_before.as_str().unwrap(),
+        &first_checkpoint_key(&before),
+    );
+    let late = shim_with_key(&alice, &fresh_state, &first_vkey);
+    assert!(late.status.success(), "{}", stderr(&late));
+}
+
+/// The first checkpoint key's public key, from `/api/v1/appliance`.
+fn first_checkpoint_key(appliance_keys: &Value) -> [u8; 32] {
+    let openssh = appliance_keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["role"] == "checkpoint")
+        .unwrap()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = ssh_key::PublicKey::from_openssh(&openssh).unwrap();
+    key.key_data().ed25519().unwrap().0
+}
+
+/// `sshsign audit check --key VKEY` with fresh client state.
+fn shim_with_key(user: &User, state: &Path, vkey: &str) -> Output {
+    shim(user, state, &["audit", "check", "--key", vkey])
 }

@@ -74,7 +74,7 @@ pub fn in_process() -> InProcess {
         store.db(),
         sink.clone(),
         tiles,
-        CheckpointSigner::new(token.clone(), checkpoint_key, "test-log".into()),
+        CheckpointSigner::new(token.clone(), std::slice::from_ref(&checkpoint_key)).unwrap(),
     )
     .unwrap();
     let settings = Settings {

@@ -17,6 +17,7 @@ pub async fn checkpoint(ctx: &Context) -> Result<Value, Error> {
         root: BASE64.encode(checkpoint.root),
         checkpoint: note,
         verifier_key: ctx.appliance.audit_verifier_key(),
+        handovers: ctx.appliance.audit_handovers(),
     }))
 }
 
@@ -38,6 +39,7 @@ pub async fn proof(args: ProofArgs, ctx: &Context) -> Result<Value, Error> {
     Ok(to_value(&ProofView {
         proof,
         verifier_key: ctx.appliance.audit_verifier_key(),
+        handovers: ctx.appliance.audit_handovers(),
     }))
 }
 
@@ -56,6 +58,7 @@ pub async fn consistency(args: ConsistencyArgs, ctx: &Context) -> Result<Value, 
     Ok(to_value(&ProofView {
         proof,
         verifier_key: ctx.appliance.audit_verifier_key(),
+        handovers: ctx.appliance.audit_handovers(),
     }))
 }
 
