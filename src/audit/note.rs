@@ -314,4 +314,60 @@ mod tests {
         assert!(lines[4].starts_with("\u{2014} o "));
         assert!(note.ends_with('\n'));
     }
+
+    /// A handover from `from` to `to` under `origin`, signed by the keys given.
+    fn handover(origin: &str, generation: u32, from: &SigningKey, to: &SigningKey) -> String {
+        let body = Handover {
+            origin: origin.into(),
+            generation,
+            next: verifier_key(origin, to.verifying_key().as_bytes()),
+        }
+        .body();
+        let first = signed_note(
+            &body,
+            origin,
+            from.verifying_key().as_bytes(),
+            &from.sign(body.as_bytes()).to_bytes(),
+        );
+        add_signature(
+            &first,
+            origin,
+            to.verifying_key().as_bytes(),
+            &to.sign(body.as_bytes()).to_bytes(),
+        )
+    }
+
+    #[test]
+    fn handovers_are_followed_only_from_the_key_that_signed_them() {
+        let keys: Vec<SigningKey> = (1..=3).map(|n| SigningKey::from_bytes(&[n; 32])).collect();
+        let vkey = |k: &SigningKey| verifier_key("o", k.verifying_key().as_bytes());
+        let one_two = handover("o", 2, &keys[0], &keys[1]);
+        let two_three = handover("o", 3, &keys[1], &keys[2]);
+        let checked = verify_handover(&one_two, &vkey(&keys[0])).unwrap();
+        assert_eq!((checked.generation, checked.next), (2, vkey(&keys[1])));
+        // A chain is followed link by link, from the pinned key on.
+        let chain = [one_two.clone(), two_three.clone()];
+        assert_eq!(follow_handovers(&vkey(&keys[0]), &chain), vkey(&keys[2]));
+        assert_eq!(follow_handovers(&vkey(&keys[1]), &chain), vkey(&keys[2]));
+        // A link the trusted key did not sign leads nowhere.
+        assert_eq!(
+            follow_handovers(&vkey(&keys[0]), std::slice::from_ref(&two_three)),
+            vkey(&keys[0])
+        );
+        // A handover the incoming key did not sign, or another log's, is refused.
+        let unsigned_by_next = one_two.lines().take(6).collect::<Vec<_>>().join("\n") + "\n";
+        assert!(matches!(
+            verify_handover(&unsigned_by_next, &vkey(&keys[0])),
+            Err(NoteError::Unsigned(_))
+        ));
+        let other_log = handover("p", 2, &keys[0], &keys[1]);
+        assert!(verify_handover(&other_log, &vkey(&keys[0])).is_err());
+        // A checkpoint is not a handover, nor the other way round.
+        let checkpoint = signed("o", 4, &keys[0]);
+        assert!(verify_handover(&checkpoint, &vkey(&keys[0])).is_err());
+        assert!(verify(&one_two, &vkey(&keys[0])).is_err());
+        // Tampered: the named key changed after signing.
+        let tampered = one_two.replacen(&vkey(&keys[1]), &vkey(&keys[2]), 1);
+        assert!(verify_handover(&tampered, &vkey(&keys[0])).is_err());
+    }
 }
