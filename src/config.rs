@@ -308,6 +308,7 @@ impl HsmSettings {
                 label: token.label.clone(),
                 sessions,
                 limits: self.limits,
+                export: self.key_export,
             }),
         })
     }

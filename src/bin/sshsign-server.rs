@@ -371,6 +371,7 @@ fn provision(command: Provision) -> Result<()> {
                     wrap_mechanism: Some(mechanism),
                     ..
                 } => mechanism.name(),
+                HsmBackend::Yubihsm => "YubiHSM export-wrapped (AES-256-CCM)",
                 _ => "none",
             };
             let chosen = wrap_key
@@ -456,19 +457,25 @@ fn wrap_key(
         .transpose()?;
     let mut tokens = Vec::new();
     for config in settings.hsm.backend_configs(1)? {
-        let BackendConfig::Pkcs11(config) = config else {
-            bail!(sshsign::hsm::Error::NoWrap(
-                "the native YubiHSM backend".to_owned()
-            ));
+        let (token, (id, existed)) = match config {
+            BackendConfig::Pkcs11(config) => (
+                config.token_label.clone(),
+                pkcs11::import_wrap_key(&config, so_pin.as_ref(), &key)?,
+            ),
+            BackendConfig::Yubihsm(config) => {
+                let token = config.connector.to_string();
+                let device = sshsign::hsm::yubihsm::YubiHsm::open(config)?;
+                (token, device.import_wrap_key(&key)?)
+            }
         };
-        let (id, existed) = pkcs11::import_wrap_key(&config, so_pin.as_ref(), &key)?;
         tokens.push(sshsign::views::WrapKeyToken {
-            token: config.token_label.clone(),
+            token,
             wrap_key: id.to_hex(),
             already_there: existed,
         });
     }
     Ok(sshsign::views::to_value(&sshsign::views::WrapKeyImported {
+        // On a YubiHSM the wrap key's delegated capabilities are what trust is.
         trusted: settings.hsm.key_export == KeyExport::Wrapped,
         tokens,
     }))

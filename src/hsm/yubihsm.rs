@@ -19,8 +19,8 @@ use yubihsm::{Capability, Client, Connector, Credentials, Domain, HttpConfig, Us
 use zeroize::Zeroizing;
 
 use super::{
-    DATA_KEY_LEN, DataKey, DeviceLimits, Error, Hsm, KeyAttributes, ObjectId, Result,
-    TokenDescription, TokenKey,
+    DATA_KEY_LEN, DataKey, DeviceLimits, Error, Hsm, KeyAttributes, KeyExport, ObjectId, Result,
+    TokenDescription, TokenKey, WRAP_KEY_LABEL, WrappedKey, WrappedKind,
 };
 
 /// How many fresh ids are drawn before giving up on finding a free one.
@@ -101,6 +101,8 @@ pub struct YubiHsmConfig {
     pub label: String,
     pub sessions: usize,
     pub limits: DeviceLimits,
+    /// Whether new keys may leave the device wrapped (capability `exportable-under-wrap`).
+    pub export: KeyExport,
 }
 
 /// A YubiHSM 2 reached through its own protocol.
@@ -109,6 +111,7 @@ pub struct YubiHsm {
     next: AtomicUsize,
     description: TokenDescription,
     limits: DeviceLimits,
+    export: KeyExport,
 }
 
 impl std::fmt::Debug for YubiHsm {
@@ -146,6 +149,16 @@ fn device_id(id: &ObjectId) -> Option<u16> {
     <[u8; 2]>::try_from(id.as_bytes())
         .ok()
         .map(u16::from_be_bytes)
+}
+
+/// A wrap key's id on the device: 16 bits of [`super::wrap_key_id`], never 0 (the device's
+/// own), so that every device of a group names the key alike.
+pub fn wrap_key_device_id(key: &[u8; 32]) -> u16 {
+    let id = super::wrap_key_id(key);
+    match u16::from_be_bytes([id.as_bytes()[0], id.as_bytes()[1]]) {
+        0 => 1,
+        id => id,
+    }
 }
 
 fn label(text: &str) -> Result<Label> {
@@ -244,7 +257,40 @@ impl YubiHsm {
             next: AtomicUsize::new(0),
             description,
             limits: config.limits,
+            export: config.export,
         })
+    }
+
+    /// `capability`, and `exportable-under-wrap` where keys may leave wrapped.
+    fn capabilities(&self, capability: Capability) -> Capability {
+        match self.export {
+            KeyExport::Never => capability,
+            KeyExport::Wrapped | KeyExport::WrappedUntrusted => {
+                capability | Capability::EXPORTABLE_UNDER_WRAP
+            }
+        }
+    }
+
+    /// Puts the backup group's wrap key into the device as an AES-256-CCM wrap key that may
+    /// export and import only the kinds of object the appliance keeps, under the 16-bit id
+    /// [`wrap_key_device_id`] gives. Returns its id and whether it was already there.
+    pub fn import_wrap_key(&self, key: &Zeroizing<[u8; 32]>) -> Result<(ObjectId, bool)> {
+        let id = wrap_key_device_id(key);
+        if self.objects(Type::WrapKey, None)?.contains(&id) {
+            return Ok((object_id(id), true));
+        }
+        self.act(|client| {
+            client.put_wrap_key(
+                id,
+                label(WRAP_KEY_LABEL).unwrap_or_default(),
+                Domain::DOM1,
+                Capability::EXPORT_WRAPPED | Capability::IMPORT_WRAPPED,
+                Capability::SIGN_EDDSA | Capability::SIGN_HMAC | Capability::EXPORTABLE_UNDER_WRAP,
+                yubihsm::wrap::Algorithm::Aes256Ccm,
+                key.to_vec(),
+            )
+        })?;
+        Ok((object_id(id), false))
     }
 
     fn client(&self) -> &Client {
@@ -394,7 +440,7 @@ impl Hsm for YubiHsm {
                 id,
                 label,
                 Domain::DOM1,
-                Capability::SIGN_EDDSA,
+                self.capabilities(Capability::SIGN_EDDSA),
                 yubihsm::asymmetric::Algorithm::Ed25519,
             )
         })?;
@@ -450,7 +496,7 @@ impl Hsm for YubiHsm {
                 id,
                 label,
                 Domain::DOM1,
-                Capability::SIGN_HMAC,
+                self.capabilities(Capability::SIGN_HMAC),
                 yubihsm::hmac::Algorithm::Sha256,
             )
         })?;
@@ -530,6 +576,48 @@ impl Hsm for YubiHsm {
 
     fn primary(&self) -> &dyn Hsm {
         self
+    }
+
+    fn wrap_keys(&self) -> Result<Vec<ObjectId>> {
+        Ok(self
+            .objects(Type::WrapKey, Some(WRAP_KEY_LABEL))?
+            .into_iter()
+            .map(object_id)
+            .collect())
+    }
+
+    /// The device's own wrapped form (AES-256-CCM: nonce, then ciphertext), which carries the
+    /// object's id, label and capabilities.
+    fn wrap_key(&self, wrap: &ObjectId, kind: WrappedKind, id: &ObjectId) -> Result<Vec<u8>> {
+        let wrap = device_id(wrap).ok_or_else(|| Error::NoWrapKey(wrap.clone()))?;
+        let object = device_id(id).ok_or_else(|| Error::KeyNotFound(id.clone()))?;
+        let kind = match kind {
+            WrappedKind::Ed25519 => Type::AsymmetricKey,
+            WrappedKind::Seal => Type::HmacKey,
+        };
+        match self.read(|client| client.export_wrapped(wrap, kind, object)) {
+            Ok(message) => Ok(message.into_vec()),
+            Err(e) if not_found(&e) => Err(Error::KeyNotFound(id.clone())),
+            Err(e) => Err(device(e)),
+        }
+    }
+
+    fn unwrap_key(&self, wrap: &ObjectId, key: &WrappedKey, _export: KeyExport) -> Result<()> {
+        let wrap = device_id(wrap).ok_or_else(|| Error::NoWrapKey(wrap.clone()))?;
+        if key.wrapped.is_empty() {
+            return Err(Error::CannotRetire(self.description.module.clone()));
+        }
+        let message = yubihsm::wrap::Message::from_vec(key.wrapped.clone())
+            .map_err(|e| Error::Device(format!("the wrapped key {}: {e}", key.object_id)))?;
+        let handle = self.act(|client| client.import_wrapped(wrap, message))?;
+        // The wrapped form names the object: it must be the one the backup says.
+        if object_id(handle.object_id) != key.object_id {
+            return Err(Error::Device(format!(
+                "the wrapped key came back as {:04x}, not {}",
+                handle.object_id, key.object_id
+            )));
+        }
+        Ok(())
     }
 
     /// Sessions on the device end by themselves after 30 s idle; the clients keep nothing else.

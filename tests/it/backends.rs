@@ -81,6 +81,7 @@ fn yubihsm_mock(limits: DeviceLimits) -> UnderTest {
         label: "YubiHSM".into(),
         sessions: 2,
         limits: per_key(limits, 1),
+        export: sshsign::hsm::KeyExport::Never,
     })
     .unwrap();
     let (lose, count) = (Arc::clone(&connector), Arc::clone(&connector));
@@ -428,6 +429,7 @@ fn a_pool_of_tokens_places_keys_in_turn_and_survives_a_failing_token() {
             label: "YubiHSM".into(),
             sessions: 1,
             limits: DeviceLimits::default(),
+            export: sshsign::hsm::KeyExport::Never,
         })
         .unwrap(),
     );
@@ -591,6 +593,7 @@ fn a_pool_of_devices_with_short_ids_never_mixes_up_their_keys() {
                 label: format!("YubiHSM-{}", device.port),
                 sessions: 1,
                 limits: DeviceLimits::default(),
+                export: sshsign::hsm::KeyExport::Never,
             })
             .unwrap(),
         )
