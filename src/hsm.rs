@@ -276,6 +276,32 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     }
     /// The token that holds the appliance's own keys (this one, unless it is a pool).
     fn primary(&self) -> &dyn Hsm;
+    /// Proof from the device that it generated the key `id`, or why there is none.
+    fn attest(&self, id: &ObjectId) -> Result<crate::attestation::Attestation> {
+        let _ = id;
+        Ok(crate::attestation::Attestation::unavailable(format!(
+            "{} cannot attest: PKCS#11 has no standard way for a token to prove that it \
+             generated a key, so nothing shows where this key was made beyond the token's \
+             CKA_LOCAL and CKA_NEVER_EXTRACTABLE (see `provision keys`)",
+            self.describe().module
+        )))
+    }
+    /// Whether the device can attest keys at all (asking costs a device call per key).
+    fn can_attest(&self) -> bool {
+        false
+    }
+    /// [`Hsm::attest`] where it costs nothing or is `asked` for; `None` where the device
+    /// could attest but was not asked.
+    fn attest_cheaply(
+        &self,
+        id: &ObjectId,
+        asked: bool,
+    ) -> Result<Option<crate::attestation::Attestation>> {
+        if self.can_attest() && !asked {
+            return Ok(None);
+        }
+        self.attest(id).map(Some)
+    }
     /// Destroys the private half of a key pair and keeps its public half, so that the key signs
     /// nothing more and what it signed stays checkable.
     fn retire(&self, id: &ObjectId) -> Result<()> {

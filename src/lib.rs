@@ -56,6 +56,7 @@
 
 pub mod appliance;
 pub mod approval;
+pub mod attestation;
 pub mod audit;
 pub mod auditor;
 pub mod backup;

@@ -99,8 +99,27 @@ enum Provision {
     GenerateApplianceKeys(TokenArgs),
     /// Show the appliance's public keys and fingerprints.
     Show(TokenArgs),
-    /// List every Ed25519 key in the token with its protection attributes.
-    Keys(TokenArgs),
+    /// List every Ed25519 key in the token with its protection attributes, and whether the
+    /// token can prove it generated them.
+    Keys {
+        #[command(flatten)]
+        token: TokenArgs,
+        /// Ask the device for each key's attestation (a device call per key).
+        #[arg(long)]
+        attest: bool,
+    },
+    /// Ask the device to prove it generated a key; with --to, write the attestation file that
+    /// `sshsign verify-attestation` checks offline against the vendor's root.
+    Attest {
+        #[command(flatten)]
+        token: TokenArgs,
+        /// The key's token object id (hex, as `provision keys` lists it).
+        #[arg(long)]
+        key_id: String,
+        /// A new file for the attestation.
+        #[arg(long)]
+        to: Option<PathBuf>,
+    },
     /// Sign and verify with each appliance key; check that each is protected as
     /// SSHSIGN_KEY_EXPORT says.
     SelfTest(TokenArgs),
@@ -315,14 +334,54 @@ fn provision(command: Provision) -> Result<()> {
                 appliance_keys: keys,
             })
         }
-        Provision::Keys(args) => {
-            let hsm = args.open()?;
+        Provision::Keys { token, attest } => {
+            let hsm = token.open()?;
             let keys = hsm
                 .list()?
                 .iter()
-                .map(|key| Ok(v::TokenKeyView::new(key, hsm.attributes(&key.object_id)?)))
+                .map(|key| {
+                    // A public half alone (a retired key) has no attributes to show.
+                    if hsm.find(&key.object_id)?.is_none() {
+                        return Ok(None);
+                    }
+                    let mut view = v::TokenKeyView::new(key, hsm.attributes(&key.object_id)?);
+                    let attestation = hsm.attest_cheaply(&key.object_id, attest)?;
+                    view.attestation = attestation;
+                    Ok(Some(view))
+                })
+                .filter_map(Result::transpose)
                 .collect::<Result<Vec<_>>>()?;
             v::to_value(&v::TokenKeyList { keys })
+        }
+        Provision::Attest { token, key_id, to } => {
+            let id = ObjectId::from_hex(&key_id).context("--key-id is the object id in hex")?;
+            let hsm = token.open()?;
+            let key = hsm
+                .find(&id)?
+                .with_context(|| format!("no key with object id {key_id} on the token"))?;
+            let attestation = hsm.attest(&id)?;
+            match (&to, attestation.available) {
+                (Some(path), true) => {
+                    let file = sshsign::attestation::AttestationFile {
+                        format: sshsign::attestation::FORMAT.to_owned(),
+                        key_id: key_id.clone(),
+                        public_key: sshsign::hex::encode(&key.public_key),
+                        certificates: attestation.certificates.clone(),
+                    };
+                    write_new_file(path, &serde_json::to_vec_pretty(&file)?)?;
+                }
+                (Some(_), false) => bail!(
+                    "{}",
+                    attestation
+                        .reason
+                        .unwrap_or_else(|| "no attestation".to_owned())
+                ),
+                (None, _) => {}
+            }
+            v::to_value(&v::Attested {
+                key_id,
+                attestation,
+            })
         }
         Provision::SelfTest(args) => {
             let export = args.settings()?.hsm.key_export;
@@ -407,6 +466,19 @@ fn provision(command: Provision) -> Result<()> {
     };
     print_json(&out);
     Ok(())
+}
+
+/// Writes `bytes` to the new file `path`.
+fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.write_all(b"\n")?;
+    Ok(file.sync_all()?)
 }
 
 /// The role `provision rotate` and `retire` name (clap has checked the word).

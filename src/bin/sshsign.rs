@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{ArgGroup, Parser, Subcommand};
 use serde_json::Value;
+use sshsign::attestation;
 use sshsign::auditor::{self, Memory};
 use sshsign::client::{ClientConfig, Connection};
 use sshsign::shim::{self, Error};
@@ -41,6 +42,19 @@ enum Command {
     VerifyApproval(VerifyApprovalArgs),
     /// Check a get-envelope reply offline: the seal, the drawn image and the SSHSIG.
     VerifyEnvelope(VerifyEnvelopeArgs),
+    /// Check offline that a device generated a key: an attestation file (`sshsign-server
+    /// provision attest --to FILE`) against the vendor's root certificate; exit 0 only if the
+    /// chain reaches the root, is over the key, and the device says it generated it.
+    VerifyAttestation {
+        /// The vendor's root certificate (PEM), e.g. Yubico's YubiHSM root CA.
+        #[arg(long)]
+        root: PathBuf,
+        /// The key the attestation must be over, as an ssh-ed25519 line (default: the one the
+        /// file names).
+        #[arg(long)]
+        public_key: Option<String>,
+        file: PathBuf,
+    },
     /// Run an appliance command (`sshsign help` lists them); the appliance parses its flags.
     #[command(external_subcommand)]
     Appliance(Vec<String>),
@@ -214,6 +228,15 @@ async fn run(command: Command) -> Result<i32, Error> {
         Command::Audit(command) => audit(command).await,
         Command::VerifyApproval(args) => Ok(report(verify_approval(args))),
         Command::VerifyEnvelope(args) => Ok(report(verify_envelope(args))),
+        Command::VerifyAttestation {
+            root,
+            public_key,
+            file,
+        } => Ok(report(verify_attestation(
+            &root,
+            public_key.as_deref(),
+            &file,
+        ))),
         Command::Appliance(words) => passthrough(&words).await,
     }
 }
@@ -389,6 +412,35 @@ fn verify_approval(args: VerifyApprovalArgs) -> Result<Value, Refusal> {
         method,
     };
     let report = verifier::approval(&document, &trusted_keys(&args.keys)?, &expected)?;
+    Ok(serde_json::to_value(report).unwrap_or_default())
+}
+
+/// Offline: checks an attestation file against a vendor root (see [`sshsign::attestation`]).
+fn verify_attestation(
+    root: &Path,
+    public_key: Option<&str>,
+    file: &Path,
+) -> Result<Value, Refusal> {
+    let roots = std::fs::read(root)
+        .map_err(|e| Refusal(format!("{}: {e}", root.display())))
+        .and_then(|pem| {
+            attestation::pem_certificates(&pem)
+                .map_err(|e| Refusal(format!("{}: {e}", root.display())))
+        })?;
+    let attested: attestation::AttestationFile = serde_json::from_value(read_json(file)?)
+        .map_err(|e| Refusal(format!("{}: not an attestation file: {e}", file.display())))?;
+    if let Some(line) = public_key {
+        let key = sshsign::pubkey::parse_ed25519(line)
+            .ok_or_else(|| Refusal("--public-key is an ssh-ed25519 line".into()))?;
+        if sshsign::hex::encode(&key) != attested.public_key {
+            return Err(Refusal(format!(
+                "{} attests another key than --public-key",
+                file.display()
+            )));
+        }
+    }
+    let report = attestation::verify(&attested, &roots, sshsign::time::now())
+        .map_err(|e| Refusal(e.to_string()))?;
     Ok(serde_json::to_value(report).unwrap_or_default())
 }
 

@@ -357,6 +357,18 @@ impl Hsm for TokenPool {
         self.members[0].hsm.as_ref()
     }
 
+    fn attest(&self, id: &ObjectId) -> Result<crate::attestation::Attestation> {
+        self.on_holder(id, |hsm| hsm.attest(id))
+    }
+
+    fn attest_cheaply(
+        &self,
+        id: &ObjectId,
+        asked: bool,
+    ) -> Result<Option<crate::attestation::Attestation>> {
+        self.on_holder(id, |hsm| hsm.attest_cheaply(id, asked))
+    }
+
     fn retire(&self, id: &ObjectId) -> Result<()> {
         self.on_holder(id, |hsm| hsm.retire(id))
     }

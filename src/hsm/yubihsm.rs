@@ -578,6 +578,32 @@ impl Hsm for YubiHsm {
         self
     }
 
+    fn can_attest(&self) -> bool {
+        true
+    }
+
+    /// The device signs a certificate over the key with its attestation key (object 0), whose
+    /// own certificate is opaque object 0, signed by Yubico's intermediate CA.
+    fn attest(&self, id: &ObjectId) -> Result<crate::attestation::Attestation> {
+        let key = device_id(id).ok_or_else(|| Error::KeyNotFound(id.clone()))?;
+        let attested = self.read(|client| {
+            let certificate = client.sign_attestation_certificate(key, None)?;
+            let device = client.get_opaque(0)?;
+            Ok((certificate, device))
+        });
+        Ok(match attested {
+            Ok((certificate, device)) => {
+                crate::attestation::Attestation::of(&[certificate.0, device])
+            }
+            Err(e) if not_found(&e) => return Err(Error::KeyNotFound(id.clone())),
+            Err(e) if device_answered(&e) => crate::attestation::Attestation::unavailable(format!(
+                "the device did not attest the key: {}",
+                described(&e)
+            )),
+            Err(e) => return Err(device(e)),
+        })
+    }
+
     fn wrap_keys(&self) -> Result<Vec<ObjectId>> {
         Ok(self
             .objects(Type::WrapKey, Some(WRAP_KEY_LABEL))?

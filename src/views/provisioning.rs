@@ -106,6 +106,10 @@ pub struct TokenKeyView {
     pub object_id: String,
     pub fingerprint: String,
     pub attributes: KeyAttributes,
+    /// What the device proves about where the key was made (asked with `--attest`), or why a
+    /// token that cannot attest says nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<crate::attestation::Attestation>,
 }
 
 impl TokenKeyView {
@@ -115,8 +119,16 @@ impl TokenKeyView {
             object_id: key.object_id.to_hex(),
             fingerprint: crate::pubkey::fingerprint(&key.public_key),
             attributes,
+            attestation: None,
         }
     }
+}
+
+/// `provision attest`.
+#[derive(Debug, Serialize)]
+pub struct Attested {
+    pub key_id: String,
+    pub attestation: crate::attestation::Attestation,
 }
 
 /// `provision keys`.

@@ -10,6 +10,7 @@
 //! | [`authorizations`] | typed constraints, grants to agents, several authorizations, hard and soft rules through git, sealed storage |
 //! | [`approval_pages`] | the pages in headless Chromium: passkey enrollment, approval by passkey and TOTP, login, quorum, co-signing with a drawn signature and its evidence envelope, replays, CSRF, cross-user |
 //! | [`browser`] | the harness: headless Chromium over CDP with a virtual authenticator, screenshots |
+//! | [`attestation`] | tokens that cannot attest say so; a device's attestation chain checked offline against the vendor root (made by stock openssl) |
 //! | [`approvals`] | human approval: API keys, the REST contract, SSH decisions, quorum, expiry, offline verification |
 //! | [`consent`] | approvers and grantees are asked only by those they accept |
 //! | [`cosign`] | co-signed requests: approve, deny, envelopes, exactly-once resolution under races |
@@ -32,6 +33,7 @@
 
 mod approval_pages;
 mod approvals;
+mod attestation;
 mod audit;
 mod authorizations;
 mod backends;
