@@ -134,7 +134,7 @@ pub fn pem_certificates(text: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
 
 fn parse(index: usize, der: &[u8]) -> Result<X509Certificate<'_>, Error> {
     match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok(_) => Err(Error::Certificate {
             index,
             reason: "trailing bytes".to_owned(),
