@@ -314,7 +314,7 @@ pub fn check_saved(
 }
 
 /// The most handover notes a reply is read for (a rotation a day for decades is fewer).
-const MAX_HANDOVERS: usize = 10_000;
+pub(crate) const MAX_HANDOVERS: usize = 10_000;
 
 /// What checking the live log found (`sshsign audit check`, `audit prove`).
 #[derive(Debug, Clone, Serialize)]

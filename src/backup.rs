@@ -55,6 +55,11 @@ pub enum Error {
          never, so it can be neither backed up nor moved; nothing was written"
     )]
     KeyStaysIn { id: ObjectId, label: String },
+    #[error(
+        "a restored key has left a token once, so it cannot be held to SSHSIGN_KEY_EXPORT=never \
+         (never extractable); restore with the choice the backup was made under ({backup:?})"
+    )]
+    RestoreUnderNever { backup: KeyExport },
     #[error("a different key with id {0} is already on the token; nothing of it was restored")]
     Conflict(ObjectId),
     #[error("the restored key {0} does not sign under its public key")]
@@ -262,6 +267,11 @@ pub fn restore(
     export: KeyExport,
     expected_audit_key: Option<&str>,
 ) -> Result<RestoreReport, Error> {
+    if export == KeyExport::Never {
+        return Err(Error::RestoreUnderNever {
+            backup: file.export,
+        });
+    }
     let checked = check(file, expected_audit_key)?;
     let wrap = ObjectId::from_hex(&file.wrap_key)
         .ok_or_else(|| Error::Invalid("wrap_key is not hex".to_owned()))?;

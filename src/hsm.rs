@@ -92,19 +92,18 @@ impl KeyAttributes {
             && self.never_extractable
     }
 
-    /// Whether the key is protected as `export` promises: sensitive (never readable in the
-    /// clear), and unable to leave the token at all (`never`), or only wrapped under a trusted
-    /// wrap key (`wrapped`), or only wrapped (`wrapped-untrusted`). A restored key was wrapped
-    /// once, so its history attributes (`CKA_NEVER_EXTRACTABLE`, `CKA_ALWAYS_SENSITIVE`) are
-    /// false: what counts is what it can do now.
+    /// Whether the key is protected as `export` promises: under `never`, it cannot leave the
+    /// token and never could; under `wrapped`, it is sensitive (never readable in the clear)
+    /// and leaves only under a trusted wrap key; under `wrapped-untrusted`, only wrapped. A
+    /// restored key was wrapped once, so its history attributes (`CKA_NEVER_EXTRACTABLE`,
+    /// `CKA_ALWAYS_SENSITIVE`) are false: the wrapped choices judge what it can do now.
     pub fn meets(&self, export: KeyExport) -> bool {
         let sealed = self.token && self.private && self.sensitive;
-        sealed
-            && match export {
-                KeyExport::Never => !self.extractable,
-                KeyExport::Wrapped => !self.extractable || self.wrap_with_trusted,
-                KeyExport::WrappedUntrusted => true,
-            }
+        match export {
+            KeyExport::Never => self.is_non_exportable(),
+            KeyExport::Wrapped => sealed && (!self.extractable || self.wrap_with_trusted),
+            KeyExport::WrappedUntrusted => sealed,
+        }
     }
 }
 

@@ -147,6 +147,7 @@ pub fn router(state: WebState) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/audit/checkpoint", get(tlog::checkpoint))
         .route("/audit/tile/{*path}", get(tlog::tile))
+        .route("/audit/handovers/{name}", get(tlog::handover))
         .route("/static/sshsign.js", get(pages::script))
         .route("/static/sshsign.css", get(pages::style))
         .route("/enroll/{token}", get(pages::enroll_page))

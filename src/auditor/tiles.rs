@@ -92,6 +92,22 @@ impl TileSource {
         }
     }
 
+    /// The notes handing the log from one checkpoint key to the next (`handovers/N.note`, N from
+    /// 2 on, up to the first missing), not yet checked.
+    pub async fn handovers(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        for generation in 2..super::MAX_HANDOVERS + 2 {
+            match self
+                .get(&format!("handovers/{generation}.note"), MAX_CHECKPOINT)
+                .await
+            {
+                Ok(bytes) => notes.push(String::from_utf8_lossy(&bytes).into_owned()),
+                Err(_) => break,
+            }
+        }
+        notes
+    }
+
     /// The latest checkpoint, as a signed note (not yet checked).
     pub async fn checkpoint(&self) -> Result<String, AuditorError> {
         let bytes = self.get("checkpoint", MAX_CHECKPOINT).await?;
@@ -337,11 +353,15 @@ pub async fn check_tiles(
     let note = source.checkpoint().await?;
     let origin = note.lines().next().unwrap_or_default().to_owned();
     let seen = memory.seen(&origin)?;
-    let vkey = pinned
+    let mut vkey = pinned
         .or_else(|| seen.as_ref().map(|seen| seen.verifier_key.clone()))
         .ok_or_else(|| AuditorError::NoKey {
             origin: origin.clone(),
         })?;
+    if check_checkpoint(&note, &vkey).is_err() {
+        // Signed by a later key, perhaps: follow the handovers from the one pinned.
+        vkey = crate::audit::note::follow_handovers(&vkey, &source.handovers().await);
+    }
     let checkpoint = check_checkpoint(&note, &vkey)?;
     let mut tree = TiledTree::new(source, checkpoint.size);
     if tree.root().await? != checkpoint.root {

@@ -32,6 +32,7 @@ use crate::views;
         super::openapi,
         super::tlog::checkpoint,
         super::tlog::tile,
+        super::tlog::handover,
     ),
     components(schemas(views::ErrorView, views::DecisionEvent, views::RequestedEvent)),
     modifiers(&Shared),

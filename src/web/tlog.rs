@@ -81,3 +81,43 @@ pub async fn tile(
     )
         .into_response())
 }
+
+/// The note in which the checkpoint key of generation `N - 1` hands the log over to generation
+/// `N` (`N.note`, from 2 on), signed by both keys: a client that pinned an earlier key follows
+/// these from it, as the appliance's directory keeps them (`handovers/N.note`).
+#[utoipa::path(
+    get,
+    path = "/audit/handovers/{name}",
+    tag = "audit",
+    operation_id = "auditHandover",
+    params(("name" = String, Path, description = "`<N>.note`, N the generation handed over to (2, 3, ...)")),
+    responses(
+        (status = 200, description = "The handover, a signed note.", content_type = "text/plain; charset=utf-8", body = String),
+        (status = 404, description = "No such handover: the key was never rotated that far.", body = crate::views::ErrorView),
+    ),
+)]
+pub async fn handover(
+    State(state): State<WebState>,
+    Path(name): Path<String>,
+) -> Result<Response, AppError> {
+    let generation = name
+        .strip_suffix(".note")
+        .filter(|n| n.len() <= 10 && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n >= 2)
+        .ok_or_else(|| missing("no such handover"))?;
+    let note = state
+        .appliance
+        .audit_handovers()
+        .get(generation - 2)
+        .cloned()
+        .ok_or_else(|| missing("no such handover"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, IMMUTABLE),
+        ],
+        note,
+    )
+        .into_response())
+}

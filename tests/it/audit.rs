@@ -1520,6 +1520,34 @@ fn rotated_keys_take_over_and_what_the_old_ones_signed_still_verifies() {
     );
     let late = shim_with_key(&alice, &fresh_state, &first_vkey);
     assert!(late.status.success(), "{}", stderr(&late));
+    // Through the served tiles too, and from a copy of the log's directory: the handovers are
+    // served beside them, as the directory keeps them.
+    let url = format!("http://{}/audit", appliance.http_addr);
+    let (tiled, report) = from_tiles(
+        &alice,
+        &appliance.dir.path().join("state-3"),
+        &["audit", "check", "--tiles", &url, "--key", &first_vkey],
+    );
+    assert!(tiled.status.success(), "{}", stderr(&tiled));
+    assert!(report["size"].as_u64().unwrap() > 0, "{report}");
+    let (status, _) = appliance.http_get("/audit/handovers/3.note");
+    assert_eq!(status, 404);
+    appliance.stop();
+    let copy = appliance.dir.path().join("tlog-copy");
+    copy_dir(&audit_dir, &copy);
+    let (copied, _) = from_tiles(
+        &alice,
+        &appliance.dir.path().join("state-4"),
+        &[
+            "audit",
+            "check",
+            "--tiles",
+            copy.to_str().unwrap(),
+            "--key",
+            &first_vkey,
+        ],
+    );
+    assert!(copied.status.success(), "{}", stderr(&copied));
 }
 
 /// The first checkpoint key's public key, from `/api/v1/appliance`.

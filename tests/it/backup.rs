@@ -267,6 +267,15 @@ fn a_tampered_or_foreign_backup_restores_nothing() {
     assert!(why.contains("no wrap key"), "{why}");
     assert!(token_keys(&store, &third).is_empty());
 
+    // Restored keys have been out of a token once: an appliance that promises `never` refuses.
+    let why = refused(
+        &store,
+        &[KRYOPTIC_WRAPPED[0], ("SSHSIGN_PKCS11_TOKEN", "second")],
+        &["restore", "--from", path(&backup_file)],
+    );
+    assert!(why.contains("SSHSIGN_KEY_EXPORT=never"), "{why}");
+    assert!(token_keys(&store, &second).is_empty());
+
     // The untouched file restores.
     let restored = provisioned(&store, &second, &["restore", "--from", path(&backup_file)]);
     assert_eq!(restored["restored"]["restored"], 3, "{restored}");
