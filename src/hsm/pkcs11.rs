@@ -385,25 +385,8 @@ pub fn parse_ec_point(point: &[u8]) -> Result<[u8; 32]> {
 impl Hsm for Pkcs11Hsm {
     fn generate_ed25519(&self, label: &str) -> Result<TokenKey> {
         let object_id = self.free_object_id(label)?;
-        let public_template = [
-            Attribute::Token(true),
-            Attribute::Private(false),
-            Attribute::Verify(true),
-            Attribute::EcParams(self.ec_params()),
-            Attribute::Id(object_id.as_bytes().to_vec()),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ];
-        let mut private_template = vec![
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Sign(true),
-            Attribute::Decrypt(false),
-            Attribute::Derive(false),
-            Attribute::Id(object_id.as_bytes().to_vec()),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ];
-        private_template.extend(export_attributes(self.export));
+        let public_template = self.public_key_template(&object_id, label);
+        let private_template = private_key_template(&object_id, label, self.export);
         let (private, public) = self.with_key_session(|session| {
             let (public, private) = session.generate_key_pair(
                 &Mechanism::EccEdwardsKeyPairGen,
@@ -609,29 +592,16 @@ impl Hsm for Pkcs11Hsm {
                 let mut private = vec![
                     Attribute::Class(ObjectClass::PRIVATE_KEY),
                     Attribute::KeyType(KeyType::EC_EDWARDS),
-                    Attribute::Token(true),
-                    Attribute::Private(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Sign(true),
-                    Attribute::Decrypt(false),
-                    Attribute::Derive(false),
-                    Attribute::Id(id.as_bytes().to_vec()),
-                    Attribute::Label(label.as_bytes().to_vec()),
                 ];
-                private.extend(export_attributes(export));
+                private.extend(private_key_template(id, label, export));
                 let mut point = vec![0x04, 0x20];
                 point.extend_from_slice(&public_key);
-                let public = [
+                let mut public = vec![
                     Attribute::Class(ObjectClass::PUBLIC_KEY),
                     Attribute::KeyType(KeyType::EC_EDWARDS),
-                    Attribute::Token(true),
-                    Attribute::Private(false),
-                    Attribute::Verify(true),
-                    Attribute::EcParams(self.ec_params()),
                     Attribute::EcPoint(point),
-                    Attribute::Id(id.as_bytes().to_vec()),
-                    Attribute::Label(label.as_bytes().to_vec()),
                 ];
+                public.extend(self.public_key_template(id, label));
                 if key.wrapped.is_empty() {
                     // A retired key: its public half alone.
                     self.with_key_session(|session| session.create_object(&public))?;
@@ -669,6 +639,23 @@ fn export_attributes(export: KeyExport) -> Vec<Attribute> {
         ],
         KeyExport::WrappedUntrusted => vec![Attribute::Extractable(true)],
     }
+}
+
+/// An Ed25519 private key's template: a private, sensitive token object that may only sign,
+/// leaving the token only as `export` allows.
+fn private_key_template(id: &ObjectId, label: &str, export: KeyExport) -> Vec<Attribute> {
+    let mut template = vec![
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Sign(true),
+        Attribute::Decrypt(false),
+        Attribute::Derive(false),
+        Attribute::Id(id.as_bytes().to_vec()),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ];
+    template.extend(export_attributes(export));
+    template
 }
 
 /// The seal key's template (less its length, which generation alone gives).
@@ -786,6 +773,19 @@ pub fn import_wrap_key(
 }
 
 impl Pkcs11Hsm {
+    /// An Ed25519 public key's template: a public token object that verifies, with the curve
+    /// named as the profile says.
+    fn public_key_template(&self, id: &ObjectId, label: &str) -> Vec<Attribute> {
+        vec![
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::EcParams(self.ec_params()),
+            Attribute::Id(id.as_bytes().to_vec()),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ]
+    }
+
     fn wrap_mechanism(&self) -> Result<Mechanism<'static>> {
         match self.wrap_mechanism {
             Some(WrapMechanism::AesKeyWrap) => Ok(Mechanism::AesKeyWrap),

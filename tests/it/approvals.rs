@@ -54,6 +54,27 @@ fn request(appliance: &Appliance, key: &str, body: Value) -> String {
         .to_owned()
 }
 
+/// A request for `action` that `approver` approves over SSH at once: its id, and its status
+/// reply with the signed decision.
+pub fn decided_over_ssh(
+    appliance: &Appliance,
+    approver: &User,
+    key: &str,
+    action: &str,
+) -> (String, HttpReply) {
+    let id = request(
+        appliance,
+        key,
+        json!({"action": action, "methods": ["ssh"]}),
+    );
+    assert_eq!(
+        approver.cmd(&format!("approve --id {id}")).ok()["status"],
+        "approved"
+    );
+    let decided = get(appliance, key, &format!("/api/v1/approvals/{id}"));
+    (id, decided)
+}
+
 /// A request as `GET /api/v1/approvals/{id}` shows it to its owner.
 pub fn status(appliance: &Appliance, key: &str, id: &str) -> Value {
     get(appliance, key, &format!("/api/v1/approvals/{id}")).json

@@ -7,7 +7,7 @@ use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest as _, Sha512};
 use sshsign::audit::note;
 
@@ -1365,30 +1365,14 @@ fn the_client_checks_the_log_from_its_served_tiles_and_from_a_copy() {
 
 #[test]
 fn rotated_keys_take_over_and_what_the_old_ones_signed_still_verifies() {
-    use crate::approvals::{api_key, create, get};
+    use crate::approvals::{api_key, decided_over_ssh};
     use crate::common::offline_check;
 
     let mut appliance = Appliance::start();
     let alice = appliance.user("alice");
     let state = appliance.dir.path().join("state");
     let api = api_key(&alice, "approval:create,approval:read");
-    let approve = |alice: &User, appliance: &Appliance| {
-        let id = create(
-            appliance,
-            &api,
-            json!({"action": "deploy", "methods": ["ssh"]}),
-        )["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        assert_eq!(
-            alice.cmd(&format!("approve --id {id}")).ok()["status"],
-            "approved"
-        );
-        let decided = get(appliance, &api, &format!("/api/v1/approvals/{id}"));
-        (id, decided)
-    };
-    let (first_id, first) = approve(&alice, &appliance);
+    let (first_id, first) = decided_over_ssh(&appliance, &alice, &api, "deploy");
     // The client pins the first checkpoint key.
     let pinned = shim(&alice, &state, &["audit", "check"]);
     assert!(pinned.status.success(), "{}", stderr(&pinned));
@@ -1436,7 +1420,7 @@ fn rotated_keys_take_over_and_what_the_old_ones_signed_still_verifies() {
     assert_ne!(after["keys"], before["keys"]);
 
     // New decisions carry the new kid; the JWKS has both; the old decision still verifies.
-    let (second_id, second) = approve(&alice, &appliance);
+    let (second_id, second) = decided_over_ssh(&appliance, &alice, &api, "deploy");
     assert_ne!(
         first.json["decision"]["key_id"], second.json["decision"]["key_id"],
         "{:?}",

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use sshsign::softhsm::SoftHsmStore;
 
-use crate::approvals::{api_key, create, get};
+use crate::approvals::{api_key, decided_over_ssh, get};
 use crate::common::{
     Appliance, assert_git_signature, kryoptic_store, offline_check, provision_with, token_keys,
     token_store, write_file,
@@ -96,19 +96,7 @@ fn a_backup_restored_into_a_fresh_token_signs_and_verifies_as_before() {
         assert_eq!(listed["attributes"]["extractable"], true, "{listed}");
     }
     let api = api_key(&alice, "approval:create,approval:read");
-    let id = create(
-        &appliance,
-        &api,
-        json!({"action": "deploy v2", "methods": ["ssh"]}),
-    )["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(
-        alice.cmd(&format!("approve --id {id}")).ok()["status"],
-        "approved"
-    );
-    let decided = get(&appliance, &api, &format!("/api/v1/approvals/{id}"));
+    let (id, decided) = decided_over_ssh(&appliance, &alice, &api, "deploy v2");
     let (_, appliance_keys) = appliance.http_get("/api/v1/appliance");
 
     let written = provisioned(
