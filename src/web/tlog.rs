@@ -38,14 +38,19 @@ pub async fn checkpoint(State(state): State<WebState>) -> Result<Response, AppEr
         .appliance
         .audit_latest_checkpoint()?
         .ok_or_else(|| missing("no checkpoint was signed yet"))?;
-    Ok((
+    Ok(signed_note(note, MOVING))
+}
+
+/// A signed note as text, cached as `cache` says.
+fn signed_note(note: String, cache: &'static str) -> Response {
+    (
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, MOVING),
+            (header::CACHE_CONTROL, cache),
         ],
         note,
     )
-        .into_response())
+        .into_response()
 }
 
 /// A hash tile or an entry bundle.
@@ -112,12 +117,5 @@ pub async fn handover(
         .get(generation - 2)
         .cloned()
         .ok_or_else(|| missing("no such handover"))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, IMMUTABLE),
-        ],
-        note,
-    )
-        .into_response())
+    Ok(signed_note(note, IMMUTABLE))
 }
