@@ -279,6 +279,11 @@ impl Appliance {
         &self.appliance_keys
     }
 
+    /// Whether the token can prove that it generated keys (no device call).
+    pub fn attestation_support(&self) -> crate::attestation::Support {
+        crate::attestation::Support::of(self.token.blocking())
+    }
+
     /// The key that verifies the audit log's checkpoints, as a note verifier key.
     pub fn audit_verifier_key(&self) -> String {
         self.audit.verifier_key()

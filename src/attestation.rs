@@ -74,6 +74,41 @@ impl Attestation {
     }
 }
 
+/// Why a token without attestation says nothing of where its keys were made.
+pub fn cannot_attest(module: &str) -> String {
+    format!(
+        "{module} cannot attest: PKCS#11 has no standard way for a token to prove that it \
+         generated a key, so nothing shows where a key was made beyond the token's own \
+         attributes (CKA_LOCAL, CKA_NEVER_EXTRACTABLE)"
+    )
+}
+
+/// Whether the token can prove where keys were made, as `keys` says it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Support {
+    pub available: bool,
+    /// How to get it, or why there is none.
+    pub how: String,
+}
+
+impl Support {
+    pub fn of(hsm: &dyn crate::hsm::Hsm) -> Self {
+        if hsm.can_attest() {
+            Support {
+                available: true,
+                how: "`attest --key-id KEY` gives the device's certificates; `sshsign \
+                      verify-attestation --root VENDOR_ROOT.pem` checks them offline"
+                    .to_owned(),
+            }
+        } else {
+            Support {
+                available: false,
+                how: cannot_attest(&hsm.describe().module),
+            }
+        }
+    }
+}
+
 /// What the check found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {

@@ -278,12 +278,9 @@ pub trait Hsm: Send + Sync + fmt::Debug {
     /// Proof from the device that it generated the key `id`, or why there is none.
     fn attest(&self, id: &ObjectId) -> Result<crate::attestation::Attestation> {
         let _ = id;
-        Ok(crate::attestation::Attestation::unavailable(format!(
-            "{} cannot attest: PKCS#11 has no standard way for a token to prove that it \
-             generated a key, so nothing shows where this key was made beyond the token's \
-             CKA_LOCAL and CKA_NEVER_EXTRACTABLE (see `provision keys`)",
-            self.describe().module
-        )))
+        Ok(crate::attestation::Attestation::unavailable(
+            crate::attestation::cannot_attest(&self.describe().module),
+        ))
     }
     /// Whether the device can attest keys at all (asking costs a device call per key).
     fn can_attest(&self) -> bool {

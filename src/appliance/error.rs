@@ -7,6 +7,8 @@ use crate::policy::Rule;
 pub enum Error {
     #[error("unknown key id {0}")]
     UnknownKey(String),
+    #[error("{0}")]
+    CannotAttest(String),
     #[error("unknown authorization id {0}")]
     UnknownAuthorization(String),
     #[error("unknown user {0}: they must connect once before they can be granted a key")]
@@ -131,6 +133,7 @@ impl Error {
         use crate::sshsig::Error as Sig;
         match self {
             Error::UnknownKey(_) => "unknown_key",
+            Error::CannotAttest(_) => "attestation_unavailable",
             Error::UnknownAuthorization(_) => "unknown_authorization",
             Error::UnknownUser(_) => "unknown_user",
             Error::Denied { rule, .. } => match rule {

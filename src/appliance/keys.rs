@@ -152,6 +152,28 @@ impl Appliance {
         }
     }
 
+    /// What the token proves about where the caller's key `key_id` was made: the device's
+    /// attestation, or why there is none.
+    pub async fn attest(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+    ) -> Result<crate::attestation::AttestationFile, Error> {
+        let key = self.owned_key(caller, key_id)?;
+        let object_id =
+            ObjectId::from_hex(&key.token_object_id).ok_or_else(|| super::corrupt(&key))?;
+        let attestation = self.token.call(move |hsm| hsm.attest(&object_id)).await?;
+        if !attestation.available {
+            return Err(Error::CannotAttest(attestation.reason.unwrap_or_default()));
+        }
+        Ok(crate::attestation::AttestationFile {
+            format: crate::attestation::FORMAT.to_owned(),
+            key_id: key.key_id.clone(),
+            public_key: key.public_key.clone(),
+            certificates: attestation.certificates,
+        })
+    }
+
     /// Grants another authorization on a key the caller owns.
     pub async fn authorize(
         &self,

@@ -361,6 +361,10 @@ impl Hsm for TokenPool {
         self.on_holder(id, |hsm| hsm.attest(id))
     }
 
+    fn can_attest(&self) -> bool {
+        self.members.iter().any(|m| m.hsm.can_attest())
+    }
+
     fn attest_cheaply(
         &self,
         id: &ObjectId,

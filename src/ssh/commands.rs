@@ -4,7 +4,7 @@
 //! | file | commands |
 //! |---|---|
 //! | `whoami` | `whoami` |
-//! | `keys` | `create-key`, `keys`, `revoke` |
+//! | `keys` | `create-key`, `keys`, `revoke`, `attest` |
 //! | `grants` | `authorize`, `authorizations`, `revoke-authorization` (and the grant flags) |
 //! | `sign`, `verify` | `sign`, `verify` |
 //! | `cosign` | `pending`, `approve`, `deny`, `get-envelope` |
@@ -71,6 +71,7 @@ pub async fn execute(command: Command, ctx: &Context) -> Result<Value, Error> {
         Command::CreateKey(args) => keys::create(args, ctx).await,
         Command::Keys(args) => scan(|| keys::list(args, ctx)),
         Command::Revoke(args) => keys::revoke(args, ctx).await,
+        Command::Attest(args) => keys::attest(args, ctx).await,
         Command::Authorize(args) => grants::authorize(args, ctx).await,
         Command::Authorizations(args) => scan(|| grants::list(args, ctx)),
         Command::RevokeAuthorization(args) => grants::revoke(args, ctx).await,

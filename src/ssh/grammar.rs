@@ -142,6 +142,9 @@ pub enum Command {
     Keys(keys::ListArgs),
     /// Revoke one of your keys; its private half is destroyed in the token.
     Revoke(keys::RevokeArgs),
+    /// The device's proof that it generated one of your keys (YubiHSM 2), for `sshsign
+    /// verify-attestation`; tokens that cannot attest say why.
+    Attest(keys::AttestArgs),
     /// Grant another authorization on a key you own.
     Authorize(grants::AuthorizeArgs),
     /// List a key's authorizations.

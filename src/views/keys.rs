@@ -77,6 +77,8 @@ pub struct KeyList {
     pub keys: Vec<ListedKey>,
     /// `--from` for the next page; null on the last.
     pub next: Option<usize>,
+    /// Whether the token can prove that it generated the keys.
+    pub attestation: crate::attestation::Support,
 }
 
 /// `revoke`.

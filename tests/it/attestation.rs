@@ -290,3 +290,30 @@ fn tokens_that_cannot_attest_say_so() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no key with object id 00ff"));
 }
+
+#[test]
+fn a_user_asks_over_ssh_and_hears_why_there_is_no_attestation() {
+    let appliance = crate::common::Appliance::start();
+    let alice = appliance.user("alice");
+    let key = alice.create_key("--scope git");
+    let listed = alice.cmd("keys");
+    let support = &listed.ok()["attestation"];
+    assert_eq!(support["available"], false, "{support}");
+    assert!(
+        support["how"].as_str().unwrap().contains("cannot attest"),
+        "{support}"
+    );
+    let refused = alice.cmd(&format!("attest --key-id {key}"));
+    assert!(
+        refused
+            .failed_with("attestation_unavailable")
+            .contains("cannot attest")
+    );
+    // Someone else's key, or none, is unknown.
+    let bob = appliance.user("bob");
+    bob.cmd(&format!("attest --key-id {key}"))
+        .failed_with("unknown_key");
+    alice
+        .cmd("attest --key-id ak_nothing")
+        .failed_with("unknown_key");
+}

@@ -42,7 +42,26 @@ pub fn list(args: ListArgs, ctx: &Context) -> Result<Value, Error> {
         .into_iter()
         .filter(|listed| !args.active || listed.key.key.status == KeyStatus::Active)
         .collect();
-    Ok(to_value(&KeyList { keys, next }))
+    Ok(to_value(&KeyList {
+        keys,
+        next,
+        attestation: ctx.appliance.attestation_support(),
+    }))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AttestArgs {
+    /// The key (you must own it).
+    #[arg(long)]
+    pub key_id: String,
+}
+
+/// `attest`: the device's proof that it generated the key, for `sshsign verify-attestation`
+/// against the vendor's root; tokens that cannot attest say why (`attestation_unavailable`).
+pub async fn attest(args: AttestArgs, ctx: &Context) -> Result<Value, Error> {
+    Ok(to_value(
+        &ctx.appliance.attest(&ctx.caller, &args.key_id).await?,
+    ))
 }
 
 #[derive(Debug, clap::Args)]
