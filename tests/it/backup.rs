@@ -369,3 +369,97 @@ fn a_yubihsm_backup_is_wrapped_by_the_device_and_checked_on_restore() {
     let why = refused(&base, &pairs, &["restore", "--from", path(&backup_file)]);
     assert!(why.contains("does not sign under its public key"), "{why}");
 }
+
+#[test]
+fn on_softhsm_keys_made_to_leave_under_a_trusted_wrap_key_leave_under_no_other() {
+    use sshsign::hsm::pkcs11::{self, Pkcs11Config, Pkcs11Hsm};
+    use sshsign::hsm::profile::{EcParamsForm, WrapMechanism};
+    use sshsign::hsm::{DeviceLimits, Hsm as _, KeyExport, ObjectId, WrappedKey, WrappedKind};
+    use sshsign::softhsm::SoftToken;
+    use zeroize::Zeroizing;
+
+    let (first, store) = crate::common::soft_token(
+        SoftToken::SoftHsm,
+        1,
+        EcParamsForm::default(),
+        DeviceLimits::default(),
+    );
+    // The wrap keys are put in with the token's login free: the security officer's for the
+    // trusted one.
+    first.close().unwrap();
+    drop(first);
+    let pin = || sshsign::secret::read_secret_file(&store.pin_file()).unwrap();
+    let config = |export| Pkcs11Config {
+        export,
+        wrap_mechanism: Some(WrapMechanism::AesKeyWrapPad),
+        ..Pkcs11Config::new(store.module.clone(), store.label.clone(), pin(), 1)
+    };
+    let so_pin = sshsign::secret::read_secret_file(&store.so_pin_file()).unwrap();
+    let trusted = Zeroizing::new([0x11u8; 32]);
+    let (trusted_id, existed) =
+        pkcs11::import_wrap_key(&config(KeyExport::Wrapped), Some(&so_pin), &trusted).unwrap();
+    assert!(!existed);
+    let (_, existed) =
+        pkcs11::import_wrap_key(&config(KeyExport::Wrapped), Some(&so_pin), &trusted).unwrap();
+    assert!(existed, "a wrap key is put in once");
+    let refused = pkcs11::import_wrap_key(&config(KeyExport::Wrapped), None, &trusted);
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains("security officer")
+    );
+    // One the user login makes: not trusted.
+    let untrusted = Zeroizing::new([0x22u8; 32]);
+    let (untrusted_id, _) =
+        pkcs11::import_wrap_key(&config(KeyExport::WrappedUntrusted), None, &untrusted).unwrap();
+
+    let hsm = Pkcs11Hsm::open(config(KeyExport::Wrapped)).unwrap();
+    let held = hsm.wrap_keys().unwrap();
+    assert!(
+        held.contains(&trusted_id) && held.contains(&untrusted_id),
+        "{held:?}"
+    );
+    let seal = hsm.generate_seal_key("sshsign-seal").unwrap();
+    // The seal key leaves under the trusted wrap key (RFC 5649: 32 bytes wrap to 40), never
+    // under the other.
+    let wrapped = hsm.wrap_key(&trusted_id, WrappedKind::Seal, &seal).unwrap();
+    assert_eq!(wrapped.len(), 40);
+    assert!(
+        hsm.wrap_key(&untrusted_id, WrappedKind::Seal, &seal)
+            .is_err()
+    );
+    // Brought back (under another id here), it opens what the original sealed.
+    let copy = ObjectId::new(vec![0x5e; 16]);
+    hsm.unwrap_key(
+        &trusted_id,
+        &WrappedKey {
+            kind: WrappedKind::Seal,
+            object_id: copy.clone(),
+            label: "sshsign-seal-copy".to_owned(),
+            public_key: None,
+            wrapped,
+        },
+        KeyExport::Wrapped,
+    )
+    .unwrap();
+    let (data_key, stored) = hsm.new_data_key(&seal).unwrap();
+    assert_eq!(hsm.open_data_key(&copy, &stored).unwrap(), data_key);
+    // An Ed25519 key is made to leave only under a trusted key, but SoftHSMv2 2.6.1 cannot wrap
+    // Ed25519 at all: the refusal says so.
+    let key = hsm.generate_ed25519("wrapped-only").unwrap();
+    let attributes = hsm.attributes(&key.object_id).unwrap();
+    assert!(
+        attributes.extractable && attributes.wrap_with_trusted,
+        "{attributes:?}"
+    );
+    assert!(attributes.meets(KeyExport::Wrapped));
+    assert!(!attributes.meets(KeyExport::Never));
+    let refused = hsm
+        .wrap_key(&trusted_id, WrappedKind::Ed25519, &key.object_id)
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("cannot leave the token"),
+        "{refused}"
+    );
+}
