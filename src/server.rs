@@ -98,6 +98,24 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
     let token = Token::new(opened.hsm.clone())?;
     let keys = opened.keys;
     let audit = open_audit(config, &store, &token, &keys, opened.handovers)?;
+    if audit.key_was_handed_over()? {
+        // The log says so, and grows: its next checkpoint is the new key's.
+        let active = provision::active(&keys, provision::KeyRole::Checkpoint);
+        audit
+            .append(&crate::audit::AuditEntry {
+                time: crate::time::now(),
+                action: crate::audit::Action::CheckpointKeyHandover,
+                result: crate::audit::Outcome::Done,
+                actor: "appliance".to_owned(),
+                actor_key: active.map(|k| k.fingerprint.clone()).unwrap_or_default(),
+                ..crate::audit::AuditEntry::default()
+            })
+            .await?;
+        tracing::info!(
+            verifier_key = %audit.verifier_key(),
+            "checkpoints are signed by the new checkpoint key from now on"
+        );
+    }
     let seed = token.random::<32>().await?;
     let host_key = ssh::host_key::load_or_create(&config.host_key_path, &seed)?;
     let host_public = host_key.public_key().clone();

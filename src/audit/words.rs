@@ -96,6 +96,8 @@ words! {
         WebhookDelivery = "webhook_delivery",
         ConsentAllow = "consent_allow",
         ConsentRevoke = "consent_revoke",
+        /// The appliance started signing checkpoints with a new generation of its key.
+        CheckpointKeyHandover = "checkpoint_key_handover",
     }
 }
 

@@ -1395,6 +1395,14 @@ fn rotated_keys_take_over_and_what_the_old_ones_signed_still_verifies() {
     assert!(audit_dir.join("handovers/2.note").is_file());
     appliance.restart();
     let alice = alice.at(&appliance);
+    // At once, before anything else is logged, the latest checkpoint is the new key's: the log
+    // took an entry for the handover.
+    let latest = alice.cmd("audit-checkpoint").ok().clone();
+    let signed_by_new = note::verify(
+        latest["checkpoint"].as_str().unwrap(),
+        latest["verifier_key"].as_str().unwrap(),
+    );
+    assert!(signed_by_new.is_ok(), "{latest}");
     let (_, after) = appliance.http_get("/api/v1/appliance");
     let keys = after["keys"].as_array().unwrap();
     let state_of = |role: &str, generation: u64| {
