@@ -114,18 +114,32 @@ impl BackupFile {
         Ok([SIGNED_PREFIX, &canonical].concat())
     }
 
+    /// The key that signed: the checkpoint key the audit key names, which must be one of the
+    /// file's checkpoint keys (any generation).
     fn checkpoint_public_key(&self) -> Result<[u8; 32], Error> {
-        let checkpoint = provision::manifest()?
+        let label = provision::manifest()?
             .into_iter()
             .find(|spec| spec.role == KeyRole::Checkpoint)
             .map(|spec| spec.label)
             .ok_or_else(|| Error::Invalid("no checkpoint key is listed".to_owned()))?;
-        let key = self
-            .keys
+        let (_, named) = crate::audit::note::parse_verifier_key(&self.audit_key)
+            .map_err(|_| Error::Invalid("audit_key is not a verifier key".to_owned()))?;
+        let generation_of = |l: &str| {
+            l == label
+                || l.strip_prefix(&label)
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+        };
+        self.keys
             .iter()
-            .find(|k| k.kind == WrappedKind::Ed25519 && k.label == checkpoint)
-            .ok_or_else(|| Error::Invalid(format!("it holds no {checkpoint} key")))?;
-        public_key(key)
+            .filter(|k| k.kind == WrappedKind::Ed25519 && generation_of(&k.label))
+            .map(public_key)
+            .find(|k| k.as_ref().is_ok_and(|k| *k == named))
+            .unwrap_or_else(|| {
+                Err(Error::Invalid(format!(
+                    "the checkpoint key its audit_key names is not among its {label} keys"
+                )))
+            })
     }
 }
 
@@ -180,9 +194,7 @@ pub fn backup(
 ) -> Result<BackupFile, Error> {
     let wrap = wrap_key(hsm, chosen_wrap_key)?;
     let appliance = provision::appliance_keys(hsm.primary())?;
-    let checkpoint = appliance
-        .iter()
-        .find(|k| k.role == KeyRole::Checkpoint)
+    let checkpoint = provision::active(&appliance, KeyRole::Checkpoint)
         .ok_or_else(|| Error::Invalid("the token has no checkpoint key".to_owned()))?;
     let mut keys = Vec::new();
     for key in hsm.list()? {

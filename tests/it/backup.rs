@@ -186,6 +186,14 @@ fn a_tampered_or_foreign_backup_restores_nothing() {
     let wrap_file = dir.path().join("wrap.key");
     let backup_file = dir.path().join("backup.json");
     provisioned(&store, &KRYOPTIC_WRAPPED, &["generate-appliance-keys"]);
+    // A rotated checkpoint key: the manifest is signed by the active one.
+    let tlog = dir.path().join("tlog");
+    let rotating = [
+        KRYOPTIC_WRAPPED[0],
+        KRYOPTIC_WRAPPED[1],
+        ("SSHSIGN_AUDIT_PATH", path(&tlog)),
+    ];
+    provisioned(&store, &rotating, &["rotate", "--role", "checkpoint"]);
     provisioned(
         &store,
         &KRYOPTIC_WRAPPED,
@@ -264,9 +272,15 @@ fn a_tampered_or_foreign_backup_restores_nothing() {
     assert!(why.contains("SSHSIGN_KEY_EXPORT=never"), "{why}");
     assert!(token_keys(&store, &second).is_empty());
 
-    // The untouched file restores.
+    // The untouched file restores: the decision key, both checkpoint keys, the seal key.
     let restored = provisioned(&store, &second, &["restore", "--from", path(&backup_file)]);
-    assert_eq!(restored["restored"]["restored"], 3, "{restored}");
+    assert_eq!(restored["restored"]["restored"], 4, "{restored}");
+    assert_eq!(restored["restored"]["verified"], 3, "{restored}");
+    let shown = provisioned(&store, &second, &["show"]);
+    assert!(
+        shown["audit_verifier_key"] == original["audit_key"],
+        "{shown} {original}"
+    );
 }
 
 #[test]
