@@ -198,33 +198,24 @@ pub fn backup(
         .ok_or_else(|| Error::Invalid("the token has no checkpoint key".to_owned()))?;
     let mut keys = Vec::new();
     for key in hsm.list()? {
-        if hsm.find(&key.object_id)?.is_none() {
+        let wrapped = match hsm.attributes(&key.object_id) {
             // Retired: the public half alone.
-            keys.push(FileKey {
-                kind: WrappedKind::Ed25519,
-                id: key.object_id.to_hex(),
-                label: key.label.clone(),
-                public_key: Some(crate::hex::encode(&key.public_key)),
-                wrapped: String::new(),
-            });
-            continue;
-        }
-        if !hsm.attributes(&key.object_id)?.extractable {
-            return Err(Error::KeyStaysIn {
-                id: key.object_id,
-                label: key.label,
-            });
-        }
+            Err(crate::hsm::Error::KeyNotFound(_)) => Vec::new(),
+            Ok(attributes) if !attributes.extractable => {
+                return Err(Error::KeyStaysIn {
+                    id: key.object_id,
+                    label: key.label,
+                });
+            }
+            Ok(_) => hsm.wrap_key(&wrap, WrappedKind::Ed25519, &key.object_id)?,
+            Err(e) => return Err(e.into()),
+        };
         keys.push(FileKey {
             kind: WrappedKind::Ed25519,
             id: key.object_id.to_hex(),
-            label: key.label.clone(),
+            label: key.label,
             public_key: Some(crate::hex::encode(&key.public_key)),
-            wrapped: crate::hex::encode(&hsm.wrap_key(
-                &wrap,
-                WrappedKind::Ed25519,
-                &key.object_id,
-            )?),
+            wrapped: crate::hex::encode(&wrapped),
         });
     }
     let seal = provision::seal_key(hsm.primary())?;

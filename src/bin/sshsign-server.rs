@@ -340,11 +340,12 @@ fn provision(command: Provision) -> Result<()> {
                 .list()?
                 .iter()
                 .map(|key| {
-                    // A public half alone (a retired key) has no attributes to show.
-                    if hsm.find(&key.object_id)?.is_none() {
-                        return Ok(None);
-                    }
-                    let mut view = v::TokenKeyView::new(key, hsm.attributes(&key.object_id)?);
+                    let attributes = match hsm.attributes(&key.object_id) {
+                        // A public half alone (a retired key) has no attributes to show.
+                        Err(sshsign::hsm::Error::KeyNotFound(_)) => return Ok(None),
+                        other => other?,
+                    };
+                    let mut view = v::TokenKeyView::new(key, attributes);
                     let attestation = hsm.attest_cheaply(&key.object_id, attest)?;
                     view.attestation = attestation;
                     Ok(Some(view))

@@ -1366,7 +1366,7 @@ fn the_client_checks_the_log_from_its_served_tiles_and_from_a_copy() {
 #[test]
 fn rotated_keys_take_over_and_what_the_old_ones_signed_still_verifies() {
     use crate::approvals::{api_key, decided_over_ssh};
-    use crate::common::offline_check;
+    use crate::common::{offline_check, provisioned};
 
     let mut appliance = Appliance::start();
     let alice = appliance.user("alice");
@@ -1382,13 +1382,7 @@ fn rotated_keys_take_over_and_what_the_old_ones_signed_still_verifies() {
     let audit_dir = appliance.dir.path().join("db.tlog");
     let env_audit = [("SSHSIGN_AUDIT_PATH", audit_dir.to_str().unwrap())];
     for role in ["decision", "checkpoint"] {
-        let out = crate::common::provision_with(
-            &appliance.store,
-            &env_audit,
-            &["rotate", "--role", role],
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
-        let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let rotated = provisioned(&appliance.store, &env_audit, &["rotate", "--role", role]);
         assert_eq!(rotated["rotated"]["generation"], 2, "{rotated}");
         assert_eq!(rotated["rotated"]["label"], format!("sshsign-{role}.2"));
     }
@@ -1471,16 +1465,12 @@ fn rotated_keys_take_over_and_what_the_old_ones_signed_still_verifies() {
     );
     appliance.stop();
     for role in ["decision", "checkpoint"] {
-        let out = crate::common::provision_with(
+        let retired = provisioned(
             &appliance.store,
             &env_audit,
             &["retire", "--role", role, "--generation", "1"],
         );
-        assert!(out.status.success(), "{}", stderr(&out));
-        assert_eq!(
-            serde_json::from_slice::<Value>(&out.stdout).unwrap()["retired"]["state"],
-            "retired"
-        );
+        assert_eq!(retired["retired"]["state"], "retired");
     }
     appliance.restart();
     let alice = alice.at(&appliance);

@@ -11,26 +11,14 @@ use sshsign::softhsm::SoftHsmStore;
 
 use crate::approvals::{api_key, decided_over_ssh, get};
 use crate::common::{
-    Appliance, assert_git_signature, kryoptic_store, offline_check, provision_with, token_keys,
-    token_store, write_file,
+    Appliance, assert_git_signature, kryoptic_store, offline_check, provision_with, provisioned,
+    token_keys, token_store, write_file,
 };
 
 const KRYOPTIC_WRAPPED: [(&str, &str); 2] = [
     ("SSHSIGN_HSM_PROFILE", "kryoptic"),
     ("SSHSIGN_KEY_EXPORT", "wrapped-untrusted"),
 ];
-
-/// Runs `provision ARGS` and returns its JSON, asserting that it succeeded.
-#[track_caller]
-fn provisioned(store: &SoftHsmStore, env: &[(&str, &str)], args: &[&str]) -> Value {
-    let out = provision_with(store, env, args);
-    assert!(
-        out.status.success(),
-        "provision {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// Runs `provision ARGS` and returns what it printed on stderr, asserting that it failed.
 #[track_caller]
@@ -194,6 +182,12 @@ fn a_tampered_or_foreign_backup_restores_nothing() {
         ("SSHSIGN_AUDIT_PATH", path(&tlog)),
     ];
     provisioned(&store, &rotating, &["rotate", "--role", "checkpoint"]);
+    // The first retired: the backup carries its public half alone.
+    provisioned(
+        &store,
+        &rotating,
+        &["retire", "--role", "checkpoint", "--generation", "1"],
+    );
     provisioned(
         &store,
         &KRYOPTIC_WRAPPED,
@@ -272,10 +266,22 @@ fn a_tampered_or_foreign_backup_restores_nothing() {
     assert!(why.contains("SSHSIGN_KEY_EXPORT=never"), "{why}");
     assert!(token_keys(&store, &second).is_empty());
 
-    // The untouched file restores: the decision key, both checkpoint keys, the seal key.
+    // The untouched file restores: the decision key, both checkpoint keys (the retired one as
+    // its public half), the seal key; the two that sign are checked.
     let restored = provisioned(&store, &second, &["restore", "--from", path(&backup_file)]);
     assert_eq!(restored["restored"]["restored"], 4, "{restored}");
-    assert_eq!(restored["restored"]["verified"], 3, "{restored}");
+    assert_eq!(restored["restored"]["verified"], 2, "{restored}");
+    let again = provisioned(&store, &second, &["restore", "--from", path(&backup_file)]);
+    assert_eq!(again["restored"]["present"], 4, "{again}");
+    // The retired key is shown as such, not as a key that signs.
+    assert_eq!(token_keys(&store, &second).len(), 2);
+    let retired = provisioned(&store, &second, &["show"])["appliance_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["state"] == "retired")
+        .count();
+    assert_eq!(retired, 1);
     let shown = provisioned(&store, &second, &["show"]);
     assert!(
         shown["audit_verifier_key"] == original["audit_key"],

@@ -567,17 +567,25 @@ pub fn assert_git_signature(dir: &Path, public_key: &str, signature: &str, paylo
     );
 }
 
+/// Runs `provision ARGS` with `env` and returns its JSON, asserting that it succeeded.
+#[track_caller]
+pub fn provisioned(store: &SoftHsmStore, env: &[(&str, &str)], args: &[&str]) -> Value {
+    let out = provision_with(store, env, args);
+    assert!(
+        out.status.success(),
+        "provision {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// `sshsign-server provision keys` on `store`'s token, with `env` on top of its settings: every
 /// key the token holds, as the token reports it.
 pub fn token_keys(store: &SoftHsmStore, env: &[(&str, &str)]) -> Vec<Value> {
-    let output = provision_with(store, env, &["keys"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let listing: Value = serde_json::from_slice(&output.stdout).unwrap();
-    listing["keys"].as_array().unwrap().clone()
+    provisioned(store, env, &["keys"])["keys"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 /// A token of [`test_token`]'s kind opened in this process through the PKCS#11 backend, with
