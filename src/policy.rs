@@ -75,6 +75,27 @@ pub enum Role {
 
 /// The longest scope name.
 pub const MAX_SCOPE: usize = 64;
+
+/// The sshsign seed's words for a namespace, and the namespace each means: git signs commits
+/// and tags in `git`, which the seed calls `git-commit`. A scope or a `sign --type` in the
+/// seed's word means the namespace.
+pub const SCOPE_ALIASES: &[(&str, &str)] = &[("git-commit", "git")];
+
+/// The namespace a scope or type word means (itself unless it is one of the seed's words).
+pub fn namespace_of(word: &str) -> &str {
+    SCOPE_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == word)
+        .map_or(word, |(_, namespace)| namespace)
+}
+
+/// The seed's words for `namespace`, if it has any.
+pub fn aliases_of(namespace: &str) -> impl Iterator<Item = &'static str> {
+    SCOPE_ALIASES
+        .iter()
+        .filter(move |(_, meant)| *meant == namespace)
+        .map(|(alias, _)| *alias)
+}
 /// The longest a co-signed request may wait for its principal.
 pub const MAX_PENDING_TTL: i64 = 30 * 86_400;
 
@@ -87,8 +108,9 @@ pub struct TermsRefusal {
 }
 
 impl Terms {
-    /// The terms as granted: scopes trimmed, checked and without repeats (`git` if none), and a
-    /// drawn signature asked only of a human co-signer.
+    /// The terms as granted: scopes trimmed, checked, in their namespaces' names (`git-commit`
+    /// is `git`) and without repeats (`git` if none), and a drawn signature asked only of a
+    /// human co-signer.
     pub fn checked(mut self) -> Result<Terms, TermsRefusal> {
         let refuse = |field, reason: String| TermsRefusal { field, reason };
         let mut scopes: Vec<String> = Vec::new();
@@ -109,6 +131,7 @@ impl Terms {
                     format!("{scope:?} may hold only letters, digits and - _ . @"),
                 ));
             }
+            let scope = namespace_of(&scope).to_owned();
             if !scopes.contains(&scope) {
                 scopes.push(scope);
             }
@@ -313,7 +336,12 @@ fn evaluate(auth: &Authorization, request: &SignRequest<'_>, now: i64) -> (Verdi
             _ => Ok(()),
         },
     );
-    let in_scope = auth.terms.scopes.iter().any(|s| s == request.namespace);
+    // Records made before the seed's words were read as namespaces may hold `git-commit`.
+    let in_scope = auth
+        .terms
+        .scopes
+        .iter()
+        .any(|s| namespace_of(s) == namespace_of(request.namespace));
     record(
         "scope".into(),
         if in_scope {

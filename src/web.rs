@@ -117,6 +117,7 @@ fn status_of(error: &appliance::Error) -> StatusCode {
         | E::NotAccepted { .. }
         | E::Denied { .. } => StatusCode::FORBIDDEN,
         E::UnknownKey(_)
+        | E::NoKeyFor(_)
         | E::UnknownAuthorization(_)
         | E::UnknownRequest(_)
         | E::UnknownApiKey(_)

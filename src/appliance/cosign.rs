@@ -181,6 +181,8 @@ impl Appliance {
         }
         let mut entry = self.decision_entry(caller, &request, Action::Approve, Outcome::Done);
         entry.evidence_sha256 = evidence.as_deref().map(envelope::sha256_tag);
+        entry.consent = crate::approval::disclosure::is_legal(&request.namespace)
+            .then(crate::approval::disclosure::tag);
         self.record(entry).await?;
         let encoded = evidence.as_ref().map(|bytes| BASE64.encode(bytes));
         let approved = self.resolve(caller, id, RequestStatus::Approved, None, encoded)?;

@@ -7,6 +7,12 @@ use crate::policy::Rule;
 pub enum Error {
     #[error("unknown key id {0}")]
     UnknownKey(String),
+    /// `sign` without a key: none of the caller's active keys covers the namespace.
+    #[error(
+        "no active signing key of yours covers namespace {0}: run keys to list your keys, or \
+         create-key --scope {0}"
+    )]
+    NoKeyFor(String),
     #[error("{0}")]
     CannotAttest(String),
     #[error("unknown authorization id {0}")]
@@ -32,6 +38,17 @@ pub enum Error {
     AlreadyResolved { id: String, status: &'static str },
     #[error("request {0} expired before it was approved")]
     RequestExpired(String),
+    /// `approve` over SSH of a legal agreement without `--confirm`: the reply is the
+    /// disclosure, and nothing is approved.
+    #[error(
+        "approving {id} ({namespace}) is an electronic signature: read the disclosure, then run \
+         approve --id {id} --confirm"
+    )]
+    ConsentRequired {
+        id: String,
+        namespace: String,
+        metadata: Box<serde_json::Map<String, serde_json::Value>>,
+    },
     #[error("this approval requires a handwritten signature: open {url} in a browser")]
     SignatureRequired { url: String },
     #[error("the signature was not made by key {0}")]
@@ -133,6 +150,7 @@ impl Error {
         use crate::sshsig::Error as Sig;
         match self {
             Error::UnknownKey(_) => "unknown_key",
+            Error::NoKeyFor(_) => "no_signing_key",
             Error::CannotAttest(_) => "attestation_unavailable",
             Error::UnknownAuthorization(_) => "unknown_authorization",
             Error::UnknownUser(_) => "unknown_user",
@@ -154,6 +172,7 @@ impl Error {
             Error::AlreadyResolved { .. } => "already_resolved",
             Error::RequestExpired(_) => "request_expired",
             Error::SignatureRequired { .. } => "signature_required",
+            Error::ConsentRequired { .. } => "consent_required",
             Error::WrongKey(_) => "key_mismatch",
             Error::UnknownApiKey(_) => "unknown_api_key",
             Error::ApiKeyRevoked(_) => "api_key_revoked",

@@ -16,7 +16,7 @@ use crate::request::RequestStatus;
 use crate::sshsig::{self, SshSig};
 use crate::store::{PendingRequest, SigningKeyRecord};
 use crate::time;
-use crate::views::{PendingCosignView, SignedView};
+use crate::views::{AuditRef, PendingCosignView, SignedView};
 
 /// A request to sign.
 #[derive(Debug, Clone)]
@@ -57,8 +57,9 @@ fn check_payload(payload: &[u8]) -> Result<(), Error> {
 
 impl Appliance {
     /// Signs `input.payload` if an authorization allows it, or queues it for the principal.
-    pub async fn sign(&self, caller: &Caller, input: SignInput) -> Result<SignOutcome, Error> {
+    pub async fn sign(&self, caller: &Caller, mut input: SignInput) -> Result<SignOutcome, Error> {
         check_payload(&input.payload)?;
+        input.namespace = policy::namespace_of(&input.namespace).to_owned();
         sshsig::check_namespace(&input.namespace)?;
         if input
             .ttl
@@ -118,7 +119,7 @@ impl Appliance {
                 entry.result = Outcome::Signed;
                 entry.authorization_id = Some(authorization_id.clone());
                 entry.warnings = soft(&authorization_id);
-                self.record(entry.clone()).await?;
+                let index = self.record(entry.clone()).await?;
                 let data = sshsig::signed_data_for_digest(&input.namespace, &digest)?;
                 match self
                     .sign_recorded(&key, &authorization_id, &input.namespace, data)
@@ -133,6 +134,7 @@ impl Appliance {
                         fingerprint: key.fingerprint(),
                         signature: signature.to_armored(),
                         warnings,
+                        audit: AuditRef::of(index),
                     })),
                     Err(error) => {
                         let mut failed = entry;
@@ -186,7 +188,7 @@ impl Appliance {
                 entry.authorization_id = Some(authorization_id);
                 entry.pending_id = Some(pending_id.clone());
                 entry.readers.push(principal);
-                self.record(entry).await?;
+                let index = self.record(entry).await?;
                 self.store.create(&request)?;
                 self.store.flush().await?;
                 let approval_url = self.page_url(&pending_id, None);
@@ -196,9 +198,43 @@ impl Appliance {
                 Ok(SignOutcome::Pending(PendingCosignView::new(
                     &request,
                     approval_url,
+                    AuditRef::of(index),
                 )))
             }
         }
+    }
+
+    /// The key `sign` uses when it is given none, as the seed does: the caller's first active
+    /// key (their own before keys granted to them, oldest first) with an active authorization
+    /// of theirs that covers `namespace`.
+    pub fn default_key(&self, caller: &Caller, namespace: &str) -> Result<String, Error> {
+        let namespace = policy::namespace_of(namespace);
+        let now = time::now();
+        let mut first: Option<(bool, i64, String)> = None;
+        for auth in self.store.authorizations_of_grantee(caller.id())? {
+            let live = auth.revoked_at.is_none() && auth.terms.expires_at.is_none_or(|at| at > now);
+            let covers = auth
+                .terms
+                .scopes
+                .iter()
+                .any(|scope| policy::namespace_of(scope) == namespace);
+            if !(live && covers) {
+                continue;
+            }
+            let Some(key) = self.store.signing_key(&auth.key_id)? else {
+                continue;
+            };
+            if key.revoked_at.is_some() {
+                continue;
+            }
+            let rank = (key.owner != caller.id(), key.created_at, key.key_id);
+            if first.as_ref().is_none_or(|best| rank < *best) {
+                first = Some(rank);
+            }
+        }
+        first
+            .map(|(_, _, key_id)| key_id)
+            .ok_or_else(|| Error::NoKeyFor(namespace.to_owned()))
     }
 
     /// Verifies an SSHSIG over `payload` in `namespace`, and says which of our keys made it.
@@ -210,7 +246,7 @@ impl Appliance {
     ) -> Result<Verified, Error> {
         check_payload(payload)?;
         let signature = SshSig::from_armored(armored)?;
-        signature.verify(namespace, payload)?;
+        signature.verify(policy::namespace_of(namespace), payload)?;
         let key = self.store.signing_key_by_public(signature.public_key())?;
         Ok(Verified { signature, key })
     }

@@ -383,6 +383,13 @@ fn terms_are_checked_as_granted() {
         .checked()
         .unwrap();
     assert_eq!(t.scopes, ["file", "git"]);
+    // The seed's `git-commit` is the namespace git signs in.
+    let t = terms(json!({"scopes": ["git-commit", "git", "nda"]}))
+        .checked()
+        .unwrap();
+    assert_eq!(t.scopes, ["git", "nda"]);
+    assert_eq!(aliases_of("git").collect::<Vec<_>>(), ["git-commit"]);
+    assert_eq!(aliases_of("nda").count(), 0);
     let cosigned = json!({"tier": "cosign", "require_signature": true});
     assert!(terms(cosigned).checked().unwrap().require_signature);
 
@@ -411,4 +418,43 @@ fn terms_are_checked_as_granted() {
             refusal.reason
         );
     }
+}
+
+#[test]
+fn the_seeds_git_commit_means_git() {
+    // A record made before the word was read as a namespace still signs commits, and a request
+    // in the seed's word is one in the namespace.
+    for (scope, namespace) in [
+        ("git-commit", "git"),
+        ("git", "git-commit"),
+        ("git-commit", "git-commit"),
+    ] {
+        let mut c = case(
+            "alias",
+            vec![grant("az_1", "usr_agent", json!({"scopes": [scope]}))],
+            Ok("az_1"),
+        );
+        c.namespace = namespace;
+        assert!(
+            matches!(run(&c), Decision::Allow { .. }),
+            "{scope} / {namespace}"
+        );
+    }
+    let mut c = case(
+        "other",
+        vec![grant(
+            "az_1",
+            "usr_agent",
+            json!({"scopes": ["git-commit"]}),
+        )],
+        Err(Rule::Scope),
+    );
+    c.namespace = "file";
+    assert!(matches!(
+        run(&c),
+        Decision::Deny {
+            rule: Rule::Scope,
+            ..
+        }
+    ));
 }

@@ -158,7 +158,7 @@ pub enum Command {
     /// List co-signed requests you must decide or are waiting on.
     Pending(super::commands::PageArgs),
     /// Approve a co-signed request (pnd_) or an approval request (apr_) that allows ssh.
-    Approve(cosign::IdArgs),
+    Approve(cosign::ApproveArgs),
     /// Deny a co-signed request (pnd_) or reject an approval request (apr_).
     Deny(cosign::DenyArgs),
     /// A co-signed request's status and, once approved, its signature.

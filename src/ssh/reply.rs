@@ -43,7 +43,33 @@ impl Reply {
         if error.is_internal() {
             tracing::error!(code = error.code(), error = %error, "command failed");
         }
-        Reply::error(FAILED, error.code(), in_flags(error))
+        let mut reply = Reply::error(FAILED, error.code(), in_flags(error));
+        if let Error::ConsentRequired {
+            id,
+            namespace,
+            metadata,
+        } = error
+        {
+            // The seed's reply, so that its clients read it; the status says nothing was
+            // approved.
+            let disclosure = crate::views::ConsentDisclosure {
+                consent_required: true,
+                pending_id: id.clone(),
+                doc_type: namespace.clone(),
+                metadata: (**metadata).clone(),
+                disclosure: format!(
+                    "{} Re-run with --confirm to approve.",
+                    crate::approval::disclosure::TEXT
+                ),
+                version: crate::approval::disclosure::VERSION,
+            };
+            if let (Value::Object(body), Value::Object(error)) =
+                (crate::views::to_value(&disclosure), reply.body.take())
+            {
+                reply.body = Value::Object(body.into_iter().chain(error).collect());
+            }
+        }
+        reply
     }
 
     /// The reply for a command line clap refused (or the help it was asked for).

@@ -99,6 +99,9 @@ pub struct AuthorizationView {
     /// `active`, `revoked` or `expired`.
     pub status: &'static str,
     pub scopes: Vec<String>,
+    /// The sshsign seed's word for a scope, where it has one (`git`: `git-commit`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub scope_aliases: std::collections::BTreeMap<String, &'static str>,
     pub tier: &'static str,
     pub require_signature: bool,
     pub constraints: Value,
@@ -125,6 +128,15 @@ impl From<&Authorization> for AuthorizationView {
             principal: auth.principal.clone(),
             status,
             scopes: auth.terms.scopes.clone(),
+            scope_aliases: auth
+                .terms
+                .scopes
+                .iter()
+                .flat_map(|scope| {
+                    crate::policy::aliases_of(crate::policy::namespace_of(scope))
+                        .map(move |alias| (scope.clone(), alias))
+                })
+                .collect(),
             tier: auth.terms.tier.as_str(),
             require_signature: auth.terms.require_signature,
             constraints: constraint::constraints_json(&auth.terms.constraints),
@@ -158,6 +170,27 @@ pub struct SignedView {
     pub signature: String,
     /// Soft rules that did not hold.
     pub warnings: Vec<String>,
+    /// The audit entry that recorded the signature before the token made it.
+    pub audit: AuditRef,
+}
+
+/// Where an entry sits in the audit log, so that a client can ask for its inclusion proof
+/// (`audit-proof --index`) against any checkpoint of at least `size` entries.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct AuditRef {
+    /// The entry's leaf index.
+    pub index: u64,
+    /// The smallest tree size that covers it.
+    pub size: u64,
+}
+
+impl AuditRef {
+    pub fn of(index: u64) -> Self {
+        AuditRef {
+            index,
+            size: index.saturating_add(1),
+        }
+    }
 }
 
 /// `sign`, when the request waits for its principal.
@@ -173,10 +206,12 @@ pub struct PendingCosignView {
     pub require_signature: bool,
     pub expires_at: String,
     pub warnings: Vec<String>,
+    /// The audit entry that recorded the request.
+    pub audit: AuditRef,
 }
 
 impl PendingCosignView {
-    pub fn new(request: &PendingRequest, approval_url: String) -> Self {
+    pub fn new(request: &PendingRequest, approval_url: String, audit: AuditRef) -> Self {
         PendingCosignView {
             status: "pending_cosign",
             pending_id: request.pending_id.clone(),
@@ -187,6 +222,7 @@ impl PendingCosignView {
             require_signature: request.require_signature,
             expires_at: time::rfc3339(request.expires_at),
             warnings: request.warnings.clone(),
+            audit,
         }
     }
 }

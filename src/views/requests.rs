@@ -335,3 +335,16 @@ pub struct PendingList {
     /// `--from` for the next page; null on the last.
     pub next: Option<usize>,
 }
+
+/// `approve` of a legal agreement without `--confirm`: what approving means, and the terms.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsentDisclosure {
+    pub consent_required: bool,
+    pub pending_id: String,
+    /// The request's type (its namespace).
+    pub doc_type: String,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub disclosure: String,
+    /// The disclosure's version, named in the approval's audit entry.
+    pub version: &'static str,
+}

@@ -418,6 +418,8 @@ pub async fn approve_decide(
         verdict: body.decision,
         reason: body.reason,
         drawn,
+        // The page shows the disclosure above its buttons for a legal agreement.
+        consented: true,
     };
     let proof = Proof::Page {
         credential,

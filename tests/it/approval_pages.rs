@@ -886,6 +886,14 @@ fn the_page_shows_the_document_the_terms_and_the_range(
             .unwrap()
             .contains("12000000")
     );
+    // A SAFE is a legal agreement: the disclosure stands above the buttons.
+    assert!(
+        browser
+            .text("#disclosure")
+            .as_str()
+            .unwrap()
+            .contains("electronic signature under the ESIGN Act"),
+    );
     digest
 }
 

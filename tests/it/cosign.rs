@@ -77,10 +77,42 @@ fn the_principal_approves_and_the_requester_gets_a_verifiable_signature() {
 
     // Only the principal decides.
     s.agent
-        .cmd(&format!("approve --id {id}"))
+        .cmd(&format!("approve --id {id} --confirm"))
         .failed_with("not_principal");
-    let approved = s.human.cmd(&format!("approve --id {id}"));
+    // A SAFE is a legal agreement: without --confirm the reply is the seed's disclosure, with
+    // the terms, and nothing is approved.
+    let disclosed = s.human.cmd(&format!("approve --id {id}"));
+    disclosed.failed_with("consent_required");
+    assert_eq!(disclosed.json["consent_required"], true);
+    assert_eq!(disclosed.json["pending_id"], id.as_str());
+    assert_eq!(disclosed.json["doc_type"], "safe-agreement");
+    assert_eq!(disclosed.json["metadata"]["valuation_cap"], 8000000);
+    let text = disclosed.json["disclosure"].as_str().unwrap();
+    assert!(text.contains("ESIGN Act (15 U.S.C. 7001)"), "{text}");
+    assert!(
+        text.ends_with("Re-run with --confirm to approve."),
+        "{text}"
+    );
+    assert_eq!(
+        s.agent.cmd(&format!("get-envelope --id {id}")).ok()["status"],
+        "pending"
+    );
+    let approved = s.human.cmd(&format!("approve --id {id} --confirm"));
     assert_eq!(approved.ok()["status"], "approved");
+    // The approval's entry names the disclosure it was given under.
+    let entries = s.human.cmd("audit-entries").ok()["entries"].clone();
+    let approval = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["entry"]["action"] == "approve")
+        .unwrap_or_else(|| panic!("{entries:#}"));
+    assert!(
+        approval["entry"]["consent"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("esign-1:sha256:")),
+        "{approval:#}"
+    );
 
     let envelope = s.agent.cmd(&format!("get-envelope --id {id}"));
     let signature = envelope.ok()["signature"].as_str().unwrap().to_owned();
@@ -99,7 +131,7 @@ fn the_principal_approves_and_the_requester_gets_a_verifiable_signature() {
     );
 
     s.human
-        .cmd(&format!("approve --id {id}"))
+        .cmd(&format!("approve --id {id} --confirm"))
         .failed_with("already_resolved");
     s.human
         .cmd(&format!("deny --id {id}"))
@@ -110,6 +142,9 @@ fn the_principal_approves_and_the_requester_gets_a_verifiable_signature() {
         .failed_with("unknown_request");
     outsider
         .cmd(&format!("approve --id {id}"))
+        .failed_with("unknown_request");
+    outsider
+        .cmd(&format!("approve --id {id} --confirm"))
         .failed_with("unknown_request");
     s.human
         .cmd("approve --id pnd_aaaaaaaaaaaaaaaaaaaaaaaaaa")
@@ -132,7 +167,7 @@ fn denial_revocation_and_the_drawn_signature_requirement() {
     let revoked = request(&s);
     s.human.cmd(&format!("revoke --key-id {}", s.key)).ok();
     s.human
-        .cmd(&format!("approve --id {revoked}"))
+        .cmd(&format!("approve --id {revoked} --confirm"))
         .failed_with("key_revoked");
     assert_eq!(
         s.agent.cmd(&format!("get-envelope --id {revoked}")).ok()["status"],
@@ -164,7 +199,11 @@ fn a_request_resolves_exactly_once_under_racing_approvals_denials_and_revocation
                 let human = s.human.clone();
                 let id = id.clone();
                 std::thread::spawn(move || {
-                    let command = if n % 2 == 0 { "approve" } else { "deny" };
+                    let command = if n % 2 == 0 {
+                        "approve --confirm"
+                    } else {
+                        "deny"
+                    };
                     human.cmd(&format!("{command} --id {id}"))
                 })
             })
@@ -188,7 +227,7 @@ fn a_request_resolves_exactly_once_under_racing_approvals_denials_and_revocation
     let id = request(&s);
     let approve = {
         let (human, id) = (s.human.clone(), id.clone());
-        std::thread::spawn(move || human.cmd(&format!("approve --id {id}")))
+        std::thread::spawn(move || human.cmd(&format!("approve --confirm --id {id}")))
     };
     let revoke = s.human.cmd(&format!("revoke --key-id {}", s.key));
     let approve = approve.join().unwrap();

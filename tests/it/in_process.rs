@@ -123,6 +123,7 @@ pub async fn ssh_decide(
         verdict,
         reason: None,
         drawn: None,
+        consented: false,
     };
     core.decide(&id, ruling, Proof::Ssh(caller.clone())).await
 }
@@ -233,6 +234,7 @@ async fn both_kinds_resolve_exactly_once_through_one_decide() {
         verdict: Verdict::Rejected,
         reason: Some("x".repeat(sshsign::appliance::MAX_REASON + 1)),
         drawn: None,
+        consented: false,
     };
     let parsed = sshsign::request::RequestId::parse(id).unwrap();
     let refused = core

@@ -16,6 +16,7 @@
 //! | [`cosign`] | co-signed requests: approve, deny, envelopes, exactly-once resolution under races |
 //! | [`audit`] | audit entries, offline proofs, rollback and fork detection, tampering at rest, failing closed, kill -9 |
 //! | [`negotiation`] | offers turn by turn: parties, rounds, heads, races, history |
+//! | [`seed_words`] | the sshsign seed's words: `git-commit`, `sign` without a key, `approve --confirm`, the sign reply's audit entry, its troubleshooting messages |
 //! | [`ssh_commands`] | the command set over stock `ssh`: create, list, sign, verify, revoke, tiers, scopes, expiry, persistence |
 //! | [`bad_input`] | every kind of bad request gets a clear error and a non-zero status; the server keeps serving |
 //! | [`git_signing`] | `git commit -S` through the shim, `git verify-commit` with stock `ssh-keygen`, tampering |
@@ -51,6 +52,7 @@ mod in_process;
 mod negotiation;
 mod provisioning;
 mod quotas;
+mod seed_words;
 mod shim;
 mod ssh_commands;
 mod token;

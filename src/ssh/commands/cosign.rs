@@ -46,12 +46,14 @@ async fn decide(
     id: &str,
     verdict: Verdict,
     reason: Option<String>,
+    consented: bool,
 ) -> Result<Value, Error> {
     let parsed = RequestId::parse(id).ok_or_else(|| Error::UnknownRequest(id.to_owned()))?;
     let ruling = Ruling {
         verdict,
         reason,
         drawn: None,
+        consented,
     };
     let decided = ctx
         .appliance
@@ -67,8 +69,19 @@ pub struct IdArgs {
     pub id: String,
 }
 
-pub async fn approve(args: IdArgs, ctx: &Context) -> Result<Value, Error> {
-    decide(ctx, &args.id, Verdict::Approved, None).await
+#[derive(Debug, clap::Args)]
+pub struct ApproveArgs {
+    /// The request (pnd_... or apr_...).
+    #[arg(long)]
+    pub id: String,
+    /// You have read the electronic-signature disclosure: approving a legal agreement (a SAFE,
+    /// an NDA, a contract) without it replies with the disclosure and approves nothing.
+    #[arg(long)]
+    pub confirm: bool,
+}
+
+pub async fn approve(args: ApproveArgs, ctx: &Context) -> Result<Value, Error> {
+    decide(ctx, &args.id, Verdict::Approved, None, args.confirm).await
 }
 
 #[derive(Debug, clap::Args)]
@@ -82,7 +95,7 @@ pub struct DenyArgs {
 }
 
 pub async fn deny(args: DenyArgs, ctx: &Context) -> Result<Value, Error> {
-    decide(ctx, &args.id, Verdict::Rejected, args.reason).await
+    decide(ctx, &args.id, Verdict::Rejected, args.reason, false).await
 }
 
 /// `get-envelope --id`: a request's status and, once a signature request is approved, its

@@ -1,4 +1,4 @@
-//! `sign --key-id ID [--type NAMESPACE] [--metadata JSON] [--repository R] [--branch B]
+//! `sign [--key-id ID] [--type NAMESPACE] [--metadata JSON] [--repository R] [--branch B]
 //! [--ttl DURATION]`: an SSHSIG over the payload on stdin, made by the token, or a request
 //! waiting for its principal when the authorization is co-signed.
 
@@ -11,10 +11,11 @@ use crate::views::to_value;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The key to sign with.
+    /// The key to sign with (default: your first active key whose authorization covers the
+    /// namespace).
     #[arg(long)]
-    pub key_id: String,
-    /// The SSHSIG namespace; git signs commits and tags in "git".
+    pub key_id: Option<String>,
+    /// The SSHSIG namespace; git signs commits and tags in "git" (the seed's "git-commit").
     #[arg(long = "type", default_value = "git")]
     pub namespace: String,
     /// Terms of what is signed, checked against the authorization's constraints: a JSON object.
@@ -52,8 +53,12 @@ pub async fn run(args: Args, ctx: &Context) -> Result<Value, Error> {
                 .map_err(Error::InvalidArgument)
         })
         .transpose()?;
+    let key_id = match args.key_id {
+        Some(key_id) => key_id,
+        None => ctx.appliance.default_key(&ctx.caller, &args.namespace)?,
+    };
     let input = SignInput {
-        key_id: args.key_id,
+        key_id,
         namespace: args.namespace,
         payload: ctx.stdin.clone(),
         metadata,

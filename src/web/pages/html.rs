@@ -271,6 +271,11 @@ fn signature(view: &RequestPage, r: &SignatureRequestView, addressed: Option<&st
                         div class="actions" { button id="signature-clear" { "Clear" } }
                     }
                     (approver_choice(&view.deciders, addressed))
+                    @if crate::approval::disclosure::is_legal(&r.namespace) {
+                        p id="disclosure" class="disclosure" {
+                            (crate::approval::disclosure::TEXT)
+                        }
+                    }
                     (decision_buttons(&[Method::Passkey, Method::Totp], approve, "Deny"))
                 }
             }
