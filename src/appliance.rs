@@ -31,6 +31,7 @@ mod consent;
 mod cosign;
 mod error;
 mod keys;
+mod links;
 mod negotiate;
 pub mod quota;
 mod requests;
@@ -49,6 +50,7 @@ pub use self::authn::{Authenticated, ENROLLMENT_TTL};
 pub use self::browser::{AgreedTerms, RequestPage, SigningTerms};
 pub use self::error::Error;
 pub use self::keys::{Grant, Role};
+pub use self::links::{LINK_TTL, MAX_KEY_LABEL, MAX_SSH_KEYS};
 pub use self::requests::{Credential, MAX_REASON, Proof, Request, Ruling};
 pub use self::signing::{SignInput, SignOutcome, Verified};
 use crate::audit::{Action, AuditEntry, AuditLog, Outcome};
@@ -133,6 +135,8 @@ type TwoPart<A, B> = Result<(Vec<A>, Vec<B>, Option<usize>), Error>;
 pub struct Caller {
     pub(crate) user: UserRecord,
     pub fingerprint: String,
+    /// Whether the key is an agent's (see [`links`]).
+    pub agent: bool,
 }
 
 impl Caller {
@@ -335,6 +339,28 @@ impl Appliance {
         self.quotas.key_usage()
     }
 
+    /// The user an SSH key belongs to, if it belongs to anyone.
+    pub fn known(&self, key: &ssh_key::PublicKey) -> Result<Option<Caller>, Error> {
+        let fingerprint = key.fingerprint(ssh_key::HashAlg::Sha256).to_string();
+        let Some(known) = self.store.ssh_key(&fingerprint)? else {
+            return Ok(None);
+        };
+        let user = self.store.user(&known.user_id)?.ok_or_else(|| {
+            Error::Internal(format!("SSH key {fingerprint} names a missing user"))
+        })?;
+        Ok(Some(Caller {
+            user,
+            fingerprint,
+            agent: known.agent,
+        }))
+    }
+
+    /// Whether the appliance has room for another identity (checked when an unknown key
+    /// authenticates; [`Appliance::identify`] counts it when it registers).
+    pub fn admits_new_identity(&self) -> Result<(), Error> {
+        self.quotas.admits_user()
+    }
+
     /// The user an SSH key belongs to, registering a new user (connected from `from`) the
     /// first time a key connects.
     pub async fn identify(
@@ -342,13 +368,10 @@ impl Appliance {
         key: &ssh_key::PublicKey,
         from: std::net::IpAddr,
     ) -> Result<Caller, Error> {
-        let fingerprint = key.fingerprint(ssh_key::HashAlg::Sha256).to_string();
-        if let Some(known) = self.store.ssh_key(&fingerprint)? {
-            let user = self.store.user(&known.user_id)?.ok_or_else(|| {
-                Error::Internal(format!("SSH key {fingerprint} names a missing user"))
-            })?;
-            return Ok(Caller { user, fingerprint });
+        if let Some(caller) = self.known(key)? {
+            return Ok(caller);
         }
+        let fingerprint = key.fingerprint(ssh_key::HashAlg::Sha256).to_string();
         self.quotas.register(from)?;
         let now = time::now();
         let user = UserRecord {
@@ -363,11 +386,25 @@ impl Appliance {
                 .to_openssh()
                 .map_err(|e| Error::Internal(e.to_string()))?,
             registered_at: now,
+            agent: false,
+            label: None,
         };
+        let new_id = user.user_id.clone();
         let user = self.store.register(user, ssh_key)?;
+        if user.user_id != new_id {
+            // Another first command of this key registered it first (two channels at once).
+            self.quotas.unregister();
+            return self.known(key)?.ok_or_else(|| {
+                Error::Internal(format!("SSH key {fingerprint} vanished as it registered"))
+            });
+        }
         self.store.flush().await?;
         tracing::info!(user = %user.user_id, %fingerprint, "user registered");
-        Ok(Caller { user, fingerprint })
+        Ok(Caller {
+            user,
+            fingerprint,
+            agent: false,
+        })
     }
 
     /// Has the token sign `message` with the decision key (whose audit entry the caller has

@@ -127,6 +127,9 @@ pub struct AuditEntry {
     /// For an approval with a drawn signature: `sha256:<hex>` of its evidence envelope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence_sha256: Option<String>,
+    /// The SSH key (SHA-256 fingerprint) linked to or unlinked from the actor's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_key: Option<String>,
     /// For the approval of a legal agreement: the electronic-signature disclosure the approver
     /// was shown, `esign-1:sha256:<hex of its text>` ([`crate::approval::disclosure::tag`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]

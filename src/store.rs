@@ -69,9 +69,9 @@ use self::flusher::Flusher;
 pub use self::records::{
     ApiKeyRecord, ApiScope, ApprovalRecord, AuthenticatorKind, AuthenticatorRecord,
     AuthorizationRecord, ConsentRecord, Delivery, DeliveryKind, DeliveryState, EnrollmentKind,
-    EnrollmentRecord, KeyStatus, NotifyTarget, PendingRequest, REQUEST_TOTP_BUDGET, Record,
-    RequestStatus, SigningKeyRecord, SshKeyRecord, TOTP_FAILURE_BUDGET, TOTP_LIFETIME_FAILURES,
-    TotpState, UserRecord, Vote, WebhookEndpoint,
+    EnrollmentRecord, KeyStatus, LinkTerms, NotifyTarget, PendingRequest, REQUEST_TOTP_BUDGET,
+    Record, RequestStatus, SigningKeyRecord, SshKeyRecord, TOTP_FAILURE_BUDGET,
+    TOTP_LIFETIME_FAILURES, TotpState, UserRecord, Vote, WebhookEndpoint,
 };
 use crate::seal::{Sealer, WrappedDataKey};
 

@@ -183,6 +183,7 @@ fn refused(error: impl std::fmt::Display) -> Error {
 impl Appliance {
     /// A one-time link that registers a passkey for `caller`.
     pub async fn enroll_passkey(&self, caller: &Caller) -> Result<EnrollmentView, Error> {
+        caller.person("enrolling an authenticator")?;
         self.quotas.charge(caller.id(), Rated::EnrollmentLinks)?;
         let token: [u8; 32] = self.token.random().await?;
         let token = URL_SAFE_NO_PAD.encode(token);
@@ -194,6 +195,7 @@ impl Appliance {
             created_at: now,
             expires_at: now + ENROLLMENT_TTL,
             used_at: None,
+            link: None,
         };
         self.record(self.entry(caller, Action::EnrollmentLink, Outcome::Issued))
             .await?;
@@ -217,7 +219,13 @@ impl Appliance {
     /// The live enrollment an enrollment link's token names.
     fn enrollment(&self, token: &str) -> Result<EnrollmentRecord, Error> {
         match self.store.enrollment(&sha256_hex(token))? {
-            Some(e) if e.used_at.is_none() && e.expires_at > time::now() => Ok(e),
+            Some(e)
+                if e.kind == EnrollmentKind::Passkey
+                    && e.used_at.is_none()
+                    && e.expires_at > time::now() =>
+            {
+                Ok(e)
+            }
             _ => Err(Error::UnknownEnrollment),
         }
     }
@@ -492,6 +500,7 @@ impl Appliance {
         caller: &Caller,
         id: &str,
     ) -> Result<AuthenticatorView, Error> {
+        caller.person("removing an authenticator")?;
         let record = match self.store.authenticator(id)? {
             Some(r) if r.user_id == caller.id() => r,
             _ => return Err(Error::UnknownAuthenticator(id.to_owned())),

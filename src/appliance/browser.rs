@@ -202,6 +202,8 @@ impl Appliance {
         let caller = Caller {
             user,
             fingerprint: format!("{}:{}", method.as_str(), who.authenticator_id),
+            // A passkey or an authenticator app is a person's.
+            agent: false,
         };
         Ok((caller, who.authenticator_id))
     }

@@ -38,6 +38,7 @@ impl Appliance {
 
     /// `caller` accepts requests and grants from `from` (a `usr_` id or an SSH fingerprint).
     pub async fn allow_requester(&self, caller: &Caller, from: &str) -> Result<ConsentView, Error> {
+        caller.person("choosing whom you accept requests from")?;
         let user = self.user_named(from)?;
         if user == caller.id() {
             return Err(Error::InvalidArgument(
@@ -68,6 +69,7 @@ impl Appliance {
     /// `caller` stops accepting new requests and grants from `from`; what they accepted before
     /// stays until they revoke or decide it.
     pub async fn revoke_requester(&self, caller: &Caller, from: &str) -> Result<String, Error> {
+        caller.person("choosing whom you accept requests from")?;
         let user = self.user_named(from)?;
         if self.store.consent(caller.id(), &user)?.is_none() {
             return Err(Error::InvalidArgument(format!(

@@ -81,7 +81,12 @@ impl Appliance {
     /// Checks that `caller` may decide signature request `id` now: its principal, who did not
     /// ask for it; the caller holds the request's lock. Anyone else is told it does not exist
     /// unless they asked for it.
-    async fn decidable(&self, caller: &Caller, id: &str) -> Result<PendingRequest, Error> {
+    async fn decidable(
+        &self,
+        caller: &Caller,
+        id: &str,
+        method: Method,
+    ) -> Result<PendingRequest, Error> {
         let request = match self.store.pending(id)? {
             Some(r) if r.requester == caller.id() || r.principal == caller.id() => r,
             _ => return Err(Error::UnknownRequest(id.to_owned())),
@@ -89,7 +94,10 @@ impl Appliance {
         if request.principal != caller.id() {
             return Err(Error::NotPrincipal(id.to_owned()));
         }
-        if request.requester == caller.id() {
+        // One's own request is decided only when an agent's key made it, and then by a person
+        // on its page: never by another key of the identity over SSH.
+        let on_page = method != Method::Ssh && !caller.agent;
+        if request.requester == caller.id() && !(request.requested_by_agent && on_page) {
             return Err(Error::SelfApproval(id.to_owned()));
         }
         let request = self
@@ -136,9 +144,10 @@ impl Appliance {
         caller: &Caller,
         id: &str,
         capture: Option<Capture>,
+        method: Method,
     ) -> Result<PendingRequest, Error> {
         let held = self.request_locks.hold(id).await;
-        let request = self.decidable(caller, id).await?;
+        let request = self.decidable(caller, id, method).await?;
         if request.require_signature && capture.is_none() {
             return Err(Error::SignatureRequired {
                 url: self.page_url(id, None),
@@ -198,9 +207,10 @@ impl Appliance {
         caller: &Caller,
         id: &str,
         reason: Option<String>,
+        method: Method,
     ) -> Result<PendingRequest, Error> {
         let _held = self.request_locks.hold(id).await;
-        let request = self.decidable(caller, id).await?;
+        let request = self.decidable(caller, id, method).await?;
         self.record(self.decision_entry(caller, &request, Action::Deny, Outcome::Denied))
             .await?;
         let denied = self.resolve(caller, id, RequestStatus::Rejected, reason, None)?;

@@ -30,8 +30,8 @@ pub enum Error {
     #[error("only the principal of request {0} may approve or deny it")]
     NotPrincipal(String),
     #[error(
-        "request {0} was made by you; a co-signed request needs someone else's approval (approve \
-         it in the browser with your passkey)"
+        "request {0} was made by you; a co-signed request needs someone else's approval, or, \
+         when an agent's key of yours made it, yours on its page with a passkey or TOTP code"
     )]
     SelfApproval(String),
     #[error("request {id} is already {status}")]

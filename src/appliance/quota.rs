@@ -321,6 +321,18 @@ impl Quotas {
         Ok(())
     }
 
+    /// Whether there is room for another identity (counts nothing).
+    pub fn admits_user(&self) -> Result<(), Error> {
+        self.check_count(Counted::Users, self.users.load(Ordering::Acquire))
+    }
+
+    /// An identity counted by [`Quotas::register`] was not made after all.
+    pub fn unregister(&self) {
+        let _ = self
+            .users
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
     /// Admits a new identity from `from`; counts it.
     pub fn register(&self, from: IpAddr) -> Result<(), Error> {
         self.check_count(Counted::Users, self.users.load(Ordering::Acquire))?;

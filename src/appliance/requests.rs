@@ -281,6 +281,7 @@ impl Appliance {
                 )));
             }
             Proof::Ssh(caller) => {
+                caller.person("deciding a request")?;
                 if ruling.verdict == Verdict::Approved && !ruling.consented {
                     self.check_disclosure(&caller, id)?;
                 }
@@ -318,12 +319,12 @@ impl Appliance {
                         signer_ip: ip,
                     }
                 });
-                self.approve_signature(&caller, id.as_str(), capture)
+                self.approve_signature(&caller, id.as_str(), capture, method)
                     .await
                     .map(HumanRequest::Signature)
             }
             (RequestKind::Signature, Verdict::Rejected) => self
-                .reject_signature(&caller, id.as_str(), ruling.reason)
+                .reject_signature(&caller, id.as_str(), ruling.reason, method)
                 .await
                 .map(HumanRequest::Signature),
             (RequestKind::Approval, verdict) => self

@@ -169,6 +169,7 @@ impl Appliance {
                     context: input.context.clone(),
                     require_signature,
                     warnings: warnings.clone(),
+                    requested_by_agent: caller.agent,
                     retired_link: (),
                     totp_failures: 0,
                     created_at: now,

@@ -96,6 +96,11 @@ words! {
         WebhookDelivery = "webhook_delivery",
         ConsentAllow = "consent_allow",
         ConsentRevoke = "consent_revoke",
+        /// A link code issued for another SSH key.
+        SshKeyLinkStart = "ssh_key_link_start",
+        /// An SSH key joined the identity (with proof that its holder has it).
+        SshKeyLink = "ssh_key_link",
+        SshKeyUnlink = "ssh_key_unlink",
         /// The appliance started signing checkpoints with a new generation of its key.
         CheckpointKeyHandover = "checkpoint_key_handover",
     }

@@ -178,6 +178,52 @@ where
     }
 }
 
+/// Who a connection authenticated as.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// A key that identifies a user.
+    Known(Caller),
+    /// A key no identity has: its first command registers a new user, unless it is `link
+    /// finish`, which joins the key to an existing one. Registration waits for a command so
+    /// that a key about to be linked never becomes an identity of its own.
+    New {
+        key: ssh_key::PublicKey,
+        from: std::net::IpAddr,
+    },
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identity::Known(caller) => f.write_str(caller.id()),
+            Identity::New { .. } => f.write_str("(a new key)"),
+        }
+    }
+}
+
+/// The caller `command` runs as: a known identity; a new key joined by `link finish` (which
+/// then answers as `whoami` does); or a new key registered now.
+async fn caller_for(
+    identity: Identity,
+    command: Command,
+    appliance: &Appliance,
+) -> Result<(Caller, Command), Error> {
+    use super::commands::whoami::LinkCommand;
+    match (identity, command) {
+        (Identity::Known(caller), command) => {
+            appliance.check_still_linked(&caller)?;
+            Ok((caller, command))
+        }
+        (Identity::New { key, .. }, Command::Link(LinkCommand::Finish(args))) => {
+            let caller = appliance.link_finish(&key, &args.code).await?;
+            Ok((caller, Command::Whoami))
+        }
+        (Identity::New { key, from }, command) => {
+            Ok((appliance.identify(&key, from).await?, command))
+        }
+    }
+}
+
 /// Carries out `action` for `channel` and sends the reply, exit status and EOF (the close
 /// follows, see [`close`]).
 pub async fn perform(
@@ -185,22 +231,26 @@ pub async fn perform(
     handle: Handle,
     channel: ChannelId,
     appliance: Arc<Appliance>,
-    caller: Caller,
+    identity: Identity,
 ) {
     let reply = match action {
         Action::Answer(reply) => reply,
-        Action::Run(command, stdin) => {
-            let ctx = Arc::new(Context::new(appliance, caller, stdin));
-            // In a task of its own, so that a panic (a bug) answers `internal` instead of
-            // leaving the channel without a reply.
-            let running = Arc::clone(&ctx);
-            let reply = caught(async move { commands::execute(command, &running).await }).await;
-            let notice = std::mem::take(&mut *ctx.stderr.lock().unwrap_or_else(|e| e.into_inner()));
-            if !notice.is_empty() {
-                let _ = handle.extended_data(channel, 1, notice.into_bytes()).await;
+        Action::Run(command, stdin) => match caller_for(identity, command, &appliance).await {
+            Err(error) => Reply::from_error(&error),
+            Ok((caller, command)) => {
+                let ctx = Arc::new(Context::new(appliance, caller, stdin));
+                // In a task of its own, so that a panic (a bug) answers `internal` instead of
+                // leaving the channel without a reply.
+                let running = Arc::clone(&ctx);
+                let reply = caught(async move { commands::execute(command, &running).await }).await;
+                let notice =
+                    std::mem::take(&mut *ctx.stderr.lock().unwrap_or_else(|e| e.into_inner()));
+                if !notice.is_empty() {
+                    let _ = handle.extended_data(channel, 1, notice.into_bytes()).await;
+                }
+                reply
             }
-            reply
-        }
+        },
     };
     // The client may have gone; nothing more can be done for it then.
     let _ = handle.data(channel, reply.to_bytes()).await;

@@ -3,7 +3,7 @@
 //!
 //! | file | commands |
 //! |---|---|
-//! | `whoami` | `whoami` |
+//! | `whoami` | `whoami`, `link start|finish`, `unlink` |
 //! | `keys` | `create-key`, `keys`, `revoke`, `attest` |
 //! | `grants` | `authorize`, `authorizations`, `revoke-authorization` (and the grant flags) |
 //! | `sign`, `verify` | `sign`, `verify` |
@@ -68,6 +68,8 @@ impl Context {
 pub async fn execute(command: Command, ctx: &Context) -> Result<Value, Error> {
     match command {
         Command::Whoami => scan(|| whoami::run(ctx)),
+        Command::Link(command) => whoami::link(command, ctx).await,
+        Command::Unlink(args) => whoami::unlink(args, ctx).await,
         Command::CreateKey(args) => keys::create(args, ctx).await,
         Command::Keys(args) => scan(|| keys::list(args, ctx)),
         Command::Revoke(args) => keys::revoke(args, ctx).await,

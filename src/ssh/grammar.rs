@@ -11,6 +11,7 @@ use clap::{ColorChoice, Parser, Subcommand};
 
 use super::commands::{
     api_keys, audit, consent, cosign, enroll, grants, keys, negotiate, sign, verify, webhooks,
+    whoami,
 };
 
 /// The longest command line accepted.
@@ -134,8 +135,13 @@ pub struct CommandLine {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show the user your SSH key identifies.
+    /// Show the user your SSH key identifies, and every SSH key of theirs.
     Whoami,
+    /// Join another SSH key to your identity, with proof that you hold it.
+    #[command(subcommand)]
+    Link(whoami::LinkCommand),
+    /// Remove one of your SSH keys (never the last).
+    Unlink(whoami::UnlinkArgs),
     /// Create an Ed25519 signing key inside the token, with its first authorization.
     CreateKey(keys::CreateArgs),
     /// List the keys you own and the keys you are granted.

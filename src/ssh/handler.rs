@@ -9,8 +9,8 @@ use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, Verif
 use russh::{Channel, ChannelId, ChannelOpenFailure};
 
 use super::AllowedKeys;
-use super::channel::{self, Action, ChannelState};
-use crate::appliance::{Appliance, Caller};
+use super::channel::{self, Action, ChannelState, Identity};
+use crate::appliance::Appliance;
 
 /// Requests one connection may have under way at once (being read or being carried out); more
 /// channels are refused until some finish.
@@ -45,7 +45,7 @@ impl Server {
             appliance: Arc::clone(&self.appliance),
             allowed_keys: self.allowed_keys.clone(),
             peer,
-            caller: None,
+            identity: None,
             authenticated,
             channels: HashMap::new(),
             running: Arc::new(AtomicUsize::new(0)),
@@ -62,8 +62,10 @@ pub struct Connection {
     appliance: Arc<Appliance>,
     allowed_keys: Option<Arc<AllowedKeys>>,
     peer: SocketAddr,
-    caller: Option<Caller>,
-    /// Raised when `caller` is set (the login grace timer reads it).
+    /// Who the client authenticated as: a known identity, or a key no identity has yet (it
+    /// registers at its first command, or joins one with `link finish`).
+    identity: Option<Identity>,
+    /// Raised when `identity` is set (the login grace timer reads it).
     authenticated: Arc<AtomicBool>,
     /// Channels whose request is still being read.
     channels: HashMap<ChannelId, ChannelState>,
@@ -110,7 +112,8 @@ impl Connection {
         session: &Session,
         event: impl FnOnce(&mut ChannelState) -> Option<Action>,
     ) {
-        let (Some(state), Some(caller)) = (self.channels.get_mut(&channel), &self.caller) else {
+        let (Some(state), Some(identity)) = (self.channels.get_mut(&channel), &self.identity)
+        else {
             return;
         };
         let Some(action) = event(state) else {
@@ -128,7 +131,7 @@ impl Connection {
             handle.clone(),
             channel,
             Arc::clone(&self.appliance),
-            caller.clone(),
+            identity.clone(),
         );
         let closing = Arc::clone(&self.closing);
         let (open, served) = (Arc::clone(&self.open), Arc::clone(&self.served));
@@ -172,14 +175,22 @@ impl russh::server::Handler for Connection {
         if !self.may_connect(key.public_key) {
             return Ok(Auth::reject());
         }
-        match self
-            .appliance
-            .identify(key.public_key, self.peer.ip())
-            .await
-        {
-            Ok(caller) => {
-                tracing::debug!(user = %caller.id(), peer = %self.peer, "authenticated");
-                self.caller = Some(caller);
+        let known = self.appliance.known(key.public_key);
+        let identity = match known {
+            Ok(Some(caller)) => Ok(Identity::Known(caller)),
+            Ok(None) => self
+                .appliance
+                .admits_new_identity()
+                .map(|()| Identity::New {
+                    key: key.public_key.clone(),
+                    from: self.peer.ip(),
+                }),
+            Err(error) => Err(error),
+        };
+        match identity {
+            Ok(identity) => {
+                tracing::debug!(user = %identity, peer = %self.peer, "authenticated");
+                self.identity = Some(identity);
                 self.authenticated.store(true, Ordering::Release);
                 Ok(Auth::Accept)
             }
@@ -201,7 +212,7 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.caller.is_none() {
+        if self.identity.is_none() {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;

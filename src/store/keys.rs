@@ -48,6 +48,69 @@ impl Store {
         }
     }
 
+    /// Joins `ssh_key` to its user (`ssh_key.user_id`), in one transaction: refused with
+    /// [`Error::Exists`] if the key already identifies someone.
+    pub fn link_ssh_key(&self, ssh_key: &SshKeyRecord) -> Result<UserRecord> {
+        let key_bytes = self.encode(&ssh_key.fingerprint, ssh_key)?;
+        let user_id = ssh_key.user_id.clone();
+        let outcome = (&self.users, &self.ssh_keys).transaction(|(users, ssh_keys)| {
+            if ssh_keys.get(ssh_key.fingerprint.as_bytes())?.is_some() {
+                return Err(ConflictableTransactionError::Abort(Error::Exists {
+                    kind: SshKeyRecord::KIND,
+                    key: ssh_key.fingerprint.clone(),
+                }));
+            }
+            let Some(bytes) = users.get(user_id.as_bytes())? else {
+                return Err(ConflictableTransactionError::Abort(Error::Missing {
+                    kind: UserRecord::KIND,
+                    key: user_id.clone(),
+                }));
+            };
+            let mut user: UserRecord = self
+                .decode(user_id.as_bytes(), &bytes)
+                .map_err(ConflictableTransactionError::Abort)?;
+            user.ssh_keys.push(ssh_key.fingerprint.clone());
+            let user_bytes = self
+                .encode(&user_id, &user)
+                .map_err(ConflictableTransactionError::Abort)?;
+            users.insert(user_id.as_bytes(), user_bytes)?;
+            ssh_keys.insert(ssh_key.fingerprint.as_bytes(), key_bytes.clone())?;
+            Ok(user)
+        });
+        settle(outcome)
+    }
+
+    /// Removes `fingerprint` from `user_id`'s keys, in one transaction; never the last one
+    /// (`Ok(None)` then, and when the key is not theirs). The removed key's record is returned.
+    pub fn unlink_ssh_key(&self, user_id: &str, fingerprint: &str) -> Result<Option<SshKeyRecord>> {
+        let outcome = (&self.users, &self.ssh_keys).transaction(|(users, ssh_keys)| {
+            let abort = ConflictableTransactionError::Abort;
+            let (Some(user_bytes), Some(key_bytes)) = (
+                users.get(user_id.as_bytes())?,
+                ssh_keys.get(fingerprint.as_bytes())?,
+            ) else {
+                return Ok(None);
+            };
+            let mut user: UserRecord = self
+                .decode(user_id.as_bytes(), &user_bytes)
+                .map_err(abort)?;
+            let key: SshKeyRecord = self
+                .decode(fingerprint.as_bytes(), &key_bytes)
+                .map_err(ConflictableTransactionError::Abort)?;
+            if key.user_id != user_id || user.ssh_keys.len() < 2 {
+                return Ok(None);
+            }
+            user.ssh_keys.retain(|k| k != fingerprint);
+            let user_bytes = self
+                .encode(user_id, &user)
+                .map_err(ConflictableTransactionError::Abort)?;
+            users.insert(user_id.as_bytes(), user_bytes)?;
+            ssh_keys.remove(fingerprint.as_bytes())?;
+            Ok(Some(key))
+        });
+        settle(outcome)
+    }
+
     /// Identities registered (a scan: for start-up).
     pub fn count_users(&self) -> usize {
         self.users.len()

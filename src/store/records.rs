@@ -44,6 +44,13 @@ pub struct SshKeyRecord {
     /// OpenSSH one-line form.
     pub public_key: String,
     pub registered_at: i64,
+    /// A key an agent holds (marked when it was linked): it may not decide requests or manage
+    /// the identity. The key that made the identity is a person's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub agent: bool,
+    /// What its holder calls it (`laptop`, `ci agent`), given when it was linked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 impl Record for SshKeyRecord {
@@ -141,6 +148,11 @@ pub struct PendingRequest {
     pub context: serde_json::Map<String, serde_json::Value>,
     pub require_signature: bool,
     pub warnings: Vec<String>,
+    /// Made with an agent's key of the requester's identity: its principal may then be that
+    /// same identity, deciding on the request's page (with a passkey or TOTP code), never over
+    /// SSH.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requested_by_agent: bool,
     /// Written by versions whose approval link carried a token; read and dropped.
     #[serde(
         default,
@@ -328,6 +340,16 @@ impl Record for ApprovalRecord {
 #[serde(rename_all = "lowercase")]
 pub enum EnrollmentKind {
     Passkey,
+    /// Another SSH key for the identity (`link start`): the code is the token.
+    SshKey,
+}
+
+/// What a linked SSH key will be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkTerms {
+    pub agent: bool,
+    pub label: Option<String>,
 }
 
 /// A one-time link that binds a new authenticator to a user. Kept under the SHA-256 of its
@@ -341,6 +363,9 @@ pub struct EnrollmentRecord {
     pub created_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
+    /// For an SSH key: what it will be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkTerms>,
 }
 
 impl Record for EnrollmentRecord {

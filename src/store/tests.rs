@@ -23,6 +23,8 @@ fn ssh_key(fingerprint: &str, user_id: &str) -> SshKeyRecord {
         user_id: user_id.into(),
         public_key: "ssh-ed25519 AAAA".into(),
         registered_at: 1,
+        agent: false,
+        label: None,
     }
 }
 

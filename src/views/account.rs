@@ -15,9 +15,49 @@ pub struct WhoamiView {
     pub user_id: String,
     /// The SSH key this session connected with.
     pub fingerprint: String,
+    /// Whether that key is an agent's (it may not decide requests or manage the identity).
+    pub agent: bool,
     pub registered_at: String,
     pub keys_owned: usize,
     pub keys_granted: usize,
+    /// Every SSH key of the identity, in the order they joined.
+    pub ssh_keys: Vec<LinkedKey>,
+}
+
+/// One SSH key of an identity.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkedKey {
+    pub fingerprint: String,
+    pub public_key: String,
+    /// `person` or `agent`.
+    pub kind: &'static str,
+    pub label: Option<String>,
+    pub linked_at: String,
+    /// Whether this session connected with it.
+    pub current: bool,
+}
+
+impl LinkedKey {
+    pub fn new(key: &crate::store::SshKeyRecord, current: &str, linked_at: i64) -> Self {
+        LinkedKey {
+            fingerprint: key.fingerprint.clone(),
+            public_key: key.public_key.clone(),
+            kind: if key.agent { "agent" } else { "person" },
+            label: key.label.clone(),
+            linked_at: crate::time::rfc3339(linked_at),
+            current: key.fingerprint == current,
+        }
+    }
+}
+
+/// `link start`: the code the new key's first connection gives.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkStarted {
+    pub code: String,
+    /// What to run with the new key (`ssh -i NEW_KEY <appliance> ...`).
+    pub command: String,
+    pub agent: bool,
+    pub expires_at: String,
 }
 
 /// An API key, without its secret.

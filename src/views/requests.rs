@@ -238,6 +238,8 @@ pub struct SignatureRequestView {
     pub context: Map<String, Value>,
     pub require_signature: bool,
     pub warnings: Vec<String>,
+    /// Made with an agent's key (see the README: several SSH keys).
+    pub requested_by_agent: bool,
     /// Where the principal decides it.
     pub approval_url: String,
     pub created_at: String,
@@ -277,6 +279,7 @@ impl SignatureRequestView {
             context: r.context.clone(),
             require_signature: r.require_signature,
             warnings: r.warnings.clone(),
+            requested_by_agent: r.requested_by_agent,
             approval_url: page,
             created_at: time::rfc3339(r.created_at),
             expires_at: time::rfc3339(r.expires_at),

@@ -205,6 +205,50 @@ fn a_totp_code_decides_once() {
     browser.decide("#approve-totp", "Recorded: approved", "approved");
 }
 
+#[test]
+fn a_request_an_agents_key_made_is_decided_by_its_person_on_the_page() {
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let alice_id = user_id(&alice);
+    let secret = enroll_totp(&alice);
+    let agent = appliance.user("alice-agent");
+    let started = alice.cmd("link start --agent --label deployer");
+    let code = started.ok()["code"].as_str().unwrap().to_owned();
+    agent.cmd(&format!("link finish --code {code}")).ok();
+    let key = alice.create_key("--scope deploy --tier cosign");
+
+    let made = agent.run(&format!("sign --type deploy --key-id {key}"), b"release v3");
+    let id = made.ok()["pending_id"].as_str().unwrap().to_owned();
+    assert_eq!(made.json["principal"], alice_id.as_str());
+    // Alice has it to decide, but no key of hers approves it over SSH.
+    let pending = alice.cmd("pending");
+    assert_eq!(pending.ok()["to_decide"][0]["pending_id"], id.as_str());
+    assert_eq!(pending.json["to_decide"][0]["requested_by_agent"], true);
+    alice
+        .cmd(&format!("approve --id {id}"))
+        .failed_with("self_approval");
+    // On its page, her authenticator app decides.
+    let decided = totp_attempt(&appliance, &id, &alice_id, &code_at(&secret, 0));
+    assert_eq!(decided.status, 200, "{decided:?}");
+    let envelope = agent.cmd(&format!("get-envelope --id {id}"));
+    assert_eq!(envelope.ok()["status"], "approved");
+    assert!(
+        envelope.json["signature"].is_string(),
+        "{:?}",
+        envelope.json
+    );
+
+    // A request alice made with her own person's key still needs someone else.
+    let own = alice.run(&format!("sign --type deploy --key-id {key}"), b"release v4");
+    let own_id = own.ok()["pending_id"].as_str().unwrap().to_owned();
+    let refused = totp_attempt(&appliance, &own_id, &alice_id, &code_at(&secret, 1));
+    assert_ne!(refused.status, 200, "{refused:?}");
+    assert_eq!(
+        agent.cmd(&format!("get-envelope --id {own_id}")).ok()["status"],
+        "pending"
+    );
+}
+
 /// Logs `browser` in with its passkey on `/login`, and waits for the page it lands on.
 fn log_in(browser: &mut Browser, appliance: &Appliance) {
     browser.open(&format!(

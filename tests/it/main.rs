@@ -15,6 +15,7 @@
 //! | [`consent`] | approvers and grantees are asked only by those they accept |
 //! | [`cosign`] | co-signed requests: approve, deny, envelopes, exactly-once resolution under races |
 //! | [`audit`] | audit entries, offline proofs, rollback and fork detection, tampering at rest, failing closed, kill -9 |
+//! | [`linked_keys`] | several SSH keys per identity: one-time codes proven by the new key's own connection, `whoami`, `unlink`, agent keys' limits, audit entries |
 //! | [`negotiation`] | offers turn by turn: parties, rounds, heads, races, history |
 //! | [`seed_words`] | the sshsign seed's words: `git-commit`, `sign` without a key, `approve --confirm`, the sign reply's audit entry, its troubleshooting messages |
 //! | [`ssh_commands`] | the command set over stock `ssh`: create, list, sign, verify, revoke, tiers, scopes, expiry, persistence |
@@ -49,6 +50,7 @@ mod dev;
 mod git_signing;
 mod http;
 mod in_process;
+mod linked_keys;
 mod negotiation;
 mod provisioning;
 mod quotas;

@@ -32,6 +32,7 @@ impl Appliance {
         caller: &Caller,
         label: &str,
     ) -> Result<(AuthenticatorView, String), Error> {
+        caller.person("enrolling an authenticator")?;
         check_label(label)?;
         self.quotas
             .charge(caller.id(), super::super::quota::Rated::EnrollmentLinks)?;
@@ -74,6 +75,7 @@ impl Appliance {
         caller: &Caller,
         code: &str,
     ) -> Result<AuthenticatorView, Error> {
+        caller.person("enrolling an authenticator")?;
         let mine = self.store.authenticators_of(caller.id())?;
         let pending = mine
             .iter()
@@ -278,12 +280,14 @@ impl Appliance {
         let caller = Caller {
             user: record,
             fingerprint: format!("passkey:{}", who.authenticator_id),
+            agent: false,
         };
         self.reopen_totp(&caller, id).await
     }
 
     /// Reopens `caller`'s TOTP secret that wrong codes closed (not one retired for good).
     pub async fn reopen_totp(&self, caller: &Caller, id: &str) -> Result<AuthenticatorView, Error> {
+        caller.person("reopening an authenticator")?;
         let record = match self.store.authenticator(id)? {
             Some(r) if r.user_id == caller.id() && r.totp_state().is_some() => r,
             _ => return Err(Error::UnknownAuthenticator(id.to_owned())),

@@ -78,13 +78,15 @@ impl HumanRequest {
     }
 
     /// Who may still decide it: while it is open, its principal (unless they asked for it
-    /// themselves) or the approvers who have not voted.
+    /// themselves with a person's key) or the approvers who have not voted.
     pub fn waiting_for(&self) -> Vec<String> {
         if self.status() != RequestStatus::Pending {
             return Vec::new();
         }
         match self {
-            HumanRequest::Signature(r) if r.principal != r.requester => vec![r.principal.clone()],
+            HumanRequest::Signature(r) if r.principal != r.requester || r.requested_by_agent => {
+                vec![r.principal.clone()]
+            }
             HumanRequest::Signature(_) => Vec::new(),
             HumanRequest::Approval(r) => r
                 .approvers

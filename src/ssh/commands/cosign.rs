@@ -29,7 +29,10 @@ pub async fn pending(args: super::PageArgs, ctx: &Context) -> Result<Value, Erro
         let approver = request.kind() == RequestKind::Approval && request.awaits(me);
         let to = approver.then_some(me);
         match request.view(ctx.appliance.page_url(request.id(), to)) {
-            RequestView::Signature(r) if r.principal == me && r.requester != me => {
+            // One's own request waits for one only when an agent's key made it.
+            RequestView::Signature(r)
+                if r.principal == me && (r.requester != me || r.requested_by_agent) =>
+            {
                 list.to_decide.push(r);
             }
             RequestView::Signature(r) => list.requested.push(r),
