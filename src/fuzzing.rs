@@ -20,7 +20,7 @@ pub fn command_line(data: &[u8]) {
         let again = crate::ssh::grammar::split(rejoined.as_bytes());
         assert_eq!(again.as_ref().ok(), Some(&words), "{rejoined:?}");
     }
-    if let Ok(command) = crate::ssh::grammar::parse(words) {
+    if let Ok((command, _)) = crate::ssh::grammar::parse(words) {
         crate::ssh::commands::exercise_flags(command);
     }
 }

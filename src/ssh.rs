@@ -4,6 +4,7 @@
 //! - [`grammar`]: splitting command lines, the commands and their flags;
 //! - [`commands`]: one file per command;
 //! - [`reply`]: JSON replies and exit statuses;
+//! - [`text`]: the same replies as text and tables, for people at a terminal;
 //! - [`handler`]: authentication and channel bookkeeping per connection;
 //! - [`channel`]: one task per channel: read the request, run it, reply;
 //! - [`host_key`]: the server's own key on disk.
@@ -18,6 +19,7 @@ pub mod grammar;
 pub mod handler;
 pub mod host_key;
 pub mod reply;
+pub mod text;
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -17,13 +17,14 @@ use tokio::sync::oneshot;
 use super::commands::{self, Context};
 use super::grammar::{self, Command};
 use super::reply::Reply;
+use super::text::{self, Format, Terminal};
 use crate::appliance::{Appliance, Caller, Error, MAX_PAYLOAD};
 
-/// What to do once a request is complete.
+/// What to do once a request is complete, and the reply format the command line asked for.
 #[derive(Debug)]
 pub enum Action {
-    Run(Command, Vec<u8>),
-    Answer(Reply),
+    Run(Command, Vec<u8>, Option<Format>),
+    Answer(Reply, Option<Format>),
 }
 
 /// Where a channel's request stands.
@@ -33,7 +34,11 @@ pub enum ChannelState {
     #[default]
     AwaitingCommand,
     /// A command that reads stdin, waiting for its end.
-    ReadingInput { command: Command, stdin: Vec<u8> },
+    ReadingInput {
+        command: Command,
+        stdin: Vec<u8>,
+        format: Option<Format>,
+    },
     /// The request went to [`perform`]; anything more is ignored.
     Answered,
 }
@@ -45,12 +50,15 @@ impl ChannelState {
             return None;
         }
         match parse(line) {
-            Err(reply) => self.answer(Action::Answer(reply)),
-            Ok(command) if !command.reads_stdin() => self.answer(Action::Run(command, Vec::new())),
-            Ok(command) => {
+            Err(reply) => self.answer(Action::Answer(reply, asked_format(line))),
+            Ok((command, format)) if !command.reads_stdin() => {
+                self.answer(Action::Run(command, Vec::new(), format))
+            }
+            Ok((command, format)) => {
                 *self = ChannelState::ReadingInput {
                     command,
                     stdin: Vec::new(),
+                    format,
                 };
                 None
             }
@@ -62,17 +70,18 @@ impl ChannelState {
         if !matches!(self, ChannelState::AwaitingCommand) {
             return None;
         }
-        self.answer(Action::Run(Command::Help, Vec::new()))
+        self.answer(Action::Run(Command::Help, Vec::new(), None))
     }
 
     /// Input arrived.
     pub fn on_data(&mut self, data: &[u8]) -> Option<Action> {
-        let ChannelState::ReadingInput { stdin, .. } = self else {
+        let ChannelState::ReadingInput { stdin, format, .. } = self else {
             return None;
         };
         if stdin.len() + data.len() > MAX_PAYLOAD {
             let error = Error::PayloadTooLarge { limit: MAX_PAYLOAD };
-            return self.answer(Action::Answer(Reply::from_error(&error)));
+            let format = *format;
+            return self.answer(Action::Answer(Reply::from_error(&error), format));
         }
         stdin.extend_from_slice(data);
         None
@@ -81,7 +90,11 @@ impl ChannelState {
     /// The input ended.
     pub fn on_eof(&mut self) -> Option<Action> {
         match std::mem::replace(self, ChannelState::Answered) {
-            ChannelState::ReadingInput { command, stdin } => Some(Action::Run(command, stdin)),
+            ChannelState::ReadingInput {
+                command,
+                stdin,
+                format,
+            } => Some(Action::Run(command, stdin, format)),
             other => {
                 *self = other;
                 None
@@ -95,9 +108,27 @@ impl ChannelState {
     }
 }
 
-fn parse(line: &[u8]) -> Result<Command, Reply> {
+fn parse(line: &[u8]) -> Result<(Command, Option<Format>), Reply> {
     let words = grammar::split(line).map_err(|e| Reply::from_split(&e))?;
     grammar::parse(words).map_err(|e| Reply::from_clap(&e))
+}
+
+/// The format a command line that does not parse asked for, so that its error is written as
+/// asked (`--format text` or `--format=json` anywhere on it).
+fn asked_format(line: &[u8]) -> Option<Format> {
+    let words = grammar::split(line).ok()?;
+    let word = words
+        .iter()
+        .enumerate()
+        .find_map(|(i, word)| match word.as_str() {
+            "--format" => words.get(i + 1).map(String::as_str),
+            other => other.strip_prefix("--format="),
+        })?;
+    match word {
+        "text" => Some(Format::Text),
+        "json" => Some(Format::Json),
+        _ => None,
+    }
 }
 
 /// Answered channels waiting for their client's close, by channel.
@@ -232,28 +263,51 @@ pub async fn perform(
     channel: ChannelId,
     appliance: Arc<Appliance>,
     identity: Identity,
+    terminal: Option<Terminal>,
 ) {
-    let reply = match action {
-        Action::Answer(reply) => reply,
-        Action::Run(command, stdin) => match caller_for(identity, command, &appliance).await {
-            Err(error) => Reply::from_error(&error),
-            Ok((caller, command)) => {
-                let ctx = Arc::new(Context::new(appliance, caller, stdin));
-                // In a task of its own, so that a panic (a bug) answers `internal` instead of
-                // leaving the channel without a reply.
-                let running = Arc::clone(&ctx);
-                let reply = caught(async move { commands::execute(command, &running).await }).await;
-                let notice =
-                    std::mem::take(&mut *ctx.stderr.lock().unwrap_or_else(|e| e.into_inner()));
-                if !notice.is_empty() {
-                    let _ = handle.extended_data(channel, 1, notice.into_bytes()).await;
+    let on_pty = |bytes: Vec<u8>| match terminal {
+        Some(_) => text::for_pty(&bytes),
+        None => bytes,
+    };
+    let (reply, asked) = match action {
+        Action::Answer(reply, asked) => (reply, asked),
+        Action::Run(command, stdin, asked) => {
+            let reply = match caller_for(identity, command, &appliance).await {
+                Err(error) => Reply::from_error(&error),
+                Ok((caller, command)) => {
+                    let ctx = Arc::new(Context::new(appliance, caller, stdin));
+                    // In a task of its own, so that a panic (a bug) answers `internal` instead
+                    // of leaving the channel without a reply.
+                    let running = Arc::clone(&ctx);
+                    let reply =
+                        caught(async move { commands::execute(command, &running).await }).await;
+                    let notice =
+                        std::mem::take(&mut *ctx.stderr.lock().unwrap_or_else(|e| e.into_inner()));
+                    if !notice.is_empty() {
+                        let _ = handle
+                            .extended_data(channel, 1, on_pty(notice.into_bytes()))
+                            .await;
+                    }
+                    reply
                 }
-                reply
-            }
-        },
+            };
+            (reply, asked)
+        }
+    };
+    // JSON without a terminal, text with one, unless the command line said.
+    let format = asked.unwrap_or(if terminal.is_some() {
+        Format::Text
+    } else {
+        Format::Json
+    });
+    let bytes = match format {
+        Format::Json => reply.to_bytes(),
+        Format::Text => {
+            text::render(&reply.body, &terminal.unwrap_or(Terminal::PLAIN)).into_bytes()
+        }
     };
     // The client may have gone; nothing more can be done for it then.
-    let _ = handle.data(channel, reply.to_bytes()).await;
+    let _ = handle.data(channel, on_pty(bytes)).await;
     let _ = handle.exit_status_request(channel, reply.exit_status).await;
     let _ = handle.eof(channel).await;
 }
@@ -276,7 +330,7 @@ mod tests {
         let mut state = ChannelState::default();
         assert!(matches!(
             state.on_exec(b"keys"),
-            Some(Action::Run(Command::Keys(_), _))
+            Some(Action::Run(Command::Keys(_), _, None))
         ));
         assert!(state.on_data(b"ignored").is_none());
         assert!(state.on_eof().is_none());
@@ -289,7 +343,7 @@ mod tests {
         assert!(state.on_data(b"hello ").is_none());
         assert!(state.on_data(b"world").is_none());
         match state.on_eof() {
-            Some(Action::Run(Command::Sign(_), stdin)) => assert_eq!(stdin, b"hello world"),
+            Some(Action::Run(Command::Sign(_), stdin, None)) => assert_eq!(stdin, b"hello world"),
             other => panic!("{other:?}"),
         }
         assert!(state.on_eof().is_none());
@@ -301,7 +355,7 @@ mod tests {
         state.on_exec(b"sign --key-id ak_x");
         assert!(state.on_data(&vec![0; MAX_PAYLOAD]).is_none());
         match state.on_data(b"!") {
-            Some(Action::Answer(reply)) => {
+            Some(Action::Answer(reply, _)) => {
                 assert_eq!(reply.body["error"]["code"], "payload_too_large")
             }
             other => panic!("{other:?}"),
@@ -313,12 +367,15 @@ mod tests {
     #[test]
     fn bad_command_lines_are_answered_and_a_shell_gets_help() {
         let mut state = ChannelState::default();
-        assert!(matches!(state.on_exec(b"nope"), Some(Action::Answer(_))));
+        assert!(matches!(
+            state.on_exec(b"nope --format text"),
+            Some(Action::Answer(_, Some(Format::Text)))
+        ));
         assert!(state.on_exec(b"keys").is_none());
         let mut shell = ChannelState::default();
         assert!(matches!(
             shell.on_shell(),
-            Some(Action::Run(Command::Help, _))
+            Some(Action::Run(Command::Help, _, None))
         ));
     }
 }

@@ -131,6 +131,9 @@ fn json_end(line: &str, start: usize) -> Result<usize, SplitError> {
 pub struct CommandLine {
     #[command(subcommand)]
     pub command: Command,
+    /// How to write the reply: json (the default without a terminal) or text (with one).
+    #[arg(long, global = true, value_enum)]
+    pub format: Option<super::text::Format>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,15 +219,16 @@ impl Command {
     }
 }
 
-/// Parses split words into a command. The clap command tree is built once per thread and
-/// reused: building it costs more than parsing a command line with it.
-pub fn parse(words: Vec<String>) -> Result<Command, clap::Error> {
+/// Parses split words into a command and the reply format asked for, if any. The clap command
+/// tree is built once per thread and reused: building it costs more than parsing a command
+/// line with it.
+pub fn parse(words: Vec<String>) -> Result<(Command, Option<super::text::Format>), clap::Error> {
     use clap::{CommandFactory as _, FromArgMatches as _};
     thread_local! {
         static GRAMMAR: std::cell::RefCell<clap::Command> = std::cell::RefCell::new(CommandLine::command());
     }
     let matches = GRAMMAR.with_borrow_mut(|grammar| grammar.try_get_matches_from_mut(words))?;
-    CommandLine::from_arg_matches(&matches).map(|parsed| parsed.command)
+    CommandLine::from_arg_matches(&matches).map(|parsed| (parsed.command, parsed.format))
 }
 
 /// The help text for the whole grammar.

@@ -10,6 +10,7 @@ use russh::{Channel, ChannelId, ChannelOpenFailure};
 
 use super::AllowedKeys;
 use super::channel::{self, Action, ChannelState, Identity};
+use super::text::Terminal;
 use crate::appliance::Appliance;
 
 /// Requests one connection may have under way at once (being read or being carried out); more
@@ -53,6 +54,7 @@ impl Server {
             served: Arc::new(AtomicUsize::new(0)),
             closing: Arc::default(),
             client_closes: HashSet::new(),
+            terminals: HashMap::new(),
         }
     }
 }
@@ -79,6 +81,8 @@ pub struct Connection {
     closing: channel::Closing,
     /// Channels whose client said it closes them itself ([`channel::CLIENT_CLOSES_ENV`]).
     client_closes: HashSet<ChannelId>,
+    /// Channels whose client asked for a PTY: replies are for a person.
+    terminals: HashMap<ChannelId, Terminal>,
 }
 
 /// Counts a request as running until dropped.
@@ -120,6 +124,7 @@ impl Connection {
             return;
         };
         self.channels.remove(&channel);
+        let terminal = self.terminals.remove(&channel);
         let running = Running::start(&self.running);
         let handle = session.handle();
         let closed_by_client = self
@@ -132,6 +137,7 @@ impl Connection {
             channel,
             Arc::clone(&self.appliance),
             identity.clone(),
+            terminal,
         );
         let closing = Arc::clone(&self.closing);
         let (open, served) = (Arc::clone(&self.open), Arc::clone(&self.served));
@@ -278,6 +284,7 @@ impl russh::server::Handler for Connection {
             self.open.fetch_sub(1, Ordering::AcqRel);
         }
         self.client_closes.remove(&channel);
+        self.terminals.remove(&channel);
         channel::closed_by_client(&self.closing, channel);
         Ok(())
     }
@@ -303,14 +310,18 @@ impl russh::server::Handler for Connection {
     async fn pty_request(
         &mut self,
         channel: ChannelId,
-        _term: &str,
-        _col_width: u32,
-        _row_height: u32,
+        term: &str,
+        col_width: u32,
+        row_height: u32,
         _pix_width: u32,
         _pix_height: u32,
         _modes: &[(russh::Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if self.channels.contains_key(&channel) {
+            self.terminals
+                .insert(channel, Terminal::from_pty(term, col_width, row_height));
+        }
         session.channel_success(channel)?;
         Ok(())
     }

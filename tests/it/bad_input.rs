@@ -19,7 +19,8 @@ fn bad_requests_get_clear_errors_and_the_server_goes_on() {
     let reply = alice.cmd("keys --colour");
     assert_eq!(reply.status, 2);
     assert!(reply.failed_with("unknown_flag").contains("--colour"));
-    let reply = alice.run("sign --type git", b"x");
+    // A flag without its value (a missing --key-id means "my first key", as in the seed).
+    let reply = alice.run("sign --type git --key-id", b"x");
     assert_eq!(reply.status, 2);
     assert!(reply.failed_with("invalid_usage").contains("--key-id"));
     let reply = alice.cmd("create-key --tier sometimes");

@@ -24,6 +24,7 @@
 //! | [`shim`] | the `sshsign` client: host key pinning and refusal, stdin mode, the CLI |
 //! | [`backup`] | backup and restore between tokens: every key wrapped, the manifest signed, a fresh token that signs and verifies as before; refusals |
 //! | [`backends`] | one conformance suite for every backend: SoftHSMv2 and kryoptic (both curve encodings), the native YubiHSM backend on MockHsm |
+//! | [`terminal`] | replies for people: tables on a PTY or with `--format text`, CR LF, colour, help as text; JSON otherwise |
 //! | [`token`] | the token threads; PKCS#11 device settings: object id forms, the administrator's login, labels as ids |
 //! | [`yubihsm_mock`] | the harness: a yubihsm-connector-compatible front for the yubihsm crate's MockHsm |
 //! | [`provisioning`] | `sshsign-server provision ...`: slots, init-token, appliance keys, self-test, PINs |
@@ -57,6 +58,7 @@ mod quotas;
 mod seed_words;
 mod shim;
 mod ssh_commands;
+mod terminal;
 mod token;
 mod vectors;
 mod webhooks;
