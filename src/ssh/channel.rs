@@ -35,7 +35,7 @@ pub enum ChannelState {
     AwaitingCommand,
     /// A command that reads stdin, waiting for its end.
     ReadingInput {
-        command: Command,
+        command: Box<Command>,
         stdin: Vec<u8>,
         format: Option<Format>,
     },
@@ -56,7 +56,7 @@ impl ChannelState {
             }
             Ok((command, format)) => {
                 *self = ChannelState::ReadingInput {
-                    command,
+                    command: Box::new(command),
                     stdin: Vec::new(),
                     format,
                 };
@@ -94,7 +94,7 @@ impl ChannelState {
                 command,
                 stdin,
                 format,
-            } => Some(Action::Run(command, stdin, format)),
+            } => Some(Action::Run(*command, stdin, format)),
             other => {
                 *self = other;
                 None
