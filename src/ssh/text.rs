@@ -264,6 +264,24 @@ fn label(name: &str) -> String {
     name.replace('_', " ")
 }
 
+/// `text` in lines of at most `width` characters, broken at spaces (a word longer than the
+/// line stands alone, whole).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    for word in text.split(' ') {
+        if !current.is_empty() && current.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(word);
+    }
+    lines.push(current);
+    lines
+}
+
 /// Cuts `text` to `width` characters, marking the cut.
 fn fit(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
@@ -304,22 +322,11 @@ impl Writer {
     /// A line wrapped at the terminal's width.
     fn wrapped(&mut self, line: &str, depth: usize) {
         let width = self.terminal.cols.saturating_sub(2 * depth).max(20);
-        let mut current = String::new();
-        for word in line.split(' ') {
-            if !current.is_empty() && current.chars().count() + 1 + word.chars().count() > width {
-                self.indent(depth);
-                self.text.push_str(&current);
-                self.text.push('\n');
-                current.clear();
-            }
-            if !current.is_empty() {
-                current.push(' ');
-            }
-            current.push_str(word);
+        for part in wrap(line, width) {
+            self.indent(depth);
+            self.text.push_str(&part);
+            self.text.push('\n');
         }
-        self.indent(depth);
-        self.text.push_str(&current);
-        self.text.push('\n');
     }
 
     fn block(&mut self, title: &str, text: &str) {
@@ -363,10 +370,24 @@ impl Writer {
             let painted = self.paint(Paint::Bold, &padded);
             self.text.push_str(&painted);
             self.text.push_str("  ");
-            // Whole, however long: values here (keys, codes, URLs) are what people copy.
-            let shown = self.status(&inline(value, name));
-            self.text.push_str(&shown);
-            self.text.push('\n');
+            // Prose wraps under itself; a token (a key, a code, a URL) stays whole, however
+            // long: it is what people copy.
+            let room = self
+                .terminal
+                .cols
+                .saturating_sub(2 * depth + width + 2)
+                .max(20);
+            let value = inline(value, name);
+            let mut first = true;
+            for line in wrap(&value, room) {
+                if !first {
+                    self.text.push_str(&" ".repeat(2 * depth + width + 2));
+                }
+                first = false;
+                let shown = self.status(&line);
+                self.text.push_str(&shown);
+                self.text.push('\n');
+            }
         }
         // Lists first (what a listing is for), then sections, then blocks of text.
         let mut rest: Vec<(&String, &Value)> = map.iter().filter(|e| !is_line(e)).collect();
@@ -563,6 +584,13 @@ mod tests {
             ..NARROW
         };
         assert!(render(&error, &coloured).starts_with("\x1b[31merror:\x1b[0m"));
+        // Prose wraps under its column; a long token stays whole.
+        let long = json!({"how": "a b c d e f g h i j k l m n o p q r s t u v w x y z ".repeat(4), "key": "K".repeat(90)});
+        let text = render(&long, &NARROW);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() > 3, "{text}");
+        assert!(lines[1].starts_with("     "), "{text}");
+        assert!(text.contains(&"K".repeat(90)), "{text}");
     }
 
     #[test]
