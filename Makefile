@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # brings up loopback in the network namespace the API conformance test runs in; kryoptic, the
 # second PKCS#11 implementation, is built with clang (bindgen), from sources checked with gpgv
 # and xz; libusb is for the native YubiHSM backend's USB connector.
-DEBIAN_PACKAGES := softhsm2 openssh-client git faketime openssl curl chromium \
+DEBIAN_PACKAGES := softhsm2 openssh-client git faketime openssl curl chromium tmux \
 	golang-go golang-golang-x-mod-dev python3-venv iproute2 \
 	libclang-dev gpgv xz-utils debian-archive-keyring libusb-1.0-0-dev
 

@@ -7,6 +7,7 @@
 //! - [`text`]: the same replies as text and tables, for people at a terminal;
 //! - [`handler`]: authentication and channel bookkeeping per connection;
 //! - [`channel`]: one task per channel: read the request, run it, reply;
+//! - [`interactive`]: a person's keys and terminal size for the task, and a pager;
 //! - [`host_key`]: the server's own key on disk.
 //!
 //! Authentication is public key only. A key the appliance has not seen registers a new user
@@ -18,6 +19,7 @@ pub mod commands;
 pub mod grammar;
 pub mod handler;
 pub mod host_key;
+pub mod interactive;
 pub mod reply;
 pub mod text;
 

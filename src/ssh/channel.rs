@@ -264,6 +264,7 @@ pub async fn perform(
     appliance: Arc<Appliance>,
     identity: Identity,
     terminal: Option<Terminal>,
+    inputs: Option<tokio::sync::mpsc::Receiver<super::interactive::Input>>,
 ) {
     let on_pty = |bytes: Vec<u8>| match terminal {
         Some(_) => text::for_pty(&bytes),
@@ -300,14 +301,24 @@ pub async fn perform(
     } else {
         Format::Json
     });
-    let bytes = match format {
-        Format::Json => reply.to_bytes(),
-        Format::Text => {
-            text::render(&reply.body, &terminal.unwrap_or(Terminal::PLAIN)).into_bytes()
-        }
-    };
     // The client may have gone; nothing more can be done for it then.
-    let _ = handle.data(channel, on_pty(bytes)).await;
+    match (format, terminal, inputs) {
+        (Format::Text, Some(terminal), Some(mut inputs)) => {
+            let text = text::render(&reply.body, &terminal);
+            let screen = super::interactive::Screen {
+                handle: handle.clone(),
+                channel,
+            };
+            super::interactive::page(&text, &terminal, &mut inputs, &screen).await;
+        }
+        (Format::Text, terminal, _) => {
+            let text = text::render(&reply.body, &terminal.unwrap_or(Terminal::PLAIN));
+            let _ = handle.data(channel, on_pty(text.into_bytes())).await;
+        }
+        (Format::Json, ..) => {
+            let _ = handle.data(channel, on_pty(reply.to_bytes())).await;
+        }
+    }
     let _ = handle.exit_status_request(channel, reply.exit_status).await;
     let _ = handle.eof(channel).await;
 }

@@ -10,8 +10,10 @@ use russh::{Channel, ChannelId, ChannelOpenFailure};
 
 use super::AllowedKeys;
 use super::channel::{self, Action, ChannelState, Identity};
+use super::interactive::{INPUT_QUEUE, Input};
 use super::text::Terminal;
 use crate::appliance::Appliance;
+use tokio::sync::mpsc;
 
 /// Requests one connection may have under way at once (being read or being carried out); more
 /// channels are refused until some finish.
@@ -55,6 +57,7 @@ impl Server {
             closing: Arc::default(),
             client_closes: HashSet::new(),
             terminals: HashMap::new(),
+            inputs: HashMap::new(),
         }
     }
 }
@@ -83,6 +86,9 @@ pub struct Connection {
     client_closes: HashSet<ChannelId>,
     /// Channels whose client asked for a PTY: replies are for a person.
     terminals: HashMap<ChannelId, Terminal>,
+    /// Where a person's keys and resizes go, for channels with a PTY whose request is under
+    /// way.
+    inputs: HashMap<ChannelId, mpsc::Sender<Input>>,
 }
 
 /// Counts a request as running until dropped.
@@ -125,6 +131,11 @@ impl Connection {
         };
         self.channels.remove(&channel);
         let terminal = self.terminals.remove(&channel);
+        let inputs = terminal.map(|_| {
+            let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+            self.inputs.insert(channel, tx);
+            rx
+        });
         let running = Running::start(&self.running);
         let handle = session.handle();
         let closed_by_client = self
@@ -138,6 +149,7 @@ impl Connection {
             Arc::clone(&self.appliance),
             identity.clone(),
             terminal,
+            inputs,
         );
         let closing = Arc::clone(&self.closing);
         let (open, served) = (Arc::clone(&self.open), Arc::clone(&self.served));
@@ -155,6 +167,18 @@ impl Connection {
                     .await;
             }
         });
+    }
+}
+
+impl Connection {
+    /// Passes a person's input to the task serving `channel`, if one is listening; never waits
+    /// (see [`super::interactive`]).
+    fn forward(&mut self, channel: ChannelId, input: Input) {
+        if let Some(tx) = self.inputs.get(&channel)
+            && let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(input)
+        {
+            self.inputs.remove(&channel);
+        }
     }
 }
 
@@ -262,6 +286,7 @@ impl russh::server::Handler for Connection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.advance(channel, session, |state| state.on_data(data));
+        self.forward(channel, Input::Data(data.to_vec()));
         Ok(())
     }
 
@@ -271,6 +296,7 @@ impl russh::server::Handler for Connection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.advance(channel, session, ChannelState::on_eof);
+        self.forward(channel, Input::Eof);
         Ok(())
     }
 
@@ -285,6 +311,7 @@ impl russh::server::Handler for Connection {
         }
         self.client_closes.remove(&channel);
         self.terminals.remove(&channel);
+        self.inputs.remove(&channel);
         channel::closed_by_client(&self.closing, channel);
         Ok(())
     }
@@ -323,6 +350,29 @@ impl russh::server::Handler for Connection {
                 .insert(channel, Terminal::from_pty(term, col_width, row_height));
         }
         session.channel_success(channel)?;
+        Ok(())
+    }
+
+    async fn window_change_request(
+        &mut self,
+        channel: ChannelId,
+        col_width: u32,
+        row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(terminal) = self.terminals.get_mut(&channel) {
+            let resized = Terminal::from_pty("", col_width, row_height);
+            (terminal.cols, terminal.rows) = (resized.cols, resized.rows);
+        }
+        self.forward(
+            channel,
+            Input::Resize {
+                cols: col_width,
+                rows: row_height,
+            },
+        );
         Ok(())
     }
 }

@@ -112,3 +112,169 @@ fn strip_ansi(text: &str) -> String {
     }
     out
 }
+
+/// A tmux server of the test's own, with panes of `cols` by `rows` kept after they exit.
+struct Tmux {
+    socket: std::path::PathBuf,
+}
+
+impl Tmux {
+    fn new(dir: &std::path::Path) -> Self {
+        Tmux {
+            socket: dir.join("tmux.sock"),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let output = clean_command("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .env("TERM", "xterm-256color")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Starts `command` in a detached session `name` of `cols` by `rows`.
+    fn start(&self, name: &str, cols: u16, rows: u16, command: &str) {
+        let (cols, rows) = (cols.to_string(), rows.to_string());
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            &cols,
+            "-y",
+            &rows,
+            command,
+        ]);
+        self.run(&["set-option", "-t", name, "remain-on-exit", "on"]);
+    }
+
+    fn screen(&self, name: &str) -> String {
+        self.run(&["capture-pane", "-p", "-t", name])
+    }
+
+    /// Waits (up to 10 s) until the pane shows `text`; returns the screen.
+    fn wait_for(&self, name: &str, text: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let screen = self.screen(name);
+            if screen.contains(text) || std::time::Instant::now() > deadline {
+                assert!(screen.contains(text), "waited for {text:?}:\n{screen}");
+                return screen;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn keys(&self, name: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", name];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    fn dead(&self, name: &str) -> bool {
+        self.run(&["display-message", "-p", "-t", name, "#{pane_dead}"])
+            .trim()
+            == "1"
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = clean_command("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+/// Waits (up to 10 s) until the pane's command has ended.
+fn wait_dead(tmux: &Tmux, name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !tmux.dead(name) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            tmux.screen(name)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The stock `ssh` command line for `user`, with a terminal, as a shell would run it.
+fn ssh_line(user: &User, command: &str) -> String {
+    let args: Vec<String> = user
+        .ssh_command()
+        .get_args()
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect();
+    format!("ssh -tt {} '{command}'", args.join(" "))
+}
+
+#[test]
+fn long_lists_page_in_an_80_by_24_terminal() {
+    let appliance = crate::common::Appliance::start();
+    let alice = appliance.user("alice");
+    let key = alice.create_key("--scope git");
+    for n in 0..60 {
+        alice
+            .run(
+                &format!("sign --key-id {key}"),
+                format!("commit {n}").as_bytes(),
+            )
+            .ok();
+    }
+    let tmux = Tmux::new(appliance.dir.path());
+    tmux.start("pager", 80, 24, &ssh_line(&alice, "audit-entries"));
+    // The first screen: the table's head, the first entries, and the prompt on the last row.
+    let first = tmux.wait_for("pager", "-- more (");
+    let rows: Vec<&str> = first.lines().collect();
+    assert!(rows[0].starts_with("entries (61)"), "{first}");
+    assert!(first.contains("create_key"), "{first}");
+    assert!(
+        !first.contains("  60  "),
+        "the last entry is not on the first page:\n{first}"
+    );
+    assert!(rows.len() <= 24, "{first}");
+    // A line, then a page: the end, and the command ends with its status.
+    tmux.keys("pager", &["Enter"]);
+    tmux.wait_for("pager", "  21  ");
+    tmux.keys("pager", &["Space"]);
+    tmux.wait_for("pager", "  44  ");
+    tmux.keys("pager", &["Space"]);
+    let last = tmux.wait_for("pager", "  60  ");
+    wait_dead(&tmux, "pager");
+    assert!(!tmux.screen("pager").contains("-- more"), "{last}");
+    // q stops it where it is.
+    tmux.start("quit", 80, 24, &ssh_line(&alice, "audit-entries"));
+    tmux.wait_for("quit", "-- more (");
+    tmux.keys("quit", &["q"]);
+    wait_dead(&tmux, "quit");
+    let stopped = tmux.screen("quit");
+    assert!(
+        !stopped.contains("  60  ") && !stopped.contains("-- more"),
+        "{stopped}"
+    );
+    // The terminal resized while paging: the next page fills the new height (at 24 rows one
+    // page would not reach the end).
+    tmux.start("resize", 80, 24, &ssh_line(&alice, "audit-entries"));
+    tmux.wait_for("resize", "-- more (");
+    tmux.run(&["resize-window", "-t", "resize", "-x", "100", "-y", "45"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    tmux.keys("resize", &["Space"]);
+    tmux.wait_for("resize", "  60  ");
+    // A short reply is shown whole, with no prompt.
+    tmux.start("short", 80, 24, &ssh_line(&alice, "whoami"));
+    let screen = tmux.wait_for("short", "registered at");
+    assert!(!screen.contains("-- more"), "{screen}");
+}
