@@ -8,6 +8,7 @@
 //! - [`handler`]: authentication and channel bookkeeping per connection;
 //! - [`channel`]: one task per channel: read the request, run it, reply;
 //! - [`interactive`]: a person's keys and terminal size for the task, and a pager;
+//! - [`tui`]: the terminal UI a session with a terminal and no command opens;
 //! - [`host_key`]: the server's own key on disk.
 //!
 //! Authentication is public key only. A key the appliance has not seen registers a new user
@@ -22,6 +23,7 @@ pub mod host_key;
 pub mod interactive;
 pub mod reply;
 pub mod text;
+pub mod tui;
 
 use std::collections::HashSet;
 use std::path::Path;

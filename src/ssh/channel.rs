@@ -25,6 +25,8 @@ use crate::appliance::{Appliance, Caller, Error, MAX_PAYLOAD};
 pub enum Action {
     Run(Command, Vec<u8>, Option<Format>),
     Answer(Reply, Option<Format>),
+    /// A session with no command: the terminal UI with a terminal, the help without.
+    Shell,
 }
 
 /// Where a channel's request stands.
@@ -65,12 +67,12 @@ impl ChannelState {
         }
     }
 
-    /// A shell was asked for: there is none, so the answer is the help.
+    /// A shell was asked for: the terminal UI on a terminal, the help otherwise.
     pub fn on_shell(&mut self) -> Option<Action> {
         if !matches!(self, ChannelState::AwaitingCommand) {
             return None;
         }
-        self.answer(Action::Run(Command::Help, Vec::new(), None))
+        self.answer(Action::Shell)
     }
 
     /// Input arrived.
@@ -270,7 +272,30 @@ pub async fn perform(
         Some(_) => text::for_pty(&bytes),
         None => bytes,
     };
+    let (action, inputs) = match (action, terminal, inputs) {
+        (Action::Shell, Some(terminal), Some(mut inputs)) => {
+            match caller_for(identity.clone(), Command::Whoami, &appliance).await {
+                Ok((caller, _)) => {
+                    let screen = super::interactive::Screen {
+                        handle: handle.clone(),
+                        channel,
+                    };
+                    super::tui::run(appliance, caller, terminal, &mut inputs, &screen).await;
+                    let _ = handle.exit_status_request(channel, 0).await;
+                    let _ = handle.eof(channel).await;
+                    return;
+                }
+                Err(error) => (
+                    Action::Answer(Reply::from_error(&error), None),
+                    Some(inputs),
+                ),
+            }
+        }
+        (Action::Shell, _, inputs) => (Action::Run(Command::Help, Vec::new(), None), inputs),
+        (action, _, inputs) => (action, inputs),
+    };
     let (reply, asked) = match action {
+        Action::Shell => (Reply::ok(serde_json::Value::Null), None),
         Action::Answer(reply, asked) => (reply, asked),
         Action::Run(command, stdin, asked) => {
             let reply = match caller_for(identity, command, &appliance).await {
@@ -384,9 +409,6 @@ mod tests {
         ));
         assert!(state.on_exec(b"keys").is_none());
         let mut shell = ChannelState::default();
-        assert!(matches!(
-            shell.on_shell(),
-            Some(Action::Run(Command::Help, _, None))
-        ));
+        assert!(matches!(shell.on_shell(), Some(Action::Shell)));
     }
 }

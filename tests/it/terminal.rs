@@ -278,3 +278,111 @@ fn long_lists_page_in_an_80_by_24_terminal() {
     let screen = tmux.wait_for("short", "registered at");
     assert!(!screen.contains("-- more"), "{screen}");
 }
+
+#[test]
+fn the_terminal_ui_makes_a_key_from_a_template_and_approves_a_request() {
+    let appliance = crate::common::Appliance::start();
+    let alice = appliance.user("alice");
+    let agent = appliance.user("agent");
+    let agent_id = agent.cmd("whoami").ok()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    agent.accept(&alice);
+    let tmux = Tmux::new(appliance.dir.path());
+    // No command and a terminal: the UI, in 80 by 24.
+    tmux.start("ui", 80, 24, &ssh_line(&alice, "").replace(" ''", ""));
+    let welcome = tmux.wait_for("ui", "You are usr_");
+    assert!(
+        welcome.contains("1 Welcome") && welcome.contains("4 Audit"),
+        "{welcome}"
+    );
+    assert!(
+        welcome.contains("make a signing key"),
+        "a new user's hint:\n{welcome}"
+    );
+
+    // Keys: a new key from the git template, with a branch rule typed in.
+    tmux.keys("ui", &["2"]);
+    tmux.wait_for("ui", "No keys yet");
+    tmux.keys("ui", &["n"]);
+    tmux.wait_for("ui", "choose a template");
+    tmux.keys("ui", &["1"]);
+    tmux.wait_for("ui", "Repositories");
+    tmux.keys("ui", &["-l", "github.com/acme/*"]);
+    tmux.keys("ui", &["Enter"]);
+    // A mistake is told as it is typed, in create-key's words: here none.
+    tmux.keys("ui", &["-l", "main"]);
+    tmux.wait_for("ui", "ok: Enter on the last field creates the key");
+    tmux.keys("ui", &["Enter"]);
+    let created = tmux.wait_for("ui", "git config user.signingkey ak_");
+    let key = created
+        .split("user.signingkey ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        created.contains("namespaces=\"git\" ssh-ed25519 "),
+        "{created}"
+    );
+    // The key is real: listed over SSH with the rule typed in.
+    let keys = alice.cmd("keys");
+    let listed = &keys.ok()["keys"][0];
+    assert_eq!(listed["key_id"], key.as_str());
+    assert_eq!(
+        listed["authorizations"][0]["hard_rules"]["branch"][0],
+        "main"
+    );
+    tmux.keys("ui", &["Escape"]);
+    let list = tmux.wait_for("ui", &key);
+    assert!(
+        list.contains("autonomous") && list.contains("active"),
+        "{list}"
+    );
+
+    // Pending: an agent's co-signed request on another key, approved from the UI.
+    let cosigned = alice.create_key("--scope deploy");
+    alice
+        .cmd(&format!(
+            "authorize --key-id {cosigned} --scope deploy --tier cosign --grantee {agent_id}"
+        ))
+        .ok();
+    let asked = agent.run(&format!("sign --type deploy --key-id {cosigned}"), b"v9");
+    let id = asked.ok()["pending_id"].as_str().unwrap().to_owned();
+    tmux.keys("ui", &["3"]);
+    tmux.keys("ui", &["g"]);
+    tmux.wait_for("ui", &id);
+    tmux.keys("ui", &["a"]);
+    tmux.wait_for("ui", &format!("{id}: approved"));
+    let envelope = agent.cmd(&format!("get-envelope --id {id}"));
+    assert_eq!(envelope.ok()["status"], "approved");
+    assert!(envelope.json["signature"].is_string());
+
+    // Resized, it draws again to the new size; q ends the session with status 0.
+    tmux.run(&["resize-window", "-t", "ui", "-x", "100", "-y", "30"]);
+    tmux.keys("ui", &["4"]);
+    let audit = tmux.wait_for("ui", "newest first");
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.chars().count() == 100 && l.starts_with('┌')),
+        "{audit}"
+    );
+    assert!(audit.contains("approve"), "{audit}");
+    tmux.keys("ui", &["q"]);
+    wait_dead(&tmux, "ui");
+    let status = tmux.run(&["display-message", "-p", "-t", "ui", "#{pane_dead_status}"]);
+    assert_eq!(status.trim(), "0");
+
+    // A client that vanishes mid-screen leaves the appliance serving everyone.
+    tmux.start("gone", 80, 24, &ssh_line(&alice, "").replace(" ''", ""));
+    tmux.wait_for("gone", "You are usr_");
+    tmux.keys("gone", &["2", "n", "1"]);
+    tmux.wait_for("gone", "Repositories");
+    tmux.run(&["kill-session", "-t", "gone"]);
+    assert!(alice.cmd("whoami").ok()["user_id"].is_string());
+    assert_eq!(alice.cmd("keys").ok()["keys"].as_array().unwrap().len(), 2);
+}

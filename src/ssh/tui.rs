@@ -1,0 +1,861 @@
+//! The terminal UI: `ssh -t <appliance>` with no command. A person sees who they are, lists and
+//! makes keys (with templates: git commits, a SAFE, an NDA, or terms of their own), decides what
+//! waits for them, and reads their audit entries, all from the keyboard, in an 80 by 24
+//! terminal or larger.
+//!
+//! Everything it does goes through the same commands as `ssh <appliance> COMMAND` (the words
+//! are built, parsed by the grammar and run by [`commands::execute`]), so the rules, the audit
+//! entries and the messages are the command line's. It runs in the channel's own task: a slow
+//! token call holds up only this screen, and a client that goes away ends it.
+
+mod backend;
+mod input;
+
+use std::sync::Arc;
+
+use ratatui::Terminal as Screen;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Tabs, Wrap};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use self::backend::AnsiBackend;
+use self::input::Key;
+use super::commands::{self, Context};
+use super::grammar;
+use super::interactive::Input;
+use super::reply::Reply;
+use super::text::Terminal;
+use crate::appliance::{Appliance, Caller};
+
+/// The screens, in the order of their number keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tab {
+    Welcome,
+    Keys,
+    Pending,
+    Audit,
+}
+
+const TABS: [(Tab, &str); 4] = [
+    (Tab::Welcome, "Welcome"),
+    (Tab::Keys, "Keys"),
+    (Tab::Pending, "Pending"),
+    (Tab::Audit, "Audit"),
+];
+
+/// A template for a new key's first authorization.
+struct Template {
+    name: &'static str,
+    about: &'static str,
+    fields: &'static [(&'static str, &'static str)],
+}
+
+const TEMPLATES: [Template; 4] = [
+    Template {
+        name: "Git commits",
+        about: "sign commits and tags (namespace git), optionally only some repositories and branches",
+        fields: &[
+            ("Repositories (globs, comma-separated; empty: any)", ""),
+            ("Branches (globs, comma-separated; empty: any)", ""),
+        ],
+    },
+    Template {
+        name: "SAFE agreement",
+        about: "co-signed: a person approves each SAFE inside the ranges",
+        fields: &[
+            ("Valuation cap at least ($)", "100000"),
+            ("Valuation cap at most ($)", "50000000"),
+            ("Discount rate at least", "0"),
+            ("Pro-rata rights required (yes/no)", "yes"),
+        ],
+    },
+    Template {
+        name: "NDA",
+        about: "non-disclosure agreements of the types and terms you allow",
+        fields: &[
+            ("NDA types (comma-separated)", "mutual, one-way"),
+            ("Term at least (years)", "1"),
+            ("Term at most (years)", "10"),
+        ],
+    },
+    Template {
+        name: "Custom",
+        about: "a scope and typed constraints of your own",
+        fields: &[
+            ("Scope (namespace)", "file"),
+            ("Tier (autonomous/cosign)", "autonomous"),
+            (r#"Constraints (JSON, e.g. {"amount": {"max": 500}})"#, "{}"),
+        ],
+    },
+];
+
+/// What the screen is doing besides showing a tab.
+enum Mode {
+    Browse,
+    Help,
+    /// Choosing a template.
+    Templates {
+        selected: usize,
+    },
+    /// Filling a template's fields.
+    Form {
+        template: usize,
+        values: Vec<String>,
+        focus: usize,
+    },
+    /// A question before an action: the text, and the command that answers yes.
+    Confirm {
+        text: Vec<String>,
+        words: Vec<String>,
+    },
+    /// What came of an action, to read before going on.
+    Result {
+        lines: Vec<String>,
+    },
+}
+
+struct App {
+    appliance: Arc<Appliance>,
+    caller: Caller,
+    tab: Tab,
+    mode: Mode,
+    table: TableState,
+    whoami: Value,
+    keys: Vec<Value>,
+    pending: Vec<Value>,
+    audit: Vec<Value>,
+    /// The last message, and whether it is an error.
+    status: Option<(bool, String)>,
+    quit: bool,
+}
+
+/// Runs the UI for `caller` until they quit or their client goes.
+pub async fn run(
+    appliance: Arc<Appliance>,
+    caller: Caller,
+    terminal: Terminal,
+    inputs: &mut mpsc::Receiver<Input>,
+    out: &super::interactive::Screen,
+) {
+    let size = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+    let backend = AnsiBackend::new(size(terminal.cols), size(terminal.rows));
+    let Ok(mut screen) = Screen::new(backend) else {
+        return;
+    };
+    let mut app = App {
+        appliance,
+        caller,
+        tab: Tab::Welcome,
+        mode: Mode::Browse,
+        table: TableState::default().with_selected(Some(0)),
+        whoami: Value::Null,
+        keys: Vec::new(),
+        pending: Vec::new(),
+        audit: Vec::new(),
+        status: None,
+        quit: false,
+    };
+    app.refresh().await;
+    // The alternate screen, without a cursor; both given back at the end.
+    if !send(out, "\x1b[?1049h\x1b[?25l\x1b[2J").await {
+        return;
+    }
+    loop {
+        if screen.draw(|frame| app.draw(frame)).is_err() {
+            break;
+        }
+        if !send(out, &screen.backend_mut().take()).await {
+            return;
+        }
+        match inputs.recv().await {
+            None => return,
+            Some(Input::Eof) => break,
+            Some(Input::Resize { cols, rows }) => {
+                let resized = Terminal::from_pty("", cols, rows);
+                screen
+                    .backend_mut()
+                    .resize(size(resized.cols), size(resized.rows));
+                let _ = screen.clear();
+            }
+            Some(Input::Data(bytes)) => {
+                for key in input::keys(&bytes) {
+                    app.on_key(key).await;
+                }
+            }
+        }
+        if app.quit {
+            break;
+        }
+    }
+    send(out, "\x1b[0m\x1b[2J\x1b[?25h\x1b[?1049l").await;
+}
+
+async fn send(out: &super::interactive::Screen, text: &str) -> bool {
+    out.handle
+        .data(out.channel, text.as_bytes().to_vec())
+        .await
+        .is_ok()
+}
+
+/// Comma-separated words, trimmed, without empties.
+fn list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A number as typed, as JSON (a number, or the text itself so that the grammar says why not).
+fn number(text: &str) -> Value {
+    serde_json::from_str::<serde_json::Number>(text.trim())
+        .map(Value::Number)
+        .unwrap_or_else(|_| Value::String(text.trim().to_owned()))
+}
+
+/// The `create-key` words a template's fields make.
+fn create_words(template: usize, values: &[String]) -> Vec<String> {
+    let v = |i: usize| values.get(i).map(String::as_str).unwrap_or("");
+    let mut words = vec!["create-key".to_owned()];
+    let mut flag = |name: &str, value: String| {
+        words.push(format!("--{name}"));
+        words.push(value);
+    };
+    match template {
+        0 => {
+            flag("scope", "git".into());
+            let mut rules = Map::new();
+            if !list(v(0)).is_empty() {
+                rules.insert("repository".into(), json!(list(v(0))));
+            }
+            if !list(v(1)).is_empty() {
+                rules.insert("branch".into(), json!(list(v(1))));
+            }
+            if !rules.is_empty() {
+                flag("hard-rules", Value::Object(rules).to_string());
+            }
+        }
+        1 => {
+            flag("scope", "safe-agreement".into());
+            flag("tier", "cosign".into());
+            let required = matches!(v(3).trim(), "yes" | "y" | "true");
+            let constraints = json!({
+                "valuation_cap": {"min": number(v(0)), "max": number(v(1))},
+                "discount_rate": {"min": number(v(2))},
+                "pro_rata": {"required": required},
+            });
+            flag("constraints", constraints.to_string());
+        }
+        2 => {
+            flag("scope", "nda".into());
+            let constraints = json!({
+                "nda_type": {"allowed": list(v(0))},
+                "term_years": {"min": number(v(1)), "max": number(v(2))},
+            });
+            flag("constraints", constraints.to_string());
+        }
+        _ => {
+            flag("scope", v(0).trim().to_owned());
+            flag("tier", v(1).trim().to_owned());
+            if !v(2).trim().is_empty() {
+                flag("constraints", v(2).trim().to_owned());
+            }
+        }
+    }
+    words
+}
+
+/// What the grammar and the grant rules say of `words` before anything is made: None when
+/// they would be accepted.
+fn check(words: &[String]) -> Option<String> {
+    match grammar::parse(words.to_vec()) {
+        Err(error) => Some(message(&Reply::from_clap(&error))),
+        Ok((grammar::Command::CreateKey(args), _)) => {
+            match args.grant.into_grant(crate::time::now()) {
+                Err(error) => Some(message(&Reply::from_error(&error))),
+                Ok(grant) => grant.terms.checked().err().map(|refusal| {
+                    format!("--{} {}", refusal.field.replace('_', "-"), refusal.reason)
+                }),
+            }
+        }
+        Ok(_) => None,
+    }
+}
+
+fn message(reply: &Reply) -> String {
+    reply.body["error"]["message"]
+        .as_str()
+        .unwrap_or("failed")
+        .to_owned()
+}
+
+impl App {
+    /// Runs a command line as the command line would, as this person.
+    async fn run(&self, words: Vec<String>) -> Result<Value, String> {
+        let (command, _) = grammar::parse(words).map_err(|e| message(&Reply::from_clap(&e)))?;
+        let ctx = Context::new(Arc::clone(&self.appliance), self.caller.clone(), Vec::new());
+        commands::execute(command, &ctx)
+            .await
+            .map_err(|e| message(&Reply::from_error(&e)))
+    }
+
+    async fn words(&self, line: &str) -> Result<Value, String> {
+        self.run(line.split(' ').map(str::to_owned).collect()).await
+    }
+
+    /// Reads what the screens show again.
+    async fn refresh(&mut self) {
+        if let Ok(who) = self.words("whoami").await {
+            self.whoami = who;
+        }
+        if let Ok(keys) = self.words("keys").await {
+            self.keys = keys["keys"].as_array().cloned().unwrap_or_default();
+        }
+        if let Ok(pending) = self.words("pending").await {
+            let mut items = Vec::new();
+            for item in pending["to_decide"].as_array().into_iter().flatten() {
+                items.push(item.clone());
+            }
+            for item in pending["approvals"].as_array().into_iter().flatten() {
+                items.push(item.clone());
+            }
+            self.pending = items;
+        }
+        if let Ok(entries) = self.words("audit-entries").await {
+            let mut entries = entries["entries"].as_array().cloned().unwrap_or_default();
+            entries.reverse();
+            self.audit = entries;
+        }
+    }
+
+    fn rows(&self) -> usize {
+        match self.tab {
+            Tab::Welcome => 0,
+            Tab::Keys => self.keys.len(),
+            Tab::Pending => self.pending.len(),
+            Tab::Audit => self.audit.len(),
+        }
+    }
+
+    fn selected(&self) -> usize {
+        self.table.selected().unwrap_or(0)
+    }
+
+    fn go(&mut self, tab: Tab) {
+        self.tab = tab;
+        self.table.select(Some(0));
+        self.status = None;
+    }
+
+    fn say(&mut self, outcome: Result<String, String>) {
+        self.status = Some(match outcome {
+            Ok(text) => (false, text),
+            Err(text) => (true, text),
+        });
+    }
+
+    async fn on_key(&mut self, key: Key) {
+        if key == Key::Ctrl('c') {
+            self.quit = true;
+            return;
+        }
+        match std::mem::replace(&mut self.mode, Mode::Browse) {
+            Mode::Browse => self.browse(key).await,
+            Mode::Help | Mode::Result { .. } => {}
+            Mode::Templates { selected } => match key {
+                Key::Up => {
+                    self.mode = Mode::Templates {
+                        selected: selected.saturating_sub(1),
+                    }
+                }
+                Key::Down => {
+                    self.mode = Mode::Templates {
+                        selected: (selected + 1).min(TEMPLATES.len() - 1),
+                    }
+                }
+                Key::Char(c @ '1'..='4') => {
+                    let template = c as usize - '1' as usize;
+                    self.mode = form(template);
+                }
+                Key::Enter => self.mode = form(selected),
+                Key::Esc => {}
+                _ => self.mode = Mode::Templates { selected },
+            },
+            Mode::Form {
+                template,
+                mut values,
+                mut focus,
+            } => {
+                match key {
+                    Key::Esc => return,
+                    Key::Up | Key::BackTab => focus = focus.saturating_sub(1),
+                    Key::Down | Key::Tab => focus = (focus + 1).min(values.len() - 1),
+                    Key::Backspace => {
+                        values[focus].pop();
+                    }
+                    Key::Char(c) => values[focus].push(c),
+                    Key::Enter if focus + 1 < values.len() => focus += 1,
+                    Key::Enter => {
+                        let words = create_words(template, &values);
+                        if check(&words).is_none() {
+                            match self.run(words).await {
+                                Ok(created) => {
+                                    self.mode = Mode::Result {
+                                        lines: created_lines(&created),
+                                    };
+                                    self.refresh().await;
+                                    return;
+                                }
+                                Err(error) => self.say(Err(error)),
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                self.mode = Mode::Form {
+                    template,
+                    values,
+                    focus,
+                };
+            }
+            Mode::Confirm { text, words } => match key {
+                Key::Char('y') | Key::Char('Y') => {
+                    let outcome = self.run(words).await;
+                    self.say(outcome.map(|reply| {
+                        let status = reply["status"].as_str().unwrap_or("done");
+                        format!("done: {status}")
+                    }));
+                    self.refresh().await;
+                }
+                Key::Char('n') | Key::Char('N') | Key::Esc => {
+                    self.say(Ok("nothing was done".into()));
+                }
+                _ => self.mode = Mode::Confirm { text, words },
+            },
+        }
+    }
+
+    async fn browse(&mut self, key: Key) {
+        let rows = self.rows();
+        match key {
+            Key::Char('q') => self.quit = true,
+            Key::Char('?') => self.mode = Mode::Help,
+            Key::Char(c @ '1'..='4') => self.go(TABS[c as usize - '1' as usize].0),
+            Key::Tab | Key::Right => {
+                let at = TABS.iter().position(|(t, _)| *t == self.tab).unwrap_or(0);
+                self.go(TABS[(at + 1) % TABS.len()].0);
+            }
+            Key::BackTab | Key::Left => {
+                let at = TABS.iter().position(|(t, _)| *t == self.tab).unwrap_or(0);
+                self.go(TABS[(at + TABS.len() - 1) % TABS.len()].0);
+            }
+            Key::Up => self.table.select(Some(self.selected().saturating_sub(1))),
+            Key::Down if rows > 0 => self.table.select(Some((self.selected() + 1).min(rows - 1))),
+            Key::Char('g') => {
+                self.refresh().await;
+                self.say(Ok("up to date".into()));
+            }
+            Key::Char('n') if self.tab == Tab::Keys => {
+                self.mode = Mode::Templates { selected: 0 };
+            }
+            Key::Char('r') if self.tab == Tab::Keys => {
+                if let Some(id) = self
+                    .keys
+                    .get(self.selected())
+                    .and_then(|k| k["key_id"].as_str())
+                {
+                    self.mode = Mode::Confirm {
+                        text: vec![
+                            format!("Revoke {id}?"),
+                            "It stops signing at once and its private half is destroyed in the \
+                             token. This cannot be undone."
+                                .into(),
+                        ],
+                        words: vec!["revoke".into(), "--key-id".into(), id.to_owned()],
+                    };
+                }
+            }
+            Key::Char(verb @ ('a' | 'd')) if self.tab == Tab::Pending => {
+                self.decide(verb == 'a').await;
+            }
+            _ => {}
+        }
+    }
+
+    /// Approve or deny the selected request; a legal agreement's disclosure comes first, as
+    /// `approve` without `--confirm` gives it.
+    async fn decide(&mut self, approve: bool) {
+        let Some(item) = self.pending.get(self.selected()).cloned() else {
+            return;
+        };
+        let id = item["pending_id"]
+            .as_str()
+            .or(item["id"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let verb = if approve { "approve" } else { "deny" };
+        let words = vec![verb.to_owned(), "--id".into(), id.clone()];
+        if !approve {
+            self.mode = Mode::Confirm {
+                text: vec![format!("Deny {id}?")],
+                words,
+            };
+            return;
+        }
+        match self.run(words).await {
+            Ok(reply) => {
+                let status = reply["status"].as_str().unwrap_or("done").to_owned();
+                self.say(Ok(format!("{id}: {status}")));
+                self.refresh().await;
+            }
+            Err(error) if error.contains("electronic signature") => {
+                let namespace = item["namespace"].as_str().unwrap_or("");
+                self.mode = Mode::Confirm {
+                    text: vec![
+                        format!("{id} is a legal agreement ({namespace})."),
+                        crate::approval::disclosure::TEXT.to_owned(),
+                        "Approve it? (y/n)".into(),
+                    ],
+                    words: vec!["approve".into(), "--id".into(), id, "--confirm".into()],
+                };
+            }
+            Err(error) => self.say(Err(error)),
+        }
+    }
+
+    fn draw(&mut self, frame: &mut ratatui::Frame) {
+        let [top, body, bottom] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Min(3),
+            Constraint::Length(1),
+        ])
+        .areas(frame.area());
+        let titles: Vec<String> = TABS
+            .iter()
+            .enumerate()
+            .map(|(i, (_, name))| format!("{} {name}", i + 1))
+            .collect();
+        let at = TABS.iter().position(|(t, _)| *t == self.tab).unwrap_or(0);
+        frame.render_widget(
+            Tabs::new(titles)
+                .select(at)
+                .highlight_style(Style::new().add_modifier(Modifier::REVERSED)),
+            top,
+        );
+        match &self.mode {
+            Mode::Browse => self.draw_tab(frame, body),
+            Mode::Help => frame.render_widget(paragraph("Help", help()), body),
+            Mode::Templates { selected } => {
+                let lines = TEMPLATES
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, t)| {
+                        let style = if i == *selected {
+                            Style::new().add_modifier(Modifier::REVERSED)
+                        } else {
+                            Style::new()
+                        };
+                        [
+                            Line::styled(format!("{} {}", i + 1, t.name), style),
+                            Line::from(format!("    {}", t.about)),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                frame.render_widget(paragraph("New key: choose a template", lines), body);
+            }
+            Mode::Form {
+                template,
+                values,
+                focus,
+            } => {
+                let t = &TEMPLATES[*template];
+                let mut lines = Vec::new();
+                for (i, ((label, _), value)) in t.fields.iter().zip(values).enumerate() {
+                    let marker = if i == *focus { "> " } else { "  " };
+                    lines.push(Line::from(vec![
+                        Span::raw(format!("{marker}{label}: ")),
+                        Span::styled(value.clone(), Style::new().add_modifier(Modifier::BOLD)),
+                    ]));
+                }
+                lines.push(Line::from(""));
+                let words = create_words(*template, values);
+                match check(&words) {
+                    Some(problem) => lines.push(Line::styled(
+                        format!("! {problem}"),
+                        Style::new().fg(Color::Red),
+                    )),
+                    None => lines.push(Line::styled(
+                        "ok: Enter on the last field creates the key",
+                        Style::new().fg(Color::Green),
+                    )),
+                }
+                frame.render_widget(paragraph(&format!("New key: {}", t.name), lines), body);
+            }
+            Mode::Confirm { text, .. } => {
+                let mut lines: Vec<Line> = text.iter().map(|t| Line::from(t.clone())).collect();
+                lines.push(Line::from(""));
+                lines.push(Line::from("y: yes   n: no"));
+                frame.render_widget(paragraph("Confirm", lines), body);
+            }
+            Mode::Result { lines } => {
+                let lines: Vec<Line> = lines.iter().map(|l| Line::from(l.clone())).collect();
+                frame.render_widget(paragraph("Done", lines), body);
+            }
+        }
+        let hint = match (&self.mode, self.tab) {
+            (Mode::Browse, Tab::Keys) => "n new  r revoke  ? help  q quit",
+            (Mode::Browse, Tab::Pending) => "a approve  d deny  g refresh  ? help  q quit",
+            (Mode::Browse, _) => "1-4/Tab screens  ↑↓ select  g refresh  ? help  q quit",
+            (Mode::Form { .. }, _) => "type; ↑↓ fields; Enter next/create; Esc cancel",
+            (Mode::Templates { .. }, _) => "1-4 or ↑↓ Enter choose; Esc cancel",
+            _ => "any key: back",
+        };
+        let footer = match &self.status {
+            Some((true, text)) => Line::styled(text.clone(), Style::new().fg(Color::Red)),
+            Some((false, text)) => Line::styled(text.clone(), Style::new().fg(Color::Green)),
+            None => Line::styled(hint, Style::new().add_modifier(Modifier::DIM)),
+        };
+        frame.render_widget(Paragraph::new(footer), bottom);
+    }
+
+    fn draw_tab(&mut self, frame: &mut ratatui::Frame, area: Rect) {
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            Value::Null => "-".into(),
+            other => other.to_string(),
+        };
+        let (title, heads, rows): (&str, Vec<&str>, Vec<Vec<String>>) = match self.tab {
+            Tab::Welcome => {
+                frame.render_widget(paragraph("Welcome", self.welcome()), area);
+                return;
+            }
+            Tab::Keys => (
+                "Your keys",
+                vec!["key id", "scopes", "tier", "status", "role"],
+                self.keys
+                    .iter()
+                    .map(|k| {
+                        let auths = k["authorizations"].as_array().cloned().unwrap_or_default();
+                        let mut scopes: Vec<String> = Vec::new();
+                        let mut tiers: Vec<String> = Vec::new();
+                        for a in &auths {
+                            for s in a["scopes"].as_array().into_iter().flatten() {
+                                let s = text(s);
+                                if !scopes.contains(&s) {
+                                    scopes.push(s);
+                                }
+                            }
+                            let t = text(&a["tier"]);
+                            if !tiers.contains(&t) {
+                                tiers.push(t);
+                            }
+                        }
+                        vec![
+                            text(&k["key_id"]),
+                            scopes.join(", "),
+                            tiers.join(", "),
+                            text(&k["status"]),
+                            text(&k["role"]),
+                        ]
+                    })
+                    .collect(),
+            ),
+            Tab::Pending => (
+                "Waiting for you",
+                vec!["request", "type", "from", "expires"],
+                self.pending
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            text(p.get("pending_id").unwrap_or(&p["id"])),
+                            text(p.get("namespace").unwrap_or(&p["action"])),
+                            text(p.get("requester").unwrap_or(&p["owner"])),
+                            text(&p["expires_at"]),
+                        ]
+                    })
+                    .collect(),
+            ),
+            Tab::Audit => (
+                "Your audit entries, newest first",
+                vec!["index", "action", "result", "key"],
+                self.audit
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            text(&e["index"]),
+                            text(&e["entry"]["action"]),
+                            text(&e["entry"]["result"]),
+                            text(&e["entry"]["key_id"]),
+                        ]
+                    })
+                    .collect(),
+            ),
+        };
+        if rows.is_empty() {
+            let empty = match self.tab {
+                Tab::Keys => "No keys yet: press n to make one from a template.",
+                Tab::Pending => "Nothing waits for you.",
+                _ => "Nothing yet.",
+            };
+            frame.render_widget(paragraph(title, vec![Line::from(empty)]), area);
+            return;
+        }
+        let widths: Vec<Constraint> = heads
+            .iter()
+            .enumerate()
+            .map(|(i, _)| {
+                if i == 0 {
+                    Constraint::Length(30)
+                } else {
+                    Constraint::Fill(1)
+                }
+            })
+            .collect();
+        let table = Table::new(
+            rows.into_iter()
+                .map(|r| Row::new(r.into_iter().map(Cell::from))),
+            widths,
+        )
+        .header(Row::new(heads).style(Style::new().add_modifier(Modifier::BOLD)))
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+        .block(Block::new().borders(Borders::ALL).title(title));
+        frame.render_stateful_widget(table, area, &mut self.table);
+    }
+
+    fn welcome(&self) -> Vec<Line<'static>> {
+        let w = &self.whoami;
+        let mut lines = vec![
+            Line::from(format!("You are {}", w["user_id"].as_str().unwrap_or("?"))),
+            Line::from(format!(
+                "This key: {}{}",
+                w["fingerprint"].as_str().unwrap_or("?"),
+                if w["agent"] == true {
+                    " (an agent's)"
+                } else {
+                    ""
+                }
+            )),
+        ];
+        let linked = w["ssh_keys"].as_array().cloned().unwrap_or_default();
+        if linked.len() > 1 {
+            lines.push(Line::from(format!(
+                "Your other SSH keys: {}",
+                linked.len() - 1
+            )));
+        }
+        lines.push(Line::from(format!(
+            "Keys: {} of yours, {} granted to you",
+            w["keys_owned"], w["keys_granted"]
+        )));
+        lines.push(Line::from(""));
+        if self.keys.is_empty() {
+            lines.push(Line::from(
+                "First: press 2 then n to make a signing key (it never leaves the token).",
+            ));
+        }
+        if !self.pending.is_empty() {
+            lines.push(Line::from(format!(
+                "{} request(s) wait for you: press 3.",
+                self.pending.len()
+            )));
+        }
+        lines.push(Line::from(""));
+        lines.push(Line::from(format!(
+            "Audit checkpoint key: {}",
+            self.appliance.audit_verifier_key()
+        )));
+        lines
+    }
+}
+
+fn form(template: usize) -> Mode {
+    Mode::Form {
+        template,
+        values: TEMPLATES[template]
+            .fields
+            .iter()
+            .map(|(_, default)| (*default).to_owned())
+            .collect(),
+        focus: 0,
+    }
+}
+
+/// What to do with a new key: its id, and for git the configuration to paste.
+fn created_lines(created: &Value) -> Vec<String> {
+    let id = created["key_id"].as_str().unwrap_or("?");
+    let public = created["public_key"].as_str().unwrap_or("?");
+    let mut lines = vec![format!("Created {id}"), String::new()];
+    let scopes = &created["authorization"]["scopes"];
+    if scopes
+        .as_array()
+        .is_some_and(|s| s.iter().any(|s| s == "git"))
+    {
+        lines.extend([
+            "Sign your commits with it:".to_owned(),
+            "  git config gpg.format ssh".to_owned(),
+            "  git config gpg.ssh.program sshsign".to_owned(),
+            format!("  git config user.signingkey {id}"),
+            String::new(),
+            "allowed_signers line (for git verify-commit):".to_owned(),
+            format!("  you@example.com namespaces=\"git\" {public}"),
+        ]);
+    } else {
+        lines.push(format!("Public key: {public}"));
+    }
+    lines
+}
+
+fn paragraph<'a>(title: &'a str, lines: Vec<Line<'a>>) -> Paragraph<'a> {
+    Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .block(Block::new().borders(Borders::ALL).title(title))
+}
+
+fn help() -> Vec<Line<'static>> {
+    [
+        "1 Welcome   2 Keys   3 Pending   4 Audit   (Tab and ← → move between them)",
+        "↑ ↓ select a row; g reads everything again; q or Ctrl-C quits.",
+        "Keys: n makes a key from a template (git commits, a SAFE, an NDA, or your own",
+        "terms), checked as you type with the same rules as create-key; r revokes.",
+        "Pending: a approves (a legal agreement shows its disclosure first), d denies.",
+        "A request that needs a drawn signature says where its page is.",
+        "",
+        "Everything here is also a command: ssh <appliance> help.",
+    ]
+    .into_iter()
+    .map(Line::from)
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_make_the_words_create_key_takes() {
+        let git = create_words(0, &["github.com/acme/*".into(), "main, release/*".into()]);
+        assert_eq!(git[..3], ["create-key", "--scope", "git"]);
+        assert!(check(&git).is_none(), "{:?}", check(&git));
+        let safe = form(1);
+        let Mode::Form { values, .. } = safe else {
+            panic!()
+        };
+        assert!(check(&create_words(1, &values)).is_none());
+        let nda = create_words(2, &["mutual, one-way".into(), "1".into(), "10".into()]);
+        assert!(check(&nda).is_none(), "{:?}", check(&nda));
+        // Mistakes are told in create-key's own words, as they are typed.
+        let bad = create_words(2, &["mutual".into(), "ten".into(), "1".into()]);
+        assert!(check(&bad).is_some());
+        let bad = create_words(3, &["has space".into(), "autonomous".into(), "{}".into()]);
+        assert!(
+            check(&bad).unwrap().contains("--scope"),
+            "{:?}",
+            check(&bad)
+        );
+        let bad = create_words(3, &["file".into(), "sometimes".into(), "{}".into()]);
+        assert!(check(&bad).unwrap().contains("sometimes"));
+    }
+}
