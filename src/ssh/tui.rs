@@ -35,16 +35,129 @@ use crate::appliance::{Appliance, Caller};
 enum Tab {
     Welcome,
     Keys,
+    Authorizations,
     Pending,
+    Negotiations,
     Audit,
+    Account,
 }
 
-const TABS: [(Tab, &str); 4] = [
+const TABS: [(Tab, &str); 7] = [
     (Tab::Welcome, "Welcome"),
     (Tab::Keys, "Keys"),
+    (Tab::Authorizations, "Grants"),
     (Tab::Pending, "Pending"),
+    (Tab::Negotiations, "Offers"),
     (Tab::Audit, "Audit"),
+    (Tab::Account, "Account"),
 ];
+
+/// What a form makes: a key from a template, or another command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Form {
+    Key(usize),
+    /// Another authorization on this key.
+    Grant(String),
+    Offer,
+    History,
+    Allow,
+    Totp,
+    TotpCode,
+    ApiKey,
+    Webhook,
+}
+
+impl Form {
+    fn title(&self) -> String {
+        match self {
+            Form::Key(t) => format!("New key: {}", TEMPLATES[*t].name),
+            Form::Grant(key) => format!("Grant {key} to someone"),
+            Form::Offer => "Log an offer".into(),
+            Form::History => "A negotiation's history".into(),
+            Form::Allow => "Accept requests and grants from".into(),
+            Form::Totp => "Enroll an authenticator app (TOTP)".into(),
+            Form::TotpCode => "Confirm the authenticator app".into(),
+            Form::ApiKey => "New API key".into(),
+            Form::Webhook => "New webhook endpoint".into(),
+        }
+    }
+
+    fn fields(&self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Form::Key(t) => TEMPLATES[*t].fields,
+            Form::Grant(_) => &[
+                ("Grantee (usr_... or SHA256:...)", ""),
+                ("Scope", "git"),
+                ("Tier (autonomous/cosign)", "autonomous"),
+                ("Constraints (JSON)", "{}"),
+            ],
+            Form::Offer => &[
+                ("Negotiation (neg_...; empty: a new one)", ""),
+                ("Round", "0"),
+                ("From (your party's name)", "founder"),
+                ("Type (offer/counter/accept/reject)", "offer"),
+                ("Terms (JSON)", "{}"),
+            ],
+            Form::History => &[("Negotiation (neg_...)", "")],
+            Form::Allow => &[("User (usr_... or SHA256:...)", "")],
+            Form::Totp => &[("Label", "phone")],
+            Form::TotpCode => &[("Code from the app", "")],
+            Form::ApiKey => &[("Label", "")],
+            Form::Webhook => &[("URL (https://...)", "")],
+        }
+    }
+
+    /// The command line the filled form runs.
+    fn words(&self, values: &[String]) -> Vec<String> {
+        let v = |i: usize| values.get(i).map_or("", |s| s.trim()).to_owned();
+        let w = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let mut words = match self {
+            Form::Key(t) => return create_words(*t, values),
+            Form::Grant(key) => w(&[
+                "authorize",
+                "--key-id",
+                key,
+                "--grantee",
+                &v(0),
+                "--scope",
+                &v(1),
+                "--tier",
+                &v(2),
+            ]),
+            Form::Offer => {
+                let mut words = w(&[
+                    "log-offer",
+                    "--round",
+                    &v(1),
+                    "--from",
+                    &v(2),
+                    "--type",
+                    &v(3),
+                ]);
+                if !v(0).is_empty() {
+                    words.extend(w(&["--negotiation-id", &v(0)]));
+                }
+                if !v(4).is_empty() && v(4) != "{}" {
+                    words.extend(w(&["--metadata", &v(4)]));
+                }
+                words
+            }
+            Form::History => w(&["history", "--negotiation-id", &v(0)]),
+            Form::Allow => w(&["approvers", "allow", "--from", &v(0)]),
+            Form::Totp => w(&["enroll", "totp", "--label", &v(0)]),
+            Form::TotpCode => w(&["enroll", "totp", "--code", &v(0)]),
+            Form::ApiKey => w(&["api-key", "create", "--label", &v(0)]),
+            Form::Webhook => w(&["webhook", "add", "--url", &v(0)]),
+        };
+        if let Form::Grant(_) = self
+            && !v(3).is_empty()
+            && v(3) != "{}"
+        {
+            words.extend(w(&["--constraints", &v(3)]));
+        }
+        words
+    }
+}
 
 /// A template for a new key's first authorization.
 struct Template {
@@ -100,9 +213,9 @@ enum Mode {
     Templates {
         selected: usize,
     },
-    /// Filling a template's fields.
+    /// Filling a form's fields.
     Form {
-        template: usize,
+        form: Form,
         values: Vec<String>,
         focus: usize,
     },
@@ -111,8 +224,9 @@ enum Mode {
         text: Vec<String>,
         words: Vec<String>,
     },
-    /// What came of an action, to read before going on.
+    /// What came of an action, to read (↑↓ scroll) before going on.
     Result {
+        title: String,
         lines: Vec<String>,
     },
 }
@@ -127,6 +241,16 @@ struct App {
     keys: Vec<Value>,
     pending: Vec<Value>,
     audit: Vec<Value>,
+    /// The key whose authorizations the Grants screen shows, and them.
+    key: Option<String>,
+    grants: Vec<Value>,
+    /// The Account screen: the listings, as text.
+    account: Vec<String>,
+    /// The last negotiation looked at, as text.
+    negotiation: Vec<String>,
+    /// How far a text view is scrolled.
+    scroll: u16,
+    width: usize,
     /// The last message, and whether it is an error.
     status: Option<(bool, String)>,
     quit: bool,
@@ -155,6 +279,12 @@ pub async fn run(
         keys: Vec::new(),
         pending: Vec::new(),
         audit: Vec::new(),
+        key: None,
+        grants: Vec::new(),
+        account: Vec::new(),
+        negotiation: Vec::new(),
+        scroll: 0,
+        width: terminal.cols,
         status: None,
         quit: false,
     };
@@ -175,6 +305,7 @@ pub async fn run(
             Some(Input::Eof) => break,
             Some(Input::Resize { cols, rows }) => {
                 let resized = Terminal::from_pty("", cols, rows);
+                app.width = resized.cols;
                 screen
                     .backend_mut()
                     .resize(size(resized.cols), size(resized.rows));
@@ -293,17 +424,34 @@ fn message(reply: &Reply) -> String {
 }
 
 impl App {
-    /// Runs a command line as the command line would, as this person.
-    async fn run(&self, words: Vec<String>) -> Result<Value, String> {
+    /// Runs a command line as the command line would, as this person: the reply, and what it
+    /// had to say to the person (links, QR codes).
+    async fn run(&self, words: Vec<String>) -> Result<(Value, String), String> {
         let (command, _) = grammar::parse(words).map_err(|e| message(&Reply::from_clap(&e)))?;
         let ctx = Context::new(Arc::clone(&self.appliance), self.caller.clone(), Vec::new());
-        commands::execute(command, &ctx)
+        let reply = commands::execute(command, &ctx)
             .await
-            .map_err(|e| message(&Reply::from_error(&e)))
+            .map_err(|e| message(&Reply::from_error(&e)))?;
+        let notice = std::mem::take(&mut *ctx.stderr.lock().unwrap_or_else(|e| e.into_inner()));
+        Ok((reply, notice))
     }
 
     async fn words(&self, line: &str) -> Result<Value, String> {
-        self.run(line.split(' ').map(str::to_owned).collect()).await
+        let words = line.split(' ').map(str::to_owned).collect();
+        self.run(words).await.map(|(reply, _)| reply)
+    }
+
+    /// A reply as the text a terminal gets, in lines.
+    fn text(&self, reply: &Value) -> Vec<String> {
+        let terminal = Terminal {
+            cols: self.width.saturating_sub(2).max(20),
+            rows: 24,
+            colour: false,
+        };
+        super::text::render(reply, &terminal)
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Reads what the screens show again.
@@ -314,6 +462,25 @@ impl App {
         if let Ok(keys) = self.words("keys").await {
             self.keys = keys["keys"].as_array().cloned().unwrap_or_default();
         }
+        let owned = |k: &&Value| k["role"] == "owner" && k["status"] == "active";
+        if self.key.is_none() {
+            self.key = self
+                .keys
+                .iter()
+                .find(owned)
+                .and_then(|k| k["key_id"].as_str())
+                .map(str::to_owned);
+        }
+        self.grants = match &self.key {
+            Some(key) => match self.words(&format!("authorizations --key-id {key}")).await {
+                Ok(list) => list["authorizations"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+                Err(_) => Vec::new(),
+            },
+            None => Vec::new(),
+        };
         if let Ok(pending) = self.words("pending").await {
             let mut items = Vec::new();
             for item in pending["to_decide"].as_array().into_iter().flatten() {
@@ -329,14 +496,31 @@ impl App {
             entries.reverse();
             self.audit = entries;
         }
+        let mut account = Vec::new();
+        for (title, line) in [
+            ("Whom you accept requests and grants from", "approvers list"),
+            ("Your authenticators", "authenticators"),
+            ("Your API keys", "api-keys"),
+            ("Your webhooks", "webhooks"),
+            ("Where you hear of requests", "notify show"),
+        ] {
+            account.push(format!("── {title}"));
+            match self.words(line).await {
+                Ok(reply) => account.extend(self.text(&reply)),
+                Err(error) => account.push(error),
+            }
+            account.push(String::new());
+        }
+        self.account = account;
     }
 
     fn rows(&self) -> usize {
         match self.tab {
-            Tab::Welcome => 0,
             Tab::Keys => self.keys.len(),
+            Tab::Authorizations => self.grants.len(),
             Tab::Pending => self.pending.len(),
             Tab::Audit => self.audit.len(),
+            _ => 0,
         }
     }
 
@@ -347,6 +531,7 @@ impl App {
     fn go(&mut self, tab: Tab) {
         self.tab = tab;
         self.table.select(Some(0));
+        self.scroll = 0;
         self.status = None;
     }
 
@@ -357,6 +542,50 @@ impl App {
         });
     }
 
+    fn open(&mut self, form: Form) {
+        let values = form.fields().iter().map(|(_, d)| (*d).to_owned()).collect();
+        self.mode = Mode::Form {
+            form,
+            values,
+            focus: 0,
+        };
+    }
+
+    /// Runs a filled form; its reply (and what it said to the person) stays on screen.
+    async fn submit(&mut self, form: &Form, values: &[String]) -> bool {
+        let words = form.words(values);
+        if check(&words).is_some() {
+            return false;
+        }
+        match self.run(words).await {
+            Ok((reply, notice)) => {
+                // What it said to the person (a QR code, a link) first, then the reply.
+                let mut lines: Vec<String> = notice.lines().map(str::to_owned).collect();
+                if !lines.is_empty() {
+                    lines.push(String::new());
+                }
+                lines.extend(match form {
+                    Form::Key(_) => created_lines(&reply),
+                    _ => self.text(&reply),
+                });
+                if *form == Form::History {
+                    self.negotiation = lines.clone();
+                }
+                self.mode = Mode::Result {
+                    title: form.title(),
+                    lines,
+                };
+                self.scroll = 0;
+                self.refresh().await;
+                true
+            }
+            Err(error) => {
+                self.say(Err(error));
+                false
+            }
+        }
+    }
+
     async fn on_key(&mut self, key: Key) {
         if key == Key::Ctrl('c') {
             self.quit = true;
@@ -364,7 +593,20 @@ impl App {
         }
         match std::mem::replace(&mut self.mode, Mode::Browse) {
             Mode::Browse => self.browse(key).await,
-            Mode::Help | Mode::Result { .. } => {}
+            Mode::Help => {}
+            Mode::Result { title, lines } => match key {
+                Key::Up => {
+                    self.scroll = self.scroll.saturating_sub(1);
+                    self.mode = Mode::Result { title, lines };
+                }
+                Key::Down | Key::Char(' ') => {
+                    let step = if key == Key::Down { 1 } else { 10 };
+                    let most = u16::try_from(lines.len()).unwrap_or(u16::MAX);
+                    self.scroll = (self.scroll + step).min(most);
+                    self.mode = Mode::Result { title, lines };
+                }
+                _ => self.scroll = 0,
+            },
             Mode::Templates { selected } => match key {
                 Key::Up => {
                     self.mode = Mode::Templates {
@@ -376,16 +618,13 @@ impl App {
                         selected: (selected + 1).min(TEMPLATES.len() - 1),
                     }
                 }
-                Key::Char(c @ '1'..='4') => {
-                    let template = c as usize - '1' as usize;
-                    self.mode = form(template);
-                }
-                Key::Enter => self.mode = form(selected),
+                Key::Char(c @ '1'..='4') => self.open(Form::Key(c as usize - '1' as usize)),
+                Key::Enter => self.open(Form::Key(selected)),
                 Key::Esc => {}
                 _ => self.mode = Mode::Templates { selected },
             },
             Mode::Form {
-                template,
+                form,
                 mut values,
                 mut focus,
             } => {
@@ -396,27 +635,15 @@ impl App {
                     Key::Backspace => {
                         values[focus].pop();
                     }
+                    Key::Ctrl('u') => values[focus].clear(),
                     Key::Char(c) => values[focus].push(c),
                     Key::Enter if focus + 1 < values.len() => focus += 1,
-                    Key::Enter => {
-                        let words = create_words(template, &values);
-                        if check(&words).is_none() {
-                            match self.run(words).await {
-                                Ok(created) => {
-                                    self.mode = Mode::Result {
-                                        lines: created_lines(&created),
-                                    };
-                                    self.refresh().await;
-                                    return;
-                                }
-                                Err(error) => self.say(Err(error)),
-                            }
-                        }
-                    }
+                    // A form that went ahead leaves its result on screen; one refused stays.
+                    Key::Enter if self.submit(&form, &values).await => return,
                     _ => {}
                 }
                 self.mode = Mode::Form {
-                    template,
+                    form,
                     values,
                     focus,
                 };
@@ -424,7 +651,7 @@ impl App {
             Mode::Confirm { text, words } => match key {
                 Key::Char('y') | Key::Char('Y') => {
                     let outcome = self.run(words).await;
-                    self.say(outcome.map(|reply| {
+                    self.say(outcome.map(|(reply, _)| {
                         let status = reply["status"].as_str().unwrap_or("done");
                         format!("done: {status}")
                     }));
@@ -440,33 +667,45 @@ impl App {
 
     async fn browse(&mut self, key: Key) {
         let rows = self.rows();
-        match key {
-            Key::Char('q') => self.quit = true,
-            Key::Char('?') => self.mode = Mode::Help,
-            Key::Char(c @ '1'..='4') => self.go(TABS[c as usize - '1' as usize].0),
-            Key::Tab | Key::Right => {
+        let selected = self.selected();
+        match (self.tab, key) {
+            (_, Key::Char('q')) => self.quit = true,
+            (_, Key::Char('?')) => self.mode = Mode::Help,
+            (_, Key::Char(c @ '1'..='7')) => self.go(TABS[c as usize - '1' as usize].0),
+            (_, Key::Tab | Key::Right) => {
                 let at = TABS.iter().position(|(t, _)| *t == self.tab).unwrap_or(0);
                 self.go(TABS[(at + 1) % TABS.len()].0);
             }
-            Key::BackTab | Key::Left => {
+            (_, Key::BackTab | Key::Left) => {
                 let at = TABS.iter().position(|(t, _)| *t == self.tab).unwrap_or(0);
                 self.go(TABS[(at + TABS.len() - 1) % TABS.len()].0);
             }
-            Key::Up => self.table.select(Some(self.selected().saturating_sub(1))),
-            Key::Down if rows > 0 => self.table.select(Some((self.selected() + 1).min(rows - 1))),
-            Key::Char('g') => {
+            (_, Key::Up) => {
+                self.table.select(Some(selected.saturating_sub(1)));
+                self.scroll = self.scroll.saturating_sub(1);
+            }
+            (_, Key::Down) => {
+                if rows > 0 {
+                    self.table.select(Some((selected + 1).min(rows - 1)));
+                }
+                self.scroll = self.scroll.saturating_add(1);
+            }
+            (_, Key::Char('g')) => {
                 self.refresh().await;
                 self.say(Ok("up to date".into()));
             }
-            Key::Char('n') if self.tab == Tab::Keys => {
-                self.mode = Mode::Templates { selected: 0 };
-            }
-            Key::Char('r') if self.tab == Tab::Keys => {
-                if let Some(id) = self
+            (Tab::Keys, Key::Char('n')) => self.mode = Mode::Templates { selected: 0 },
+            (Tab::Keys, Key::Enter) => {
+                self.key = self
                     .keys
-                    .get(self.selected())
+                    .get(selected)
                     .and_then(|k| k["key_id"].as_str())
-                {
+                    .map(str::to_owned);
+                self.refresh().await;
+                self.go(Tab::Authorizations);
+            }
+            (Tab::Keys, Key::Char('r')) => {
+                if let Some(id) = self.keys.get(selected).and_then(|k| k["key_id"].as_str()) {
                     self.mode = Mode::Confirm {
                         text: vec![
                             format!("Revoke {id}?"),
@@ -478,8 +717,65 @@ impl App {
                     };
                 }
             }
-            Key::Char(verb @ ('a' | 'd')) if self.tab == Tab::Pending => {
-                self.decide(verb == 'a').await;
+            (Tab::Authorizations, Key::Char('n')) => {
+                if let Some(key) = self.key.clone() {
+                    self.open(Form::Grant(key));
+                }
+            }
+            (Tab::Authorizations, Key::Char('x')) => {
+                if let Some(id) = self
+                    .grants
+                    .get(selected)
+                    .and_then(|a| a["authorization_id"].as_str())
+                {
+                    self.mode = Mode::Confirm {
+                        text: vec![format!(
+                            "Revoke authorization {id}? The key and its other authorizations stay."
+                        )],
+                        words: vec!["revoke-authorization".into(), "--id".into(), id.to_owned()],
+                    };
+                }
+            }
+            (Tab::Pending, Key::Char(verb @ ('a' | 'd'))) => self.decide(verb == 'a').await,
+            (Tab::Pending, Key::Enter) => {
+                if let Some(item) = self.pending.get(selected) {
+                    let mut lines = self.text(item);
+                    if let Some(url) = item["approval_url"].as_str() {
+                        lines.push(String::new());
+                        lines.push(format!("Its page: {url}"));
+                        lines.extend(
+                            super::commands::enroll::terminal_qr(url)
+                                .lines()
+                                .map(str::to_owned),
+                        );
+                    }
+                    self.mode = Mode::Result {
+                        title: "Request".into(),
+                        lines,
+                    };
+                    self.scroll = 0;
+                }
+            }
+            (Tab::Negotiations, Key::Char('o')) => self.open(Form::Offer),
+            (Tab::Negotiations, Key::Char('h')) => self.open(Form::History),
+            (Tab::Account, Key::Char('a')) => self.open(Form::Allow),
+            (Tab::Account, Key::Char('t')) => self.open(Form::Totp),
+            (Tab::Account, Key::Char('c')) => self.open(Form::TotpCode),
+            (Tab::Account, Key::Char('k')) => self.open(Form::ApiKey),
+            (Tab::Account, Key::Char('w')) => self.open(Form::Webhook),
+            (Tab::Account, Key::Char('p')) => {
+                let outcome = self.run(vec!["enroll".into(), "passkey".into()]).await;
+                match outcome {
+                    Ok((reply, notice)) => {
+                        let mut lines = self.text(&reply);
+                        lines.extend(notice.lines().map(str::to_owned));
+                        self.mode = Mode::Result {
+                            title: "Register a passkey: open the link on this machine".into(),
+                            lines,
+                        };
+                    }
+                    Err(error) => self.say(Err(error)),
+                }
             }
             _ => {}
         }
@@ -506,7 +802,7 @@ impl App {
             return;
         }
         match self.run(words).await {
-            Ok(reply) => {
+            Ok((reply, _)) => {
                 let status = reply["status"].as_str().unwrap_or("done").to_owned();
                 self.say(Ok(format!("{id}: {status}")));
                 self.refresh().await;
@@ -517,7 +813,7 @@ impl App {
                     text: vec![
                         format!("{id} is a legal agreement ({namespace})."),
                         crate::approval::disclosure::TEXT.to_owned(),
-                        "Approve it? (y/n)".into(),
+                        "Approve it?".into(),
                     ],
                     words: vec!["approve".into(), "--id".into(), id, "--confirm".into()],
                 };
@@ -567,13 +863,12 @@ impl App {
                 frame.render_widget(paragraph("New key: choose a template", lines), body);
             }
             Mode::Form {
-                template,
+                form,
                 values,
                 focus,
             } => {
-                let t = &TEMPLATES[*template];
                 let mut lines = Vec::new();
-                for (i, ((label, _), value)) in t.fields.iter().zip(values).enumerate() {
+                for (i, ((label, _), value)) in form.fields().iter().zip(values).enumerate() {
                     let marker = if i == *focus { "> " } else { "  " };
                     lines.push(Line::from(vec![
                         Span::raw(format!("{marker}{label}: ")),
@@ -581,18 +876,17 @@ impl App {
                     ]));
                 }
                 lines.push(Line::from(""));
-                let words = create_words(*template, values);
-                match check(&words) {
+                match check(&form.words(values)) {
                     Some(problem) => lines.push(Line::styled(
                         format!("! {problem}"),
                         Style::new().fg(Color::Red),
                     )),
                     None => lines.push(Line::styled(
-                        "ok: Enter on the last field creates the key",
+                        "ok: Enter on the last field goes ahead",
                         Style::new().fg(Color::Green),
                     )),
                 }
-                frame.render_widget(paragraph(&format!("New key: {}", t.name), lines), body);
+                frame.render_widget(paragraph(&form.title(), lines), body);
             }
             Mode::Confirm { text, .. } => {
                 let mut lines: Vec<Line> = text.iter().map(|t| Line::from(t.clone())).collect();
@@ -600,17 +894,29 @@ impl App {
                 lines.push(Line::from("y: yes   n: no"));
                 frame.render_widget(paragraph("Confirm", lines), body);
             }
-            Mode::Result { lines } => {
+            Mode::Result { title, lines } => {
                 let lines: Vec<Line> = lines.iter().map(|l| Line::from(l.clone())).collect();
-                frame.render_widget(paragraph("Done", lines), body);
+                frame.render_widget(
+                    Paragraph::new(lines)
+                        .wrap(Wrap { trim: false })
+                        .scroll((self.scroll, 0))
+                        .block(Block::new().borders(Borders::ALL).title(title.as_str())),
+                    body,
+                );
             }
         }
         let hint = match (&self.mode, self.tab) {
-            (Mode::Browse, Tab::Keys) => "n new  r revoke  ? help  q quit",
-            (Mode::Browse, Tab::Pending) => "a approve  d deny  g refresh  ? help  q quit",
-            (Mode::Browse, _) => "1-4/Tab screens  ↑↓ select  g refresh  ? help  q quit",
-            (Mode::Form { .. }, _) => "type; ↑↓ fields; Enter next/create; Esc cancel",
+            (Mode::Browse, Tab::Keys) => "n new  Enter its grants  r revoke  ? help  q quit",
+            (Mode::Browse, Tab::Authorizations) => "n grant  x revoke  g refresh  ? help  q quit",
+            (Mode::Browse, Tab::Pending) => "Enter details  a approve  d deny  g refresh  q quit",
+            (Mode::Browse, Tab::Negotiations) => "o log an offer  h history  ? help  q quit",
+            (Mode::Browse, Tab::Account) => {
+                "a accept  t TOTP  c code  p passkey  k API key  w webhook"
+            }
+            (Mode::Browse, _) => "1-7/Tab screens  ↑↓ select  g refresh  ? help  q quit",
+            (Mode::Form { .. }, _) => "type; ↑↓ fields; Enter next/go; Ctrl-U clear; Esc cancel",
             (Mode::Templates { .. }, _) => "1-4 or ↑↓ Enter choose; Esc cancel",
+            (Mode::Result { .. }, _) => "↑↓ space scroll; any other key: back",
             _ => "any key: back",
         };
         let footer = match &self.status {
@@ -625,15 +931,57 @@ impl App {
         let text = |v: &Value| match v {
             Value::String(s) => s.clone(),
             Value::Null => "-".into(),
+            Value::Array(list) => list
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
             other => other.to_string(),
         };
-        let (title, heads, rows): (&str, Vec<&str>, Vec<Vec<String>>) = match self.tab {
+        let lines = |title: &'static str, lines: &[String], scroll: u16| {
+            Paragraph::new(
+                lines
+                    .iter()
+                    .map(|l| Line::from(l.clone()))
+                    .collect::<Vec<_>>(),
+            )
+            .scroll((scroll, 0))
+            .block(Block::new().borders(Borders::ALL).title(title))
+        };
+        let (title, heads, rows): (String, Vec<&str>, Vec<Vec<String>>) = match self.tab {
             Tab::Welcome => {
                 frame.render_widget(paragraph("Welcome", self.welcome()), area);
                 return;
             }
+            Tab::Account => {
+                frame.render_widget(
+                    lines(
+                        "Approvers, authenticators, API keys",
+                        &self.account,
+                        self.scroll,
+                    ),
+                    area,
+                );
+                return;
+            }
+            Tab::Negotiations => {
+                let shown = if self.negotiation.is_empty() {
+                    vec![
+                        "o logs an offer (a new negotiation, or the next turn of one);".to_owned(),
+                        "h shows a negotiation's offers, their parties and hash chain.".to_owned(),
+                        "Offers alternate between the two parties; rounds count from 0.".to_owned(),
+                    ]
+                } else {
+                    self.negotiation.clone()
+                };
+                frame.render_widget(lines("Negotiations", &shown, self.scroll), area);
+                return;
+            }
             Tab::Keys => (
-                "Your keys",
+                "Your keys".into(),
                 vec!["key id", "scopes", "tier", "status", "role"],
                 self.keys
                     .iter()
@@ -663,8 +1011,27 @@ impl App {
                     })
                     .collect(),
             ),
+            Tab::Authorizations => (
+                format!(
+                    "Authorizations of {}",
+                    self.key.as_deref().unwrap_or("(no key: choose one on 2)")
+                ),
+                vec!["authorization", "grantee", "scopes", "tier", "status"],
+                self.grants
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            text(&a["authorization_id"]),
+                            text(&a["grantee"]),
+                            text(&a["scopes"]),
+                            text(&a["tier"]),
+                            text(&a["status"]),
+                        ]
+                    })
+                    .collect(),
+            ),
             Tab::Pending => (
-                "Waiting for you",
+                "Waiting for you".into(),
                 vec!["request", "type", "from", "expires"],
                 self.pending
                     .iter()
@@ -679,7 +1046,7 @@ impl App {
                     .collect(),
             ),
             Tab::Audit => (
-                "Your audit entries, newest first",
+                "Your audit entries, newest first".into(),
                 vec!["index", "action", "result", "key"],
                 self.audit
                     .iter()
@@ -697,28 +1064,67 @@ impl App {
         if rows.is_empty() {
             let empty = match self.tab {
                 Tab::Keys => "No keys yet: press n to make one from a template.",
+                Tab::Authorizations => "No authorizations to show.",
                 Tab::Pending => "Nothing waits for you.",
                 _ => "Nothing yet.",
             };
-            frame.render_widget(paragraph(title, vec![Line::from(empty)]), area);
+            frame.render_widget(
+                Paragraph::new(empty).block(Block::new().borders(Borders::ALL).title(title)),
+                area,
+            );
             return;
         }
-        let widths: Vec<Constraint> = heads
+        // Each column as wide as what it holds. Where the screen is narrower, the last columns
+        // go first, then the widest give way (to no less than 8); the first (an id to copy)
+        // stays whole.
+        let rows: Vec<Vec<String>> = rows
+            .into_iter()
+            .map(|row| row.into_iter().map(|cell| short_time(&cell)).collect())
+            .collect();
+        let mut widths: Vec<usize> = heads
             .iter()
             .enumerate()
-            .map(|(i, _)| {
-                if i == 0 {
-                    Constraint::Length(30)
-                } else {
-                    Constraint::Fill(1)
-                }
+            .map(|(i, head)| {
+                rows.iter()
+                    .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                    .max()
+                    .unwrap_or(0)
+                    .max(head.chars().count())
             })
+            .collect();
+        let room = usize::from(area.width).saturating_sub(2);
+        let total = |widths: &[usize]| widths.iter().sum::<usize>() + widths.len();
+        while widths.len() > 2 && total(&widths) > room {
+            widths.pop();
+        }
+        while total(&widths) > room {
+            let Some((widest, _)) = widths
+                .iter()
+                .enumerate()
+                .skip(1)
+                .filter(|(_, w)| **w > 8)
+                .max_by_key(|(_, w)| **w)
+            else {
+                break;
+            };
+            widths[widest] -= 1;
+        }
+        let shown = widths.len();
+        let heads: Vec<&str> = heads.into_iter().take(shown).collect();
+        let rows: Vec<Vec<String>> = rows
+            .into_iter()
+            .map(|row| row.into_iter().take(shown).collect())
+            .collect();
+        let widths: Vec<Constraint> = widths
+            .into_iter()
+            .map(|w| Constraint::Length(u16::try_from(w).unwrap_or(u16::MAX)))
             .collect();
         let table = Table::new(
             rows.into_iter()
                 .map(|r| Row::new(r.into_iter().map(Cell::from))),
             widths,
         )
+        .column_spacing(1)
         .header(Row::new(heads).style(Style::new().add_modifier(Modifier::BOLD)))
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
         .block(Block::new().borders(Borders::ALL).title(title));
@@ -739,12 +1145,18 @@ impl App {
                 }
             )),
         ];
-        let linked = w["ssh_keys"].as_array().cloned().unwrap_or_default();
-        if linked.len() > 1 {
-            lines.push(Line::from(format!(
-                "Your other SSH keys: {}",
-                linked.len() - 1
-            )));
+        for other in w["ssh_keys"].as_array().into_iter().flatten() {
+            if other["current"] != true {
+                lines.push(Line::from(format!(
+                    "Also yours: {} ({}{})",
+                    other["fingerprint"].as_str().unwrap_or("?"),
+                    other["kind"].as_str().unwrap_or("person"),
+                    other["label"]
+                        .as_str()
+                        .map(|l| format!(", {l}"))
+                        .unwrap_or_default()
+                )));
+            }
         }
         lines.push(Line::from(format!(
             "Keys: {} of yours, {} granted to you",
@@ -758,10 +1170,13 @@ impl App {
         }
         if !self.pending.is_empty() {
             lines.push(Line::from(format!(
-                "{} request(s) wait for you: press 3.",
+                "{} request(s) wait for you: press 4.",
                 self.pending.len()
             )));
         }
+        lines.push(Line::from(
+            "Another machine or an agent? link start, then link finish --code with its key.",
+        ));
         lines.push(Line::from(""));
         lines.push(Line::from(format!(
             "Audit checkpoint key: {}",
@@ -771,16 +1186,24 @@ impl App {
     }
 }
 
-fn form(template: usize) -> Mode {
-    Mode::Form {
-        template,
-        values: TEMPLATES[template]
-            .fields
-            .iter()
-            .map(|(_, default)| (*default).to_owned())
-            .collect(),
-        focus: 0,
+/// An RFC 3339 time to the minute, as a table shows it; anything else as it is.
+fn short_time(cell: &str) -> String {
+    match cell.get(..16) {
+        Some(minute) if cell.len() >= 20 && cell.as_bytes().get(10) == Some(&b'T') => {
+            minute.replacen('T', " ", 1)
+        }
+        _ => cell.to_owned(),
     }
+}
+
+/// A template's fields as they start.
+#[cfg(test)]
+fn defaults(template: usize) -> Vec<String> {
+    TEMPLATES[template]
+        .fields
+        .iter()
+        .map(|(_, default)| (*default).to_owned())
+        .collect()
 }
 
 /// What to do with a new key: its id, and for git the configuration to paste.
@@ -816,12 +1239,17 @@ fn paragraph<'a>(title: &'a str, lines: Vec<Line<'a>>) -> Paragraph<'a> {
 
 fn help() -> Vec<Line<'static>> {
     [
-        "1 Welcome   2 Keys   3 Pending   4 Audit   (Tab and ← → move between them)",
-        "↑ ↓ select a row; g reads everything again; q or Ctrl-C quits.",
+        "1 Welcome  2 Keys  3 Grants  4 Pending  5 Offers  6 Audit  7 Account",
+        "(Tab and ← → move between them; ↑ ↓ select or scroll; g reads again; q quits.)",
+        "",
         "Keys: n makes a key from a template (git commits, a SAFE, an NDA, or your own",
-        "terms), checked as you type with the same rules as create-key; r revokes.",
-        "Pending: a approves (a legal agreement shows its disclosure first), d denies.",
-        "A request that needs a drawn signature says where its page is.",
+        "terms), checked as you type with create-key's rules; Enter shows its grants;",
+        "r revokes. Grants: n grants the key to someone who accepts you; x revokes one.",
+        "Pending: Enter shows the terms, the digest and the page (with a QR code);",
+        "a approves (a legal agreement shows its disclosure first); d denies.",
+        "Offers: o logs an offer (turns alternate); h shows a negotiation's history.",
+        "Account: a accept requests from a user; t enroll TOTP (QR code), c confirm",
+        "its first code; p a passkey link; k an API key; w a webhook.",
         "",
         "Everything here is also a command: ssh <appliance> help.",
     ]
@@ -839,11 +1267,32 @@ mod tests {
         let git = create_words(0, &["github.com/acme/*".into(), "main, release/*".into()]);
         assert_eq!(git[..3], ["create-key", "--scope", "git"]);
         assert!(check(&git).is_none(), "{:?}", check(&git));
-        let safe = form(1);
-        let Mode::Form { values, .. } = safe else {
-            panic!()
-        };
-        assert!(check(&create_words(1, &values)).is_none());
+        assert!(check(&create_words(1, &defaults(1))).is_none());
+        assert!(check(&Form::Key(2).words(&defaults(2))).is_none());
+        let grant = Form::Grant("ak_x".into()).words(&[
+            "usr_y".into(),
+            "deploy".into(),
+            "cosign".into(),
+            "{}".into(),
+        ]);
+        assert_eq!(grant[..3], ["authorize", "--key-id", "ak_x"]);
+        assert!(check(&grant).is_none(), "{:?}", check(&grant));
+        let offer = Form::Offer.words(&[
+            "".into(),
+            "0".into(),
+            "founder".into(),
+            "offer".into(),
+            "{}".into(),
+        ]);
+        assert!(check(&offer).is_none(), "{:?}", check(&offer));
+        let bad = Form::Offer.words(&[
+            "".into(),
+            "zero".into(),
+            "founder".into(),
+            "offer".into(),
+            "{}".into(),
+        ]);
+        assert!(check(&bad).is_some());
         let nda = create_words(2, &["mutual, one-way".into(), "1".into(), "10".into()]);
         assert!(check(&nda).is_none(), "{:?}", check(&nda));
         // Mistakes are told in create-key's own words, as they are typed.

@@ -294,8 +294,8 @@ fn the_terminal_ui_makes_a_key_from_a_template_and_approves_a_request() {
     tmux.start("ui", 80, 24, &ssh_line(&alice, "").replace(" ''", ""));
     let welcome = tmux.wait_for("ui", "You are usr_");
     assert!(
-        welcome.contains("1 Welcome") && welcome.contains("4 Audit"),
-        "{welcome}"
+        welcome.contains("1 Welcome") && welcome.contains("7 Account"),
+        "all seven screens in 80 columns:\n{welcome}"
     );
     assert!(
         welcome.contains("make a signing key"),
@@ -313,7 +313,7 @@ fn the_terminal_ui_makes_a_key_from_a_template_and_approves_a_request() {
     tmux.keys("ui", &["Enter"]);
     // A mistake is told as it is typed, in create-key's words: here none.
     tmux.keys("ui", &["-l", "main"]);
-    tmux.wait_for("ui", "ok: Enter on the last field creates the key");
+    tmux.wait_for("ui", "ok: Enter on the last field goes ahead");
     tmux.keys("ui", &["Enter"]);
     let created = tmux.wait_for("ui", "git config user.signingkey ak_");
     let key = created
@@ -352,9 +352,16 @@ fn the_terminal_ui_makes_a_key_from_a_template_and_approves_a_request() {
         .ok();
     let asked = agent.run(&format!("sign --type deploy --key-id {cosigned}"), b"v9");
     let id = asked.ok()["pending_id"].as_str().unwrap().to_owned();
-    tmux.keys("ui", &["3"]);
+    tmux.keys("ui", &["4"]);
     tmux.keys("ui", &["g"]);
     tmux.wait_for("ui", &id);
+    // Its details: the terms, the digest, and its page with a QR code.
+    tmux.keys("ui", &["Enter"]);
+    let details = tmux.wait_for("ui", "payload sha512");
+    assert!(details.contains("deploy"), "{details}");
+    tmux.keys("ui", &["Space", "Space", "Space"]);
+    tmux.wait_for("ui", "▀");
+    tmux.keys("ui", &["Escape"]);
     tmux.keys("ui", &["a"]);
     tmux.wait_for("ui", &format!("{id}: approved"));
     let envelope = agent.cmd(&format!("get-envelope --id {id}"));
@@ -363,7 +370,7 @@ fn the_terminal_ui_makes_a_key_from_a_template_and_approves_a_request() {
 
     // Resized, it draws again to the new size; q ends the session with status 0.
     tmux.run(&["resize-window", "-t", "ui", "-x", "100", "-y", "30"]);
-    tmux.keys("ui", &["4"]);
+    tmux.keys("ui", &["6"]);
     let audit = tmux.wait_for("ui", "newest first");
     assert!(
         audit
@@ -385,4 +392,90 @@ fn the_terminal_ui_makes_a_key_from_a_template_and_approves_a_request() {
     tmux.run(&["kill-session", "-t", "gone"]);
     assert!(alice.cmd("whoami").ok()["user_id"].is_string());
     assert_eq!(alice.cmd("keys").ok()["keys"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn the_terminal_ui_grants_keys_logs_offers_and_enrolls_totp() {
+    let appliance = crate::common::Appliance::start();
+    let alice = appliance.user("alice");
+    let bob = appliance.user("bob");
+    let bob_id = bob.cmd("whoami").ok()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bob.accept(&alice);
+    let key = alice.create_key("--scope deploy");
+    let tmux = Tmux::new(appliance.dir.path());
+    tmux.start("ui", 80, 24, &ssh_line(&alice, "").replace(" ''", ""));
+    tmux.wait_for("ui", "You are usr_");
+
+    // Grants: the key's authorizations; grant it to bob, then revoke that grant.
+    tmux.keys("ui", &["2"]);
+    tmux.wait_for("ui", &key);
+    tmux.keys("ui", &["Enter"]);
+    tmux.wait_for("ui", &format!("Authorizations of {key}"));
+    tmux.keys("ui", &["n"]);
+    tmux.wait_for("ui", "Grantee");
+    tmux.keys("ui", &["-l", &bob_id]);
+    tmux.keys("ui", &["Enter", "C-u"]);
+    tmux.keys("ui", &["-l", "deploy"]);
+    tmux.keys("ui", &["Enter", "C-u"]);
+    tmux.keys("ui", &["-l", "sometimes"]);
+    // A bad value is told in the grammar's words before anything is asked.
+    tmux.wait_for("ui", "sometimes");
+    tmux.wait_for("ui", "! ");
+    tmux.keys("ui", &["C-u"]);
+    tmux.keys("ui", &["-l", "cosign"]);
+    tmux.wait_for("ui", "ok: Enter");
+    tmux.keys("ui", &["Enter", "Enter"]);
+    tmux.wait_for("ui", "authorization id");
+    let grants = alice.cmd(&format!("authorizations --key-id {key}"));
+    let list = grants.ok()["authorizations"].as_array().unwrap().clone();
+    assert!(
+        list.iter()
+            .any(|a| a["grantee"] == bob_id.as_str() && a["tier"] == "cosign"),
+        "{list:?}"
+    );
+    tmux.keys("ui", &["Escape"]);
+    // The id columns stay whole, whatever else gives way in 80 columns.
+    tmux.wait_for("ui", &bob_id);
+
+    // Offers: open a negotiation, then read its history.
+    tmux.keys("ui", &["5", "o"]);
+    tmux.wait_for("ui", "Log an offer");
+    tmux.keys("ui", &["Enter", "Enter", "Enter", "Enter", "C-u"]);
+    tmux.keys("ui", &["-l", r#"{"valuation_cap": 9000000}"#]);
+    tmux.keys("ui", &["Enter"]);
+    let logged = tmux.wait_for("ui", "negotiation id");
+    let negotiation = logged
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .find(|word| word.starts_with("neg_") && word.len() > 20)
+        .unwrap_or_else(|| panic!("{logged}"))
+        .to_owned();
+    let history = alice.cmd(&format!("history --negotiation-id {negotiation}"));
+    assert_eq!(
+        history.ok()["offers"][0]["metadata"]["valuation_cap"],
+        9000000
+    );
+
+    // Account: enroll TOTP; the secret's QR code is on screen.
+    tmux.keys("ui", &["Escape", "7", "t", "Enter"]);
+    let enrolled = tmux.wait_for("ui", "Scan this with your authenticator app");
+    assert!(
+        enrolled.contains("▀") || enrolled.contains("█"),
+        "{enrolled}"
+    );
+    // The rest (the otpauth URI) is a scroll away.
+    tmux.keys("ui", &["Space", "Space", "Space"]);
+    tmux.wait_for("ui", "otpauth://totp/");
+    let authenticators = alice.cmd("authenticators");
+    assert_eq!(
+        authenticators.ok()["authenticators"][0]["type"],
+        "totp",
+        "{:?}",
+        authenticators.json
+    );
+    tmux.keys("ui", &["q"]);
+    tmux.keys("ui", &["q"]);
+    wait_dead(&tmux, "ui");
 }

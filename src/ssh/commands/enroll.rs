@@ -89,7 +89,7 @@ pub async fn run(command: AuthenticatorCommand, ctx: &Context) -> Result<Value, 
 }
 
 /// A QR code drawn with half-block characters, two modules per character cell, dark on light.
-fn terminal_qr(text: &str) -> String {
+pub fn terminal_qr(text: &str) -> String {
     match qrcode::QrCode::new(text.as_bytes()) {
         Ok(code) => code
             .render::<qrcode::render::unicode::Dense1x2>()
