@@ -174,18 +174,46 @@ fn at<'a>(item: &'a Value, path: &str) -> Option<&'a Value> {
         .try_fold(item, |value, part| value.get(part))
 }
 
+/// Column widths fitted into `room` characters, `gap` between columns: the last columns (the
+/// least looked at) go first, then the widest give way, to no less than 8; the first (what the
+/// row is: an id to copy) stays whole.
+pub fn fit_columns(widths: &mut Vec<usize>, room: usize, gap: usize) {
+    let total = |widths: &[usize]| widths.iter().sum::<usize>() + gap * widths.len();
+    while widths.len() > 2 && total(widths) > room {
+        widths.pop();
+    }
+    while total(widths) > room {
+        let Some((widest, _)) = widths
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, w)| **w > 8)
+            .max_by_key(|(_, w)| **w)
+        else {
+            break;
+        };
+        widths[widest] -= 1;
+    }
+}
+
+/// An RFC 3339 time to the minute (`2026-11-29 06:00`), as a table shows it; other text as it
+/// is.
+pub fn short_time(text: &str) -> String {
+    match text.get(..16) {
+        Some(minute) if text.len() >= 20 && text.as_bytes().get(10) == Some(&b'T') => {
+            minute.replacen('T', " ", 1)
+        }
+        _ => text.to_owned(),
+    }
+}
+
 /// A table cell: `scopes` and `tier` of a key come from its authorizations; times to the
 /// minute.
-fn cell(item: &Value, column: &str) -> String {
+pub fn cell(item: &Value, column: &str) -> String {
     if let Some(value) = at(item, column) {
         let text = inline(value, column);
         let is_time = column.ends_with("_at") || column.ends_with("time");
-        return match text.get(..16) {
-            Some(minute) if is_time && text.len() >= 20 && text.as_bytes()[10] == b'T' => {
-                minute.replacen('T', " ", 1)
-            }
-            _ => text,
-        };
+        return if is_time { short_time(&text) } else { text };
     }
     let gathered = |member: &str| {
         // Each word once, with the seed's word for it where any authorization gives one.
@@ -463,25 +491,11 @@ impl Writer {
                 *width = (*width).max(value.chars().count());
             }
         }
-        // Fit the terminal: the last columns (the least looked at) go first, then the widest
-        // give way, to no less than 8; the first (what the row is: an id to copy) stays whole.
-        let room = self.terminal.cols.saturating_sub(2 * (depth + 1));
-        let total = |widths: &[usize]| widths.iter().sum::<usize>() + 2 * widths.len();
-        while widths.len() > 2 && total(&widths) > room {
-            widths.pop();
-        }
-        while total(&widths) > room {
-            let Some((widest, _)) = widths
-                .iter()
-                .enumerate()
-                .skip(1)
-                .filter(|(_, w)| **w > 8)
-                .max_by_key(|(_, w)| **w)
-            else {
-                break;
-            };
-            widths[widest] -= 1;
-        }
+        fit_columns(
+            &mut widths,
+            self.terminal.cols.saturating_sub(2 * (depth + 1)),
+            2,
+        );
         let heads = &heads[..widths.len()];
         let line = |writer: &mut Writer, cells: &[String], head: bool| {
             writer.indent(depth + 1);

@@ -248,6 +248,8 @@ struct App {
     account: Vec<String>,
     /// The last negotiation looked at, as text.
     negotiation: Vec<String>,
+    /// The audit log's latest signed checkpoint: its size and root.
+    checkpoint: Option<(u64, String)>,
     /// How far a text view is scrolled.
     scroll: u16,
     width: usize,
@@ -283,6 +285,7 @@ pub async fn run(
         grants: Vec::new(),
         account: Vec::new(),
         negotiation: Vec::new(),
+        checkpoint: None,
         scroll: 0,
         width: terminal.cols,
         status: None,
@@ -490,6 +493,11 @@ impl App {
                 items.push(item.clone());
             }
             self.pending = items;
+        }
+        if let Ok(checkpoint) = self.words("audit-checkpoint").await {
+            self.checkpoint = checkpoint["size"]
+                .as_u64()
+                .map(|size| (size, checkpoint["root"].as_str().unwrap_or("").to_owned()));
         }
         if let Ok(entries) = self.words("audit-entries").await {
             let mut entries = entries["entries"].as_array().cloned().unwrap_or_default();
@@ -910,6 +918,9 @@ impl App {
             (Mode::Browse, Tab::Authorizations) => "n grant  x revoke  g refresh  ? help  q quit",
             (Mode::Browse, Tab::Pending) => "Enter details  a approve  d deny  g refresh  q quit",
             (Mode::Browse, Tab::Negotiations) => "o log an offer  h history  ? help  q quit",
+            (Mode::Browse, Tab::Audit) => {
+                "sshsign audit check compares the checkpoint with what you saw · q quit"
+            }
             (Mode::Browse, Tab::Account) => {
                 "a accept  t TOTP  c code  p passkey  k API key  w webhook"
             }
@@ -982,32 +993,14 @@ impl App {
             }
             Tab::Keys => (
                 "Your keys".into(),
-                vec!["key id", "scopes", "tier", "status", "role"],
+                vec!["key id", "scopes", "tier", "status", "role", "created"],
                 self.keys
                     .iter()
                     .map(|k| {
-                        let auths = k["authorizations"].as_array().cloned().unwrap_or_default();
-                        let mut scopes: Vec<String> = Vec::new();
-                        let mut tiers: Vec<String> = Vec::new();
-                        for a in &auths {
-                            for s in a["scopes"].as_array().into_iter().flatten() {
-                                let s = text(s);
-                                if !scopes.contains(&s) {
-                                    scopes.push(s);
-                                }
-                            }
-                            let t = text(&a["tier"]);
-                            if !tiers.contains(&t) {
-                                tiers.push(t);
-                            }
-                        }
-                        vec![
-                            text(&k["key_id"]),
-                            scopes.join(", "),
-                            tiers.join(", "),
-                            text(&k["status"]),
-                            text(&k["role"]),
-                        ]
+                        ["key_id", "scopes", "tier", "status", "role", "created_at"]
+                            .iter()
+                            .map(|column| super::text::cell(k, column))
+                            .collect()
                     })
                     .collect(),
             ),
@@ -1046,7 +1039,13 @@ impl App {
                     .collect(),
             ),
             Tab::Audit => (
-                "Your audit entries, newest first".into(),
+                match &self.checkpoint {
+                    Some((size, root)) => format!(
+                        "Your entries, newest first · checkpoint {size} entries, root {}…",
+                        root.get(..12).unwrap_or(root)
+                    ),
+                    None => "Your audit entries, newest first".into(),
+                },
                 vec!["index", "action", "result", "key"],
                 self.audit
                     .iter()
@@ -1074,12 +1073,14 @@ impl App {
             );
             return;
         }
-        // Each column as wide as what it holds. Where the screen is narrower, the last columns
-        // go first, then the widest give way (to no less than 8); the first (an id to copy)
-        // stays whole.
+        // Each column as wide as what it holds, then fitted to the screen as text tables are.
         let rows: Vec<Vec<String>> = rows
             .into_iter()
-            .map(|row| row.into_iter().map(|cell| short_time(&cell)).collect())
+            .map(|row| {
+                row.into_iter()
+                    .map(|cell| super::text::short_time(&cell))
+                    .collect()
+            })
             .collect();
         let mut widths: Vec<usize> = heads
             .iter()
@@ -1092,23 +1093,7 @@ impl App {
                     .max(head.chars().count())
             })
             .collect();
-        let room = usize::from(area.width).saturating_sub(2);
-        let total = |widths: &[usize]| widths.iter().sum::<usize>() + widths.len();
-        while widths.len() > 2 && total(&widths) > room {
-            widths.pop();
-        }
-        while total(&widths) > room {
-            let Some((widest, _)) = widths
-                .iter()
-                .enumerate()
-                .skip(1)
-                .filter(|(_, w)| **w > 8)
-                .max_by_key(|(_, w)| **w)
-            else {
-                break;
-            };
-            widths[widest] -= 1;
-        }
+        super::text::fit_columns(&mut widths, usize::from(area.width).saturating_sub(2), 1);
         let shown = widths.len();
         let heads: Vec<&str> = heads.into_iter().take(shown).collect();
         let rows: Vec<Vec<String>> = rows
@@ -1183,16 +1168,6 @@ impl App {
             self.appliance.audit_verifier_key()
         )));
         lines
-    }
-}
-
-/// An RFC 3339 time to the minute, as a table shows it; anything else as it is.
-fn short_time(cell: &str) -> String {
-    match cell.get(..16) {
-        Some(minute) if cell.len() >= 20 && cell.as_bytes().get(10) == Some(&b'T') => {
-            minute.replacen('T', " ", 1)
-        }
-        _ => cell.to_owned(),
     }
 }
 

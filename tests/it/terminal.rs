@@ -371,7 +371,7 @@ fn the_terminal_ui_makes_a_key_from_a_template_and_approves_a_request() {
     // Resized, it draws again to the new size; q ends the session with status 0.
     tmux.run(&["resize-window", "-t", "ui", "-x", "100", "-y", "30"]);
     tmux.keys("ui", &["6"]);
-    let audit = tmux.wait_for("ui", "newest first");
+    let audit = tmux.wait_for("ui", "newest first · checkpoint");
     assert!(
         audit
             .lines()
