@@ -7,7 +7,9 @@
 //!
 //! Fronts:
 //! - [`ssh`] (crate): the SSH front (russh): command grammar, one file per command; replies are
-//!   views.
+//!   views, as JSON or, for people at a terminal, as text (`ssh::text`, paged by
+//!   `ssh::interactive`); a session with a terminal and no command opens the terminal UI
+//!   (`ssh::tui`, ratatui), which runs the same commands.
 //! - [`web`]: the HTTP front (axum, hyper, rustls): REST API, approval pages (maud templates),
 //!   JWKS, limits, and the OpenAPI document generated from the handlers and views.
 //! - [`views`]: every reply and printout, as named `Serialize` types, shared by SSH, REST,
