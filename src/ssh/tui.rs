@@ -65,6 +65,10 @@ enum Form {
     TotpCode,
     ApiKey,
     Webhook,
+    /// Take something of the account back: an API key, a webhook, an authenticator, or a
+    /// user whose requests you accepted, by its id.
+    Remove,
+    Notify,
 }
 
 impl Form {
@@ -79,6 +83,8 @@ impl Form {
             Form::TotpCode => "Confirm the authenticator app".into(),
             Form::ApiKey => "New API key".into(),
             Form::Webhook => "New webhook endpoint".into(),
+            Form::Remove => "Revoke or remove".into(),
+            Form::Notify => "Where you hear of requests waiting for you".into(),
         }
     }
 
@@ -104,6 +110,11 @@ impl Form {
             Form::TotpCode => &[("Code from the app", "")],
             Form::ApiKey => &[("Label", "")],
             Form::Webhook => &[("URL (https://...)", "")],
+            Form::Remove => &[(
+                "Id (apk_ API key, whk_ webhook, aut_ authenticator, usr_ or SHA256: a user you accept)",
+                "",
+            )],
+            Form::Notify => &[("URL (https://...; empty: stop)", "")],
         }
     }
 
@@ -148,6 +159,17 @@ impl Form {
             Form::TotpCode => w(&["enroll", "totp", "--code", &v(0)]),
             Form::ApiKey => w(&["api-key", "create", "--label", &v(0)]),
             Form::Webhook => w(&["webhook", "add", "--url", &v(0)]),
+            Form::Remove => {
+                let id = v(0);
+                match id.split('_').next().unwrap_or("") {
+                    "apk" => w(&["api-key", "revoke", "--id", &id]),
+                    "whk" => w(&["webhook", "remove", "--id", &id]),
+                    "aut" => w(&["authenticator", "remove", "--id", &id]),
+                    _ => w(&["approvers", "revoke", "--from", &id]),
+                }
+            }
+            Form::Notify if v(0).is_empty() => w(&["notify", "clear"]),
+            Form::Notify => w(&["notify", "set", "--url", &v(0)]),
         };
         if let Form::Grant(_) = self
             && !v(3).is_empty()
@@ -499,7 +521,13 @@ impl App {
                 .as_u64()
                 .map(|size| (size, checkpoint["root"].as_str().unwrap_or("").to_owned()));
         }
-        if let Ok(entries) = self.words("audit-entries").await {
+        // The newest of the caller's entries: those in the last stretch of the log one call
+        // reads (audit-entries looks at no more than 50,000 entries a call).
+        let from = self
+            .checkpoint
+            .as_ref()
+            .map_or(0, |(size, _)| size.saturating_sub(50_000));
+        if let Ok(entries) = self.words(&format!("audit-entries --from {from}")).await {
             let mut entries = entries["entries"].as_array().cloned().unwrap_or_default();
             entries.reverse();
             self.audit = entries;
@@ -746,8 +774,29 @@ impl App {
             }
             (Tab::Pending, Key::Char(verb @ ('a' | 'd'))) => self.decide(verb == 'a').await,
             (Tab::Pending, Key::Enter) => {
-                if let Some(item) = self.pending.get(selected) {
-                    let mut lines = self.text(item);
+                if let Some(item) = self.pending.get(selected).cloned() {
+                    let mut lines = self.text(&item);
+                    // The range its authorization allows, beside the terms asked for.
+                    if let (Some(key), Some(authorization)) =
+                        (item["key_id"].as_str(), item["authorization_id"].as_str())
+                        && let Ok(list) =
+                            self.words(&format!("authorizations --key-id {key}")).await
+                        && let Some(granted) = list["authorizations"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .find(|a| a["authorization_id"] == authorization)
+                    {
+                        let range = json!({
+                            "constraints": granted["constraints"],
+                            "hard_rules": granted["hard_rules"],
+                            "scopes": granted["scopes"],
+                            "tier": granted["tier"],
+                        });
+                        lines.push(String::new());
+                        lines.push(format!("Authorized range ({authorization}):"));
+                        lines.extend(self.text(&range));
+                    }
                     if let Some(url) = item["approval_url"].as_str() {
                         lines.push(String::new());
                         lines.push(format!("Its page: {url}"));
@@ -771,6 +820,8 @@ impl App {
             (Tab::Account, Key::Char('c')) => self.open(Form::TotpCode),
             (Tab::Account, Key::Char('k')) => self.open(Form::ApiKey),
             (Tab::Account, Key::Char('w')) => self.open(Form::Webhook),
+            (Tab::Account, Key::Char('x')) => self.open(Form::Remove),
+            (Tab::Account, Key::Char('n')) => self.open(Form::Notify),
             (Tab::Account, Key::Char('p')) => {
                 let outcome = self.run(vec!["enroll".into(), "passkey".into()]).await;
                 match outcome {
@@ -922,7 +973,7 @@ impl App {
                 "sshsign audit check compares the checkpoint with what you saw · q quit"
             }
             (Mode::Browse, Tab::Account) => {
-                "a accept  t TOTP  c code  p passkey  k API key  w webhook"
+                "a accept t TOTP c code p passkey k API key w webhook n notify x remove"
             }
             (Mode::Browse, _) => "1-7/Tab screens  ↑↓ select  g refresh  ? help  q quit",
             (Mode::Form { .. }, _) => "type; ↑↓ fields; Enter next/go; Ctrl-U clear; Esc cancel",
@@ -1224,7 +1275,8 @@ fn help() -> Vec<Line<'static>> {
         "a approves (a legal agreement shows its disclosure first); d denies.",
         "Offers: o logs an offer (turns alternate); h shows a negotiation's history.",
         "Account: a accept requests from a user; t enroll TOTP (QR code), c confirm",
-        "its first code; p a passkey link; k an API key; w a webhook.",
+        "its first code; p a passkey link; k an API key; w a webhook; n where you hear",
+        "of requests; x revoke or remove an API key, webhook, authenticator or user.",
         "",
         "Everything here is also a command: ssh <appliance> help.",
     ]

@@ -198,6 +198,19 @@ impl Drop for Tmux {
     }
 }
 
+/// Scrolls a text view (space, a page at a time) until it shows `text`; returns the screen.
+fn scroll_to(tmux: &Tmux, name: &str, text: &str) -> String {
+    for _ in 0..12 {
+        let screen = tmux.screen(name);
+        if screen.contains(text) {
+            return screen;
+        }
+        tmux.keys(name, &["Space"]);
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    tmux.wait_for(name, text)
+}
+
 /// Waits (up to 10 s) until the pane's command has ended.
 fn wait_dead(tmux: &Tmux, name: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -359,8 +372,9 @@ fn the_terminal_ui_makes_a_key_from_a_template_and_approves_a_request() {
     tmux.keys("ui", &["Enter"]);
     let details = tmux.wait_for("ui", "payload sha512");
     assert!(details.contains("deploy"), "{details}");
-    tmux.keys("ui", &["Space", "Space", "Space"]);
-    tmux.wait_for("ui", "▀");
+    let range = scroll_to(&tmux, "ui", "Authorized range");
+    assert!(range.contains("cosign"), "{range}");
+    scroll_to(&tmux, "ui", "▀");
     tmux.keys("ui", &["Escape"]);
     tmux.keys("ui", &["a"]);
     tmux.wait_for("ui", &format!("{id}: approved"));
@@ -464,8 +478,24 @@ fn the_terminal_ui_grants_keys_logs_offers_and_enrolls_totp() {
         "{enrolled}"
     );
     // The rest (the otpauth URI) is a scroll away.
-    tmux.keys("ui", &["Space", "Space", "Space"]);
-    tmux.wait_for("ui", "otpauth://totp/");
+    scroll_to(&tmux, "ui", "otpauth://totp/");
+
+    // Take an API key back from the Account screen, by its id.
+    let made = alice.cmd("api-key create --label ci");
+    let api_key = made.ok()["id"].as_str().unwrap().to_owned();
+    tmux.keys("ui", &["Escape", "g", "x"]);
+    tmux.wait_for("ui", "Revoke or remove");
+    tmux.keys("ui", &["-l", &api_key]);
+    tmux.keys("ui", &["Enter"]);
+    tmux.wait_for("ui", "revoked at");
+    let keys = alice.cmd("api-keys");
+    let listed = keys.ok()["api_keys"].as_array().unwrap().clone();
+    assert!(
+        listed
+            .iter()
+            .any(|k| k["id"] == api_key.as_str() && k["revoked_at"].is_string()),
+        "{listed:?}"
+    );
     let authenticators = alice.cmd("authenticators");
     assert_eq!(
         authenticators.ok()["authenticators"][0]["type"],
