@@ -5,14 +5,8 @@
 
 use serde_json::Value;
 
+use crate::approvals::user_id;
 use crate::common::{Appliance, User};
-
-fn user_id(user: &User) -> String {
-    user.cmd("whoami").ok()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 fn code(reply: &Value) -> String {
     reply["code"].as_str().unwrap().to_owned()

@@ -5,14 +5,8 @@
 
 use serde_json::Value;
 
-use crate::common::{Appliance, User, assert_git_signature};
-
-fn user_id(user: &User) -> String {
-    user.cmd("whoami").ok()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
+use crate::approvals::user_id;
+use crate::common::{Appliance, assert_git_signature};
 
 const COMMIT: &[u8] =
     b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor a <a@x> 0 +0000\n\nseed\n";

@@ -297,10 +297,7 @@ fn the_terminal_ui_makes_a_key_from_a_template_and_approves_a_request() {
     let appliance = crate::common::Appliance::start();
     let alice = appliance.user("alice");
     let agent = appliance.user("agent");
-    let agent_id = agent.cmd("whoami").ok()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let agent_id = crate::approvals::user_id(&agent);
     agent.accept(&alice);
     let tmux = Tmux::new(appliance.dir.path());
     // No command and a terminal: the UI, in 80 by 24.
@@ -411,10 +408,7 @@ fn the_terminal_ui_grants_keys_logs_offers_and_enrolls_totp() {
     let appliance = crate::common::Appliance::start();
     let alice = appliance.user("alice");
     let bob = appliance.user("bob");
-    let bob_id = bob.cmd("whoami").ok()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let bob_id = crate::approvals::user_id(&bob);
     bob.accept(&alice);
     let key = alice.create_key("--scope deploy");
     let tmux = Tmux::new(appliance.dir.path());
