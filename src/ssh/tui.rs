@@ -218,11 +218,19 @@ const TEMPLATES: [Template; 4] = [
     },
     Template {
         name: "Custom",
-        about: "a scope and typed constraints of your own",
+        about: "a scope and up to three typed constraints of your own",
         fields: &[
             ("Scope (namespace)", "file"),
             ("Tier (autonomous/cosign)", "autonomous"),
-            (r#"Constraints (JSON, e.g. {"amount": {"max": 500}})"#, "{}"),
+            ("Constraint 1: metadata field (empty: none)", ""),
+            ("  type (range/minimum/maximum/enum/required)", ""),
+            ("  value (range MIN,MAX; enum a, b; required yes/no)", ""),
+            ("Constraint 2: metadata field (empty: none)", ""),
+            ("  type", ""),
+            ("  value", ""),
+            ("Constraint 3: metadata field (empty: none)", ""),
+            ("  type", ""),
+            ("  value", ""),
         ],
     },
 ];
@@ -416,12 +424,36 @@ fn create_words(template: usize, values: &[String]) -> Vec<String> {
         _ => {
             flag("scope", v(0).trim().to_owned());
             flag("tier", v(1).trim().to_owned());
-            if !v(2).trim().is_empty() {
-                flag("constraints", v(2).trim().to_owned());
+            let mut constraints = Map::new();
+            for row in 0..3 {
+                let (field, kind, value) = (v(2 + 3 * row), v(3 + 3 * row), v(4 + 3 * row));
+                if !field.trim().is_empty() {
+                    constraints.insert(field.trim().to_owned(), typed(kind, value));
+                }
+            }
+            if !constraints.is_empty() {
+                flag("constraints", Value::Object(constraints).to_string());
             }
         }
     }
     words
+}
+
+/// One typed constraint as `--constraints` writes it. A type the grammar does not know is
+/// passed on as written, so that `create-key` says what is wrong with it.
+fn typed(kind: &str, value: &str) -> Value {
+    match kind.trim() {
+        "range" => {
+            let mut bounds = value.splitn(2, ',');
+            let (min, max) = (bounds.next().unwrap_or(""), bounds.next().unwrap_or(""));
+            json!({"min": number(min), "max": number(max)})
+        }
+        "minimum" | "min" => json!({"min": number(value)}),
+        "maximum" | "max" => json!({"max": number(value)}),
+        "enum" => json!({"allowed": list(value)}),
+        "required" => json!({"required": matches!(value.trim(), "yes" | "y" | "true")}),
+        other => json!({ other: value.trim() }),
+    }
 }
 
 /// What the grammar and the grant rules say of `words` before anything is made: None when
@@ -1325,13 +1357,40 @@ mod tests {
         // Mistakes are told in create-key's own words, as they are typed.
         let bad = create_words(2, &["mutual".into(), "ten".into(), "1".into()]);
         assert!(check(&bad).is_some());
-        let bad = create_words(3, &["has space".into(), "autonomous".into(), "{}".into()]);
+        let custom = |values: &[&str]| {
+            let mut all: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+            all.resize(11, String::new());
+            create_words(3, &all)
+        };
+        let bad = custom(&["has space", "autonomous"]);
         assert!(
             check(&bad).unwrap().contains("--scope"),
             "{:?}",
             check(&bad)
         );
-        let bad = create_words(3, &["file".into(), "sometimes".into(), "{}".into()]);
+        let bad = custom(&["file", "sometimes"]);
         assert!(check(&bad).unwrap().contains("sometimes"));
+        // Typed constraints, a row each, as create-key takes them.
+        let typed = custom(&[
+            "invoice",
+            "cosign",
+            "amount",
+            "range",
+            "10, 500",
+            "currency",
+            "enum",
+            "EUR, USD",
+            "signed_po",
+            "required",
+            "yes",
+        ]);
+        assert!(check(&typed).is_none(), "{:?}", check(&typed));
+        let constraints: Value = serde_json::from_str(typed.last().unwrap()).unwrap();
+        assert_eq!(constraints["amount"], json!({"min": 10, "max": 500}));
+        assert_eq!(constraints["currency"]["allowed"], json!(["EUR", "USD"]));
+        assert_eq!(constraints["signed_po"]["required"], true);
+        // A range without its maximum, or a type that does not exist, is told as typed.
+        assert!(check(&custom(&["file", "autonomous", "amount", "range", "10"])).is_some());
+        assert!(check(&custom(&["file", "autonomous", "amount", "between", "1"])).is_some());
     }
 }
