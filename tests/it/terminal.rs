@@ -335,7 +335,7 @@ fn the_terminal_ui_makes_a_key_from_a_template_and_approves_a_request() {
         .unwrap()
         .to_owned();
     assert!(
-        created.contains("namespaces=\"git\" ssh-ed25519 "),
+        created.contains("namespaces=\"git\" ssh-ed25519"),
         "{created}"
     );
     // The key is real: listed over SSH with the rule typed in.
