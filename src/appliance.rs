@@ -50,7 +50,7 @@ pub use self::authn::{Authenticated, ENROLLMENT_TTL};
 pub use self::browser::{AgreedTerms, RequestPage, SigningTerms};
 pub use self::error::Error;
 pub use self::keys::{Grant, Role};
-pub use self::links::{LINK_TTL, MAX_KEY_LABEL, MAX_SSH_KEYS};
+pub use self::links::{LINK_TTL, MAX_KEY_LABEL, MAX_SSH_KEYS, already_identifies};
 pub use self::requests::{Credential, MAX_REASON, Proof, Request, Ruling};
 pub use self::signing::{SignInput, SignOutcome, Verified};
 use crate::audit::{Action, AuditEntry, AuditLog, Outcome};

@@ -145,12 +145,22 @@ impl Appliance {
         id: &str,
         capture: Option<Capture>,
         method: Method,
+        consented: bool,
     ) -> Result<PendingRequest, Error> {
         let held = self.request_locks.hold(id).await;
         let request = self.decidable(caller, id, method).await?;
         if request.require_signature && capture.is_none() {
             return Err(Error::SignatureRequired {
                 url: self.page_url(id, None),
+            });
+        }
+        // A legal agreement is approved only under the disclosure (`approve --confirm`; the
+        // page shows it): otherwise the error carries what the person must read.
+        if !consented && crate::approval::disclosure::is_legal(&request.namespace) {
+            return Err(Error::ConsentRequired {
+                id: request.pending_id,
+                namespace: request.namespace,
+                metadata: Box::new(request.metadata),
             });
         }
         let evidence = capture

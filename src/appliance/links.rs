@@ -39,6 +39,14 @@ fn code_hash(code: &str) -> String {
     crate::hex::encode(&Sha256::digest(normalized(code).as_bytes()))
 }
 
+/// `link finish` from a key that already identifies `user`: keys are never moved.
+pub fn already_identifies(fingerprint: &str, user: &str) -> Error {
+    Error::Forbidden(format!(
+        "this SSH key ({fingerprint}) already identifies {user}; an identity is never merged \
+         into another: link a key that has not connected before"
+    ))
+}
+
 impl Caller {
     /// Refuses what only a person's key may do.
     pub fn person(&self, what: &str) -> Result<(), Error> {
@@ -117,11 +125,7 @@ impl Appliance {
     pub async fn link_finish(&self, key: &ssh_key::PublicKey, code: &str) -> Result<Caller, Error> {
         let fingerprint = key.fingerprint(ssh_key::HashAlg::Sha256).to_string();
         if let Some(known) = self.store.ssh_key(&fingerprint)? {
-            return Err(Error::Forbidden(format!(
-                "this SSH key ({fingerprint}) already identifies {}; an identity is never merged \
-                 into another: link a key that has not connected before",
-                known.user_id
-            )));
+            return Err(already_identifies(&fingerprint, &known.user_id));
         }
         let unknown = || {
             Error::Forbidden(
@@ -201,11 +205,11 @@ impl Appliance {
             .store
             .ssh_key(fingerprint)?
             .filter(|key| key.user_id == caller.id());
-        let Some(key) = theirs else {
+        if theirs.is_none() {
             return Err(Error::InvalidArgument(format!(
                 "{fingerprint} is not one of your SSH keys (whoami lists them)"
             )));
-        };
+        }
         let current = self.store.user(caller.id())?;
         if current.is_none_or(|user| user.ssh_keys.len() < 2) {
             return Err(Error::InvalidArgument(
@@ -225,11 +229,7 @@ impl Appliance {
             })?;
         self.store.flush().await?;
         tracing::info!(user = %caller.id(), %fingerprint, "SSH key unlinked");
-        Ok(LinkedKey::new(
-            &removed,
-            &caller.fingerprint,
-            key.registered_at,
-        ))
+        Ok(LinkedKey::new(&removed, &caller.fingerprint))
     }
 
     /// Refuses a caller whose key was unlinked since its connection authenticated: an unlinked
@@ -251,7 +251,7 @@ impl Appliance {
         let mut keys = Vec::new();
         for fingerprint in &user.ssh_keys {
             if let Some(key) = self.store.ssh_key(fingerprint)? {
-                keys.push(LinkedKey::new(&key, &caller.fingerprint, key.registered_at));
+                keys.push(LinkedKey::new(&key, &caller.fingerprint));
             }
         }
         Ok(keys)

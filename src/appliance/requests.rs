@@ -46,7 +46,7 @@ pub struct Ruling {
     pub drawn: Option<Vec<u8>>,
     /// Whether the decider was shown the electronic-signature disclosure
     /// ([`crate::approval::disclosure`]): `approve --confirm` over SSH; a request's page shows
-    /// it above its buttons. Approving a legal agreement over SSH needs it.
+    /// it above its buttons. Approving a legal agreement needs it.
     pub consented: bool,
 }
 
@@ -282,9 +282,6 @@ impl Appliance {
             }
             Proof::Ssh(caller) => {
                 caller.person("deciding a request")?;
-                if ruling.verdict == Verdict::Approved && !ruling.consented {
-                    self.check_disclosure(&caller, id)?;
-                }
                 (caller, Method::Ssh, None)
             }
             Proof::Page {
@@ -319,7 +316,7 @@ impl Appliance {
                         signer_ip: ip,
                     }
                 });
-                self.approve_signature(&caller, id.as_str(), capture, method)
+                self.approve_signature(&caller, id.as_str(), capture, method, ruling.consented)
                     .await
                     .map(HumanRequest::Signature)
             }
@@ -333,32 +330,6 @@ impl Appliance {
                 .map(HumanRequest::Approval),
         }
         .map(Request::from)
-    }
-
-    /// Refuses an SSH approval of a legal agreement made without the disclosure
-    /// (`approve` without `--confirm`): the error carries what the person must read. Requests
-    /// that need a drawn signature are left to say so, as the seed does.
-    /// Anything else (another's request, a closed one) is left to the checks that follow.
-    fn check_disclosure(&self, caller: &Caller, id: &RequestId) -> Result<(), Error> {
-        if id.kind() != RequestKind::Signature {
-            return Ok(());
-        }
-        let HumanRequest::Signature(r) = self.stored(id)? else {
-            return Ok(());
-        };
-        if r.principal == caller.id()
-            && r.requester != caller.id()
-            && request::open(r.status, r.expires_at, time::now()).is_ok()
-            && !r.require_signature
-            && crate::approval::disclosure::is_legal(&r.namespace)
-        {
-            return Err(Error::ConsentRequired {
-                id: r.pending_id,
-                namespace: r.namespace,
-                metadata: Box::new(r.metadata),
-            });
-        }
-        Ok(())
     }
 
     /// The appliance's public base URL (`https://sign.example.com`).

@@ -1022,19 +1022,6 @@ impl App {
     }
 
     fn draw_tab(&mut self, frame: &mut ratatui::Frame, area: Rect) {
-        let text = |v: &Value| match v {
-            Value::String(s) => s.clone(),
-            Value::Null => "-".into(),
-            Value::Array(list) => list
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-            other => other.to_string(),
-        };
         let lines = |title: &'static str, lines: &[String], scroll: u16| {
             Paragraph::new(
                 lines
@@ -1080,10 +1067,10 @@ impl App {
                 self.keys
                     .iter()
                     .map(|k| {
-                        ["key_id", "scopes", "tier", "status", "role", "created_at"]
-                            .iter()
-                            .map(|column| super::text::cell(k, column))
-                            .collect()
+                        cells(
+                            k,
+                            &["key_id", "scopes", "tier", "status", "role", "created_at"],
+                        )
                     })
                     .collect(),
             ),
@@ -1096,28 +1083,29 @@ impl App {
                 self.grants
                     .iter()
                     .map(|a| {
-                        vec![
-                            text(&a["authorization_id"]),
-                            text(&a["grantee"]),
-                            text(&a["scopes"]),
-                            text(&a["tier"]),
-                            text(&a["status"]),
-                        ]
+                        cells(
+                            a,
+                            &["authorization_id", "grantee", "scopes", "tier", "status"],
+                        )
                     })
                     .collect(),
             ),
             Tab::Pending => (
                 "Waiting for you".into(),
                 vec!["request", "type", "from", "expires"],
+                // A signature request's members, or an approval request's.
                 self.pending
                     .iter()
                     .map(|p| {
-                        vec![
-                            text(p.get("pending_id").unwrap_or(&p["id"])),
-                            text(p.get("namespace").unwrap_or(&p["action"])),
-                            text(p.get("requester").unwrap_or(&p["owner"])),
-                            text(&p["expires_at"]),
-                        ]
+                        cells(
+                            p,
+                            &[
+                                "pending_id|id",
+                                "namespace|action",
+                                "requester|owner",
+                                "expires_at",
+                            ],
+                        )
                     })
                     .collect(),
             ),
@@ -1133,12 +1121,10 @@ impl App {
                 self.audit
                     .iter()
                     .map(|e| {
-                        vec![
-                            text(&e["index"]),
-                            text(&e["entry"]["action"]),
-                            text(&e["entry"]["result"]),
-                            text(&e["entry"]["key_id"]),
-                        ]
+                        cells(
+                            e,
+                            &["index", "entry.action", "entry.result", "entry.key_id"],
+                        )
                     })
                     .collect(),
             ),
@@ -1157,14 +1143,6 @@ impl App {
             return;
         }
         // Each column as wide as what it holds, then fitted to the screen as text tables are.
-        let rows: Vec<Vec<String>> = rows
-            .into_iter()
-            .map(|row| {
-                row.into_iter()
-                    .map(|cell| super::text::short_time(&cell))
-                    .collect()
-            })
-            .collect();
         let mut widths: Vec<usize> = heads
             .iter()
             .enumerate()
@@ -1261,6 +1239,21 @@ fn defaults(template: usize) -> Vec<String> {
         .fields
         .iter()
         .map(|(_, default)| (*default).to_owned())
+        .collect()
+}
+
+/// A table row: each column as text tables show it (`a.b` a member's member, `a|b` the first
+/// of them present).
+fn cells(item: &Value, columns: &[&str]) -> Vec<String> {
+    columns
+        .iter()
+        .map(|column| {
+            column
+                .split('|')
+                .map(|alternative| super::text::cell(item, alternative))
+                .find(|text| !text.is_empty())
+                .unwrap_or_default()
+        })
         .collect()
 }
 

@@ -84,7 +84,6 @@ impl Store {
     /// (`Ok(None)` then, and when the key is not theirs). The removed key's record is returned.
     pub fn unlink_ssh_key(&self, user_id: &str, fingerprint: &str) -> Result<Option<SshKeyRecord>> {
         let outcome = (&self.users, &self.ssh_keys).transaction(|(users, ssh_keys)| {
-            let abort = ConflictableTransactionError::Abort;
             let (Some(user_bytes), Some(key_bytes)) = (
                 users.get(user_id.as_bytes())?,
                 ssh_keys.get(fingerprint.as_bytes())?,
@@ -93,7 +92,7 @@ impl Store {
             };
             let mut user: UserRecord = self
                 .decode(user_id.as_bytes(), &user_bytes)
-                .map_err(abort)?;
+                .map_err(ConflictableTransactionError::Abort)?;
             let key: SshKeyRecord = self
                 .decode(fingerprint.as_bytes(), &key_bytes)
                 .map_err(ConflictableTransactionError::Abort)?;

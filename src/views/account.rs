@@ -38,13 +38,13 @@ pub struct LinkedKey {
 }
 
 impl LinkedKey {
-    pub fn new(key: &crate::store::SshKeyRecord, current: &str, linked_at: i64) -> Self {
+    pub fn new(key: &crate::store::SshKeyRecord, current: &str) -> Self {
         LinkedKey {
             fingerprint: key.fingerprint.clone(),
             public_key: key.public_key.clone(),
             kind: if key.agent { "agent" } else { "person" },
             label: key.label.clone(),
-            linked_at: crate::time::rfc3339(linked_at),
+            linked_at: crate::time::rfc3339(key.registered_at),
             current: key.fingerprint == current,
         }
     }

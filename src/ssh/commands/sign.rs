@@ -55,7 +55,7 @@ pub async fn run(args: Args, ctx: &Context) -> Result<Value, Error> {
         .transpose()?;
     let key_id = match args.key_id {
         Some(key_id) => key_id,
-        None => ctx.appliance.default_key(&ctx.caller, &args.namespace)?,
+        None => super::scan(|| ctx.appliance.default_key(&ctx.caller, &args.namespace))?,
     };
     let input = SignInput {
         key_id,

@@ -59,12 +59,10 @@ pub async fn link(command: LinkCommand, ctx: &Context) -> Result<Value, Error> {
                 .link_start(&ctx.caller, args.agent, args.label)
                 .await?,
         )),
-        LinkCommand::Finish(_) => Err(Error::Forbidden(format!(
-            "this SSH key ({}) already identifies {}; an identity is never merged into another: \
-             link a key that has not connected before",
-            ctx.caller.fingerprint,
-            ctx.caller.id()
-        ))),
+        LinkCommand::Finish(_) => Err(crate::appliance::already_identifies(
+            &ctx.caller.fingerprint,
+            ctx.caller.id(),
+        )),
     }
 }
 
