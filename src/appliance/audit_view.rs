@@ -98,4 +98,39 @@ impl Appliance {
         }
         Ok((mine, (next < size).then_some(next)))
     }
+
+    /// The caller's entries before index `before`, newest first, at most `limit`; and the index
+    /// to continue back from (`None` at the log's start). Like [`Appliance::audit_entries`], one
+    /// call looks at no more than [`MAX_SCANNED`] entries.
+    pub fn audit_entries_before(
+        &self,
+        caller: &Caller,
+        before: u64,
+        limit: usize,
+    ) -> Result<EntryPage, Error> {
+        let limit = limit.clamp(1, MAX_ENTRIES);
+        let mut mine = Vec::new();
+        let mut next = before.min(self.audit.head().size);
+        let stop = next.saturating_sub(MAX_SCANNED);
+        while next > stop && mine.len() < limit {
+            let start = next.saturating_sub(1000).max(stop);
+            let batch = self
+                .audit
+                .entries(start, usize::try_from(next - start).unwrap_or(1000))
+                .map_err(Error::Audit)?;
+            if batch.is_empty() {
+                break;
+            }
+            for (index, entry) in batch.into_iter().rev() {
+                if mine.len() == limit {
+                    return Ok((mine, Some(index + 1)));
+                }
+                if entry.readers.iter().any(|r| r == caller.id()) {
+                    mine.push((index, entry));
+                }
+                next = index;
+            }
+        }
+        Ok((mine, (next > 0).then_some(next)))
+    }
 }

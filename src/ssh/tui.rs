@@ -271,6 +271,8 @@ struct App {
     keys: Vec<Value>,
     pending: Vec<Value>,
     audit: Vec<Value>,
+    /// Where the Audit screen's next older page starts (`None`: at the log's start).
+    audit_next: Option<u64>,
     /// The key whose authorizations the Grants screen shows, and them.
     key: Option<String>,
     grants: Vec<Value>,
@@ -311,6 +313,7 @@ pub async fn run(
         keys: Vec::new(),
         pending: Vec::new(),
         audit: Vec::new(),
+        audit_next: None,
         key: None,
         grants: Vec::new(),
         account: Vec::new(),
@@ -326,6 +329,10 @@ pub async fn run(
     if !send(out, "\x1b[?1049h\x1b[?25l\x1b[2J").await {
         return;
     }
+    let mut live = tokio::time::interval(LIVE_EVERY);
+    live.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_key = tokio::time::Instant::now();
+    let mut farewell = "";
     loop {
         if screen.draw(|frame| app.draw(frame)).is_err() {
             break;
@@ -333,7 +340,20 @@ pub async fn run(
         if !send(out, &screen.backend_mut().take()).await {
             return;
         }
-        match inputs.recv().await {
+        let input = tokio::select! {
+            input = inputs.recv() => input,
+            _ = live.tick() => {
+                let idle = last_key.elapsed();
+                if idle >= IDLE_LIMIT {
+                    farewell = "sshsign: closed after 15 minutes without a key press; \
+                                connect again to go on.\r\n";
+                    break;
+                }
+                app.live(IDLE_LIMIT - idle).await;
+                continue;
+            }
+        };
+        match input {
             None => return,
             Some(Input::Eof) => break,
             Some(Input::Resize { cols, rows }) => {
@@ -345,6 +365,7 @@ pub async fn run(
                 let _ = screen.clear();
             }
             Some(Input::Data(bytes)) => {
+                last_key = tokio::time::Instant::now();
                 for key in input::keys(&bytes) {
                     app.on_key(key).await;
                 }
@@ -354,14 +375,38 @@ pub async fn run(
             break;
         }
     }
-    send(out, "\x1b[0m\x1b[2J\x1b[?25h\x1b[?1049l").await;
+    send(
+        out,
+        &format!("\x1b[0m\x1b[2J\x1b[?25h\x1b[?1049l{farewell}"),
+    )
+    .await;
 }
+
+/// How often the screen reads what waits for the person and the log's checkpoint again, so that
+/// a new request shows without a key press (and the connection does not look idle).
+const LIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long the screen stays open without a key press: a session that can approve is not left
+/// open on an unattended terminal. The last minute is announced in the status line.
+const IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// How many of the caller's entries the Audit screen reads at a time.
+const AUDIT_PAGE: usize = 200;
 
 async fn send(out: &super::interactive::Screen, text: &str) -> bool {
     out.handle
         .data(out.channel, text.as_bytes().to_vec())
         .await
         .is_ok()
+}
+
+/// What the Pending screen lists from a `pending` reply: what the person decides, then the
+/// approvals they asked for.
+fn pending_items(reply: &Value) -> Vec<Value> {
+    ["to_decide", "approvals"]
+        .iter()
+        .flat_map(|list| reply[*list].as_array().into_iter().flatten().cloned())
+        .collect()
 }
 
 /// Comma-separated words, trimmed, without empties.
@@ -539,31 +584,17 @@ impl App {
             None => Vec::new(),
         };
         if let Ok(pending) = self.words("pending").await {
-            let mut items = Vec::new();
-            for item in pending["to_decide"].as_array().into_iter().flatten() {
-                items.push(item.clone());
-            }
-            for item in pending["approvals"].as_array().into_iter().flatten() {
-                items.push(item.clone());
-            }
-            self.pending = items;
+            self.pending = pending_items(&pending);
         }
         if let Ok(checkpoint) = self.words("audit-checkpoint").await {
             self.checkpoint = checkpoint["size"]
                 .as_u64()
                 .map(|size| (size, checkpoint["root"].as_str().unwrap_or("").to_owned()));
         }
-        // The newest of the caller's entries: those in the last stretch of the log one call
-        // reads (audit-entries looks at no more than 50,000 entries a call).
-        let from = self
-            .checkpoint
-            .as_ref()
-            .map_or(0, |(size, _)| size.saturating_sub(50_000));
-        if let Ok(entries) = self.words(&format!("audit-entries --from {from}")).await {
-            let mut entries = entries["entries"].as_array().cloned().unwrap_or_default();
-            entries.reverse();
-            self.audit = entries;
-        }
+        // The caller's newest entries; older ones are read as the person scrolls down to them.
+        self.audit.clear();
+        self.audit_next = Some(u64::MAX);
+        self.older_audit().await;
         let mut account = Vec::new();
         for (title, line) in [
             ("Whom you accept requests and grants from", "approvers list"),
@@ -580,6 +611,58 @@ impl App {
             account.push(String::new());
         }
         self.account = account;
+    }
+
+    /// The next page of the caller's entries, older than those shown; `false` when the log's
+    /// first entry is shown.
+    async fn older_audit(&mut self) -> bool {
+        let shown = self.audit.len();
+        // A page may hold none of theirs in a stretch of others' entries: read on, a while.
+        for _ in 0..20 {
+            let Some(before) = self.audit_next else {
+                break;
+            };
+            let line = format!("audit-entries --before {before} --limit {AUDIT_PAGE}");
+            let Ok(page) = self.words(&line).await else {
+                break;
+            };
+            self.audit
+                .extend(page["entries"].as_array().into_iter().flatten().cloned());
+            self.audit_next = page["next"].as_u64();
+            if self.audit.len() > shown {
+                break;
+            }
+        }
+        self.audit.len() > shown
+    }
+
+    /// What changes without the person: what waits for them, and the log's checkpoint. `left`
+    /// is how long the screen stays open without a key press.
+    async fn live(&mut self, left: std::time::Duration) {
+        if let Ok(pending) = self.words("pending").await {
+            self.pending = pending_items(&pending);
+        }
+        if let Ok(checkpoint) = self.words("audit-checkpoint").await {
+            self.checkpoint = checkpoint["size"]
+                .as_u64()
+                .map(|size| (size, checkpoint["root"].as_str().unwrap_or("").to_owned()));
+        }
+        let rows = self.rows();
+        if rows > 0 && self.selected() >= rows {
+            self.table.select(Some(rows - 1));
+        }
+        if left <= std::time::Duration::from_secs(60) {
+            self.say(Err(format!(
+                "no key pressed for a while: this screen closes in {} s; press any key to stay",
+                left.as_secs()
+            )));
+        } else if self
+            .status
+            .as_ref()
+            .is_some_and(|(_, text)| text.starts_with("no key pressed"))
+        {
+            self.status = None;
+        }
     }
 
     fn rows(&self) -> usize {
@@ -753,6 +836,14 @@ impl App {
                 self.scroll = self.scroll.saturating_sub(1);
             }
             (_, Key::Down) => {
+                if self.tab == Tab::Audit
+                    && rows > 0
+                    && selected + 1 == rows
+                    && !self.older_audit().await
+                {
+                    self.say(Ok("that is your first entry".into()));
+                }
+                let rows = self.rows();
                 if rows > 0 {
                     self.table.select(Some((selected + 1).min(rows - 1)));
                 }
@@ -1002,7 +1093,7 @@ impl App {
             (Mode::Browse, Tab::Pending) => "Enter details  a approve  d deny  g refresh  q quit",
             (Mode::Browse, Tab::Negotiations) => "o log an offer  h history  ? help  q quit",
             (Mode::Browse, Tab::Audit) => {
-                "sshsign audit check compares the checkpoint with what you saw · q quit"
+                "↓ past the end: older · sshsign audit check compares with what you saw"
             }
             (Mode::Browse, Tab::Account) => {
                 "a accept t TOTP c code p passkey k API key w webhook n notify x remove"

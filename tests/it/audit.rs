@@ -78,6 +78,23 @@ fn each_action_is_an_entry_without_secrets(alice: &User) -> u64 {
         !text.contains("4242") && !text.contains("confidential"),
         "{text}"
     );
+    // Newest first, a page at a time, going back with `next`; both readings agree.
+    let mut back = Vec::new();
+    let mut before = u64::MAX;
+    loop {
+        let page = alice.cmd(&format!("audit-entries --before {before} --limit 3"));
+        let page = page.ok();
+        back.extend(page["entries"].as_array().unwrap().iter().cloned());
+        match page["next"].as_u64() {
+            Some(next) => before = next,
+            None => break,
+        }
+    }
+    back.reverse();
+    assert_eq!(back, list);
+    alice
+        .cmd("audit-entries --before 5 --from 1")
+        .failed_with("invalid_usage");
     let signed = &list[1]["entry"];
     let digest = sshsign::hex::encode(&Sha512::digest(b"confidential payload"));
     assert_eq!(signed["payload_sha512"], digest.as_str());

@@ -360,10 +360,11 @@ fn the_terminal_ui_makes_a_key_from_a_template_and_approves_a_request() {
             "authorize --key-id {cosigned} --scope deploy --tier cosign --grantee {agent_id}"
         ))
         .ok();
+    tmux.keys("ui", &["4"]);
+    tmux.wait_for("ui", "Nothing waits for you");
     let asked = agent.run(&format!("sign --type deploy --key-id {cosigned}"), b"v9");
     let id = asked.ok()["pending_id"].as_str().unwrap().to_owned();
-    tmux.keys("ui", &["4"]);
-    tmux.keys("ui", &["g"]);
+    // It shows up without a key press.
     tmux.wait_for("ui", &id);
     // Its details: the terms, the digest, and its page with a QR code.
     tmux.keys("ui", &["Enter"]);

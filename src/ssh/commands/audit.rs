@@ -1,5 +1,5 @@
 //! `audit-checkpoint`, `audit-proof --index N [--size S]`, `audit-consistency --from M [--to N]`,
-//! `audit-entries [--from N] [--limit L]`.
+//! `audit-entries [--from N | --before N] [--limit L]`.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -65,17 +65,25 @@ pub async fn consistency(args: ConsistencyArgs, ctx: &Context) -> Result<Value, 
 #[derive(Debug, clap::Args)]
 pub struct EntriesArgs {
     /// The first index to look at.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "before")]
     pub from: u64,
+    /// Newest first, from the entry before this index back (`next` goes on further back).
+    #[arg(long)]
+    pub before: Option<u64>,
     /// How many entries at most (up to 1000).
     #[arg(long, default_value_t = 100)]
     pub limit: usize,
 }
 
 pub fn entries(args: EntriesArgs, ctx: &Context) -> Result<Value, Error> {
-    let (entries, next) = ctx
-        .appliance
-        .audit_entries(&ctx.caller, args.from, args.limit)?;
+    let (entries, next) = match args.before {
+        Some(before) => ctx
+            .appliance
+            .audit_entries_before(&ctx.caller, before, args.limit)?,
+        None => ctx
+            .appliance
+            .audit_entries(&ctx.caller, args.from, args.limit)?,
+    };
     let entries = entries
         .into_iter()
         .map(|(index, entry)| IndexedEntry { index, entry })
