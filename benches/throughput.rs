@@ -6,14 +6,16 @@
 //! - raw: N threads signing through `cryptoki` with N token sessions (the ceiling);
 //! - (a) a new SSH connection per signature, N clients at once (what the git shim does);
 //! - (b) one persistent SSH connection with 8·N exec channels in flight;
+//! - (c) one `session` channel with 8·N requests pipelined;
+//! - (d) one `session` channel with N requests in flight (one per client, as an agent waits);
 //!
 //! and the ratio of each to the raw rate (the appliance runs with N token sessions too); then the
-//! CPU time per signature of the raw loop and of the appliance in (b), whose difference is what
+//! CPU time per signature of the raw loop and of the appliance in (c), whose difference is what
 //! the appliance itself spends per request (SSH, parsing, policy, replies). Then the wall time of `git commit -S` through the
 //! shim against `ssh-keygen -Y sign` with a file key. Client, server and token share the
 //! machine: where the token alone keeps every core busy, the SSH work has to take its CPU from
 //! the token.
-//! SoftHSM's speed drifts on a shared machine, so raw and (b) are measured in alternation,
+//! SoftHSM's speed drifts on a shared machine, so raw, (b), (c) and (d) are measured in alternation,
 //! `ROUNDS` times each, and the medians are printed. `SSHSIGN_BENCH_SECONDS` sets the length of
 //! each measurement (default 2).
 
@@ -29,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use appliance::{Bench, PAYLOAD, RawToken, median, run, seconds};
-use sshsign::client::{ClientConfig, Connection};
+use sshsign::client::{ClientConfig, Connection, Session};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_sshsign");
 const CONCURRENCY: [usize; 3] = [1, 2, 4];
@@ -80,9 +82,34 @@ async fn connection_per_signature(
     count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
-/// (b): one connection, `in_flight` exec channels at a time.
+/// How requests reach the appliance in (b), (c) and (d).
+#[derive(Clone)]
+enum Via {
+    /// An exec channel per request on one connection.
+    Exec(Arc<Connection>),
+    /// Requests on one `session` channel.
+    Session(Arc<Session>),
+}
+
+impl Via {
+    async fn sign(&self, words: &[String]) {
+        let output = match self {
+            Via::Exec(connection) => connection.run(words, PAYLOAD).await,
+            Via::Session(session) => session.run(words, PAYLOAD).await,
+        };
+        let output = output.unwrap();
+        assert_eq!(
+            output.exit_status,
+            0,
+            "{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+}
+
+/// (b), (c), (d): `in_flight` requests at a time through `via`.
 async fn persistent_connection(
-    connection: &Arc<Connection>,
+    via: &Via,
     key_id: &str,
     in_flight: usize,
     duration: Duration,
@@ -93,11 +120,11 @@ async fn persistent_connection(
     let start = Instant::now();
     let tasks: Vec<_> = (0..in_flight)
         .map(|_| {
-            let (connection, words) = (Arc::clone(connection), words.clone());
+            let (via, words) = (via.clone(), words.clone());
             let (count, stop) = (Arc::clone(&count), Arc::clone(&stop));
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    sign_once(&connection, &words).await;
+                    via.sign(&words).await;
                     count.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -172,19 +199,21 @@ fn main() {
     );
     println!();
     println!(
-        "{:>3}  {:>8}  {:>24}  {:>26}  {:>22}",
+        "{:>3}  {:>8}  {:>18}  {:>18}  {:>18}  {:>18}  {:>22}",
         "N",
         "raw /s",
-        "(a) conn/signature (ratio)",
-        "(b) persistent, 8N (ratio)",
-        "CPU µs/sig: raw, (b)"
+        "(a) conn/sig",
+        "(b) exec, 8N",
+        "(c) session, 8N",
+        "(d) session, N",
+        "CPU µs/sig: raw, (c)"
     );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut key_id = String::new();
     for n in CONCURRENCY {
         let raw_token = RawToken::open(store, n);
         let server = bench.start_server(n, &[]);
-        let (raw, a, b, raw_cpu, cpu) = runtime.block_on(async {
+        let (raw, a, b, c, d, raw_cpu, cpu) = runtime.block_on(async {
             let connection = Arc::new(Connection::connect(&server.config).await.unwrap());
             if key_id.is_empty() {
                 let created = connection
@@ -198,7 +227,9 @@ fn main() {
             }
             sign_once(&connection, &sign_words(&key_id)).await;
             let a = connection_per_signature(&server.config, &key_id, n, duration).await;
-            let (mut raw, mut b) = (Vec::new(), Vec::new());
+            let session = Via::Session(Arc::new(Session::open(&connection).await.unwrap()));
+            let exec = Via::Exec(Arc::clone(&connection));
+            let (mut raw, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             let (mut raw_cpu, mut cpu) = (Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
                 let before = proc_stat::cpu_seconds("self");
@@ -207,17 +238,22 @@ fn main() {
                     (proc_stat::cpu_seconds("self") - before) / (rate * duration.as_secs_f64()),
                 );
                 raw.push(rate);
+                b.push(persistent_connection(&exec, &key_id, 8 * n, duration).await);
                 let before = server.cpu_seconds();
-                let rate = persistent_connection(&connection, &key_id, 8 * n, duration).await;
+                let rate = persistent_connection(&session, &key_id, 8 * n, duration).await;
                 cpu.push((server.cpu_seconds() - before) / (rate * duration.as_secs_f64()));
-                b.push(rate);
+                c.push(rate);
+                d.push(persistent_connection(&session, &key_id, n, duration).await);
             }
-            (median(raw), a, median(b), median(raw_cpu), median(cpu))
+            let (raw, b, c, d) = (median(raw), median(b), median(c), median(d));
+            (raw, a, b, c, d, median(raw_cpu), median(cpu))
         });
         println!(
-            "{n:>3}  {raw:>8.0}  {a:>16.0} ({:>5.2})  {b:>18.0} ({:>5.2})  {:>11.0}, {:>8.0}",
+            "{n:>3}  {raw:>8.0}  {a:>10.0} ({:>5.2})  {b:>10.0} ({:>5.2})  {c:>10.0} ({:>5.2})  {d:>10.0} ({:>5.2})  {:>11.0}, {:>8.0}",
             a / raw,
             b / raw,
+            c / raw,
+            d / raw,
             raw_cpu * 1e6,
             cpu * 1e6
         );

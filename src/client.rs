@@ -9,6 +9,7 @@
 pub mod config;
 mod host_check;
 pub mod known_hosts;
+mod session;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use russh::{ChannelMsg, Disconnect};
 
 pub use self::config::ClientConfig;
 use self::host_check::HostCheck;
+pub use self::session::Session;
 
 /// Client failures, worded for the person at the terminal.
 #[derive(Debug, thiserror::Error)]

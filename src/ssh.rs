@@ -22,6 +22,7 @@ pub mod handler;
 pub mod host_key;
 pub mod interactive;
 pub mod reply;
+pub mod session;
 pub mod text;
 pub mod tui;
 

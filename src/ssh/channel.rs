@@ -236,7 +236,7 @@ impl std::fmt::Display for Identity {
 
 /// The caller `command` runs as: a known identity; a new key joined by `link finish` (which
 /// then answers as `whoami` does); or a new key registered now.
-async fn caller_for(
+pub(super) async fn caller_for(
     identity: Identity,
     command: Command,
     appliance: &Appliance,
@@ -253,6 +253,28 @@ async fn caller_for(
         }
         (Identity::New { key, from }, command) => {
             Ok((appliance.identify(&key, from).await?, command))
+        }
+    }
+}
+
+/// Runs `command` as `identity` with `stdin` as its input: its reply, and what it says to the
+/// person (stderr), both for one-shot commands and for a session's requests.
+pub(super) async fn run_command(
+    appliance: Arc<Appliance>,
+    identity: Identity,
+    command: Command,
+    stdin: Vec<u8>,
+) -> (Reply, String) {
+    match caller_for(identity, command, &appliance).await {
+        Err(error) => (Reply::from_error(&error), String::new()),
+        Ok((caller, command)) => {
+            let ctx = Arc::new(Context::new(appliance, caller, stdin));
+            // In a task of its own, so that a panic (a bug) answers `internal` instead of
+            // leaving the request without a reply.
+            let running = Arc::clone(&ctx);
+            let reply = caught(async move { commands::execute(command, &running).await }).await;
+            let notice = std::mem::take(&mut *ctx.stderr.lock().unwrap_or_else(|e| e.into_inner()));
+            (reply, notice)
         }
     }
 }
@@ -298,25 +320,12 @@ pub async fn perform(
         Action::Shell => (Reply::ok(serde_json::Value::Null), None),
         Action::Answer(reply, asked) => (reply, asked),
         Action::Run(command, stdin, asked) => {
-            let reply = match caller_for(identity, command, &appliance).await {
-                Err(error) => Reply::from_error(&error),
-                Ok((caller, command)) => {
-                    let ctx = Arc::new(Context::new(appliance, caller, stdin));
-                    // In a task of its own, so that a panic (a bug) answers `internal` instead
-                    // of leaving the channel without a reply.
-                    let running = Arc::clone(&ctx);
-                    let reply =
-                        caught(async move { commands::execute(command, &running).await }).await;
-                    let notice =
-                        std::mem::take(&mut *ctx.stderr.lock().unwrap_or_else(|e| e.into_inner()));
-                    if !notice.is_empty() {
-                        let _ = handle
-                            .extended_data(channel, 1, on_pty(notice.into_bytes()))
-                            .await;
-                    }
-                    reply
-                }
-            };
+            let (reply, notice) = run_command(appliance, identity, command, stdin).await;
+            if !notice.is_empty() {
+                let _ = handle
+                    .extended_data(channel, 1, on_pty(notice.into_bytes()))
+                    .await;
+            }
             (reply, asked)
         }
     };

@@ -98,6 +98,9 @@ pub async fn execute(command: Command, ctx: &Context) -> Result<Value, Error> {
         Command::Webhooks => scan(|| webhooks::list(ctx)),
         Command::Notify(command) => webhooks::notify(command, ctx).await,
         Command::Approvers(command) => consent::run(command, ctx).await,
+        Command::Session => Err(Error::InvalidArgument(
+            "a session is a channel's whole command: `ssh <appliance> session`".into(),
+        )),
         Command::Help => Ok(crate::views::to_value(&crate::views::HelpView {
             help: grammar::help(),
         })),

@@ -210,6 +210,9 @@ pub enum Command {
     Approvers(consent::ApproversCommand),
     /// Show the commands and their flags.
     Help,
+    /// Many requests over this one channel: newline-delimited JSON, many in flight (see the
+    /// README's "One session, many requests").
+    Session,
 }
 
 impl Command {

@@ -10,7 +10,9 @@ use russh::{Channel, ChannelId, ChannelOpenFailure};
 
 use super::AllowedKeys;
 use super::channel::{self, Action, ChannelState, Identity};
+use super::grammar::Command;
 use super::interactive::{INPUT_QUEUE, Input};
+use super::session;
 use super::text::Terminal;
 use crate::appliance::Appliance;
 use tokio::sync::mpsc;
@@ -58,6 +60,7 @@ impl Server {
             client_closes: HashSet::new(),
             terminals: HashMap::new(),
             inputs: HashMap::new(),
+            feeds: HashMap::new(),
         }
     }
 }
@@ -89,6 +92,8 @@ pub struct Connection {
     /// Where a person's keys and resizes go, for channels with a PTY whose request is under
     /// way.
     inputs: HashMap<ChannelId, mpsc::Sender<Input>>,
+    /// Where a session's requests go, for `session` channels.
+    feeds: HashMap<ChannelId, session::Feed>,
 }
 
 /// Counts a request as running until dropped.
@@ -142,15 +147,26 @@ impl Connection {
             .client_closes
             .remove(&channel)
             .then(|| channel::expect_close(&self.closing, channel));
-        let work = channel::perform(
-            action,
-            handle.clone(),
-            channel,
-            Arc::clone(&self.appliance),
-            identity.clone(),
-            terminal,
-            inputs,
-        );
+        let appliance = Arc::clone(&self.appliance);
+        let work: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> =
+            if let Action::Run(Command::Session, ..) = action {
+                let (feed, intake) = session::Feed::new();
+                self.feeds.insert(channel, feed);
+                let identity = identity.clone();
+                Box::pin(session::serve(
+                    handle.clone(),
+                    channel,
+                    appliance,
+                    identity,
+                    intake,
+                ))
+            } else {
+                let identity = identity.clone();
+                let handle = handle.clone();
+                Box::pin(channel::perform(
+                    action, handle, channel, appliance, identity, terminal, inputs,
+                ))
+            };
         let closing = Arc::clone(&self.closing);
         let (open, served) = (Arc::clone(&self.open), Arc::clone(&self.served));
         tokio::spawn(async move {
@@ -287,6 +303,12 @@ impl russh::server::Handler for Connection {
     ) -> Result<(), Self::Error> {
         self.advance(channel, session, |state| state.on_data(data));
         self.forward(channel, Input::Data(data.to_vec()));
+        if let Some(feed) = self.feeds.get(&channel)
+            && !feed.push(data)
+        {
+            // The session ends, saying why.
+            self.feeds.remove(&channel);
+        }
         Ok(())
     }
 
@@ -297,6 +319,9 @@ impl russh::server::Handler for Connection {
     ) -> Result<(), Self::Error> {
         self.advance(channel, session, ChannelState::on_eof);
         self.forward(channel, Input::Eof);
+        if let Some(feed) = self.feeds.remove(&channel) {
+            feed.eof();
+        }
         Ok(())
     }
 
@@ -312,6 +337,7 @@ impl russh::server::Handler for Connection {
         self.client_closes.remove(&channel);
         self.terminals.remove(&channel);
         self.inputs.remove(&channel);
+        self.feeds.remove(&channel);
         channel::closed_by_client(&self.closing, channel);
         Ok(())
     }

@@ -56,6 +56,7 @@ mod negotiation;
 mod provisioning;
 mod quotas;
 mod seed_words;
+mod session;
 mod shim;
 mod ssh_commands;
 mod terminal;
