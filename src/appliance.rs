@@ -45,7 +45,9 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 pub use self::api_keys::{API_KEY_PREFIX, ApiCaller};
-pub use self::approvals::{ApprovalInput, DEFAULT_TTL, MAX_ACTION, MAX_APPROVAL_METADATA};
+pub use self::approvals::{
+    ApprovalInput, DEFAULT_TTL, MAX_ACTION, MAX_APPROVAL_METADATA, MAX_WAIT,
+};
 pub use self::authn::{Authenticated, ENROLLMENT_TTL};
 pub use self::browser::{AgreedTerms, RequestPage, SigningTerms};
 pub use self::error::Error;
@@ -211,6 +213,9 @@ pub struct Appliance {
     authn: authn::Authn,
     /// Woken when a webhook delivery is stored.
     deliveries_due: tokio::sync::Notify,
+    /// Counts the requests decided or expired here, so that a caller waiting on one (`?wait=`)
+    /// wakes when it changes.
+    requests_changed: tokio::sync::watch::Sender<u64>,
     /// Serialises the changes to one request, so each change's audit entry, written before the
     /// change, says what the change will be.
     request_locks: RecordLocks,
@@ -262,6 +267,7 @@ impl Appliance {
             settings,
             authn: authn::Authn::new(webauthn),
             deliveries_due: tokio::sync::Notify::new(),
+            requests_changed: tokio::sync::watch::Sender::new(0),
             request_locks: RecordLocks::new(),
             quotas,
         }))

@@ -67,6 +67,7 @@ pub mod config;
 pub mod dev;
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;
+pub mod gate;
 pub mod hex;
 pub mod hsm;
 pub(crate) mod ids;

@@ -38,6 +38,9 @@ pub const MAX_APPROVAL_METADATA: usize = 4096;
 /// Shortest and longest time a request may wait.
 pub const TTL_RANGE: std::ops::RangeInclusive<i64> = 60..=604_800;
 pub const DEFAULT_TTL: i64 = 86_400;
+/// The longest one read of a request waits for its decision (`GET …?wait=`); a caller that waits
+/// longer asks again.
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A decided request's signed decision, and what verifying it found.
 #[derive(Debug)]
@@ -188,6 +191,33 @@ impl Appliance {
             approval_url: pages.first().map(|page| page.url.clone()),
             approval_urls: pages,
         })
+    }
+
+    /// [`Appliance::approval_for_key`], once the request is decided or expired, or after `wait`
+    /// (at most [`MAX_WAIT`]) if it is still pending then. Waits without polling the store: a
+    /// decision made here wakes it; it also looks again every few seconds, for an expiry (noticed
+    /// when read) and a decision made by another appliance sharing the store.
+    pub async fn wait_for_approval(
+        &self,
+        key: &ApiCaller,
+        id: &str,
+        wait: std::time::Duration,
+    ) -> Result<TrackedApproval, Error> {
+        const LOOK_AGAIN: std::time::Duration = std::time::Duration::from_secs(2);
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+        loop {
+            // Subscribed before the read, so that a change right after it is not missed.
+            let mut changed = self.requests_changed.subscribe();
+            let tracked = self.approval_for_key(key, id).await?;
+            let now = tokio::time::Instant::now();
+            if tracked.request.status != RequestStatus::Pending || now >= deadline {
+                return Ok(tracked);
+            }
+            tokio::select! {
+                _ = changed.changed() => {}
+                () = tokio::time::sleep_until(deadline.min(now + LOOK_AGAIN)) => {}
+            }
+        }
     }
 
     /// A request made through `key`'s owner, marked expired if its time has passed, with its

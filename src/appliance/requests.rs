@@ -170,6 +170,7 @@ impl Appliance {
         };
         self.store.flush().await?;
         self.announce(&expired).await?;
+        self.request_changed();
         Ok(expired)
     }
 
@@ -306,7 +307,7 @@ impl Appliance {
                 (caller, method, Some((authenticator, client)))
             }
         };
-        match (id.kind(), ruling.verdict) {
+        let decided = match (id.kind(), ruling.verdict) {
             (RequestKind::Signature, Verdict::Approved) => {
                 let capture = ruling.drawn.zip(page_proof).map(|(image_png, (aut, ip))| {
                     super::cosign::Capture {
@@ -328,8 +329,17 @@ impl Appliance {
                 .vote(&caller, id.as_str(), verdict, method, ruling.reason)
                 .await
                 .map(HumanRequest::Approval),
+        };
+        if decided.is_ok() {
+            self.request_changed();
         }
-        .map(Request::from)
+        decided.map(Request::from)
+    }
+
+    /// Wakes whoever waits on a request (see [`Appliance::wait_for_approval`]).
+    pub(super) fn request_changed(&self) {
+        self.requests_changed
+            .send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The appliance's public base URL (`https://sign.example.com`).

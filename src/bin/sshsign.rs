@@ -10,6 +10,7 @@ use serde_json::Value;
 use sshsign::attestation;
 use sshsign::auditor::{self, Memory};
 use sshsign::client::{ClientConfig, Connection};
+use sshsign::gate;
 use sshsign::shim::{self, Error};
 use sshsign::verifier::{self, Refusal};
 
@@ -38,6 +39,10 @@ enum Command {
     /// Check the appliance's audit log: its checkpoint, your entries, saved replies.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Ask for a person's approval over the REST API and, with --wait, wait for it: a gate for
+    /// pipelines (exit 0 approved and verified, 1 rejected, 3 expired or timed out).
+    #[command(subcommand)]
+    Approval(ApprovalCommand),
     /// Check a signed approval decision offline; exit 0 only for an approval of what you name.
     VerifyApproval(VerifyApprovalArgs),
     /// Check a get-envelope reply offline: the seal, the drawn image and the SSHSIG.
@@ -154,6 +159,59 @@ struct VerifyApprovalArgs {
     file: PathBuf,
 }
 
+#[derive(Debug, Subcommand)]
+enum ApprovalCommand {
+    /// Ask for a decision; print the approval page's address; with --wait, wait for it.
+    ///
+    /// The API key comes from --api-key-file or SSHSIGN_API_KEY, never the command line. Exit
+    /// status: 0 approved (and the decision verifies offline, bound to this request, action and
+    /// metadata), 1 rejected or not verifiable or the appliance could not be asked, 2 usage,
+    /// 3 expired or --timeout passed.
+    Request(ApprovalRequestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ApprovalRequestArgs {
+    /// What the approvers are asked to approve (shown on their page).
+    #[arg(long)]
+    action: String,
+    /// A JSON object shown with the action (up to 4 KB): the commit, the environment...
+    #[arg(long)]
+    metadata: Option<PathBuf>,
+    /// Who decides: a user id (usr_...) or an SSH key fingerprint; repeat for several
+    /// (default: the API key's owner).
+    #[arg(long = "approver")]
+    approvers: Vec<String>,
+    /// Approvals needed of the approvers (default 1).
+    #[arg(long)]
+    threshold: Option<u32>,
+    /// How an approver may prove themselves; repeat for several (default passkey and totp).
+    #[arg(long = "method", value_parser = ["passkey", "totp", "ssh"])]
+    methods: Vec<String>,
+    /// How long the request stays open (1m to 7d; default 24h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    ttl: Option<std::time::Duration>,
+    /// Wait for the decision (long polling).
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up after this long, exit 3 (default 30m).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30m", requires = "wait")]
+    timeout: std::time::Duration,
+    /// Keep the request as last read, with its signed decision, in this file.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// The appliance's HTTPS address (its approval base URL).
+    #[arg(long, env = "SSHSIGN_URL")]
+    url: String,
+    /// A file holding the API key (else SSHSIGN_API_KEY).
+    #[arg(long)]
+    api_key_file: Option<PathBuf>,
+    /// The appliance's decision keys, saved from /.well-known/jwks.json (default: read them
+    /// from the appliance when the decision comes).
+    #[arg(long)]
+    jwks: Option<PathBuf>,
+}
+
 #[derive(Debug, clap::Args)]
 struct VerifyEnvelopeArgs {
     #[command(flatten)]
@@ -226,6 +284,7 @@ async fn run(command: Command) -> Result<i32, Error> {
     match command {
         Command::AllowedSigners(args) => allowed_signers(args).await,
         Command::Audit(command) => audit(command).await,
+        Command::Approval(ApprovalCommand::Request(args)) => Ok(approval_request(args).await),
         Command::VerifyApproval(args) => Ok(report(verify_approval(args))),
         Command::VerifyEnvelope(args) => Ok(report(verify_envelope(args))),
         Command::VerifyAttestation {
@@ -383,6 +442,63 @@ fn trusted_keys(keys: &TrustedKeys) -> Result<verifier::TrustedKeys, Refusal> {
         (None, key) => verifier::TrustedKeys::from_public_key(key.as_deref().unwrap_or_default())
             .map_err(|e| Refusal(format!("--public-key: {e}"))),
     }
+}
+
+/// The pipeline gate (see [`sshsign::gate`]): progress on stderr, the request as last read on
+/// stdout (and in `--output`).
+async fn approval_request(args: ApprovalRequestArgs) -> i32 {
+    let usage = |why: String| {
+        eprintln!("sshsign: {why}");
+        gate::USAGE
+    };
+    let api_key = match &args.api_key_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => text.trim().to_owned(),
+            Err(e) => return usage(format!("{}: {e}", path.display())),
+        },
+        None => match std::env::var("SSHSIGN_API_KEY") {
+            Ok(text) => text.trim().to_owned(),
+            Err(_) => {
+                return usage("give the API key with --api-key-file or SSHSIGN_API_KEY".into());
+            }
+        },
+    };
+    let metadata = match &args.metadata {
+        None => serde_json::Map::new(),
+        Some(path) => match read_json(path).map(|v| v.as_object().cloned()) {
+            Ok(Some(map)) => map,
+            Ok(None) => return usage(format!("{}: the metadata is a JSON object", path.display())),
+            Err(refusal) => return usage(refusal.to_string()),
+        },
+    };
+    let jwks = match args.jwks.as_deref().map(read_json).transpose() {
+        Ok(jwks) => jwks,
+        Err(refusal) => return usage(refusal.to_string()),
+    };
+    let ask = gate::Ask {
+        url: args.url,
+        api_key: api_key.into(),
+        action: args.action,
+        metadata,
+        approvers: args.approvers,
+        threshold: args.threshold,
+        methods: args.methods,
+        ttl: args.ttl,
+        wait: args.wait.then_some(args.timeout),
+        jwks,
+    };
+    let outcome = gate::request(ask, |line| eprintln!("sshsign: {line}")).await;
+    if !outcome.document.is_null() {
+        let text = serde_json::to_string_pretty(&outcome.document).unwrap_or_default();
+        println!("{text}");
+        if let Some(path) = &args.output
+            && let Err(e) = std::fs::write(path, text + "\n")
+        {
+            eprintln!("sshsign: {}: {e}", path.display());
+            return gate::REFUSED;
+        }
+    }
+    outcome.status
 }
 
 /// Offline: checks a signed decision (see [`verifier::approval`]).

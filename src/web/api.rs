@@ -11,7 +11,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -210,23 +210,59 @@ pub struct ApprovalId {
     id: String,
 }
 
-/// A request made with your keys: its status, votes, decision and webhook deliveries.
+/// `wait` from a query string: at most once, 0 to [`crate::appliance::MAX_WAIT`] seconds.
+fn wait_of(query: Option<&str>) -> Result<std::time::Duration, Error> {
+    let most = crate::appliance::MAX_WAIT.as_secs();
+    let refused = || Error::Invalid {
+        field: "wait",
+        reason: format!("is given at most once, a whole number of seconds from 0 to {most}"),
+    };
+    let mut waits = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(name, _)| name == "wait")
+        .map(|(_, value)| value.parse::<u64>());
+    let wait = match (waits.next(), waits.next()) {
+        (None, _) => 0,
+        (Some(Ok(seconds)), None) if seconds <= most => seconds,
+        _ => return Err(refused()),
+    };
+    Ok(std::time::Duration::from_secs(wait))
+}
+
+/// How long a read of a request may wait for its decision (the OpenAPI document's account of
+/// [`wait_of`]).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct WaitQuery {
+    /// Seconds to wait while the request is pending (0 to 30, default 0): the answer comes as
+    /// soon as it is decided or expires, or when the time is up with it still pending. A
+    /// pipeline waits without polling by asking again.
+    #[param(minimum = 0, maximum = 30, value_type = Option<u64>)]
+    wait: Option<String>,
+}
+
+/// A request made with your keys: its status, votes, decision and webhook deliveries; with
+/// `wait`, once it is decided (long polling).
 #[utoipa::path(
     get,
     path = "/api/v1/approvals/{id}",
     tag = "approvals",
     operation_id = "getApproval",
-    params(ApprovalId),
+    params(ApprovalId, WaitQuery),
     responses((status = 200, description = "The request.", body = TrackedApproval)),
     security(("apiKey" = ["approval:read"])),
 )]
 pub async fn status(
     State(state): State<WebState>,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Json<TrackedApproval>, AppError> {
     let key = api_key(&state, &headers, ApiScope::ApprovalRead)?;
-    Ok(Json(state.appliance.approval_for_key(&key, &id).await?))
+    let wait = wait_of(query.as_deref())?;
+    Ok(Json(
+        state.appliance.wait_for_approval(&key, &id, wait).await?,
+    ))
 }
 
 /// Public: the decision, checked against the appliance's own decision key (never a key the

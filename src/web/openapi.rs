@@ -44,7 +44,8 @@ const ERRORS: &[(&str, &str, &str)] = &[
     (
         "400",
         "BadRequest",
-        "The body is not JSON of the request's schema (`invalid_argument`).",
+        "The body is not JSON of the request's schema, or a query parameter is out of its \
+         range or given twice (`invalid_argument`).",
     ),
     ("401", "Unauthorized", "No valid API key (`unauthorized`)."),
     (
@@ -95,7 +96,7 @@ const ANSWERS: &[(&str, HttpMethod, &[&str])] = &[
     (
         "/api/v1/approvals/{id}",
         HttpMethod::Get,
-        &["401", "403", "404", "429"],
+        &["400", "401", "403", "404", "429"],
     ),
     (
         "/api/v1/approvals/{id}/verify",

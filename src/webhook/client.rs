@@ -199,12 +199,47 @@ pub async fn get(target: &Target, policy: &Policy, limit: usize) -> Result<Answe
     exchange(target, policy, request, limit).await
 }
 
+/// Sends `method` to `target` with `headers` and, if given, a JSON `body`; reads at most `limit`
+/// bytes of the answer; the whole exchange takes at most `within` (a long poll waits longer
+/// than a webhook may).
+pub async fn call(
+    method: hyper::Method,
+    target: &Target,
+    policy: &Policy,
+    headers: &[(&str, String)],
+    body: Option<Bytes>,
+    limit: usize,
+    within: Duration,
+) -> Result<Answer, DeliveryError> {
+    let mut request = Request::builder().method(method).uri(target.path.as_str());
+    if body.is_some() {
+        request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    for (name, value) in headers {
+        request = request.header(*name, value.as_str());
+    }
+    let request = request
+        .body(Full::new(body.unwrap_or_default()))
+        .map_err(|e| DeliveryError::Http(e.to_string()))?;
+    exchange_within(target, policy, request, limit, within).await
+}
+
 /// Sends `request` to `target` (adding `Host` and `User-Agent`), within [`TOTAL_TIMEOUT`].
 async fn exchange(
     target: &Target,
     policy: &Policy,
+    request: Request<Full<Bytes>>,
+    limit: usize,
+) -> Result<Answer, DeliveryError> {
+    exchange_within(target, policy, request, limit, TOTAL_TIMEOUT).await
+}
+
+async fn exchange_within(
+    target: &Target,
+    policy: &Policy,
     mut request: Request<Full<Bytes>>,
     limit: usize,
+    within: Duration,
 ) -> Result<Answer, DeliveryError> {
     let headers = request.headers_mut();
     let host = hyper::header::HeaderValue::from_str(&target.host_header())
@@ -214,12 +249,9 @@ async fn exchange(
         hyper::header::USER_AGENT,
         hyper::header::HeaderValue::from_static(concat!("sshsign/", env!("CARGO_PKG_VERSION"))),
     );
-    tokio::time::timeout(
-        TOTAL_TIMEOUT,
-        connect_and_send(target, policy, request, limit),
-    )
-    .await
-    .map_err(|_| DeliveryError::Timeout)?
+    tokio::time::timeout(within, connect_and_send(target, policy, request, limit))
+        .await
+        .map_err(|_| DeliveryError::Timeout)?
 }
 
 async fn connect_and_send(

@@ -48,6 +48,7 @@ mod conformance;
 mod consent;
 mod cosign;
 mod dev;
+mod gate;
 mod git_signing;
 mod http;
 mod in_process;
