@@ -302,6 +302,23 @@ pub fn known_hosts(data: &[u8]) {
     }
 }
 
+/// A session's request line, as `ssh <appliance> session` reads it: any bytes get a request or
+/// a reply, never a panic; a refused line's reply is an error with a usage or failure status,
+/// and its reply line is one line of JSON.
+pub fn session_line(data: &[u8]) {
+    let (id, parsed) = crate::ssh::session::parse(data);
+    if let Err(reply) = parsed {
+        assert!(reply.body["error"]["code"].is_string(), "{reply:?}");
+        assert!(
+            reply.exit_status == 1 || reply.exit_status == 2,
+            "{reply:?}"
+        );
+        let line = crate::ssh::session::line(&id, &reply, "");
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert!(serde_json::from_slice::<Value>(&line).is_ok());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// A fuzz target's name and entry point.
@@ -323,6 +340,7 @@ mod tests {
             ("totp", super::totp),
             ("webhook_url", super::webhook_url),
             ("known_hosts", super::known_hosts),
+            ("session_line", super::session_line),
             ("decimals", |d| super::decimals(d, |_, _| None)),
         ];
         let mut replayed = 0;

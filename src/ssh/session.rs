@@ -122,9 +122,9 @@ struct Request {
 }
 
 /// A request ready to run, or the reply that answers it at once.
-type Parsed = Result<(Command, Vec<u8>), Reply>;
+pub(crate) type Parsed = Result<(Command, Vec<u8>), Reply>;
 
-fn parse(line: &[u8]) -> (Value, Parsed) {
+pub(crate) fn parse(line: &[u8]) -> (Value, Parsed) {
     let request: Request = match serde_json::from_slice(line) {
         Ok(request) => request,
         Err(e) => {
@@ -176,7 +176,7 @@ fn usage(message: String) -> Reply {
 }
 
 /// A reply line.
-fn line(id: &Value, reply: &Reply, notice: &str) -> Vec<u8> {
+pub(crate) fn line(id: &Value, reply: &Reply, notice: &str) -> Vec<u8> {
     let mut body = json!({"id": id, "exit_status": reply.exit_status, "reply": reply.body});
     if !notice.is_empty() {
         body["notice"] = Value::String(notice.to_owned());

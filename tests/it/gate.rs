@@ -216,3 +216,126 @@ fn a_read_with_wait_returns_when_the_request_is_decided() {
         assert_eq!(refused.status, 400, "wait={bad}: {:?}", refused.json);
     }
 }
+
+/// `git` in `dir` with a fixed identity and no system or user configuration.
+fn git(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    clean_command("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=CI", "-c", "user.email=ci@example.com"])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_example_pre_receive_hook_admits_only_an_approved_merge() {
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let key = api_key(&alice, "approval:create,approval:read");
+    let dir = appliance.dir.path();
+    let jwks = appliance.save_jwks(dir);
+    let server = dir.join("server.git");
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    assert!(
+        git(dir, &["init", "-q", "--bare", "server.git"])
+            .status
+            .success()
+    );
+    let hook = server.join("hooks/pre-receive");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/git-server/pre-receive"
+        ),
+        &hook,
+    )
+    .unwrap();
+    // The hook runs with the pusher's environment here (a local push): sshsign on the PATH,
+    // the pinned keys named.
+    let shim_dir = std::path::Path::new(SHIM).parent().unwrap();
+    let push = |args: &[&str]| {
+        let output = clean_command("git")
+            .current_dir(&work)
+            .arg("push")
+            .arg(&server)
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir)
+            .env(
+                "PATH",
+                format!("{}:{}", shim_dir.display(), std::env::var("PATH").unwrap()),
+            )
+            .env("SSHSIGN_JWKS", &jwks)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    assert!(git(&work, &["init", "-q", "-b", "main"]).status.success());
+    let commit = |message: &str| {
+        assert!(
+            git(&work, &["commit", "-q", "--allow-empty", "-m", message])
+                .status
+                .success()
+        );
+        String::from_utf8(git(&work, &["rev-parse", "HEAD"]).stdout)
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let first = commit("first");
+
+    // Without a decision: refused.
+    let (pushed, said) = push(&[&format!("{first}:refs/heads/main")]);
+    assert!(!pushed, "{said}");
+    assert!(said.contains("no decision"), "{said}");
+
+    // A decision asked for exactly this merge, approved, attached as a note: admitted.
+    let metadata = write_file(
+        dir,
+        "merge.json",
+        json!({"commit": first, "ref": "refs/heads/main"}).to_string(),
+    );
+    let decision = dir.join("decision.json");
+    let action = format!("merge {first} into refs/heads/main");
+    let (child, id) = start_gate(
+        &appliance,
+        &key,
+        &[
+            "--action",
+            &action,
+            "--metadata",
+            metadata.to_str().unwrap(),
+            "--method",
+            "ssh",
+            "--wait",
+            "--output",
+            decision.to_str().unwrap(),
+        ],
+    );
+    decide(&alice, "approve", &id);
+    let (status, _, said) = finish(child);
+    assert_eq!(status, 0, "{said}");
+    let note = ["notes", "--ref=sshsign", "add", "-f", "-F"];
+    let mut args = note.to_vec();
+    args.extend([decision.to_str().unwrap(), &first]);
+    assert!(git(&work, &args).status.success());
+    let (pushed, said) = push(&[&format!("{first}:refs/heads/main"), "refs/notes/sshsign"]);
+    assert!(pushed, "{said}");
+    assert!(said.contains("approved; the decision verifies"), "{said}");
+
+    // The same decision on another commit: refused.
+    let second = commit("second");
+    let mut args = note.to_vec();
+    args.extend([decision.to_str().unwrap(), &second]);
+    assert!(git(&work, &args).status.success());
+    let (pushed, said) = push(&[&format!("{second}:refs/heads/main"), "refs/notes/sshsign"]);
+    assert!(!pushed, "{said}");
+    assert!(said.contains("does not pass"), "{said}");
+    assert!(said.contains("another action"), "{said}");
+}
