@@ -139,6 +139,40 @@ async fn persistent_connection(
     count.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
 }
 
+/// With `SSHSIGN_BENCH_PERF=FILE`: the appliance's call stacks (perf record, 999 Hz) while
+/// `load` runs, into FILE, for `perf report -i FILE`.
+async fn profile<F: Future<Output = f64>>(
+    file: &std::ffi::OsStr,
+    pid: u32,
+    duration: Duration,
+    load: impl FnOnce() -> F,
+) {
+    let mut perf = Command::new("perf")
+        .args([
+            "record",
+            "-F",
+            "999",
+            "-g",
+            "--call-graph",
+            "dwarf,16384",
+            "-o",
+        ])
+        .arg(file)
+        .args(["-p", &pid.to_string(), "--", "sleep"])
+        .arg(duration.as_secs_f64().to_string())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("perf (Debian's linux-perf)");
+    let rate = load().await;
+    let status = perf.wait().unwrap();
+    assert!(status.success(), "perf record failed");
+    println!(
+        "  (profiled {:.0} signatures/s on the session into {})",
+        rate,
+        Path::new(file).display()
+    );
+}
+
 /// Mean wall time of `git commit -S` in a fresh repository with `config` applied.
 fn commit_time(
     dir: &Path,
@@ -244,6 +278,12 @@ fn main() {
                 cpu.push((server.cpu_seconds() - before) / (rate * duration.as_secs_f64()));
                 c.push(rate);
                 d.push(persistent_connection(&session, &key_id, n, duration).await);
+            }
+            if let Some(file) = std::env::var_os("SSHSIGN_BENCH_PERF").filter(|_| n == 2) {
+                profile(&file, server.pid(), duration, || {
+                    persistent_connection(&session, &key_id, 8 * n, duration)
+                })
+                .await;
             }
             let (raw, b, c, d) = (median(raw), median(b), median(c), median(d));
             (raw, a, b, c, d, median(raw_cpu), median(cpu))
