@@ -583,14 +583,7 @@ impl App {
             },
             None => Vec::new(),
         };
-        if let Ok(pending) = self.words("pending").await {
-            self.pending = pending_items(&pending);
-        }
-        if let Ok(checkpoint) = self.words("audit-checkpoint").await {
-            self.checkpoint = checkpoint["size"]
-                .as_u64()
-                .map(|size| (size, checkpoint["root"].as_str().unwrap_or("").to_owned()));
-        }
+        self.read_live().await;
         // The caller's newest entries; older ones are read as the person scrolls down to them.
         self.audit.clear();
         self.audit_next = Some(u64::MAX);
@@ -636,9 +629,9 @@ impl App {
         self.audit.len() > shown
     }
 
-    /// What changes without the person: what waits for them, and the log's checkpoint. `left`
-    /// is how long the screen stays open without a key press.
-    async fn live(&mut self, left: std::time::Duration) {
+    /// Reads again what changes without the person: what waits for them, and the log's
+    /// checkpoint.
+    async fn read_live(&mut self) {
         if let Ok(pending) = self.words("pending").await {
             self.pending = pending_items(&pending);
         }
@@ -647,6 +640,12 @@ impl App {
                 .as_u64()
                 .map(|size| (size, checkpoint["root"].as_str().unwrap_or("").to_owned()));
         }
+    }
+
+    /// Every few seconds: [`App::read_live`], and the status line's count-down when the screen
+    /// is about to close; `left` is how long it stays open without a key press.
+    async fn live(&mut self, left: std::time::Duration) {
+        self.read_live().await;
         let rows = self.rows();
         if rows > 0 && self.selected() >= rows {
             self.table.select(Some(rows - 1));
