@@ -382,8 +382,8 @@ pub async fn run(
     .await;
 }
 
-/// How often the screen reads what waits for the person and the log's checkpoint again, so that
-/// a new request shows without a key press (and the connection does not look idle).
+/// How often the screen reads what waits for the person again, so that a new request shows
+/// without a key press (and the connection does not look idle).
 const LIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long the screen stays open without a key press: a session that can approve is not left
@@ -583,7 +583,7 @@ impl App {
             },
             None => Vec::new(),
         };
-        self.read_live().await;
+        self.read_live(true).await;
         // The caller's newest entries; older ones are read as the person scrolls down to them.
         self.audit.clear();
         self.audit_next = Some(u64::MAX);
@@ -629,11 +629,15 @@ impl App {
         self.audit.len() > shown
     }
 
-    /// Reads again what changes without the person: what waits for them, and the log's
-    /// checkpoint.
-    async fn read_live(&mut self) {
+    /// Reads again what waits for the person and, with `checkpoint`, the log's checkpoint
+    /// (which signs one if the log grew: not every few seconds, so that open screens never add
+    /// to the token's work).
+    async fn read_live(&mut self, checkpoint: bool) {
         if let Ok(pending) = self.words("pending").await {
             self.pending = pending_items(&pending);
+        }
+        if !checkpoint {
+            return;
         }
         if let Ok(checkpoint) = self.words("audit-checkpoint").await {
             self.checkpoint = checkpoint["size"]
@@ -645,7 +649,7 @@ impl App {
     /// Every few seconds: [`App::read_live`], and the status line's count-down when the screen
     /// is about to close; `left` is how long it stays open without a key press.
     async fn live(&mut self, left: std::time::Duration) {
-        self.read_live().await;
+        self.read_live(false).await;
         let rows = self.rows();
         if rows > 0 && self.selected() >= rows {
             self.table.select(Some(rows - 1));
