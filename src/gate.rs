@@ -73,6 +73,18 @@ impl Api {
             ));
         }
         base.path = base.path.trim_end_matches('/').to_owned();
+        // The API key is a bearer credential: never in clear across a network.
+        let loopback = base.host == "localhost"
+            || base
+                .host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !base.https && !loopback {
+            return Err(format!(
+                "--url {url}: the API key goes only over HTTPS (http:// only to this machine)"
+            ));
+        }
         let authorization = SecretString::from(format!("Bearer {}", key.expose_secret()));
         Ok(Api {
             base,

@@ -174,6 +174,16 @@ fn the_gate_refuses_bad_usage_and_bad_keys_in_words() {
     assert!(said.contains("401"), "{said}");
     let (status, said) = run(&[("SSHSIGN_API_KEY", "k")], &["--timeout", "1m"]);
     assert_eq!(status, 2, "--timeout needs --wait: {said}");
+    // The key never travels in clear to another machine (nothing is dialled: refused first).
+    let output = clean_command(SHIM)
+        .args(["approval", "request", "--action", "x"])
+        .args(["--url", "http://sign.example.com"])
+        .env("SSHSIGN_API_KEY", "k")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{said}");
+    assert!(said.contains("only over HTTPS"), "{said}");
 }
 
 #[test]
