@@ -19,7 +19,8 @@ use crate::ssh::session::PROTOCOL;
 /// The longest reply line this client reads.
 const MAX_REPLY_LINE: usize = 64 * 1024 * 1024;
 
-type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Output>>>>;
+/// The requests waiting for their replies; `None` once the session ended.
+type Waiting = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Output>>>>>;
 
 /// A session on one channel; [`Session::run`] may be called from many tasks at once.
 pub struct Session {
@@ -56,7 +57,7 @@ impl Session {
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(1)
             .clamp(1, 4096);
-        let waiting: Waiting = Arc::default();
+        let waiting: Waiting = Arc::new(Mutex::new(Some(HashMap::new())));
         let reader = tokio::spawn(read_replies(read, buffer, Arc::clone(&waiting)));
         Ok(Session {
             writer: tokio::sync::Mutex::new(writer),
@@ -97,10 +98,15 @@ impl Session {
         let mut line = serde_json::to_vec(&request).map_err(ssh_error)?;
         line.push(b'\n');
         let (tx, rx) = oneshot::channel();
-        lock(&self.waiting).insert(id, tx);
+        match lock(&self.waiting).as_mut() {
+            Some(waiting) => waiting.insert(id, tx),
+            None => return Err(Error::Ssh("the session is closed".into())),
+        };
         let sent = self.writer.lock().await.data_bytes(line).await;
         if let Err(e) = sent {
-            lock(&self.waiting).remove(&id);
+            if let Some(waiting) = lock(&self.waiting).as_mut() {
+                waiting.remove(&id);
+            }
             return Err(ssh_error(e));
         }
         rx.await
@@ -150,7 +156,7 @@ async fn read_replies(mut read: ChannelReadHalf, mut buffer: Vec<u8>, waiting: W
             tracing::warn!(reply = %reply, "the appliance ended the session");
             continue;
         };
-        let Some(tx) = lock(&waiting).remove(&id) else {
+        let Some(tx) = lock(&waiting).as_mut().and_then(|w| w.remove(&id)) else {
             continue;
         };
         let exit_status = reply["exit_status"]
@@ -163,5 +169,6 @@ async fn read_replies(mut read: ChannelReadHalf, mut buffer: Vec<u8>, waiting: W
             stdout,
         });
     }
-    lock(&waiting).clear();
+    // The requests still waiting fail (their senders go), and no new one waits.
+    lock(&waiting).take();
 }
