@@ -228,15 +228,19 @@ fn a_read_with_wait_returns_when_the_request_is_decided() {
 }
 
 /// `git` in `dir` with a fixed identity and no system or user configuration.
-fn git(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    clean_command("git")
+fn git_command(dir: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut command = clean_command("git");
+    command
         .current_dir(dir)
         .args(["-c", "user.name=CI", "-c", "user.email=ci@example.com"])
         .args(args)
         .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .unwrap()
+        .env("HOME", dir);
+    command
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    git_command(dir, args).output().unwrap()
 }
 
 #[test]
@@ -267,13 +271,9 @@ fn the_example_pre_receive_hook_admits_only_an_approved_merge() {
     // the pinned keys named.
     let shim_dir = std::path::Path::new(SHIM).parent().unwrap();
     let push = |args: &[&str]| {
-        let output = clean_command("git")
-            .current_dir(&work)
-            .arg("push")
-            .arg(&server)
-            .args(args)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", dir)
+        let mut words = vec!["push", server.to_str().unwrap()];
+        words.extend_from_slice(args);
+        let output = git_command(&work, &words)
             .env(
                 "PATH",
                 format!("{}:{}", shim_dir.display(), std::env::var("PATH").unwrap()),
