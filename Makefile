@@ -22,9 +22,10 @@ DEBIAN_PACKAGES := softhsm2 openssh-client git faketime openssl curl chromium tm
 
 # Third-party tools from PyPI the tests run against the appliance, in a virtual environment of
 # their own (reinstalled when this list changes): ssh-audit checks the SSH algorithms,
-# schemathesis the REST API against its OpenAPI document.
+# schemathesis the REST API against its OpenAPI document, and the official MCP Python SDK is
+# the client `sshsign mcp` is tested with.
 TOOLS := target/tools
-PYPI_TOOLS := ssh-audit==3.9.* schemathesis==4.32.*
+PYPI_TOOLS := ssh-audit==3.9.* schemathesis==4.32.* mcp==2.3.*
 
 .PHONY: deps dev test bench fuzz kryoptic
 FUZZ_SECONDS := 20

@@ -46,7 +46,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use self::api_keys::{API_KEY_PREFIX, ApiCaller};
 pub use self::approvals::{
-    ApprovalInput, DEFAULT_TTL, MAX_ACTION, MAX_APPROVAL_METADATA, MAX_WAIT,
+    ApprovalInput, DEFAULT_TTL, MAX_ACTION, MAX_APPROVAL_METADATA, MAX_WAIT, Requester,
 };
 pub use self::authn::{Authenticated, ENROLLMENT_TTL};
 pub use self::browser::{AgreedTerms, RequestPage, SigningTerms};

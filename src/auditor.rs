@@ -378,12 +378,16 @@ fn accept(
 /// verify under `pinned` (or the key remembered for its origin, or, the first time, the key
 /// offered), and extend the checkpoint `memory` saw before, proven by a consistency proof; it
 /// is remembered only once all of that holds.
-pub async fn check_online<E: From<AuditorError>>(
+pub async fn check_online<E, F>(
     memory: &Memory,
     pinned: Option<String>,
     index: Option<u64>,
-    fetch: impl AsyncFn(Vec<String>) -> Result<Value, E>,
-) -> Result<OnlineReport, E> {
+    fetch: impl Fn(Vec<String>) -> F,
+) -> Result<OnlineReport, E>
+where
+    E: From<AuditorError>,
+    F: Future<Output = Result<Value, E>>,
+{
     let words = |list: &[&str]| list.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
     let reply = match index {
         Some(index) => fetch(words(&["audit-proof", "--index", &index.to_string()])).await?,

@@ -72,6 +72,7 @@ pub mod hex;
 pub mod hsm;
 pub(crate) mod ids;
 pub mod limit;
+pub mod mcp;
 pub(crate) mod negotiation;
 pub(crate) mod net;
 pub mod policy;

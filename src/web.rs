@@ -291,13 +291,7 @@ async fn appliance_info(State(state): State<WebState>) -> Json<ApplianceView> {
     responses((status = 200, description = "A JWK set.", body = Jwks)),
 )]
 async fn jwks(State(state): State<WebState>) -> Json<Jwks> {
-    let keys = state
-        .appliance
-        .decision_keys()
-        .iter()
-        .map(|(kid, key)| crate::approval::decision::jwk(kid, key))
-        .collect();
-    Json(Jwks { keys })
+    Json(state.appliance.jwks())
 }
 
 /// A signing key's public half and status, for verifiers.

@@ -1,6 +1,6 @@
 //! Human approval (the SignedApproval seed): requests made over REST with an API key
-//! ([`api_keys`](super::api_keys)), decisions by approvers, and decisions signed by the token's
-//! decision key.
+//! ([`api_keys`](super::api_keys)) or over SSH by a user's own key, decisions by approvers, and
+//! decisions signed by the token's decision key.
 //!
 //! A request names its approvers (by default the API key's owner) and a threshold (m of n).
 //! Each approver counts once; the request is approved when the threshold is met and rejected by
@@ -51,6 +51,41 @@ struct VerifiedDecision {
     pub checked: Result<Checked, DecisionError>,
 }
 
+/// Who asks for a decision: a user, through one of their API keys (REST) or one of their SSH
+/// keys (`request-approval`, the MCP server).
+#[derive(Debug, Clone, Copy)]
+pub enum Requester<'a> {
+    ApiKey(&'a ApiCaller),
+    Ssh(&'a Caller),
+}
+
+impl Requester<'_> {
+    /// The user the request belongs to.
+    pub fn owner(&self) -> &str {
+        match self {
+            Requester::ApiKey(key) => key.owner(),
+            Requester::Ssh(caller) => caller.id(),
+        }
+    }
+
+    /// The credential that asked, as the request document binds it (its `api_key` member): the
+    /// API key's id, or the SSH key's fingerprint (`SHA256:…`).
+    fn credential(&self) -> &str {
+        match self {
+            Requester::ApiKey(key) => key.id(),
+            Requester::Ssh(caller) => &caller.fingerprint,
+        }
+    }
+
+    /// Its audit entry's `actor_key`.
+    fn actor_key(&self) -> String {
+        match self {
+            Requester::ApiKey(key) => format!("api-key:{}", key.id()),
+            Requester::Ssh(caller) => caller.fingerprint.clone(),
+        }
+    }
+}
+
 /// A request as the REST API receives it.
 #[derive(Debug, Clone, Default)]
 pub struct ApprovalInput {
@@ -70,10 +105,10 @@ impl Appliance {
     /// A page's address is a pointer: nothing in it stands for the approver.
     pub async fn request_approval(
         &self,
-        key: &ApiCaller,
+        requester: Requester<'_>,
         input: ApprovalInput,
     ) -> Result<CreatedApproval, Error> {
-        let key = &key.0;
+        let owner = requester.owner();
         let invalid = |m: String| Error::InvalidArgument(m);
         // Counted as sent (as the schema's maxLength counts), then trimmed.
         let action = input.action.trim();
@@ -105,8 +140,8 @@ impl Appliance {
                 })?;
         }
         self.quotas
-            .charge(&key.owner, super::quota::Rated::ApprovalRequests)?;
-        let named = input.approvers.unwrap_or_else(|| vec![key.owner.clone()]);
+            .charge(owner, super::quota::Rated::ApprovalRequests)?;
+        let named = input.approvers.unwrap_or_else(|| vec![owner.to_owned()]);
         if let Some(bad) = named.iter().find(|n| !is_user_name(n)) {
             return Err(invalid(format!(
                 "approvers names {bad:?}, which is neither a user id (usr_…) nor an SSH key \
@@ -116,7 +151,7 @@ impl Appliance {
         let mut approvers = Vec::new();
         for name in named {
             let user = self.user_named(&name)?;
-            self.check_consent(&user, &key.owner)?;
+            self.check_consent(&user, owner)?;
             if !approvers.contains(&user) {
                 approvers.push(user);
             }
@@ -141,8 +176,8 @@ impl Appliance {
         let now = time::now();
         let record = ApprovalRecord {
             request_id: self.new_id(IdKind::Approval).await?,
-            api_key: key.id.clone(),
-            owner: key.owner.clone(),
+            api_key: requester.credential().to_owned(),
+            owner: owner.to_owned(),
             action: action.to_owned(),
             metadata: input.metadata,
             callback_url: input.callback_url,
@@ -162,12 +197,14 @@ impl Appliance {
         };
         let mut entry = approval_entry(
             &record,
-            &key.owner,
-            &format!("api-key:{}", key.id),
+            owner,
+            &requester.actor_key(),
             Action::ApprovalRequest,
             Outcome::Pending,
         );
-        entry.api_key_id = Some(key.id.clone());
+        if let Requester::ApiKey(key) = requester {
+            entry.api_key_id = Some(key.id().to_owned());
+        }
         entry.metadata_sha256 = Some(super::metadata_hash(&record.metadata));
         self.record(entry).await?;
         self.store.create(&record)?;
@@ -194,30 +231,19 @@ impl Appliance {
     }
 
     /// [`Appliance::approval_for_key`], once the request is decided or expired, or after `wait`
-    /// (at most [`MAX_WAIT`]) if it is still pending then. Waits without polling the store: a
-    /// decision made here wakes it; it also looks again every few seconds, for an expiry (noticed
-    /// when read) and a decision made by another appliance sharing the store.
+    /// (at most [`MAX_WAIT`]) if it is still pending then (see [`Appliance::read_until_decided`]).
     pub async fn wait_for_approval(
         &self,
         key: &ApiCaller,
         id: &str,
         wait: std::time::Duration,
     ) -> Result<TrackedApproval, Error> {
-        const LOOK_AGAIN: std::time::Duration = std::time::Duration::from_secs(2);
-        let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
-        loop {
-            // Subscribed before the read, so that a change right after it is not missed.
-            let mut changed = self.requests_changed.subscribe();
-            let tracked = self.approval_for_key(key, id).await?;
-            let now = tokio::time::Instant::now();
-            if tracked.request.status != RequestStatus::Pending || now >= deadline {
-                return Ok(tracked);
-            }
-            tokio::select! {
-                _ = changed.changed() => {}
-                () = tokio::time::sleep_until(deadline.min(now + LOOK_AGAIN)) => {}
-            }
-        }
+        self.read_until_decided(
+            wait,
+            || self.approval_for_key(key, id),
+            |tracked| tracked.request.status,
+        )
+        .await
     }
 
     /// A request made through `key`'s owner, marked expired if its time has passed, with its
@@ -453,6 +479,16 @@ impl Appliance {
             .filter(|k| k.role == KeyRole::Decision)
             .map(|k| (k.fingerprint.clone(), k.key.public_key))
             .collect()
+    }
+
+    /// [`Appliance::decision_keys`] as a JWK set (`/.well-known/jwks.json`).
+    pub fn jwks(&self) -> crate::views::Jwks {
+        let keys = self
+            .decision_keys()
+            .iter()
+            .map(|(kid, key)| decision::jwk(kid, key))
+            .collect();
+        crate::views::Jwks { keys }
     }
 }
 

@@ -78,8 +78,12 @@ impl Appliance {
         };
         let (requested_by, signing) = match &request {
             HumanRequest::Approval(r) => {
+                // `api_key` names the credential that asked: an API key, or an SSH key.
                 let by = match self.store.api_key(&r.api_key)? {
                     Some(key) => format!("{} (API key {}) for {}", key.label, key.id, r.owner),
+                    None if r.api_key.starts_with("SHA256:") => {
+                        format!("{} (SSH key {})", r.owner, r.api_key)
+                    }
                     None => r.owner.clone(),
                 };
                 (by, None)

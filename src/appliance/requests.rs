@@ -247,6 +247,48 @@ impl Appliance {
         }
     }
 
+    /// [`Appliance::request_for`], once the request is decided or expired, or after `wait` (at
+    /// most [`MAX_WAIT`](super::MAX_WAIT)) if it is still pending then.
+    pub async fn wait_for_request(
+        &self,
+        caller: &Caller,
+        id: &str,
+        wait: std::time::Duration,
+    ) -> Result<Request, Error> {
+        self.read_until_decided(wait, || self.request_for(caller, id), Request::status)
+            .await
+    }
+
+    /// Reads a request with `read` until it is no longer pending, or until `wait` (at most
+    /// [`MAX_WAIT`](super::MAX_WAIT)) is up. Waits without polling the store: a decision made
+    /// here wakes it; it also looks again every few seconds, for an expiry (noticed when read)
+    /// and a decision made by another appliance sharing the store.
+    pub(super) async fn read_until_decided<T, F>(
+        &self,
+        wait: std::time::Duration,
+        read: impl Fn() -> F,
+        status: impl Fn(&T) -> RequestStatus,
+    ) -> Result<T, Error>
+    where
+        F: std::future::Future<Output = Result<T, Error>>,
+    {
+        const LOOK_AGAIN: std::time::Duration = std::time::Duration::from_secs(2);
+        let deadline = tokio::time::Instant::now() + wait.min(super::MAX_WAIT);
+        loop {
+            // Subscribed before the read, so that a change right after it is not missed.
+            let mut changed = self.requests_changed.subscribe();
+            let read = read().await?;
+            let now = tokio::time::Instant::now();
+            if status(&read) != RequestStatus::Pending || now >= deadline {
+                return Ok(read);
+            }
+            tokio::select! {
+                _ = changed.changed() => {}
+                () = tokio::time::sleep_until(deadline.min(now + LOOK_AGAIN)) => {}
+            }
+        }
+    }
+
     /// Decides request `id`, whatever it asks for, as whoever `proof` proves. Over SSH the
     /// caller is who they connected as; on a page, the approver's own passkey assertion (made
     /// for this request and this verdict) or TOTP code names them, and they must be one the
@@ -336,7 +378,7 @@ impl Appliance {
         decided.map(Request::from)
     }
 
-    /// Wakes whoever waits on a request (see [`Appliance::wait_for_approval`]).
+    /// Wakes whoever waits on a request (see [`Appliance::read_until_decided`]).
     pub(super) fn request_changed(&self) {
         self.requests_changed
             .send_modify(|n| *n = n.wrapping_add(1));

@@ -111,7 +111,8 @@ pub struct RequestDocument<'a> {
     pub id: &'a str,
     pub action: &'a str,
     pub metadata: &'a serde_json::Map<String, Value>,
-    /// The user whose API key asked, and that key.
+    /// The user who asked, and the credential they asked with: an API key's id, or the
+    /// fingerprint (`SHA256:…`) of the SSH key a request made over SSH came from.
     pub requester: &'a str,
     pub api_key: &'a str,
     pub approvers: &'a [String],

@@ -45,6 +45,15 @@ enum Command {
     Approval(ApprovalCommand),
     /// Check a signed approval decision offline; exit 0 only for an approval of what you name.
     VerifyApproval(VerifyApprovalArgs),
+    /// Serve the Model Context Protocol on stdin and stdout, for agent hosts: tools to sign,
+    /// ask for approvals and wait for them, verify decisions, list keys and prove audit
+    /// entries, through the appliance, as you (your SSH key, the pinned host key).
+    Mcp {
+        /// The appliance's decision keys, saved from /.well-known/jwks.json, that
+        /// verify_approval trusts (default: read over SSH from the appliance).
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+    },
     /// Check a get-envelope reply offline: the seal, the drawn image and the SSHSIG.
     VerifyEnvelope(VerifyEnvelopeArgs),
     /// Check offline that a device generated a key: an attestation file (`sshsign-server
@@ -286,6 +295,7 @@ async fn run(command: Command) -> Result<i32, Error> {
         Command::Audit(command) => audit(command).await,
         Command::Approval(ApprovalCommand::Request(args)) => Ok(approval_request(args).await),
         Command::VerifyApproval(args) => Ok(report(verify_approval(args))),
+        Command::Mcp { jwks } => mcp(jwks.as_deref()).await,
         Command::VerifyEnvelope(args) => Ok(report(verify_envelope(args))),
         Command::VerifyAttestation {
             root,
@@ -298,6 +308,19 @@ async fn run(command: Command) -> Result<i32, Error> {
         ))),
         Command::Appliance(words) => passthrough(&words).await,
     }
+}
+
+/// `sshsign mcp`: serves until the agent host closes stdin.
+async fn mcp(jwks: Option<&Path>) -> Result<i32, Error> {
+    let jwks = jwks.map(read_json).transpose()?;
+    if let Some(jwks) = &jwks {
+        verifier::TrustedKeys::from_jwks(jwks).map_err(|r| Error::Usage(r.0))?;
+    }
+    let options = sshsign::mcp::Options { jwks, memory: None };
+    sshsign::mcp::serve_stdio(ClientConfig::load()?, options)
+        .await
+        .map_err(|e| Error::Usage(format!("mcp: {e}")))?;
+    Ok(0)
 }
 
 /// Prints a check's findings (exit 0) or why it refused (exit 1).

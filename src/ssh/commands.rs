@@ -8,6 +8,7 @@
 //! | `grants` | `authorize`, `authorizations`, `revoke-authorization` (and the grant flags) |
 //! | `sign`, `verify` | `sign`, `verify` |
 //! | `cosign` | `pending`, `approve`, `deny`, `get-envelope` |
+//! | `approvals` | `request-approval`, `jwks` |
 //! | `negotiate` | `log-offer`, `history` |
 //! | `audit` | `audit-checkpoint`, `audit-proof`, `audit-consistency`, `audit-entries` |
 //! | `api_keys` | `api-key create`, `api-key revoke`, `api-keys` |
@@ -16,6 +17,7 @@
 //! | `consent` | `approvers allow|list|revoke` |
 
 pub mod api_keys;
+pub mod approvals;
 pub mod audit;
 pub mod consent;
 pub mod cosign;
@@ -83,6 +85,8 @@ pub async fn execute(command: Command, ctx: &Context) -> Result<Value, Error> {
         Command::Approve(args) => cosign::approve(args, ctx).await,
         Command::Deny(args) => cosign::deny(args, ctx).await,
         Command::GetEnvelope(args) => cosign::envelope(args, ctx).await,
+        Command::RequestApproval(args) => approvals::request(args, ctx).await,
+        Command::Jwks => Ok(approvals::jwks(ctx)),
         Command::LogOffer(args) => negotiate::log_offer(args, ctx).await,
         Command::History(args) => scan(|| negotiate::history(args, ctx)),
         Command::AuditCheckpoint => audit::checkpoint(ctx).await,
@@ -149,6 +153,14 @@ pub fn exercise_flags(command: Command) {
         Command::Sign(args) => {
             if let Some(text) = &args.metadata {
                 let _ = json_object("--metadata", text, crate::appliance::MAX_METADATA);
+            }
+            if let Some(text) = &args.ttl {
+                let _ = crate::time::parse_expiry(text, now);
+            }
+        }
+        Command::RequestApproval(args) => {
+            if let Some(text) = &args.metadata {
+                let _ = json_object("--metadata", text, crate::appliance::MAX_APPROVAL_METADATA);
             }
             if let Some(text) = &args.ttl {
                 let _ = crate::time::parse_expiry(text, now);

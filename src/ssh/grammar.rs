@@ -10,8 +10,8 @@
 use clap::{ColorChoice, Parser, Subcommand};
 
 use super::commands::{
-    api_keys, audit, consent, cosign, enroll, grants, keys, negotiate, sign, verify, webhooks,
-    whoami,
+    api_keys, approvals, audit, consent, cosign, enroll, grants, keys, negotiate, sign, verify,
+    webhooks, whoami,
 };
 
 /// The longest command line accepted.
@@ -170,8 +170,14 @@ pub enum Command {
     Approve(cosign::ApproveArgs),
     /// Deny a co-signed request (pnd_) or reject an approval request (apr_).
     Deny(cosign::DenyArgs),
-    /// A co-signed request's status and, once approved, its signature.
-    GetEnvelope(cosign::IdArgs),
+    /// A request's status (pnd_ or apr_) and, once decided, its signature or signed decision;
+    /// with --wait, once it is decided.
+    GetEnvelope(cosign::EnvelopeArgs),
+    /// Ask people for a decision (what the REST API's POST /api/v1/approvals/request does,
+    /// with your SSH key instead of an API key).
+    RequestApproval(approvals::RequestArgs),
+    /// The keys decisions are signed with, as a JWK set (for offline checks).
+    Jwks,
     /// Log a negotiation offer (turns alternate, rounds count from 0).
     LogOffer(negotiate::LogOfferArgs),
     /// A negotiation's offers, for its parties.

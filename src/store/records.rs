@@ -286,7 +286,8 @@ pub struct Vote {
 #[serde(deny_unknown_fields)]
 pub struct ApprovalRecord {
     pub request_id: String,
-    /// The API key that made it, and that key's owner.
+    /// The credential that made it (an API key's id, or over SSH the key's `SHA256:`
+    /// fingerprint), and the user it belongs to.
     pub api_key: String,
     pub owner: String,
     pub action: String,

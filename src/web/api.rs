@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{AppError, WebState};
-use crate::appliance::{ApiCaller, ApiScope, ApprovalInput, Error};
+use crate::appliance::{ApiCaller, ApiScope, ApprovalInput, Error, Requester};
 use crate::approval::decision::Method;
 
 use crate::views::{CreatedApproval, TrackedApproval, VerificationView};
@@ -196,7 +196,10 @@ pub async fn create(
     let key = api_key(&state, request.headers(), ApiScope::ApprovalCreate)?;
     let body: RequestBody = json_body(request, MAX_BODY).await?;
     let input = ApprovalInput::from(body);
-    let created = state.appliance.request_approval(&key, input).await?;
+    let created = state
+        .appliance
+        .request_approval(Requester::ApiKey(&key), input)
+        .await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 

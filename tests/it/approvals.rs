@@ -891,3 +891,121 @@ fn a_decision_binds_the_whole_request_and_the_verifier_checks_what_it_is_told() 
         Some(1)
     );
 }
+
+/// `request-approval` over SSH: the request belongs to the SSH key's user and binds that key;
+/// `get-envelope --wait` returns when it is decided; `jwks` over SSH is the published JWKS, and
+/// the decision verifies offline against it. Bad flags are refused in words.
+#[test]
+fn an_approval_asked_over_ssh_is_waited_for_and_verifies_against_the_jwks_read_over_ssh() {
+    let appliance = Appliance::start();
+    let alice = appliance.user("alice");
+    let bob = appliance.user("bob");
+    let bob_id = user_id(&bob);
+    let stranger = appliance.user("carol");
+
+    // Bob has not accepted alice yet: nothing reaches him.
+    let ask = format!(
+        r#"request-approval --action "Deploy v2 to production" --metadata {{"env": "prod"}} --approver {bob_id} --method ssh --ttl 15m"#
+    );
+    alice.cmd(&ask).failed_with("not_accepted");
+    bob.accept(&alice);
+    let created = alice.cmd(&ask).ok().clone();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("apr_"), "{created}");
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["approvers"], json!([bob_id]));
+    assert_eq!(created["methods"], json!(["ssh"]));
+    let page = created["approval_urls"][0]["url"].as_str().unwrap();
+    assert!(
+        page.ends_with(&format!("/approve/{id}?as={bob_id}")),
+        "{page}"
+    );
+    // The page names who asked, with the SSH key that asked.
+    let shown = appliance.http("GET", &format!("/approve/{id}"), &[], b"");
+    assert_eq!(shown.status, 200);
+    let shown = String::from_utf8_lossy(&shown.body);
+    let fingerprint = alice.cmd("whoami").ok()["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        shown.contains(&format!("(SSH key {fingerprint})")),
+        "{shown}"
+    );
+    // Bob sees it; the stranger does not.
+    let pending = bob.cmd("pending").ok().clone();
+    assert_eq!(pending["approvals"][0]["id"], id.as_str(), "{pending}");
+    stranger
+        .cmd(&format!("get-envelope --id {id}"))
+        .failed_with("unknown_request");
+
+    // A read that waits returns on the decision, not at the end of its wait.
+    let waiter = {
+        let alice = alice.clone();
+        let id = id.clone();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let read = alice.cmd(&format!("get-envelope --id {id} --wait 30"));
+            (read, started.elapsed())
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    bob.cmd(&format!("approve --id {id}")).ok();
+    let (read, took) = waiter.join().unwrap();
+    let decided = read.ok().clone();
+    assert_eq!(decided["status"], "approved", "{decided}");
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+
+    // The JWKS over SSH is the one served over HTTP, and the decision verifies against it.
+    let jwks = alice.cmd("jwks").ok().clone();
+    let (status, served) = appliance.http_get("/.well-known/jwks.json");
+    assert_eq!(status, 200);
+    assert_eq!(jwks, served);
+    let dir = appliance.dir.path();
+    let jwks_file = write_file(dir, "ssh-jwks.json", jwks.to_string());
+    let kept = write_file(dir, "decided.json", decided.to_string());
+    let checked = offline_check(
+        "verify-approval",
+        &jwks_file,
+        &[
+            "--request-id",
+            &id,
+            "--approver",
+            &bob_id,
+            "--method",
+            "ssh",
+        ],
+        &kept,
+    );
+    assert!(checked.status.success(), "{checked:?}");
+    the_log_has_request_vote_and_signing(&alice, &id);
+
+    // Bad flags: clear errors, nothing made.
+    let before = alice.cmd("pending").ok()["requested"].clone();
+    for (command, code) in [
+        ("request-approval --action ''", "invalid_argument"),
+        (
+            "request-approval --action x --metadata '[1]'",
+            "invalid_argument",
+        ),
+        ("request-approval --action x --ttl 10s", "invalid_argument"),
+        (
+            "request-approval --action x --threshold 2",
+            "invalid_argument",
+        ),
+        (
+            "request-approval --action x --approver nobody",
+            "invalid_argument",
+        ),
+        (
+            "request-approval --action x --method carrier-pigeon",
+            "invalid_usage",
+        ),
+        ("get-envelope --id apr_x --wait 31", "invalid_usage"),
+    ] {
+        let reply = alice.cmd(command);
+        assert_ne!(reply.status, 0, "{command}: {reply:?}");
+        assert_eq!(reply.error_code(), code, "{command}: {reply:?}");
+    }
+    assert_eq!(alice.cmd("pending").ok()["requested"], before);
+}

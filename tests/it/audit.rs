@@ -521,7 +521,7 @@ async fn what_the_failing_log_will_be_asked_to_change(
         .unwrap();
     let request = core
         .request_approval(
-            &bearer,
+            sshsign::appliance::Requester::ApiKey(&bearer),
             ApprovalInput {
                 action: "Deploy".into(),
                 methods: Some(vec![Method::Ssh]),

@@ -212,7 +212,10 @@ async fn approval_request(
         methods: Some(vec![Method::Ssh, Method::Passkey, Method::Totp]),
         ..Default::default()
     };
-    core.request_approval(&key, input).await.unwrap().request
+    core.request_approval(sshsign::appliance::Requester::ApiKey(&key), input)
+        .await
+        .unwrap()
+        .request
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,6 +53,7 @@ mod git_signing;
 mod http;
 mod in_process;
 mod linked_keys;
+mod mcp;
 mod negotiation;
 mod provisioning;
 mod quotas;

@@ -66,13 +66,6 @@ async fn decide(
 }
 
 #[derive(Debug, clap::Args)]
-pub struct IdArgs {
-    /// The request (pnd_... or apr_...).
-    #[arg(long)]
-    pub id: String,
-}
-
-#[derive(Debug, clap::Args)]
 pub struct ApproveArgs {
     /// The request (pnd_... or apr_...).
     #[arg(long)]
@@ -101,9 +94,24 @@ pub async fn deny(args: DenyArgs, ctx: &Context) -> Result<Value, Error> {
     decide(ctx, &args.id, Verdict::Rejected, args.reason, false).await
 }
 
-/// `get-envelope --id`: a request's status and, once a signature request is approved, its
-/// signature.
-pub async fn envelope(args: IdArgs, ctx: &Context) -> Result<Value, Error> {
-    let request = ctx.appliance.request_for(&ctx.caller, &args.id).await?;
+#[derive(Debug, clap::Args)]
+pub struct EnvelopeArgs {
+    /// The request (pnd_... or apr_...).
+    #[arg(long)]
+    pub id: String,
+    /// Seconds to wait while the request is pending (0 to 30): the reply comes as soon as it
+    /// is decided or expires, or when the time is up with it still pending.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=crate::appliance::MAX_WAIT.as_secs()))]
+    pub wait: u64,
+}
+
+/// `get-envelope --id [--wait S]`: a request's status and, once a signature request is
+/// approved, its signature; once an approval request is decided, its signed decision.
+pub async fn envelope(args: EnvelopeArgs, ctx: &Context) -> Result<Value, Error> {
+    let wait = std::time::Duration::from_secs(args.wait);
+    let request = ctx
+        .appliance
+        .wait_for_request(&ctx.caller, &args.id, wait)
+        .await?;
     Ok(request_json(ctx, &request))
 }
