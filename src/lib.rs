@@ -56,6 +56,9 @@
 //!   connection slots per source).
 #![forbid(unsafe_code)]
 
+/// The version and the commit the build came from (`build.rs`), as `--version` prints them.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SSHSIGN_COMMIT"), ")");
+
 pub mod appliance;
 pub mod approval;
 pub mod attestation;

@@ -18,7 +18,7 @@ use sshsign::{backup, dev, provision, secret, server};
 #[derive(Debug, Parser)]
 #[command(
     name = "sshsign-server",
-    version,
+    version = sshsign::VERSION,
     about = "The sshsign signing appliance"
 )]
 struct Cli {

@@ -19,7 +19,7 @@ use sshsign::verifier::{self, Refusal};
 #[derive(Debug, Parser)]
 #[command(
     name = "sshsign",
-    version,
+    version = sshsign::VERSION,
     about = "Sign through an sshsign appliance (git's gpg.ssh.program) and check what it signs, \
              offline.",
     after_help = "Also: sshsign -Y sign -n NAMESPACE -f KEY [FILE...] signs as ssh-keygen does \

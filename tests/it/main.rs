@@ -55,6 +55,7 @@ mod in_process;
 mod linked_keys;
 mod mcp;
 mod negotiation;
+mod packages;
 mod provisioning;
 mod quotas;
 mod seed_words;
