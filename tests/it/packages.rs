@@ -129,7 +129,11 @@ fn the_packages_install_into_a_fresh_root_run_and_pass_systemd_analyze() {
             .output()
             .unwrap();
         let said = succeeded(binary, output);
-        assert_eq!(said.trim(), format!("{name} {}", sshsign::VERSION));
+        assert_eq!(
+            said.trim(),
+            format!("{name} {}", sshsign::VERSION),
+            "the packages are not of this checkout: `make deb` builds them again"
+        );
     }
     // The postinst made the service's user, in the root it installed to.
     let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
