@@ -175,6 +175,17 @@ pub fn exercise_flags(command: Command) {
     }
 }
 
+/// A `--ttl` flag (`1h`, `30d`, or an RFC 3339 time), as seconds from now.
+pub fn ttl_seconds(flag: Option<String>) -> Result<Option<i64>, Error> {
+    flag.map(|text| {
+        let now = crate::time::now();
+        crate::time::parse_expiry(&text, now)
+            .map(|at| at - now)
+            .map_err(Error::InvalidArgument)
+    })
+    .transpose()
+}
+
 /// Parses a flag's JSON object, refusing anything else and anything past `limit` bytes.
 pub fn json_object(flag: &str, text: &str, limit: usize) -> Result<Map<String, Value>, Error> {
     let invalid = |message: String| Error::InvalidArgument(message);

@@ -72,26 +72,32 @@ fn an_agent_host_signs_asks_waits_and_verifies_through_the_mcp_server() {
             .find(|k| k["key_id"] == key);
         found.unwrap()["public_key"].as_str().unwrap().to_owned()
     };
-    let signed = &out["signed"];
-    let checked = ssh_keygen_verify(
-        dir,
-        "agent@example.com",
-        &public(&alice, &file_key),
-        "file",
-        signed["signature"].as_str().unwrap(),
-        b"release notes v2\n",
-    );
-    assert!(checked.status.success(), "{checked:?}");
-    let cosigned = &out["cosigned"];
-    let checked = ssh_keygen_verify(
-        dir,
-        "agent@example.com",
-        &public(&bob, &cosign_key),
-        "deploy",
-        cosigned["signature"].as_str().unwrap(),
-        b"deploy manifest\n",
-    );
-    assert!(checked.status.success(), "{checked:?}");
+    for (owner, key, namespace, reply, payload) in [
+        (
+            &alice,
+            &file_key,
+            "file",
+            &out["signed"],
+            "release notes v2\n",
+        ),
+        (
+            &bob,
+            &cosign_key,
+            "deploy",
+            &out["cosigned"],
+            "deploy manifest\n",
+        ),
+    ] {
+        let checked = ssh_keygen_verify(
+            dir,
+            "agent@example.com",
+            &public(owner, key),
+            namespace,
+            reply["signature"].as_str().unwrap(),
+            payload.as_bytes(),
+        );
+        assert!(checked.status.success(), "{namespace}: {checked:?}");
+    }
 
     // The decision it received verifies with the CLI's own offline check, against the JWKS
     // fetched over HTTP (the server read it over SSH).
@@ -103,7 +109,7 @@ fn an_agent_host_signs_asks_waits_and_verifies_through_the_mcp_server() {
 
     // The proof it was given is of the entry the signature's reply named.
     assert_eq!(out["proof"]["entry"]["key_id"], file_key.as_str());
-    assert_eq!(out["proof"]["index"], signed["audit"]["index"]);
+    assert_eq!(out["proof"]["index"], out["signed"]["audit"]["index"]);
     // An unknown tool is a JSON-RPC error (invalid params, -32602, in rmcp), not a result.
     assert!(out["unknown_tool_error"].as_i64().is_some(), "{out}");
     assert_eq!(out["elicitations"], 3);

@@ -7,7 +7,6 @@ use serde_json::{Map, Value};
 use super::{Context, json_object};
 use crate::appliance::{ApprovalInput, Error, MAX_APPROVAL_METADATA, Requester};
 use crate::approval::decision::Method;
-use crate::time;
 use crate::views::to_value;
 
 #[derive(Debug, clap::Args)]
@@ -56,15 +55,7 @@ pub async fn request(args: RequestArgs, ctx: &Context) -> Result<Value, Error> {
         Some(text) => json_object("--metadata", text, METADATA_FLAG_LIMIT)?,
         None => Map::new(),
     };
-    let ttl_seconds = args
-        .ttl
-        .map(|text| {
-            let now = time::now();
-            time::parse_expiry(&text, now)
-                .map(|at| at - now)
-                .map_err(Error::InvalidArgument)
-        })
-        .transpose()?;
+    let ttl_seconds = super::ttl_seconds(args.ttl)?;
     let input = ApprovalInput {
         action: args.action,
         ttl_seconds,

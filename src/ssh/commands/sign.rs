@@ -6,7 +6,6 @@ use serde_json::{Map, Value};
 
 use super::{Context, json_object};
 use crate::appliance::{Error, MAX_METADATA, SignInput, SignOutcome};
-use crate::time;
 use crate::views::to_value;
 
 #[derive(Debug, clap::Args)]
@@ -44,15 +43,7 @@ pub async fn run(args: Args, ctx: &Context) -> Result<Value, Error> {
     if let Some(branch) = args.branch {
         context.insert("branch".into(), branch.into());
     }
-    let ttl = args
-        .ttl
-        .map(|text| {
-            let now = time::now();
-            time::parse_expiry(&text, now)
-                .map(|at| at - now)
-                .map_err(Error::InvalidArgument)
-        })
-        .transpose()?;
+    let ttl = super::ttl_seconds(args.ttl)?;
     let key_id = match args.key_id {
         Some(key_id) => key_id,
         None => super::scan(|| ctx.appliance.default_key(&ctx.caller, &args.namespace))?,
