@@ -234,13 +234,16 @@ impl Server {
         let Ok(parsed) = url::Url::parse(url) else {
             return "unsupported";
         };
-        lock(&self.inner.elicited).insert(id.to_owned());
         let asked = peer
             .elicit_url_with_timeout(message, parsed, id, Some(ELICITATION_TIMEOUT))
             .await;
         use rmcp::model::ElicitationAction;
         match asked {
-            Ok(ElicitationAction::Accept) => "accepted",
+            Ok(ElicitationAction::Accept) => {
+                // The user went to the page: they hear when it is done with.
+                lock(&self.inner.elicited).insert(id.to_owned());
+                "accepted"
+            }
             Ok(ElicitationAction::Decline) => "declined",
             Ok(_) => "cancelled",
             Err(ElicitationError::CapabilityNotSupported) => "unsupported",

@@ -160,11 +160,9 @@ pub fn exercise_flags(command: Command) {
         }
         Command::RequestApproval(args) => {
             if let Some(text) = &args.metadata {
-                let _ = json_object("--metadata", text, crate::appliance::MAX_APPROVAL_METADATA);
+                let _ = json_object("--metadata", text, approvals::METADATA_FLAG_LIMIT);
             }
-            if let Some(text) = &args.ttl {
-                let _ = crate::time::parse_expiry(text, now);
-            }
+            let _ = ttl_seconds(args.ttl);
         }
         Command::LogOffer(args) => {
             if let Some(text) = &args.metadata {

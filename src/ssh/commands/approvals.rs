@@ -48,7 +48,7 @@ fn method(text: &str) -> Result<Method, String> {
 
 /// The largest `--metadata` read; the appliance then holds it to 4 KB as serialized, as the
 /// REST API does.
-const METADATA_FLAG_LIMIT: usize = 4 * MAX_APPROVAL_METADATA;
+pub const METADATA_FLAG_LIMIT: usize = 4 * MAX_APPROVAL_METADATA;
 
 pub async fn request(args: RequestArgs, ctx: &Context) -> Result<Value, Error> {
     let metadata = match &args.metadata {
