@@ -104,8 +104,6 @@ struct Link {
 struct Failure {
     code: String,
     message: String,
-    /// The appliance's whole error reply, when there was one.
-    reply: Option<Value>,
 }
 
 impl Failure {
@@ -113,20 +111,13 @@ impl Failure {
         Failure {
             code: code.to_owned(),
             message: message.into(),
-            reply: None,
         }
     }
 
     fn result(self) -> CallToolResult {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(Value::Object(reply)) = self.reply {
-            for (name, value) in reply {
-                if name != "error" {
-                    error[name] = value;
-                }
-            }
-        }
-        CallToolResult::structured_error(json!({ "error": error }))
+        CallToolResult::structured_error(
+            json!({"error": {"code": self.code, "message": self.message}}),
+        )
     }
 }
 
@@ -296,11 +287,7 @@ async fn command(session: &Session, words: &[String], stdin: &[u8]) -> Result<Va
         .as_str()
         .unwrap_or("the appliance refused")
         .to_owned();
-    Err(Failure {
-        code,
-        message,
-        reply: Some(reply),
-    })
+    Err(Failure { code, message })
 }
 
 /// Whom a pending request waits for, as a progress message names them.

@@ -9,6 +9,7 @@ use std::process::Stdio;
 
 use serde_json::Value;
 
+use crate::approvals::user_id;
 use crate::common::{Appliance, SHIM, clean_command, offline_check, ssh_keygen_verify, write_file};
 use crate::ssh_commands::python_tool;
 
@@ -17,14 +18,7 @@ fn an_agent_host_signs_asks_waits_and_verifies_through_the_mcp_server() {
     let appliance = Appliance::start();
     let alice = appliance.user("alice");
     let bob = appliance.user("bob");
-    let bob_id = bob.cmd("whoami").ok()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let alice_id = alice.cmd("whoami").ok()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (bob_id, alice_id) = (user_id(&bob), user_id(&alice));
     // Bob decides alice's requests; alice takes bob's grant.
     bob.accept(&alice);
     alice.accept(&bob);
