@@ -21,7 +21,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # with systemd-analyze and makes its user with systemd-sysusers (systemd).
 DEBIAN_PACKAGES := softhsm2 openssh-client git faketime openssl curl chromium tmux \
 	golang-go golang-golang-x-mod-dev python3-venv iproute2 \
-	libclang-dev gpgv xz-utils debian-archive-keyring libusb-1.0-0-dev dpkg-dev systemd
+	libclang-dev gpgv xz-utils debian-archive-keyring libusb-1.0-0-dev dpkg-dev systemd \
+	postgresql
 
 # Third-party tools from PyPI the tests run against the appliance, in a virtual environment of
 # their own (reinstalled when this list changes): ssh-audit checks the SSH algorithms,
@@ -60,10 +61,13 @@ dev: deps
 	./target/release/sshsign-server dev
 
 # The whole suite on SoftHSMv2, then the appliance's integration tests again on kryoptic (the
-# backend conformance suite and the backup tests, which pick their tokens, run once).
+# backend conformance suite and the backup tests, which pick their tokens, run once), then
+# again with the store in PostgreSQL (a cluster of each test's own; the package test, which
+# checks the installed files, runs once).
 test: deps kryoptic deb
 	cargo nextest run
 	SSHSIGN_TEST_TOKEN=kryoptic cargo nextest run -E 'binary(it) and not test(/^backends::/) and not test(/^backup::/)'
+	SSHSIGN_TEST_DATABASE=postgres cargo nextest run -E 'binary(it) and not test(/^backends::/) and not test(/^backup::/) and not test(/^packages::/)'
 
 # The Debian packages, from one release build of the library: sshsign (the client, the git
 # shim, the gate and the MCP server) and sshsign-server (the appliance, its systemd unit and

@@ -44,7 +44,7 @@ fn open(
 ) -> (sled::Db, Arc<AuditLog>) {
     let db = sled::Config::new().path(dir.join("db")).open().unwrap();
     let signer = CheckpointSigner::new(token.clone(), std::slice::from_ref(key)).unwrap();
-    let log = Arc::new(AuditLog::open(&dir.join("tlog"), &db, signer, 16 << 20).unwrap());
+    let log = Arc::new(AuditLog::open(&dir.join("tlog"), Some(&db), signer, 16 << 20).unwrap());
     (db, log)
 }
 

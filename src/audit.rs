@@ -331,12 +331,13 @@ fn b64(hash: &Hash) -> String {
 }
 
 impl AuditLog {
-    /// Opens the log in `root` (moving a log that `legacy` still holds in sled into it first),
+    /// Opens the log in `root` (moving a log that `legacy`, the sled store if there is one,
+    /// still holds into it first),
     /// checks it against its latest signed checkpoint, and starts the writer. At most
     /// `cache_bytes` of tiles stay in memory.
     pub fn open(
         root: &Path,
-        legacy: &sled::Db,
+        legacy: Option<&sled::Db>,
         signer: CheckpointSigner,
         cache_bytes: usize,
     ) -> Result<Self, Error> {
@@ -353,13 +354,15 @@ impl AuditLog {
     /// [`Self::open`] over `tiles`, writing through `sink` (tests of the failure paths).
     pub fn open_with_sink(
         root: &Path,
-        legacy: &sled::Db,
+        legacy: Option<&sled::Db>,
         sink: Arc<dyn Sink>,
         tiles: Arc<TileStore>,
         signer: CheckpointSigner,
     ) -> Result<Self, Error> {
         let checkpoints = Arc::new(Checkpoints::open(root)?);
-        migrate(legacy, &tiles, &checkpoints)?;
+        if let Some(legacy) = legacy {
+            migrate(legacy, &tiles, &checkpoints)?;
+        }
         check_against_checkpoint(&tiles, &checkpoints, signer.verifier_keys())?;
         let head = Arc::new(RwLock::new(tiles.head()));
         let writer = Writer::start(sink, Arc::clone(&head))?;

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::hsm::profile::{
@@ -86,7 +87,40 @@ pub struct RawConfig {
     pub quotas: Option<String>,
     /// Objects the token holds in all, when the profile does not say (or to say less).
     pub token_objects: Option<usize>,
+    /// PostgreSQL instead of sled: a `postgres://` URL or `key=value` connection string.
+    pub database_url: Option<Redacted>,
+    /// The file holding the database user's password (or systemd's `database-password`
+    /// credential), when the URL has none.
+    pub database_password_file: Option<PathBuf>,
+    /// PEM certificates to trust for the database server's, besides the public roots.
+    pub database_ca_file: Option<PathBuf>,
+    /// Database connections at most.
+    pub database_pool: Option<usize>,
 }
+
+/// A setting that may hold a secret (a database URL with its password): never shown by
+/// `Debug`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Where the shared PostgreSQL database is, when the store is there rather than in sled.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub pool: usize,
+}
+
+/// Database connections by default.
+pub const DEFAULT_DATABASE_POOL: usize = 16;
 
 impl RawConfig {
     /// Reads the `SSHSIGN_*` variables through `var` (the process environment in production).
@@ -142,6 +176,10 @@ impl RawConfig {
             )?,
             quotas: text("SSHSIGN_QUOTAS"),
             token_objects: number("SSHSIGN_TOKEN_OBJECTS", text("SSHSIGN_TOKEN_OBJECTS"))?,
+            database_url: text("SSHSIGN_DATABASE_URL").map(Redacted),
+            database_password_file: text("SSHSIGN_DATABASE_PASSWORD_FILE").map(PathBuf::from),
+            database_ca_file: text("SSHSIGN_DATABASE_CA_FILE").map(PathBuf::from),
+            database_pool: number("SSHSIGN_DATABASE_POOL", text("SSHSIGN_DATABASE_POOL"))?,
         })
     }
 
@@ -212,6 +250,10 @@ impl RawConfig {
             webhook_retry_seconds: over.webhook_retry_seconds.or(self.webhook_retry_seconds),
             quotas: over.quotas.or(self.quotas),
             token_objects: over.token_objects.or(self.token_objects),
+            database_url: over.database_url.or(self.database_url),
+            database_password_file: over.database_password_file.or(self.database_password_file),
+            database_ca_file: over.database_ca_file.or(self.database_ca_file),
+            database_pool: over.database_pool.or(self.database_pool),
         }
     }
 }
@@ -344,6 +386,8 @@ pub struct ServeConfig {
     pub listen_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub db_path: PathBuf,
+    /// The shared database, when the store is in PostgreSQL rather than at `db_path`.
+    pub database: Option<DatabaseSettings>,
     /// The audit log's tiles.
     pub audit_path: PathBuf,
     /// Bytes of tiles the audit log keeps in memory.
@@ -362,6 +406,14 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// Where the store is, for messages.
+    pub fn store_place(&self) -> String {
+        match &self.database {
+            Some(_) => "the PostgreSQL database".to_owned(),
+            None => self.db_path.display().to_string(),
+        }
+    }
+
     /// Validates raw settings. `credentials_dir` is systemd's `$CREDENTIALS_DIRECTORY`.
     pub fn from_raw(raw: RawConfig, credentials_dir: Option<&Path>) -> Result<Self, Error> {
         let profile = raw.profile()?;
@@ -394,6 +446,7 @@ impl ServeConfig {
                 reason: format!("{sessions} is outside 1..=256"),
             });
         }
+        let database = database_settings(&raw, credentials_dir)?;
         let db_path = raw.db_path.unwrap_or_else(|| PathBuf::from("./sshsign.db"));
         let audit_path = raw.audit_path.unwrap_or_else(|| {
             let mut path = db_path.clone().into_os_string();
@@ -444,6 +497,7 @@ impl ServeConfig {
             http,
             webhooks,
             db_path,
+            database,
             audit_path,
             audit_cache_bytes: usize::try_from(audit_cache_mib << 20).unwrap_or(usize::MAX),
             host_key_path: raw
@@ -466,6 +520,49 @@ impl ServeConfig {
             authorized_keys: raw.authorized_keys,
         })
     }
+}
+
+/// The PostgreSQL settings, if a database URL is given.
+fn database_settings(
+    raw: &RawConfig,
+    credentials_dir: Option<&Path>,
+) -> Result<Option<DatabaseSettings>, Error> {
+    let Some(url) = &raw.database_url else {
+        for (set, setting) in [
+            (
+                raw.database_password_file.is_some(),
+                "SSHSIGN_DATABASE_PASSWORD_FILE",
+            ),
+            (raw.database_ca_file.is_some(), "SSHSIGN_DATABASE_CA_FILE"),
+            (raw.database_pool.is_some(), "SSHSIGN_DATABASE_POOL"),
+        ] {
+            if set {
+                return Err(Error::Invalid {
+                    setting,
+                    reason: "is for PostgreSQL: set SSHSIGN_DATABASE_URL too".into(),
+                });
+            }
+        }
+        return Ok(None);
+    };
+    let pool = raw.database_pool.unwrap_or(DEFAULT_DATABASE_POOL);
+    if !(1..=1024).contains(&pool) {
+        return Err(Error::Invalid {
+            setting: "SSHSIGN_DATABASE_POOL",
+            reason: format!("{pool} is outside 1..=1024"),
+        });
+    }
+    let password_file = raw.database_password_file.clone().or_else(|| {
+        credentials_dir
+            .map(|dir| dir.join("database-password"))
+            .filter(|path| path.exists())
+    });
+    Ok(Some(DatabaseSettings {
+        url: SecretString::from(url.0.clone()),
+        password_file,
+        ca_file: raw.database_ca_file.clone(),
+        pool,
+    }))
 }
 
 /// The backend the profile names, with the module or connector and, where the profile's keys

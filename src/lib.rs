@@ -78,6 +78,7 @@ pub mod limit;
 pub mod mcp;
 pub(crate) mod negotiation;
 pub(crate) mod net;
+pub mod pgcluster;
 pub mod policy;
 pub mod provision;
 pub mod pubkey;

@@ -91,7 +91,7 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
     let store = open_store(config)?;
     let opened = open_token(config, &store).await?;
     let store_error = |source| StartError::Store {
-        path: config.db_path.display().to_string(),
+        path: config.store_place(),
         source,
     };
     unseal_store(&store, opened.sealer, opened.new_data_key).map_err(store_error)?;
@@ -210,12 +210,34 @@ struct OpenedToken {
     new_data_key: Option<seal::WrappedDataKey>,
 }
 
-/// Opens the store (sled) at the configured path.
+/// Opens the store: in the shared PostgreSQL database if one is configured, else in sled at
+/// the configured path.
 fn open_store(config: &ServeConfig) -> Result<Store, StartError> {
-    Store::open(&config.db_path).map_err(|source| StartError::Store {
-        path: config.db_path.display().to_string(),
+    let Some(database) = &config.database else {
+        return Store::open(&config.db_path).map_err(|source| StartError::Store {
+            path: config.db_path.display().to_string(),
+            source,
+        });
+    };
+    let failed = |source| StartError::Store {
+        path: config.store_place(),
         source,
+    };
+    let password = database
+        .password_file
+        .as_deref()
+        .map(crate::secret::read_secret_file)
+        .transpose()
+        .map_err(|e| failed(crate::store::Error::Database(e.to_string())))?;
+    let store = Store::open_postgres(&crate::store::postgres::Settings {
+        url: database.url.clone(),
+        password,
+        ca_file: database.ca_file.clone(),
+        pool: database.pool,
     })
+    .map_err(failed)?;
+    tracing::info!(pool = database.pool, "store in PostgreSQL");
+    Ok(store)
 }
 
 /// Logs in to the token, finds and self-tests the appliance's keys, and opens the data key
@@ -223,7 +245,7 @@ fn open_store(config: &ServeConfig) -> Result<Store, StartError> {
 async fn open_token(config: &ServeConfig, store: &Store) -> Result<OpenedToken, StartError> {
     let backends = config.hsm.backend_configs(config.hsm.sessions)?;
     let stored_data_key = store.data_key().map_err(|source| StartError::Store {
-        path: config.db_path.display().to_string(),
+        path: config.store_place(),
         source,
     })?;
     let export = config.hsm.key_export;
@@ -293,7 +315,7 @@ fn open_audit(
         .with_handovers(handovers);
     let audit = Arc::new(AuditLog::open(
         &config.audit_path,
-        store.db(),
+        store.sled(),
         signer,
         config.audit_cache_bytes,
     )?);

@@ -1,5 +1,7 @@
-//! Durable state in sled: users and their SSH keys, signing keys, authorizations, co-signed
-//! requests, negotiations, the audit log's trees, and a little metadata.
+//! Durable state: users and their SSH keys, signing keys, authorizations, co-signed requests,
+//! negotiations, approvals, webhooks, and a little metadata. It lives in sled on one machine, or
+//! in PostgreSQL when several appliances share it ([`engine`]); either way as the trees below,
+//! ordered maps of byte keys to byte values (in PostgreSQL, ranges of one table).
 //!
 //! | tree | key | value |
 //! |---|---|---|
@@ -37,22 +39,26 @@
 //!
 //! Each record kind is declared once in [`table`]: its tree, its key and the index entries it
 //! makes; [`Store::create`], [`Store::read`], [`Store::change`] and [`Store::listed`] are the
-//! operations on records the appliance uses, in place of sled calls. The kinds that write
+//! operations on records the appliance uses, in place of engine calls. The kinds that write
 //! several records at once (a user with its first SSH key, a signing key with its first
-//! authorization, an offer with its negotiation) keep their own transactions.
+//! authorization, an offer with its negotiation) keep their own transactions ([`engine::Engine::transaction`]).
 //!
-//! Sequence numbers come from sled's monotonic id generator, so an index scan yields records in
-//! creation order. Writes that touch several trees run in one transaction. sled keeps writes in
-//! memory and flushes in the background; a caller whose reply depends on a write calls
-//! [`Store::flush`] (an fsync, shared with concurrent callers) first.
+//! Sequence numbers come from the engine's monotonic sequence (sled's id generator, or a
+//! PostgreSQL sequence every appliance shares), so an index scan yields records in creation
+//! order. Writes that touch several trees run in one transaction. sled keeps writes in memory
+//! and flushes in the background; a caller whose reply depends on a write calls
+//! [`Store::flush`] (an fsync, shared with concurrent callers) first. PostgreSQL's writes are
+//! durable once committed.
 
 mod approvals;
 mod authenticators;
 mod consents;
+pub mod engine;
 pub mod flusher;
 mod keys;
 mod negotiation;
 mod pending;
+pub mod postgres;
 pub mod records;
 pub mod table;
 mod webhooks;
@@ -62,10 +68,8 @@ use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use sled::transaction::TransactionError;
-use sled::{Db, Tree};
 
-use self::flusher::Flusher;
+use self::engine::{Engine, Span, TreeName};
 pub use self::records::{
     ApiKeyRecord, ApiScope, ApprovalRecord, AuthenticatorKind, AuthenticatorRecord,
     AuthorizationRecord, ConsentRecord, Delivery, DeliveryKind, DeliveryState, EnrollmentKind,
@@ -80,6 +84,10 @@ use crate::seal::{Sealer, WrappedDataKey};
 pub enum Error {
     #[error("database: {0}")]
     Sled(#[from] sled::Error),
+    #[error("database: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("database: {0}")]
+    Database(String),
     #[error("{kind} record {key:?} is corrupt: {reason}")]
     Corrupt {
         kind: &'static str,
@@ -114,34 +122,6 @@ struct Envelope {
     s: Option<String>,
 }
 
-/// Turns a transaction's outcome into ours.
-fn settle<T>(outcome: std::result::Result<T, TransactionError<Error>>) -> Result<T> {
-    outcome.map_err(|e| match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => Error::Sled(e),
-    })
-}
-
-/// Positions `from` to `from + limit` of a tree scan, each entry made an item by `read` (`None`:
-/// an index entry whose record is gone), and the position of the next page if there is one.
-/// Entries before `from` are passed over without `read`.
-fn page_of<T>(
-    entries: sled::Iter,
-    from: usize,
-    limit: usize,
-    mut read: impl FnMut(sled::IVec, sled::IVec) -> Result<Option<T>>,
-) -> Result<(Vec<T>, Option<usize>)> {
-    let mut found = Vec::new();
-    for (position, entry) in entries.enumerate().skip(from) {
-        if position - from == limit {
-            return Ok((found, Some(position)));
-        }
-        let (key, value) = entry?;
-        found.extend(read(key, value)?);
-    }
-    Ok((found, None))
-}
-
 /// `owner ‖ 0 ‖ sequence`: scanning an owner's prefix yields entries in creation order.
 fn index_key(owner: &str, sequence: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(owner.len() + 9);
@@ -161,101 +141,52 @@ fn expiry_key(expires_at: i64, id: &str) -> Vec<u8> {
 /// The appliance's database. Cloning is cheap and shares everything.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: Db,
-    flusher: Flusher,
+    engine: Engine,
     sealer: Arc<OnceLock<Sealer>>,
-    users: Tree,
-    ssh_keys: Tree,
-    signing_keys: Tree,
-    keys_by_owner: Tree,
-    keys_by_public: Tree,
-    authorizations: Tree,
-    authorizations_by_key: Tree,
-    authorizations_by_grantee: Tree,
-    pending: Tree,
-    pending_by_user: Tree,
-    negotiations: Tree,
-    offers: Tree,
-    api_keys: Tree,
-    api_keys_by_hash: Tree,
-    api_keys_by_owner: Tree,
-    approvals: Tree,
-    approvals_by_user: Tree,
-    /// Open requests of either kind, by expiry (the tree's name predates signature requests).
-    requests_expiring: Tree,
-    enrollments: Tree,
-    authenticators: Tree,
-    authenticators_by_user: Tree,
-    passkeys_by_credential: Tree,
-    webhook_endpoints: Tree,
-    webhook_endpoints_by_user: Tree,
-    notify_targets: Tree,
-    deliveries: Tree,
-    deliveries_due: Tree,
-    deliveries_by_request: Tree,
-    consents: Tree,
-    token_chores: Tree,
-    meta: Tree,
 }
 
 const DATA_KEY: &str = "seal/data-key";
 
 impl Store {
+    /// The store in a sled database at `path`, on this machine.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = sled::Config::new().path(path).open()?;
-        Ok(Store {
-            flusher: Flusher::start(db.clone()).map_err(sled::Error::Io)?,
+        Ok(Store::on(Engine::Sled(engine::Sled::open(path)?)))
+    }
+
+    /// The store in a PostgreSQL database, shared with other appliances.
+    pub fn open_postgres(settings: &postgres::Settings) -> Result<Self> {
+        Ok(Store::on(Engine::Postgres(postgres::Postgres::open(
+            settings,
+        )?)))
+    }
+
+    fn on(engine: Engine) -> Self {
+        Store {
+            engine,
             sealer: Arc::new(OnceLock::new()),
-            users: db.open_tree("users")?,
-            ssh_keys: db.open_tree("ssh_keys")?,
-            signing_keys: db.open_tree("signing_keys")?,
-            keys_by_owner: db.open_tree("signing_keys_by_owner")?,
-            keys_by_public: db.open_tree("signing_keys_by_public")?,
-            authorizations: db.open_tree("authorizations")?,
-            authorizations_by_key: db.open_tree("authorizations_by_key")?,
-            authorizations_by_grantee: db.open_tree("authorizations_by_grantee")?,
-            pending: db.open_tree("pending")?,
-            pending_by_user: db.open_tree("pending_by_user")?,
-            negotiations: db.open_tree("negotiations")?,
-            offers: db.open_tree("offers")?,
-            api_keys: db.open_tree("api_keys")?,
-            api_keys_by_hash: db.open_tree("api_keys_by_hash")?,
-            api_keys_by_owner: db.open_tree("api_keys_by_owner")?,
-            approvals: db.open_tree("approvals")?,
-            approvals_by_user: db.open_tree("approvals_by_user")?,
-            requests_expiring: db.open_tree("approvals_expiring")?,
-            enrollments: db.open_tree("enrollments")?,
-            authenticators: db.open_tree("authenticators")?,
-            authenticators_by_user: db.open_tree("authenticators_by_user")?,
-            passkeys_by_credential: db.open_tree("passkeys_by_credential")?,
-            webhook_endpoints: db.open_tree("webhook_endpoints")?,
-            webhook_endpoints_by_user: db.open_tree("webhook_endpoints_by_user")?,
-            notify_targets: db.open_tree("notify_targets")?,
-            deliveries: db.open_tree("deliveries")?,
-            deliveries_due: db.open_tree("deliveries_due")?,
-            deliveries_by_request: db.open_tree("deliveries_by_request")?,
-            consents: db.open_tree("consents")?,
-            token_chores: db.open_tree("token_chores")?,
-            meta: db.open_tree("meta")?,
-            db,
-        })
+        }
     }
 
-    /// The underlying database, for subsystems that keep their own trees (the audit log).
-    pub fn db(&self) -> &Db {
-        &self.db
+    /// The engine under the store.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
-    /// Makes every write so far durable (see [`flusher`] for why not sled's `flush_async`).
+    /// The sled database, when the store is in one (it may still hold the audit log of versions
+    /// before the tiles).
+    pub fn sled(&self) -> Option<&sled::Db> {
+        self.engine.sled()
+    }
+
+    /// Makes every write so far durable (see [`flusher`] for how sled's are).
     pub async fn flush(&self) -> Result<()> {
-        self.flusher.flush().await?;
-        Ok(())
+        self.engine.flush().await
     }
 
     /// The encrypted data key, if one was made.
     pub fn data_key(&self) -> Result<Option<WrappedDataKey>> {
-        self.meta
-            .get(DATA_KEY)?
+        self.engine
+            .get(TreeName::Meta, DATA_KEY.as_bytes())?
             .map(|bytes| {
                 serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
                     kind: "data key",
@@ -269,14 +200,19 @@ impl Store {
     /// Records a new encrypted data key; refuses to replace one.
     pub fn put_data_key(&self, key: &WrappedDataKey) -> Result<()> {
         let bytes = serde_json::to_vec(key).unwrap_or_default();
-        self.meta
-            .compare_and_swap(DATA_KEY, None as Option<&[u8]>, Some(bytes))?
-            .map_err(|_| Error::Exists {
+        let made = self.engine.compare_and_swap(
+            TreeName::Meta,
+            DATA_KEY.as_bytes(),
+            None,
+            Some(&bytes),
+        )?;
+        if !made {
+            return Err(Error::Exists {
                 kind: "data key",
                 key: DATA_KEY.to_owned(),
-            })?;
-        self.db.flush()?;
-        Ok(())
+            });
+        }
+        self.engine.flush_now()
     }
 
     /// From now on, sealed records are sealed and opened with `sealer`.
@@ -339,8 +275,9 @@ impl Store {
         serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
     }
 
-    fn get<R: Record>(&self, tree: &Tree, key: &str) -> Result<Option<R>> {
-        tree.get(key)?
+    fn get<R: Record>(&self, tree: TreeName, key: &str) -> Result<Option<R>> {
+        self.engine
+            .get(tree, key.as_bytes())?
             .map(|bytes| self.decode(key.as_bytes(), &bytes))
             .transpose()
     }
@@ -350,37 +287,55 @@ impl Store {
     /// without reading their records.
     fn indexed_page<R: Record>(
         &self,
-        index: &Tree,
-        records: &Tree,
+        index: TreeName,
+        records: TreeName,
         owner: &str,
         from: usize,
         limit: usize,
     ) -> Result<(Vec<R>, Option<usize>)> {
-        let mut prefix = owner.as_bytes().to_vec();
-        prefix.push(0);
-        page_of(index.scan_prefix(&prefix), from, limit, |_, id| {
-            self.get(records, &String::from_utf8_lossy(&id))
-        })
+        let mut entries =
+            self.engine
+                .scan(index, &owner_span(owner), from, limit.saturating_add(1))?;
+        let next = (entries.len() > limit).then_some(from + limit);
+        entries.truncate(limit);
+        let mut found = Vec::new();
+        for (_, id) in entries {
+            found.extend(self.get(records, &String::from_utf8_lossy(&id))?);
+        }
+        Ok((found, next))
     }
 
     /// How many entries `owner` has in `index` (keys only: no record is read or unsealed).
-    fn index_len(&self, index: &Tree, owner: &str) -> usize {
-        let mut prefix = owner.as_bytes().to_vec();
-        prefix.push(0);
-        index.scan_prefix(&prefix).keys().count()
+    fn index_len(&self, index: TreeName, owner: &str) -> Result<usize> {
+        self.engine.count(index, &owner_span(owner))
     }
 
     /// The records an index lists under `owner`, in creation order.
-    fn indexed<R: Record>(&self, index: &Tree, records: &Tree, owner: &str) -> Result<Vec<R>> {
-        let mut prefix = owner.as_bytes().to_vec();
-        prefix.push(0);
+    fn indexed<R: Record>(
+        &self,
+        index: TreeName,
+        records: TreeName,
+        owner: &str,
+    ) -> Result<Vec<R>> {
+        let mut ids = Vec::new();
+        self.engine.walk(index, &owner_span(owner), |_, id| {
+            ids.push(String::from_utf8_lossy(&id).into_owned());
+            Ok(())
+        })?;
         let mut found = Vec::new();
-        for entry in index.scan_prefix(&prefix) {
-            let (_, id) = entry?;
-            if let Some(record) = self.get(records, &String::from_utf8_lossy(&id))? {
-                found.push(record);
-            }
+        for id in ids {
+            found.extend(self.get(records, &id)?);
         }
+        Ok(found)
+    }
+
+    /// Every record of a tree that holds only records of kind `R`, in key order.
+    fn every<R: Record>(&self, tree: TreeName, span: &Span) -> Result<Vec<R>> {
+        let mut found = Vec::new();
+        self.engine.walk(tree, span, |key, value| {
+            found.push(self.decode(&key, &value)?);
+            Ok(())
+        })?;
         Ok(found)
     }
 
@@ -389,7 +344,7 @@ impl Store {
     /// Returns the record as written.
     fn modify<R, E>(
         &self,
-        tree: &Tree,
+        tree: TreeName,
         key: &str,
         mut change: impl FnMut(R) -> Result<R, E>,
     ) -> Result<R, E>
@@ -398,9 +353,9 @@ impl Store {
         E: From<Error>,
     {
         loop {
-            let current = tree
-                .get(key)
-                .map_err(Error::from)?
+            let current = self
+                .engine
+                .get(tree, key.as_bytes())?
                 .ok_or_else(|| Error::Missing {
                     kind: R::KIND,
                     key: key.to_owned(),
@@ -408,15 +363,21 @@ impl Store {
             let record: R = self.decode(key.as_bytes(), &current)?;
             let changed = change(record)?;
             let bytes = self.encode(key, &changed)?;
-            match tree
-                .compare_and_swap(key, Some(&current), Some(bytes))
-                .map_err(Error::from)?
+            if self
+                .engine
+                .compare_and_swap(tree, key.as_bytes(), Some(&current), Some(&bytes))?
             {
-                Ok(()) => return Ok(changed),
-                Err(_) => continue,
+                return Ok(changed);
             }
         }
     }
+}
+
+/// The keys an index lists under `owner`.
+fn owner_span(owner: &str) -> Span {
+    let mut prefix = owner.as_bytes().to_vec();
+    prefix.push(0);
+    Span::prefix(&prefix)
 }
 
 #[cfg(test)]
@@ -426,26 +387,27 @@ impl Store {
     /// Requests of either kind whose time is up by `now` (they may have been decided
     /// meanwhile), soonest first, at most `limit`, as `(expires_at, id)`.
     pub fn requests_expiring_by(&self, now: i64, limit: usize) -> Result<Vec<(i64, String)>> {
-        let mut found = Vec::new();
-        for entry in self
-            .requests_expiring
-            .range(..(now + 1).to_be_bytes().to_vec())
-            .take(limit)
-        {
-            let (key, id) = entry?;
-            let at = key
-                .get(..8)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(i64::from_be_bytes)
-                .unwrap_or(i64::MIN);
-            found.push((at, String::from_utf8_lossy(&id).into_owned()));
-        }
-        Ok(found)
+        let due = Span::below((now + 1).to_be_bytes().to_vec());
+        let entries = self
+            .engine
+            .scan(TreeName::RequestsExpiring, &due, 0, limit)?;
+        Ok(entries
+            .into_iter()
+            .map(|(key, id)| {
+                let at = key
+                    .get(..8)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(i64::from_be_bytes)
+                    .unwrap_or(i64::MIN);
+                (at, String::from_utf8_lossy(&id).into_owned())
+            })
+            .collect())
     }
 
     /// Takes a request off the expiry watch.
     pub fn forget_expiring(&self, expires_at: i64, id: &str) -> Result<()> {
-        self.requests_expiring.remove(expiry_key(expires_at, id))?;
+        self.engine
+            .remove(TreeName::RequestsExpiring, &expiry_key(expires_at, id))?;
         Ok(())
     }
 }

@@ -331,12 +331,12 @@ impl Appliance {
     ) -> Result<(Vec<ListedKey>, Option<usize>), Error> {
         let me = caller.id();
         let (owned, granted, next) = page.two_part(
-            (self.store.signing_keys_count(me), |from, limit| {
+            (self.store.signing_keys_count(me)?, |from, limit| {
                 self.store.signing_keys_page(me, from, limit)
             }),
             (
                 self.store
-                    .listed_len(crate::store::table::TreeName::AuthorizationsByGrantee, me),
+                    .listed_len(crate::store::table::TreeName::AuthorizationsByGrantee, me)?,
                 |from, limit| self.store.authorizations_of_grantee_page(me, from, limit),
             ),
         )?;

@@ -203,14 +203,14 @@ impl Appliance {
         use crate::store::table::TreeName;
         let (signatures, approvals, next) = page.two_part(
             (
-                self.store.listed_len(TreeName::PendingByUser, user),
+                self.store.listed_len(TreeName::PendingByUser, user)?,
                 |from, limit| {
                     self.store
                         .listed_page(TreeName::PendingByUser, user, from, limit)
                 },
             ),
             (
-                self.store.listed_len(TreeName::ApprovalsByUser, user),
+                self.store.listed_len(TreeName::ApprovalsByUser, user)?,
                 |from, limit| {
                     self.store
                         .listed_page(TreeName::ApprovalsByUser, user, from, limit)

@@ -11,7 +11,10 @@ impl Store {
 
     /// The key whose secret hashes to `sha256` (hex).
     pub fn api_key_by_hash(&self, sha256: &str) -> Result<Option<ApiKeyRecord>> {
-        match self.api_keys_by_hash.get(sha256)? {
+        match self
+            .engine
+            .get(TreeName::ApiKeysByHash, sha256.as_bytes())?
+        {
             Some(id) => self.api_key(&String::from_utf8_lossy(&id)),
             None => Ok(None),
         }

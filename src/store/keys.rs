@@ -1,23 +1,33 @@
 //! Users, their SSH keys, signing keys and authorizations.
 
-use sled::Transactional as _;
-use sled::Tree;
-use sled::transaction::ConflictableTransactionError;
-
+use super::engine::{Span, TreeName, TxError};
 use super::records::SigningKeyRecordV1;
 use super::{
     AuthorizationRecord, Envelope, Error, Record, Result, SigningKeyRecord, SshKeyRecord, Store,
-    UserRecord, index_key, settle,
+    UserRecord, index_key, owner_span,
 };
 use crate::policy::Terms;
 
+/// The trees a user and their SSH keys are written to together.
+const IDENTITY_TREES: [TreeName; 2] = [TreeName::Users, TreeName::SshKeys];
+
+/// The trees a signing key and its first authorization are written to together.
+const KEY_TREES: [TreeName; 6] = [
+    TreeName::SigningKeys,
+    TreeName::SigningKeysByOwner,
+    TreeName::SigningKeysByPublic,
+    TreeName::Authorizations,
+    TreeName::AuthorizationsByKey,
+    TreeName::AuthorizationsByGrantee,
+];
+
 impl Store {
     pub fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
-        self.get(&self.users, user_id)
+        self.get(TreeName::Users, user_id)
     }
 
     pub fn ssh_key(&self, fingerprint: &str) -> Result<Option<SshKeyRecord>> {
-        self.get(&self.ssh_keys, fingerprint)
+        self.get(TreeName::SshKeys, fingerprint)
     }
 
     /// Registers `ssh_key` for a new user `user`, unless the key is already registered, in which
@@ -26,19 +36,19 @@ impl Store {
     pub fn register(&self, user: UserRecord, ssh_key: SshKeyRecord) -> Result<UserRecord> {
         let user_bytes = self.encode(&user.user_id, &user)?;
         let key_bytes = self.encode(&ssh_key.fingerprint, &ssh_key)?;
-        let outcome = (&self.users, &self.ssh_keys).transaction(|(users, ssh_keys)| {
-            if let Some(existing) = ssh_keys.get(ssh_key.fingerprint.as_bytes())? {
-                return Ok(Err(existing));
+        let fingerprint = ssh_key.fingerprint.as_bytes();
+        let existing = self.engine.transaction(&IDENTITY_TREES, |tx| {
+            if let Some(existing) = tx.get(TreeName::SshKeys, fingerprint)? {
+                return Ok(Some(existing));
             }
-            users.insert(user.user_id.as_bytes(), user_bytes.clone())?;
-            ssh_keys.insert(ssh_key.fingerprint.as_bytes(), key_bytes.clone())?;
-            Ok(Ok(()))
-        });
-        match settle(outcome)? {
-            Ok(()) => Ok(user),
-            Err(existing) => {
-                let existing: SshKeyRecord =
-                    self.decode(ssh_key.fingerprint.as_bytes(), &existing)?;
+            tx.insert(TreeName::Users, user.user_id.as_bytes(), &user_bytes)?;
+            tx.insert(TreeName::SshKeys, fingerprint, &key_bytes)?;
+            Ok(None)
+        })?;
+        match existing {
+            None => Ok(user),
+            Some(existing) => {
+                let existing: SshKeyRecord = self.decode(fingerprint, &existing)?;
                 self.user(&existing.user_id)?.ok_or_else(|| Error::Corrupt {
                     kind: UserRecord::KIND,
                     key: existing.user_id,
@@ -52,87 +62,71 @@ impl Store {
     /// [`Error::Exists`] if the key already identifies someone.
     pub fn link_ssh_key(&self, ssh_key: &SshKeyRecord) -> Result<UserRecord> {
         let key_bytes = self.encode(&ssh_key.fingerprint, ssh_key)?;
-        let user_id = ssh_key.user_id.clone();
-        let outcome = (&self.users, &self.ssh_keys).transaction(|(users, ssh_keys)| {
-            if ssh_keys.get(ssh_key.fingerprint.as_bytes())?.is_some() {
-                return Err(ConflictableTransactionError::Abort(Error::Exists {
+        let user_id = ssh_key.user_id.as_str();
+        let fingerprint = ssh_key.fingerprint.as_bytes();
+        self.engine.transaction(&IDENTITY_TREES, |tx| {
+            if tx.get(TreeName::SshKeys, fingerprint)?.is_some() {
+                return Err(TxError::Abort(Error::Exists {
                     kind: SshKeyRecord::KIND,
                     key: ssh_key.fingerprint.clone(),
                 }));
             }
-            let Some(bytes) = users.get(user_id.as_bytes())? else {
-                return Err(ConflictableTransactionError::Abort(Error::Missing {
+            let Some(bytes) = tx.get(TreeName::Users, user_id.as_bytes())? else {
+                return Err(TxError::Abort(Error::Missing {
                     kind: UserRecord::KIND,
-                    key: user_id.clone(),
+                    key: user_id.to_owned(),
                 }));
             };
-            let mut user: UserRecord = self
-                .decode(user_id.as_bytes(), &bytes)
-                .map_err(ConflictableTransactionError::Abort)?;
+            let mut user: UserRecord = self.decode(user_id.as_bytes(), &bytes)?;
             user.ssh_keys.push(ssh_key.fingerprint.clone());
-            let user_bytes = self
-                .encode(&user_id, &user)
-                .map_err(ConflictableTransactionError::Abort)?;
-            users.insert(user_id.as_bytes(), user_bytes)?;
-            ssh_keys.insert(ssh_key.fingerprint.as_bytes(), key_bytes.clone())?;
+            let user_bytes = self.encode(user_id, &user)?;
+            tx.insert(TreeName::Users, user_id.as_bytes(), &user_bytes)?;
+            tx.insert(TreeName::SshKeys, fingerprint, &key_bytes)?;
             Ok(user)
-        });
-        settle(outcome)
+        })
     }
 
     /// Removes `fingerprint` from `user_id`'s keys, in one transaction; never the last one
     /// (`Ok(None)` then, and when the key is not theirs). The removed key's record is returned.
     pub fn unlink_ssh_key(&self, user_id: &str, fingerprint: &str) -> Result<Option<SshKeyRecord>> {
-        let outcome = (&self.users, &self.ssh_keys).transaction(|(users, ssh_keys)| {
+        self.engine.transaction(&IDENTITY_TREES, |tx| {
             let (Some(user_bytes), Some(key_bytes)) = (
-                users.get(user_id.as_bytes())?,
-                ssh_keys.get(fingerprint.as_bytes())?,
+                tx.get(TreeName::Users, user_id.as_bytes())?,
+                tx.get(TreeName::SshKeys, fingerprint.as_bytes())?,
             ) else {
                 return Ok(None);
             };
-            let mut user: UserRecord = self
-                .decode(user_id.as_bytes(), &user_bytes)
-                .map_err(ConflictableTransactionError::Abort)?;
-            let key: SshKeyRecord = self
-                .decode(fingerprint.as_bytes(), &key_bytes)
-                .map_err(ConflictableTransactionError::Abort)?;
+            let mut user: UserRecord = self.decode(user_id.as_bytes(), &user_bytes)?;
+            let key: SshKeyRecord = self.decode(fingerprint.as_bytes(), &key_bytes)?;
             if key.user_id != user_id || user.ssh_keys.len() < 2 {
                 return Ok(None);
             }
             user.ssh_keys.retain(|k| k != fingerprint);
-            let user_bytes = self
-                .encode(user_id, &user)
-                .map_err(ConflictableTransactionError::Abort)?;
-            users.insert(user_id.as_bytes(), user_bytes)?;
-            ssh_keys.remove(fingerprint.as_bytes())?;
+            let user_bytes = self.encode(user_id, &user)?;
+            tx.insert(TreeName::Users, user_id.as_bytes(), &user_bytes)?;
+            tx.remove(TreeName::SshKeys, fingerprint.as_bytes())?;
             Ok(Some(key))
-        });
-        settle(outcome)
+        })
     }
 
-    /// Identities registered (a scan: for start-up).
-    pub fn count_users(&self) -> usize {
-        self.users.len()
+    /// Identities registered (a count over the tree: for start-up).
+    pub fn count_users(&self) -> Result<usize> {
+        self.engine.count(TreeName::Users, &Span::all())
     }
 
     /// Signing keys not revoked, across all owners (a scan: for start-up).
     pub fn count_live_signing_keys(&self) -> Result<usize> {
-        let mut live = 0;
-        for item in self.signing_keys.iter() {
-            let (key, bytes) = item?;
-            let record: SigningKeyRecord = self.decode(&key, &bytes)?;
-            live += usize::from(record.revoked_at.is_none());
-        }
-        Ok(live)
+        let keys: Vec<SigningKeyRecord> = self.every(TreeName::SigningKeys, &Span::all())?;
+        Ok(keys.iter().filter(|k| k.revoked_at.is_none()).count())
     }
 
     pub fn signing_key(&self, key_id: &str) -> Result<Option<SigningKeyRecord>> {
-        self.get(&self.signing_keys, key_id)
+        self.get(TreeName::SigningKeys, key_id)
     }
 
     /// The signing key with this public key, if the appliance made it.
     pub fn signing_key_by_public(&self, public_key: &[u8; 32]) -> Result<Option<SigningKeyRecord>> {
-        match self.keys_by_public.get(public_key)? {
+        match self.engine.get(TreeName::SigningKeysByPublic, public_key)? {
             Some(key_id) => self.signing_key(&String::from_utf8_lossy(&key_id)),
             None => Ok(None),
         }
@@ -140,7 +134,7 @@ impl Store {
 
     /// Every signing key `owner` holds, in the order they were created.
     pub fn signing_keys_of(&self, owner: &str) -> Result<Vec<SigningKeyRecord>> {
-        self.indexed(&self.keys_by_owner, &self.signing_keys, owner)
+        self.indexed(TreeName::SigningKeysByOwner, TreeName::SigningKeys, owner)
     }
 
     /// One page of [`Store::signing_keys_of`], and how many `owner` holds in all.
@@ -150,23 +144,17 @@ impl Store {
         from: usize,
         limit: usize,
     ) -> Result<(Vec<SigningKeyRecord>, Option<usize>)> {
-        self.indexed_page(&self.keys_by_owner, &self.signing_keys, owner, from, limit)
-    }
-
-    pub fn signing_keys_count(&self, owner: &str) -> usize {
-        self.index_len(&self.keys_by_owner, owner)
-    }
-
-    /// The trees a signing key and its first authorization are written to together.
-    fn key_trees(&self) -> (&Tree, &Tree, &Tree, &Tree, &Tree, &Tree) {
-        (
-            &self.signing_keys,
-            &self.keys_by_owner,
-            &self.keys_by_public,
-            &self.authorizations,
-            &self.authorizations_by_key,
-            &self.authorizations_by_grantee,
+        self.indexed_page(
+            TreeName::SigningKeysByOwner,
+            TreeName::SigningKeys,
+            owner,
+            from,
+            limit,
         )
+    }
+
+    pub fn signing_keys_count(&self, owner: &str) -> Result<usize> {
+        self.index_len(TreeName::SigningKeysByOwner, owner)
     }
 
     /// Adds a new signing key with its first authorization, and their indexes, in one
@@ -183,46 +171,67 @@ impl Store {
         })?;
         let key_bytes = self.encode(&record.key_id, record)?;
         let auth_bytes = self.encode(&authorization.authorization_id, authorization)?;
-        let (key_seq, auth_seq) = (self.db.generate_id()?, self.db.generate_id()?);
-        let trees = self.key_trees();
-        let outcome =
-            trees.transaction(|(keys, by_owner, by_public, auths, by_key, by_grantee)| {
-                if keys.get(record.key_id.as_bytes())?.is_some() {
-                    return Err(ConflictableTransactionError::Abort(Error::Exists {
-                        kind: SigningKeyRecord::KIND,
-                        key: record.key_id.clone(),
-                    }));
-                }
-                keys.insert(record.key_id.as_bytes(), key_bytes.clone())?;
-                by_owner.insert(index_key(&record.owner, key_seq), record.key_id.as_bytes())?;
-                by_public.insert(&public[..], record.key_id.as_bytes())?;
-                let az = authorization.authorization_id.as_bytes();
-                auths.insert(az, auth_bytes.clone())?;
-                by_key.insert(index_key(&record.key_id, auth_seq), az)?;
-                by_grantee.insert(index_key(&authorization.grantee, auth_seq), az)?;
-                Ok(())
-            });
-        settle(outcome)
+        let (key_seq, auth_seq) = (self.engine.sequence()?, self.engine.sequence()?);
+        let key_id = record.key_id.as_bytes();
+        let az = authorization.authorization_id.as_bytes();
+        self.engine.transaction(&KEY_TREES, |tx| {
+            if tx.get(TreeName::SigningKeys, key_id)?.is_some() {
+                return Err(TxError::Abort(Error::Exists {
+                    kind: SigningKeyRecord::KIND,
+                    key: record.key_id.clone(),
+                }));
+            }
+            tx.insert(TreeName::SigningKeys, key_id, &key_bytes)?;
+            let by_owner = index_key(&record.owner, key_seq);
+            tx.insert(TreeName::SigningKeysByOwner, &by_owner, key_id)?;
+            tx.insert(TreeName::SigningKeysByPublic, &public, key_id)?;
+            tx.insert(TreeName::Authorizations, az, &auth_bytes)?;
+            let by_key = index_key(&record.key_id, auth_seq);
+            tx.insert(TreeName::AuthorizationsByKey, &by_key, az)?;
+            let by_grantee = index_key(&authorization.grantee, auth_seq);
+            tx.insert(TreeName::AuthorizationsByGrantee, &by_grantee, az)?;
+            Ok(())
+        })
     }
 
     /// Notes that `key_id`'s token object may need destroying, until [`Store::drop_token_chore`].
     pub fn put_token_chore(&self, key_id: &str) -> Result<()> {
-        self.token_chores.insert(key_id.as_bytes(), &[])?;
-        Ok(())
+        self.engine
+            .insert(TreeName::TokenChores, key_id.as_bytes(), &[])
     }
 
     pub fn drop_token_chore(&self, key_id: &str) -> Result<()> {
-        self.token_chores.remove(key_id.as_bytes())?;
-        Ok(())
+        self.engine
+            .remove(TreeName::TokenChores, key_id.as_bytes())
+            .map(drop)
     }
 
     /// The key ids whose token objects may need destroying.
     pub fn token_chores(&self) -> Result<Vec<String>> {
-        self.token_chores
-            .iter()
-            .keys()
-            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
-            .collect()
+        let mut found = Vec::new();
+        self.engine
+            .walk(TreeName::TokenChores, &Span::all(), |key, _| {
+                found.push(String::from_utf8_lossy(&key).into_owned());
+                Ok(())
+            })?;
+        Ok(found)
+    }
+
+    /// The index entry under `owner` that names `value`.
+    pub(super) fn entry_naming(
+        &self,
+        index: TreeName,
+        owner: &str,
+        value: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        let mut found = None;
+        self.engine.walk(index, &owner_span(owner), |key, named| {
+            if found.is_none() && named == value {
+                found = Some(key);
+            }
+            Ok(())
+        })?;
+        Ok(found)
     }
 
     /// Undoes [`Store::insert_signing_key`]: the key, its first authorization, and their
@@ -234,38 +243,36 @@ impl Store {
     ) -> Result<()> {
         let key_id = record.key_id.as_bytes();
         let az = authorization.authorization_id.as_bytes();
-        // The index entry under `owner` that names `value`.
-        let entry_naming = |tree: &sled::Tree, owner: &str, value: &[u8]| -> Result<_> {
-            let prefix = [owner.as_bytes(), &[0]].concat();
-            for item in tree.scan_prefix(prefix) {
-                let (key, named) = item?;
-                if named == value {
-                    return Ok(Some(key));
-                }
-            }
-            Ok(None)
-        };
-        let by_owner = entry_naming(&self.keys_by_owner, &record.owner, key_id)?;
-        let by_key = entry_naming(&self.authorizations_by_key, &record.key_id, az)?;
-        let by_grantee = entry_naming(&self.authorizations_by_grantee, &authorization.grantee, az)?;
-        let trees = self.key_trees();
+        let entries = [
+            (
+                TreeName::SigningKeysByOwner,
+                self.entry_naming(TreeName::SigningKeysByOwner, &record.owner, key_id)?,
+            ),
+            (
+                TreeName::AuthorizationsByKey,
+                self.entry_naming(TreeName::AuthorizationsByKey, &record.key_id, az)?,
+            ),
+            (
+                TreeName::AuthorizationsByGrantee,
+                self.entry_naming(
+                    TreeName::AuthorizationsByGrantee,
+                    &authorization.grantee,
+                    az,
+                )?,
+            ),
+        ];
         let public = record.public_key_bytes().unwrap_or_default();
-        let outcome = trees.transaction(|(keys, owners, publics, auths, by_keys, grantees)| {
-            keys.remove(key_id)?;
-            publics.remove(&public[..])?;
-            auths.remove(az)?;
-            for (tree, entry) in [
-                (owners, &by_owner),
-                (by_keys, &by_key),
-                (grantees, &by_grantee),
-            ] {
+        self.engine.transaction(&KEY_TREES, |tx| {
+            tx.remove(TreeName::SigningKeys, key_id)?;
+            tx.remove(TreeName::SigningKeysByPublic, &public)?;
+            tx.remove(TreeName::Authorizations, az)?;
+            for (tree, entry) in &entries {
                 if let Some(entry) = entry {
-                    tree.remove(entry)?;
+                    tx.remove(*tree, entry)?;
                 }
             }
             Ok(())
-        });
-        settle(outcome)
+        })
     }
 
     /// Revokes a key; refuses with `already` if it was revoked before.
@@ -275,25 +282,32 @@ impl Store {
         at: i64,
         already: impl Fn() -> E,
     ) -> Result<SigningKeyRecord, E> {
-        self.modify(&self.signing_keys, key_id, |mut key: SigningKeyRecord| {
-            if key.revoked_at.is_some() {
-                return Err(already());
-            }
-            key.revoked_at = Some(at);
-            Ok(key)
-        })
+        self.modify(
+            TreeName::SigningKeys,
+            key_id,
+            |mut key: SigningKeyRecord| {
+                if key.revoked_at.is_some() {
+                    return Err(already());
+                }
+                key.revoked_at = Some(at);
+                Ok(key)
+            },
+        )
     }
 
     pub fn authorization(&self, authorization_id: &str) -> Result<Option<AuthorizationRecord>> {
-        self.get(&self.authorizations, authorization_id)
+        self.get(TreeName::Authorizations, authorization_id)
     }
 
     /// Every authorization of a key, in the order granted.
     pub fn authorizations_of_key(&self, key_id: &str) -> Result<Vec<AuthorizationRecord>> {
-        self.indexed(&self.authorizations_by_key, &self.authorizations, key_id)
+        self.indexed(
+            TreeName::AuthorizationsByKey,
+            TreeName::Authorizations,
+            key_id,
+        )
     }
 
-    /// Every authorization granted to a user, in the order granted.
     /// One page of [`Store::authorizations_of_grantee`].
     pub fn authorizations_of_grantee_page(
         &self,
@@ -302,18 +316,19 @@ impl Store {
         limit: usize,
     ) -> Result<(Vec<AuthorizationRecord>, Option<usize>)> {
         self.indexed_page(
-            &self.authorizations_by_grantee,
-            &self.authorizations,
+            TreeName::AuthorizationsByGrantee,
+            TreeName::Authorizations,
             user_id,
             from,
             limit,
         )
     }
 
+    /// Every authorization granted to a user, in the order granted.
     pub fn authorizations_of_grantee(&self, user_id: &str) -> Result<Vec<AuthorizationRecord>> {
         self.indexed(
-            &self.authorizations_by_grantee,
-            &self.authorizations,
+            TreeName::AuthorizationsByGrantee,
+            TreeName::Authorizations,
             user_id,
         )
     }
@@ -326,7 +341,7 @@ impl Store {
         already: impl Fn() -> E,
     ) -> Result<AuthorizationRecord, E> {
         self.modify(
-            &self.authorizations,
+            TreeName::Authorizations,
             authorization_id,
             |mut auth: AuthorizationRecord| {
                 if auth.revoked_at.is_some() {
@@ -346,8 +361,13 @@ impl Store {
     /// before. Returns the keys migrated.
     pub fn migrate_v1_keys(&self, now: i64) -> Result<Vec<String>> {
         let mut migrated = Vec::new();
-        for item in self.signing_keys.iter() {
-            let (key, raw) = item?;
+        let mut stored = Vec::new();
+        self.engine
+            .walk(TreeName::SigningKeys, &Span::all(), |key, raw| {
+                stored.push((key, raw));
+                Ok(())
+            })?;
+        for (key, raw) in stored {
             let envelope = match serde_json::from_slice::<Envelope>(&raw) {
                 Ok(envelope) if envelope.v == 1 => envelope,
                 _ => continue,
@@ -395,30 +415,32 @@ impl Store {
             };
             let key_bytes = self.encode(&record.key_id, &record)?;
             let auth_bytes = self.encode(&authorization.authorization_id, &authorization)?;
-            let sequence = self.db.generate_id()?;
-            let trees = (
-                &self.signing_keys,
-                &self.authorizations,
-                &self.authorizations_by_key,
-                &self.authorizations_by_grantee,
-            );
-            let outcome = trees.transaction(|(keys, auths, by_key, by_grantee)| {
-                if keys.get(&key)?.as_ref() != Some(&raw) {
+            let sequence = self.engine.sequence()?;
+            let az = authorization.authorization_id.as_bytes();
+            let trees = [
+                TreeName::SigningKeys,
+                TreeName::Authorizations,
+                TreeName::AuthorizationsByKey,
+                TreeName::AuthorizationsByGrantee,
+            ];
+            let moved = self.engine.transaction(&trees, |tx| {
+                if tx.get(TreeName::SigningKeys, &key)?.as_ref() != Some(&raw) {
                     return Ok(false);
                 }
-                let az = authorization.authorization_id.as_bytes();
-                keys.insert(&key, key_bytes.clone())?;
-                auths.insert(az, auth_bytes.clone())?;
-                by_key.insert(index_key(&record.key_id, sequence), az)?;
-                by_grantee.insert(index_key(&authorization.grantee, sequence), az)?;
+                tx.insert(TreeName::SigningKeys, &key, &key_bytes)?;
+                tx.insert(TreeName::Authorizations, az, &auth_bytes)?;
+                let by_key = index_key(&record.key_id, sequence);
+                tx.insert(TreeName::AuthorizationsByKey, &by_key, az)?;
+                let by_grantee = index_key(&authorization.grantee, sequence);
+                tx.insert(TreeName::AuthorizationsByGrantee, &by_grantee, az)?;
                 Ok(true)
-            });
-            if settle(outcome)? {
+            })?;
+            if moved {
                 migrated.push(record.key_id);
             }
         }
         if !migrated.is_empty() {
-            self.db.flush()?;
+            self.engine.flush_now()?;
         }
         Ok(migrated)
     }

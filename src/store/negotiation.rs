@@ -1,9 +1,7 @@
 //! Negotiations and their offers.
 
-use sled::IVec;
-use sled::Transactional as _;
-
-use super::{Result, Store, settle};
+use super::engine::{Span, TreeName};
+use super::{Result, Store};
 use crate::negotiation::{NegotiationRecord, OfferRecord};
 
 fn offer_key(negotiation_id: &str, round: u64) -> Vec<u8> {
@@ -13,10 +11,23 @@ fn offer_key(negotiation_id: &str, round: u64) -> Vec<u8> {
     key
 }
 
+/// The offers of a negotiation, by round.
+fn offers_span(negotiation_id: &str) -> Span {
+    let mut prefix = negotiation_id.as_bytes().to_vec();
+    prefix.push(0);
+    Span::prefix(&prefix)
+}
+
 impl Store {
     /// A negotiation as stored, with its raw bytes for [`Store::record_offer`].
-    pub fn negotiation(&self, negotiation_id: &str) -> Result<Option<(IVec, NegotiationRecord)>> {
-        match self.negotiations.get(negotiation_id)? {
+    pub fn negotiation(
+        &self,
+        negotiation_id: &str,
+    ) -> Result<Option<(Vec<u8>, NegotiationRecord)>> {
+        match self
+            .engine
+            .get(TreeName::Negotiations, negotiation_id.as_bytes())?
+        {
             Some(raw) => {
                 let record = self.decode(negotiation_id.as_bytes(), &raw)?;
                 Ok(Some((raw, record)))
@@ -30,26 +41,25 @@ impl Store {
     /// made against the same state, one is.
     pub fn record_offer(
         &self,
-        prior: Option<&IVec>,
+        prior: Option<&Vec<u8>>,
         negotiation: &NegotiationRecord,
         offer: &OfferRecord,
     ) -> Result<bool> {
-        let id = negotiation.negotiation_id.as_str();
-        let key = offer_key(id, offer.round);
-        let negotiation_bytes = self.encode(id, negotiation)?;
+        let id = negotiation.negotiation_id.as_bytes();
+        let key = offer_key(&negotiation.negotiation_id, offer.round);
+        let negotiation_bytes = self.encode(&negotiation.negotiation_id, negotiation)?;
         let offer_bytes = self.encode(&String::from_utf8_lossy(&key), offer)?;
-        let outcome = (&self.negotiations, &self.offers).transaction(|(negotiations, offers)| {
-            if negotiations.get(id)?.as_ref() != prior {
+        let trees = [TreeName::Negotiations, TreeName::Offers];
+        self.engine.transaction(&trees, |tx| {
+            if tx.get(TreeName::Negotiations, id)?.as_ref() != prior {
                 return Ok(false);
             }
-            negotiations.insert(id, negotiation_bytes.clone())?;
-            offers.insert(key.as_slice(), offer_bytes.clone())?;
+            tx.insert(TreeName::Negotiations, id, &negotiation_bytes)?;
+            tx.insert(TreeName::Offers, &key, &offer_bytes)?;
             Ok(true)
-        });
-        settle(outcome)
+        })
     }
 
-    /// Every offer of a negotiation, by round.
     /// Offers `from` to `from + limit` (rounds in order), and the next page's position.
     pub fn offers_page(
         &self,
@@ -57,22 +67,23 @@ impl Store {
         from: usize,
         limit: usize,
     ) -> Result<(Vec<OfferRecord>, Option<usize>)> {
-        let mut prefix = negotiation_id.as_bytes().to_vec();
-        prefix.push(0);
-        super::page_of(self.offers.scan_prefix(&prefix), from, limit, |key, raw| {
-            self.decode(&key, &raw).map(Some)
-        })
+        let mut entries = self.engine.scan(
+            TreeName::Offers,
+            &offers_span(negotiation_id),
+            from,
+            limit.saturating_add(1),
+        )?;
+        let next = (entries.len() > limit).then_some(from + limit);
+        entries.truncate(limit);
+        let offers = entries
+            .into_iter()
+            .map(|(key, raw)| self.decode(&key, &raw))
+            .collect::<Result<_>>()?;
+        Ok((offers, next))
     }
 
+    /// Every offer of a negotiation, by round.
     pub fn offers(&self, negotiation_id: &str) -> Result<Vec<OfferRecord>> {
-        let mut prefix = negotiation_id.as_bytes().to_vec();
-        prefix.push(0);
-        self.offers
-            .scan_prefix(&prefix)
-            .map(|item| {
-                let (key, raw) = item?;
-                self.decode(&key, &raw)
-            })
-            .collect()
+        self.every(TreeName::Offers, &offers_span(negotiation_id))
     }
 }

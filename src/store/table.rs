@@ -2,43 +2,15 @@
 //! entries it makes when it is created. On top of that, the operations the appliance uses:
 //! [`Store::create`], [`Store::read`], [`Store::change`] (compare-and-swap) and
 //! [`Store::listed`] (scan an index). They say what happens to records, not how sled does it,
-//! so a second engine can offer the same operations.
+//! so that both engines ([`super::engine`]) offer the same operations.
 
-use sled::Transactional as _;
-use sled::Tree;
-use sled::transaction::ConflictableTransactionError;
-
+pub use super::engine::TreeName;
+use super::engine::TxError;
 use super::records::{
     ApiKeyRecord, ApprovalRecord, AuthenticatorKind, AuthenticatorRecord, AuthorizationRecord,
     Delivery, EnrollmentRecord, PendingRequest, Record, WebhookEndpoint,
 };
-use super::{Error, Result, Store, expiry_key, index_key, settle};
-
-/// The trees records and their indexes live in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TreeName {
-    Authorizations,
-    AuthorizationsByKey,
-    AuthorizationsByGrantee,
-    Pending,
-    PendingByUser,
-    ApiKeys,
-    ApiKeysByHash,
-    ApiKeysByOwner,
-    Approvals,
-    ApprovalsByUser,
-    /// Open requests of either kind, by expiry.
-    RequestsExpiring,
-    Enrollments,
-    Authenticators,
-    AuthenticatorsByUser,
-    PasskeysByCredential,
-    WebhookEndpoints,
-    WebhookEndpointsByUser,
-    Deliveries,
-    DeliveriesDue,
-    DeliveriesByRequest,
-}
+use super::{Error, Result, Store, expiry_key, index_key};
 
 /// One entry a new record puts in an index.
 #[derive(Debug, Clone)]
@@ -71,80 +43,45 @@ pub trait Table: Record {
 }
 
 impl Store {
-    fn tree(&self, name: TreeName) -> &Tree {
-        match name {
-            TreeName::Authorizations => &self.authorizations,
-            TreeName::AuthorizationsByKey => &self.authorizations_by_key,
-            TreeName::AuthorizationsByGrantee => &self.authorizations_by_grantee,
-            TreeName::Pending => &self.pending,
-            TreeName::PendingByUser => &self.pending_by_user,
-            TreeName::ApiKeys => &self.api_keys,
-            TreeName::ApiKeysByHash => &self.api_keys_by_hash,
-            TreeName::ApiKeysByOwner => &self.api_keys_by_owner,
-            TreeName::Approvals => &self.approvals,
-            TreeName::ApprovalsByUser => &self.approvals_by_user,
-            TreeName::RequestsExpiring => &self.requests_expiring,
-            TreeName::Enrollments => &self.enrollments,
-            TreeName::Authenticators => &self.authenticators,
-            TreeName::AuthenticatorsByUser => &self.authenticators_by_user,
-            TreeName::PasskeysByCredential => &self.passkeys_by_credential,
-            TreeName::WebhookEndpoints => &self.webhook_endpoints,
-            TreeName::WebhookEndpointsByUser => &self.webhook_endpoints_by_user,
-            TreeName::Deliveries => &self.deliveries,
-            TreeName::DeliveriesDue => &self.deliveries_due,
-            TreeName::DeliveriesByRequest => &self.deliveries_by_request,
-        }
-    }
-
     /// Records a new record and its index entries, in one transaction; refuses one whose key,
     /// or a unique index entry, is taken.
     pub fn create<R: Table>(&self, record: &R) -> Result<()> {
         let key = record.key();
         let bytes = self.encode(&key, record)?;
         let entries = record.entries();
-        let sequence = self.db.generate_id()?;
-        let mut names = vec![R::TREE];
+        let sequence = self.engine.sequence()?;
+        let mut trees = vec![R::TREE];
         for entry in &entries {
-            if !names.contains(&entry.tree()) {
-                names.push(entry.tree());
+            if !trees.contains(&entry.tree()) {
+                trees.push(entry.tree());
             }
         }
-        let trees: Vec<&Tree> = names.iter().map(|name| self.tree(*name)).collect();
-        let at = |name: TreeName| names.iter().position(|n| *n == name).unwrap_or(0);
-        let taken = |kind: &'static str, key: String| {
-            ConflictableTransactionError::Abort(Error::Exists { kind, key })
-        };
-        let outcome = trees.as_slice().transaction(|views| {
-            let records = &views[0];
-            if records.get(key.as_bytes())?.is_some() {
+        let taken = |kind: &'static str, key: String| TxError::Abort(Error::Exists { kind, key });
+        self.engine.transaction(&trees, |tx| {
+            if tx.get(R::TREE, key.as_bytes())?.is_some() {
                 return Err(taken(R::KIND, key.clone()));
             }
             for entry in &entries {
-                let index = &views[at(entry.tree())];
                 match entry {
-                    Entry::Under(_, owner) => {
-                        index.insert(index_key(owner, sequence), key.as_bytes())?;
+                    Entry::Under(index, owner) => {
+                        tx.insert(*index, &index_key(owner, sequence), key.as_bytes())?;
                     }
-                    Entry::Unique(_, unique, kind) => {
-                        if index.get(unique)?.is_some() {
+                    Entry::Unique(index, unique, kind) => {
+                        if tx.get(*index, unique)?.is_some() {
                             return Err(taken(kind, String::from_utf8_lossy(unique).into()));
                         }
-                        index.insert(unique.as_slice(), key.as_bytes())?;
+                        tx.insert(*index, unique, key.as_bytes())?;
                     }
-                    Entry::At(_, at) => {
-                        index.insert(at.as_slice(), key.as_bytes())?;
-                    }
+                    Entry::At(index, at) => tx.insert(*index, at, key.as_bytes())?,
                 }
             }
-            records.insert(key.as_bytes(), bytes.clone())?;
-            Ok(())
-        });
-        settle(outcome)
+            tx.insert(R::TREE, key.as_bytes(), &bytes)
+        })
     }
 
     /// The record of kind `R` under `key`.
     pub fn read<R: Table>(&self, key: &str) -> Result<Option<R>> {
-        self.get(self.tree(R::TREE), key)
+        self.get(R::TREE, key)
     }
 
     /// Changes the record of kind `R` under `key` by compare-and-swap (see [`Store::modify`]):
@@ -154,12 +91,12 @@ impl Store {
         key: &str,
         change: impl FnMut(R) -> Result<R, E>,
     ) -> Result<R, E> {
-        self.modify(self.tree(R::TREE), key, change)
+        self.modify(R::TREE, key, change)
     }
 
     /// The records of kind `R` that index `index` lists under `owner`, in creation order.
     pub fn listed<R: Table>(&self, index: TreeName, owner: &str) -> Result<Vec<R>> {
-        self.indexed(self.tree(index), self.tree(R::TREE), owner)
+        self.indexed(index, R::TREE, owner)
     }
 
     /// One page of [`Store::listed`]: positions `from` to `from + limit`, and the next page's
@@ -171,12 +108,12 @@ impl Store {
         from: usize,
         limit: usize,
     ) -> Result<(Vec<R>, Option<usize>)> {
-        self.indexed_page(self.tree(index), self.tree(R::TREE), owner, from, limit)
+        self.indexed_page(index, R::TREE, owner, from, limit)
     }
 
     /// How many records `owner` has listed in `index` (nothing is read or unsealed).
-    pub fn listed_len(&self, index: TreeName, owner: &str) -> usize {
-        self.index_len(self.tree(index), owner)
+    pub fn listed_len(&self, index: TreeName, owner: &str) -> Result<usize> {
+        self.index_len(index, owner)
     }
 }
 

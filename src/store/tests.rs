@@ -1,12 +1,63 @@
 use super::*;
 use crate::policy::{Authorization, Terms, Tier};
 
-fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+use super::engine::TreeName;
+use crate::pgcluster::Cluster;
+
+/// The engine a test runs on.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Sled,
+    Postgres,
+}
+
+/// Where a test's store lives, removed when dropped.
+#[allow(dead_code)] // held for its `Drop`
+enum Place {
+    Sled(tempfile::TempDir),
+    Postgres(Cluster),
+}
+
+/// A store whose data key is not open yet, in a place of its own.
+fn unsealed(kind: Kind) -> (Place, Store) {
+    match kind {
+        Kind::Sled => {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            (Place::Sled(dir), store)
+        }
+        Kind::Postgres => {
+            let cluster = Cluster::start().unwrap();
+            let url = cluster.create_database("sshsign").unwrap();
+            let store = Store::open_postgres(&postgres::Settings {
+                url: url.into(),
+                password: None,
+                ca_file: None,
+                pool: 4,
+            })
+            .unwrap();
+            (Place::Postgres(cluster), store)
+        }
+    }
+}
+
+fn store(kind: Kind) -> (Place, Store) {
+    let (place, store) = unsealed(kind);
     let key = [9u8; 32];
     store.unseal_with(Sealer::new(&key, &crate::seal::check_value(&key)).unwrap());
-    (dir, store)
+    (place, store)
+}
+
+/// Each test, once on each engine.
+macro_rules! on_both_engines {
+    ($($test:ident),* $(,)?) => {
+        mod on_sled {
+            $(#[test] fn $test() { super::$test(super::Kind::Sled) })*
+        }
+        mod on_postgres {
+            $(#[test] fn $test() { super::$test(super::Kind::Postgres) })*
+        }
+    };
 }
 
 fn user(id: &str) -> UserRecord {
@@ -59,9 +110,8 @@ fn grant(id: &str, key_id: &str, grantee: &str) -> Authorization {
     }
 }
 
-#[test]
-fn registration_is_idempotent_per_ssh_key() {
-    let (_dir, store) = store();
+fn registration_is_idempotent_per_ssh_key(kind: Kind) {
+    let (_place, store) = store(kind);
     let first = store
         .register(user("usr_a"), ssh_key("fp", "usr_a"))
         .unwrap();
@@ -72,9 +122,8 @@ fn registration_is_idempotent_per_ssh_key() {
     assert!(store.user("usr_b").unwrap().is_none());
 }
 
-#[test]
-fn keys_and_authorizations_are_indexed_in_creation_order() {
-    let (_dir, store) = store();
+fn keys_and_authorizations_are_indexed_in_creation_order(kind: Kind) {
+    let (_place, store) = store(kind);
     store
         .insert_signing_key(
             &signing_key("ak_1", "usr_a", 1),
@@ -128,9 +177,8 @@ fn keys_and_authorizations_are_indexed_in_creation_order() {
     );
 }
 
-#[test]
-fn authorizations_are_sealed_and_bound_to_their_id() {
-    let (_dir, store) = store();
+fn authorizations_are_sealed_and_bound_to_their_id(kind: Kind) {
+    let (_place, store) = store(kind);
     store
         .insert_signing_key(
             &signing_key("ak_1", "usr_a", 1),
@@ -138,7 +186,11 @@ fn authorizations_are_sealed_and_bound_to_their_id() {
         )
         .unwrap();
     store.create(&grant("az_2", "ak_1", "usr_a")).unwrap();
-    let raw = store.authorizations.get("az_1").unwrap().unwrap();
+    let raw = store
+        .engine
+        .get(TreeName::Authorizations, b"az_1")
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8_lossy(&raw);
     assert!(
         !text.contains("123456789") && !text.contains("git"),
@@ -146,7 +198,10 @@ fn authorizations_are_sealed_and_bound_to_their_id() {
     );
 
     // Moved to another id: refused.
-    store.authorizations.insert("az_2", raw.clone()).unwrap();
+    store
+        .engine
+        .insert(TreeName::Authorizations, b"az_2", &raw)
+        .unwrap();
     assert!(matches!(store.authorization("az_2"), Err(Error::Seal(_))));
     // A flipped byte in the sealed body: refused.
     let mut envelope: serde_json::Value = serde_json::from_slice(&raw).unwrap();
@@ -154,25 +209,26 @@ fn authorizations_are_sealed_and_bound_to_their_id() {
     body[20] ^= 1;
     envelope["s"] = BASE64.encode(body).into();
     store
-        .authorizations
-        .insert("az_1", serde_json::to_vec(&envelope).unwrap())
+        .engine
+        .insert(
+            TreeName::Authorizations,
+            b"az_1",
+            &serde_json::to_vec(&envelope).unwrap(),
+        )
         .unwrap();
     assert!(matches!(store.authorization("az_1"), Err(Error::Seal(_))));
 }
 
-#[test]
-fn sealed_records_need_the_data_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+fn sealed_records_need_the_data_key(kind: Kind) {
+    let (_place, store) = unsealed(kind);
     assert!(matches!(
         store.create(&grant("az_1", "ak_1", "usr_a")),
         Err(Error::NotUnsealed)
     ));
 }
 
-#[test]
-fn revocation_happens_once_even_when_racing() {
-    let (_dir, store) = store();
+fn revocation_happens_once_even_when_racing(kind: Kind) {
+    let (_place, store) = store(kind);
     store
         .insert_signing_key(
             &signing_key("ak_1", "usr_a", 1),
@@ -208,12 +264,11 @@ fn revocation_happens_once_even_when_racing() {
     );
 }
 
-#[test]
-fn unknown_versions_are_refused() {
-    let (_dir, store) = store();
+fn unknown_versions_are_refused(kind: Kind) {
+    let (_place, store) = store(kind);
     store
-        .users
-        .insert("usr_x", br#"{"v":99,"r":{}}"#.to_vec())
+        .engine
+        .insert(TreeName::Users, b"usr_x", br#"{"v":99,"r":{}}"#)
         .unwrap();
     assert!(matches!(
         store.user("usr_x"),
@@ -221,9 +276,8 @@ fn unknown_versions_are_refused() {
     ));
 }
 
-#[test]
-fn the_data_key_is_written_once() {
-    let (_dir, store) = store();
+fn the_data_key_is_written_once(kind: Kind) {
+    let (_place, store) = store(kind);
     let key = WrappedDataKey {
         wrapped: "00".into(),
         check: "11".into(),
@@ -233,9 +287,8 @@ fn the_data_key_is_written_once() {
     assert!(store.put_data_key(&key).is_err());
 }
 
-#[test]
-fn version_1_keys_migrate_to_keys_with_an_authorization() {
-    let (_dir, store) = store();
+fn version_1_keys_migrate_to_keys_with_an_authorization(kind: Kind) {
+    let (_place, store) = store(kind);
     let v1 = serde_json::json!({"v": 1, "r": {
         "key_id": "ak_old", "owner": "usr_a", "token_object_id": "ab", "public_key": "11".repeat(32),
         "scopes": ["git", "release"], "tier": "cosign", "require_signature": false,
@@ -246,14 +299,16 @@ fn version_1_keys_migrate_to_keys_with_an_authorization() {
         "scopes": ["git"], "tier": "autonomous", "require_signature": false,
         "constraints": {"amount": {"max": 1, "min": 9}}, "created_at": 6, "expires_at": null, "revoked_at": null,
     }});
-    store
-        .signing_keys
-        .insert("ak_old", serde_json::to_vec(&v1).unwrap())
-        .unwrap();
-    store
-        .signing_keys
-        .insert("ak_broken", serde_json::to_vec(&broken).unwrap())
-        .unwrap();
+    for (id, record) in [("ak_old", &v1), ("ak_broken", &broken)] {
+        store
+            .engine
+            .insert(
+                TreeName::SigningKeys,
+                id.as_bytes(),
+                &serde_json::to_vec(record).unwrap(),
+            )
+            .unwrap();
+    }
 
     let mut migrated = store.migrate_v1_keys(100).unwrap();
     migrated.sort();
@@ -293,9 +348,8 @@ fn api_key(id: &str, owner: &str, hash: &str) -> ApiKeyRecord {
     }
 }
 
-#[test]
-fn a_record_and_its_index_entries_are_created_together_or_not_at_all() {
-    let (_dir, store) = store();
+fn a_record_and_its_index_entries_are_created_together_or_not_at_all(kind: Kind) {
+    let (_place, store) = store(kind);
     store.create(&api_key("apk_1", "usr_a", "h1")).unwrap();
     store.create(&api_key("apk_2", "usr_a", "h2")).unwrap();
     // A taken key, or a taken unique index entry, refuses the whole record.
@@ -327,3 +381,15 @@ fn a_record_and_its_index_entries_are_created_together_or_not_at_all() {
     assert_eq!(revoked.revoked_at, Some(5));
     assert_eq!(store.read::<ApiKeyRecord>("apk_2").unwrap(), Some(revoked));
 }
+
+on_both_engines!(
+    registration_is_idempotent_per_ssh_key,
+    keys_and_authorizations_are_indexed_in_creation_order,
+    authorizations_are_sealed_and_bound_to_their_id,
+    sealed_records_need_the_data_key,
+    revocation_happens_once_even_when_racing,
+    unknown_versions_are_refused,
+    the_data_key_is_written_once,
+    version_1_keys_migrate_to_keys_with_an_authorization,
+    a_record_and_its_index_entries_are_created_together_or_not_at_all,
+);

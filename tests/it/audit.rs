@@ -11,7 +11,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha512};
 use sshsign::audit::note;
 
-use crate::common::{Appliance, SHIM, User, clean_command, write_file};
+use crate::common::{Appliance, SHIM, User, clean_command, copy_dir, write_file};
 use crate::in_process::{InProcess, caller, confirmed_totp, in_process, ssh_decide, terms};
 
 /// `sshsign ARGS` as `user`, with its audit state in `state`.
@@ -205,9 +205,7 @@ fn the_client_catches_a_rolled_back_or_forked_log() {
 
     // A copy of the database and the log as they stand, then more history on top.
     appliance.stop();
-    let db = appliance.dir.path().join("db");
-    let saved = appliance.dir.path().join("db-saved");
-    copy_dir(&db, &saved);
+    appliance.save_store("saved");
     let tlog = appliance.dir.path().join("db.tlog");
     let saved_tlog = appliance.dir.path().join("db.tlog-saved");
     copy_dir(&tlog, &saved_tlog);
@@ -227,8 +225,7 @@ fn the_client_catches_a_rolled_back_or_forked_log() {
     // Rolled back: the older database is served again, under a new public name: the log's
     // origin is fixed by its key, so the client still knows it and sees the rollback.
     appliance.stop();
-    std::fs::remove_dir_all(&db).unwrap();
-    copy_dir(&saved, &db);
+    appliance.restore_store("saved");
     std::fs::remove_dir_all(&tlog).unwrap();
     copy_dir(&saved_tlog, &tlog);
     appliance.restart_with(&[("SSHSIGN_HTTP_DOMAIN", "sign.example.com")]);
@@ -248,19 +245,6 @@ fn the_client_catches_a_rolled_back_or_forked_log() {
     let forked = shim(&alice, &state, &["audit", "check"]);
     assert!(!forked.status.success());
     assert!(stderr(&forked).contains("FORKED"), "{}", stderr(&forked));
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 /// The committed right-edge file of `kind` (`0` for leaf hashes, `entries`) in a log of fewer
@@ -972,8 +956,13 @@ async fn a_log_kept_in_sled_moves_into_tiles_and_every_saved_proof_still_verifie
     // depends only on the origin, the size and the root).
     let scratch = tempfile::tempdir().unwrap();
     let scratch_db = sled::open(scratch.path().join("db")).unwrap();
-    let reference =
-        AuditLog::open(&scratch.path().join("tlog"), &scratch_db, signer(), 1 << 20).unwrap();
+    let reference = AuditLog::open(
+        &scratch.path().join("tlog"),
+        Some(&scratch_db),
+        signer(),
+        1 << 20,
+    )
+    .unwrap();
     for entry in &entries[..500] {
         reference
             .append(&serde_json::from_slice(entry).unwrap())
@@ -1003,7 +992,7 @@ async fn a_log_kept_in_sled_moves_into_tiles_and_every_saved_proof_still_verifie
     drop(old);
 
     let tlog = dir.path().join("db.tlog");
-    let log = AuditLog::open(&tlog, &db, signer(), 1 << 20).unwrap();
+    let log = AuditLog::open(&tlog, Some(&db), signer(), 1 << 20).unwrap();
     assert_eq!(log.head().size, 700);
     assert_eq!(log.head().root, at_700.root);
     assert!(
@@ -1051,7 +1040,7 @@ async fn a_log_kept_in_sled_moves_into_tiles_and_every_saved_proof_still_verifie
     drop(log);
 
     // Opened again, nothing moves twice.
-    let log = AuditLog::open(&tlog, &db, signer(), 1 << 20).unwrap();
+    let log = AuditLog::open(&tlog, Some(&db), signer(), 1 << 20).unwrap();
     assert_eq!(log.head().root, at_700.root);
     log.append(&AuditEntry::default()).await.unwrap();
     assert_eq!(log.head().size, 701);

@@ -302,10 +302,12 @@ fn hard_rules_see_the_branch_and_repository_the_shim_sends_and_soft_rules_warn()
 fn terms_are_sealed_in_the_database() {
     let mut appliance = Appliance::start();
     let owner = appliance.user("owner");
-    owner.create_key(r#"--scope contract --constraints {"amount": {"max": 987654321}, "kind": {"allowed": ["zebra-terms"]}}"#);
+    let key_id = owner.create_key(r#"--scope contract --constraints {"amount": {"max": 987654321}, "kind": {"allowed": ["zebra-terms"]}}"#);
     appliance.stop();
     let found = appliance.stored_text(&["987654321", "zebra-terms"]);
     assert!(found.is_empty(), "{found:?}");
+    // The search does read the store: the key's record (not sealed) names it.
+    assert!(!appliance.stored_text(&[&key_id]).is_empty());
     // And the appliance still reads them after a restart.
     appliance.restart();
     let owner = owner.at(&appliance);

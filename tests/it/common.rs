@@ -73,6 +73,8 @@ pub struct Appliance {
     pub known_hosts: PathBuf,
     env: Vec<(String, String)>,
     log: Arc<Mutex<String>>,
+    /// The PostgreSQL cluster holding the store, under `SSHSIGN_TEST_DATABASE=postgres`.
+    _database: Option<sshsign::pgcluster::Cluster>,
 }
 
 /// Where a started server listens, from the line it prints on stdout.
@@ -163,11 +165,15 @@ impl Appliance {
             "{}",
             String::from_utf8_lossy(&keys.stderr)
         );
-        let env: Vec<(String, String)> = token
+        let mut env: Vec<(String, String)> = token
             .iter()
             .chain(env)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        let database = test_database();
+        if let Some((_, url)) = &database {
+            env.push(("SSHSIGN_DATABASE_URL".into(), url.clone()));
+        }
         let (child, log, listening) = spawn(dir.path(), &store, &env);
         let known_hosts = dir.path().join("known_hosts");
         let mut appliance = Appliance {
@@ -181,6 +187,7 @@ impl Appliance {
             env,
             child,
             log,
+            _database: database.map(|(cluster, _)| cluster),
         };
         appliance.pin_host_key();
         appliance
@@ -215,6 +222,41 @@ impl Appliance {
         self.ssh_addr = listening.ssh_addr;
         self.http_addr = listening.http_addr;
         self.pin_host_key();
+    }
+
+    /// Keeps a copy of the store as it stands under `name` (the appliance must be stopped).
+    pub fn save_store(&self, name: &str) {
+        match &self._database {
+            Some(cluster) => {
+                cluster
+                    .psql(
+                        "postgres",
+                        &format!("CREATE DATABASE {name} TEMPLATE sshsign"),
+                    )
+                    .unwrap();
+            }
+            None => copy_dir(&self.dir.path().join("db"), &self.dir.path().join(name)),
+        }
+    }
+
+    /// Puts back the store [`Appliance::save_store`] kept (the appliance must be stopped).
+    pub fn restore_store(&self, name: &str) {
+        match &self._database {
+            Some(cluster) => {
+                cluster.psql("postgres", "DROP DATABASE sshsign").unwrap();
+                cluster
+                    .psql(
+                        "postgres",
+                        &format!("CREATE DATABASE sshsign TEMPLATE {name}"),
+                    )
+                    .unwrap();
+            }
+            None => {
+                let db = self.dir.path().join("db");
+                std::fs::remove_dir_all(&db).unwrap();
+                copy_dir(&self.dir.path().join(name), &db);
+            }
+        }
     }
 
     /// What the server has logged so far.
@@ -315,8 +357,29 @@ impl Appliance {
         write_file(dir, "jwks.json", jwks.to_string())
     }
 
-    /// Which of `needles` appear, in the clear, in the database's files ("needle in file").
+    /// Which of `needles` appear, in the clear, in the store: the sled database's files, or
+    /// every key and value of the PostgreSQL table ("needle in file" or "needle in tree").
     pub fn stored_text(&self, needles: &[&str]) -> Vec<String> {
+        if let Some(cluster) = &self._database {
+            let rows = cluster
+                .psql(
+                    "sshsign",
+                    "SELECT tree, encode(key, 'hex'), encode(value, 'hex') FROM sshsign_records",
+                )
+                .unwrap();
+            let mut found = Vec::new();
+            for row in rows.lines() {
+                let mut fields = row.split('|');
+                let tree = fields.next().unwrap_or_default();
+                let bytes: Vec<u8> = fields.flat_map(hex_bytes).collect();
+                for needle in needles {
+                    if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                        found.push(format!("{needle} in {tree}"));
+                    }
+                }
+            }
+            return found;
+        }
         fn files(dir: &Path) -> Vec<PathBuf> {
             let mut found = Vec::new();
             for entry in std::fs::read_dir(dir).unwrap() {
@@ -604,6 +667,21 @@ pub fn in_process_token(sessions: usize) -> (Pkcs11Hsm, SoftHsmStore) {
     )
 }
 
+/// Where the appliance tests keep the store: sled (`None`), or, when
+/// `SSHSIGN_TEST_DATABASE=postgres` (`make test` runs the suite a third time that way), a
+/// PostgreSQL cluster of the test's own and the URL of its database.
+pub fn test_database() -> Option<(sshsign::pgcluster::Cluster, String)> {
+    match std::env::var("SSHSIGN_TEST_DATABASE").as_deref() {
+        Ok("postgres") => {
+            let cluster = sshsign::pgcluster::Cluster::start().expect("starting PostgreSQL");
+            let url = cluster.create_database("sshsign").expect("createdb");
+            Some((cluster, url))
+        }
+        Ok("sled") | Err(_) => None,
+        Ok(other) => panic!("SSHSIGN_TEST_DATABASE={other}: sled or postgres"),
+    }
+}
+
 /// The software token the appliance tests run on: SoftHSMv2, or kryoptic when
 /// `SSHSIGN_TEST_TOKEN=kryoptic` (`make test` runs the suite a second time that way).
 pub fn test_token() -> SoftToken {
@@ -795,4 +873,25 @@ pub fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
     socket.bind(&from.into()).unwrap();
     socket.connect(&to.into()).unwrap();
     socket.into()
+}
+
+/// The bytes of a hex string (nothing for a malformed one).
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Copies a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
 }

@@ -71,7 +71,7 @@ pub fn in_process() -> InProcess {
         .clone();
     let audit = AuditLog::open_with_sink(
         &audit_dir,
-        store.db(),
+        store.sled(),
         sink.clone(),
         tiles,
         CheckpointSigner::new(token.clone(), std::slice::from_ref(&checkpoint_key)).unwrap(),
