@@ -36,6 +36,8 @@ pub struct Cluster {
     bin: PathBuf,
     as_postgres: bool,
     port: u16,
+    /// The server's options, for starting it again.
+    options: String,
     stopped: bool,
 }
 
@@ -97,6 +99,7 @@ impl Cluster {
             bin,
             as_postgres,
             port: 5432,
+            options: String::new(),
             stopped: true,
         };
         if as_postgres {
@@ -127,6 +130,7 @@ impl Cluster {
                 cluster.dir.display()
             ));
         }
+        cluster.options = options;
         let data = cluster.dir.join("data");
         cluster.run(
             cluster
@@ -136,17 +140,22 @@ impl Cluster {
                 .arg(&data),
             "initdb",
         )?;
-        cluster.run(
-            cluster
-                .tool("pg_ctl")
-                .args(["-w", "-t", "60", "start", "-o", &options, "-D"])
-                .arg(&data)
+        cluster.start_again()?;
+        Ok(cluster)
+    }
+
+    /// Starts the server (again, after [`Cluster::kill`]) on the same files and port.
+    pub fn start_again(&mut self) -> Result<(), Error> {
+        self.run(
+            self.tool("pg_ctl")
+                .args(["-w", "-t", "60", "start", "-o", &self.options, "-D"])
+                .arg(self.dir.join("data"))
                 .arg("-l")
-                .arg(cluster.dir.join("server.log")),
+                .arg(self.dir.join("server.log")),
             "pg_ctl start",
         )?;
-        cluster.stopped = false;
-        Ok(cluster)
+        self.stopped = false;
+        Ok(())
     }
 
     /// A command running one of the server's tools as the cluster's user.

@@ -84,7 +84,7 @@ use crate::seal::{Sealer, WrappedDataKey};
 pub enum Error {
     #[error("database: {0}")]
     Sled(#[from] sled::Error),
-    #[error("database: {0}")]
+    #[error("database: {}", with_causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("database: {0}")]
     Database(String),
@@ -112,6 +112,19 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and the errors under it, `: `-separated (PostgreSQL's connection errors keep the
+/// reason, such as the certificate's, one level down).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
+}
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Envelope {

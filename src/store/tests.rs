@@ -393,3 +393,242 @@ on_both_engines!(
     version_1_keys_migrate_to_keys_with_an_authorization,
     a_record_and_its_index_entries_are_created_together_or_not_at_all,
 );
+
+/// What only the PostgreSQL engine has: a schema of its own, several appliances on one
+/// database, TLS, a server that goes away.
+mod on_postgres_only {
+    use super::*;
+
+    fn settings(url: String) -> postgres::Settings {
+        postgres::Settings {
+            url: url.into(),
+            password: None,
+            ca_file: None,
+            pool: 4,
+        }
+    }
+
+    fn sealed(store: Store) -> Store {
+        let key = [9u8; 32];
+        store.unseal_with(Sealer::new(&key, &crate::seal::check_value(&key)).unwrap());
+        store
+    }
+
+    fn failure(outcome: Result<Store>) -> String {
+        match outcome {
+            Ok(_) => panic!("the store opened"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn migrations_run_once_when_appliances_start_together() {
+        let cluster = Cluster::start().unwrap();
+        let url = cluster.create_database("sshsign").unwrap();
+        let opened: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || Store::open_postgres(&settings(url)))
+            })
+            .collect();
+        for store in opened {
+            let store = store.join().unwrap().unwrap();
+            let Engine::Postgres(pg) = store.engine() else {
+                panic!("not on PostgreSQL")
+            };
+            assert_eq!(pg.schema_version().unwrap(), 1);
+        }
+        let applied = cluster
+            .psql("sshsign", "SELECT version FROM sshsign_migrations")
+            .unwrap();
+        assert_eq!(applied.trim(), "1");
+
+        // A database a newer build migrated is refused, and left as it is.
+        cluster
+            .psql(
+                "sshsign",
+                "INSERT INTO sshsign_migrations (version, description) VALUES (2, 'later')",
+            )
+            .unwrap();
+        let refused = failure(Store::open_postgres(&settings(url)));
+        assert!(refused.contains("schema is at version 2"), "{refused}");
+    }
+
+    #[test]
+    fn two_appliances_share_records_and_resolve_a_change_once() {
+        let cluster = Cluster::start().unwrap();
+        let url = cluster.create_database("sshsign").unwrap();
+        let a = sealed(Store::open_postgres(&settings(url.clone())).unwrap());
+        let b = sealed(Store::open_postgres(&settings(url)).unwrap());
+        a.insert_signing_key(
+            &signing_key("ak_1", "usr_a", 1),
+            &grant("az_1", "ak_1", "usr_a"),
+        )
+        .unwrap();
+        // Made alternately on each appliance, listed in creation order on both.
+        for (i, store) in [&b, &a, &b].into_iter().enumerate() {
+            store
+                .create(&grant(&format!("az_{}", i + 2), "ak_1", "usr_b"))
+                .unwrap();
+        }
+        for store in [&a, &b] {
+            let ids: Vec<String> = store
+                .authorizations_of_key("ak_1")
+                .unwrap()
+                .into_iter()
+                .map(|g| g.authorization_id)
+                .collect();
+            assert_eq!(ids, ["az_1", "az_2", "az_3", "az_4"]);
+        }
+        // Eight revocations at once, half through each appliance: one wins.
+        let won = (0..8)
+            .map(|i| {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                std::thread::spawn(move || {
+                    store
+                        .revoke_authorization("az_3", i, || Error::Exists {
+                            kind: "authorization",
+                            key: "az_3".into(),
+                        })
+                        .is_ok()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|racer| racer.join().unwrap())
+            .filter(|won| *won)
+            .count();
+        assert_eq!(won, 1);
+        // Registration racing on two appliances ends with one user.
+        let racers: Vec<_> = [a.clone(), b.clone()]
+            .into_iter()
+            .enumerate()
+            .map(|(i, store)| {
+                std::thread::spawn(move || {
+                    let id = format!("usr_{i}");
+                    store
+                        .register(user(&id), ssh_key("SHA256:same", &id))
+                        .unwrap()
+                })
+            })
+            .collect();
+        let users: Vec<UserRecord> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+        assert_eq!(users[0], users[1]);
+        assert_eq!(a.count_users().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_database_on_another_machine_needs_tls() {
+        for url in [
+            "host=db.example.com user=sshsign dbname=sshsign",
+            "postgres://sshsign@192.0.2.7/sshsign?sslmode=prefer",
+            "postgres://sshsign@db.example.com/sshsign?sslmode=disable",
+        ] {
+            let refused = failure(Store::open_postgres(&settings(url.into())));
+            assert!(refused.contains("over TLS"), "{url}: {refused}");
+        }
+        let garbled = failure(Store::open_postgres(&settings("postgres://[".into())));
+        assert!(garbled.contains("does not parse"), "{garbled}");
+    }
+
+    #[test]
+    fn tls_to_the_database_checks_its_certificate() {
+        // A CA of the test's own, and the server's certificate for localhost from it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        let openssl = |args: &str| {
+            let made = std::process::Command::new("openssl")
+                .current_dir(dir.path())
+                .args(args.split_whitespace())
+                .output()
+                .unwrap();
+            assert!(
+                made.status.success(),
+                "{}",
+                String::from_utf8_lossy(&made.stderr)
+            );
+        };
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+        openssl(&format!(
+            "req -x509 -days 1 -subj /CN=sshsign-test-CA {ec} -keyout ca.key -out ca.pem"
+        ));
+        openssl(&format!(
+            "req -subj /CN=localhost {ec} -keyout key.pem -out server.csr"
+        ));
+        std::fs::write(path("ext"), "subjectAltName=DNS:localhost\n").unwrap();
+        openssl(
+            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+             -extfile ext -out cert.pem",
+        );
+        let (cert, key, ca) = (path("cert.pem"), path("key.pem"), path("ca.pem"));
+        let cluster = Cluster::start_tcp(Some(crate::pgcluster::TlsFiles {
+            certificate: &cert,
+            key: &key,
+        }))
+        .unwrap();
+        cluster.create_database("sshsign").unwrap();
+        let url = |mode: &str| {
+            format!(
+                "host=localhost port={} user=postgres dbname=sshsign sslmode={mode}",
+                cluster.port()
+            )
+        };
+
+        // A certificate nobody vouched for is refused.
+        let unknown = failure(Store::open_postgres(&settings(url("require"))));
+        assert!(unknown.contains("certificate"), "{unknown}");
+
+        // With its issuer trusted, the connection is made, over TLS.
+        let store = Store::open_postgres(&postgres::Settings {
+            ca_file: Some(ca),
+            ..settings(url("verify-full"))
+        })
+        .unwrap();
+        assert_eq!(store.count_users().unwrap(), 0);
+        let over_tls = cluster
+            .psql(
+                "sshsign",
+                "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+                 WHERE ssl AND application_name = 'sshsign'",
+            )
+            .unwrap();
+        assert_eq!(over_tls.trim(), "1");
+
+        // A CA file that holds no certificate is an error, not an empty trust list.
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let refused = failure(Store::open_postgres(&postgres::Settings {
+            ca_file: Some(empty),
+            ..settings(url("require"))
+        }));
+        assert!(refused.contains("no PEM certificate"), "{refused}");
+    }
+
+    #[test]
+    fn the_store_fails_closed_while_the_database_is_down_and_recovers() {
+        let mut cluster = Cluster::start().unwrap();
+        let url = cluster.create_database("sshsign").unwrap();
+        let store = sealed(Store::open_postgres(&settings(url)).unwrap());
+        store
+            .register(user("usr_a"), ssh_key("SHA256:a", "usr_a"))
+            .unwrap();
+        cluster.kill().unwrap();
+        assert!(store.user("usr_a").is_err(), "no answer without a database");
+        assert!(
+            store
+                .register(user("usr_b"), ssh_key("SHA256:b", "usr_b"))
+                .is_err()
+        );
+        cluster.start_again().unwrap();
+        // Broken connections are dropped from the pool and new ones made.
+        assert_eq!(store.user("usr_a").unwrap().unwrap().user_id, "usr_a");
+        assert!(
+            store.user("usr_b").unwrap().is_none(),
+            "nothing half-written"
+        );
+        store
+            .register(user("usr_b"), ssh_key("SHA256:b", "usr_b"))
+            .unwrap();
+        assert_eq!(store.count_users().unwrap(), 2);
+    }
+}
