@@ -347,7 +347,9 @@ impl Running {
             host_key: self.host_key.clone(),
             host_key_fingerprint: self.host_key_fingerprint.clone(),
             guard: self.guard,
-            sessions: Arc::default(),
+            sessions: Arc::new(crate::web::session::Sessions::new(
+                self.appliance.store().clone(),
+            )),
         };
         let http = web::serve::serve(
             self.http_listener,

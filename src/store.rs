@@ -36,6 +36,11 @@
 //! | `consents` | `user_id` `\0` `from` | [`ConsentRecord`], sealed: whom a user accepts requests and grants from |
 //! | `token_chores` | `key_id` | empty: the key's token object may need destroying (a creation under way, a revocation not yet carried out in the token) |
 //! | `meta` | name | small settings, such as the encrypted data key |
+//! | `login_sessions` | SHA-256 of the session cookie, hex | [`LoginSession`] |
+//! | `login_sessions_expiring` | expiry (i64 BE) ‖ cookie SHA-256 | cookie SHA-256, until the session is removed |
+//! | `ceremonies` | ceremony id | [`CeremonyRecord`], sealed |
+//! | `ceremonies_by_source` | source `\0` expiry (i64 BE) ‖ ceremony id | ceremony id |
+//! | `ceremonies_expiring` | expiry (i64 BE) ‖ ceremony id | ceremony id |
 //!
 //! Each record kind is declared once in [`table`]: its tree, its key and the index entries it
 //! makes; [`Store::create`], [`Store::read`], [`Store::change`] and [`Store::listed`] are the
@@ -52,6 +57,7 @@
 
 mod approvals;
 mod authenticators;
+mod ceremonies;
 mod consents;
 pub mod engine;
 pub mod flusher;
@@ -60,6 +66,7 @@ mod negotiation;
 mod pending;
 pub mod postgres;
 pub mod records;
+mod sessions;
 pub mod table;
 mod webhooks;
 
@@ -72,10 +79,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use self::engine::{Engine, Span, TreeName};
 pub use self::records::{
     ApiKeyRecord, ApiScope, ApprovalRecord, AuthenticatorKind, AuthenticatorRecord,
-    AuthorizationRecord, ConsentRecord, Delivery, DeliveryKind, DeliveryState, EnrollmentKind,
-    EnrollmentRecord, KeyStatus, LinkTerms, NotifyTarget, PendingRequest, REQUEST_TOTP_BUDGET,
-    Record, RequestStatus, SigningKeyRecord, SshKeyRecord, TOTP_FAILURE_BUDGET,
-    TOTP_LIFETIME_FAILURES, TotpState, UserRecord, Vote, WebhookEndpoint,
+    AuthorizationRecord, CeremonyRecord, ConsentRecord, Delivery, DeliveryKind, DeliveryState,
+    EnrollmentKind, EnrollmentRecord, KeyStatus, LinkTerms, LoginSession, NotifyTarget,
+    PendingRequest, REQUEST_TOTP_BUDGET, Record, RequestStatus, SigningKeyRecord, SshKeyRecord,
+    TOTP_FAILURE_BUDGET, TOTP_LIFETIME_FAILURES, TotpState, UserRecord, Vote, WebhookEndpoint,
 };
 use crate::seal::{Sealer, WrappedDataKey};
 

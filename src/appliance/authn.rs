@@ -1,13 +1,11 @@
 //! Approvers' authenticators: passkeys (WebAuthn, user verification required) enrolled through
 //! a one-time link printed over SSH, and TOTP secrets enrolled over SSH and confirmed by a first
 //! code. Passkey ceremonies are bound to what they are for (an enrollment, a decision on one
-//! request, a login) and held in memory for five minutes, at most [`MAX_CEREMONIES_PER_SOURCE`]
-//! from one source address at a time.
+//! request, a login) and held in the store (sealed) for five minutes, so that a person may start
+//! on one appliance and finish on another; at most [`MAX_CEREMONIES_PER_SOURCE`] from one source
+//! address at a time.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,7 +22,9 @@ use crate::audit::AuditEntry;
 use crate::audit::{Action, Outcome};
 use crate::ids::IdKind;
 use crate::net::slots::Source;
-use crate::store::{AuthenticatorKind, AuthenticatorRecord, EnrollmentKind, EnrollmentRecord};
+use crate::store::{
+    AuthenticatorKind, AuthenticatorRecord, CeremonyRecord, EnrollmentKind, EnrollmentRecord, Store,
+};
 use crate::time;
 use crate::views::{AuthenticatorView, EnrollmentPage, EnrollmentView};
 
@@ -32,8 +32,8 @@ mod totp_secrets;
 
 /// How long an enrollment link works.
 pub const ENROLLMENT_TTL: i64 = 15 * 60;
-/// How long a passkey ceremony may take.
-const CEREMONY_TTL: Duration = Duration::from_secs(5 * 60);
+/// How long a passkey ceremony may take, seconds.
+const CEREMONY_TTL: i64 = 5 * 60;
 /// Ceremonies under way at once, across all users.
 const MAX_CEREMONIES: usize = 10_000;
 /// Ceremonies under way at once from one source (an IPv4 address or an IPv6 /64): a person
@@ -41,7 +41,7 @@ const MAX_CEREMONIES: usize = 10_000;
 pub const MAX_CEREMONIES_PER_SOURCE: usize = 32;
 
 /// What a passkey ceremony was started for; the browser's answer counts only for that.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 enum Ceremony {
     Register {
         enrollment: String,
@@ -56,87 +56,71 @@ enum Ceremony {
     },
 }
 
-/// A ceremony under way: until when, started from where.
-#[derive(Debug)]
-struct Held {
-    expires: Instant,
-    source: Source,
-    ceremony: Ceremony,
-}
-
-/// WebAuthn and the ceremonies under way. (Wrong TOTP codes are counted in the store, so a
-/// restart forgets none of them.)
+/// WebAuthn, and the limits on ceremonies under way. (The ceremonies are in the store, as are
+/// wrong TOTP codes, so a restart forgets none of them.)
 #[derive(Debug)]
 pub struct Authn {
     webauthn: Webauthn,
-    ceremonies: Mutex<HashMap<String, Held>>,
+    /// Ceremonies under way at once, across all sources.
+    max_ceremonies: usize,
+}
+
+fn unreadable(e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("a passkey ceremony's state: {e}"))
 }
 
 impl Authn {
     pub fn new(webauthn: Webauthn) -> Self {
         Authn {
             webauthn,
-            ceremonies: Mutex::new(HashMap::new()),
+            max_ceremonies: MAX_CEREMONIES,
         }
     }
 
     /// Holds a ceremony started from `from` under a fresh id. A source holding its share is
     /// refused; when the table is full, the oldest ceremony of the source holding the most
     /// makes room, so sources that flood it evict their own prompts, not other people's.
-    fn hold(&self, id: String, from: IpAddr, ceremony: Ceremony) -> Result<String, Error> {
-        let source = Source::of(from);
-        let mut held = self.ceremonies.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        held.retain(|_, h| h.expires > now);
-        if held.values().filter(|h| h.source == source).count() >= MAX_CEREMONIES_PER_SOURCE {
+    /// (Appliances holding ceremonies at the same moment may each admit one more.)
+    fn hold(
+        &self,
+        store: &Store,
+        id: String,
+        from: IpAddr,
+        ceremony: Ceremony,
+    ) -> Result<String, Error> {
+        let source = Source::of(from).key();
+        let now = time::now();
+        if store.live_ceremonies_from(&source, now)? >= MAX_CEREMONIES_PER_SOURCE {
             return Err(Error::OverQuota(format!(
                 "at most {MAX_CEREMONIES_PER_SOURCE} passkey prompts may be open at once from \
                  one address; finish one, or wait {} minutes",
-                CEREMONY_TTL.as_secs() / 60
+                CEREMONY_TTL / 60
             )));
         }
-        if held.len() >= MAX_CEREMONIES {
-            evict_from_largest_holder(&mut held);
+        if store.live_ceremonies(now)? >= self.max_ceremonies
+            && let Some(oldest) = store.oldest_ceremony_of_largest_holder(now)?
+        {
+            store.take_ceremony(&oldest)?;
         }
-        held.insert(
-            id.clone(),
-            Held {
-                expires: now + CEREMONY_TTL,
-                source,
-                ceremony,
-            },
-        );
+        store.create(&CeremonyRecord {
+            id: id.clone(),
+            source,
+            expires_at: now + CEREMONY_TTL,
+            ceremony: serde_json::to_value(&ceremony).map_err(unreadable)?,
+        })?;
         Ok(id)
     }
 
     /// Takes a ceremony (it is used once, whatever the outcome).
-    fn take(&self, id: &str) -> Result<Ceremony, Error> {
-        let mut held = self.ceremonies.lock().unwrap_or_else(|e| e.into_inner());
-        match held.remove(id) {
-            Some(h) if h.expires > Instant::now() => Ok(h.ceremony),
+    fn take(&self, store: &Store, id: &str) -> Result<Ceremony, Error> {
+        match store.take_ceremony(id)? {
+            Some(held) if held.expires_at > time::now() => {
+                serde_json::from_value(held.ceremony).map_err(unreadable)
+            }
             _ => Err(Error::AuthenticationFailed(
                 "the passkey prompt expired or was already used; try again".into(),
             )),
         }
-    }
-}
-
-/// Drops the oldest ceremony of the source that holds the most.
-fn evict_from_largest_holder(held: &mut HashMap<String, Held>) {
-    let mut counts: HashMap<Source, usize> = HashMap::new();
-    for h in held.values() {
-        *counts.entry(h.source).or_default() += 1;
-    }
-    let Some((largest, _)) = counts.into_iter().max_by_key(|(_, n)| *n) else {
-        return;
-    };
-    let oldest = held
-        .iter()
-        .filter(|(_, h)| h.source == largest)
-        .min_by_key(|(_, h)| h.expires)
-        .map(|(id, _)| id.clone());
-    if let Some(id) = oldest {
-        held.remove(&id);
     }
 }
 
@@ -260,6 +244,7 @@ impl Appliance {
         options["publicKey"]["authenticatorSelection"]["residentKey"] = "preferred".into();
         let ceremony = self.ceremony_id().await?;
         let ceremony = self.authn.hold(
+            &self.store,
             ceremony,
             from,
             Ceremony::Register {
@@ -282,7 +267,7 @@ impl Appliance {
         let Ceremony::Register {
             enrollment: bound,
             state,
-        } = self.authn.take(ceremony)?
+        } = self.authn.take(&self.store, ceremony)?
         else {
             return Err(Error::AuthenticationFailed(
                 "that prompt was for something else".into(),
@@ -367,6 +352,7 @@ impl Appliance {
             .map_err(|e| Error::Internal(format!("starting a passkey authentication: {e}")))?;
         let ceremony = self.ceremony_id().await?;
         let ceremony = self.authn.hold(
+            &self.store,
             ceremony,
             from,
             Ceremony::Authenticate {
@@ -388,7 +374,7 @@ impl Appliance {
         let Ceremony::Authenticate {
             purpose: bound,
             state,
-        } = self.authn.take(ceremony)?
+        } = self.authn.take(&self.store, ceremony)?
         else {
             return Err(Error::AuthenticationFailed(
                 "that prompt was for something else".into(),
@@ -419,7 +405,9 @@ impl Appliance {
         // A button press, not autofill.
         options.mediation = None;
         let ceremony = self.ceremony_id().await?;
-        let ceremony = self.authn.hold(ceremony, from, Ceremony::Login { state })?;
+        let ceremony = self
+            .authn
+            .hold(&self.store, ceremony, from, Ceremony::Login { state })?;
         Ok((ceremony, serde_json::to_value(options).unwrap_or_default()))
     }
 
@@ -429,7 +417,7 @@ impl Appliance {
         ceremony: &str,
         credential: Value,
     ) -> Result<Authenticated, Error> {
-        let Ceremony::Login { state } = self.authn.take(ceremony)? else {
+        let Ceremony::Login { state } = self.authn.take(&self.store, ceremony)? else {
             return Err(Error::AuthenticationFailed(
                 "that prompt was for something else".into(),
             ));
@@ -540,35 +528,82 @@ mod tests {
         Ceremony::Login { state }
     }
 
-    fn held_from(authn: &Authn, ip: IpAddr) -> usize {
-        let source = Source::of(ip);
-        let held = authn.ceremonies.lock().unwrap();
-        held.values().filter(|h| h.source == source).count()
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = [7u8; 32];
+        store.unseal_with(crate::seal::Sealer::new(&key, &crate::seal::check_value(&key)).unwrap());
+        (dir, store)
+    }
+
+    fn held_from(store: &Store, ip: IpAddr) -> usize {
+        store
+            .live_ceremonies_from(&Source::of(ip).key(), time::now())
+            .unwrap()
     }
 
     #[test]
     fn a_full_table_makes_room_from_the_source_holding_most() {
-        let authn = Authn::new(super::super::webauthn("http://localhost:8443").unwrap());
+        let (_dir, store) = store();
+        let mut authn = Authn::new(super::super::webauthn("http://localhost:8443").unwrap());
+        authn.max_ceremonies = 4 * MAX_CEREMONIES_PER_SOURCE;
         let flooder = IpAddr::from([192, 0, 2, 1]);
         for i in 0..MAX_CEREMONIES_PER_SOURCE {
-            authn.hold(format!("f{i}"), flooder, login(&authn)).unwrap();
+            authn
+                .hold(&store, format!("f{i}"), flooder, login(&authn))
+                .unwrap();
         }
         assert!(matches!(
-            authn.hold("one-more".into(), flooder, login(&authn)),
+            authn.hold(&store, "one-more".into(), flooder, login(&authn)),
             Err(Error::OverQuota(_))
         ));
         // Many other sources fill the rest of the table, a few prompts each.
-        for i in 0..(MAX_CEREMONIES - MAX_CEREMONIES_PER_SOURCE) as u32 {
+        for i in 0..(authn.max_ceremonies - MAX_CEREMONIES_PER_SOURCE) as u32 {
             let other = IpAddr::from((0x0a00_0000 + i / 4).to_be_bytes());
-            authn.hold(format!("o{i}"), other, login(&authn)).unwrap();
+            authn
+                .hold(&store, format!("o{i}"), other, login(&authn))
+                .unwrap();
         }
         // A newcomer still gets a prompt: the flooder's oldest makes room.
         let newcomer = IpAddr::from([198, 51, 100, 7]);
-        authn.hold("new".into(), newcomer, login(&authn)).unwrap();
-        assert_eq!(held_from(&authn, newcomer), 1);
-        assert_eq!(held_from(&authn, flooder), MAX_CEREMONIES_PER_SOURCE - 1);
-        assert!(authn.take("f0").is_err(), "the oldest was evicted");
-        assert!(authn.take("new").is_ok());
-        assert_eq!(authn.ceremonies.lock().unwrap().len(), MAX_CEREMONIES - 1);
+        authn
+            .hold(&store, "new".into(), newcomer, login(&authn))
+            .unwrap();
+        assert_eq!(held_from(&store, newcomer), 1);
+        assert_eq!(held_from(&store, flooder), MAX_CEREMONIES_PER_SOURCE - 1);
+        assert!(authn.take(&store, "f0").is_err(), "the oldest was evicted");
+        // Taken once: by whichever appliance gets there first.
+        assert!(matches!(
+            authn.take(&store, "new"),
+            Ok(Ceremony::Login { .. })
+        ));
+        assert!(authn.take(&store, "new").is_err());
+        assert_eq!(
+            store.live_ceremonies(time::now()).unwrap(),
+            authn.max_ceremonies - 1
+        );
+    }
+
+    #[test]
+    fn expired_ceremonies_are_refused_and_swept() {
+        let (_dir, store) = store();
+        let authn = Authn::new(super::super::webauthn("http://localhost:8443").unwrap());
+        let from = IpAddr::from([192, 0, 2, 9]);
+        authn
+            .hold(&store, "live".into(), from, login(&authn))
+            .unwrap();
+        let now = time::now();
+        store
+            .create(&CeremonyRecord {
+                id: "stale".into(),
+                source: Source::of(from).key(),
+                expires_at: now - 1,
+                ceremony: serde_json::to_value(login(&authn)).unwrap(),
+            })
+            .unwrap();
+        assert_eq!(held_from(&store, from), 1, "the stale one does not count");
+        assert_eq!(store.remove_expired_ceremonies(now, 100).unwrap(), 1);
+        assert!(authn.take(&store, "stale").is_err());
+        assert!(authn.take(&store, "live").is_ok());
     }
 }

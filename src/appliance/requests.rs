@@ -175,7 +175,7 @@ impl Appliance {
     }
 
     /// Settles requests whose time is up, so their expiry is recorded and announced even if
-    /// nobody looks at them.
+    /// nobody looks at them; removes login sessions and passkey ceremonies whose time is up.
     pub(super) async fn expire_due(&self) -> Result<(), Error> {
         for (at, id) in self.store.requests_expiring_by(time::now(), 256)? {
             if let Some(parsed) = RequestId::parse(&id) {
@@ -189,6 +189,7 @@ impl Appliance {
             }
             self.store.forget_expiring(at, &id)?;
         }
+        self.store.remove_expired_login_sessions(time::now(), 256)?;
         Ok(())
     }
 

@@ -17,6 +17,11 @@ impl Source {
     pub fn of(ip: IpAddr) -> Self {
         Source(address_key(ip))
     }
+
+    /// The source as text (the address, or the /64's first address), for keys in the store.
+    pub fn key(&self) -> String {
+        self.0.to_string()
+    }
 }
 
 /// Why a connection was not admitted.

@@ -51,10 +51,15 @@ pub enum TreeName {
     Consents,
     TokenChores,
     Meta,
+    LoginSessions,
+    LoginSessionsExpiring,
+    Ceremonies,
+    CeremoniesBySource,
+    CeremoniesExpiring,
 }
 
 impl TreeName {
-    pub const ALL: [TreeName; 31] = [
+    pub const ALL: [TreeName; 36] = [
         TreeName::Users,
         TreeName::SshKeys,
         TreeName::SigningKeys,
@@ -86,6 +91,11 @@ impl TreeName {
         TreeName::Consents,
         TreeName::TokenChores,
         TreeName::Meta,
+        TreeName::LoginSessions,
+        TreeName::LoginSessionsExpiring,
+        TreeName::Ceremonies,
+        TreeName::CeremoniesBySource,
+        TreeName::CeremoniesExpiring,
     ];
 
     pub fn name(self) -> &'static str {
@@ -122,6 +132,11 @@ impl TreeName {
             TreeName::Consents => "consents",
             TreeName::TokenChores => "token_chores",
             TreeName::Meta => "meta",
+            TreeName::LoginSessions => "login_sessions",
+            TreeName::LoginSessionsExpiring => "login_sessions_expiring",
+            TreeName::Ceremonies => "ceremonies",
+            TreeName::CeremoniesBySource => "ceremonies_by_source",
+            TreeName::CeremoniesExpiring => "ceremonies_expiring",
         }
     }
 }

@@ -591,3 +591,38 @@ impl Record for ConsentRecord {
     const VERSION: u32 = 1;
     const SEALED: bool = true;
 }
+
+/// A login session of the approval pages, kept under the SHA-256 of its cookie (hex); the
+/// cookie itself is only in the browser. Every appliance sharing the store knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginSession {
+    pub cookie_sha256: String,
+    pub user_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl Record for LoginSession {
+    const KIND: &'static str = "login session";
+    const VERSION: u32 = 1;
+}
+
+/// A passkey ceremony under way (a registration, an authentication or a login): what it is
+/// bound to and webauthn-rs's state for it, sealed. Kept in the store so that a person may
+/// start on one appliance and finish on another; taken once, whatever the outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CeremonyRecord {
+    pub id: String,
+    /// Where it was started from (an IPv4 address or an IPv6 /64), for the limits per source.
+    pub source: String,
+    pub expires_at: i64,
+    pub ceremony: serde_json::Value,
+}
+
+impl Record for CeremonyRecord {
+    const KIND: &'static str = "passkey ceremony";
+    const VERSION: u32 = 1;
+    const SEALED: bool = true;
+}

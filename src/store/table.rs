@@ -8,7 +8,8 @@ pub use super::engine::TreeName;
 use super::engine::TxError;
 use super::records::{
     ApiKeyRecord, ApprovalRecord, AuthenticatorKind, AuthenticatorRecord, AuthorizationRecord,
-    Delivery, EnrollmentRecord, PendingRequest, Record, WebhookEndpoint,
+    CeremonyRecord, Delivery, EnrollmentRecord, LoginSession, PendingRequest, Record,
+    WebhookEndpoint,
 };
 use super::{Error, Result, Store, expiry_key, index_key};
 
@@ -253,6 +254,40 @@ impl Table for Delivery {
                 super::webhooks::due_key(self.next_attempt_at, &self.id),
             ),
             Entry::Under(TreeName::DeliveriesByRequest, self.request_id.clone()),
+        ]
+    }
+}
+
+impl Table for LoginSession {
+    const TREE: TreeName = TreeName::LoginSessions;
+    fn key(&self) -> String {
+        self.cookie_sha256.clone()
+    }
+    /// Watched for its expiry, when it is removed.
+    fn entries(&self) -> Vec<Entry> {
+        vec![Entry::At(
+            TreeName::LoginSessionsExpiring,
+            expiry_key(self.expires_at, &self.cookie_sha256),
+        )]
+    }
+}
+
+impl Table for CeremonyRecord {
+    const TREE: TreeName = TreeName::Ceremonies;
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+    /// Listed under its source in the order of expiry, and watched for its expiry.
+    fn entries(&self) -> Vec<Entry> {
+        vec![
+            Entry::At(
+                TreeName::CeremoniesBySource,
+                super::ceremonies::by_source_key(&self.source, self.expires_at, &self.id),
+            ),
+            Entry::At(
+                TreeName::CeremoniesExpiring,
+                expiry_key(self.expires_at, &self.id),
+            ),
         ]
     }
 }

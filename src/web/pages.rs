@@ -239,7 +239,11 @@ pub async fn login_finish(
         .finish_login(&login.ceremony, login.credential)
         .await?;
     let secret = state.appliance.session_secret().await?;
-    state.sessions.start(&secret, &who.user_id);
+    state
+        .sessions
+        .start(&secret, &who.user_id)
+        .await
+        .map_err(crate::appliance::Error::from)?;
     let mut response = Json(LoggedInView {
         user_id: who.user_id,
     })
@@ -256,7 +260,10 @@ pub async fn logout(
     request: Request<Body>,
 ) -> Result<Response, AppError> {
     same_origin(&state, request.headers())?;
-    state.sessions.end(request.headers());
+    state
+        .sessions
+        .end(request.headers())
+        .map_err(crate::appliance::Error::from)?;
     let mut response = Json(LoggedOutView { logged_out: true }).into_response();
     response
         .headers_mut()

@@ -377,7 +377,7 @@ pub fn router(core: &Arc<sshsign::appliance::Appliance>) -> axum::Router {
         host_key: "ssh-ed25519 AAAA test".into(),
         host_key_fingerprint: "SHA256:test".into(),
         guard: Arc::new(Guard::new(Vec::new(), limit, limit, false)),
-        sessions: Arc::default(),
+        sessions: Arc::new(sshsign::web::session::Sessions::new(core.store().clone())),
     })
 }
 
