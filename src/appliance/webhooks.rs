@@ -30,6 +30,9 @@ use crate::webhook::{self as hooks, next_delay};
 const BATCH: usize = 16;
 /// The longest the delivery loop sleeps without looking (expiries are found this way too).
 const IDLE: Duration = Duration::from_secs(5);
+/// How long an appliance holds a delivery it claimed before another may attempt it: longer
+/// than an attempt takes (the POST's whole budget, the token's signature, the outcome stored).
+const CLAIM_SECONDS: i64 = 60;
 
 impl Appliance {
     /// Checks a URL a user gives for webhooks: its form, and where its host resolves now.
@@ -333,9 +336,17 @@ impl Appliance {
                 return Ok(());
             }
             let mut attempts = tokio::task::JoinSet::new();
+            let until = time::now().saturating_add(CLAIM_SECONDS);
             for delivery in due {
+                // Another appliance sharing the store may have claimed it first.
+                let Some(claimed) = self.store.claim_delivery(&delivery, until)? else {
+                    continue;
+                };
                 let appliance = Arc::clone(self);
-                attempts.spawn(async move { appliance.attempt(delivery).await });
+                attempts.spawn(async move { appliance.attempt(claimed).await });
+            }
+            if attempts.is_empty() {
+                return Ok(());
             }
             while let Some(done) = attempts.join_next().await {
                 match done {

@@ -392,7 +392,64 @@ on_both_engines!(
     the_data_key_is_written_once,
     version_1_keys_migrate_to_keys_with_an_authorization,
     a_record_and_its_index_entries_are_created_together_or_not_at_all,
+    a_due_delivery_is_claimed_once_and_falls_due_again_if_not_settled,
 );
+
+fn delivery(id: &str, due: i64) -> Delivery {
+    Delivery {
+        id: id.into(),
+        kind: DeliveryKind::Notification,
+        url: "https://hooks.example/x".into(),
+        body: "{}".into(),
+        request_id: "apr_1".into(),
+        readers: vec!["usr_a".into()],
+        created_at: due,
+        attempts: 0,
+        next_attempt_at: due,
+        state: DeliveryState::Pending,
+        last_result: None,
+        finished_at: None,
+    }
+}
+
+fn a_due_delivery_is_claimed_once_and_falls_due_again_if_not_settled(kind: Kind) {
+    let (_place, store) = store(kind);
+    store.create(&delivery("msg_1", 100)).unwrap();
+    store.create(&delivery("msg_2", 500)).unwrap();
+    let due = store.due_deliveries(200, 10).unwrap();
+    assert_eq!(due.len(), 1);
+    // Four appliances (store handles) claim it at once: one gets it.
+    let claims: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, due) = (store.clone(), due[0].clone());
+            std::thread::spawn(move || store.claim_delivery(&due, 260).unwrap())
+        })
+        .collect();
+    let won: Vec<Delivery> = claims
+        .into_iter()
+        .filter_map(|claim| claim.join().unwrap())
+        .collect();
+    assert_eq!(won.len(), 1);
+    assert_eq!(won[0].next_attempt_at, 260);
+    // Claimed: not due until the claim runs out; then due again, for anyone to retry.
+    assert!(store.due_deliveries(259, 10).unwrap().is_empty());
+    assert!(store.claim_delivery(&due[0], 999).unwrap().is_none());
+    let again = store.due_deliveries(260, 10).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, "msg_1");
+    // Settled by whoever holds it: out of the schedule.
+    let mut done = again[0].clone();
+    done.state = DeliveryState::Delivered;
+    store.update_delivery(&again[0], &done).unwrap();
+    assert!(
+        store
+            .due_deliveries(1000, 10)
+            .unwrap()
+            .iter()
+            .all(|d| d.id != "msg_1")
+    );
+    assert!(store.claim_delivery(&again[0], 2000).unwrap().is_none());
+}
 
 /// What only the PostgreSQL engine has: a schema of its own, several appliances on one
 /// database, TLS, a server that goes away.

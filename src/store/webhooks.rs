@@ -93,6 +93,36 @@ impl Store {
         })
     }
 
+    /// Claims a due delivery for one attempt by moving it in the schedule to `until`, if it
+    /// is still where `due` saw it: of appliances claiming it at once, one does, and if that
+    /// one stops before storing the outcome, the delivery falls due again at `until` for any
+    /// appliance to retry. Returns the delivery as claimed.
+    pub fn claim_delivery(&self, due: &Delivery, until: i64) -> Result<Option<Delivery>> {
+        let trees = [TreeName::Deliveries, TreeName::DeliveriesDue];
+        let id = due.id.as_bytes();
+        let was = due_key(due.next_attempt_at, &due.id);
+        self.engine.transaction(&trees, |tx| {
+            let (Some(_), Some(bytes)) = (
+                tx.get(TreeName::DeliveriesDue, &was)?,
+                tx.get(TreeName::Deliveries, id)?,
+            ) else {
+                return Ok(None);
+            };
+            let mut claimed: Delivery = self.decode(id, &bytes)?;
+            if claimed.state != DeliveryState::Pending
+                || claimed.next_attempt_at != due.next_attempt_at
+            {
+                return Ok(None);
+            }
+            claimed.next_attempt_at = until;
+            let bytes = self.encode(&claimed.id, &claimed)?;
+            tx.insert(TreeName::Deliveries, id, &bytes)?;
+            tx.remove(TreeName::DeliveriesDue, &was)?;
+            tx.insert(TreeName::DeliveriesDue, &due_key(until, &claimed.id), id)?;
+            Ok(Some(claimed))
+        })
+    }
+
     /// The deliveries about `request_id`, oldest first.
     pub fn deliveries_of_request(&self, request_id: &str) -> Result<Vec<Delivery>> {
         self.indexed(
