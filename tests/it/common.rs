@@ -170,7 +170,9 @@ impl Appliance {
             .chain(env)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let database = test_database();
+        // A test that names its own database keeps it.
+        let database =
+            test_database().filter(|_| !env.iter().any(|(name, _)| name == "SSHSIGN_DATABASE_URL"));
         if let Some((_, url)) = &database {
             env.push(("SSHSIGN_DATABASE_URL".into(), url.clone()));
         }

@@ -60,6 +60,7 @@ mod provisioning;
 mod quotas;
 mod seed_words;
 mod session;
+mod several;
 mod shim;
 mod ssh_commands;
 mod terminal;
