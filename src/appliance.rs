@@ -255,6 +255,7 @@ impl Appliance {
             .map(|t| t.key_limit(appliance_keys.len()));
         let quotas = quota::Quotas::new(
             settings.quotas.clone(),
+            store.clone(),
             store.count_users()?,
             store.count_live_signing_keys()?,
             key_limit,

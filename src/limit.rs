@@ -44,21 +44,69 @@ impl Limit {
     }
 }
 
-/// One rate-limited table of keys.
-#[derive(Debug)]
-pub struct Limiter<K> {
+/// A moment on some clock: an `Instant`, or a `Duration` since the Unix epoch.
+trait Moment: Copy + Ord {
+    fn since(self, earlier: Self) -> Duration;
+    fn plus(self, span: Duration) -> Self;
+}
+
+impl Moment for Instant {
+    fn since(self, earlier: Self) -> Duration {
+        self.saturating_duration_since(earlier)
+    }
+    fn plus(self, span: Duration) -> Self {
+        self + span
+    }
+}
+
+impl Moment for Duration {
+    fn since(self, earlier: Self) -> Duration {
+        self.saturating_sub(earlier)
+    }
+    fn plus(self, span: Duration) -> Self {
+        self.saturating_add(span)
+    }
+}
+
+/// A limit as GCRA keeps it: one admitted every `interval`, up to `tolerance` ahead.
+#[derive(Debug, Clone, Copy)]
+struct Rule {
     interval: Duration,
     tolerance: Duration,
+}
+
+impl Rule {
+    fn of(limit: Limit) -> Self {
+        Rule {
+            interval: limit.every,
+            tolerance: limit.every * limit.burst.max(1).saturating_sub(1),
+        }
+    }
+
+    /// One more at `now` for a key whose next request is due at `next` (`None`: never seen):
+    /// when the one after is due, or how long to wait.
+    fn admit<T: Moment>(&self, next: Option<T>, now: T) -> Result<T, Duration> {
+        let next = next.unwrap_or(now).max(now);
+        let wait = next.since(now);
+        if wait > self.tolerance {
+            return Err(wait - self.tolerance);
+        }
+        Ok(next.plus(self.interval))
+    }
+}
+
+/// One rate-limited table of keys, in memory.
+#[derive(Debug)]
+pub struct Limiter<K> {
+    rule: Rule,
     /// Per key, the theoretical arrival time of its next request.
     table: Mutex<HashMap<K, Instant>>,
 }
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
     pub fn new(limit: Limit) -> Self {
-        let interval = limit.every;
         Limiter {
-            interval,
-            tolerance: interval * limit.burst.max(1).saturating_sub(1),
+            rule: Rule::of(limit),
             table: Mutex::new(HashMap::new()),
         }
     }
@@ -73,13 +121,69 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         if table.len() >= SWEEP_AT && !table.contains_key(key) {
             table.retain(|_, next| *next > now);
         }
-        let next = table.get(key).copied().unwrap_or(now).max(now);
-        let wait = next.saturating_duration_since(now);
-        if wait > self.tolerance {
-            return Err(wait - self.tolerance);
-        }
-        table.insert(key.clone(), next + self.interval);
+        let next = self.rule.admit(table.get(key).copied(), now)?;
+        table.insert(key.clone(), next);
         Ok(())
+    }
+}
+
+/// A rate-limited table of keys in the store, shared by every appliance on it; each key is
+/// `scope ‖ 0 ‖ key`.
+#[derive(Debug, Clone)]
+pub struct SharedLimiter {
+    rule: Rule,
+    scope: &'static str,
+}
+
+/// The wall clock, as a `Duration` since the Unix epoch (appliances sharing a limit must keep
+/// their clocks in step, as NTP does).
+fn wall_clock() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+fn millis(moment: Duration) -> u64 {
+    u64::try_from(moment.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl SharedLimiter {
+    pub fn new(scope: &'static str, limit: Limit) -> Self {
+        SharedLimiter {
+            rule: Rule::of(limit),
+            scope,
+        }
+    }
+
+    /// Admits one request for `key`, or says how long to wait; `Err` when the store cannot
+    /// answer.
+    pub fn check(
+        &self,
+        store: &crate::store::Store,
+        key: &str,
+    ) -> Result<Result<(), Duration>, crate::store::Error> {
+        self.check_at(store, key, wall_clock())
+    }
+
+    fn check_at(
+        &self,
+        store: &crate::store::Store,
+        key: &str,
+        now: Duration,
+    ) -> Result<Result<(), Duration>, crate::store::Error> {
+        let mut id = self.scope.as_bytes().to_vec();
+        id.push(0);
+        id.extend_from_slice(key.as_bytes());
+        store.step_rate(&id, |next| {
+            let next = next.map(Duration::from_millis);
+            self.rule.admit(next, now).map(millis)
+        })
+    }
+
+    /// Now, in the stored form: every timestamp before it is spent (see
+    /// [`Store::remove_spent_rates`](crate::store::Store::remove_spent_rates)).
+    pub fn now() -> u64 {
+        millis(wall_clock())
     }
 }
 

@@ -41,6 +41,7 @@
 //! | `ceremonies` | ceremony id | [`CeremonyRecord`], sealed |
 //! | `ceremonies_by_source` | source `\0` expiry (i64 BE) ‖ ceremony id | ceremony id |
 //! | `ceremonies_expiring` | expiry (i64 BE) ‖ ceremony id | ceremony id |
+//! | `rates` | scope `\0` key (a user, an address) | when the key's next request is due under its rate limit: ms since the epoch, u64 BE |
 //!
 //! Each record kind is declared once in [`table`]: its tree, its key and the index entries it
 //! makes; [`Store::create`], [`Store::read`], [`Store::change`] and [`Store::listed`] are the
@@ -65,6 +66,7 @@ mod keys;
 mod negotiation;
 mod pending;
 pub mod postgres;
+mod rates;
 pub mod records;
 mod sessions;
 pub mod table;

@@ -11,11 +11,12 @@
 //! their defaults ([`QuotaSettings::DEFAULTS`]).
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::Error;
-use crate::limit::{Limit, Limiter, address_key};
+use crate::limit::{Limit, SharedLimiter, address_key};
+use crate::store::Store;
 
 /// What an identity does at a rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -229,16 +230,23 @@ fn parse_rate(text: &str) -> Result<Rate, String> {
     Ok(Rate { count, window })
 }
 
-/// The quotas' state: one rate table per rated action, and the token's key budget.
+/// The quotas' state: one rate table per rated action (in the store, so appliances sharing it
+/// share the rates), and the token's key budget.
 #[derive(Debug)]
 pub struct Quotas {
     settings: QuotaSettings,
-    rates: Vec<(Rated, Limiter<String>)>,
-    registrations: Limiter<IpAddr>,
+    store: Store,
+    rates: Vec<(Rated, SharedLimiter)>,
+    registrations: SharedLimiter,
     /// Identities registered.
     users: AtomicUsize,
     budget: KeyBudget,
+    /// When the spent rates were last swept and the counts taken again (unix seconds).
+    tidied_at: AtomicI64,
 }
+
+/// How often the spent rates are swept and, on a shared store, the counts taken again.
+const TIDY_SECONDS: i64 = 10;
 
 /// How many signing keys the token may hold, and how many it holds.
 #[derive(Debug)]
@@ -254,6 +262,7 @@ impl Quotas {
     /// room for signing keys after the appliance's own.
     pub fn new(
         settings: QuotaSettings,
+        store: Store,
         users: usize,
         live_keys: usize,
         key_limit: Option<usize>,
@@ -263,14 +272,16 @@ impl Quotas {
             .iter()
             .filter_map(|(_, q)| match q {
                 Quota::Rate(r, rate) if *r != Rated::Registrations => {
-                    Some((*r, Limiter::new(rate.limit())))
+                    Some((*r, SharedLimiter::new(settings.rate(*r).0, rate.limit())))
                 }
                 _ => None,
             })
             .collect();
-        let registrations = Limiter::new(settings.rate(Rated::Registrations).1.limit());
+        let (name, rate) = settings.rate(Rated::Registrations);
+        let registrations = SharedLimiter::new(name, rate.limit());
         Quotas {
             settings,
+            store,
             rates,
             registrations,
             users: AtomicUsize::new(users),
@@ -278,6 +289,7 @@ impl Quotas {
                 limit: key_limit,
                 live: AtomicUsize::new(live_keys),
             },
+            tidied_at: AtomicI64::new(0),
         }
     }
 
@@ -287,7 +299,7 @@ impl Quotas {
             return Ok(());
         };
         limiter
-            .check(&user.to_owned())
+            .check(&self.store, user)?
             .map_err(|wait| self.over_rate(what, wait))
     }
 
@@ -337,7 +349,7 @@ impl Quotas {
     pub fn register(&self, from: IpAddr) -> Result<(), Error> {
         self.check_count(Counted::Users, self.users.load(Ordering::Acquire))?;
         self.registrations
-            .check(&address_key(from))
+            .check(&self.store, &address_key(from).to_string())?
             .map_err(|wait| self.over_rate(Rated::Registrations, wait))?;
         self.users.fetch_add(1, Ordering::AcqRel);
         Ok(())
@@ -372,6 +384,32 @@ impl Quotas {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
                 Some(live.saturating_sub(1))
             });
+    }
+
+    /// Every [`TIDY_SECONDS`]: removes the rates' spent timestamps and, on a store other
+    /// appliances share (where they make identities and keys too), takes the counts from the
+    /// store again. An appliance alone on its store keeps its own counts, which are exact.
+    pub fn tidy(&self, now: i64) -> Result<(), crate::store::Error> {
+        let last = self.tidied_at.load(Ordering::Acquire);
+        if now < last + TIDY_SECONDS
+            || self
+                .tidied_at
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return Ok(());
+        }
+        self.store.remove_spent_rates(SharedLimiter::now())?;
+        if matches!(
+            self.store.engine(),
+            crate::store::engine::Engine::Postgres(_)
+        ) {
+            let users = self.store.count_users()?;
+            let live_keys = self.store.count_live_signing_keys()?;
+            self.users.store(users, Ordering::Release);
+            self.budget.live.store(live_keys, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Live signing keys, and the most the token may hold (None: no limit).
@@ -413,7 +451,9 @@ mod tests {
     #[test]
     fn over_quota_names_the_limit_and_the_budget_gives_room_back() {
         let settings = QuotaSettings::parse("key_creations=2/h,keys=1").unwrap();
-        let quotas = Quotas::new(settings, 0, 0, Some(2));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let quotas = Quotas::new(settings, store.clone(), 0, 0, Some(2));
         quotas.charge("u", Rated::KeyCreations).unwrap();
         quotas.charge("u", Rated::KeyCreations).unwrap();
         let Err(Error::OverQuota(message)) = quotas.charge("u", Rated::KeyCreations) else {
@@ -434,5 +474,23 @@ mod tests {
         quotas.key_gone();
         quotas.take_key_room().unwrap();
         assert_eq!(quotas.key_usage(), (2, Some(2)));
+        // The rates are the store's: another appliance on it sees them spent.
+        let other = Quotas::new(
+            QuotaSettings::parse("key_creations=2/h").unwrap(),
+            store.clone(),
+            0,
+            0,
+            None,
+        );
+        assert!(other.charge("u", Rated::KeyCreations).is_err());
+        let now = crate::limit::SharedLimiter::now();
+        assert_eq!(store.remove_spent_rates(now).unwrap(), 0, "not spent yet");
+        assert_eq!(
+            store
+                .remove_spent_rates(crate::limit::SharedLimiter::now() + 7_200_000)
+                .unwrap(),
+            2
+        );
+        other.charge("u", Rated::KeyCreations).unwrap();
     }
 }

@@ -175,7 +175,8 @@ impl Appliance {
     }
 
     /// Settles requests whose time is up, so their expiry is recorded and announced even if
-    /// nobody looks at them; removes login sessions and passkey ceremonies whose time is up.
+    /// nobody looks at them; removes login sessions, passkey ceremonies and rate timestamps
+    /// whose time is up; takes the quotas' counts from a shared store again.
     pub(super) async fn expire_due(&self) -> Result<(), Error> {
         for (at, id) in self.store.requests_expiring_by(time::now(), 256)? {
             if let Some(parsed) = RequestId::parse(&id) {
@@ -190,6 +191,8 @@ impl Appliance {
             self.store.forget_expiring(at, &id)?;
         }
         self.store.remove_expired_login_sessions(time::now(), 256)?;
+        self.store.remove_expired_ceremonies(time::now(), 256)?;
+        self.quotas.tidy(time::now())?;
         Ok(())
     }
 

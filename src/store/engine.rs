@@ -56,10 +56,11 @@ pub enum TreeName {
     Ceremonies,
     CeremoniesBySource,
     CeremoniesExpiring,
+    Rates,
 }
 
 impl TreeName {
-    pub const ALL: [TreeName; 36] = [
+    pub const ALL: [TreeName; 37] = [
         TreeName::Users,
         TreeName::SshKeys,
         TreeName::SigningKeys,
@@ -96,6 +97,7 @@ impl TreeName {
         TreeName::Ceremonies,
         TreeName::CeremoniesBySource,
         TreeName::CeremoniesExpiring,
+        TreeName::Rates,
     ];
 
     pub fn name(self) -> &'static str {
@@ -137,6 +139,7 @@ impl TreeName {
             TreeName::Ceremonies => "ceremonies",
             TreeName::CeremoniesBySource => "ceremonies_by_source",
             TreeName::CeremoniesExpiring => "ceremonies_expiring",
+            TreeName::Rates => "rates",
         }
     }
 }

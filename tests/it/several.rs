@@ -10,7 +10,10 @@ use crate::common::{Appliance, ssh_keygen_verify};
 fn two_appliances_on_one_database_serve_the_same_people_keys_and_requests() {
     let cluster = sshsign::pgcluster::Cluster::start().unwrap();
     let url = cluster.create_database("sshsign").unwrap();
-    let env = [("SSHSIGN_DATABASE_URL", url.as_str())];
+    let env = [
+        ("SSHSIGN_DATABASE_URL", url.as_str()),
+        ("SSHSIGN_QUOTAS", "signatures=4/h"),
+    ];
     let a = Appliance::start_with(&env);
     let b = Appliance::start_in(tempfile::tempdir().unwrap(), a.store.clone(), &[], &env);
 
@@ -40,6 +43,15 @@ fn two_appliances_on_one_database_serve_the_same_people_keys_and_requests() {
         payload,
     );
     assert!(verified.status.success(), "{verified:?}");
+
+    // The rates are shared: four signatures an hour, wherever they are asked for.
+    alice.run(&format!("sign --key-id {key_id}"), b"2").ok();
+    alice_b.run(&format!("sign --key-id {key_id}"), b"3").ok();
+    alice.run(&format!("sign --key-id {key_id}"), b"4").ok();
+    for user in [&alice, &alice_b] {
+        user.run(&format!("sign --key-id {key_id}"), b"5")
+            .failed_with("quota_exceeded");
+    }
 
     // An approval asked through one appliance is decided through the other, once.
     bob.accept(&alice);
