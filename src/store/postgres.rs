@@ -457,7 +457,11 @@ impl Postgres {
                 .contains(code)
             })
         };
-        for _ in 0..TRANSACTION_TRIES {
+        for tried in 0..TRANSACTION_TRIES {
+            if tried > 0 {
+                // Let the writer in the way finish: 1 ms more each time, at most 20.
+                std::thread::sleep(Duration::from_millis(tried.min(20) as u64));
+            }
             block_on(
                 conn.client
                     .batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE"),
