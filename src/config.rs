@@ -1060,6 +1060,42 @@ mod tests {
     }
 
     #[test]
+    fn a_database_url_selects_postgres_and_is_never_shown() {
+        assert!(with(&[]).unwrap().database.is_none(), "sled by default");
+        let url = "postgres://sshsign:hunter2@db.example.com/sshsign?sslmode=require";
+        let config = with(&[
+            ("SSHSIGN_DATABASE_URL", url),
+            ("SSHSIGN_DATABASE_POOL", "4"),
+        ])
+        .unwrap();
+        let database = config.database.as_ref().unwrap();
+        assert_eq!(database.pool, 4);
+        assert_eq!(config.store_place(), "the PostgreSQL database");
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let raw = env(&[("SSHSIGN_DATABASE_URL", url)]);
+        assert!(!format!("{raw:?}").contains("hunter2"));
+        // From the file too, with the password as a systemd credential when there is one.
+        let file: RawConfig = toml::from_str(&format!("database_url = \"{url}\"\n")).unwrap();
+        assert!(file.database_url.is_some());
+        // Its companions need it; the pool is bounded.
+        for (name, value) in [
+            ("SSHSIGN_DATABASE_POOL", "4"),
+            ("SSHSIGN_DATABASE_CA_FILE", "/ca.pem"),
+            ("SSHSIGN_DATABASE_PASSWORD_FILE", "/pw"),
+        ] {
+            let err = with(&[(name, value)]).unwrap_err().to_string();
+            assert!(err.starts_with(name), "{err}");
+        }
+        let err = with(&[
+            ("SSHSIGN_DATABASE_URL", url),
+            ("SSHSIGN_DATABASE_POOL", "0"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("1..=1024"), "{err}");
+    }
+
+    #[test]
     fn quotas_and_token_room_are_read_and_checked() {
         let config = with(&[
             ("SSHSIGN_QUOTAS", "keys=7"),
