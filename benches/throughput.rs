@@ -17,7 +17,8 @@
 //! the token.
 //! SoftHSM's speed drifts on a shared machine, so raw, (b), (c) and (d) are measured in alternation,
 //! `ROUNDS` times each, and the medians are printed. `SSHSIGN_BENCH_SECONDS` sets the length of
-//! each measurement (default 2).
+//! each measurement (default 2). `SSHSIGN_BENCH_DATABASE=postgres` puts the appliance's store in
+//! a PostgreSQL cluster of the benchmark's own (the same for every benchmark that starts one).
 
 #[path = "support/appliance.rs"]
 mod appliance;

@@ -58,6 +58,9 @@ pub struct Bench {
     pub dir: tempfile::TempDir,
     pub store: SoftHsmStore,
     pub identity: PathBuf,
+    /// With `SSHSIGN_BENCH_DATABASE=postgres`: the cluster the appliance's store is in, and the
+    /// database's URL.
+    pub database: Option<(sshsign::pgcluster::Cluster, String)>,
 }
 
 impl Bench {
@@ -74,10 +77,21 @@ impl Bench {
         run(Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
             .arg(&identity));
+        let database = match std::env::var("SSHSIGN_BENCH_DATABASE").as_deref() {
+            Ok("postgres") => {
+                let cluster = sshsign::pgcluster::Cluster::start().unwrap();
+                let url = cluster.create_database("sshsign").unwrap();
+                eprintln!("the store is in PostgreSQL");
+                Some((cluster, url))
+            }
+            Ok("sled") | Err(_) => None,
+            Ok(other) => panic!("SSHSIGN_BENCH_DATABASE={other}: sled or postgres"),
+        };
         Bench {
             dir,
             store,
             identity,
+            database,
         }
     }
 
@@ -112,6 +126,11 @@ impl Bench {
             .env(
                 "SSHSIGN_QUOTAS",
                 "signatures=1000000/min, approval_requests=1000000/min",
+            )
+            .envs(
+                self.database
+                    .iter()
+                    .map(|(_, url)| ("SSHSIGN_DATABASE_URL", url)),
             )
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
