@@ -373,7 +373,9 @@ impl Appliance {
             for row in rows.lines() {
                 let mut fields = row.split('|');
                 let tree = fields.next().unwrap_or_default();
-                let bytes: Vec<u8> = fields.flat_map(hex_bytes).collect();
+                let bytes: Vec<u8> = fields
+                    .flat_map(|hex| sshsign::hex::decode(hex).unwrap_or_default())
+                    .collect();
                 for needle in needles {
                     if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
                         found.push(format!("{needle} in {tree}"));
@@ -875,13 +877,6 @@ pub fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
     socket.bind(&from.into()).unwrap();
     socket.connect(&to.into()).unwrap();
     socket.into()
-}
-
-/// The bytes of a hex string (nothing for a malformed one).
-fn hex_bytes(hex: &str) -> Vec<u8> {
-    (0..hex.len() / 2)
-        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Copies a directory tree.
