@@ -189,7 +189,7 @@ fn main() {
     // The old roots a client would hold, computed here from the tree (not timed).
     let old_roots: Vec<_> = olds
         .iter()
-        .map(|&old| merkle::subtree_hash(log.tiles(), 0, old).unwrap())
+        .map(|&old| merkle::subtree_hash(log.store(), 0, old).unwrap())
         .collect();
     let start = Instant::now();
     for (proof, old_root) in consistency.iter().zip(&old_roots) {

@@ -324,7 +324,7 @@ impl Appliance {
     /// The audit log's size, where its full check stands, and its tile cache's use and budget
     /// (bytes).
     pub fn audit_health(&self) -> crate::views::AuditHealthView {
-        let (cache_bytes, cache_budget) = self.audit.tiles().cache_use();
+        let (cache_bytes, cache_budget) = self.audit.store().cache_use();
         crate::views::AuditHealthView {
             entries: self.audit.head().size,
             check: self.audit.integrity(),

@@ -5,6 +5,8 @@
 //! - [`merkle`]: hashing, proofs, verification (used by the client too);
 //! - [`note`]: checkpoints as signed notes;
 //! - [`tiles`]: storage, as C2SP tlog-tiles on disk; [`checkpoints`]: the signed heads;
+//! - [`shared`]: the log several appliances share in PostgreSQL, with one sequencer;
+//! - [`storage`]: either of the two, as the log reads it;
 //! - [`log`]: the group-committing writer;
 //! - [`legacy`]: the log as sled kept it before the tiles, read once to move it.
 //!
@@ -23,11 +25,13 @@ pub mod legacy;
 pub mod log;
 pub mod merkle;
 pub mod note;
+pub mod shared;
+pub mod storage;
 pub mod tiles;
 pub mod words;
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +41,8 @@ use self::legacy::LogTree;
 use self::log::{Head, Sink, Writer};
 use self::merkle::{Frontier, Hash};
 use self::note::Checkpoint;
+use self::shared::SharedLog;
+use self::storage::LogStore;
 use self::tiles::TileStore;
 pub use self::words::{Action, Outcome};
 use crate::hsm::Token;
@@ -282,9 +288,7 @@ pub struct Integrity {
 /// The audit log.
 pub struct AuditLog {
     integrity: Arc<std::sync::Mutex<Integrity>>,
-    tiles: Arc<TileStore>,
-    checkpoints: Arc<Checkpoints>,
-    head: Arc<RwLock<Head>>,
+    store: Arc<LogStore>,
     writer: Writer,
     signer: CheckpointSigner,
     sign_lock: tokio::sync::Mutex<()>,
@@ -342,30 +346,36 @@ impl AuditLog {
         cache_bytes: usize,
     ) -> Result<Self, Error> {
         let tiles = Arc::new(TileStore::open(root, cache_bytes)?);
-        Self::open_with_sink(
-            root,
-            legacy,
-            Arc::clone(&tiles) as Arc<dyn Sink>,
-            tiles,
-            signer,
-        )
+        let store = LogStore::files(root, tiles)?;
+        Self::open_with_sink(legacy, store.sink(), store, signer)
     }
 
-    /// [`Self::open`] over `tiles`, writing through `sink` (tests of the failure paths).
+    /// Opens the log several appliances share in `db`, keeping the checkpoints this appliance
+    /// sees under `local`; checks it against the latest signed checkpoint, and against the
+    /// latest this appliance saw (a database restored to an older state is refused).
+    pub fn open_shared(
+        db: crate::store::postgres::Postgres,
+        local: &Path,
+        signer: CheckpointSigner,
+        cache_bytes: usize,
+    ) -> Result<Self, Error> {
+        let store = LogStore::Shared(Arc::new(SharedLog::open(db, local, cache_bytes)?));
+        Self::open_with_sink(None, store.sink(), store, signer)
+    }
+
+    /// Opens the log in `store`, writing through `sink` (tests of the failure paths put a
+    /// failing one in front of the store's own).
     pub fn open_with_sink(
-        root: &Path,
         legacy: Option<&sled::Db>,
         sink: Arc<dyn Sink>,
-        tiles: Arc<TileStore>,
+        store: LogStore,
         signer: CheckpointSigner,
     ) -> Result<Self, Error> {
-        let checkpoints = Arc::new(Checkpoints::open(root)?);
-        if let Some(legacy) = legacy {
-            migrate(legacy, &tiles, &checkpoints)?;
+        if let (Some(legacy), LogStore::Files { tiles, checkpoints }) = (legacy, &store) {
+            migrate(legacy, tiles, checkpoints)?;
         }
-        check_against_checkpoint(&tiles, &checkpoints, signer.verifier_keys())?;
-        let head = Arc::new(RwLock::new(tiles.head()));
-        let writer = Writer::start(sink, Arc::clone(&head))?;
+        check_against_checkpoint(&store, signer.verifier_keys())?;
+        let writer = Writer::start(sink)?;
         Ok(AuditLog {
             integrity: Arc::new(std::sync::Mutex::new(Integrity {
                 state: CheckState::Pending,
@@ -373,9 +383,7 @@ impl AuditLog {
                 of: 0,
                 problem: None,
             })),
-            tiles,
-            checkpoints,
-            head,
+            store: Arc::new(store),
             writer,
             signer,
             sign_lock: tokio::sync::Mutex::new(()),
@@ -386,12 +394,7 @@ impl AuditLog {
     /// signed checkpoint; `progress` hears how many entries are done. O(n): for `sshsign-server
     /// audit verify --full` and the background check.
     pub fn verify_full(&self, progress: impl FnMut(u64)) -> Result<Frontier, Error> {
-        verify_full(
-            &self.tiles,
-            &self.checkpoints,
-            self.signer.verifier_keys(),
-            progress,
-        )
+        verify_full(&self.store, self.signer.verifier_keys(), progress)
     }
 
     /// Starts the full check on a thread of its own. Until it ends the log serves as usual;
@@ -460,9 +463,9 @@ impl AuditLog {
         }
     }
 
-    /// The tiles, as the HTTP front serves them.
-    pub fn tiles(&self) -> &TileStore {
-        &self.tiles
+    /// Where the log is kept.
+    pub fn store(&self) -> &LogStore {
+        &self.store
     }
 
     /// Tile `path` (as the specification names it) as anyone may see it: hash tiles as stored;
@@ -473,7 +476,7 @@ impl AuditLog {
         let Some(tile) = tiles::Tile::parse(path) else {
             return Ok(None);
         };
-        let Some(bytes) = self.tiles.read(tile)? else {
+        let Some(bytes) = self.store.read(tile)? else {
             return Ok(None);
         };
         Ok(Some(match tile {
@@ -490,12 +493,12 @@ impl AuditLog {
 
     /// The latest checkpoint as stored (the specification's `checkpoint`).
     pub fn latest_note(&self) -> Result<Option<String>, Error> {
-        self.checkpoints.latest_note()
+        self.store.latest_note()
     }
 
     /// The durable head.
     pub fn head(&self) -> Head {
-        *self.head.read().unwrap_or_else(|p| p.into_inner())
+        self.store.head()
     }
 
     pub fn verifier_key(&self) -> String {
@@ -523,7 +526,7 @@ impl AuditLog {
 
     /// The stored entry at `index`.
     pub fn entry(&self, index: u64) -> Result<Option<AuditEntry>, Error> {
-        self.tiles
+        self.store
             .entry(index)?
             .map(|bytes| {
                 serde_json::from_slice(&bytes)
@@ -534,7 +537,7 @@ impl AuditLog {
 
     /// Entries from `from` on, at most `limit`.
     pub fn entries(&self, from: u64, limit: usize) -> Result<Vec<(u64, AuditEntry)>, Error> {
-        self.tiles
+        self.store
             .entries(from, limit)?
             .into_iter()
             .map(|(index, bytes)| {
@@ -546,11 +549,11 @@ impl AuditLog {
     }
 
     fn latest_checkpoint(&self) -> Result<Option<String>, Error> {
-        Ok(self.checkpoints.latest()?.map(|(_, note)| note))
+        Ok(self.store.latest_checkpoint()?.map(|(_, note)| note))
     }
 
     fn checkpoint_at(&self, size: u64) -> Result<Option<String>, Error> {
-        self.checkpoints.at(size)
+        self.store.checkpoint_at(size)
     }
 
     /// The latest checkpoint, signing and storing one of the current head first if the log grew
@@ -558,21 +561,56 @@ impl AuditLog {
     pub async fn checkpoint(&self) -> Result<(Checkpoint, String), Error> {
         let _one_at_a_time = self.sign_lock.lock().await;
         self.check_intact()?;
-        let vkey = self.signer.verifier_key();
-        let head = self.head();
-        if let Some(note) = self.latest_checkpoint()? {
+        let store = Arc::clone(&self.store);
+        let vkeys = self.signer.verifier_keys().to_vec();
+        // Where other appliances append too: their entries count, and the tree must still
+        // extend what this appliance saw before it signs over it.
+        let (head, latest) = self
+            .blocking(move || {
+                let head = store.refresh()?;
+                if let Some((_, seen)) = store.witnessed()? {
+                    check_extends(&store, &seen, &vkeys, Extends::Witnessed)?;
+                }
+                Ok((head, store.latest_checkpoint()?))
+            })
+            .await?;
+        if let Some((_, note)) = latest {
             let checkpoint = verify_latest(&note, self.signer.verifier_keys())?;
-            if checkpoint.size == head.size {
+            // Another appliance may have signed a larger tree since this one read the head.
+            if checkpoint.size >= head.size {
+                let (store, size, seen) = (Arc::clone(&self.store), checkpoint.size, note.clone());
+                self.blocking(move || store.witness(size, &seen)).await?;
                 return Ok((checkpoint, note));
             }
         }
         let note = self.signer.sign(head).await?;
-        let checkpoints = Arc::clone(&self.checkpoints);
-        let kept = note.clone();
-        tokio::task::spawn_blocking(move || checkpoints.append(head.size, &kept))
+        let store = Arc::clone(&self.store);
+        let note = self
+            .blocking(move || store.keep_checkpoint(head.size, &note))
+            .await?;
+        Ok((verify_latest(&note, self.signer.verifier_keys())?, note))
+    }
+
+    /// Runs `work` on a blocking thread; a mismatch it finds stops the log, as the full
+    /// check's does.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let outcome = tokio::task::spawn_blocking(work)
             .await
-            .map_err(|e| Error::Storage(format!("keeping a checkpoint: {e}")))??;
-        Ok((note::verify(&note, &vkey)?, note))
+            .map_err(|e| Error::Storage(format!("reading the audit log: {e}")))?;
+        if let Err(Error::Tampered(problem)) = &outcome {
+            tracing::error!(%problem, "the audit log does not match what was signed: signing stops");
+            let integrity = self.integrity();
+            self.set_integrity(
+                CheckState::Tampered,
+                integrity.checked,
+                integrity.of,
+                Some(problem.clone()),
+            );
+        }
+        outcome
     }
 
     /// The signed checkpoint at `size`, or the latest (signing one if the log grew).
@@ -591,13 +629,13 @@ impl AuditLog {
     pub async fn inclusion(&self, index: u64, size: Option<u64>) -> Result<InclusionProof, Error> {
         let (checkpoint, note) = self.signed(size).await?;
         let entry = self
-            .tiles
+            .store
             .entry(index)?
             .ok_or(merkle::ProofError::IndexOutOfRange {
                 index,
                 size: checkpoint.size,
             })?;
-        let proof = merkle::inclusion_proof(&*self.tiles, index, checkpoint.size)?;
+        let proof = merkle::inclusion_proof(&*self.store, index, checkpoint.size)?;
         Ok(InclusionProof {
             index,
             size: checkpoint.size,
@@ -611,7 +649,7 @@ impl AuditLog {
     /// the latest).
     pub async fn consistency(&self, from: u64, to: Option<u64>) -> Result<ConsistencyProof, Error> {
         let (checkpoint, note) = self.signed(to).await?;
-        let proof = merkle::consistency_proof(&*self.tiles, from, checkpoint.size)?;
+        let proof = merkle::consistency_proof(&*self.store, from, checkpoint.size)?;
         Ok(ConsistencyProof {
             from,
             to: checkpoint.size,
@@ -681,27 +719,52 @@ fn verify_under(note: &str, vkey: &str) -> Result<note::Checkpoint, Error> {
     }
 }
 
+/// Which checkpoint the log is checked against.
+#[derive(Debug, Clone, Copy)]
+enum Extends {
+    /// The latest the log keeps.
+    Latest,
+    /// The latest this appliance saw of a log others write too.
+    Witnessed,
+}
+
 /// The tree at the latest signed checkpoint's size hashes to its root (O(log n) tile reads),
-/// and the checkpoint is no larger than the log.
-fn check_against_checkpoint(
-    tiles: &TileStore,
-    checkpoints: &Checkpoints,
+/// and the checkpoint is no larger than the log; for a shared log, the same against the latest
+/// checkpoint this appliance saw.
+fn check_against_checkpoint(store: &LogStore, vkeys: &[String]) -> Result<(), Error> {
+    if let Some((_, note)) = store.latest_checkpoint()? {
+        check_extends(store, &note, vkeys, Extends::Latest)?;
+    }
+    if let Some((_, note)) = store.witnessed()? {
+        check_extends(store, &note, vkeys, Extends::Witnessed)?;
+    }
+    Ok(())
+}
+
+/// The log holds the tree `note` signs, as a prefix.
+fn check_extends(
+    store: &LogStore,
+    note: &str,
     vkeys: &[String],
+    against: Extends,
 ) -> Result<(), Error> {
-    let Some((_, note)) = checkpoints.latest()? else {
-        return Ok(());
+    let signed = verify_latest(note, vkeys)?;
+    let size = store.refresh()?.size;
+    let whose = match against {
+        Extends::Latest => "a checkpoint signed",
+        Extends::Witnessed => {
+            "this appliance saw a checkpoint of (was the database restored from an older state?)"
+        }
     };
-    let signed = verify_latest(&note, vkeys)?;
-    let size = tiles.head().size;
     if signed.size > size {
         return Err(Error::Tampered(format!(
-            "the log holds {size} entries but a checkpoint signed {}",
+            "the log holds {size} entries but {whose} {}",
             signed.size
         )));
     }
-    if merkle::subtree_hash(tiles, 0, signed.size)? != signed.root {
+    if merkle::subtree_hash(store, 0, signed.size)? != signed.root {
         return Err(Error::Tampered(format!(
-            "the tiles do not hash to the root signed at size {}",
+            "the log does not hash to the root {whose} at size {}",
             signed.size
         )));
     }
@@ -711,15 +774,15 @@ fn check_against_checkpoint(
 /// Reads every entry, recomputes the tree, and checks each tile hash, the head's root and the
 /// latest checkpoint's root against it.
 fn verify_full(
-    tiles: &TileStore,
-    checkpoints: &Checkpoints,
+    store: &LogStore,
     vkeys: &[String],
     mut progress: impl FnMut(u64),
 ) -> Result<Frontier, Error> {
     use self::merkle::Nodes as _;
-    let head = tiles.head();
-    let signed = checkpoints
-        .latest()?
+    let head = store.refresh()?;
+    let signed = store
+        .latest_checkpoint()?
+        .filter(|(size, _)| *size <= head.size)
         .map(|(_, note)| verify_latest(&note, vkeys))
         .transpose()?;
     let mut frontier = Frontier::default();
@@ -727,7 +790,7 @@ fn verify_full(
     while frontier.size() < head.size {
         // Only up to the head taken at the start: appends go on meanwhile.
         let left = usize::try_from(head.size - frontier.size()).unwrap_or(usize::MAX);
-        let batch = tiles.entries(frontier.size(), left.min(tiles::path::WIDTH as usize))?;
+        let batch = store.entries(frontier.size(), left.min(tiles::path::WIDTH as usize))?;
         if batch.is_empty() {
             return Err(Error::Tampered(format!(
                 "entry {} is missing",
@@ -738,7 +801,7 @@ fn verify_full(
             frontier.push(merkle::leaf_hash(&entry), |level, node, hash| {
                 if mismatch.is_none()
                     && level % tiles::path::HEIGHT == 0
-                    && tiles.node(level, node).ok() != Some(hash)
+                    && store.node(level, node).ok() != Some(hash)
                 {
                     mismatch = Some((level, node));
                 }
@@ -786,15 +849,15 @@ pub fn verify_directory(
     vkey: &str,
     progress: impl FnMut(u64),
 ) -> Result<FullCheck, Error> {
-    let tiles = TileStore::open(root, 16 << 20)?;
-    let checkpoints = Checkpoints::open(root)?;
+    let tiles = Arc::new(TileStore::open(root, 16 << 20)?);
+    let store = LogStore::files(root, tiles)?;
     let vkeys = [vkey.to_owned()];
-    check_against_checkpoint(&tiles, &checkpoints, &vkeys)?;
-    let frontier = verify_full(&tiles, &checkpoints, &vkeys, progress)?;
+    check_against_checkpoint(&store, &vkeys)?;
+    let frontier = verify_full(&store, &vkeys, progress)?;
     Ok(FullCheck {
         entries: frontier.size(),
         root: b64(&frontier.root()),
-        checkpoint_size: checkpoints.latest()?.map(|(size, _)| size),
+        checkpoint_size: store.latest_checkpoint()?.map(|(size, _)| size),
     })
 }
 

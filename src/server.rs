@@ -313,12 +313,22 @@ fn open_audit(
     let signer = CheckpointSigner::new(token.clone(), keys)
         .ok_or_else(|| provision::Error::Manifest("no checkpoint key is listed".to_owned()))?
         .with_handovers(handovers);
-    let audit = Arc::new(AuditLog::open(
-        &config.audit_path,
-        store.sled(),
-        signer,
-        config.audit_cache_bytes,
-    )?);
+    // With the store in PostgreSQL the log is there too, one for every appliance; the audit
+    // directory then keeps only the checkpoints this appliance saw.
+    let audit = Arc::new(match store.engine() {
+        crate::store::engine::Engine::Postgres(db) => AuditLog::open_shared(
+            db.clone(),
+            &config.audit_path,
+            signer,
+            config.audit_cache_bytes,
+        )?,
+        crate::store::engine::Engine::Sled(_) => AuditLog::open(
+            &config.audit_path,
+            store.sled(),
+            signer,
+            config.audit_cache_bytes,
+        )?,
+    });
     tracing::info!(
         entries = audit.head().size,
         "audit log's right edge checked against its signed checkpoint"
@@ -384,7 +394,7 @@ impl Running {
         // Not needed for durability (the write-ahead file has every entry); it saves the next
         // start the replay.
         let audit = Arc::clone(&self.audit);
-        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || audit.tiles().sync_now()).await
+        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || audit.store().sync_now()).await
         {
             tracing::error!(%error, "syncing the audit tiles at shutdown");
         }

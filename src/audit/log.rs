@@ -1,13 +1,15 @@
 //! The log's writer.
 //!
-//! One writer thread owns appends. Callers queue entries and wait; the writer takes everything
-//! queued, hands it to the [`Sink`] (the tiles, [`super::tiles::TileStore`]) as one commit that
-//! is durable when it returns (group commit), then answers every caller. A caller is answered
-//! only once its entry is on disk; if the commit fails, every caller in the batch is told so and
-//! the head stays what is on disk.
+//! One writer thread owns this appliance's appends. Callers queue entries and wait; the writer
+//! takes everything queued, hands it to the [`Sink`] (the tiles on disk,
+//! [`super::tiles::TileStore`], or the log several appliances share in PostgreSQL,
+//! [`super::shared::SharedLog`]) as one commit that is durable when it returns (group commit),
+//! then answers every caller. The sink gives the batch its indexes. A caller is answered only
+//! once its entry is durable; if the commit fails, every caller in the batch is told so and the
+//! head stays what is durable.
 
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
-use std::sync::{Arc, RwLock};
 
 use tokio::sync::oneshot;
 
@@ -17,21 +19,20 @@ use super::merkle::Hash;
 /// The most entries one batch takes.
 const MAX_BATCH: usize = 4096;
 
-/// Where the log is written: the tiles in the appliance; a failing stand-in in tests.
+/// Where the log is written: the tiles on disk or in PostgreSQL; a failing stand-in in tests.
+/// A sink publishes each durable head to its readers itself.
 pub trait Sink: Send + Sync + 'static {
-    /// Appends `entries` as leaves `first…` and makes them durable with the new head.
-    fn append(&self, first: u64, entries: &[Vec<u8>]) -> Result<Head, String>;
-    /// The durable head.
-    fn committed(&self) -> Head;
+    /// Appends `entries` as the next leaves and makes them durable with the new head; returns
+    /// the first one's index and that head.
+    fn append(&self, entries: &[Vec<u8>]) -> Result<(u64, Head), String>;
 }
 
 impl Sink for super::tiles::TileStore {
-    fn append(&self, first: u64, entries: &[Vec<u8>]) -> Result<Head, String> {
-        super::tiles::TileStore::append(self, first, entries).map_err(|e| e.to_string())
-    }
-
-    fn committed(&self) -> Head {
-        self.head()
+    fn append(&self, entries: &[Vec<u8>]) -> Result<(u64, Head), String> {
+        let first = self.head().size;
+        super::tiles::TileStore::append(self, first, entries)
+            .map(|head| (first, head))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -56,12 +57,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread over `sink`; it publishes each durable head to `head`.
-    pub fn start(sink: Arc<dyn Sink>, head: Arc<RwLock<Head>>) -> Result<Self, Error> {
+    /// Starts the writer thread over `sink`.
+    pub fn start(sink: Arc<dyn Sink>) -> Result<Self, Error> {
         let (jobs, queue) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("audit-writer".to_owned())
-            .spawn(move || write_loop(sink.as_ref(), &head, &queue))
+            .spawn(move || write_loop(sink.as_ref(), &queue))
             .map_err(|e| Error::Storage(format!("starting the audit writer: {e}")))?;
         Ok(Writer {
             jobs,
@@ -102,8 +103,7 @@ impl Writer {
     }
 }
 
-fn write_loop(sink: &dyn Sink, head: &RwLock<Head>, queue: &Receiver<Job>) {
-    let publish = |now: Head| *head.write().unwrap_or_else(|p| p.into_inner()) = now;
+fn write_loop(sink: &dyn Sink, queue: &Receiver<Job>) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -112,14 +112,12 @@ fn write_loop(sink: &dyn Sink, head: &RwLock<Head>, queue: &Receiver<Job>) {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let start = sink.committed().size;
         let entries: Vec<Vec<u8>> = batch
             .iter_mut()
             .map(|job| std::mem::take(&mut job.entry))
             .collect();
-        match sink.append(start, &entries) {
-            Ok(now) => {
-                publish(now);
+        match sink.append(&entries) {
+            Ok((start, _)) => {
                 for (offset, job) in batch.into_iter().enumerate() {
                     let _ = job.reply.send(Ok(start + offset as u64));
                 }
@@ -129,8 +127,6 @@ fn write_loop(sink: &dyn Sink, head: &RwLock<Head>, queue: &Receiver<Job>) {
                 for job in batch {
                     let _ = job.reply.send(Err(Error::Unavailable(reason.clone())));
                 }
-                // Whatever reached the disk is the truth from here on.
-                publish(sink.committed());
             }
         }
     }

@@ -98,22 +98,26 @@ fn entry(n: u64) -> Vec<u8> {
     .unwrap()
 }
 
-fn open_tiles() -> (tempfile::TempDir, Arc<TileStore>, Checkpoints) {
+fn open_tiles() -> (tempfile::TempDir, Arc<TileStore>, LogStore) {
     let dir = tempfile::tempdir().unwrap();
     let tiles = Arc::new(TileStore::open(dir.path(), 1 << 20).unwrap());
-    let checkpoints = Checkpoints::open(dir.path()).unwrap();
-    (dir, tiles, checkpoints)
+    let store = LogStore::files(dir.path(), Arc::clone(&tiles)).unwrap();
+    (dir, tiles, store)
 }
 
-fn writer(tiles: &Arc<TileStore>, head: &Arc<RwLock<Head>>) -> Writer {
-    Writer::start(Arc::clone(tiles) as Arc<dyn Sink>, Arc::clone(head)).unwrap()
+/// The log's files under `dir`, opened again.
+fn reopen(dir: &Path) -> LogStore {
+    LogStore::files(dir, Arc::new(TileStore::open(dir, 0).unwrap())).unwrap()
+}
+
+fn writer(tiles: &Arc<TileStore>) -> Writer {
+    Writer::start(Arc::clone(tiles) as Arc<dyn Sink>).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_get_distinct_indexes_and_a_verifiable_tree() {
-    let (_dir, tiles, checkpoints) = open_tiles();
-    let head = Arc::new(RwLock::new(tiles.head()));
-    let writer = writer(&tiles, &head);
+    let (_dir, tiles, store) = open_tiles();
+    let writer = writer(&tiles);
     let tasks: Vec<_> = (0..400)
         .map(|n| {
             let writer = writer.clone();
@@ -128,10 +132,10 @@ async fn concurrent_appends_get_distinct_indexes_and_a_verifiable_tree() {
     assert_eq!(indexes, (0..400).collect::<Vec<_>>());
 
     let mut seen = Vec::new();
-    let frontier = verify_full(&tiles, &checkpoints, &[], |n| seen.push(n)).unwrap();
+    let frontier = verify_full(&store, &[], |n| seen.push(n)).unwrap();
     assert_eq!(frontier.size(), 400);
     assert_eq!(seen.last(), Some(&400), "progress reaches the end");
-    assert_eq!(head.read().unwrap().root, frontier.root());
+    assert_eq!(tiles.head().root, frontier.root());
     // Every stored entry's inclusion proof checks against the head.
     let root = frontier.root();
     for index in [0, 1, 199, 399] {
@@ -147,16 +151,15 @@ async fn concurrent_appends_get_distinct_indexes_and_a_verifiable_tree() {
 
 #[tokio::test]
 async fn edited_entries_and_tiles_are_caught_by_the_full_check() {
-    let (dir, tiles, checkpoints) = open_tiles();
-    let head = Arc::new(RwLock::new(tiles.head()));
-    let writer = writer(&tiles, &head);
+    let (dir, tiles, store) = open_tiles();
+    let writer = writer(&tiles);
     for n in 0..300 {
         writer.append(entry(n)).await.unwrap();
     }
-    verify_full(&tiles, &checkpoints, &[], |_| {}).unwrap();
+    verify_full(&store, &[], |_| {}).unwrap();
     tiles.sync_now().unwrap();
     writer.stop();
-    drop(tiles);
+    drop((tiles, store));
 
     // An entry edited in place in a full bundle, its length kept.
     let bundle = dir.path().join("tile/entries/000");
@@ -165,35 +168,35 @@ async fn edited_entries_and_tiles_are_caught_by_the_full_check() {
     let at = edited.len() / 2;
     edited[at] = edited[at].wrapping_add(1);
     std::fs::write(&bundle, &edited).unwrap();
-    let tiles = TileStore::open(dir.path(), 0).unwrap();
+    let store = reopen(dir.path());
     assert!(matches!(
-        verify_full(&tiles, &checkpoints, &[], |_| {}),
+        verify_full(&store, &[], |_| {}),
         Err(Error::Tampered(_))
     ));
     std::fs::write(&bundle, &original).unwrap();
-    verify_full(&tiles, &checkpoints, &[], |_| {}).unwrap();
-    drop(tiles);
+    verify_full(&store, &[], |_| {}).unwrap();
+    drop(store);
 
     // A hash edited in a full tile that no proof near the edge reads.
     let tile = dir.path().join("tile/0/000");
     let mut edited = std::fs::read(&tile).unwrap();
     edited[64] ^= 0x80;
     std::fs::write(&tile, &edited).unwrap();
-    let tiles = TileStore::open(dir.path(), 0).unwrap();
+    let store = reopen(dir.path());
     assert!(matches!(
-        verify_full(&tiles, &checkpoints, &[], |_| {}),
+        verify_full(&store, &[], |_| {}),
         Err(Error::Tampered(_))
     ));
 }
 
 #[test]
 fn the_full_check_covers_the_log_as_it_began_while_appends_go_on() {
-    let (_dir, tiles, checkpoints) = open_tiles();
+    let (_dir, tiles, store) = open_tiles();
     let entries: Vec<Vec<u8>> = (0..600).map(entry).collect();
     tiles.append(0, &entries).unwrap();
     // Each time the check reports progress, more entries arrive.
     let mut next = 600;
-    let frontier = verify_full(&tiles, &checkpoints, &[], |_| {
+    let frontier = verify_full(&store, &[], |_| {
         let more: Vec<Vec<u8>> = (next..next + 100).map(entry).collect();
         tiles.append(next, &more).unwrap();
         next += 100;

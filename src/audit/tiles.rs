@@ -58,10 +58,83 @@ struct HeadFile {
 /// The right edge: the tree's frontier, the hashes in the rightmost tile of each level, the
 /// entries in the rightmost bundle. Cheap to clone (entries are shared).
 #[derive(Debug, Clone, Default)]
-struct Edge {
+pub(super) struct Edge {
     frontier: Frontier,
     rows: Vec<Vec<Hash>>,
     bundle: Vec<Arc<[u8]>>,
+}
+
+impl Edge {
+    /// The right edge of a tree whose frontier is `frontier` and whose rightmost hash tiles
+    /// hold `rows` (by level), without the entries of its rightmost bundle (a log that keeps
+    /// entries one by one has no use for them).
+    pub(super) fn from_rows(frontier: Frontier, rows: Vec<Vec<Hash>>) -> Self {
+        Edge {
+            frontier,
+            rows,
+            bundle: Vec::new(),
+        }
+    }
+
+    /// The size and root of the tree the edge ends.
+    pub(super) fn head(&self) -> Head {
+        Head {
+            size: self.frontier.size(),
+            root: self.frontier.root(),
+        }
+    }
+
+    /// The hashes in the rightmost tile of each level.
+    pub(super) fn rows(&self) -> &[Vec<Hash>] {
+        &self.rows
+    }
+
+    /// Appends `entries` as leaves; returns the full hash tiles and entry bundles they complete,
+    /// with their bytes.
+    pub(super) fn extend(&mut self, entries: &[Vec<u8>]) -> Vec<(Tile, Vec<u8>)> {
+        let mut files: Vec<(Tile, Vec<u8>)> = Vec::new();
+        for entry in entries {
+            let index = self.frontier.size();
+            self.bundle.push(Arc::from(entry.as_slice()));
+            if self.bundle.len() as u64 == WIDTH {
+                let bytes = bundle_bytes(self.bundle.iter().map(|e| &e[..]));
+                files.push((
+                    Tile::Entries {
+                        index: index / WIDTH,
+                        width: WIDTH,
+                    },
+                    bytes,
+                ));
+                self.bundle.clear();
+            }
+            let mut completed = Vec::new();
+            self.frontier
+                .push(merkle::leaf_hash(entry), |level, node, hash| {
+                    if level % HEIGHT == 0 {
+                        completed.push((level / HEIGHT, node, hash));
+                    }
+                });
+            for (level, node, hash) in completed {
+                let row = level as usize;
+                if self.rows.len() <= row {
+                    self.rows.resize(row + 1, Vec::new());
+                }
+                self.rows[row].push(hash);
+                if self.rows[row].len() as u64 == WIDTH {
+                    files.push((
+                        Tile::Hashes {
+                            level,
+                            index: node / WIDTH,
+                            width: WIDTH,
+                        },
+                        self.rows[row].concat(),
+                    ));
+                    self.rows[row].clear();
+                }
+            }
+        }
+        files
+    }
 }
 
 /// What readers see: the committed head and its edge, swapped together.
@@ -85,18 +158,32 @@ struct Writing {
 }
 
 /// Bytes of full tiles and bundles read lately, bounded in bytes.
-struct Cache {
+pub(super) struct Cache {
     tiles: LruCache<Tile, Arc<Vec<u8>>>,
     bytes: usize,
     budget: usize,
 }
 
 impl Cache {
-    fn get(&mut self, tile: &Tile) -> Option<Arc<Vec<u8>>> {
+    /// An empty cache of at most `budget` bytes.
+    pub(super) fn new(budget: usize) -> Self {
+        Cache {
+            tiles: LruCache::unbounded(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    /// The bytes held, and the most it may hold.
+    pub(super) fn usage(&self) -> (usize, usize) {
+        (self.bytes, self.budget)
+    }
+
+    pub(super) fn get(&mut self, tile: &Tile) -> Option<Arc<Vec<u8>>> {
         self.tiles.get(tile).cloned()
     }
 
-    fn put(&mut self, tile: Tile, bytes: Arc<Vec<u8>>) {
+    pub(super) fn put(&mut self, tile: Tile, bytes: Arc<Vec<u8>>) {
         if bytes.len() > self.budget {
             return;
         }
@@ -169,7 +256,7 @@ pub fn bundle_bytes<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> 
     bytes
 }
 
-fn hashes(bytes: &[u8]) -> Vec<Hash> {
+pub(super) fn hashes(bytes: &[u8]) -> Vec<Hash> {
     bytes
         .chunks_exact(32)
         .map(|chunk| {
@@ -286,11 +373,7 @@ impl TileStore {
                 completed: Vec::new(),
                 since_sync: 0,
             }),
-            cache: Mutex::new(Cache {
-                tiles: LruCache::unbounded(),
-                bytes: 0,
-                budget: cache_bytes,
-            }),
+            cache: Mutex::new(Cache::new(cache_bytes)),
         };
         store.discard_past_head()?;
         let edge = store.load_edge(head)?;
@@ -355,8 +438,7 @@ impl TileStore {
 
     /// How many bytes of tiles the cache holds, and may hold.
     pub fn cache_use(&self) -> (usize, usize) {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        (cache.bytes, cache.budget)
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).usage()
     }
 
     /// A tile's bytes, if the committed tree holds it at that width: the edge's from memory,
@@ -607,47 +689,7 @@ impl TileStore {
     fn apply(&self, writing: &mut Writing, entries: &[Vec<u8>], log: bool) -> Result<Head, Error> {
         let first = writing.edge.frontier.size();
         let mut edge = writing.edge.clone();
-        let mut files: Vec<(Tile, Vec<u8>)> = Vec::new();
-        for entry in entries {
-            let index = edge.frontier.size();
-            edge.bundle.push(Arc::from(entry.as_slice()));
-            if edge.bundle.len() as u64 == WIDTH {
-                let bytes = bundle_bytes(edge.bundle.iter().map(|e| &e[..]));
-                files.push((
-                    Tile::Entries {
-                        index: index / WIDTH,
-                        width: WIDTH,
-                    },
-                    bytes,
-                ));
-                edge.bundle.clear();
-            }
-            let mut completed = Vec::new();
-            edge.frontier
-                .push(merkle::leaf_hash(entry), |level, node, hash| {
-                    if level % HEIGHT == 0 {
-                        completed.push((level / HEIGHT, node, hash));
-                    }
-                });
-            for (level, node, hash) in completed {
-                let row = level as usize;
-                if edge.rows.len() <= row {
-                    edge.rows.resize(row + 1, Vec::new());
-                }
-                edge.rows[row].push(hash);
-                if edge.rows[row].len() as u64 == WIDTH {
-                    files.push((
-                        Tile::Hashes {
-                            level,
-                            index: node / WIDTH,
-                            width: WIDTH,
-                        },
-                        edge.rows[row].concat(),
-                    ));
-                    edge.rows[row].clear();
-                }
-            }
-        }
+        let files = edge.extend(entries);
         let mut written = Vec::new();
         let mut directories = BTreeSet::new();
         for (tile, bytes) in &files {

@@ -29,6 +29,10 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
+mod tlog;
+
+pub use self::tlog::{LogHead, LogTransaction};
+
 use super::engine::{Entries, Span, TreeName};
 use super::{Error, Result};
 
@@ -36,11 +40,18 @@ use super::{Error, Result};
 pub type DbError = tokio_postgres::Error;
 
 /// The migrations, in order: (version, what it does, SQL).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "records and the sequence",
-    include_str!("../../migrations/postgres/0001_records.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "records and the sequence",
+        include_str!("../../migrations/postgres/0001_records.sql"),
+    ),
+    (
+        2,
+        "the shared audit log",
+        include_str!("../../migrations/postgres/0002_audit_log.sql"),
+    ),
+];
 
 /// The advisory lock migrations run under ("sshsign" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0073_7368_7369_676e;

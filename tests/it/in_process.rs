@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sshsign::appliance::{Caller, SignInput, SignOutcome};
 use sshsign::approval::decision::Verdict;
 use sshsign::audit::log::{Head, Sink};
+use sshsign::audit::storage::LogStore;
 use sshsign::audit::tiles::TileStore;
 use sshsign::request::RequestStatus;
 
@@ -21,15 +22,11 @@ pub struct Switch {
 }
 
 impl Sink for Switch {
-    fn append(&self, first: u64, entries: &[Vec<u8>]) -> Result<Head, String> {
+    fn append(&self, entries: &[Vec<u8>]) -> Result<(u64, Head), String> {
         if self.failing.load(Ordering::SeqCst) {
             return Err("disk full".to_owned());
         }
-        Sink::append(&*self.tiles, first, entries)
-    }
-
-    fn committed(&self) -> Head {
-        self.tiles.head()
+        Sink::append(&*self.tiles, entries)
     }
 }
 
@@ -70,10 +67,9 @@ pub fn in_process() -> InProcess {
         .unwrap()
         .clone();
     let audit = AuditLog::open_with_sink(
-        &audit_dir,
         store.sled(),
         sink.clone(),
-        tiles,
+        LogStore::files(&audit_dir, tiles).unwrap(),
         CheckpointSigner::new(token.clone(), std::slice::from_ref(&checkpoint_key)).unwrap(),
     )
     .unwrap();

@@ -1,0 +1,401 @@
+//! The audit log several appliances share, in PostgreSQL: one tree, whichever appliance appends.
+//!
+//! - **One sequencer.** Each appliance's writer ([`super::log`]) hands its batch to
+//!   [`SharedLog::append`], which takes the head's row lock (`SELECT … FOR UPDATE`), reads the
+//!   tree's right edge (the rightmost hash tile of each level, one query), integrates the batch,
+//!   and writes its entries, the tiles it changed and the new head in the same transaction: the
+//!   design of Trillian on MySQL and Tessera on Aurora. Batches from every appliance are
+//!   integrated one after another; an index is never given twice; a commit is durable when it
+//!   returns, and only then are the batch's callers answered (and only then do they sign).
+//! - **Tiles everyone reads.** Entries are rows (a bundle is a range of them); a hash tile is a
+//!   row at its latest width, a narrower width being its prefix. Any appliance serves tiles and
+//!   proves inclusion and consistency. Full tiles and bundles never change, so they are cached.
+//! - **Checkpoints** are signed by the checkpoint key, the same in every appliance's token and
+//!   deterministic, so two appliances signing one size keep one note.
+//! - **Each appliance a witness.** Every checkpoint an appliance signs or serves is also kept on
+//!   its own disk ([`super::checkpoints::Checkpoints`]); at start-up, and each time it reads the
+//!   head, the database's tree must extend the latest of them. A database restored to an older
+//!   state, or rewritten, is refused by every appliance that saw the newer one, and clients that
+//!   kept a checkpoint detect it as they do for one appliance.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::Error;
+use super::checkpoints::Checkpoints;
+use super::log::{Head, Sink};
+use super::merkle::{Frontier, Hash, Nodes};
+use super::tiles::path::{HEIGHT, WIDTH, hashes_at, locate};
+use super::tiles::{Cache, Edge, MAX_ENTRY, Tile, bundle_bytes, hashes, span_root};
+use crate::store::postgres::{LogHead, Postgres};
+
+fn storage(e: crate::store::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+fn to_head(stored: &LogHead) -> Result<Head, Error> {
+    let root = <[u8; 32]>::try_from(stored.root.as_slice())
+        .map_err(|_| Error::Corrupt("the stored root is not 32 bytes".into()))?;
+    Ok(Head {
+        size: stored.size,
+        root,
+    })
+}
+
+/// The log in PostgreSQL, as one appliance sees it.
+pub struct SharedLog {
+    db: Postgres,
+    /// The newest head this appliance has read or committed.
+    head: RwLock<Head>,
+    /// Full tiles and bundles read lately.
+    cache: Mutex<Cache>,
+    /// The checkpoints this appliance signed or served, on its own disk.
+    witnessed: Checkpoints,
+}
+
+impl std::fmt::Debug for SharedLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLog")
+            .field("head", &self.head())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The right edge's tiles, read in the sequencer's transaction, as [`Nodes`].
+struct EdgeTiles {
+    size: u64,
+    rows: Vec<Vec<u8>>,
+}
+
+impl Nodes for EdgeTiles {
+    type Error = Error;
+
+    fn node(&self, level: u32, index: u64) -> Result<Hash, Error> {
+        let (tile, span) = locate(self.size, level, index).ok_or_else(|| {
+            Error::Corrupt(format!("subtree ({level}, {index}) is past the head"))
+        })?;
+        let bytes = self
+            .rows
+            .get(level as usize / HEIGHT as usize)
+            .ok_or_else(|| Error::Corrupt(format!("{} is missing", tile.path())))?;
+        span_root(bytes, span, tile)
+    }
+}
+
+/// The rightmost tile of each level of a tree of `size`, as (level, index, width); a level
+/// whose hashes fill whole tiles has none.
+fn edge_tiles(size: u64) -> Vec<(u32, u64, u64)> {
+    (0..)
+        .map_while(|level| {
+            let count = hashes_at(size, level);
+            (count > 0).then_some((level, count / WIDTH, count % WIDTH))
+        })
+        .collect()
+}
+
+impl SharedLog {
+    /// The log in `db`, with this appliance's witnessed checkpoints under `local` (its own
+    /// audit directory). At most `cache_bytes` of tiles stay in memory.
+    pub fn open(db: Postgres, local: &Path, cache_bytes: usize) -> Result<Self, Error> {
+        std::fs::create_dir_all(local)
+            .map_err(|e| Error::Storage(format!("creating {}: {e}", local.display())))?;
+        let head = to_head(&db.log_head().map_err(storage)?)?;
+        Ok(SharedLog {
+            db,
+            head: RwLock::new(head),
+            cache: Mutex::new(Cache::new(cache_bytes)),
+            witnessed: Checkpoints::open(local)?,
+        })
+    }
+
+    /// The newest head this appliance has seen.
+    pub fn head(&self) -> Head {
+        *self.head.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the committed head. A head smaller than one seen before means the database went
+    /// back in time: refused.
+    pub fn refresh(&self) -> Result<Head, Error> {
+        let now = to_head(&self.db.log_head().map_err(storage)?)?;
+        self.advance(now)
+    }
+
+    fn advance(&self, now: Head) -> Result<Head, Error> {
+        let mut head = self.head.write().unwrap_or_else(|p| p.into_inner());
+        if now.size < head.size {
+            return Err(Error::Tampered(format!(
+                "the database's log holds {} entries, but this appliance saw {}",
+                now.size, head.size
+            )));
+        }
+        *head = now;
+        Ok(now)
+    }
+
+    /// Bytes of tiles cached, and the budget.
+    pub fn cache_use(&self) -> (usize, usize) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).usage()
+    }
+
+    fn cached(&self, tile: Tile) -> Option<Arc<Vec<u8>>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&tile)
+    }
+
+    fn cache(&self, tile: Tile, bytes: Arc<Vec<u8>>) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(tile, bytes);
+    }
+
+    /// Tile `tile` at its width, if the committed tree holds that many items in it.
+    pub fn read(&self, tile: Tile) -> Result<Option<Arc<Vec<u8>>>, Error> {
+        let full = tile.full();
+        let width = usize::try_from(tile.width()).unwrap_or(usize::MAX);
+        if let Some(bytes) = self.cached(full) {
+            return Ok(Some(match tile {
+                _ if !tile.is_partial() => bytes,
+                Tile::Hashes { .. } => Arc::new(
+                    bytes
+                        .get(..width * 32)
+                        .ok_or_else(|| Error::Corrupt(format!("{} is short", full.path())))?
+                        .to_vec(),
+                ),
+                Tile::Entries { .. } => Arc::new(bundle_bytes(
+                    super::tiles::bundle_entries(&bytes)?
+                        .into_iter()
+                        .take(width),
+                )),
+            }));
+        }
+        let bytes = match tile {
+            Tile::Hashes { level, index, .. } => {
+                let Some((_, _, stored)) =
+                    self.db.log_tiles(&[(level, index)]).map_err(storage)?.pop()
+                else {
+                    return Ok(None);
+                };
+                if stored.len() % 32 != 0 || stored.len() > WIDTH as usize * 32 {
+                    return Err(Error::Corrupt(format!("{} is malformed", full.path())));
+                }
+                if stored.len() == WIDTH as usize * 32 {
+                    self.cache(full, Arc::new(stored.clone()));
+                }
+                match stored.get(..width * 32) {
+                    Some(prefix) => prefix.to_vec(),
+                    None => return Ok(None),
+                }
+            }
+            Tile::Entries { index, width } => {
+                let first = index * WIDTH;
+                let entries = self.db.log_entries(first, first + width).map_err(storage)?;
+                if (entries.len() as u64) < width {
+                    return Ok(None);
+                }
+                let bytes = bundle_bytes(entries.iter().map(|(_, e)| e.as_slice()));
+                if width == WIDTH {
+                    self.cache(full, Arc::new(bytes.clone()));
+                }
+                bytes
+            }
+        };
+        Ok(Some(Arc::new(bytes)))
+    }
+
+    /// Entry `index`, if committed.
+    pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.entries(index, 1)?.pop().map(|(_, entry)| entry))
+    }
+
+    /// Entries from `from` on, at most `limit`: whole bundles through the cache.
+    pub fn entries(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, Error> {
+        let mut found = Vec::new();
+        let mut next = from;
+        while found.len() < limit {
+            let bundle = next / WIDTH;
+            let full = Tile::Entries {
+                index: bundle,
+                width: WIDTH,
+            };
+            let batch: Vec<(u64, Vec<u8>)> = match self.cached(full) {
+                Some(bytes) => super::tiles::bundle_entries(&bytes)?
+                    .into_iter()
+                    .enumerate()
+                    .map(|(offset, e)| (bundle * WIDTH + offset as u64, e.to_vec()))
+                    .collect(),
+                None => {
+                    let rows = self
+                        .db
+                        .log_entries(bundle * WIDTH, (bundle + 1) * WIDTH)
+                        .map_err(storage)?;
+                    if rows.len() as u64 == WIDTH {
+                        let bytes = bundle_bytes(rows.iter().map(|(_, e)| e.as_slice()));
+                        self.cache(full, Arc::new(bytes));
+                    }
+                    rows
+                }
+            };
+            let whole = batch.len() as u64 == WIDTH;
+            found.extend(
+                batch
+                    .into_iter()
+                    .filter(|(index, _)| *index >= next)
+                    .take(limit - found.len()),
+            );
+            if !whole {
+                break;
+            }
+            next = (bundle + 1) * WIDTH;
+        }
+        Ok(found)
+    }
+
+    /// The latest checkpoint kept in the database.
+    pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, Error> {
+        self.db.log_latest_checkpoint().map_err(storage)
+    }
+
+    pub fn checkpoint_at(&self, size: u64) -> Result<Option<String>, Error> {
+        self.db.log_checkpoint_at(size).map_err(storage)
+    }
+
+    /// Keeps a checkpoint for every appliance, and as witnessed here; returns the note kept at
+    /// that size (another appliance's, if it kept one first: the same bytes).
+    pub fn keep_checkpoint(&self, size: u64, note: &str) -> Result<String, Error> {
+        let kept = self.db.log_keep_checkpoint(size, note).map_err(storage)?;
+        self.witness(size, &kept)?;
+        Ok(kept)
+    }
+
+    /// Keeps `note` at `size` on this appliance's disk, unless it has seen as large a one.
+    pub fn witness(&self, size: u64, note: &str) -> Result<(), Error> {
+        if self
+            .witnessed
+            .latest()?
+            .is_none_or(|(latest, _)| latest < size)
+        {
+            self.witnessed.append(size, note)?;
+        }
+        Ok(())
+    }
+
+    /// The latest checkpoint this appliance signed or served.
+    pub fn witnessed(&self) -> Result<Option<(u64, String)>, Error> {
+        self.witnessed.latest()
+    }
+
+    pub fn checkpoint_count(&self) -> Result<u64, Error> {
+        self.db.log_checkpoint_count().map_err(storage)
+    }
+
+    /// The sequencer: integrates `entries` after whatever every appliance appended, in one
+    /// transaction holding the head's row lock.
+    fn integrate(&self, entries: &[Vec<u8>]) -> Result<(u64, Head), Error> {
+        if let Some(long) = entries.iter().find(|e| e.len() > MAX_ENTRY) {
+            return Err(Error::Unavailable(format!(
+                "an audit entry of {} bytes (at most {MAX_ENTRY})",
+                long.len()
+            )));
+        }
+        let done = self.db.log_sequence(|tx| {
+            let stored = tx.lock_head()?;
+            let abort = |e: Error| crate::store::Error::Database(e.to_string());
+            let head = to_head(&stored).map_err(abort)?;
+            let edge = edge_tiles(head.size);
+            let wanted: Vec<(u32, u64)> = edge
+                .iter()
+                .filter(|(_, _, width)| *width > 0)
+                .map(|&(level, index, _)| (level, index))
+                .collect();
+            let found = tx.tiles(&wanted)?;
+            let mut rows = Vec::with_capacity(edge.len());
+            for (level, index, width) in edge {
+                let bytes = match found.iter().find(|t| t.0 == level && t.1 == index) {
+                    _ if width == 0 => Vec::new(),
+                    Some((_, _, bytes)) if bytes.len() as u64 == width * 32 => bytes.clone(),
+                    _ => {
+                        return Err(abort(Error::Corrupt(format!(
+                            "the hash tile ({level}, {index}) does not hold {width} hashes"
+                        ))));
+                    }
+                };
+                rows.push(bytes);
+            }
+            let frontier = Frontier::load(
+                &EdgeTiles {
+                    size: head.size,
+                    rows: rows.clone(),
+                },
+                head.size,
+            )
+            .map_err(abort)?;
+            if frontier.root() != head.root {
+                return Err(abort(Error::Tampered(format!(
+                    "the right edge does not hash to the head at size {}",
+                    head.size
+                ))));
+            }
+            let mut edge = Edge::from_rows(frontier, rows.iter().map(|r| hashes(r)).collect());
+            let completed = edge.extend(entries);
+            let mut tiles: Vec<(u32, u64, Vec<u8>)> = completed
+                .into_iter()
+                .filter_map(|(tile, bytes)| match tile {
+                    Tile::Hashes { level, index, .. } => Some((level, index, bytes)),
+                    Tile::Entries { .. } => None,
+                })
+                .collect();
+            let now = edge.head();
+            for (level, row) in edge.rows().iter().enumerate() {
+                if !row.is_empty() {
+                    let level = level as u32;
+                    tiles.push((level, hashes_at(now.size, level) / WIDTH, row.concat()));
+                }
+            }
+            tx.add_entries(head.size, entries)?;
+            tx.put_tiles(&tiles)?;
+            tx.set_head(&LogHead {
+                size: now.size,
+                root: now.root.to_vec(),
+            })?;
+            Ok((head.size, now))
+        });
+        let (first, now) = done.map_err(|e| match e {
+            crate::store::Error::Database(reason) => Error::Unavailable(reason),
+            other => storage(other),
+        })?;
+        self.advance(now)?;
+        Ok((first, now))
+    }
+}
+
+impl Sink for SharedLog {
+    fn append(&self, entries: &[Vec<u8>]) -> Result<(u64, Head), String> {
+        self.integrate(entries).map_err(|e| e.to_string())
+    }
+}
+
+impl Nodes for SharedLog {
+    type Error = Error;
+
+    /// A perfect subtree of `2^level` leaves, in the tree this appliance last saw (read again
+    /// when that tree does not hold it yet).
+    fn node(&self, level: u32, index: u64) -> Result<Hash, Error> {
+        let located = match locate(self.head().size, level, index) {
+            Some(found) => found,
+            None => locate(self.refresh()?.size, level, index).ok_or_else(|| {
+                Error::Corrupt(format!("subtree ({level}, {index}) is not in the log"))
+            })?,
+        };
+        let (tile, span) = located;
+        let bytes = self
+            .read(tile)?
+            .ok_or_else(|| Error::Corrupt(format!("{} is missing", tile.path())))?;
+        span_root(&bytes, span, tile)
+    }
+}
+
+#[cfg(test)]
+mod tests;
