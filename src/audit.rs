@@ -359,7 +359,7 @@ impl AuditLog {
         signer: CheckpointSigner,
         cache_bytes: usize,
     ) -> Result<Self, Error> {
-        let store = LogStore::Shared(Arc::new(SharedLog::open(db, local, cache_bytes)?));
+        let store = LogStore::Shared(Arc::new(SharedLog::open(db, Some(local), cache_bytes)?));
         Self::open_with_sink(None, store.sink(), store, signer)
     }
 
@@ -858,6 +858,74 @@ pub fn verify_directory(
         entries: frontier.size(),
         root: b64(&frontier.root()),
         checkpoint_size: store.latest_checkpoint()?.map(|(size, _)| size),
+    })
+}
+
+/// Checks the log several appliances share in `db` entry by entry, as [`verify_directory`]
+/// does a directory's; the appliances may go on appending meanwhile (the check covers the log
+/// as it was when it began).
+pub fn verify_database(
+    db: crate::store::postgres::Postgres,
+    vkey: &str,
+    progress: impl FnMut(u64),
+) -> Result<FullCheck, Error> {
+    let store = LogStore::Shared(Arc::new(SharedLog::open(db, None, 16 << 20)?));
+    let vkeys = [vkey.to_owned()];
+    check_against_checkpoint(&store, &vkeys)?;
+    let frontier = verify_full(&store, &vkeys, progress)?;
+    Ok(FullCheck {
+        entries: frontier.size(),
+        root: b64(&frontier.root()),
+        checkpoint_size: store
+            .latest_checkpoint()?
+            .map(|(size, _)| size)
+            .filter(|size| *size <= frontier.size()),
+    })
+}
+
+/// Copies the log several appliances share in `db`, up to its latest checkpoint (which must
+/// verify under `vkey`), into a new tile directory `to`: what `sshsign audit check --tiles` and
+/// [`verify_directory`] read, for an offline check or an archive. Every entry is hashed again on
+/// the way, and the copy must hash to the checkpoint's root.
+pub fn export_database(
+    db: crate::store::postgres::Postgres,
+    vkey: &str,
+    to: &Path,
+    mut progress: impl FnMut(u64),
+) -> Result<FullCheck, Error> {
+    let store = LogStore::Shared(Arc::new(SharedLog::open(db, None, 16 << 20)?));
+    let vkeys = [vkey.to_owned()];
+    let (size, note) = store.latest_checkpoint()?.ok_or(Error::NoCheckpoint(0))?;
+    let signed = verify_latest(&note, &vkeys)?;
+    if std::fs::read_dir(to).is_ok_and(|mut listing| listing.next().is_some()) {
+        return Err(Error::Storage(format!(
+            "{} is not empty: a copy goes in a new directory",
+            to.display()
+        )));
+    }
+    let tiles = TileStore::open(to, 16 << 20)?;
+    while tiles.head().size < size {
+        let next = tiles.head().size;
+        let left = usize::try_from(size - next).unwrap_or(usize::MAX);
+        let batch = store.entries(next, left.min(4096))?;
+        if batch.first().map(|(index, _)| *index) != Some(next) {
+            return Err(Error::Tampered(format!("entry {next} is missing")));
+        }
+        let entries: Vec<Vec<u8>> = batch.into_iter().map(|(_, entry)| entry).collect();
+        tiles.append(next, &entries)?;
+        progress(tiles.head().size);
+    }
+    if tiles.head().root != signed.root {
+        return Err(Error::Tampered(format!(
+            "the entries do not hash to the root signed at size {size}"
+        )));
+    }
+    tiles.sync_now()?;
+    Checkpoints::open(to)?.append(size, &note)?;
+    Ok(FullCheck {
+        entries: size,
+        root: b64(&signed.root),
+        checkpoint_size: Some(size),
     })
 }
 

@@ -122,7 +122,49 @@ pub struct DatabaseSettings {
 /// Database connections by default.
 pub const DEFAULT_DATABASE_POOL: usize = 16;
 
+impl DatabaseSettings {
+    /// The database `raw` names, if any: what `serve` uses, for the commands that read it too.
+    pub fn from_raw(
+        raw: &RawConfig,
+        credentials_dir: Option<&Path>,
+    ) -> Result<Option<Self>, Error> {
+        database_settings(raw, credentials_dir)
+    }
+
+    /// How to connect, with the password read from its file.
+    pub fn connection(&self) -> Result<crate::store::postgres::Settings, crate::store::Error> {
+        let password = self
+            .password_file
+            .as_deref()
+            .map(crate::secret::read_secret_file)
+            .transpose()
+            .map_err(|e| crate::store::Error::Database(e.to_string()))?;
+        Ok(crate::store::postgres::Settings {
+            url: self.url.clone(),
+            password,
+            ca_file: self.ca_file.clone(),
+            pool: self.pool,
+        })
+    }
+}
+
+/// The sled store's directory by default.
+const DEFAULT_DB_PATH: &str = "./sshsign.db";
+
 impl RawConfig {
+    /// The audit log's directory: `SSHSIGN_AUDIT_PATH`, or the database path + `.tlog`.
+    pub fn audit_directory(&self) -> PathBuf {
+        self.audit_path.clone().unwrap_or_else(|| {
+            let mut path = self
+                .db_path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH))
+                .into_os_string();
+            path.push(".tlog");
+            PathBuf::from(path)
+        })
+    }
+
     /// Reads the `SSHSIGN_*` variables through `var` (the process environment in production).
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let text = |name: &str| var(name).filter(|v| !v.is_empty());
@@ -447,12 +489,10 @@ impl ServeConfig {
             });
         }
         let database = database_settings(&raw, credentials_dir)?;
-        let db_path = raw.db_path.unwrap_or_else(|| PathBuf::from("./sshsign.db"));
-        let audit_path = raw.audit_path.unwrap_or_else(|| {
-            let mut path = db_path.clone().into_os_string();
-            path.push(".tlog");
-            PathBuf::from(path)
-        });
+        let audit_path = raw.audit_directory();
+        let db_path = raw
+            .db_path
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH));
         let audit_cache_mib = raw.audit_cache_mib.unwrap_or(DEFAULT_AUDIT_CACHE_MIB);
         if !(1..=4096).contains(&audit_cache_mib) {
             return Err(Error::Invalid {

@@ -223,19 +223,7 @@ fn open_store(config: &ServeConfig) -> Result<Store, StartError> {
         path: config.store_place(),
         source,
     };
-    let password = database
-        .password_file
-        .as_deref()
-        .map(crate::secret::read_secret_file)
-        .transpose()
-        .map_err(|e| failed(crate::store::Error::Database(e.to_string())))?;
-    let store = Store::open_postgres(&crate::store::postgres::Settings {
-        url: database.url.clone(),
-        password,
-        ca_file: database.ca_file.clone(),
-        pool: database.pool,
-    })
-    .map_err(failed)?;
+    let store = Store::open_postgres(&database.connection().map_err(failed)?).map_err(failed)?;
     tracing::info!(pool = database.pool, "store in PostgreSQL");
     Ok(store)
 }

@@ -49,8 +49,9 @@ pub struct SharedLog {
     head: RwLock<Head>,
     /// Full tiles and bundles read lately.
     cache: Mutex<Cache>,
-    /// The checkpoints this appliance signed or served, on its own disk.
-    witnessed: Checkpoints,
+    /// The checkpoints this appliance signed or served, on its own disk (none for a one-off
+    /// reader, such as `sshsign-server audit verify`).
+    witnessed: Option<Checkpoints>,
 }
 
 impl std::fmt::Debug for SharedLog {
@@ -96,15 +97,21 @@ fn edge_tiles(size: u64) -> Vec<(u32, u64, u64)> {
 impl SharedLog {
     /// The log in `db`, with this appliance's witnessed checkpoints under `local` (its own
     /// audit directory). At most `cache_bytes` of tiles stay in memory.
-    pub fn open(db: Postgres, local: &Path, cache_bytes: usize) -> Result<Self, Error> {
-        std::fs::create_dir_all(local)
-            .map_err(|e| Error::Storage(format!("creating {}: {e}", local.display())))?;
+    pub fn open(db: Postgres, local: Option<&Path>, cache_bytes: usize) -> Result<Self, Error> {
+        let witnessed = match local {
+            Some(local) => {
+                std::fs::create_dir_all(local)
+                    .map_err(|e| Error::Storage(format!("creating {}: {e}", local.display())))?;
+                Some(Checkpoints::open(local)?)
+            }
+            None => None,
+        };
         let head = to_head(&db.log_head().map_err(storage)?)?;
         Ok(SharedLog {
             db,
             head: RwLock::new(head),
             cache: Mutex::new(Cache::new(cache_bytes)),
-            witnessed: Checkpoints::open(local)?,
+            witnessed,
         })
     }
 
@@ -272,19 +279,21 @@ impl SharedLog {
 
     /// Keeps `note` at `size` on this appliance's disk, unless it has seen as large a one.
     pub fn witness(&self, size: u64, note: &str) -> Result<(), Error> {
-        if self
-            .witnessed
-            .latest()?
-            .is_none_or(|(latest, _)| latest < size)
-        {
-            self.witnessed.append(size, note)?;
+        let Some(witnessed) = &self.witnessed else {
+            return Ok(());
+        };
+        if witnessed.latest()?.is_none_or(|(latest, _)| latest < size) {
+            witnessed.append(size, note)?;
         }
         Ok(())
     }
 
     /// The latest checkpoint this appliance signed or served.
     pub fn witnessed(&self) -> Result<Option<(u64, String)>, Error> {
-        self.witnessed.latest()
+        match &self.witnessed {
+            Some(witnessed) => witnessed.latest(),
+            None => Ok(None),
+        }
     }
 
     pub fn checkpoint_count(&self) -> Result<u64, Error> {

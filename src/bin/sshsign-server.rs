@@ -55,17 +55,34 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum Audit {
     /// Read every entry back and check it against the tiles, the head and the latest signed
-    /// checkpoint; prints a JSON report, or fails naming what does not match.
+    /// checkpoint; prints a JSON report, or fails naming what does not match. Checks the
+    /// directory `--path` names (the appliance stopped), or without it the log in the PostgreSQL
+    /// database the settings name (`SSHSIGN_DATABASE_URL`; appliances may go on meanwhile).
     Verify {
         /// Required: the full check is O(n), unlike the start-up check.
         #[arg(long, required = true)]
         full: bool,
         /// The log's directory (`SSHSIGN_AUDIT_PATH`; by default the database path + `.tlog`).
         #[arg(long)]
-        path: PathBuf,
+        path: Option<PathBuf>,
         /// The checkpoint verifier key (`origin+keyhash+key`, as `provision show` prints it).
         #[arg(long)]
         key: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Copy the log several appliances share (in the PostgreSQL database the settings name) up
+    /// to its latest checkpoint into a new tile directory, checking every entry on the way: for
+    /// `sshsign audit check --tiles DIR`, `audit verify --path DIR`, or an archive.
+    Export {
+        /// A new or empty directory.
+        #[arg(long)]
+        to: PathBuf,
+        /// The checkpoint verifier key (`origin+keyhash+key`, as `provision show` prints it).
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -634,22 +651,74 @@ fn main() -> Result<()> {
         } => tokio::runtime::Runtime::new()?.block_on(serve(config, print_instructions)),
         Command::Dev { dir } => dev(&dir),
         Command::Provision(command) => provision(command),
-        Command::Audit(Audit::Verify { full: _, path, key }) => {
-            let mut reported = 0;
-            let report = sshsign::audit::verify_directory(&path, &key, |done| {
-                if done >= reported + 1_000_000 {
-                    reported = done;
-                    eprintln!("checked {done} entries");
-                }
-            })?;
-            println!("{}", serde_json::to_string(&report)?);
-            Ok(())
-        }
+        Command::Audit(command) => audit(command),
         Command::Openapi => {
             print!("{}", sshsign::web::openapi::document_text());
             Ok(())
         }
     }
+}
+
+/// `sshsign-server audit ...`: prints a JSON report.
+fn audit(command: Audit) -> Result<()> {
+    let mut reported = 0;
+    let progress = |done: u64| {
+        if done >= reported + 1_000_000 {
+            reported = done;
+            eprintln!("checked {done} entries");
+        }
+    };
+    let database = |config: &ConfigArg| -> Result<sshsign::store::postgres::Postgres> {
+        let raw = raw_config(config, RawConfig::default())?;
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        let settings = sshsign::config::DatabaseSettings::from_raw(&raw, credentials.as_deref())?
+            .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no log to check: give --path, or SSHSIGN_DATABASE_URL for a shared log"
+            )
+        })?;
+        Ok(sshsign::store::postgres::Postgres::open(
+            &settings.connection()?,
+        )?)
+    };
+    let report = match command {
+        Audit::Verify {
+            full: _,
+            path: Some(path),
+            key,
+            config: _,
+        } => sshsign::audit::verify_directory(&path, &key, progress)?,
+        Audit::Verify {
+            full: _,
+            path: None,
+            key,
+            config,
+        } => sshsign::audit::verify_database(database(&config)?, &key, progress)?,
+        Audit::Export { to, key, config } => {
+            let report = sshsign::audit::export_database(database(&config)?, &key, &to, progress)?;
+            // The notes handing the log from one checkpoint key to the next are kept beside
+            // each appliance's log, and served beside the tiles: the copy takes them too.
+            let handovers = raw_config(&config, RawConfig::default())?
+                .audit_directory()
+                .join("handovers");
+            if handovers.is_dir() {
+                std::fs::create_dir_all(to.join("handovers"))?;
+                for item in std::fs::read_dir(&handovers)? {
+                    let path = item?.path();
+                    if path.extension().is_some_and(|e| e == "note") {
+                        std::fs::copy(
+                            &path,
+                            to.join("handovers")
+                                .join(path.file_name().unwrap_or_default()),
+                        )?;
+                    }
+                }
+            }
+            report
+        }
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
 }
 
 /// mimalloc, except in a build for heap profiling (`--features system-alloc`), where heaptrack

@@ -271,6 +271,9 @@ fn a_log_changed_at_rest_stops_signing_or_the_appliance() {
         .unwrap()
         .to_owned();
     appliance.stop();
+    if appliance.database().is_some() {
+        return changed_in_the_database(&mut appliance, &alice, &vkey);
+    }
     let tlog = appliance.dir.path().join("db.tlog");
     let verify_full = || {
         clean_command(crate::common::SERVER)
@@ -380,6 +383,103 @@ fn a_log_changed_at_rest_stops_signing_or_the_appliance() {
         "{health}"
     );
     alice.at(&appliance).create_key("");
+}
+
+/// [`a_log_changed_at_rest_stops_signing_or_the_appliance`] for the log several appliances
+/// share in PostgreSQL: rows changed behind the appliances' backs.
+fn changed_in_the_database(appliance: &mut Appliance, alice: &User, vkey: &str) {
+    let psql = |appliance: &Appliance, sql: &str| {
+        appliance
+            .database()
+            .unwrap()
+            .psql("sshsign", sql)
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let verify_full = |appliance: &Appliance| {
+        appliance.server_command(&["audit", "verify", "--full", "--key", vkey])
+    };
+    let clean = verify_full(appliance);
+    assert!(clean.status.success(), "{}", stderr(&clean));
+    let report: Value = serde_json::from_slice(&clean.stdout).unwrap();
+    assert!(report["entries"].as_u64().unwrap() >= 4, "{report}");
+    assert_eq!(report["checkpoint_size"], report["entries"], "{report}");
+
+    // A leaf hash edited in the tile that the signed root is computed from: it does not start.
+    let tile = "WHERE level = 0 AND index = 0";
+    let hashes = psql(
+        appliance,
+        &format!("SELECT encode(hashes, 'hex') FROM sshsign_audit_tiles {tile}"),
+    );
+    psql(
+        appliance,
+        &format!(
+            "UPDATE sshsign_audit_tiles SET hashes = set_byte(hashes, 33, \
+             get_byte(hashes, 33) # 1) {tile}"
+        ),
+    );
+    let started = appliance.server_command(&["serve"]);
+    assert!(!started.status.success(), "started over an edited tile");
+    assert!(
+        stderr(&started).contains("audit log"),
+        "{}",
+        stderr(&started)
+    );
+    psql(
+        appliance,
+        &format!(
+            "UPDATE sshsign_audit_tiles SET hashes = decode('{hashes}', 'hex') WHERE level = 0 AND index = 0"
+        ),
+    );
+
+    // An entry edited in place (its tiles untouched): it starts, its full check finds the
+    // entry, and from then on nothing is signed or logged; the offline check finds it too.
+    let index = psql(
+        appliance,
+        "SELECT min(index) FROM sshsign_audit_entries \
+         WHERE convert_from(entry, 'UTF8') LIKE '%create_key%'",
+    );
+    let original = psql(
+        appliance,
+        &format!("SELECT encode(entry, 'hex') FROM sshsign_audit_entries WHERE index = {index}"),
+    );
+    psql(
+        appliance,
+        &format!(
+            "UPDATE sshsign_audit_entries SET entry = convert_to(replace(convert_from(entry, \
+             'UTF8'), 'create_key', 'revoke_key'), 'UTF8') WHERE index = {index}"
+        ),
+    );
+    let offline = verify_full(appliance);
+    assert!(
+        !offline.status.success(),
+        "the full check passed an edited entry"
+    );
+    assert!(
+        stderr(&offline).contains("does not match") || stderr(&offline).contains("do not hash"),
+        "{}",
+        stderr(&offline)
+    );
+    appliance.restart();
+    let health = wait_for_check(appliance);
+    assert_eq!(health["status"], "audit_tampered", "{health}");
+    let alice = alice.at(appliance);
+    alice.cmd("create-key").failed_with("audit_unavailable");
+
+    // Restored, it checks clean and serves.
+    appliance.stop();
+    psql(
+        appliance,
+        &format!(
+            "UPDATE sshsign_audit_entries SET entry = decode('{original}', 'hex') \
+             WHERE index = {index}"
+        ),
+    );
+    appliance.restart();
+    let health = wait_for_check(appliance);
+    assert_eq!(health["audit"]["check"]["state"], "verified", "{health}");
+    alice.at(appliance).create_key("");
 }
 
 /// `/healthz` once the audit log's full check has ended.
@@ -1329,7 +1429,7 @@ fn the_client_checks_the_log_from_its_served_tiles_and_from_a_copy() {
     // A copy of the log's directory checks the same way, once the appliance has stopped.
     appliance.stop();
     let copy = appliance.dir.path().join("tlog-copy");
-    copy_dir(&appliance.dir.path().join("db.tlog"), &copy);
+    appliance.copy_of_log(&vkey, &copy);
     let copy_text = copy.to_str().unwrap();
     let (offline, report) = from_tiles(&alice, &state, &["audit", "check", "--tiles", copy_text]);
     assert!(offline.status.success(), "{}", stderr(&offline));
@@ -1520,9 +1620,10 @@ fn rotated_keys_take_over_and_what_the_old_ones_signed_still_verifies() {
     assert!(report["size"].as_u64().unwrap() > 0, "{report}");
     let (status, _) = appliance.http_get("/audit/handovers/3.note");
     assert_eq!(status, 404);
+    let active_vkey = checkpoint["verifier_key"].as_str().unwrap().to_owned();
     appliance.stop();
     let copy = appliance.dir.path().join("tlog-copy");
-    copy_dir(&audit_dir, &copy);
+    appliance.copy_of_log(&active_vkey, &copy);
     let (copied, _) = from_tiles(
         &alice,
         &appliance.dir.path().join("state-4"),

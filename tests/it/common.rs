@@ -226,6 +226,49 @@ impl Appliance {
         self.pin_host_key();
     }
 
+    /// The PostgreSQL cluster the store (and the audit log) is in, when the suite runs there.
+    pub fn database(&self) -> Option<&sshsign::pgcluster::Cluster> {
+        self._database.as_ref()
+    }
+
+    /// Runs `sshsign-server` with `args` in the appliance's environment (its token and database).
+    pub fn server_command(&self, args: &[&str]) -> std::process::Output {
+        clean_command(SERVER)
+            .args(args)
+            .envs(self.store.env())
+            .env("SSHSIGN_DB_PATH", self.dir.path().join("db"))
+            .env("SSHSIGN_HOST_KEY_PATH", self.dir.path().join("host_key"))
+            .env("SSHSIGN_LISTEN_ADDR", "127.0.0.1:0")
+            .env("SSHSIGN_HTTP_ADDR", "127.0.0.1:0")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap()
+    }
+
+    /// A tile directory holding the audit log up to its latest checkpoint (which verifies under
+    /// `vkey`): the log's own directory copied, or, when the log is in PostgreSQL, what
+    /// `sshsign-server audit export` writes. The appliance must be stopped.
+    pub fn copy_of_log(&self, vkey: &str, to: &Path) {
+        match &self._database {
+            Some(_) => {
+                let exported = self.server_command(&[
+                    "audit",
+                    "export",
+                    "--to",
+                    to.to_str().unwrap(),
+                    "--key",
+                    vkey,
+                ]);
+                assert!(
+                    exported.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&exported.stderr)
+                );
+            }
+            None => copy_dir(&self.dir.path().join("db.tlog"), to),
+        }
+    }
+
     /// Keeps a copy of the store as it stands under `name` (the appliance must be stopped).
     pub fn save_store(&self, name: &str) {
         match &self._database {

@@ -69,7 +69,7 @@ struct Appliance {
 
 fn appliance(url: &str) -> Appliance {
     let local = tempfile::tempdir().unwrap();
-    let log = Arc::new(SharedLog::open(database(url), local.path(), 1 << 20).unwrap());
+    let log = Arc::new(SharedLog::open(database(url), Some(local.path()), 1 << 20).unwrap());
     let writer = Writer::start(Arc::clone(&log) as Arc<dyn Sink>).unwrap();
     Appliance {
         store: Arc::new(LogStore::Shared(log)),
@@ -200,7 +200,7 @@ async fn a_database_sent_back_in_time_is_refused_by_an_appliance_that_saw_it_ahe
     check_against_checkpoint(&fresh.store, &vkeys).unwrap();
     let local = a._local.path().to_owned();
     let reopened = LogStore::Shared(Arc::new(
-        SharedLog::open(database(&url), &local, 1 << 20).unwrap(),
+        SharedLog::open(database(&url), Some(&local), 1 << 20).unwrap(),
     ));
     match check_against_checkpoint(&reopened, &vkeys) {
         Err(Error::Tampered(why)) => assert!(why.contains("older state"), "{why}"),
