@@ -496,9 +496,14 @@ impl AuditLog {
         self.store.latest_note()
     }
 
-    /// The durable head.
+    /// The durable head, as this appliance last saw it (cheap: for health and logs).
     pub fn head(&self) -> Head {
         self.store.head()
+    }
+
+    /// The durable head, read again where other appliances append too.
+    pub fn latest_head(&self) -> Result<Head, Error> {
+        self.store.refresh()
     }
 
     pub fn verifier_key(&self) -> String {

@@ -76,7 +76,7 @@ impl Appliance {
         let limit = limit.clamp(1, MAX_ENTRIES);
         let mut mine = Vec::new();
         let mut next = from;
-        let size = self.audit.head().size;
+        let size = self.audit.latest_head().map_err(Error::Audit)?.size;
         let stop = size.min(from.saturating_add(MAX_SCANNED));
         while next < stop && mine.len() < limit {
             let batch = self
@@ -110,7 +110,7 @@ impl Appliance {
     ) -> Result<EntryPage, Error> {
         let limit = limit.clamp(1, MAX_ENTRIES);
         let mut mine = Vec::new();
-        let mut next = before.min(self.audit.head().size);
+        let mut next = before.min(self.audit.latest_head().map_err(Error::Audit)?.size);
         let stop = next.saturating_sub(MAX_SCANNED);
         while next > stop && mine.len() < limit {
             let start = next.saturating_sub(1000).max(stop);

@@ -15,7 +15,7 @@ use crate::common::{Appliance, SHIM, User, clean_command, copy_dir, write_file};
 use crate::in_process::{InProcess, caller, confirmed_totp, in_process, ssh_decide, terms};
 
 /// `sshsign ARGS` as `user`, with its audit state in `state`.
-fn shim(user: &User, state: &Path, args: &[&str]) -> Output {
+pub fn shim(user: &User, state: &Path, args: &[&str]) -> Output {
     clean_command(SHIM)
         .args(args)
         .envs(user.shim_env())

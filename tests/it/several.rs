@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use crate::approvals::user_id;
+use crate::audit::shim;
 use crate::common::{Appliance, ssh_keygen_verify};
 
 #[test]
@@ -88,4 +89,61 @@ fn two_appliances_on_one_database_serve_the_same_people_keys_and_requests() {
         b.http("GET", &format!("/approve/{id}"), &[], b"").status,
         200
     );
+
+    // One audit log: both list the same entries under the same indexes, the signature made
+    // through b among them, and each proves entries the other wrote.
+    let entries = |user: &crate::common::User| {
+        user.cmd("audit-entries").ok()["entries"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    // The decision's own entry may land between the two reads.
+    let (listed, listed_b) = (entries(&alice), entries(&alice_b));
+    assert!(listed.len() >= 9, "{listed:?}");
+    assert_eq!(listed[..], listed_b[..listed.len()]);
+    let signs: Vec<u64> = listed
+        .iter()
+        .filter(|e| e["entry"]["action"] == "sign" && e["entry"]["result"] == "signed")
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(signs.len(), 4, "{listed:?}");
+    for index in &signs {
+        for user in [&alice, &alice_b] {
+            user.cmd(&format!("audit-proof --index {index}")).ok();
+        }
+    }
+    // The client checks the log through a, then through b: b's checkpoint is proven to extend
+    // the one a signed (one tree, not two logs under one key), and the other way round.
+    let state = a.dir.path().join("audit-state");
+    for (user, more) in [(&alice, &bob), (&alice_b, &bob_b), (&alice, &bob)] {
+        more.create_key("");
+        let checked = shim(user, &state, &["audit", "check"]);
+        assert!(
+            checked.status.success(),
+            "{}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&checked.stdout).unwrap();
+        assert!(
+            report["size"].as_u64() > report["previously_seen"].as_u64().or(Some(0)),
+            "{report}"
+        );
+    }
+    // Their served tiles are the same bytes.
+    let checkpoint = a.http("GET", "/audit/checkpoint", &[], b"");
+    let size: u64 = String::from_utf8_lossy(&checkpoint.body)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tile = format!("/audit/tile/0/000.p/{size}");
+    let (from_a, from_b) = (
+        a.http("GET", &tile, &[], b""),
+        b.http("GET", &tile, &[], b""),
+    );
+    assert_eq!((from_a.status, from_b.status), (200, 200));
+    assert_eq!(from_a.body, from_b.body);
+    assert_eq!(from_a.body.len() as u64, size * 32);
 }
