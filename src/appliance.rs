@@ -32,6 +32,7 @@ mod cosign;
 mod error;
 mod keys;
 mod links;
+mod locks;
 mod negotiate;
 pub mod quota;
 mod requests;
@@ -53,6 +54,7 @@ pub use self::browser::{AgreedTerms, RequestPage, SigningTerms};
 pub use self::error::Error;
 pub use self::keys::{Grant, Role};
 pub use self::links::{LINK_TTL, MAX_KEY_LABEL, MAX_SSH_KEYS, already_identifies};
+use self::locks::RecordLocks;
 pub use self::requests::{Credential, MAX_REASON, Proof, Request, Ruling};
 pub use self::signing::{SignInput, SignOutcome, Verified};
 use crate::audit::{Action, AuditEntry, AuditLog, Outcome};
@@ -222,25 +224,6 @@ pub struct Appliance {
     quotas: quota::Quotas,
 }
 
-/// A fixed set of locks, one taken per record id (ids hash onto them), so changes to one
-/// record run one at a time whatever the number of records.
-#[derive(Debug)]
-struct RecordLocks(Vec<tokio::sync::Mutex<()>>);
-
-impl RecordLocks {
-    fn new() -> Self {
-        RecordLocks((0..64).map(|_| tokio::sync::Mutex::new(())).collect())
-    }
-
-    /// Holds the lock of record `id` until the guard is dropped. Not reentrant: code that holds
-    /// it calls the `_held` forms of what would take it again.
-    async fn hold(&self, id: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        let digest = Sha256::digest(id.as_bytes());
-        let slot = usize::from(digest[0]) % self.0.len();
-        self.0[slot].lock().await
-    }
-}
-
 impl Appliance {
     pub fn new(
         token: Token,
@@ -260,6 +243,7 @@ impl Appliance {
             store.count_live_signing_keys()?,
             key_limit,
         );
+        let request_locks = RecordLocks::new(&store);
         Ok(Arc::new(Appliance {
             token,
             store,
@@ -269,7 +253,7 @@ impl Appliance {
             authn: authn::Authn::new(webauthn),
             deliveries_due: tokio::sync::Notify::new(),
             requests_changed: tokio::sync::watch::Sender::new(0),
-            request_locks: RecordLocks::new(),
+            request_locks,
             quotas,
         }))
     }

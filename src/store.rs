@@ -42,6 +42,7 @@
 //! | `ceremonies_by_source` | source `\0` expiry (i64 BE) ‖ ceremony id | ceremony id |
 //! | `ceremonies_expiring` | expiry (i64 BE) ‖ ceremony id | ceremony id |
 //! | `rates` | scope `\0` key (a user, an address) | when the key's next request is due under its rate limit: ms since the epoch, u64 BE |
+//! | `leases` | a record id | which appliance holds the record's lock (16 bytes) and until when (ms since the epoch, u64 BE): only where several share the store |
 //!
 //! Each record kind is declared once in [`table`]: its tree, its key and the index entries it
 //! makes; [`Store::create`], [`Store::read`], [`Store::change`] and [`Store::listed`] are the
@@ -63,6 +64,7 @@ mod consents;
 pub mod engine;
 pub mod flusher;
 mod keys;
+mod leases;
 mod negotiation;
 mod pending;
 pub mod postgres;

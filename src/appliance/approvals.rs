@@ -303,7 +303,7 @@ impl Appliance {
             nonce: crate::hex::encode(nonce),
             at: time::now(),
         };
-        let held = self.request_locks.hold(id).await;
+        let held = self.request_locks.hold(id).await?;
         let request = self.store.approval(id)?.ok_or_else(unknown)?;
         let request = self
             .expire_held(HumanRequest::Approval(request))

@@ -147,7 +147,7 @@ impl Appliance {
         method: Method,
         consented: bool,
     ) -> Result<PendingRequest, Error> {
-        let held = self.request_locks.hold(id).await;
+        let held = self.request_locks.hold(id).await?;
         let request = self.decidable(caller, id, method).await?;
         if request.require_signature && capture.is_none() {
             return Err(Error::SignatureRequired {
@@ -219,7 +219,7 @@ impl Appliance {
         reason: Option<String>,
         method: Method,
     ) -> Result<PendingRequest, Error> {
-        let _held = self.request_locks.hold(id).await;
+        let _held = self.request_locks.hold(id).await?;
         let request = self.decidable(caller, id, method).await?;
         self.record(self.decision_entry(caller, &request, Action::Deny, Outcome::Denied))
             .await?;

@@ -105,7 +105,7 @@ impl Appliance {
             if request.status() == RequestStatus::Pending && request.expires_at() <= time::now() {
                 let id = RequestId::parse(request.id())
                     .ok_or_else(|| Error::Internal(format!("stored request {}", request.id())))?;
-                let _held = self.request_locks.hold(id.as_str()).await;
+                let _held = self.request_locks.hold(id.as_str()).await?;
                 let current = self.stored(&id)?;
                 self.expire_held(current).await?
             } else {

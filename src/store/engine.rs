@@ -57,10 +57,11 @@ pub enum TreeName {
     CeremoniesBySource,
     CeremoniesExpiring,
     Rates,
+    Leases,
 }
 
 impl TreeName {
-    pub const ALL: [TreeName; 37] = [
+    pub const ALL: [TreeName; 38] = [
         TreeName::Users,
         TreeName::SshKeys,
         TreeName::SigningKeys,
@@ -98,6 +99,7 @@ impl TreeName {
         TreeName::CeremoniesBySource,
         TreeName::CeremoniesExpiring,
         TreeName::Rates,
+        TreeName::Leases,
     ];
 
     pub fn name(self) -> &'static str {
@@ -140,6 +142,7 @@ impl TreeName {
             TreeName::CeremoniesBySource => "ceremonies_by_source",
             TreeName::CeremoniesExpiring => "ceremonies_expiring",
             TreeName::Rates => "rates",
+            TreeName::Leases => "leases",
         }
     }
 }

@@ -393,7 +393,45 @@ on_both_engines!(
     version_1_keys_migrate_to_keys_with_an_authorization,
     a_record_and_its_index_entries_are_created_together_or_not_at_all,
     a_due_delivery_is_claimed_once_and_falls_due_again_if_not_settled,
+    a_lease_is_held_by_one_until_given_back_or_lapsed,
 );
+
+fn a_lease_is_held_by_one_until_given_back_or_lapsed(kind: Kind) {
+    let (_place, store) = store(kind);
+    let (a, b) = ([1u8; 16], [2u8; 16]);
+    let held = store
+        .take_lease("apr_1", &a, 1_000, 31_000)
+        .unwrap()
+        .unwrap();
+    // Another holder waits; another record is free.
+    assert_eq!(store.take_lease("apr_1", &b, 2_000, 32_000).unwrap(), None);
+    assert!(
+        store
+            .take_lease("apr_2", &b, 2_000, 32_000)
+            .unwrap()
+            .is_some()
+    );
+    store.release_lease("apr_1", &held).unwrap();
+    let by_b = store
+        .take_lease("apr_1", &b, 3_000, 33_000)
+        .unwrap()
+        .unwrap();
+    // Past its deadline a lease lapses to the next taker, and the lapsed holder's give-back
+    // leaves the new one alone.
+    let by_a = store
+        .take_lease("apr_1", &a, 33_001, 63_001)
+        .unwrap()
+        .unwrap();
+    store.release_lease("apr_1", &by_b).unwrap();
+    assert_eq!(store.take_lease("apr_1", &b, 34_000, 64_000).unwrap(), None);
+    store.release_lease("apr_1", &by_a).unwrap();
+    assert!(
+        store
+            .take_lease("apr_1", &b, 34_000, 64_000)
+            .unwrap()
+            .is_some()
+    );
+}
 
 fn delivery(id: &str, due: i64) -> Delivery {
     Delivery {

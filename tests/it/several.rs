@@ -108,6 +108,15 @@ fn two_appliances_on_one_database_serve_the_same_people_keys_and_requests() {
         .map(|e| e["index"].as_u64().unwrap())
         .collect();
     assert_eq!(signs.len(), 4, "{listed:?}");
+    // The race above: one vote stored, and one vote logged (the loser waited on the request's
+    // lease, then found it decided).
+    let votes = listed
+        .iter()
+        .filter(|e| {
+            e["entry"]["action"] == "approval_vote" && e["entry"]["request_id"] == id.as_str()
+        })
+        .count();
+    assert_eq!(votes, 1, "{listed:?}");
     for index in &signs {
         for user in [&alice, &alice_b] {
             user.cmd(&format!("audit-proof --index {index}")).ok();
