@@ -171,8 +171,10 @@ impl Appliance {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         // A test that names its own database keeps it.
-        let database =
-            test_database().filter(|_| !env.iter().any(|(name, _)| name == "SSHSIGN_DATABASE_URL"));
+        let database = match env.iter().any(|(name, _)| name == "SSHSIGN_DATABASE_URL") {
+            true => None,
+            false => test_database(),
+        };
         if let Some((_, url)) = &database {
             env.push(("SSHSIGN_DATABASE_URL".into(), url.clone()));
         }
@@ -476,6 +478,12 @@ impl Appliance {
     }
 
     /// Stops the server with SIGTERM and waits for it.
+    /// Kills the server with SIGKILL: no shutdown, nothing flushed that was not durable.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
             .arg("-TERM")

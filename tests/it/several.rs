@@ -156,3 +156,214 @@ fn two_appliances_on_one_database_serve_the_same_people_keys_and_requests() {
     assert_eq!(from_a.body, from_b.body);
     assert_eq!(from_a.body.len() as u64, size * 32);
 }
+
+/// What the clients of the failover test were given.
+#[derive(Default)]
+struct Received {
+    /// Payloads and the signatures returned for them.
+    signatures: Vec<(String, String)>,
+    /// Approval requests asked, and whether the approver's `approve` returned success.
+    approvals: Vec<(String, bool)>,
+    /// Signatures made while `b` was down for good.
+    after_last_kill: usize,
+}
+
+#[test]
+fn an_appliance_killed_at_random_loses_nothing_a_client_was_given() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, SystemTime};
+
+    use sha2::{Digest as _, Sha512};
+
+    let cluster = sshsign::pgcluster::Cluster::start().unwrap();
+    let url = cluster.create_database("sshsign").unwrap();
+    let env = [
+        ("SSHSIGN_DATABASE_URL", url.as_str()),
+        ("SSHSIGN_QUOTAS", "signatures=100000/min"),
+    ];
+    let a = Appliance::start_with(&env);
+    let mut b = Appliance::start_in(tempfile::tempdir().unwrap(), a.store.clone(), &[], &env);
+    let alice = a.user("alice");
+    let bob = a.user("bob");
+    bob.accept(&alice);
+    let bob_id = user_id(&bob);
+    let key_id = alice.create_key("");
+    let public_key = alice.cmd("keys").ok()["keys"][0]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let vkey = alice.cmd("audit-checkpoint").ok()["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Clients go through both appliances, whichever is up; `b` is killed and started again.
+    let reach = Arc::new(Mutex::new([alice.at(&a), alice.at(&b)]));
+    let reach_bob = Arc::new(Mutex::new([bob.at(&a), bob.at(&b)]));
+    let received = Arc::new(Mutex::new(Received::default()));
+    let (stop, b_gone) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let signers: Vec<_> = (0..2)
+        .map(|thread| {
+            let (reach, received, stop, b_gone) = (
+                Arc::clone(&reach),
+                Arc::clone(&received),
+                Arc::clone(&stop),
+                Arc::clone(&b_gone),
+            );
+            let key_id = key_id.clone();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let user = reach.lock().unwrap()[n % 2].clone();
+                    let payload = format!("thread {thread}, signature {n}\n");
+                    let signed = user.run(
+                        &format!("sign --type git --key-id {key_id}"),
+                        payload.as_bytes(),
+                    );
+                    if signed.status == 0 {
+                        let signature = signed.json["signature"].as_str().unwrap().to_owned();
+                        let mut received = received.lock().unwrap();
+                        received.signatures.push((payload, signature));
+                        if b_gone.load(Ordering::SeqCst) {
+                            received.after_last_kill += 1;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let approvals = {
+        let (reach, reach_bob, received, stop) = (
+            Arc::clone(&reach),
+            Arc::clone(&reach_bob),
+            Arc::clone(&received),
+            Arc::clone(&stop),
+        );
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let alice = reach.lock().unwrap()[0].clone();
+                let asked = alice.cmd(&format!(
+                    r#"request-approval --action "Deploy {n}" --approver {bob_id} --method ssh --ttl 15m"#
+                ));
+                let Some(id) = asked.json["id"].as_str().map(str::to_owned) else {
+                    continue;
+                };
+                let bob = reach_bob.lock().unwrap()[n % 2].clone();
+                let approved = bob.cmd(&format!("approve --id {id}")).status == 0;
+                received.lock().unwrap().approvals.push((id, approved));
+            }
+        })
+    };
+
+    // Three kills at random moments (the clock's nanoseconds choose), each followed by a start.
+    let mut random = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let mut pause = || {
+        random = random.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        Duration::from_millis(300 + u64::from(random % 1200))
+    };
+    for _ in 0..3 {
+        std::thread::sleep(pause());
+        b.kill();
+        std::thread::sleep(pause() / 2);
+        b.restart();
+        reach.lock().unwrap()[1] = alice.at(&b);
+        reach_bob.lock().unwrap()[1] = bob.at(&b);
+    }
+    // And a last one, for good: the survivor serves everyone.
+    std::thread::sleep(pause());
+    b.kill();
+    b_gone.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::SeqCst);
+    for thread in signers {
+        thread.join().unwrap();
+    }
+    approvals.join().unwrap();
+    let received = std::mem::take(&mut *received.lock().unwrap());
+    assert!(
+        received.signatures.len() >= 20,
+        "{}",
+        received.signatures.len()
+    );
+    assert!(received.after_last_kill > 0, "the survivor signed nothing");
+
+    // Every signature a client was given verifies, and has its entry in the one log.
+    let mut logged = std::collections::HashSet::new();
+    let mut votes_logged = std::collections::HashMap::<String, usize>::new();
+    let mut from = 0;
+    loop {
+        let page = alice.cmd(&format!("audit-entries --from {from} --limit 1000"));
+        let page = page.ok();
+        for e in page["entries"].as_array().unwrap() {
+            let entry = &e["entry"];
+            if entry["action"] == "sign" && entry["result"] == "signed" {
+                logged.insert(entry["payload_sha512"].as_str().unwrap().to_owned());
+            }
+            if entry["action"] == "approval_vote" {
+                let id = entry["request_id"].as_str().unwrap().to_owned();
+                *votes_logged.entry(id).or_default() += 1;
+            }
+        }
+        match page["next"].as_u64() {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    for (payload, signature) in &received.signatures {
+        let verified = ssh_keygen_verify(
+            a.dir.path(),
+            "alice@example.com",
+            &public_key,
+            "git",
+            signature,
+            payload.as_bytes(),
+        );
+        assert!(verified.status.success(), "{payload}: {verified:?}");
+        let digest = sshsign::hex::encode(&Sha512::digest(payload.as_bytes()));
+        assert!(logged.contains(&digest), "{payload} has no entry");
+    }
+
+    // Every request is decided once: one vote stored, and one logged, for each approved.
+    let mut approved = 0;
+    for (id, said_approved) in &received.approvals {
+        let state = alice.cmd(&format!("get-envelope --id {id}"));
+        let state = state.ok();
+        let votes = state["votes"].as_array().unwrap().len();
+        assert!(votes <= 1, "{state}");
+        if *said_approved {
+            assert_eq!(state["status"], "approved", "{state}");
+            assert_eq!(votes, 1, "{state}");
+            assert_eq!(votes_logged.get(id), Some(&1), "{id}");
+            approved += 1;
+        }
+    }
+    assert!(approved > 0, "no approval went through");
+
+    // The log verifies, entry by entry, and the client sees one consistent log.
+    let checked = shim(
+        &alice,
+        &a.dir.path().join("audit-state"),
+        &["audit", "check"],
+    );
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let full = a.server_command(&["audit", "verify", "--full", "--key", &vkey]);
+    assert!(
+        full.status.success(),
+        "{}",
+        String::from_utf8_lossy(&full.stderr)
+    );
+}
