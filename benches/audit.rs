@@ -3,6 +3,9 @@
 //! verification at a million entries.
 //!
 //! `cargo bench --bench audit`. `SSHSIGN_BENCH_ENTRIES` sets the log size (default 1,000,000).
+//! `SSHSIGN_BENCH_DATABASE=postgres` puts the log in PostgreSQL, as appliances sharing a
+//! database keep it (a cluster of the benchmark's own on this machine, over its Unix socket),
+//! and adds the append rate of two appliances appending to it at once.
 
 #[path = "support/proc_stat.rs"]
 mod proc_stat;
@@ -37,15 +40,50 @@ fn entry(n: u64) -> AuditEntry {
     }
 }
 
-fn open(
-    dir: &Path,
-    token: &Token,
-    key: &sshsign::provision::ApplianceKey,
-) -> (sled::Db, Arc<AuditLog>) {
-    let db = sled::Config::new().path(dir.join("db")).open().unwrap();
-    let signer = CheckpointSigner::new(token.clone(), std::slice::from_ref(key)).unwrap();
-    let log = Arc::new(AuditLog::open(&dir.join("tlog"), Some(&db), signer, 16 << 20).unwrap());
-    (db, log)
+/// Where the logs go: files (with a sled store beside), or databases in one PostgreSQL cluster.
+enum Engine {
+    Files,
+    Postgres(sshsign::pgcluster::Cluster),
+}
+
+impl Engine {
+    /// The log named `name`, under `dir` (files, or the appliance's own witnessed checkpoints).
+    fn open(
+        &self,
+        name: &str,
+        dir: &Path,
+        token: &Token,
+        key: &sshsign::provision::ApplianceKey,
+    ) -> (Option<sled::Db>, Arc<AuditLog>) {
+        let signer = CheckpointSigner::new(token.clone(), std::slice::from_ref(key)).unwrap();
+        match self {
+            Engine::Files => {
+                let db = sled::Config::new().path(dir.join("db")).open().unwrap();
+                let log = AuditLog::open(&dir.join("tlog"), Some(&db), signer, 16 << 20).unwrap();
+                (Some(db), Arc::new(log))
+            }
+            Engine::Postgres(cluster) => {
+                let url = cluster.socket_url(name);
+                let db =
+                    sshsign::store::postgres::Postgres::open(&sshsign::store::postgres::Settings {
+                        url: url.into(),
+                        password: None,
+                        ca_file: None,
+                        pool: 4,
+                    })
+                    .unwrap();
+                let log = AuditLog::open_shared(db, &dir.join("tlog"), signer, 16 << 20).unwrap();
+                (None, Arc::new(log))
+            }
+        }
+    }
+
+    /// A new, empty place for a log named `name`.
+    fn create(&self, name: &str) {
+        if let Engine::Postgres(cluster) = self {
+            cluster.create_database(name).unwrap();
+        }
+    }
 }
 
 /// Appends `count` entries from `writers` concurrent tasks; returns entries per second.
@@ -99,16 +137,26 @@ fn main() {
         .unwrap();
     let token = Token::new(Arc::new(hsm)).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let engine = match std::env::var("SSHSIGN_BENCH_DATABASE").as_deref() {
+        Ok("postgres") => Engine::Postgres(sshsign::pgcluster::Cluster::start().unwrap()),
+        Ok("sled") | Err(_) => Engine::Files,
+        Ok(other) => panic!("SSHSIGN_BENCH_DATABASE={other}: sled or postgres"),
+    };
 
     println!(
-        "sshsign audit log: {entries} entries, {} bytes each",
+        "sshsign audit log {}: {entries} entries, {} bytes each",
+        match engine {
+            Engine::Files => "in files",
+            Engine::Postgres(_) => "in PostgreSQL",
+        },
         entry(0).to_bytes().expect("an entry encodes").len()
     );
     println!();
-    println!("append, durable (each append returns after its fsync):");
+    println!("append, durable (each append returns after its fsync or commit):");
+    engine.create("rates");
     runtime.block_on(async {
         let rates = tempfile::tempdir().unwrap();
-        let (_db, log) = open(rates.path(), &token, &checkpoint_key);
+        let (_db, log) = engine.open("rates", rates.path(), &token, &checkpoint_key);
         for writers in [1, 8, 64, 256] {
             let count = (writers * 500).min(50_000);
             let cpu = proc_stat::cpu_seconds("self");
@@ -116,10 +164,28 @@ fn main() {
             let per_entry = (proc_stat::cpu_seconds("self") - cpu) / count as f64 * 1e6;
             println!("  {writers:>4} concurrent appenders: {rate:>9.0} entries/s, {per_entry:>5.0} µs CPU each");
         }
+        if matches!(engine, Engine::Postgres(_)) {
+            // A second appliance on the same log: two writers, each batching its own appends,
+            // integrated one batch after another under the head's row lock.
+            let second = tempfile::tempdir().unwrap();
+            let (_, other) = engine.open("rates", second.path(), &token, &checkpoint_key);
+            for writers in [1, 8, 64, 256] {
+                let count = (writers * 500).min(50_000);
+                let (a, b) = tokio::join!(
+                    append_rate(&log, writers, count),
+                    append_rate(&other, writers, count)
+                );
+                println!(
+                    "  two appliances, {writers:>4} appenders each: {:>9.0} entries/s in all",
+                    a + b
+                );
+            }
+        }
     });
 
     let big = tempfile::tempdir().unwrap();
-    let (db, log) = open(big.path(), &token, &checkpoint_key);
+    engine.create("big");
+    let (db, log) = engine.open("big", big.path(), &token, &checkpoint_key);
     let start = Instant::now();
     let fill = runtime.block_on(append_rate(&log, 512, entries));
     println!(
@@ -133,7 +199,7 @@ fn main() {
     drop(log);
     drop(db);
     let start = Instant::now();
-    let (db, log) = open(big.path(), &token, &checkpoint_key);
+    let (db, log) = engine.open("big", big.path(), &token, &checkpoint_key);
     println!();
     println!(
         "start-up (head, right edge, signed checkpoint) at {entries} entries: {:.1} ms",

@@ -108,6 +108,66 @@ impl Via {
     }
 }
 
+/// With the store in PostgreSQL: one appliance against two on the same database (and the same
+/// token's keys), at the same total of token sessions and of requests in flight, pipelined on
+/// one `session` channel per appliance as in (c). The two share the machine's cores with each
+/// other, the token and PostgreSQL, so this measures what a second appliance costs, not what a
+/// second machine would add.
+fn one_against_two(
+    bench: &Bench,
+    runtime: &tokio::runtime::Runtime,
+    key_id: &str,
+    duration: Duration,
+) {
+    println!();
+    println!("one appliance against two on one PostgreSQL database, (c) with 8N in flight in all:");
+    println!("{:>3}  {:>12}  {:>20}", "N", "one /s", "two /s (ratio)");
+    let second = bench.dir.path().join("second");
+    std::fs::create_dir_all(&second).unwrap();
+    let second_env = [
+        ("SSHSIGN_DB_PATH", second.join("db")),
+        ("SSHSIGN_HOST_KEY_PATH", second.join("host_key")),
+        ("SSHSIGN_AUDIT_PATH", second.join("tlog")),
+    ];
+    let second_env: Vec<(&str, &str)> = second_env
+        .iter()
+        .map(|(name, path)| (*name, path.to_str().unwrap()))
+        .collect();
+    for n in [2, 4] {
+        let (mut one, mut two) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let server = bench.start_server(n, &[]);
+            one.push(runtime.block_on(async {
+                let connection = Connection::connect(&server.config).await.unwrap();
+                let session = Via::Session(Arc::new(Session::open(&connection).await.unwrap()));
+                persistent_connection(&session, key_id, 8 * n, duration).await
+            }));
+            drop(server);
+            let servers = [
+                bench.start_server(n / 2, &[]),
+                bench.start_server(n / 2, &second_env),
+            ];
+            two.push(runtime.block_on(async {
+                let (mut connections, mut sessions) = (Vec::new(), Vec::new());
+                for server in &servers {
+                    let connection = Connection::connect(&server.config).await.unwrap();
+                    sessions.push(Via::Session(Arc::new(
+                        Session::open(&connection).await.unwrap(),
+                    )));
+                    connections.push(connection);
+                }
+                let (a, b) = tokio::join!(
+                    persistent_connection(&sessions[0], key_id, 4 * n, duration),
+                    persistent_connection(&sessions[1], key_id, 4 * n, duration)
+                );
+                a + b
+            }));
+        }
+        let (one, two) = (median(one), median(two));
+        println!("{n:>3}  {one:>12.0}  {two:>12.0} ({:>5.2})", two / one);
+    }
+}
+
 /// (b), (c), (d): `in_flight` requests at a time through `via`.
 async fn persistent_connection(
     via: &Via,
@@ -299,6 +359,10 @@ fn main() {
             cpu * 1e6
         );
         drop(server);
+    }
+
+    if bench.database.is_some() {
+        one_against_two(&bench, &runtime, &key_id, duration);
     }
 
     // git commit -S through the shim against ssh-keygen with a file key.

@@ -755,23 +755,35 @@ fn check_extends(
 ) -> Result<(), Error> {
     let signed = verify_latest(note, vkeys)?;
     let size = store.refresh()?.size;
-    let whose = match against {
-        Extends::Latest => "a checkpoint signed",
-        Extends::Witnessed => {
-            "this appliance saw a checkpoint of (was the database restored from an older state?)"
-        }
+    let (short, differs) = match against {
+        Extends::Latest => (
+            format!(
+                "the log holds {size} entries but a checkpoint signed {}",
+                signed.size
+            ),
+            format!(
+                "the log does not hash to the root signed at size {}",
+                signed.size
+            ),
+        ),
+        Extends::Witnessed => (
+            format!(
+                "the log holds {size} entries but this appliance saw a checkpoint of {}: was \
+                 the database restored from an older state?",
+                signed.size
+            ),
+            format!(
+                "the log does not hash to the root this appliance saw signed at size {}: was \
+                 the database restored from an older state, or rewritten?",
+                signed.size
+            ),
+        ),
     };
     if signed.size > size {
-        return Err(Error::Tampered(format!(
-            "the log holds {size} entries but {whose} {}",
-            signed.size
-        )));
+        return Err(Error::Tampered(short));
     }
     if merkle::subtree_hash(store, 0, signed.size)? != signed.root {
-        return Err(Error::Tampered(format!(
-            "the log does not hash to the root {whose} at size {}",
-            signed.size
-        )));
+        return Err(Error::Tampered(differs));
     }
     Ok(())
 }

@@ -238,6 +238,17 @@ impl SharedLog {
                         .db
                         .log_entries(bundle * WIDTH, (bundle + 1) * WIDTH)
                         .map_err(storage)?;
+                    // Rows run on from the bundle's first index: a gap is an entry deleted.
+                    if let Some((offset, (index, _))) = rows
+                        .iter()
+                        .enumerate()
+                        .find(|(offset, (index, _))| *index != bundle * WIDTH + *offset as u64)
+                    {
+                        return Err(Error::Tampered(format!(
+                            "entry {} is missing (entry {index} follows)",
+                            bundle * WIDTH + offset as u64
+                        )));
+                    }
                     if rows.len() as u64 == WIDTH {
                         let bytes = bundle_bytes(rows.iter().map(|(_, e)| e.as_slice()));
                         self.cache(full, Arc::new(bytes));

@@ -165,6 +165,19 @@ async fn two_appliances_appending_at_once_make_one_tree() {
         reference.node(8, 1).unwrap(),
         "a full tile's subtree"
     );
+
+    // An entry deleted behind the appliances' backs: a reader without it cached finds the gap.
+    cluster
+        .psql(
+            "sshsign",
+            "DELETE FROM sshsign_audit_entries WHERE index = 300",
+        )
+        .unwrap();
+    let c = appliance(&url);
+    match verify_full(&c.store, &[], |_| {}) {
+        Err(Error::Tampered(why)) => assert!(why.contains("entry 300 is missing"), "{why}"),
+        other => panic!("a deleted entry went unnoticed: {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
