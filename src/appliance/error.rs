@@ -204,6 +204,7 @@ impl Error {
             Error::Signature(Sig::BadSignature) => "invalid_signature",
             Error::Signature(_) => "malformed_signature",
             Error::Token(crate::hsm::Error::SessionLost { .. }) => "token_session_lost",
+            Error::Token(crate::hsm::Error::KeyNotFound(_)) => "key_not_on_token",
             Error::Token(_) => "token_unavailable",
             Error::Store(_) | Error::Internal(_) => "internal",
         }
@@ -215,6 +216,14 @@ impl Error {
             Error::Token(
                 e @ (crate::hsm::Error::SessionLost { .. } | crate::hsm::Error::Busy(_)),
             ) => e.to_string(),
+            // With several appliances, a key made through one after the others' tokens were
+            // restored from the group's backup is on that one's token alone.
+            Error::Token(crate::hsm::Error::KeyNotFound(_)) => {
+                "this key is not on this appliance's token, so nothing was signed: it was made \
+                 through another appliance after this one's token was restored; ask through \
+                 that appliance, or have the operator restore a newer backup here"
+                    .to_owned()
+            }
             Error::Token(_) => {
                 "the signing token failed; nothing was signed (the operator's log has the cause)"
                     .to_owned()

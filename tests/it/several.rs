@@ -367,3 +367,39 @@ fn an_appliance_killed_at_random_loses_nothing_a_client_was_given() {
         String::from_utf8_lossy(&full.stderr)
     );
 }
+
+#[test]
+fn a_key_made_after_a_token_was_restored_elsewhere_is_refused_plainly_there() {
+    let cluster = sshsign::pgcluster::Cluster::start().unwrap();
+    let url = cluster.create_database("sshsign").unwrap();
+    let env = [("SSHSIGN_DATABASE_URL", url.as_str())];
+    let a = Appliance::start_with(&env);
+    let alice = a.user("alice");
+    let before = alice.create_key("");
+
+    // b's token: a copy of a's token as it stands now, which is what restoring the group's
+    // backup gives; a key made through a afterwards is on a's token alone.
+    let copied = tempfile::tempdir().unwrap();
+    crate::common::copy_dir(&a.store.dir, copied.path());
+    let conf = std::fs::read_to_string(a.store.conf()).unwrap().replace(
+        a.store.dir.to_str().unwrap(),
+        copied.path().to_str().unwrap(),
+    );
+    std::fs::write(copied.path().join("softhsm2.conf"), conf).unwrap();
+    let token = sshsign::softhsm::SoftHsmStore::existing(
+        copied.path(),
+        &a.store.label,
+        a.store.module.clone(),
+    );
+    let b = Appliance::start_in(tempfile::tempdir().unwrap(), token, &[], &env);
+    let after = alice.create_key("");
+    let alice_b = alice.at(&b);
+
+    alice_b.run(&format!("sign --key-id {before}"), b"old").ok();
+    let refused = alice_b.run(&format!("sign --key-id {after}"), b"new");
+    let message = refused.failed_with("key_not_on_token");
+    assert!(message.contains("another appliance"), "{message}");
+    // Where it was made it signs, and b goes on.
+    alice.run(&format!("sign --key-id {after}"), b"new").ok();
+    alice_b.cmd("whoami").ok();
+}
