@@ -385,12 +385,15 @@ fn a_key_made_after_a_token_was_restored_elsewhere_is_refused_plainly_there() {
         a.store.dir.to_str().unwrap(),
         copied.path().to_str().unwrap(),
     );
-    std::fs::write(copied.path().join("softhsm2.conf"), conf).unwrap();
-    let token = sshsign::softhsm::SoftHsmStore::existing(
-        copied.path(),
-        &a.store.label,
-        a.store.module.clone(),
-    );
+    std::fs::write(
+        copied.path().join(a.store.conf().file_name().unwrap()),
+        conf,
+    )
+    .unwrap();
+    let token = sshsign::softhsm::SoftHsmStore {
+        dir: copied.path().to_owned(),
+        ..a.store.clone()
+    };
     let b = Appliance::start_in(tempfile::tempdir().unwrap(), token, &[], &env);
     let after = alice.create_key("");
     let alice_b = alice.at(&b);
