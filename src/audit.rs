@@ -351,7 +351,7 @@ impl AuditLog {
     }
 
     /// Opens the log several appliances share in `db`, keeping the checkpoints this appliance
-    /// sees under `local`; checks it against the latest signed checkpoint, and against the
+    /// sees under `local` (in `witnessed/`); checks it against the latest signed checkpoint, and against the
     /// latest this appliance saw (a database restored to an older state is refused).
     pub fn open_shared(
         db: crate::store::postgres::Postgres,
@@ -359,7 +359,19 @@ impl AuditLog {
         signer: CheckpointSigner,
         cache_bytes: usize,
     ) -> Result<Self, Error> {
-        let store = LogStore::Shared(Arc::new(SharedLog::open(db, Some(local), cache_bytes)?));
+        if local.join("head").is_file() {
+            tracing::warn!(
+                path = %local.display(),
+                "a log in files is here from before the store moved to the database; it is \
+                 not moved, and what it signed still verifies against its own tiles"
+            );
+        }
+        let witnessed = local.join("witnessed");
+        let store = LogStore::Shared(Arc::new(SharedLog::open(
+            db,
+            Some(&witnessed),
+            cache_bytes,
+        )?));
         Self::open_with_sink(None, store.sink(), store, signer)
     }
 
