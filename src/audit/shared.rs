@@ -307,10 +307,6 @@ impl SharedLog {
         }
     }
 
-    pub fn checkpoint_count(&self) -> Result<u64, Error> {
-        self.db.log_checkpoint_count().map_err(storage)
-    }
-
     /// The sequencer: integrates `entries` after whatever every appliance appended, in one
     /// transaction holding the head's row lock.
     fn integrate(&self, entries: &[Vec<u8>]) -> Result<(u64, Head), Error> {

@@ -129,13 +129,6 @@ impl Postgres {
             .ok_or_else(|| database("a checkpoint was neither kept nor found"))
     }
 
-    /// How many checkpoints are kept.
-    pub fn log_checkpoint_count(&self) -> Result<u64> {
-        let conn = self.lease()?;
-        let rows = conn.query("SELECT count(*) FROM sshsign_audit_checkpoints", &[])?;
-        to_u64(rows.first().map_or(0, |row| row.get(0)), "checkpoint count")
-    }
-
     /// Runs `integrate` in one transaction holding the head's row lock: the one sequencer of
     /// every appliance's appends. What it writes is committed together, or not at all.
     pub fn log_sequence<T>(
