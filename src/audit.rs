@@ -935,17 +935,12 @@ pub fn export_database(
         )));
     }
     let tiles = TileStore::open(to, 16 << 20)?;
-    while tiles.head().size < size {
-        let next = tiles.head().size;
-        let left = usize::try_from(size - next).unwrap_or(usize::MAX);
-        let batch = store.entries(next, left.min(4096))?;
-        if batch.first().map(|(index, _)| *index) != Some(next) {
-            return Err(Error::Tampered(format!("entry {next} is missing")));
-        }
-        let entries: Vec<Vec<u8>> = batch.into_iter().map(|(_, entry)| entry).collect();
-        tiles.append(next, &entries)?;
-        progress(tiles.head().size);
-    }
+    copy_into(
+        &tiles,
+        size,
+        |from, limit| store.entries(from, limit),
+        &mut progress,
+    )?;
     if tiles.head().root != signed.root {
         return Err(Error::Tampered(format!(
             "the entries do not hash to the root signed at size {size}"
@@ -960,6 +955,29 @@ pub fn export_database(
     })
 }
 
+/// Appends to `tiles` the entries from its head up to `size`, read in batches through
+/// `read(from, limit)`; `progress` hears each size reached. A batch that does not begin where
+/// the tiles end means an entry is missing.
+fn copy_into(
+    tiles: &TileStore,
+    size: u64,
+    mut read: impl FnMut(u64, usize) -> Result<Vec<(u64, Vec<u8>)>, Error>,
+    mut progress: impl FnMut(u64),
+) -> Result<(), Error> {
+    while tiles.head().size < size {
+        let next = tiles.head().size;
+        let left = usize::try_from(size - next).unwrap_or(usize::MAX);
+        let batch = read(next, left.min(4096))?;
+        if batch.first().map(|(index, _)| *index) != Some(next) {
+            return Err(Error::Tampered(format!("entry {next} is missing")));
+        }
+        let entries: Vec<Vec<u8>> = batch.into_iter().map(|(_, entry)| entry).collect();
+        tiles.append(next, &entries)?;
+        progress(tiles.head().size);
+    }
+    Ok(())
+}
+
 /// Moves a log that sled still holds (versions before the tiles) into the tiles, with the same
 /// leaves, so every checkpoint signed and every proof saved still verifies; then drops it from
 /// sled. A crash midway resumes where the tiles' head stands.
@@ -969,22 +987,14 @@ fn migrate(db: &sled::Db, tiles: &TileStore, checkpoints: &Checkpoints) -> Resul
     }
     let old = LogTree::open(db)?;
     let size = old.size()?;
-    let mut next = tiles.head().size;
+    let next = tiles.head().size;
     if next > size {
         return Err(Error::Corrupt(format!(
             "the tiles hold {next} entries, more than the {size} being moved into them"
         )));
     }
     let moved = size - next;
-    while next < size {
-        let batch = old.entries(next, 4096)?;
-        if batch.first().map(|(index, _)| *index) != Some(next) {
-            return Err(Error::Tampered(format!("entry {next} is missing")));
-        }
-        let entries: Vec<Vec<u8>> = batch.into_iter().map(|(_, entry)| entry).collect();
-        tiles.append(next, &entries)?;
-        next += entries.len() as u64;
-    }
+    copy_into(tiles, size, |from, limit| old.entries(from, limit), |_| {})?;
     let kept = checkpoints.latest()?.map(|(size, _)| size);
     let mut notes = 0;
     for (size, note) in old.checkpoints()? {

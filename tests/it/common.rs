@@ -85,20 +85,28 @@ struct Listening {
     host_key_fingerprint: String,
 }
 
+/// `sshsign-server` on `store`'s token with its state in `dir`, listening on loopback ports of
+/// its own choosing, with `env` over that.
+fn server(dir: &Path, store: &SoftHsmStore, env: &[(String, String)]) -> Command {
+    let mut command = clean_command(SERVER);
+    command
+        .envs(store.env())
+        .env("SSHSIGN_LISTEN_ADDR", "127.0.0.1:0")
+        .env("SSHSIGN_HTTP_ADDR", "127.0.0.1:0")
+        .env("SSHSIGN_DB_PATH", dir.join("db"))
+        .env("SSHSIGN_HOST_KEY_PATH", dir.join("host_key"))
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    command
+}
+
 /// Runs `sshsign-server serve` on `store`'s token with its state in `dir`; waits until it listens.
 fn spawn(
     dir: &Path,
     store: &SoftHsmStore,
     env: &[(String, String)],
 ) -> (Child, Arc<Mutex<String>>, Listening) {
-    let mut child = clean_command(SERVER)
+    let mut child = server(dir, store, env)
         .arg("serve")
-        .envs(store.env())
-        .env("SSHSIGN_LISTEN_ADDR", "127.0.0.1:0")
-        .env("SSHSIGN_HTTP_ADDR", "127.0.0.1:0")
-        .env("SSHSIGN_DB_PATH", dir.join("db"))
-        .env("SSHSIGN_HOST_KEY_PATH", dir.join("host_key"))
-        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -235,14 +243,8 @@ impl Appliance {
 
     /// Runs `sshsign-server` with `args` in the appliance's environment (its token and database).
     pub fn server_command(&self, args: &[&str]) -> std::process::Output {
-        clean_command(SERVER)
+        server(self.dir.path(), &self.store, &self.env)
             .args(args)
-            .envs(self.store.env())
-            .env("SSHSIGN_DB_PATH", self.dir.path().join("db"))
-            .env("SSHSIGN_HOST_KEY_PATH", self.dir.path().join("host_key"))
-            .env("SSHSIGN_LISTEN_ADDR", "127.0.0.1:0")
-            .env("SSHSIGN_HTTP_ADDR", "127.0.0.1:0")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .unwrap()
     }
