@@ -7,7 +7,10 @@
 //! - `SSHSIGN_SOAK_INTERVAL`: seconds between reports (default 60);
 //! - `SSHSIGN_SOAK_CLIENTS`: clients, each on one persistent SSH connection with 4 signatures
 //!   in flight (default 2);
-//! - `SSHSIGN_SOAK_SERVER`: another `sshsign-server` binary to soak (an older build, to compare).
+//! - `SSHSIGN_SOAK_SERVER`: another `sshsign-server` binary to soak (an older build, to compare);
+//! - `SSHSIGN_BENCH_DATABASE=postgres`: the store and the audit log in a PostgreSQL cluster of
+//!   the bench's own, as several appliances run (its data directory, WAL included, counts as
+//!   disk).
 //!
 //! Each report prints the signatures so far and their rate, the server's RSS, open files and
 //! threads, the bytes on disk (database and audit log) per signature, and the RSS of this process,
@@ -161,7 +164,12 @@ fn main() {
         let rate = (count - last.0) as f64 / last.1.elapsed().as_secs_f64();
         last = (count, Instant::now());
         let rss = status_field(pid, "VmRSS");
-        let disk = disk_bytes(&dir.join("db")) + disk_bytes(&dir.join("db.tlog"));
+        let disk = disk_bytes(&dir.join("db"))
+            + disk_bytes(&dir.join("db.tlog"))
+            + bench
+                .database
+                .as_ref()
+                .map_or(0, |(cluster, _)| disk_bytes(&cluster.data_dir()));
         match first_rss {
             None => {
                 first_rss = Some(rss);

@@ -284,6 +284,11 @@ impl Appliance {
         self.audit.verifier_key()
     }
 
+    /// This appliance's cosigner key, where several share the audit log.
+    pub fn audit_cosigner_key(&self) -> Option<String> {
+        self.audit.cosigner_key()
+    }
+
     /// The notes handing the audit log from each checkpoint key to the next.
     pub fn audit_handovers(&self) -> Vec<String> {
         self.audit.handovers().to_vec()

@@ -45,7 +45,7 @@ use self::shared::SharedLog;
 use self::storage::LogStore;
 use self::tiles::TileStore;
 pub use self::words::{Action, Outcome};
-use crate::hsm::Token;
+use crate::hsm::{Token, TokenKey};
 use crate::provision::ApplianceKey;
 
 /// Audit failures.
@@ -258,6 +258,39 @@ impl CheckpointSigner {
     }
 }
 
+/// An appliance's own cosigner, where several share the log: its key (in its token alone,
+/// never in a backup) cosigns each checkpoint it has checked against the tree and against
+/// every checkpoint it saw before (C2SP `tlog-cosignature`). A client that requires the
+/// cosignatures of two appliances holds a checkpoint to more than the checkpoint key, which
+/// every token of the group holds.
+#[derive(Debug, Clone)]
+struct Cosigner {
+    key: TokenKey,
+    /// `ORIGIN/cosigner/APPLIANCE`.
+    name: String,
+}
+
+impl Cosigner {
+    /// `name+keyhash+key`: what a client requires with `sshsign audit check --cosigner`.
+    fn verifier_key(&self) -> String {
+        note::cosigner_key(&self.name, &self.key.public_key)
+    }
+
+    /// The cosignature line over `note`'s body, made now.
+    async fn line(&self, token: &Token, note: &str) -> Result<String, Error> {
+        let time = u64::try_from(crate::time::now()).unwrap_or_default();
+        let message = note::cosigned_message(&note::body_of(note)?, time);
+        let id = self.key.object_id.clone();
+        let signature = token.call(move |hsm| hsm.sign(&id, &message)).await?;
+        Ok(note::cosignature_line(
+            &self.name,
+            &self.key.public_key,
+            time,
+            &signature,
+        ))
+    }
+}
+
 /// How far the full check of the stored log got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -291,6 +324,7 @@ pub struct AuditLog {
     store: Arc<LogStore>,
     writer: Writer,
     signer: CheckpointSigner,
+    cosigner: Option<Cosigner>,
     sign_lock: tokio::sync::Mutex<()>,
 }
 
@@ -398,6 +432,7 @@ impl AuditLog {
             store: Arc::new(store),
             writer,
             signer,
+            cosigner: None,
             sign_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -458,10 +493,19 @@ impl AuditLog {
 
     /// Where the full check stands.
     pub fn integrity(&self) -> Integrity {
-        self.integrity
+        let mut integrity = self
+            .integrity
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        // A mismatch found while appending stops the log as the full check's does.
+        if integrity.state != CheckState::Tampered
+            && let Some(problem) = self.store.tampered()
+        {
+            integrity.state = CheckState::Tampered;
+            integrity.problem = Some(problem);
+        }
+        integrity
     }
 
     /// Refuses when the full check found a mismatch.
@@ -522,6 +566,19 @@ impl AuditLog {
         self.signer.verifier_key()
     }
 
+    /// With `key` (in this appliance's token) cosigning the checkpoints of a log several
+    /// appliances share, as the appliance named `appliance`.
+    pub fn with_cosigner(mut self, key: TokenKey, appliance: &str) -> Self {
+        let name = format!("{}/cosigner/{appliance}", self.signer.origin);
+        self.cosigner = Some(Cosigner { key, name });
+        self
+    }
+
+    /// This appliance's cosigner key, `name+keyhash+key`, where it cosigns checkpoints.
+    pub fn cosigner_key(&self) -> Option<String> {
+        self.cosigner.as_ref().map(Cosigner::verifier_key)
+    }
+
     /// The notes that hand the log from each checkpoint key to the next, oldest first.
     pub fn handovers(&self) -> &[String] {
         self.signer.handovers()
@@ -574,9 +631,18 @@ impl AuditLog {
     }
 
     /// The latest checkpoint, signing and storing one of the current head first if the log grew
-    /// since. Concurrent callers share one signature: at most one checkpoint per tree size.
+    /// since, and cosigned by this appliance where several share the log. Concurrent callers
+    /// share one signature: at most one checkpoint per tree size.
     pub async fn checkpoint(&self) -> Result<(Checkpoint, String), Error> {
         let _one_at_a_time = self.sign_lock.lock().await;
+        let (checkpoint, note) = self.latest_or_signed().await?;
+        let note = self.cosigned(&checkpoint, note).await?;
+        Ok((checkpoint, note))
+    }
+
+    /// The latest checkpoint, once the log extends what this appliance saw; a new one of the
+    /// head if the log grew since.
+    async fn latest_or_signed(&self) -> Result<(Checkpoint, String), Error> {
         self.check_intact()?;
         let store = Arc::clone(&self.store);
         let vkeys = self.signer.verifier_keys().to_vec();
@@ -599,6 +665,9 @@ impl AuditLog {
                 self.blocking(move || store.witness(size, &seen)).await?;
                 return Ok((checkpoint, note));
             }
+            // The log grew past it. Cosigned first, it carries the cosignature of each
+            // appliance that saw it before the next was signed.
+            self.cosigned(&checkpoint, note).await?;
         }
         let note = self.signer.sign(head).await?;
         let store = Arc::clone(&self.store);
@@ -606,6 +675,38 @@ impl AuditLog {
             .blocking(move || store.keep_checkpoint(head.size, &note))
             .await?;
         Ok((verify_latest(&note, self.signer.verifier_keys())?, note))
+    }
+
+    /// `note`, cosigned by this appliance if it has a cosigner and has not cosigned it yet: only
+    /// once the tree holds the checkpoint as a prefix, and only if this appliance saw no larger
+    /// one (a cosignature says "the largest tree I have seen").
+    async fn cosigned(&self, checkpoint: &Checkpoint, note: String) -> Result<String, Error> {
+        let Some(cosigner) = &self.cosigner else {
+            return Ok(note);
+        };
+        let vkey = cosigner.verifier_key();
+        if note::has_cosignature(&note, &vkey)? {
+            return Ok(note);
+        }
+        let (store, vkeys, checked) = (
+            Arc::clone(&self.store),
+            self.signer.verifier_keys().to_vec(),
+            note.clone(),
+        );
+        let larger_seen = self
+            .blocking(move || {
+                check_extends(&store, &checked, &vkeys, Extends::Latest)?;
+                Ok(store.witnessed()?.map(|(size, _)| size))
+            })
+            .await?
+            .is_some_and(|seen| seen > checkpoint.size);
+        if larger_seen {
+            return Ok(note);
+        }
+        let line = cosigner.line(&self.signer.token, &note).await?;
+        let (store, size) = (Arc::clone(&self.store), checkpoint.size);
+        self.blocking(move || store.add_cosignature(size, &vkey, &line))
+            .await
     }
 
     /// Runs `work` on a blocking thread; a mismatch it finds stops the log, as the full
@@ -794,7 +895,7 @@ fn check_extends(
     if signed.size > size {
         return Err(Error::Tampered(short));
     }
-    if merkle::subtree_hash(store, 0, signed.size)? != signed.root {
+    if store.root_at(signed.size)? != signed.root {
         return Err(Error::Tampered(differs));
     }
     Ok(())

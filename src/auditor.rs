@@ -331,6 +331,30 @@ pub struct OnlineReport {
     /// From tiles: what is public of the entry (its action and leaf hash).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_entry: Option<Value>,
+    /// The cosigners required (`--cosigner`), each with when it cosigned the checkpoint.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cosigned_by: Vec<Cosigned>,
+}
+
+/// A required cosigner's cosignature on the checkpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cosigned {
+    /// The cosigner's key name.
+    pub name: String,
+    /// When it cosigned, Unix seconds.
+    pub time: u64,
+}
+
+/// Checks that each of `cosigners` (cosigner verifier keys) cosigned `note`.
+pub fn check_cosigners(note: &str, cosigners: &[String]) -> Result<Vec<Cosigned>, AuditorError> {
+    cosigners
+        .iter()
+        .map(|vkey| {
+            let time = note::verify_cosignature(note, vkey)?;
+            let (name, _) = note::parse_cosigner_key(vkey)?;
+            Ok(Cosigned { name, time })
+        })
+        .collect()
 }
 
 /// The size of the checkpoint seen before (0: none), under the key it was seen with.
@@ -341,16 +365,17 @@ fn seen_size(seen: Option<&Seen>) -> Result<u64, AuditorError> {
     }
 }
 
-/// Takes `note` as the log's latest checkpoint if it may follow what was `seen` ([`advance`],
-/// with `consistency` the proof from the seen size when it grew), remembers it in `memory`, and
-/// reports it.
+/// Takes `note` as the log's latest checkpoint if each of `cosigners` cosigned it and it may
+/// follow what was `seen` ([`advance`], with `consistency` the proof from the seen size when it
+/// grew), remembers it in `memory`, and reports it.
 fn accept(
     memory: &Memory,
     seen: Option<&Seen>,
-    note: String,
-    vkey: String,
+    (note, vkey): (String, String),
+    cosigners: &[String],
     consistency: Option<Value>,
 ) -> Result<OnlineReport, AuditorError> {
+    let cosigned_by = check_cosigners(&note, cosigners)?;
     let previously_seen = seen_size(seen)?;
     let checkpoint = advance(seen, &note, &vkey, |_| {
         consistency.ok_or(AuditorError::Shape("consistency proof"))
@@ -370,17 +395,19 @@ fn accept(
         index: None,
         entry: None,
         public_entry: None,
+        cosigned_by,
     })
 }
 
 /// Checks the live log: fetches its checkpoint (and, with `index`, that entry's inclusion
 /// proof) through `fetch`, which runs an SSH command and returns its reply. The checkpoint must
 /// verify under `pinned` (or the key remembered for its origin, or, the first time, the key
-/// offered), and extend the checkpoint `memory` saw before, proven by a consistency proof; it
-/// is remembered only once all of that holds.
+/// offered), carry the cosignature of each of `cosigners`, and extend the checkpoint `memory`
+/// saw before, proven by a consistency proof; it is remembered only once all of that holds.
 pub async fn check_online<E, F>(
     memory: &Memory,
     pinned: Option<String>,
+    cosigners: &[String],
     index: Option<u64>,
     fetch: impl Fn(Vec<String>) -> F,
 ) -> Result<OnlineReport, E>
@@ -425,7 +452,13 @@ where
     } else {
         None
     };
-    let mut report = accept(memory, seen.as_ref(), note, vkey.clone(), consistency)?;
+    let mut report = accept(
+        memory,
+        seen.as_ref(),
+        (note, vkey.clone()),
+        cosigners,
+        consistency,
+    )?;
     if index.is_some() {
         let (_, entry) = check_inclusion(&reply, &vkey)?;
         report.index = Some(reply["index"].clone());

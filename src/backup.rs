@@ -197,7 +197,12 @@ pub fn backup(
     let checkpoint = provision::active(&appliance, KeyRole::Checkpoint)
         .ok_or_else(|| Error::Invalid("the token has no checkpoint key".to_owned()))?;
     let mut keys = Vec::new();
-    for key in hsm.list()? {
+    // Each appliance cosigns the shared audit log with a key of its own, which stays with it.
+    for key in hsm
+        .list()?
+        .into_iter()
+        .filter(|key| !provision::is_cosigner_label(&key.label))
+    {
         let wrapped = match hsm.attributes(&key.object_id) {
             // Retired: the public half alone.
             Err(crate::hsm::Error::KeyNotFound(_)) => Vec::new(),
@@ -345,6 +350,16 @@ fn check(file: &BackupFile, expected_audit_key: Option<&str>) -> Result<Vec<Wrap
         return Err(Error::Invalid(
             "audit_key does not name the checkpoint key that signed".to_owned(),
         ));
+    }
+    if let Some(key) = file
+        .keys
+        .iter()
+        .find(|key| provision::is_cosigner_label(&key.label))
+    {
+        return Err(Error::Invalid(format!(
+            "it holds {}, an appliance's own cosigner key, which stays with its token",
+            key.label
+        )));
     }
     file.keys.iter().map(FileKey::to_wrapped).collect()
 }

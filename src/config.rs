@@ -96,6 +96,9 @@ pub struct RawConfig {
     pub database_ca_file: Option<PathBuf>,
     /// Database connections at most.
     pub database_pool: Option<usize>,
+    /// This appliance's name among several on one database (default: the host's name): its
+    /// cosignatures on the shared audit log are by `ORIGIN/cosigner/NAME`.
+    pub appliance_name: Option<String>,
 }
 
 /// A setting that may hold a secret (a database URL with its password): never shown by
@@ -117,6 +120,8 @@ pub struct DatabaseSettings {
     pub password_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
     pub pool: usize,
+    /// This appliance's name in the group: it names its cosigner key.
+    pub appliance_name: String,
 }
 
 /// Database connections by default.
@@ -222,6 +227,7 @@ impl RawConfig {
             database_password_file: text("SSHSIGN_DATABASE_PASSWORD_FILE").map(PathBuf::from),
             database_ca_file: text("SSHSIGN_DATABASE_CA_FILE").map(PathBuf::from),
             database_pool: number("SSHSIGN_DATABASE_POOL", text("SSHSIGN_DATABASE_POOL"))?,
+            appliance_name: text("SSHSIGN_APPLIANCE_NAME"),
         })
     }
 
@@ -296,6 +302,7 @@ impl RawConfig {
             database_password_file: over.database_password_file.or(self.database_password_file),
             database_ca_file: over.database_ca_file.or(self.database_ca_file),
             database_pool: over.database_pool.or(self.database_pool),
+            appliance_name: over.appliance_name.or(self.appliance_name),
         }
     }
 }
@@ -575,6 +582,7 @@ fn database_settings(
             ),
             (raw.database_ca_file.is_some(), "SSHSIGN_DATABASE_CA_FILE"),
             (raw.database_pool.is_some(), "SSHSIGN_DATABASE_POOL"),
+            (raw.appliance_name.is_some(), "SSHSIGN_APPLIANCE_NAME"),
         ] {
             if set {
                 return Err(Error::Invalid {
@@ -602,7 +610,46 @@ fn database_settings(
         password_file,
         ca_file: raw.database_ca_file.clone(),
         pool,
+        appliance_name: appliance_name(raw.appliance_name.as_deref())?,
     }))
+}
+
+/// The longest appliance name: its cosigner key's label (`sshsign-cosigner@NAME`) must fit a
+/// YubiHSM 2's 40 bytes.
+const MAX_APPLIANCE_NAME: usize = 23;
+
+/// The appliance's name: as set, or the host's name up to its first dot (other characters
+/// than letters, digits, '-' and '_' made '-', and cut to fit).
+fn appliance_name(set: Option<&str>) -> Result<String, Error> {
+    let invalid = |reason: String| Error::Invalid {
+        setting: "SSHSIGN_APPLIANCE_NAME",
+        reason,
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let name = match set {
+        Some(name) => name.to_owned(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map_err(|e| {
+                invalid(format!(
+                    "is not set, and the host's name is unreadable: {e}"
+                ))
+            })?
+            .trim()
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .map(|c| if allowed(c) { c } else { '-' })
+            .take(MAX_APPLIANCE_NAME)
+            .collect(),
+    };
+    if !(1..=MAX_APPLIANCE_NAME).contains(&name.len()) || !name.chars().all(allowed) {
+        return Err(invalid(format!(
+            "{name:?}: give each appliance a name of 1 to {MAX_APPLIANCE_NAME} letters, digits, \
+             '-' or '_', unique in its group"
+        )));
+    }
+    Ok(name)
 }
 
 /// The backend the profile names, with the module or connector and, where the profile's keys
@@ -1133,6 +1180,28 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("1..=1024"), "{err}");
+        // Each appliance of a group has a name, which names its cosigner key: the host's by
+        // default, or as set, within what a token's label holds.
+        assert!(!database.appliance_name.is_empty());
+        let named = with(&[
+            ("SSHSIGN_DATABASE_URL", url),
+            ("SSHSIGN_APPLIANCE_NAME", "db-east_2"),
+        ])
+        .unwrap();
+        assert_eq!(named.database.unwrap().appliance_name, "db-east_2");
+        for bad in ["two words", "a.b", "x+y", "a-name-longer-than-23-bytes"] {
+            let err = with(&[
+                ("SSHSIGN_DATABASE_URL", url),
+                ("SSHSIGN_APPLIANCE_NAME", bad),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(err.starts_with("SSHSIGN_APPLIANCE_NAME"), "{bad}: {err}");
+        }
+        let err = with(&[("SSHSIGN_APPLIANCE_NAME", "a")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SSHSIGN_DATABASE_URL"), "{err}");
     }
 
     #[test]

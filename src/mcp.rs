@@ -802,7 +802,7 @@ impl Server {
             let server = self.clone();
             async move { server.run(words, &[]).await }
         };
-        let report = auditor::check_online(&memory, None, Some(index), fetch).await?;
+        let report = auditor::check_online(&memory, None, &[], Some(index), fetch).await?;
         Ok(serde_json::to_value(report).unwrap_or_default())
     }
 }

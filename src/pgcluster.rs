@@ -210,6 +210,11 @@ impl Cluster {
         )
     }
 
+    /// The cluster's data directory (its tables and WAL).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
     /// The port on 127.0.0.1 (for a cluster started with [`Cluster::start_tcp`]).
     pub fn port(&self) -> u16 {
         self.port

@@ -448,6 +448,37 @@ fn write_new(dir: &std::path::Path, path: &std::path::Path, text: &str) -> std::
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// What the label of an appliance's cosigner key begins with; the appliance's name follows.
+const COSIGNER_LABEL: &str = "sshsign-cosigner@";
+
+/// Whether a token key is an appliance's cosigner key, which stays with its token: a backup
+/// leaves it out, so that each appliance of a group cosigns as itself.
+pub fn is_cosigner_label(label: &str) -> bool {
+    label.starts_with(COSIGNER_LABEL)
+}
+
+/// The cosigner key of the appliance named `name`, with which it cosigns the audit log's
+/// checkpoints it has checked (C2SP `tlog-cosignature`): found by its label
+/// (`sshsign-cosigner@NAME`), or made now if the token lacks it. Returns the key and whether it
+/// was made now.
+pub fn cosigner_key(hsm: &dyn Hsm, name: &str) -> Result<(TokenKey, bool), Error> {
+    let label = format!("{COSIGNER_LABEL}{name}");
+    let spec = ApplianceKeySpec {
+        role: KeyRole::Checkpoint,
+        label: label.clone(),
+        kind: KeyKind::Ed25519,
+        purpose: String::new(),
+    };
+    match find_one(hsm, &spec)? {
+        Some(key) if hsm.find(&key.object_id)?.is_some() => Ok((key, false)),
+        Some(_) => Err(Error::SelfTest {
+            label,
+            reason: "the cosigner key's private half is gone from the token".to_owned(),
+        }),
+        None => Ok((hsm.generate_ed25519(&label)?, true)),
+    }
+}
+
 /// The audit log's verifier key: its origin and the active checkpoint key among `keys`. Clients
 /// can pin it (`SSHSIGN_AUDIT_KEY`) before they first connect.
 pub fn audit_verifier_key(keys: &[ApplianceKey]) -> Option<String> {

@@ -97,7 +97,14 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
     unseal_store(&store, opened.sealer, opened.new_data_key).map_err(store_error)?;
     let token = Token::new(opened.hsm.clone())?;
     let keys = opened.keys;
-    let audit = open_audit(config, &store, &token, &keys, opened.handovers)?;
+    let audit = open_audit(
+        config,
+        &store,
+        &token,
+        &keys,
+        opened.handovers,
+        opened.cosigner,
+    )?;
     if audit.key_was_handed_over()? {
         // The log says so, and grows: its next checkpoint is the new key's.
         let active = provision::active(&keys, provision::KeyRole::Checkpoint);
@@ -208,6 +215,8 @@ struct OpenedToken {
     sealer: seal::Sealer,
     /// The data key made now, to be stored, if the store had none.
     new_data_key: Option<seal::WrappedDataKey>,
+    /// With several appliances on one database: this one's cosigner key, and its name.
+    cosigner: Option<(crate::hsm::TokenKey, String)>,
 }
 
 /// Opens the store: in the shared PostgreSQL database if one is configured, else in sled at
@@ -238,10 +247,20 @@ async fn open_token(config: &ServeConfig, store: &Store) -> Result<OpenedToken, 
     })?;
     let export = config.hsm.key_export;
     let audit_dir = config.audit_path.clone();
+    let appliance_name = config.database.as_ref().map(|db| db.appliance_name.clone());
     let opened = tokio::task::spawn_blocking(move || {
         let hsm = crate::hsm::open_all(backends)?;
         let keys = provision::appliance_keys(hsm.primary())?;
         provision::self_test(hsm.primary(), &keys, export)?;
+        let cosigner = appliance_name
+            .map(|name| {
+                let (key, made) = provision::cosigner_key(hsm.primary(), &name)?;
+                if made {
+                    tracing::info!(appliance = %name, "made this appliance's cosigner key");
+                }
+                Ok::<_, provision::Error>((key, name))
+            })
+            .transpose()?;
         let handovers = provision::handovers(hsm.primary(), &keys, &audit_dir)?;
         let seal_key = provision::seal_key(hsm.primary())?;
         let (sealer, new_data_key) = match stored_data_key {
@@ -257,6 +276,7 @@ async fn open_token(config: &ServeConfig, store: &Store) -> Result<OpenedToken, 
             handovers,
             sealer,
             new_data_key,
+            cosigner,
         })
     })
     .await
@@ -295,6 +315,7 @@ fn open_audit(
     token: &Token,
     keys: &[provision::ApplianceKey],
     handovers: Vec<String>,
+    cosigner: Option<(crate::hsm::TokenKey, String)>,
 ) -> Result<Arc<AuditLog>, StartError> {
     // The origin is fixed by the first checkpoint key, made when the token was provisioned:
     // neither a new domain, nor a restored database, nor a rotation gives the log a fresh name.
@@ -302,14 +323,21 @@ fn open_audit(
         .ok_or_else(|| provision::Error::Manifest("no checkpoint key is listed".to_owned()))?
         .with_handovers(handovers);
     // With the store in PostgreSQL the log is there too, one for every appliance; the audit
-    // directory then keeps only the checkpoints this appliance saw.
+    // directory then keeps only the checkpoints this appliance saw, and each appliance
+    // cosigns the checkpoints it checked.
     let audit = Arc::new(match store.engine() {
-        crate::store::engine::Engine::Postgres(db) => AuditLog::open_shared(
-            db.clone(),
-            &config.audit_path,
-            signer,
-            config.audit_cache_bytes,
-        )?,
+        crate::store::engine::Engine::Postgres(db) => {
+            let log = AuditLog::open_shared(
+                db.clone(),
+                &config.audit_path,
+                signer,
+                config.audit_cache_bytes,
+            )?;
+            match cosigner {
+                Some((key, name)) => log.with_cosigner(key, &name),
+                None => log,
+            }
+        }
         crate::store::engine::Engine::Sled(_) => AuditLog::open(
             &config.audit_path,
             store.sled(),
@@ -321,6 +349,9 @@ fn open_audit(
         entries = audit.head().size,
         "audit log's right edge checked against its signed checkpoint"
     );
+    if let Some(cosigner_key) = audit.cosigner_key() {
+        tracing::info!(%cosigner_key, "this appliance cosigns the checkpoints it checks");
+    }
     audit.check_in_background().map_err(|e| {
         StartError::Audit(crate::audit::Error::Storage(format!(
             "starting the audit log's full check: {e}"

@@ -20,6 +20,8 @@ use sha2::{Digest as _, Sha256};
 use super::merkle::Hash;
 
 const ED25519_ALGORITHM: u8 = 0x01;
+/// A cosigner's Ed25519 key, in key hashes and verifier keys (C2SP `tlog-cosignature`).
+const COSIGNATURE_ALGORITHM: u8 = 0x04;
 const DASH: &str = "\u{2014} ";
 
 /// Note failures.
@@ -35,6 +37,10 @@ pub enum NoteError {
     Unsigned(String),
     #[error("the checkpoint's signature does not verify")]
     BadSignature,
+    #[error("the checkpoint carries no cosignature by {0}")]
+    NotCosigned(String),
+    #[error("{0}'s cosignature on the checkpoint does not verify")]
+    BadCosignature(String),
 }
 
 /// A checkpoint's content.
@@ -82,10 +88,15 @@ impl Checkpoint {
 
 /// The key hash of a named Ed25519 key.
 pub fn key_hash(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
+    typed_key_hash(name, ED25519_ALGORITHM, public_key)
+}
+
+/// The first four bytes of `SHA-256(name ‖ "\n" ‖ algorithm ‖ public key)`.
+fn typed_key_hash(name: &str, algorithm: u8, public_key: &[u8; 32]) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update(b"\n");
-    h.update([ED25519_ALGORITHM]);
+    h.update([algorithm]);
     h.update(public_key);
     let digest = h.finalize();
     [digest[0], digest[1], digest[2], digest[3]]
@@ -93,17 +104,26 @@ pub fn key_hash(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
 
 /// `name+hex(key hash)+base64(0x01 ‖ public key)`.
 pub fn verifier_key(name: &str, public_key: &[u8; 32]) -> String {
-    let mut key = vec![ED25519_ALGORITHM];
+    typed_verifier_key(name, ED25519_ALGORITHM, public_key)
+}
+
+fn typed_verifier_key(name: &str, algorithm: u8, public_key: &[u8; 32]) -> String {
+    let mut key = vec![algorithm];
     key.extend_from_slice(public_key);
     format!(
         "{name}+{}+{}",
-        crate::hex::encode(&key_hash(name, public_key)),
+        crate::hex::encode(&typed_key_hash(name, algorithm, public_key)),
         BASE64.encode(key)
     )
 }
 
 /// Parses a verifier key into its name and public key, checking its key hash.
 pub fn parse_verifier_key(vkey: &str) -> Result<(String, [u8; 32]), NoteError> {
+    parse_typed_verifier_key(vkey, ED25519_ALGORITHM)
+}
+
+/// Parses a verifier key of `algorithm` into its name and public key, checking its key hash.
+fn parse_typed_verifier_key(vkey: &str, wanted: u8) -> Result<(String, [u8; 32]), NoteError> {
     let mut parts = vkey.trim().splitn(3, '+');
     let (Some(name), Some(hash), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(NoteError::VerifierKey);
@@ -113,9 +133,9 @@ pub fn parse_verifier_key(vkey: &str) -> Result<(String, [u8; 32]), NoteError> {
         return Err(NoteError::VerifierKey);
     };
     let public: [u8; 32] = public.try_into().map_err(|_| NoteError::VerifierKey)?;
-    if algorithm != ED25519_ALGORITHM
-        || name.is_empty()
-        || crate::hex::decode(hash).as_deref() != Some(&key_hash(name, &public)[..])
+    if algorithm != wanted
+        || !valid_key_name(name)
+        || crate::hex::decode(hash).as_deref() != Some(&typed_key_hash(name, wanted, &public)[..])
     {
         return Err(NoteError::VerifierKey);
     }
@@ -139,6 +159,101 @@ pub fn add_signature(
     let mut blob = key_hash(name, public_key).to_vec();
     blob.extend_from_slice(signature);
     format!("{note}{DASH}{name} {}\n", BASE64.encode(blob))
+}
+
+/// Whether `name` can name a key: not empty, no white space, no `+` (C2SP `signed-note`).
+pub fn valid_key_name(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '+')
+}
+
+/// `name+hex(key hash)+base64(0x04 ‖ public key)`: how a cosigner's key is written.
+pub fn cosigner_key(name: &str, public_key: &[u8; 32]) -> String {
+    typed_verifier_key(name, COSIGNATURE_ALGORITHM, public_key)
+}
+
+/// Parses a cosigner's verifier key into its name and public key, checking its key hash.
+pub fn parse_cosigner_key(vkey: &str) -> Result<(String, [u8; 32]), NoteError> {
+    parse_typed_verifier_key(vkey, COSIGNATURE_ALGORITHM)
+}
+
+/// What a cosigner signs over a checkpoint `body` at `time` (Unix seconds): the line
+/// `cosignature/v1`, the line `time T`, then the body (C2SP `tlog-cosignature`).
+pub fn cosigned_message(body: &str, time: u64) -> Vec<u8> {
+    format!("cosignature/v1\ntime {time}\n{body}").into_bytes()
+}
+
+/// The body of a signed note: what comes before its blank line, with the final newline.
+pub fn body_of(note: &str) -> Result<String, NoteError> {
+    note.split_once("\n\n")
+        .map(|(body, _)| format!("{body}\n"))
+        .ok_or(NoteError::Malformed("no signature block"))
+}
+
+/// The cosignature line of `name`'s key, made at `time` over a note's body, to add after the
+/// note's other signature lines.
+pub fn cosignature_line(
+    name: &str,
+    public_key: &[u8; 32],
+    time: u64,
+    signature: &[u8; 64],
+) -> String {
+    let mut blob = typed_key_hash(name, COSIGNATURE_ALGORITHM, public_key).to_vec();
+    blob.extend_from_slice(&time.to_be_bytes());
+    blob.extend_from_slice(signature);
+    format!("{DASH}{name} {}\n", BASE64.encode(blob))
+}
+
+/// The signature lines of a note, as `(key name, decoded blob)`.
+fn signature_lines(note: &str) -> Result<Vec<(&str, Vec<u8>)>, NoteError> {
+    let (_, signatures) = note
+        .split_once("\n\n")
+        .ok_or(NoteError::Malformed("no signature block"))?;
+    signatures
+        .lines()
+        .map(|line| {
+            let line = line
+                .strip_prefix(DASH)
+                .ok_or(NoteError::Malformed("bad signature line"))?;
+            let (signer, blob) = line
+                .split_once(' ')
+                .ok_or(NoteError::Malformed("bad signature line"))?;
+            let blob = BASE64
+                .decode(blob)
+                .map_err(|_| NoteError::Malformed("bad signature encoding"))?;
+            Ok((signer, blob))
+        })
+        .collect()
+}
+
+/// Whether `note` carries a cosignature line by the cosigner `vkey` names (not checked).
+pub fn has_cosignature(note: &str, vkey: &str) -> Result<bool, NoteError> {
+    let (name, public) = parse_cosigner_key(vkey)?;
+    let wanted = typed_key_hash(&name, COSIGNATURE_ALGORITHM, &public);
+    Ok(signature_lines(note)?
+        .iter()
+        .any(|(signer, blob)| *signer == name && blob.len() == 76 && blob[..4] == wanted))
+}
+
+/// Verifies the cosignature of the cosigner `vkey` names on `note`; returns when it was made
+/// (Unix seconds). A note without one is [`NoteError::NotCosigned`].
+pub fn verify_cosignature(note: &str, vkey: &str) -> Result<u64, NoteError> {
+    let (name, public) = parse_cosigner_key(vkey)?;
+    let body = body_of(note)?;
+    let wanted = typed_key_hash(&name, COSIGNATURE_ALGORITHM, &public);
+    let mut made = None;
+    for (signer, blob) in signature_lines(note)? {
+        if signer != name || blob.len() != 76 || blob[..4] != wanted {
+            continue;
+        }
+        let time = u64::from_be_bytes(blob[4..12].try_into().unwrap_or_default());
+        if time > i64::MAX as u64 {
+            return Err(NoteError::BadCosignature(name));
+        }
+        crate::sshsig::verify_ed25519(&public, &cosigned_message(&body, time), &blob[12..])
+            .map_err(|_| NoteError::BadCosignature(name.clone()))?;
+        made = Some(made.map_or(time, |t: u64| t.max(time)));
+    }
+    made.ok_or(NoteError::NotCosigned(name))
 }
 
 /// What a checkpoint key hands over to its successor: the log `origin` is signed from now on by
@@ -228,22 +343,10 @@ pub fn verify(note: &str, vkey: &str) -> Result<Checkpoint, NoteError> {
 /// The body of a signed note, once `vkey`'s signature on it verifies.
 fn verify_body(note: &str, vkey: &str) -> Result<String, NoteError> {
     let (name, public) = parse_verifier_key(vkey)?;
-    let (body, signatures) = note
-        .split_once("\n\n")
-        .map(|(body, sigs)| (format!("{body}\n"), sigs))
-        .ok_or(NoteError::Malformed("no signature block"))?;
+    let body = body_of(note)?;
     let wanted = key_hash(&name, &public);
     let mut found = false;
-    for line in signatures.lines() {
-        let line = line
-            .strip_prefix(DASH)
-            .ok_or(NoteError::Malformed("bad signature line"))?;
-        let (signer, blob) = line
-            .split_once(' ')
-            .ok_or(NoteError::Malformed("bad signature line"))?;
-        let blob = BASE64
-            .decode(blob)
-            .map_err(|_| NoteError::Malformed("bad signature encoding"))?;
+    for (signer, blob) in signature_lines(note)? {
         if signer != name || blob.len() != 68 || blob[..4] != wanted {
             continue;
         }
@@ -313,6 +416,63 @@ mod tests {
         assert_eq!(lines[3], "");
         assert!(lines[4].starts_with("\u{2014} o "));
         assert!(note.ends_with('\n'));
+    }
+
+    #[test]
+    fn cosignatures_are_c2sp_lines_that_verify_under_the_cosigners_key_only() {
+        let log = SigningKey::from_bytes(&[3; 32]);
+        let witness = SigningKey::from_bytes(&[9; 32]);
+        let name = "log.example/audit/cosigner/a";
+        let public = witness.verifying_key().to_bytes();
+        let vkey = cosigner_key(name, &public);
+        assert_eq!(parse_cosigner_key(&vkey).unwrap(), (name.into(), public));
+        // A cosigner's key is not a log key, nor the other way round: the type byte differs.
+        assert_eq!(parse_verifier_key(&vkey), Err(NoteError::VerifierKey));
+        let log_vkey = verifier_key("log.example/audit", &log.verifying_key().to_bytes());
+        assert_eq!(parse_cosigner_key(&log_vkey), Err(NoteError::VerifierKey));
+
+        let note = signed("log.example/audit", 42, &log);
+        let body = body_of(&note).unwrap();
+        let message = cosigned_message(&body, 1_700_000_000);
+        assert!(message.starts_with(b"cosignature/v1\ntime 1700000000\nlog.example/audit\n42\n"));
+        let signature = witness.sign(&message).to_bytes();
+        let cosigned = note.clone() + &cosignature_line(name, &public, 1_700_000_000, &signature);
+        assert!(cosigned.starts_with(&note));
+        let line = cosigned.lines().last().unwrap();
+        let blob = BASE64.decode(line.rsplit_once(' ').unwrap().1).unwrap();
+        assert_eq!(blob.len(), 4 + 8 + 64);
+        assert_eq!(blob[4..12], 1_700_000_000u64.to_be_bytes());
+
+        // The log's signature still verifies; the cosignature verifies under its key only.
+        assert_eq!(verify(&cosigned, &log_vkey).unwrap().size, 42);
+        assert!(has_cosignature(&cosigned, &vkey).unwrap());
+        assert!(!has_cosignature(&note, &vkey).unwrap());
+        assert_eq!(verify_cosignature(&cosigned, &vkey), Ok(1_700_000_000));
+        assert_eq!(
+            verify_cosignature(&note, &vkey),
+            Err(NoteError::NotCosigned(name.into()))
+        );
+        let other = cosigner_key(
+            name,
+            &SigningKey::from_bytes(&[10; 32]).verifying_key().to_bytes(),
+        );
+        assert_eq!(
+            verify_cosignature(&cosigned, &other),
+            Err(NoteError::NotCosigned(name.into()))
+        );
+        // The time is signed: a line moved to another time does not verify.
+        let moved = note.clone() + &cosignature_line(name, &public, 1_700_000_001, &signature);
+        assert_eq!(
+            verify_cosignature(&moved, &vkey),
+            Err(NoteError::BadCosignature(name.into()))
+        );
+        // So is the body.
+        let grown = cosigned.replace("\n42\n", "\n43\n");
+        assert_eq!(
+            verify_cosignature(&grown, &vkey),
+            Err(NoteError::BadCosignature(name.into()))
+        );
+        assert!(!valid_key_name("two words") && !valid_key_name("a+b") && !valid_key_name(""));
     }
 
     /// A handover from `from` to `to` under `origin`, signed by the keys given.

@@ -52,6 +52,9 @@ pub struct SharedLog {
     /// The checkpoints this appliance signed or served, on its own disk (none for a one-off
     /// reader, such as `sshsign-server audit verify`).
     witnessed: Option<Checkpoints>,
+    /// What the sequencer found not to match, once it has: the log then stops as when the full
+    /// check finds a mismatch.
+    tampered: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for SharedLog {
@@ -112,7 +115,25 @@ impl SharedLog {
             head: RwLock::new(head),
             cache: Mutex::new(Cache::new(cache_bytes)),
             witnessed,
+            tampered: Mutex::new(None),
         })
+    }
+
+    /// What the sequencer found not to match the head, if it did.
+    pub fn tampered(&self) -> Option<String> {
+        self.tampered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Remembers a mismatch the sequencer found, and returns it as the error that aborts.
+    fn found_tampered(&self, problem: String) -> crate::store::Error {
+        self.tampered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(problem.clone());
+        crate::store::Error::Database(Error::Tampered(problem).to_string())
     }
 
     /// The newest head this appliance has seen.
@@ -158,8 +179,13 @@ impl SharedLog {
             .put(tile, bytes);
     }
 
-    /// Tile `tile` at its width, if the committed tree holds that many items in it.
+    /// Tile `tile` at its width, if the committed tree holds that many items in it. A tile at
+    /// a given width never changes, so partial ones are cached too (by width: proofs against
+    /// the latest checkpoint read the same ones until the log grows).
     pub fn read(&self, tile: Tile) -> Result<Option<Arc<Vec<u8>>>, Error> {
+        if let Some(bytes) = tile.is_partial().then(|| self.cached(tile)).flatten() {
+            return Ok(Some(bytes));
+        }
         let full = tile.full();
         let width = usize::try_from(tile.width()).unwrap_or(usize::MAX);
         if let Some(bytes) = self.cached(full) {
@@ -178,6 +204,17 @@ impl SharedLog {
                 )),
             }));
         }
+        let read = self.load(tile)?;
+        if let Some(bytes) = read.as_ref().filter(|_| tile.is_partial()) {
+            self.cache(tile, Arc::clone(bytes));
+        }
+        Ok(read)
+    }
+
+    /// Tile `tile` from the database itself, whatever is cached; a full one read is cached.
+    fn load(&self, tile: Tile) -> Result<Option<Arc<Vec<u8>>>, Error> {
+        let full = tile.full();
+        let width = usize::try_from(tile.width()).unwrap_or(usize::MAX);
         let bytes = match tile {
             Tile::Hashes { level, index, .. } => {
                 let Some((_, _, stored)) =
@@ -281,11 +318,35 @@ impl SharedLog {
     }
 
     /// Keeps a checkpoint for every appliance, and as witnessed here; returns the note kept at
-    /// that size (another appliance's, if it kept one first: the same bytes).
+    /// that size (another appliance's, if it kept one first: the same signature, perhaps with
+    /// cosignatures added).
     pub fn keep_checkpoint(&self, size: u64, note: &str) -> Result<String, Error> {
         let kept = self.db.log_keep_checkpoint(size, note).map_err(storage)?;
         self.witness(size, &kept)?;
         Ok(kept)
+    }
+
+    /// Adds the cosignature line `line` by the cosigner `vkey` to the checkpoint at `size`,
+    /// unless it carries one by that key already; returns the note as kept.
+    pub fn add_cosignature(&self, size: u64, vkey: &str, line: &str) -> Result<String, Error> {
+        // Each try loses only to another appliance's line added in between.
+        for _ in 0..64 {
+            let note = self.checkpoint_at(size)?.ok_or(Error::NoCheckpoint(size))?;
+            if super::note::has_cosignature(&note, vkey)? {
+                return Ok(note);
+            }
+            let cosigned = format!("{note}{line}");
+            if self
+                .db
+                .log_replace_checkpoint(size, &note, &cosigned)
+                .map_err(storage)?
+            {
+                return Ok(cosigned);
+            }
+        }
+        Err(Error::Storage(format!(
+            "the checkpoint of {size} kept changing while this appliance cosigned it"
+        )))
     }
 
     /// Keeps `note` at `size` on this appliance's disk, unless it has seen as large a one.
@@ -333,9 +394,10 @@ impl SharedLog {
                     _ if width == 0 => Vec::new(),
                     Some((_, _, bytes)) if bytes.len() as u64 == width * 32 => bytes.clone(),
                     _ => {
-                        return Err(abort(Error::Corrupt(format!(
-                            "the hash tile ({level}, {index}) does not hold {width} hashes"
-                        ))));
+                        return Err(self.found_tampered(format!(
+                            "the hash tile ({level}, {index}) on the right edge does not hold \
+                             {width} hashes"
+                        )));
                     }
                 };
                 rows.push(bytes);
@@ -349,10 +411,10 @@ impl SharedLog {
             )
             .map_err(abort)?;
             if frontier.root() != head.root {
-                return Err(abort(Error::Tampered(format!(
+                return Err(self.found_tampered(format!(
                     "the right edge does not hash to the head at size {}",
                     head.size
-                ))));
+                )));
             }
             let mut edge = Edge::from_rows(frontier, rows.iter().map(|r| hashes(r)).collect());
             let completed = edge.extend(entries);
@@ -393,12 +455,15 @@ impl Sink for SharedLog {
     }
 }
 
-impl Nodes for SharedLog {
-    type Error = Error;
-
+impl SharedLog {
     /// A perfect subtree of `2^level` leaves, in the tree this appliance last saw (read again
-    /// when that tree does not hold it yet).
-    fn node(&self, level: u32, index: u64) -> Result<Hash, Error> {
+    /// when that tree does not hold it yet), from the tiles `read` gives.
+    fn node_from(
+        &self,
+        level: u32,
+        index: u64,
+        read: impl FnOnce(Tile) -> Result<Option<Arc<Vec<u8>>>, Error>,
+    ) -> Result<Hash, Error> {
         let located = match locate(self.head().size, level, index) {
             Some(found) => found,
             None => locate(self.refresh()?.size, level, index).ok_or_else(|| {
@@ -406,10 +471,58 @@ impl Nodes for SharedLog {
             })?,
         };
         let (tile, span) = located;
-        let bytes = self
-            .read(tile)?
-            .ok_or_else(|| Error::Corrupt(format!("{} is missing", tile.path())))?;
+        let bytes =
+            read(tile)?.ok_or_else(|| Error::Corrupt(format!("{} is missing", tile.path())))?;
         span_root(&bytes, span, tile)
+    }
+
+    /// The tree's nodes as the database holds them now, past this appliance's cache: what the
+    /// witness's checks read, so that tiles cached before cannot hide a tree rewritten since.
+    pub fn fresh(&self) -> Fresh<'_> {
+        Fresh {
+            log: self,
+            read: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl Nodes for SharedLog {
+    type Error = Error;
+
+    fn node(&self, level: u32, index: u64) -> Result<Hash, Error> {
+        self.node_from(level, index, |tile| self.read(tile))
+    }
+}
+
+/// [`SharedLog::fresh`]: each tile read from the database once per check.
+pub struct Fresh<'a> {
+    log: &'a SharedLog,
+    read: Mutex<std::collections::HashMap<Tile, Arc<Vec<u8>>>>,
+}
+
+impl Nodes for Fresh<'_> {
+    type Error = Error;
+
+    fn node(&self, level: u32, index: u64) -> Result<Hash, Error> {
+        self.log.node_from(level, index, |tile| {
+            let seen = self
+                .read
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&tile)
+                .cloned();
+            if let Some(bytes) = seen {
+                return Ok(Some(bytes));
+            }
+            let loaded = self.log.load(tile)?;
+            if let Some(bytes) = &loaded {
+                self.read
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(tile, Arc::clone(bytes));
+            }
+            Ok(loaded)
+        })
     }
 }
 

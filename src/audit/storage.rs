@@ -140,6 +140,35 @@ impl LogStore {
         }
     }
 
+    /// Adds the cosignature line `line` by the cosigner `vkey` to the checkpoint at `size`
+    /// (once); returns the note as kept. Only a log several appliances share is cosigned.
+    pub fn add_cosignature(&self, size: u64, vkey: &str, line: &str) -> Result<String, Error> {
+        match self {
+            LogStore::Files { .. } => Err(Error::Storage(
+                "only a log several appliances share is cosigned".to_owned(),
+            )),
+            LogStore::Shared(log) => log.add_cosignature(size, vkey, line),
+        }
+    }
+
+    /// The root of the tree's first `size` entries, as the log is kept now: a shared log's read
+    /// from the database itself, past this appliance's cache (see [`SharedLog::fresh`]).
+    pub fn root_at(&self, size: u64) -> Result<Hash, Error> {
+        match self {
+            LogStore::Files { tiles, .. } => super::merkle::subtree_hash(&**tiles, 0, size),
+            LogStore::Shared(log) => super::merkle::subtree_hash(&log.fresh(), 0, size),
+        }
+    }
+
+    /// What appending found not to match the log's head, if it did (a shared log's sequencer
+    /// reads the right edge from the database at every batch).
+    pub fn tampered(&self) -> Option<String> {
+        match self {
+            LogStore::Files { .. } => None,
+            LogStore::Shared(log) => log.tampered(),
+        }
+    }
+
     /// The latest checkpoint this appliance saw of a log others write too, kept on its own
     /// disk; `None` for a log only this appliance writes.
     pub fn witnessed(&self) -> Result<Option<(u64, String)>, Error> {

@@ -347,6 +347,7 @@ fn encode(hashes: &[Hash]) -> Vec<String> {
 pub async fn check_tiles(
     memory: &Memory,
     pinned: Option<String>,
+    cosigners: &[String],
     index: Option<u64>,
     source: &TileSource,
 ) -> Result<OnlineReport, AuditorError> {
@@ -376,7 +377,7 @@ pub async fn check_tiles(
     } else {
         None
     };
-    let mut report = accept(memory, seen.as_ref(), note, vkey, consistency)?;
+    let mut report = accept(memory, seen.as_ref(), (note, vkey), cosigners, consistency)?;
     if let Some(index) = index {
         let (leaf, proof) = tree.inclusion(index).await?;
         let proof: Vec<Vec<u8>> = proof.iter().map(|hash| hash.to_vec()).collect();

@@ -130,6 +130,16 @@ struct AuditFrom {
     /// The log's verifier key (origin+keyhash+key), instead of the one pinned at first use.
     #[arg(long, env = "SSHSIGN_AUDIT_KEY", value_name = "VKEY")]
     key: Option<String>,
+    /// Require this cosigner's cosignature on the checkpoint (repeat for each, or separate with
+    /// commas): where several appliances share the log, each one's `cosigner_key` from
+    /// `sshsign audit-checkpoint`.
+    #[arg(
+        long = "cosigner",
+        env = "SSHSIGN_AUDIT_COSIGNERS",
+        value_name = "VKEY",
+        value_delimiter = ','
+    )]
+    cosigners: Vec<String>,
 }
 
 /// The keys a verifier trusts: the appliance's JWKS, saved, or one public key.
@@ -416,14 +426,15 @@ async fn audit_online(index: Option<u64>, from: AuditFrom) -> Result<i32, Error>
     let report = match from.tiles.filter(|tiles| !tiles.is_empty()) {
         Some(tiles) => {
             let source = auditor::tiles::TileSource::parse(&tiles)?;
-            auditor::tiles::check_tiles(&memory, pinned, index, &source).await?
+            auditor::tiles::check_tiles(&memory, pinned, &from.cosigners, index, &source).await?
         }
         None => {
             let connection = Connection::connect(&ClientConfig::load()?).await?;
             let fetch = async |words: Vec<String>| -> Result<Value, Error> {
                 shim::accepted(connection.run(&words, &[]).await?)
             };
-            let outcome = auditor::check_online(&memory, pinned, index, fetch).await;
+            let outcome =
+                auditor::check_online(&memory, pinned, &from.cosigners, index, fetch).await;
             connection.close().await;
             outcome?
         }

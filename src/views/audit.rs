@@ -18,6 +18,10 @@ pub struct CheckpointView {
     /// pinned an earlier key follows them to `verifier_key`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub handovers: Vec<String>,
+    /// Where several appliances share the log: the key with which the one that answered
+    /// cosigns checkpoints, for `sshsign audit check --cosigner`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cosigner_key: Option<String>,
 }
 
 /// A proof, with the key that verifies the checkpoint it is against.

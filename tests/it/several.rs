@@ -7,6 +7,13 @@ use crate::approvals::user_id;
 use crate::audit::shim;
 use crate::common::{Appliance, ssh_keygen_verify};
 
+/// `env`, with the appliance's name in its group.
+fn named<'a>(env: &[(&'a str, &'a str)], name: &'a str) -> Vec<(&'a str, &'a str)> {
+    let mut env = env.to_vec();
+    env.push(("SSHSIGN_APPLIANCE_NAME", name));
+    env
+}
+
 #[test]
 fn two_appliances_on_one_database_serve_the_same_people_keys_and_requests() {
     let cluster = sshsign::pgcluster::Cluster::start().unwrap();
@@ -15,8 +22,13 @@ fn two_appliances_on_one_database_serve_the_same_people_keys_and_requests() {
         ("SSHSIGN_DATABASE_URL", url.as_str()),
         ("SSHSIGN_QUOTAS", "signatures=4/h"),
     ];
-    let a = Appliance::start_with(&env);
-    let b = Appliance::start_in(tempfile::tempdir().unwrap(), a.store.clone(), &[], &env);
+    let a = Appliance::start_with(&named(&env, "a"));
+    let b = Appliance::start_in(
+        tempfile::tempdir().unwrap(),
+        a.store.clone(),
+        &[],
+        &named(&env, "b"),
+    );
 
     // One identity, whichever appliance a key first reached.
     let alice = a.user("alice");
@@ -182,8 +194,13 @@ fn an_appliance_killed_at_random_loses_nothing_a_client_was_given() {
         ("SSHSIGN_DATABASE_URL", url.as_str()),
         ("SSHSIGN_QUOTAS", "signatures=100000/min"),
     ];
-    let a = Appliance::start_with(&env);
-    let mut b = Appliance::start_in(tempfile::tempdir().unwrap(), a.store.clone(), &[], &env);
+    let a = Appliance::start_with(&named(&env, "a"));
+    let mut b = Appliance::start_in(
+        tempfile::tempdir().unwrap(),
+        a.store.clone(),
+        &[],
+        &named(&env, "b"),
+    );
     let alice = a.user("alice");
     let bob = a.user("bob");
     bob.accept(&alice);
@@ -373,7 +390,7 @@ fn a_key_made_after_a_token_was_restored_elsewhere_is_refused_plainly_there() {
     let cluster = sshsign::pgcluster::Cluster::start().unwrap();
     let url = cluster.create_database("sshsign").unwrap();
     let env = [("SSHSIGN_DATABASE_URL", url.as_str())];
-    let a = Appliance::start_with(&env);
+    let a = Appliance::start_with(&named(&env, "a"));
     let alice = a.user("alice");
     let before = alice.create_key("");
 
@@ -394,7 +411,7 @@ fn a_key_made_after_a_token_was_restored_elsewhere_is_refused_plainly_there() {
         dir: copied.path().to_owned(),
         ..a.store.clone()
     };
-    let b = Appliance::start_in(tempfile::tempdir().unwrap(), token, &[], &env);
+    let b = Appliance::start_in(tempfile::tempdir().unwrap(), token, &[], &named(&env, "b"));
     let after = alice.create_key("");
     let alice_b = alice.at(&b);
 
@@ -405,4 +422,200 @@ fn a_key_made_after_a_token_was_restored_elsewhere_is_refused_plainly_there() {
     // Where it was made it signs, and b goes on.
     alice.run(&format!("sign --key-id {after}"), b"new").ok();
     alice_b.cmd("whoami").ok();
+}
+
+#[test]
+fn each_appliance_cosigns_the_log_with_a_key_of_its_own_that_no_backup_carries() {
+    use crate::common::{kryoptic_store, provisioned, token_keys};
+    // kryoptic, whose keys may leave wrapped: the one token here that wraps Ed25519 keys.
+    let wrapped = [
+        ("SSHSIGN_HSM_PROFILE", "kryoptic"),
+        ("SSHSIGN_KEY_EXPORT", "wrapped-untrusted"),
+    ];
+    let cluster = sshsign::pgcluster::Cluster::start().unwrap();
+    let url = cluster.create_database("sshsign").unwrap();
+    let kept = tempfile::tempdir().unwrap();
+    let (wrap_file, backup_file) = (kept.path().join("wrap.key"), kept.path().join("backup"));
+    let (wrap_file, backup_file) = (wrap_file.to_str().unwrap(), backup_file.to_str().unwrap());
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = kryoptic_store(dir.path());
+    provisioned(&store, &wrapped, &["wrap-key", "--new", wrap_file]);
+    let env = [("SSHSIGN_DATABASE_URL", url.as_str())];
+    let a = Appliance::start_in(dir, store, &wrapped, &named(&env, "a"));
+    let alice = a.user("alice");
+    let key_id = alice.create_key("");
+    let labels = |store| -> Vec<String> {
+        token_keys(store, &wrapped)
+            .iter()
+            .map(|k| k["label"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(
+        labels(&a.store).contains(&"sshsign-cosigner@a".to_owned()),
+        "{:?}",
+        labels(&a.store)
+    );
+
+    // The group's backup leaves the cosigner key out: the decision and checkpoint keys,
+    // alice's key and the seal key.
+    let written = provisioned(&a.store, &wrapped, &["backup", "--to", backup_file]);
+    assert_eq!(written["keys"], 4, "{written}");
+    assert!(
+        !std::fs::read_to_string(backup_file)
+            .unwrap()
+            .contains("sshsign-cosigner")
+    );
+
+    // b: a token of its own, with the group's wrap key and the backup restored into it.
+    let dir_b = tempfile::tempdir().unwrap();
+    let store_b = kryoptic_store(dir_b.path());
+    provisioned(&store_b, &wrapped, &["wrap-key", "--from", wrap_file]);
+    provisioned(&store_b, &wrapped, &["restore", "--from", backup_file]);
+    let b = Appliance::start_in(dir_b, store_b, &wrapped, &named(&env, "b"));
+    assert!(!labels(&b.store).contains(&"sshsign-cosigner@a".to_owned()));
+    assert!(labels(&b.store).contains(&"sshsign-cosigner@b".to_owned()));
+    let alice_b = alice.at(&b);
+    alice_b
+        .run(&format!("sign --key-id {key_id}"), b"on b")
+        .ok();
+
+    // Each names its own cosigner key; the log's checkpoint is cosigned by whichever
+    // appliance served it, and by the other once it serves the same.
+    let at_a = alice.cmd("audit-checkpoint").ok().clone();
+    let at_b = alice_b.cmd("audit-checkpoint").ok().clone();
+    let (cosigner_a, cosigner_b) = (
+        at_a["cosigner_key"].as_str().unwrap().to_owned(),
+        at_b["cosigner_key"].as_str().unwrap().to_owned(),
+    );
+    let origin = at_a["origin"].as_str().unwrap();
+    assert!(
+        cosigner_a.starts_with(&format!("{origin}/cosigner/a+")),
+        "{cosigner_a}"
+    );
+    assert!(
+        cosigner_b.starts_with(&format!("{origin}/cosigner/b+")),
+        "{cosigner_b}"
+    );
+    assert_eq!(at_a["size"], at_b["size"], "nothing was logged in between");
+    let note = at_b["checkpoint"].as_str().unwrap();
+    assert_eq!(
+        note.lines().filter(|l| l.starts_with('\u{2014}')).count(),
+        3,
+        "{note}"
+    );
+    let cosigned_at = sshsign::audit::note::verify_cosignature(note, &cosigner_a).unwrap();
+    let now = u64::try_from(sshsign::time::now()).unwrap();
+    assert!(
+        cosigned_at <= now && cosigned_at + 600 > now,
+        "{cosigned_at}"
+    );
+    sshsign::audit::note::verify_cosignature(note, &cosigner_b).unwrap();
+    // Each line is the cosigner's own: a's does not verify under b's key with a's name.
+    let (_, b_public) = sshsign::audit::note::parse_cosigner_key(&cosigner_b).unwrap();
+    let (a_name, _) = sshsign::audit::note::parse_cosigner_key(&cosigner_a).unwrap();
+    assert!(
+        sshsign::audit::note::verify_cosignature(
+            note,
+            &sshsign::audit::note::cosigner_key(&a_name, &b_public)
+        )
+        .is_err()
+    );
+
+    // A client requires both, over SSH through a and over HTTP from b's tiles.
+    let state = kept.path().join("audit-state");
+    let checked = shim(
+        &alice,
+        &state,
+        &[
+            "audit",
+            "check",
+            "--cosigner",
+            &cosigner_a,
+            "--cosigner",
+            &cosigner_b,
+        ],
+    );
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&checked.stdout).unwrap();
+    let names: Vec<&str> = report["cosigned_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            format!("{origin}/cosigner/a"),
+            format!("{origin}/cosigner/b")
+        ]
+    );
+    let vkey = at_a["verifier_key"].as_str().unwrap();
+    let tiles = format!("http://{}/audit", b.http_addr);
+    let both = format!("{cosigner_a},{cosigner_b}");
+    let from_tiles = shim(
+        &alice,
+        &kept.path().join("tiles-state"),
+        &[
+            "audit",
+            "check",
+            "--tiles",
+            &tiles,
+            "--key",
+            vkey,
+            "--cosigner",
+            &both,
+        ],
+    );
+    assert!(
+        from_tiles.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_tiles.stderr)
+    );
+
+    // A cosigner that did not cosign is named, and the checkpoint is not taken.
+    let stranger = sshsign::audit::note::cosigner_key(&format!("{origin}/cosigner/c"), &[7; 32]);
+    let refused = shim(&alice, &state, &["audit", "check", "--cosigner", &stranger]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("no cosignature by") && why.contains("/cosigner/c"),
+        "{why}"
+    );
+    // A cosigner key that is not one (a log key) is refused as such.
+    let refused = shim(&alice, &state, &["audit", "check", "--cosigner", vkey]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("verifier key"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // While the log grows, each checkpoint still gathers both: b signs one, and a, finding
+    // the log grown past it, cosigns it before signing its own.
+    alice_b.run(&format!("sign --key-id {key_id}"), b"2").ok();
+    let by_b = alice_b.cmd("audit-checkpoint").ok().clone();
+    let size_b = by_b["size"].as_u64().unwrap();
+    assert!(size_b > at_b["size"].as_u64().unwrap());
+    alice.run(&format!("sign --key-id {key_id}"), b"3").ok();
+    let by_a = alice.cmd("audit-checkpoint").ok().clone();
+    assert!(by_a["size"].as_u64().unwrap() > size_b);
+    let then = alice
+        .cmd(&format!("audit-consistency --from 1 --to {size_b}"))
+        .ok()
+        .clone();
+    let note = then["checkpoint"].as_str().unwrap();
+    sshsign::audit::note::verify_cosignature(note, &cosigner_a).unwrap();
+    sshsign::audit::note::verify_cosignature(note, &cosigner_b).unwrap();
+    let full = a.server_command(&["audit", "verify", "--full", "--key", vkey]);
+    assert!(
+        full.status.success(),
+        "{}",
+        String::from_utf8_lossy(&full.stderr)
+    );
 }

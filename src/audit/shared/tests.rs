@@ -187,16 +187,19 @@ async fn a_database_sent_back_in_time_is_refused_by_an_appliance_that_saw_it_ahe
     let key = Key(SigningKey::from_bytes(&[7; 32]));
     let vkeys = [key.vkey()];
     let a = appliance(&url);
-    for n in 0..10 {
+    // Past one full tile, which a running appliance caches.
+    for n in 0..300 {
         a.writer.append(entry(n)).await.unwrap();
     }
     let (size, note) = key.sign(&a.store);
     assert_eq!(a.store.keep_checkpoint(size, &note).unwrap(), note);
-    assert_eq!(a.store.witnessed().unwrap(), Some((10, note.clone())));
+    assert_eq!(a.store.witnessed().unwrap(), Some((300, note.clone())));
     // Another appliance keeping the same size keeps one note.
     let b = appliance(&url);
     assert_eq!(b.store.keep_checkpoint(size, &note).unwrap(), note);
     check_against_checkpoint(&a.store, &vkeys).unwrap();
+    // a serves a proof: the full tile of the first 256 entries is in its cache now.
+    crate::audit::merkle::inclusion_proof(&*a.store, 3, 300).unwrap();
 
     // The database restored from a backup taken when the log was empty.
     let empty = "UPDATE sshsign_audit_head SET size = 0, root = sha256(''::bytea); \
@@ -204,7 +207,7 @@ async fn a_database_sent_back_in_time_is_refused_by_an_appliance_that_saw_it_ahe
                  DELETE FROM sshsign_audit_checkpoints;";
     cluster.psql("sshsign", empty).unwrap();
     match a.store.refresh() {
-        Err(Error::Tampered(why)) => assert!(why.contains("saw 10"), "{why}"),
+        Err(Error::Tampered(why)) => assert!(why.contains("saw 300"), "{why}"),
         other => panic!("a smaller head was taken: {other:?}"),
     }
     // An appliance that never saw the log takes the database as it is; one that did refuses
@@ -221,12 +224,19 @@ async fn a_database_sent_back_in_time_is_refused_by_an_appliance_that_saw_it_ahe
     }
 
     // Rewritten instead: as many entries and more, but other ones. Still refused.
-    for n in 100..120 {
+    // Only the first full tile's entries differ, the very ones a's cache holds.
+    for n in (1000..1256).chain(256..320) {
         fresh.writer.append(entry(n)).await.unwrap();
     }
     match check_against_checkpoint(&reopened, &vkeys) {
         Err(Error::Tampered(why)) => assert!(why.contains("does not hash"), "{why}"),
         other => panic!("a rewritten log was taken: {other:?}"),
+    }
+    // Also by a, still running, whose cache holds the tiles as they were: the witness reads
+    // the database itself.
+    match check_against_checkpoint(&a.store, &vkeys) {
+        Err(Error::Tampered(why)) => assert!(why.contains("does not hash"), "{why}"),
+        other => panic!("a rewritten log was taken from the cache: {other:?}"),
     }
 }
 
@@ -255,4 +265,32 @@ async fn a_failed_commit_answers_no_index_and_loses_nothing_committed() {
     }
     assert_eq!(index, Some(5));
     verify_full(&a.store, &[], |_| {}).unwrap();
+}
+
+#[tokio::test]
+async fn a_right_edge_edited_in_the_database_stops_appends_as_tampered() {
+    let cluster = Cluster::start().unwrap();
+    let url = cluster.create_database("sshsign").unwrap();
+    let a = appliance(&url);
+    for n in 0..10 {
+        a.writer.append(entry(n)).await.unwrap();
+    }
+    assert_eq!(a.store.tampered(), None);
+    // One hash of the level-0 tile that the next batch extends, changed in place.
+    cluster
+        .psql(
+            "sshsign",
+            "UPDATE sshsign_audit_tiles SET hashes = overlay(hashes placing '\\xff'::bytea \
+             from 33 for 1) WHERE level = 0 AND index = 0",
+        )
+        .unwrap();
+    let refused = a.writer.append(entry(10)).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let problem = a.store.tampered().expect("the mismatch is kept");
+    assert!(
+        problem.contains("does not hash to the head at size 10"),
+        "{problem}"
+    );
+    // Nothing was integrated: the head is where it was.
+    assert_eq!(a.store.refresh().unwrap().size, 10);
 }

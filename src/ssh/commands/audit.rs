@@ -18,6 +18,7 @@ pub async fn checkpoint(ctx: &Context) -> Result<Value, Error> {
         checkpoint: note,
         verifier_key: ctx.appliance.audit_verifier_key(),
         handovers: ctx.appliance.audit_handovers(),
+        cosigner_key: ctx.appliance.audit_cosigner_key(),
     }))
 }
 

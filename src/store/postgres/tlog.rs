@@ -113,7 +113,7 @@ impl Postgres {
     }
 
     /// Keeps a checkpoint; one another appliance kept at the same size first stays, and is
-    /// returned.
+    /// returned (with any cosignatures added since).
     pub fn log_keep_checkpoint(&self, size: u64, note: &str) -> Result<String> {
         let conn = self.lease()?;
         let size = to_i64(size, "checkpoint size")?;
@@ -127,6 +127,17 @@ impl Postgres {
         rows.first()
             .map(|row| row.get(0))
             .ok_or_else(|| database("a checkpoint was neither kept nor found"))
+    }
+
+    /// Replaces the checkpoint at `size` by `note` if it still reads `was`: cosignature lines
+    /// are added by compare-and-swap, so that none is lost when appliances cosign at once.
+    pub fn log_replace_checkpoint(&self, size: u64, was: &str, note: &str) -> Result<bool> {
+        let conn = self.lease()?;
+        let replaced = conn.execute(
+            "UPDATE sshsign_audit_checkpoints SET note = $3 WHERE size = $1 AND note = $2",
+            &[&to_i64(size, "checkpoint size")?, &was, &note],
+        )?;
+        Ok(replaced == 1)
     }
 
     /// Runs `integrate` in one transaction holding the head's row lock: the one sequencer of
