@@ -141,23 +141,30 @@ impl SharedLog {
         *self.head.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reads the committed head. A head smaller than one seen before means the database went
-    /// back in time: refused.
+    /// Reads the committed head. A head smaller than one this appliance saw committed before
+    /// the read began means the database went back in time: refused.
     pub fn refresh(&self) -> Result<Head, Error> {
+        // Only what was seen before the read counts: a batch committed while the read is under
+        // way may or may not be in what it returns.
+        let before = self.head();
         let now = to_head(&self.db.log_head().map_err(storage)?)?;
-        self.advance(now)
-    }
-
-    fn advance(&self, now: Head) -> Result<Head, Error> {
-        let mut head = self.head.write().unwrap_or_else(|p| p.into_inner());
-        if now.size < head.size {
+        if now.size < before.size {
             return Err(Error::Tampered(format!(
                 "the database's log holds {} entries, but this appliance saw {}",
-                now.size, head.size
+                now.size, before.size
             )));
         }
-        *head = now;
-        Ok(now)
+        Ok(self.advance(now))
+    }
+
+    /// Moves the head this appliance has seen on to `now`, never back (reads and commits that
+    /// overlap end in either order); returns the newest.
+    fn advance(&self, now: Head) -> Head {
+        let mut head = self.head.write().unwrap_or_else(|p| p.into_inner());
+        if now.size > head.size {
+            *head = now;
+        }
+        *head
     }
 
     /// Bytes of tiles cached, and the budget.
@@ -444,7 +451,7 @@ impl SharedLog {
             crate::store::Error::Database(reason) => Error::Unavailable(reason),
             other => storage(other),
         })?;
-        self.advance(now)?;
+        self.advance(now);
         Ok((first, now))
     }
 }

@@ -294,3 +294,47 @@ async fn a_right_edge_edited_in_the_database_stops_appends_as_tampered() {
     // Nothing was integrated: the head is where it was.
     assert_eq!(a.store.refresh().unwrap().size, 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_the_head_while_appending_is_never_taken_for_a_rollback() {
+    let cluster = Cluster::start().unwrap();
+    let url = cluster.create_database("sshsign").unwrap();
+    let a = Arc::new(appliance(&url));
+    let b = appliance(&url);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // a reads the head over and over (as its checkpoints and proofs do) while its own writer
+    // and another appliance's commit batches: a read may begin before a commit and end after.
+    let reader = {
+        let (a, stop) = (Arc::clone(&a), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                a.store.refresh().unwrap();
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let b = Arc::new(b);
+    let mut appenders = tokio::task::JoinSet::new();
+    for lane in 0..8u64 {
+        let appliance = Arc::clone(if lane % 2 == 0 { &a } else { &b });
+        appenders.spawn(async move {
+            for n in 0..100 {
+                appliance
+                    .writer
+                    .append(entry(lane * 1000 + n))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(done) = appenders.join_next().await {
+        done.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.join().unwrap();
+    assert!(reads > 10, "{reads}");
+    assert_eq!(a.store.refresh().unwrap().size, 800);
+    assert_eq!(a.store.tampered(), None);
+}
