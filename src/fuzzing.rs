@@ -105,7 +105,8 @@ pub fn sshsig(data: &[u8]) {
     }
 }
 
-/// Signed notes and checkpoints, and verifier keys: a note and a key separated by a NUL byte.
+/// Signed notes and checkpoints, verifier and cosigner keys: a note and a key separated by a NUL
+/// byte.
 /// A checkpoint that verifies is written back as the same note.
 pub fn note(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -118,6 +119,15 @@ pub fn note(data: &[u8]) {
     }
     // With the real key of a fixed seed, so notes signed by it get past the signature.
     let _ = crate::audit::note::verify(note, &fixed_vkey());
+    // Cosignatures: by the key given, and by a fixed cosigner's.
+    let _ = crate::auditor::check_cosigners(note, &[vkey.to_owned(), fixed_cosigner()]);
+    let _ = crate::audit::note::has_cosignature(note, vkey);
+}
+
+fn fixed_cosigner() -> String {
+    use ed25519_dalek::SigningKey;
+    let key = SigningKey::from_bytes(&[8; 32]);
+    crate::audit::note::cosigner_key("fuzz-log/cosigner/a", key.verifying_key().as_bytes())
 }
 
 fn fixed_vkey() -> String {

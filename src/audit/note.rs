@@ -475,6 +475,32 @@ mod tests {
         assert!(!valid_key_name("two words") && !valid_key_name("a+b") && !valid_key_name(""));
     }
 
+    #[test]
+    fn a_cosignature_made_elsewhere_to_the_specification_verifies() {
+        // fuzz/seeds/note/seed2 was written by Python's `cryptography` from C2SP's text alone:
+        // a checkpoint of "fuzz-log" and the cosignature of seed [8; 32] at time 1700000000.
+        let seed = include_str!("../../fuzz/seeds/note/seed2");
+        let (note, vkey) = seed.split_once('\0').unwrap();
+        assert_eq!(verify_cosignature(note, vkey), Ok(1_700_000_000));
+        let key = SigningKey::from_bytes(&[8; 32]);
+        assert_eq!(
+            vkey,
+            cosigner_key("fuzz-log/cosigner/a", key.verifying_key().as_bytes())
+        );
+        let log = SigningKey::from_bytes(&[7; 32]);
+        let log_vkey = verifier_key("fuzz-log", log.verifying_key().as_bytes());
+        assert_eq!(verify(note, &log_vkey).unwrap().size, 300);
+        // Ours, made over the same body at the same time, is the same line.
+        let body = body_of(note).unwrap();
+        let ours = cosignature_line(
+            "fuzz-log/cosigner/a",
+            key.verifying_key().as_bytes(),
+            1_700_000_000,
+            &key.sign(&cosigned_message(&body, 1_700_000_000)).to_bytes(),
+        );
+        assert!(note.ends_with(&ours), "{note}\n{ours}");
+    }
+
     /// A handover from `from` to `to` under `origin`, signed by the keys given.
     fn handover(origin: &str, generation: u32, from: &SigningKey, to: &SigningKey) -> String {
         let body = Handover {

@@ -339,8 +339,14 @@ fn provision(command: Provision) -> Result<()> {
         Provision::Show(args) => {
             let (hsm, room) = args.open_with_room()?;
             let keys = provision::appliance_keys(hsm.primary())?;
-            // Every Ed25519 key in the token that is not the appliance's own is a signing key.
-            let in_token = hsm.list()?.len().saturating_sub(keys.len());
+            // Every Ed25519 key in the token that is not the appliance's own (nor its cosigner
+            // key, with a shared database) is a signing key.
+            let in_token = hsm
+                .list()?
+                .iter()
+                .filter(|key| !provision::is_cosigner_label(&key.label))
+                .count()
+                .saturating_sub(keys.len());
             v::to_value(&v::ShownToken {
                 signing_keys: v::SigningKeysView::new((
                     in_token,
