@@ -169,6 +169,18 @@ pub struct Settings {
     pub quotas: quota::QuotaSettings,
     /// How many objects the token holds, when it has a fixed number.
     pub token_objects: Option<TokenObjects>,
+    /// With several appliances on one store: how keys made here reach the others' tokens.
+    pub carry: Option<Carry>,
+}
+
+/// How signing keys travel between the tokens of appliances that share a store: wrapped under
+/// the group's wrap key (the one of `provision wrap-key` and backups), kept in the store, and
+/// brought into another appliance's token, protected as `export` says, the first time it signs
+/// with one.
+#[derive(Debug, Clone)]
+pub struct Carry {
+    pub wrap_key: crate::hsm::ObjectId,
+    pub export: crate::hsm::KeyExport,
 }
 
 /// A token's fixed room for objects (a YubiHSM 2 holds 256), and how many of them one signing
@@ -222,6 +234,8 @@ pub struct Appliance {
     /// change, says what the change will be.
     request_locks: RecordLocks,
     quotas: quota::Quotas,
+    /// One key brought in from the store at a time.
+    carry_lock: tokio::sync::Mutex<()>,
 }
 
 impl Appliance {
@@ -255,6 +269,7 @@ impl Appliance {
             requests_changed: tokio::sync::watch::Sender::new(0),
             request_locks,
             quotas,
+            carry_lock: tokio::sync::Mutex::new(()),
         }))
     }
 

@@ -155,6 +155,7 @@ pub async fn start(config: &ServeConfig) -> Result<Running, StartError> {
         pending_ttl: PENDING_TTL,
         quotas: config.quotas.clone(),
         token_objects: config.token_objects,
+        carry: opened.carry,
     };
     let appliance = Appliance::new(
         token.clone(),
@@ -217,6 +218,8 @@ struct OpenedToken {
     new_data_key: Option<seal::WrappedDataKey>,
     /// With several appliances on one database: this one's cosigner key, and its name.
     cosigner: Option<(crate::hsm::TokenKey, String)>,
+    /// With several appliances on one database: how keys made here reach the others' tokens.
+    carry: Option<crate::appliance::Carry>,
 }
 
 /// Opens the store: in the shared PostgreSQL database if one is configured, else in sled at
@@ -252,6 +255,10 @@ async fn open_token(config: &ServeConfig, store: &Store) -> Result<OpenedToken, 
         let hsm = crate::hsm::open_all(backends)?;
         let keys = provision::appliance_keys(hsm.primary())?;
         provision::self_test(hsm.primary(), &keys, export)?;
+        let carry = match appliance_name {
+            Some(_) => carry(hsm.as_ref(), export)?,
+            None => None,
+        };
         let cosigner = appliance_name
             .map(|name| {
                 let (key, made) = provision::cosigner_key(hsm.primary(), &name)?;
@@ -277,12 +284,40 @@ async fn open_token(config: &ServeConfig, store: &Store) -> Result<OpenedToken, 
             sealer,
             new_data_key,
             cosigner,
+            carry,
         })
     })
     .await
     .map_err(|e| crate::hsm::Error::Worker(e.to_string()))??;
     tracing::info!(token = ?opened.hsm.describe(), "token ready; appliance keys passed the self-test");
     Ok(opened)
+}
+
+/// How keys made here reach the other appliances' tokens: under the group's wrap key, where
+/// keys may leave wrapped and the token holds exactly one wrap key. Otherwise they stay on
+/// this token, and the others refuse them with `key_not_on_token`; the log says why.
+fn carry(
+    hsm: &dyn Hsm,
+    export: crate::hsm::KeyExport,
+) -> Result<Option<crate::appliance::Carry>, StartError> {
+    let stays = |why: &str| {
+        tracing::warn!(
+            "signing keys made here stay on this token ({why}): other appliances refuse them \
+             with key_not_on_token"
+        );
+        Ok(None)
+    };
+    if export == crate::hsm::KeyExport::Never {
+        return stays("SSHSIGN_KEY_EXPORT is never");
+    }
+    match hsm.wrap_keys()?.as_slice() {
+        [] => stays("the token has no wrap key: put the group's in with `provision wrap-key`"),
+        [wrap_key] => Ok(Some(crate::appliance::Carry {
+            wrap_key: wrap_key.clone(),
+            export,
+        })),
+        _ => stays("the token holds several wrap keys"),
+    }
 }
 
 /// Stores a new data key, opens the sealed records with the data key, and brings old records

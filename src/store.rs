@@ -59,6 +59,7 @@
 
 mod approvals;
 mod authenticators;
+mod carried;
 mod ceremonies;
 mod consents;
 pub mod engine;
@@ -80,6 +81,7 @@ use std::sync::{Arc, OnceLock};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+pub use self::carried::CarriedKey;
 use self::engine::{Engine, Span, TreeName};
 pub use self::records::{
     ApiKeyRecord, ApiScope, ApprovalRecord, AuthenticatorKind, AuthenticatorRecord,

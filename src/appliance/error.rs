@@ -217,11 +217,13 @@ impl Error {
                 e @ (crate::hsm::Error::SessionLost { .. } | crate::hsm::Error::Busy(_)),
             ) => e.to_string(),
             // With several appliances, a key made through one after the others' tokens were
-            // restored from the group's backup is on that one's token alone.
+            // restored from the group's backup, where keys cannot travel wrapped, is on that
+            // one's token alone.
             Error::Token(crate::hsm::Error::KeyNotFound(_)) => {
                 "this key is not on this appliance's token, so nothing was signed: it was made \
-                 through another appliance after this one's token was restored; ask through \
-                 that appliance, or have the operator restore a newer backup here"
+                 through another appliance after this one's token was restored, and keys do not \
+                 travel wrapped between these tokens; ask through that appliance, or have the \
+                 operator restore a newer backup here"
                     .to_owned()
             }
             Error::Token(_) => {

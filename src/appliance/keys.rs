@@ -3,10 +3,10 @@
 use super::quota::{Counted, Rated};
 use super::{Appliance, Caller, Error};
 use crate::audit::{Action, Outcome};
-use crate::hsm::ObjectId;
+use crate::hsm::{ObjectId, TokenKey, WrappedKey, WrappedKind};
 use crate::ids::IdKind;
 use crate::policy::{Authorization, Terms};
-use crate::store::{KeyStatus, SigningKeyRecord};
+use crate::store::{CarriedKey, KeyStatus, SigningKeyRecord};
 use crate::time;
 use crate::views::{AuthorizationView, KeyView, ListedKey, PublicKeyView, RevokedKey};
 
@@ -95,6 +95,15 @@ impl Appliance {
                 return Err(e.into());
             }
         };
+        // Where appliances share the store, the key also goes there wrapped, for the others.
+        let carried = match self.carry_out(&token_key).await {
+            Ok(carried) => carried,
+            Err(e) => {
+                self.quotas.key_gone();
+                self.settle_key_object(&key_id).await;
+                return Err(e);
+            }
+        };
         let record = SigningKeyRecord {
             key_id,
             owner: caller.id().to_owned(),
@@ -110,6 +119,9 @@ impl Appliance {
         let mut inserted = false;
         let recorded = async {
             self.record(entry).await?;
+            if let Some(carried) = &carried {
+                self.store.put_carried_key(carried)?;
+            }
             self.store.insert_signing_key(&record, &authorization)?;
             inserted = true;
             self.store.flush().await?;
@@ -121,6 +133,11 @@ impl Appliance {
             // without its flush one that may not last: remove both.
             if inserted && let Err(undo) = self.store.remove_signing_key(&record, &authorization) {
                 tracing::error!(error = %undo, key = %record.key_id, "a failed key creation left its record");
+            }
+            if carried.is_some()
+                && let Err(undo) = self.store.remove_carried_key(&record.token_object_id)
+            {
+                tracing::error!(error = %undo, key = %record.key_id, "a failed key creation left its wrapped copy");
             }
             self.settle_key_object(&record.key_id).await;
             return Err(e);
@@ -280,6 +297,80 @@ impl Appliance {
         Ok(chores.len() - left.min(chores.len()))
     }
 
+    /// `key` wrapped under the group's wrap key, to keep in the store for the other appliances,
+    /// where they share it; `None` otherwise.
+    async fn carry_out(&self, key: &TokenKey) -> Result<Option<CarriedKey>, Error> {
+        let Some(carry) = &self.settings.carry else {
+            return Ok(None);
+        };
+        let (wrap, object_id) = (carry.wrap_key.clone(), key.object_id.clone());
+        let wrapped = self
+            .token
+            .call(move |hsm| hsm.wrap_key(&wrap, WrappedKind::Ed25519, &object_id))
+            .await?;
+        Ok(Some(CarriedKey {
+            object_id: key.object_id.to_hex(),
+            label: key.label.clone(),
+            public_key: crate::hex::encode(&key.public_key),
+            wrap_key: carry.wrap_key.to_hex(),
+            wrapped: crate::hex::encode(&wrapped),
+        }))
+    }
+
+    /// Brings `key`, made through another appliance, into this appliance's token from its
+    /// wrapped copy in the store; `false` when there is none to bring. The key must unwrap to
+    /// the public key its record names.
+    pub(super) async fn carry_in(&self, key: &SigningKeyRecord) -> Result<bool, Error> {
+        let Some(carry) = &self.settings.carry else {
+            return Ok(false);
+        };
+        let Some(carried) = self.store.carried_key(&key.token_object_id)? else {
+            return Ok(false);
+        };
+        let public_key = key.public_key_bytes().ok_or_else(|| super::corrupt(key))?;
+        let object_id =
+            ObjectId::from_hex(&key.token_object_id).ok_or_else(|| super::corrupt(key))?;
+        let wrapped = crate::hex::decode(&carried.wrapped).ok_or_else(|| super::corrupt(key))?;
+        if carried.public_key != key.public_key || carried.wrap_key != carry.wrap_key.to_hex() {
+            return Err(super::corrupt(key));
+        }
+        let wrapped = WrappedKey {
+            kind: WrappedKind::Ed25519,
+            object_id: object_id.clone(),
+            label: carried.label,
+            public_key: Some(public_key),
+            wrapped,
+        };
+        let _one_at_a_time = self.carry_lock.lock().await;
+        let (wrap, export) = (carry.wrap_key.clone(), carry.export);
+        let sound = self
+            .token
+            .call(move |hsm| {
+                if hsm.find(&object_id)?.is_some() {
+                    return Ok(true);
+                }
+                hsm.unwrap_key(&wrap, &wrapped, export)?;
+                // The token makes the public half from the record: the private half must be
+                // its match, so it signs once and the signature must verify.
+                let mut challenge = [0u8; 32];
+                hsm.random(&mut challenge)?;
+                let message = [b"sshsign carried key check ".as_slice(), &challenge].concat();
+                let signature = hsm.sign(&object_id, &message)?;
+                if crate::sshsig::verify_ed25519(&public_key, &message, &signature).is_err() {
+                    hsm.destroy(&object_id)?;
+                    return Ok(false);
+                }
+                Ok(true)
+            })
+            .await?;
+        if !sound {
+            tracing::error!(key = %key.key_id, "the key's wrapped copy in the store is not the key its record names; it was destroyed again");
+            return Err(super::corrupt(key));
+        }
+        tracing::info!(key = %key.key_id, "brought a key made through another appliance into this token");
+        Ok(true)
+    }
+
     /// Makes the token agree with the store about `key_id`: a live key keeps its object; a
     /// revoked key's object, or the object of a key that has no record, is destroyed. The
     /// note is dropped once that holds; on failure it stays for the next start.
@@ -301,6 +392,7 @@ impl Appliance {
                 }
             };
             for object_id in objects {
+                self.store.remove_carried_key(&object_id.to_hex())?;
                 self.token.call(move |hsm| hsm.destroy(&object_id)).await?;
             }
             self.store.drop_token_chore(key_id)?;

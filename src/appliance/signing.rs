@@ -277,10 +277,18 @@ impl Appliance {
         let public_key = key.public_key_bytes().ok_or_else(|| super::corrupt(key))?;
         let object_id =
             ObjectId::from_hex(&key.token_object_id).ok_or_else(|| super::corrupt(key))?;
-        let signature = self
-            .token
-            .call(move |hsm| hsm.sign(&object_id, &data))
-            .await?;
+        let data = std::sync::Arc::new(data);
+        let sign = |object_id: ObjectId, data: std::sync::Arc<Vec<u8>>| {
+            self.token.call(move |hsm| hsm.sign(&object_id, &data))
+        };
+        let signature = match sign(object_id.clone(), std::sync::Arc::clone(&data)).await {
+            // Made through another appliance after this token was restored: brought in from
+            // the store, where appliances share one and keys may leave wrapped.
+            Err(crate::hsm::Error::KeyNotFound(_)) if self.carry_in(key).await? => {
+                sign(object_id, data).await?
+            }
+            other => other?,
+        };
         Ok(SshSig::new(public_key, namespace, signature)?)
     }
 }

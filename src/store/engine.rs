@@ -58,10 +58,12 @@ pub enum TreeName {
     CeremoniesExpiring,
     Rates,
     Leases,
+    /// Signing keys wrapped under the group's wrap key, for the other appliances' tokens.
+    CarriedKeys,
 }
 
 impl TreeName {
-    pub const ALL: [TreeName; 38] = [
+    pub const ALL: [TreeName; 39] = [
         TreeName::Users,
         TreeName::SshKeys,
         TreeName::SigningKeys,
@@ -100,6 +102,7 @@ impl TreeName {
         TreeName::CeremoniesExpiring,
         TreeName::Rates,
         TreeName::Leases,
+        TreeName::CarriedKeys,
     ];
 
     pub fn name(self) -> &'static str {
@@ -143,6 +146,7 @@ impl TreeName {
             TreeName::CeremoniesExpiring => "ceremonies_expiring",
             TreeName::Rates => "rates",
             TreeName::Leases => "leases",
+            TreeName::CarriedKeys => "carried_keys",
         }
     }
 }

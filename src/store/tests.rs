@@ -394,7 +394,37 @@ on_both_engines!(
     a_record_and_its_index_entries_are_created_together_or_not_at_all,
     a_due_delivery_is_claimed_once_and_falls_due_again_if_not_settled,
     a_lease_is_held_by_one_until_given_back_or_lapsed,
+    a_carried_key_is_kept_under_its_object_and_checked_when_read,
 );
+
+fn a_carried_key_is_kept_under_its_object_and_checked_when_read(kind: Kind) {
+    let (_place, store) = store(kind);
+    let carried = crate::store::CarriedKey {
+        object_id: "0a0b".into(),
+        label: "ak_x".into(),
+        public_key: "11".repeat(32),
+        wrap_key: "ff".repeat(16),
+        wrapped: "22".repeat(40),
+    };
+    assert_eq!(store.carried_key("0a0b").unwrap(), None);
+    store.put_carried_key(&carried).unwrap();
+    assert_eq!(store.carried_key("0a0b").unwrap(), Some(carried.clone()));
+    // Filed under another object's id, it is refused rather than unwrapped there.
+    store
+        .engine
+        .insert(
+            TreeName::CarriedKeys,
+            b"0c0d",
+            &serde_json::to_vec(&carried).unwrap(),
+        )
+        .unwrap();
+    assert!(matches!(
+        store.carried_key("0c0d"),
+        Err(crate::store::Error::Corrupt { .. })
+    ));
+    store.remove_carried_key("0a0b").unwrap();
+    assert_eq!(store.carried_key("0a0b").unwrap(), None);
+}
 
 fn a_lease_is_held_by_one_until_given_back_or_lapsed(kind: Kind) {
     let (_place, store) = store(kind);

@@ -80,6 +80,7 @@ pub fn in_process() -> InProcess {
         webhook_retry: std::time::Duration::from_secs(10),
         quotas: Default::default(),
         token_objects: None,
+        carry: None,
     };
     let core = Core::new(token.clone(), store, keys, Arc::new(audit), settings).unwrap();
     InProcess {

@@ -425,7 +425,7 @@ fn a_key_made_after_a_token_was_restored_elsewhere_is_refused_plainly_there() {
 }
 
 #[test]
-fn each_appliance_cosigns_the_log_with_a_key_of_its_own_that_no_backup_carries() {
+fn appliances_restored_from_one_backup_cosign_as_themselves_and_carry_keys_made_later() {
     use crate::common::{kryoptic_store, provisioned, token_keys};
     // kryoptic, whose keys may leave wrapped: the one token here that wraps Ed25519 keys.
     let wrapped = [
@@ -612,6 +612,82 @@ fn each_appliance_cosigns_the_log_with_a_key_of_its_own_that_no_backup_carries()
     let note = then["checkpoint"].as_str().unwrap();
     sshsign::audit::note::verify_cosignature(note, &cosigner_a).unwrap();
     sshsign::audit::note::verify_cosignature(note, &cosigner_b).unwrap();
+
+    // A key made through a after the backup reaches b's token through the store, wrapped under
+    // the group's wrap key: b brings it in at its first signature with it.
+    let later = alice.create_key("");
+    let listed = alice.cmd("keys").ok().clone();
+    let public_of = |id: &str| {
+        listed["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["key_id"] == id)
+            .unwrap()["public_key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let later_public = public_of(&later);
+    assert!(!labels(&b.store).contains(&later));
+    let payload = b"made on a after the backup, signed on b\n";
+    for _ in 0..2 {
+        let signed = alice_b.run(&format!("sign --type git --key-id {later}"), payload);
+        let signature = signed.ok()["signature"].as_str().unwrap().to_owned();
+        let verified = ssh_keygen_verify(
+            b.dir.path(),
+            "alice@example.com",
+            &later_public,
+            "git",
+            &signature,
+            payload,
+        );
+        assert!(verified.status.success(), "{verified:?}");
+    }
+    assert!(labels(&b.store).contains(&later));
+
+    // A wrapped copy swapped for another key's (someone who can write to the database) is
+    // found out at its first use: nothing is signed, and the key it unwrapped is destroyed.
+    let forged = alice.create_key("");
+    let forged_object = token_keys(&a.store, &wrapped)
+        .iter()
+        .find(|k| k["label"] == forged.as_str())
+        .unwrap()["object_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let later_object = token_keys(&a.store, &wrapped)
+        .iter()
+        .find(|k| k["label"] == later.as_str())
+        .unwrap()["object_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let swapped = format!(
+        "UPDATE sshsign_records t SET value = convert_to(jsonb_set(convert_from(t.value, \
+         'UTF8')::jsonb, '{{wrapped}}', convert_from(o.value, 'UTF8')::jsonb -> 'wrapped')::text, \
+         'UTF8') FROM sshsign_records o WHERE t.tree = 'carried_keys' AND o.tree = \
+         'carried_keys' AND t.key = convert_to('{forged_object}', 'UTF8') AND o.key = \
+         convert_to('{later_object}', 'UTF8')"
+    );
+    assert_eq!(
+        cluster.psql("sshsign", &swapped).unwrap().trim(),
+        "UPDATE 1"
+    );
+    let refused = alice_b.run(&format!("sign --key-id {forged}"), b"forged");
+    assert_ne!(refused.status, 0, "{:?}", refused.json);
+    assert!(
+        refused.json.get("signature").is_none(),
+        "{:?}",
+        refused.json
+    );
+    assert!(!labels(&b.store).contains(&forged));
+    // Where it was made it signs as ever, and b goes on with the others.
+    alice.run(&format!("sign --key-id {forged}"), b"on a").ok();
+    alice_b
+        .run(&format!("sign --key-id {later}"), b"again")
+        .ok();
+
     let full = a.server_command(&["audit", "verify", "--full", "--key", vkey]);
     assert!(
         full.status.success(),
