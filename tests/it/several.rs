@@ -649,20 +649,14 @@ fn appliances_restored_from_one_backup_cosign_as_themselves_and_carry_keys_made_
     // A wrapped copy swapped for another key's (someone who can write to the database) is
     // found out at its first use: nothing is signed, and the key it unwrapped is destroyed.
     let forged = alice.create_key("");
-    let forged_object = token_keys(&a.store, &wrapped)
-        .iter()
-        .find(|k| k["label"] == forged.as_str())
-        .unwrap()["object_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let later_object = token_keys(&a.store, &wrapped)
-        .iter()
-        .find(|k| k["label"] == later.as_str())
-        .unwrap()["object_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let on_a = token_keys(&a.store, &wrapped);
+    let object_of = |label: &str| {
+        on_a.iter().find(|k| k["label"] == label).unwrap()["object_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (forged_object, later_object) = (object_of(&forged), object_of(&later));
     let swapped = format!(
         "UPDATE sshsign_records t SET value = convert_to(jsonb_set(convert_from(t.value, \
          'UTF8')::jsonb, '{{wrapped}}', convert_from(o.value, 'UTF8')::jsonb -> 'wrapped')::text, \
